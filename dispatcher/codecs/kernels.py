@@ -1,0 +1,205 @@
+"""numba kernels: classify a whole chunk of texts in one call.
+
+Input is every text of the chunk as one array of code points (uint8 when the chunk is latin-1,
+uint32 otherwise) plus the length of each text; output is, per text, the encoding
+(0 GSM-7, 1 GSM-PT, 2 UCS-2), the units (septets or UTF-16 code units), the number of parts to
+declare, and whether transliteration was applied. The rules are those of `reference.py`, which
+the tests compare against on random text.
+
+The hot loop is one table load and one add per character: each table entry packs three counters
+(septets in bits 0-20, "not encodable" in bits 21-41, "extension character" in bits 42-62), so a
+text is classified by summing its entries. Code points past the table are clamped onto its last
+entry, which is "not encodable". Texts of 2**20 characters or more (which could overflow a field)
+take a plain loop instead.
+
+Lookup tables are module-level numpy arrays passed into the kernels as arguments, so the on-disk
+cache (cache=True) does not depend on their contents' identity and compiled code stays small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .tables import (
+    GSM7_CAPACITY,
+    GSM7_SEPTETS,
+    PT_CAPACITY_DECLARED,
+    PT_SEPTETS,
+    TRANSLITERATION,
+    UCS2_CAPACITY,
+)
+
+BAD = 1 << 21
+EXT = 1 << 42
+FIELD = (1 << 21) - 1
+LONG_TEXT = 1 << 20
+
+
+def _packed_table(septets: dict[str, tuple[int, ...]], size: int) -> np.ndarray:
+    table = np.full(size, BAD, dtype=np.int64)
+    for ch, sept in septets.items():
+        table[ord(ch)] = len(sept) | (EXT if len(sept) == 2 else 0)
+    return table
+
+
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    # one slot past the highest code point of either alphabet: the clamp target, "not encodable"
+    size = max(max(map(ord, GSM7_SEPTETS)), max(map(ord, PT_SEPTETS)), 255) + 2
+    return _packed_table(GSM7_SEPTETS, size), _packed_table(PT_SEPTETS, size)
+
+
+def _trans_tables() -> tuple[np.ndarray, np.ndarray, int]:
+    """(index, data, longest replacement): index[cp] = offset << 4 | length into data, -1 = unmapped."""
+    index = np.full(max(map(ord, TRANSLITERATION)) + 1, -1, dtype=np.int32)
+    data: list[int] = []
+    for ch, repl in TRANSLITERATION.items():
+        assert len(repl) < 16
+        index[ord(ch)] = len(data) << 4 | len(repl)
+        data.extend(map(ord, repl))
+    longest = max(len(r) for r in TRANSLITERATION.values())
+    return index, np.array(data, dtype=np.uint32), max(longest, 1)
+
+
+GSM7_TABLE, PT_TABLE = _tables()
+TRANS_INDEX, TRANS_DATA, TRANS_MAX = _trans_tables()
+
+G7_SINGLE, G7_CONCAT = GSM7_CAPACITY
+PT_SINGLE, PT_CONCAT = PT_CAPACITY_DECLARED
+U_SINGLE, U_CONCAT = UCS2_CAPACITY
+
+
+@njit(cache=True, nogil=True)
+def _scan(view, table):  # pragma: no cover - compiled
+    """(septets, not-encodable count, extension count) of one text."""
+    last = table.shape[0] - 1
+    if view.shape[0] < LONG_TEXT:
+        acc = 0
+        for cp in view:
+            acc += table[min(np.int64(cp), last)]
+        return acc & FIELD, (acc >> 21) & FIELD, acc >> 42
+    septets = 0
+    bad = 0
+    ext = 0
+    for cp in view:
+        v = table[min(np.int64(cp), last)]
+        septets += v & FIELD
+        bad += (v >> 21) & FIELD
+        ext += v >> 42
+    return septets, bad, ext
+
+
+@njit(cache=True, nogil=True)
+def _pack(view, table, cap):  # pragma: no cover - compiled
+    """Greedy part count, parts of `cap` septets, never splitting an escape pair."""
+    last = table.shape[0] - 1
+    parts = 1
+    used = 0
+    for cp in view:
+        w = table[min(np.int64(cp), last)] & FIELD
+        if used + w > cap:
+            parts += 1
+            used = w
+        else:
+            used += w
+    return parts
+
+
+@njit(cache=True, nogil=True)
+def _pack_utf16(view, cap):  # pragma: no cover - compiled
+    """Greedy part count in UTF-16 code units, never splitting a surrogate pair."""
+    parts = 1
+    used = 0
+    for cp in view:
+        w = 2 if cp > 0xFFFF else 1
+        if used + w > cap:
+            parts += 1
+            used = w
+        else:
+            used += w
+    return parts
+
+
+@njit(cache=True, nogil=True)
+def _measure(view, gsm_table, pt_table, gsm_pt):  # pragma: no cover - compiled
+    """(encoding, units, declared parts) of one text."""
+    septets, bad, ext = _scan(view, gsm_table)
+    if bad == 0:
+        if septets <= G7_SINGLE:
+            return 0, septets, 1
+        if ext == 0:
+            return 0, septets, (septets + G7_CONCAT - 1) // G7_CONCAT
+        return 0, septets, _pack(view, gsm_table, G7_CONCAT)
+    if gsm_pt:
+        septets, bad, ext = _scan(view, pt_table)
+        if bad == 0:
+            if septets <= PT_SINGLE:
+                return 1, septets, 1
+            if ext == 0:
+                return 1, septets, (septets + PT_CONCAT - 1) // PT_CONCAT
+            return 1, septets, _pack(view, pt_table, PT_CONCAT)
+    astral = 0
+    for cp in view:
+        if cp > 0xFFFF:
+            astral += 1
+    units = view.shape[0] + astral
+    if units <= U_SINGLE:
+        return 2, units, 1
+    if astral == 0:
+        return 2, units, (units + U_CONCAT - 1) // U_CONCAT
+    return 2, units, _pack_utf16(view, U_CONCAT)
+
+
+@njit(cache=True, nogil=True)
+def classify(
+    cps, lens, gsm_table, pt_table, trans_index, trans_data, trans_max, gsm_pt, translit
+):  # pragma: no cover
+    """Classify every text of a chunk.
+
+    cps: code points of all texts, concatenated (uint8 or uint32); lens: int64 length of each text.
+    Returns (encoding uint8, units int32, parts int32, transliterated bool) arrays, one entry per text.
+    With translit, a text that is not GSM-7 is measured again with the transliteration table applied,
+    and that result is kept when it helps (same rule as reference.choose).
+    """
+    n = lens.shape[0]
+    enc = np.empty(n, np.uint8)
+    units = np.empty(n, np.int32)
+    parts = np.empty(n, np.int32)
+    trans = np.zeros(n, np.bool_)
+    longest = 0
+    if translit:
+        for j in range(n):
+            longest = max(longest, lens[j])
+    scratch = np.empty(longest * trans_max, np.uint32)
+    nti = trans_index.shape[0]
+    s = 0
+    for j in range(n):
+        e = s + lens[j]
+        view = cps[s:e]
+        k, u, p = _measure(view, gsm_table, pt_table, gsm_pt)
+        if translit and k != 0:
+            m = 0
+            changed = False
+            for cp in view:
+                x = trans_index[cp] if cp < nti else -1
+                if x >= 0:
+                    changed = True
+                    off = x >> 4
+                    for q in range(x & 15):
+                        scratch[m] = trans_data[off + q]
+                        m += 1
+                else:
+                    scratch[m] = cp
+                    m += 1
+            if changed:
+                k2, u2, p2 = _measure(scratch[:m], gsm_table, pt_table, gsm_pt)
+                if k2 != 2 and p2 <= p and (k == 2 or p2 < p):
+                    k = k2
+                    u = u2
+                    p = p2
+                    trans[j] = True
+        enc[j] = k
+        units[j] = u
+        parts[j] = p
+        s = e
+    return enc, units, parts, trans

@@ -1,0 +1,326 @@
+"""Campaign files (TOML) into a validated Campaign, or one clear line saying what is wrong.
+
+Every error names the file, the line where it can be found, and the setting. Relative
+paths are relative to the campaign file. Credentials are never in the file: a provider
+names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .model import Content
+from .phone import valid_region
+from .pipeline import Campaign
+from .providers import kinds
+from .providers.base import ConfigError, Provider, Settings
+from .render import TemplateError, compile_template
+from .sinks.base import Sink, SinkError
+from .sources.base import Source, SourceError
+
+TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
+SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
+          "dsn_env", "table", "where", "query", "key", "fetch"}
+MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options"}
+ENGINE = {"chunk_size", "max_in_flight"}
+SINK = {"type", "path", "dsn_env", "table", "mark_sent"}
+
+
+class Located:
+    """Finds the line of a setting in the file's text, for error messages."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line(self, section: str, key: str | None = None) -> int | None:
+        start = 0
+        if section:
+            head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
+            for i, line in enumerate(self.lines):
+                if head.match(line):
+                    start = i
+                    break
+            else:
+                start = -1
+        if key is None:
+            return start + 1 if start >= 0 else None
+        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for i in range(max(start, 0), len(self.lines)):
+            if pat.match(self.lines[i]):
+                return i + 1
+        return start + 1 if start >= 0 else None
+
+    def error(self, section: str, key: str | None, message: str) -> ConfigError:
+        n = self.line(section, key)
+        where = f"{self.path}:{n}" if n else str(self.path)
+        name = ".".join(p for p in (section, key) if p)
+        return ConfigError(f"{where}: {name}: {message}" if name else f"{where}: {message}")
+
+
+def _check_keys(loc: Located, section: str, table: dict[str, Any], allowed: set[str] | tuple[str, ...]) -> None:
+    for k in table:
+        if k not in allowed:
+            hint = _closest(k, allowed)
+            raise loc.error(section, k, "unknown setting" + (f" (did you mean '{hint}'?)" if hint else "")
+                            + f"; known: {', '.join(sorted(allowed))}")
+
+
+def _closest(word: str, choices: set[str] | tuple[str, ...]) -> str | None:
+    import difflib
+    found = difflib.get_close_matches(word, list(choices), n=1)
+    return found[0] if found else None
+
+
+def _table(loc: Located, data: dict[str, Any], key: str, section: str = "") -> dict[str, Any]:
+    v = data.get(key, {})
+    if not isinstance(v, dict):
+        raise loc.error(section, key, "must be a table")
+    return v
+
+
+def _settings(loc: Located, alias: str, cls: type[Settings], table: dict[str, Any]) -> Settings:
+    section = f"providers.{alias}"
+    allowed = set(cls.keys()) | {"type", "channel"}
+    _check_keys(loc, section, table, allowed)
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for k, v in table.items():
+        if k in ("type", "channel"):
+            continue
+        want = types[k]
+        want = want if isinstance(want, str) else getattr(want, "__name__", str(want))
+        if want == "float" and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        ok = {"str": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
+              "float": isinstance(v, float), "bool": isinstance(v, bool)}.get(want, True)
+        if not ok:
+            raise loc.error(section, k, f"must be a {want}, not {type(v).__name__} {v!r}")
+        if want in ("int", "float") and v < 0:
+            raise loc.error(section, k, "must not be negative")
+        values[k] = v
+    return cls(**values)
+
+
+def default_run_id(path: Path) -> str:
+    return f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclasses.dataclass
+class Overrides:
+    run_id: str | None = None
+    source: str | None = None
+    rate: float | None = None
+    concurrency: int | None = None
+    url: str | None = None
+    on_doubt: str | None = None
+    state_dir: str | None = None
+    dry_run: bool = False
+
+
+def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
+    o = o or Overrides()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read campaign file ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    loc = Located(path, text)
+    base = path.parent
+    _check_keys(loc, "", data, TOP)
+
+    run_id = o.run_id or data.get("run_id") or default_run_id(path)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", str(run_id)):
+        raise loc.error("", "run_id", f"'{run_id}' must be letters, digits, '.', '_' or '-'")
+    on_doubt = o.on_doubt or data.get("on_doubt", "resend")
+    if on_doubt not in ("resend", "hold"):
+        raise loc.error("", "on_doubt", f"'{on_doubt}' must be \"resend\" or \"hold\"")
+    engine = _table(loc, data, "engine")
+    _check_keys(loc, "engine", engine, ENGINE)
+    chunk_size = engine.get("chunk_size", 2048)
+    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= 100_000:
+        raise loc.error("engine", "chunk_size", "must be a whole number from 1 to 100000")
+
+    # -- providers ------------------------------------------------------------------------
+    ptables = _table(loc, data, "providers")
+    if not ptables:
+        raise loc.error("", None, "no provider: add a [providers.NAME] table with a `type` "
+                        f"({', '.join(sorted(kinds()))})")
+    providers: dict[str, Provider] = {}
+    channels: dict[str, str] = {}
+    msg = _table(loc, data, "message")
+    default_channel = msg.get("channel", "sms")
+    for alias, table in ptables.items():
+        section = f"providers.{alias}"
+        if not isinstance(table, dict):
+            raise loc.error("providers", alias, "must be a table")
+        kind = table.get("type")
+        if kind not in kinds():
+            raise loc.error(section, "type", f"unknown provider type {kind!r}; known: {', '.join(sorted(kinds()))}")
+        cls = kinds()[kind]
+        settings = _settings(loc, alias, cls.settings_class, table)
+        if o.rate is not None:
+            settings.rate = o.rate
+        if o.concurrency is not None:
+            settings.concurrency = o.concurrency
+        if o.url is not None:
+            settings.url = o.url
+        if not settings.url:
+            raise loc.error(section, "url", "required: the provider's base URL")
+        channel = table.get("channel", default_channel if default_channel in cls.channels else sorted(cls.channels)[0])
+        if channel not in cls.channels:
+            raise loc.error(section, "channel", f"{kind} does not carry '{channel}' (it carries {', '.join(sorted(cls.channels))})")
+        try:
+            providers[alias] = cls(alias, settings) if not o.dry_run else _unauthenticated(cls, alias, settings)
+        except ConfigError as e:
+            raise ConfigError(f"{path}:{loc.line(section) or ''}: {e}") from None
+        channels[alias] = channel
+
+    # -- messages ----------------------------------------------------------------------------
+    contents: dict[str, Content] = {}
+    sections: dict[str, str] = {}  # channel -> where its message is written
+    region = msg.get("region")
+    tables = {"message": msg, **{f"messages.{k}": v for k, v in _table(loc, data, "messages").items()}}
+    for section, table in tables.items():
+        if not table:
+            continue
+        if not isinstance(table, dict):
+            raise loc.error(section, None, "must be a table")
+        _check_keys(loc, section, table, MESSAGE)
+        channel = table.get("channel", section.split(".", 1)[1] if "." in section else "sms")
+        source_text = table.get("template")
+        if "template_file" in table:
+            try:
+                source_text = (base / table["template_file"]).read_text(encoding="utf-8")
+            except OSError as e:
+                raise loc.error(section, "template_file", f"cannot read ({e.strerror or e})") from None
+        if not isinstance(source_text, str) or not source_text:
+            raise loc.error(section, "template", "required: the message text, with {variables}")
+        try:
+            template = compile_template(source_text)
+        except TemplateError as e:
+            raise loc.error(section, "template", str(e)) from None
+        sections[channel] = section
+        contents[channel] = Content(channel, template, str(table.get("sender", "")), str(table.get("subject", "")),
+                                    dict(table.get("options", {})))
+        region = table.get("region", region)
+    if not contents:
+        raise loc.error("message", None, "required: a [message] table with a `template`")
+    if region is not None and not valid_region(str(region)):
+        raise loc.error("message", "region", f"'{region}' is not a region code (ISO 3166 alpha-2, e.g. ES)")
+    for alias, channel in channels.items():
+        if channel not in contents:
+            raise loc.error(f"providers.{alias}", "channel", f"no message for channel '{channel}': add [messages.{channel}]")
+
+    # -- source --------------------------------------------------------------------------------
+    src = _table(loc, data, "source")
+    _check_keys(loc, "source", src, SOURCE)
+    source = _source(loc, base, src, o, chunk_size)
+    columns = source.columns()
+    if columns is not None:
+        for channel, content in contents.items():
+            section = sections[channel]
+            for name in content.template.variables:
+                if name not in columns:
+                    hint = _closest(name, tuple(columns))
+                    raise loc.error(section, "template", f"unknown template variable '{name}'"
+                                    + (f" (did you mean '{hint}'?)" if hint else "")
+                                    + f"; {source.name} has columns: {', '.join(columns)}")
+
+    route = _router(loc, data, providers, channels)
+
+    sinks = _sinks(loc, base, data, run_id)
+    state_dir = Path(o.state_dir) if o.state_dir else base / str(data.get("state_dir", ".dispatcher"))
+    return Campaign(
+        run_id=str(run_id), source=source, sinks=sinks, providers=providers, contents=contents,
+        channels=channels, route=route, recipient=src.get("recipient", "phone"), id_column=src.get("id", ""),
+        region=str(region).upper() if region else None,
+        transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
+        chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
+        state_dir=state_dir, dry_run=o.dry_run,
+    )
+
+
+def _unauthenticated(cls: type[Provider], alias: str, settings: Settings) -> Provider:
+    """A dry run needs the provider's rules, not its credentials."""
+    p = cls.__new__(cls)
+    Provider.__init__(p, alias, settings)
+    return p
+
+
+def _source(loc: Located, base: Path, src: dict[str, Any], o: Overrides, chunk_size: int) -> Source:
+    kind = src.get("type", "file")
+    try:
+        if kind == "file":
+            from .sources.files import FileSource
+            raw = o.source or src.get("path")
+            if not raw:
+                raise loc.error("source", "path", "required: the CSV or JSONL file of recipients")
+            p = Path(raw) if o.source else base / raw
+            return FileSource(p, fmt=src.get("format", ""), recipient=src.get("recipient", "phone"),
+                              id_column=src.get("id", ""), delimiter=src.get("delimiter", ","),
+                              encoding=src.get("encoding", "utf-8"), chunk_size=chunk_size)
+        if kind == "postgres":
+            try:
+                from .sources.postgres import PostgresSource
+            except ImportError:
+                raise loc.error("source", "type", "PostgreSQL sources are not available in this build") from None
+            return PostgresSource.from_config(src, chunk_size)
+    except SourceError as e:
+        raise ConfigError(f"{loc.path}:{loc.line('source', 'path') or ''}: source: {e}") from None
+    raise loc.error("source", "type", f"unknown source type '{kind}' (file or postgres)")
+
+
+def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[Sink]:
+    from .sinks.files import CsvSink, JsonlSink
+    specs = data.get("sinks", [{"type": "jsonl", "path": "results/{run_id}.jsonl"}])
+    if not isinstance(specs, list):
+        raise loc.error("", "sinks", "must be a list of [[sinks]] tables")
+    out: list[Sink] = []
+    for spec in specs:
+        _check_keys(loc, "sinks", spec, SINK)
+        kind = spec.get("type", "jsonl")
+        if kind in ("jsonl", "csv"):
+            if "path" not in spec:
+                raise loc.error("sinks", "path", f"required for a {kind} sink")
+            p = base / str(spec["path"]).replace("{run_id}", run_id)
+            out.append(JsonlSink(p) if kind == "jsonl" else CsvSink(p))
+        elif kind == "postgres":
+            try:
+                from .sinks.postgres import PostgresSink
+            except ImportError:
+                raise loc.error("sinks", "type", "PostgreSQL sinks are not available in this build") from None
+            try:
+                out.append(PostgresSink.from_config(spec, run_id))
+            except SinkError as e:
+                raise loc.error("sinks", "type", str(e)) from None
+        else:
+            raise loc.error("sinks", "type", f"unknown sink type '{kind}' (jsonl, csv or postgres)")
+    return out
+
+
+def _router(loc: Located, data: dict[str, Any], providers: dict[str, Provider],
+            channels: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+    routing = _table(loc, data, "routing")
+    if not routing:
+        if len(providers) > 1:
+            raise loc.error("", None, "several providers: add a [routing] table saying which records go where")
+        only = next(iter(providers))
+        return lambda fields: only
+    from .routing import build_router
+    try:
+        return build_router(routing, providers, channels)
+    except ConfigError as e:
+        raise loc.error("routing", None, str(e)) from None

@@ -1,0 +1,56 @@
+"""How fast one provider is sent to: a rate no one-second window exceeds, a concurrency cap,
+and a back-off when the provider answers 429.
+
+`AsyncLimiter(rate, 1)` admits its whole capacity at once and then `rate` more within the
+same second: nearly twice the limit in one window. Here the bucket holds `burst` (1 by
+default) and leaks at `rate - burst - 1%`, so any window of one second sees at most
+`rate` requests, with room for a little scheduling jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiolimiter import AsyncLimiter
+
+
+def safe_rate(rate: float, burst: int) -> float:
+    """The leak rate that keeps `burst + leak * 1s` (plus one request of jitter) within `rate`."""
+    return max(rate * 0.99 - burst, rate * 0.5, 0.1)
+
+
+class RateLimit:
+    """A provider's pace: an aiolimiter bucket plus AIMD after 429s. Concurrency is the Lane's worker count."""
+
+    def __init__(self, rate: float, burst: int = 1, share: float = 1.0) -> None:
+        self.burst = max(1, int(burst))
+        self.ceiling = safe_rate(rate * share, self.burst) if rate else 0.0
+        self.current = self.ceiling
+        self._limiter = AsyncLimiter(self.burst, self.burst / self.ceiling) if rate else None
+        self.throttled = 0  # 429s seen
+        self._recover: asyncio.TimerHandle | None = None
+
+    async def acquire(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+
+    def _set(self, rate: float) -> None:
+        self.current = rate
+        assert self._limiter is not None
+        self._limiter.time_period = self.burst / rate
+        self._limiter._rate_per_sec = rate  # aiolimiter derives it once, in __init__
+
+    def throttle(self) -> None:
+        """A 429: halve the pace now, then climb back by 5% of the ceiling a second."""
+        self.throttled += 1
+        if self._limiter is None:
+            return
+        self._set(max(self.current / 2, self.ceiling * 0.05))
+        if self._recover is None:
+            self._recover = asyncio.get_running_loop().call_later(1.0, self._climb)
+
+    def _climb(self) -> None:
+        self._recover = None
+        if self.current < self.ceiling:
+            self._set(min(self.ceiling, self.current + self.ceiling * 0.05))
+            self._recover = asyncio.get_running_loop().call_later(1.0, self._climb)

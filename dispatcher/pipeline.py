@@ -1,0 +1,619 @@
+"""The streaming engine: source -> render + encode -> batch -> send -> sink.
+
+Work moves in chunks. A bounded number of records is in flight (read but without a
+result); when the bound is reached the reader waits, so a slow provider slows the source
+and memory stays flat. Every record that enters leaves as exactly one Result.
+
+Each provider alias gets a Lane: its own pooled session, rate limit and workers. The
+engine never names a provider: it asks the provider module to key, build and parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import codecs
+from .limits import RateLimit
+from .model import FAILED, REJECTED, SENT, Content, Message, Record, Result, rejected
+from .phone import to_e164
+from .providers.base import Outcome, Provider, Verdict
+from .retry import ambiguous, backoff
+from .sinks.base import Sink
+from .sources.base import Source
+from .state import RunState, SeqSet
+
+Router = Callable[[dict[str, Any]], str]
+
+
+@dataclass
+class Campaign:
+    """Everything a run needs, built and validated by config.py."""
+
+    run_id: str
+    source: Source
+    sinks: list[Sink]
+    providers: dict[str, Provider]
+    contents: dict[str, Content]  # by channel
+    channels: dict[str, str]  # provider alias -> the channel it carries in this campaign
+    route: Router  # record fields -> provider alias
+    recipient: str = "phone"
+    id_column: str = ""
+    region: str | None = None
+    transliterate: bool = False
+    gsm_pt: bool = False
+    chunk_size: int = 2048
+    max_in_flight: int = 0  # 0: derived from the lanes' concurrency and batch sizes
+    on_doubt: str = "resend"  # or "hold"
+    state_dir: Path = Path(".dispatcher")
+    dry_run: bool = False
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    read: int = 0
+    skipped: int = 0  # finished by an earlier attempt of this run
+    sent: int = 0
+    failed: int = 0
+    rejected: int = 0
+    parts: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429s
+    ambiguous: int = 0  # retries after an answer that never came: possible duplicates
+    in_doubt: int = 0  # in flight when an earlier attempt died
+    unsent: int = 0  # left for a resume by a stop
+    codes: Counter[str] = field(default_factory=Counter)
+    by_encoding: Counter[str] = field(default_factory=Counter)
+    cost: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.rejected
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as text without URLs or headers (which may carry credentials)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return type(exc).__name__
+
+
+class Lane:
+    """One provider alias: batching, pace, pooled connections, workers, retries."""
+
+    def __init__(self, engine: Engine, alias: str, provider: Provider) -> None:
+        self.engine = engine
+        self.alias = alias
+        self.provider = provider
+        s = provider.settings
+        self.concurrency = s.concurrency or provider.default_concurrency
+        self.limit = RateLimit(provider.rate, s.burst)
+        self.groups: dict[Hashable, list[Message]] = {}
+        self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
+        self.waiting: dict[asyncio.TimerHandle, list[Message]] = {}
+        self.halted: Outcome | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.workers: list[asyncio.Task[None]] = []
+        self._auth_lock = asyncio.Lock()
+        self._auth_generation = 0
+
+    async def start(self) -> None:
+        s = self.provider.settings
+        connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=s.timeout),
+            skip_auto_headers=("User-Agent",), raise_for_status=False,
+        )
+        try:
+            await self.provider.authenticate(self.session)
+        except Exception as e:  # the provider is unusable this run: every message will say why
+            self.halted = Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}")
+        self.workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        for _ in self.workers:
+            self.queue.put_nowait(None)
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    # -- batching -------------------------------------------------------------------------
+    def add(self, msgs: Sequence[Message]) -> None:
+        size = self.provider.batch_size
+        key = self.provider.batch_key
+        groups = self.groups
+        put = self.queue.put_nowait
+        for m in msgs:
+            k = key(m)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = []
+            g.append(m)
+            if len(g) >= size:
+                put(g)
+                del groups[k]
+
+    def flush(self) -> None:
+        for g in self.groups.values():
+            self.queue.put_nowait(g)
+        self.groups.clear()
+
+    def _requeue(self, handle_msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
+        if handle is not None:
+            self.waiting.pop(handle, None)
+        self.add(handle_msgs)
+        self.flush()
+
+    # -- sending --------------------------------------------------------------------------
+    async def _work(self) -> None:
+        engine = self.engine
+        provider = self.provider
+        while True:
+            batch = await self.queue.get()
+            if batch is None:
+                return
+            if engine.stopping:
+                engine.forget(batch)
+                continue
+            if self.halted is not None:
+                self._settle(batch, [self.halted] * len(batch), 0, 0.0, False)
+                continue
+            await self.limit.acquire()
+            if engine.stopping:
+                engine.forget(batch)
+                continue
+            await self._send(provider, batch)
+
+    async def _send(self, provider: Provider, batch: list[Message]) -> None:
+        engine = self.engine
+        now = time.monotonic()
+        for m in batch:
+            m.attempts += 1
+            if not m.started:
+                m.started = now
+        try:
+            req = provider.build(batch)
+        except Exception as e:  # a bug or bad data in one batch must not stop the run
+            o = Outcome(Verdict.FAILED, code="build_error", error=f"could not build the request: {type(e).__name__}: {e}")
+            self._settle(batch, [o] * len(batch), 0, 0.0, False)
+            return
+        engine.state.sending([m.seq for m in batch])
+        engine.stats.requests += 1
+        generation = self._auth_generation
+        t0 = time.monotonic()
+        status = 0
+        unsure = False
+        try:
+            assert self.session is not None
+            async with self.session.request(req.method, req.url, data=req.body, headers=req.headers) as resp:
+                body = await resp.read()
+                status = resp.status
+                outcomes = provider.parse(batch, status, resp.headers, body)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            unsure = ambiguous(e)
+            outcomes = [Outcome(Verdict.RETRY, code="transport", error=describe(e))] * len(batch)
+        except Exception as e:  # a parse bug: the answer is unknown, so treat it as in doubt
+            unsure = True
+            outcomes = [Outcome(Verdict.FAILED, code="parse_error",
+                                error=f"could not read the answer: {type(e).__name__}")] * len(batch)
+        latency = (time.monotonic() - t0) * 1000
+        await self._after(batch, outcomes, status, latency, unsure, generation)
+
+    async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+                     unsure: bool, generation: int) -> None:
+        if status == 429 or any(o.code == "429" for o in outcomes[:1]):
+            self.limit.throttle()
+            self.engine.stats.throttled += 1
+        retry = self._settle(batch, outcomes, status, latency, unsure)
+        if not retry:
+            return
+        if self.engine.stopping:  # no more attempts: a resume sends these
+            self.engine.state.cleared([m.seq for m, _ in retry if not m.ambiguous])
+            self.engine.forget([m for m, _ in retry])
+            return
+        reauth = [m for m, o in retry if o.verdict == Verdict.REAUTH]
+        if reauth:
+            async with self._auth_lock:
+                if generation == self._auth_generation:
+                    try:
+                        assert self.session is not None
+                        await self.provider.authenticate(self.session)
+                        self._auth_generation += 1
+                    except Exception as e:
+                        self.halted = Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}")
+            self._requeue(reauth)
+        later = [(m, o) for m, o in retry if o.verdict == Verdict.RETRY]
+        if later:
+            s = self.provider.settings
+            wait = max(backoff(m.attempts, s.backoff_base, s.backoff_max, o.retry_after) for m, o in later)
+            msgs = [m for m, _ in later]
+            self.engine.stats.retries += len(msgs)
+            if unsure:
+                self.engine.stats.ambiguous += len(msgs)
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(wait, lambda: self._requeue(msgs, handle))
+            self.waiting[handle] = msgs
+
+    def _settle(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+                unsure: bool) -> list[tuple[Message, Outcome]]:
+        """Turn outcomes into results; return what must be tried again."""
+        engine = self.engine
+        max_attempts = self.provider.settings.max_attempts
+        results: list[Result] = []
+        retry: list[tuple[Message, Outcome]] = []
+        halt: Outcome | None = None
+        lat = round(latency, 2) if status else None
+        alias = self.alias
+        for m, o in zip(batch, outcomes, strict=True):
+            v = o.verdict
+            if unsure:
+                m.ambiguous += 1
+            if v == Verdict.SENT:
+                results.append(Result(m.seq, m.rid, m.to, alias, SENT, o.message_id, m.parts or None,
+                                      m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
+                                      m.transliterated, _meta(m, o)))
+                continue
+            if v == Verdict.REAUTH:
+                m.attempts -= 1
+                if (m.extra or {}).get("reauth", 0) < 2:
+                    m.extra = {**(m.extra or {}), "reauth": (m.extra or {}).get("reauth", 0) + 1}
+                    retry.append((m, o))
+                    continue
+                v = Verdict.FAILED
+            if v == Verdict.RETRY and m.attempts < max_attempts and self.halted is None:
+                retry.append((m, o))
+                continue
+            if v == Verdict.HALT:
+                halt = o
+            status_ = REJECTED if v == Verdict.REJECTED else FAILED
+            results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
+                                  o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
+                                  _meta(m, o)))
+        engine.emit(results)
+        if halt is not None and self.halted is None:
+            self.halted = halt
+            self._fail_pending(halt)
+        return retry
+
+    def _fail_pending(self, why: Outcome) -> None:
+        """The provider cannot go on: everything still waiting for it fails now, with the reason."""
+        for handle, msgs in list(self.waiting.items()):
+            handle.cancel()
+            self._settle(msgs, [why] * len(msgs), 0, 0.0, False)
+        self.waiting.clear()
+        pending = list(self.groups.values())
+        self.groups.clear()
+        for g in pending:
+            self._settle(g, [why] * len(g), 0, 0.0, False)
+
+    def abandon(self) -> list[Message]:
+        """On a stop: drop what waits for a retry, to be sent by a resume."""
+        out = []
+        for handle, msgs in self.waiting.items():
+            handle.cancel()
+            out.extend(msgs)
+        self.waiting.clear()
+        for g in self.groups.values():
+            out.extend(g)
+        self.groups.clear()
+        return out
+
+
+def _meta(m: Message, o: Outcome) -> dict[str, Any] | None:
+    if not m.ambiguous and not o.extra and not (m.extra and m.extra.get("in_doubt")):
+        return None
+    meta: dict[str, Any] = dict(o.extra or {})
+    if m.ambiguous:
+        meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
+    if m.extra and m.extra.get("in_doubt"):
+        meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
+    return meta
+
+
+class Engine:
+    def __init__(self, campaign: Campaign, on_progress: Callable[[Engine], None] | None = None) -> None:
+        self.c = campaign
+        self.stats = Stats()
+        self.state = RunState(campaign.state_dir, campaign.run_id)
+        self.stopping = False
+        self.interrupted = False
+        self.lanes: dict[str, Lane] = {}
+        self.in_flight = 0
+        self._room = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._buffer: list[Result] = []
+        self._flush = asyncio.Event()
+        self._source_done = False
+        self._on_progress = on_progress
+        self.in_doubt: SeqSet = SeqSet()
+
+    # -- results ----------------------------------------------------------------------------
+    def emit(self, results: list[Result]) -> None:
+        if not results:
+            return
+        st = self.stats
+        for r in results:
+            s = r.status
+            if s == SENT:
+                st.sent += 1
+                st.parts += r.parts or 0
+            elif s == FAILED:
+                st.failed += 1
+                st.codes[f"{r.provider}:{r.code}"] += 1
+            else:
+                st.rejected += 1
+                st.codes[f"rejected:{r.code}"] += 1
+        self._buffer.extend(results)
+        if len(self._buffer) >= self.c.chunk_size:
+            self._flush.set()
+        self._settled(len(results))
+
+    def forget(self, msgs: list[Message]) -> None:
+        """Messages a stop leaves unsent: no result now, a resume sends them."""
+        self.stats.unsent += len(msgs)
+        self._settled(len(msgs))
+
+    def _settled(self, n: int) -> None:
+        self.in_flight -= n
+        if self.in_flight <= self._limit:
+            self._room.set()
+        if self.in_flight == 0 and self._source_done:
+            self._drained.set()
+            self._flush.set()
+
+    async def _writer(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), 0.1)
+            self._flush.clear()
+            if self._buffer:
+                chunk, self._buffer = self._buffer, []
+                for sink in self.c.sinks:
+                    await sink.write(chunk)
+            if self._drained.is_set() and not self._buffer:
+                return
+
+    # -- preparing a chunk ----------------------------------------------------------------------
+    def prepare(self, records: list[Record]) -> tuple[dict[str, list[Message]], list[Result]]:
+        """Render, normalise and encode one chunk; bad records become rejected results."""
+        c = self.c
+        out: dict[str, list[Message]] = {}
+        bad: list[Result] = []
+        sms: list[Message] = []
+        recipient, id_col, region = c.recipient, c.id_column, c.region
+        route, providers, channels, contents = c.route, c.providers, c.channels, c.contents
+        for rec in records:
+            f = rec.fields
+            rid = str(f.get(id_col) or rec.seq) if id_col else str(rec.seq)
+            raw = f.get(recipient)
+            raw = raw if type(raw) is str else ("" if raw is None else str(raw))
+            try:
+                alias = route(f)
+            except KeyError as e:
+                bad.append(rejected(rec.seq, rid, raw, "no_route", str(e.args[0]) if e.args else "no route"))
+                continue
+            provider = providers[alias]
+            channel = channels[alias]
+            if provider.address == "phone":
+                to = to_e164(raw, region)
+                if to is None:
+                    bad.append(rejected(rec.seq, rid, raw, "invalid_number", f"'{raw}' is not a valid phone number"
+                                        + (f" (default region {region})" if region else ""), alias, channel))
+                    continue
+            else:
+                to = raw.strip()
+                if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
+                    bad.append(rejected(rec.seq, rid, raw, "invalid_address", f"'{raw}' is not an email address",
+                                        alias, channel))
+                    continue
+            content = contents[channel]
+            try:
+                text, slots = content.template.fill(f)
+            except KeyError as e:
+                bad.append(rejected(rec.seq, rid, to, "missing_variable",
+                                    f"template variable '{e.args[0]}' has no value in this record", alias, channel))
+                continue
+            m = Message(rec.seq, rid, to, text, f, slots, alias, channel, content=content)
+            if rec.seq in self.in_doubt:
+                m.extra = {"in_doubt": True}
+            if channel == "sms":
+                sms.append(m)
+            g = out.get(alias)
+            if g is None:
+                g = out[alias] = []
+            g.append(m)
+        if sms:
+            self._encode(sms)
+        if sms or c.dry_run:
+            for alias, msgs in out.items():
+                check = providers[alias].check
+                keep = []
+                for m in msgs:
+                    why = check(m)
+                    if why is None:
+                        keep.append(m)
+                    else:
+                        bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None,
+                                          m.encoding or None, why[0], why[1], channel=m.channel,
+                                          transliterated=m.transliterated))
+                out[alias] = keep
+        return out, bad
+
+    def _encode(self, msgs: list[Message]) -> None:
+        """One codec call for the chunk's SMS texts: encoding, parts, transliteration."""
+        a = codecs.analyze([m.text for m in msgs], gsm_pt=self.c.gsm_pt, transliterate=self.c.transliterate)
+        names = codecs.ENCODINGS
+        enc = a.encoding.tolist()
+        parts = a.parts.tolist()
+        if self.c.transliterate:
+            tr = a.transliterated.tolist()
+            texts = a.texts
+            for i, m in enumerate(msgs):
+                m.encoding = names[enc[i]]
+                m.parts = parts[i]
+                if tr[i]:
+                    m.transliterated = True
+                    m.text = texts[i]
+        else:
+            for i, m in enumerate(msgs):
+                m.encoding = names[enc[i]]
+                m.parts = parts[i]
+
+    # -- the run ------------------------------------------------------------------------------
+    @property
+    def _limit(self) -> int:
+        return self.c.max_in_flight
+
+    def stop(self) -> None:
+        """First Ctrl-C / SIGTERM: stop reading, let requests on the wire settle."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.interrupted = True
+        self._room.set()
+        for lane in self.lanes.values():
+            msgs = lane.abandon()
+            self.state.cleared([m.seq for m in msgs if not m.ambiguous])
+            self.forget(msgs)
+            for _ in range(lane.queue.qsize()):
+                b = lane.queue.get_nowait()
+                if b is not None:
+                    self.forget(b)
+
+    def _default_limit(self) -> int:
+        need = sum(lane.concurrency * lane.provider.batch_size for lane in self.lanes.values())
+        return max(self.c.chunk_size * 4, min(int(need * 1.5) + self.c.chunk_size, 200_000))
+
+    async def resume_point(self) -> SeqSet:
+        """Records that already have a terminal result; notes the ones in doubt."""
+        done = SeqSet()
+        if not self.state.resuming:
+            return done
+        if self.c.sinks:
+            done.update(self.c.sinks[0].done())
+        for seq in self.state.attempted():
+            if seq not in done:
+                self.in_doubt.add(seq)
+        self.stats.in_doubt = len(self.in_doubt)
+        return done
+
+    async def run(self) -> Stats:
+        c = self.c
+        resuming = self.state.resuming
+        for sink in c.sinks:
+            await sink.open(resume=resuming)
+        done = await self.resume_point()
+        self.stats.skipped = 0
+        self.state.open()
+        for alias, provider in c.providers.items():
+            self.lanes[alias] = Lane(self, alias, provider)
+        if not c.max_in_flight:
+            c.max_in_flight = self._default_limit()
+        for lane in self.lanes.values():
+            await lane.start()
+        writer = asyncio.create_task(self._writer())
+        progress = asyncio.create_task(self._progress()) if self._on_progress else None
+        hold = c.on_doubt == "hold"
+
+        def skip(seq: int) -> bool:
+            if seq in done:
+                self.stats.skipped += 1
+                return True
+            return False
+
+        try:
+            async for records, bad in c.source.chunks(skip if len(done) else None):
+                if self.stopping:
+                    break
+                self.stats.read += len(records) + len(bad)
+                self.in_flight += len(records) + len(bad)
+                if bad:
+                    self.emit(bad)
+                if hold and len(self.in_doubt):
+                    held = [r for r in records if r.seq in self.in_doubt]
+                    if held:
+                        records = [r for r in records if r.seq not in self.in_doubt]
+                        self.emit([self._held(r) for r in held])
+                by_lane, rejects = self.prepare(records)
+                self.emit(rejects)
+                for alias, msgs in by_lane.items():
+                    if msgs:
+                        self.lanes[alias].add(msgs)
+                if self.in_flight > c.max_in_flight:
+                    for lane in self.lanes.values():
+                        lane.flush()
+                    self._room.clear()
+                    if self.in_flight > c.max_in_flight:
+                        await self._room.wait()
+        finally:
+            await c.source.close()
+        if not self.stopping:
+            for lane in self.lanes.values():
+                lane.flush()
+        self._source_done = True
+        if self.in_flight == 0:
+            self._drained.set()
+            self._flush.set()
+        await self._drained.wait()
+        for lane in self.lanes.values():
+            await lane.stop()
+        await writer
+        if progress is not None:
+            progress.cancel()
+        for sink in c.sinks:
+            await sink.close()
+        self.state.close()
+        return self.stats
+
+    def _held(self, r: Record) -> Result:
+        rid = str(r.fields.get(self.c.id_column) or r.seq) if self.c.id_column else str(r.seq)
+        to = r.fields.get(self.c.recipient)
+        return Result(r.seq, rid, str(to or ""), "", FAILED, code="in_doubt",
+                      error="in flight when an earlier attempt of this run died: the provider may have it; "
+                            "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
+
+    async def _progress(self) -> None:
+        assert self._on_progress is not None
+        while True:
+            await asyncio.sleep(0.5)
+            self._on_progress(self)
+
+
+async def dry_run(campaign: Campaign) -> Stats:
+    """Render, normalise, encode and price every record; send nothing, write nothing."""
+    campaign.dry_run = True
+    engine = Engine(campaign)
+    st = engine.stats
+    async for records, bad in campaign.source.chunks():
+        st.read += len(records) + len(bad)
+        for r in bad:
+            st.rejected += 1
+            st.codes[f"rejected:{r.code}"] += 1
+        by_lane, rejects = engine.prepare(records)
+        for r in rejects:
+            st.rejected += 1
+            st.codes[f"rejected:{r.code}"] += 1
+        for alias, msgs in by_lane.items():
+            price = campaign.providers[alias].settings.price
+            for m in msgs:
+                st.sent += 1
+                units = m.parts or 1
+                st.parts += units
+                st.cost += units * price
+                st.by_encoding[m.encoding or m.channel] += 1
+    await campaign.source.close()
+    return st

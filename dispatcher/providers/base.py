@@ -1,0 +1,160 @@
+"""The shape every provider module has, so the engine never names a provider.
+
+A provider module is one class that:
+- says which channels it serves and how many recipients one request may carry;
+- groups messages that can share a request (`batch_key`);
+- builds the HTTP request for a batch (`build`);
+- parses the response into one `Outcome` per message, in batch order (`parse`),
+  classifying each error as retryable, final, or fatal for the whole provider;
+- optionally authenticates (token exchange) before the first request and on REAUTH.
+
+It knows requests and responses, not where records come from or where results go.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import aiohttp
+
+from ..model import Message
+
+
+class Verdict(IntEnum):
+    SENT = 0  # accepted by the provider
+    RETRY = 1  # transient (429, 5xx, timeouts): try again after a backoff
+    FAILED = 2  # final for this recipient
+    REJECTED = 3  # the provider refused this recipient's input as invalid: final
+    HALT = 4  # the provider cannot go on this run (no credit, bad credentials): fail the rest
+    REAUTH = 5  # credentials expired: authenticate again, then resend without counting an attempt
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    verdict: Verdict
+    message_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    trace_id: str | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+
+
+class ConfigError(ValueError):
+    """A configuration problem, said in one line naming the setting."""
+
+
+def secret(alias: str, key: str, var: str | None) -> str:
+    """Read a credential from the environment variable a setting names; never echo its value."""
+    if not var:
+        raise ConfigError(f"providers.{alias}.{key}: name the environment variable that holds the credential")
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"providers.{alias}.{key}: environment variable {var} is not set")
+    return value
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+@dataclass(slots=True)
+class Settings:
+    """Settings every provider has; a provider extends it with its own fields."""
+
+    url: str = ""
+    rate: float = 0.0  # requests per second the provider allows; 0 = the module's default
+    burst: int = 1  # requests the limiter admits at once (keep small: see limits.py)
+    concurrency: int = 0  # requests in flight at once; 0 = the module's default
+    batch_size: int = 0  # recipients per request; 0 = the module's default
+    max_attempts: int = 5
+    timeout: float = 30.0  # seconds for one request
+    backoff_base: float = 0.2
+    backoff_max: float = 30.0
+    price: float = 0.0  # per SMS part or per message, for --dry-run cost estimates
+    failover: str = ""  # alias of a provider to use while this one's circuit is open
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+class Provider:
+    """Base class: subclasses set the class attributes and implement build/parse."""
+
+    kind: ClassVar[str]  # the `type` in the config: "nrs360", "sendix", ...
+    channels: ClassVar[frozenset[str]]  # channels served: "sms", "whatsapp", "email", "voice", ...
+    address: ClassVar[str] = "phone"  # what a recipient is: "phone" or "email"
+    default_rate: ClassVar[float]  # documented requests/s (or the simulator's default where none is)
+    max_batch: ClassVar[int] = 1  # most recipients one request may carry
+    default_concurrency: ClassVar[int] = 32  # requests in flight at once unless configured
+    max_parts: ClassVar[int] = 0  # most SMS parts a message may have (0: no limit checked)
+    max_chars: ClassVar[int] = 0  # most characters a body may have (0: no limit checked)
+    settings_class: ClassVar[type[Settings]] = Settings
+
+    def __init__(self, alias: str, settings: Settings) -> None:
+        self.alias = alias
+        self.settings = settings
+        self.rate = settings.rate or self.default_rate
+        self.batch_size = min(settings.batch_size or self.max_batch, self.max_batch)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def authenticate(self, session: aiohttp.ClientSession) -> None:
+        """Fetch a token where the provider needs one. Called before the first request and on REAUTH."""
+
+    # -- batching --------------------------------------------------------------------
+    def batch_key(self, m: Message) -> Hashable:
+        """Messages with equal keys may share one request (up to `batch_size`)."""
+        return m.seq if self.batch_size == 1 else (m.channel, m.encoding)
+
+    def check(self, m: Message) -> tuple[str, str] | None:
+        """(code, reason) when this message can never be accepted: it becomes `rejected`."""
+        if self.max_parts and m.parts > self.max_parts:
+            return "too_many_parts", f"{m.parts} SMS parts, the provider allows at most {self.max_parts}"
+        if self.max_chars and len(m.text) > self.max_chars:
+            return "too_long", f"{len(m.text)} characters, the provider allows at most {self.max_chars}"
+        return None
+
+    # -- one request -----------------------------------------------------------------
+    def build(self, batch: Sequence[Message]) -> HttpRequest:
+        raise NotImplementedError
+
+    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
+        """One Outcome per message of `batch`, in order."""
+        raise NotImplementedError
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds form), if any."""
+    v = headers.get("Retry-After")
+    if not v:
+        return None
+    try:
+        return max(0.0, float(v))
+    except ValueError:
+        return None
+
+
+def http_default(status: int, text: str, trace_id: str | None = None, headers: Mapping[str, str] | None = None) -> Outcome:
+    """The classification of an HTTP status alone, for answers a provider module does not recognise."""
+    code = str(status)
+    if status == 429 or status >= 500 or status == 408:
+        return Outcome(Verdict.RETRY, code=code, error=text, trace_id=trace_id,
+                       retry_after=retry_after(headers) if headers else None)
+    if status == 401:
+        return Outcome(Verdict.HALT, code=code, error=text or "unauthorized", trace_id=trace_id)
+    return Outcome(Verdict.FAILED, code=code, error=text, trace_id=trace_id)
+

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..model import Result
+
+
+class SinkError(Exception):
+    """The sink cannot be opened or written: one clear line."""
+
+
+class Sink:
+    name: str = "sink"
+
+    async def open(self, resume: bool) -> None:
+        """Prepare to write; on `resume`, keep what an earlier attempt of the same run wrote."""
+
+    def done(self) -> Iterable[int]:
+        """The `seq` of every record that already has a terminal result here (for resume)."""
+        return ()
+
+    async def write(self, results: list[Result]) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass

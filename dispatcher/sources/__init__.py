@@ -1,0 +1,6 @@
+"""Where recipients come from: each source yields chunks of Records and, for rows it could
+not read, rejected Results carrying the line and the reason."""
+
+from .base import Source, SourceError
+
+__all__ = ["Source", "SourceError"]

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from ..model import Record, Result
+
+
+class SourceError(Exception):
+    """The source cannot be read at all (missing file, bad query): one clear line."""
+
+
+class Source:
+    """Chunks of records; `skip(seq)` is true for records a resumed run already finished."""
+
+    name: str = "source"
+
+    def columns(self) -> list[str] | None:
+        """The fields every record has, when known before reading (CSV header, table columns)."""
+        return None
+
+    def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+        raise NotImplementedError
+
+    def progress(self) -> float | None:
+        """Fraction read so far, for the ETA, when it can be known cheaply."""
+        return None
+
+    async def close(self) -> None:
+        pass

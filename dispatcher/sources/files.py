@@ -1,0 +1,161 @@
+"""CSV and JSONL files, streamed: read line by line, never whole.
+
+A row that cannot be read (bad UTF-8, wrong number of fields, broken JSON) becomes a
+rejected result naming its line; the rest of the file goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from ..model import Record, Result, rejected
+from .base import Source, SourceError
+
+
+class FileSource(Source):
+    def __init__(self, path: str | Path, *, fmt: str = "", recipient: str = "phone", id_column: str = "",
+                 delimiter: str = ",", encoding: str = "utf-8", chunk_size: int = 2048) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.fmt = fmt or ("jsonl" if self.path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv")
+        if self.fmt not in ("csv", "jsonl"):
+            raise SourceError(f"{path}: unknown format '{self.fmt}' (csv or jsonl)")
+        self.recipient = recipient
+        self.id_column = id_column
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.chunk_size = chunk_size
+        self._size = 0
+        self._file: IO[bytes] | None = None
+        self._header: list[str] | None = None
+        try:
+            self._size = os.path.getsize(self.path)
+        except OSError as e:
+            raise SourceError(f"{path}: cannot read source file ({e.strerror or e})") from None
+        if self.fmt == "csv":
+            self._header = self._read_header()
+
+    def _open(self) -> IO[bytes]:
+        try:
+            return open(self.path, "rb", buffering=1 << 20)
+        except OSError as e:
+            raise SourceError(f"{self.path}: cannot open source file ({e.strerror or e})") from None
+
+    def _read_header(self) -> list[str]:
+        with self._open() as f:
+            first = f.readline()
+        try:
+            line = first.decode(self.encoding).lstrip("\ufeff")
+        except UnicodeDecodeError:
+            raise SourceError(f"{self.path}:1: header is not valid {self.encoding}") from None
+        header = next(csv.reader([line], delimiter=self.delimiter), [])
+        header = [h.strip() for h in header]
+        if not header or not any(header):
+            raise SourceError(f"{self.path}:1: empty header line (a CSV source needs column names)")
+        for needed, what in ((self.recipient, "recipient"), (self.id_column, "id")):
+            if needed and needed not in header:
+                raise SourceError(f"{self.path}:1: no column '{needed}' for the {what} "
+                                  f"(columns: {', '.join(header)})")
+        return header
+
+    def columns(self) -> list[str] | None:
+        return self._header
+
+    def progress(self) -> float | None:
+        if not self._size or self._file is None or self._file.closed:
+            return None
+        return min(1.0, self._file.tell() / self._size)
+
+    async def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+        self._file = self._open()
+        rows = self._csv_rows() if self.fmt == "csv" else self._jsonl_rows()
+        records: list[Record] = []
+        bad: list[Result] = []
+        try:
+            for seq, fields, problem in rows:
+                if skip is not None and skip(seq):
+                    continue
+                if problem is not None:
+                    bad.append(rejected(seq, str(seq), "", "bad_row", f"{self.name}:{seq}: {problem}"))
+                else:
+                    records.append(Record(seq, fields))
+                if len(records) >= self.chunk_size:
+                    yield records, bad
+                    records, bad = [], []
+                    await asyncio.sleep(0)
+            if records or bad:
+                yield records, bad
+        finally:
+            self._file.close()
+
+    def _lines(self, bad_lines: set[int]) -> Iterator[str]:
+        """Decoded lines; a line that is not valid text is replaced by an empty one and remembered."""
+        assert self._file is not None
+        enc = self.encoding
+        for n, raw in enumerate(self._file, 1):
+            try:
+                yield raw.decode(enc)
+            except UnicodeDecodeError:
+                bad_lines.add(n)
+                yield "\n"
+
+    def _csv_rows(self) -> Iterator[tuple[int, dict, str | None]]:
+        bad_lines: set[int] = set()
+        lines = self._lines(bad_lines)
+        next(lines, None)  # header, already read
+        reader = csv.reader(lines, delimiter=self.delimiter)
+        header = self._header or []
+        width = len(header)
+        recipient = self.recipient
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield reader.line_num, {}, f"unreadable CSV row ({e})"
+                continue
+            n = reader.line_num
+            if n in bad_lines:
+                yield n, {}, f"not valid {self.encoding} text"
+                continue
+            if not row:
+                continue  # blank line
+            if len(row) != width:
+                yield n, {}, f"expected {width} fields, found {len(row)}"
+                continue
+            fields = dict(zip(header, row, strict=True))
+            if not fields[recipient]:
+                yield n, fields, f"empty '{recipient}'"
+                continue
+            yield n, fields, None
+
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict, str | None]]:
+        assert self._file is not None
+        recipient = self.recipient
+        for n, raw in enumerate(self._file, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                yield n, {}, f"invalid JSON ({e.msg})"
+                continue
+            if not isinstance(obj, dict):
+                yield n, {}, "a line must hold a JSON object"
+                continue
+            if not obj.get(recipient):
+                yield n, obj, f"missing field '{recipient}'"
+                continue
+            yield n, obj, None
