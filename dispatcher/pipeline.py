@@ -504,7 +504,7 @@ class Engine:
         if not self.state.resuming:
             return done
         if self.c.sinks:
-            done.update(self.c.sinks[0].done())
+            done.update(await self.c.sinks[0].done())
         for seq in self.state.attempted():
             if seq not in done:
                 self.in_doubt.add(seq)

@@ -15,7 +15,7 @@ class Sink:
     async def open(self, resume: bool) -> None:
         """Prepare to write; on `resume`, keep what an earlier attempt of the same run wrote."""
 
-    def done(self) -> Iterable[int]:
+    async def done(self) -> Iterable[int]:
         """The `seq` of every record that already has a terminal result here (for resume)."""
         return ()
 

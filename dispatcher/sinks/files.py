@@ -82,7 +82,10 @@ class JsonlSink(_FileSink):
         dumps = orjson.dumps
         self._write(b"".join([dumps(r, option=_OPTS) for r in results]))
 
-    def done(self) -> Iterator[int]:
+    async def done(self) -> Iterator[int]:
+        return self._done()
+
+    def _done(self) -> Iterator[int]:
         for line in self._lines():
             if line.startswith(b'{"seq":') and line.endswith(b"\n"):
                 yield int(line[7:line.index(b",", 7)])
@@ -105,7 +108,10 @@ class CsvSink(_FileSink):
         ])
         self._write(buf.getvalue().encode())
 
-    def done(self) -> Iterator[int]:
+    async def done(self) -> Iterator[int]:
+        return self._done()
+
+    def _done(self) -> Iterator[int]:
         lines = self._lines()
         next(lines, None)
         for line in lines:
