@@ -11,7 +11,6 @@ engine never names a provider: it asks the provider module to key, build and par
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
@@ -358,8 +357,7 @@ class Engine:
                 st.rejected += 1
                 st.codes[f"rejected:{r.code}"] += 1
         self._buffer.extend(results)
-        if len(self._buffer) >= self.c.chunk_size:
-            self._flush.set()
+        self._flush.set()  # the writer runs on the next loop turn: results of one turn go in one write
         self._settled(len(results))
 
     def forget(self, msgs: list[Message]) -> None:
@@ -376,9 +374,9 @@ class Engine:
             self._flush.set()
 
     async def _writer(self) -> None:
+        """Results reach the sinks one loop turn after they exist, so a SIGKILL leaves few in doubt."""
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._flush.wait(), 0.1)
+            await self._flush.wait()
             self._flush.clear()
             if self._buffer:
                 chunk, self._buffer = self._buffer, []

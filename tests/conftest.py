@@ -12,12 +12,12 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import urllib.request
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = {  # the simulators' defaults; the adapters read them from these variables

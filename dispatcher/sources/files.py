@@ -124,9 +124,9 @@ class FileSource(Source):
             except StopIteration:
                 return
             except csv.Error as e:
-                yield reader.line_num, {}, f"unreadable CSV row ({e})"
+                yield reader.line_num + 1, {}, f"unreadable CSV row ({e})"
                 continue
-            n = reader.line_num
+            n = reader.line_num + 1  # the header was read before the reader started
             if n in bad_lines:
                 yield n, {}, f"not valid {self.encoding} text"
                 continue
