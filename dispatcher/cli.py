@@ -8,6 +8,7 @@ import contextlib
 import shlex
 import signal
 import sys
+import time
 from dataclasses import asdict
 
 import orjson
@@ -140,7 +141,9 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
         d = {k: v for k, v in asdict(st).items() if k not in ("codes", "by_encoding", "started", "cost")}
+        elapsed = time.monotonic() - st.started
         d.update(run_id=campaign.run_id, interrupted=engine.interrupted, results=results,
+                 elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
                  codes=dict(st.codes), resume=hint if engine.interrupted else None)
         print(orjson.dumps(d).decode())
     else:

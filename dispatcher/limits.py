@@ -23,6 +23,7 @@ class RateLimit:
     """A provider's pace: an aiolimiter bucket plus AIMD after 429s. Concurrency is the Lane's worker count."""
 
     def __init__(self, rate: float, burst: int = 1, share: float = 1.0) -> None:
+        self.rate = rate
         self.burst = max(1, int(burst))
         self.ceiling = safe_rate(rate * share, self.burst) if rate else 0.0
         self.current = self.ceiling
@@ -39,6 +40,13 @@ class RateLimit:
         assert self._limiter is not None
         self._limiter.time_period = self.burst / rate
         self._limiter._rate_per_sec = rate  # aiolimiter derives it once, in __init__
+
+    def set_share(self, share: float) -> None:
+        """This process's part of the provider's rate (daemon workers split it between them)."""
+        if self._limiter is None:
+            return
+        self.ceiling = safe_rate(self.rate * share, self.burst)
+        self._set(min(self.current, self.ceiling) if self._recover is not None else self.ceiling)
 
     def throttle(self) -> None:
         """A 429: halve the pace now, then climb back by 5% of the ceiling a second."""

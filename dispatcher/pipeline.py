@@ -52,7 +52,7 @@ class Campaign:
     chunk_size: int = 2048
     max_in_flight: int = 0  # 0: derived from the lanes' concurrency and batch sizes
     on_doubt: str = "resend"  # or "hold"
-    state_dir: Path = Path(".dispatcher")
+    state_dir: Path | None = Path(".dispatcher")  # None: no journal (the daemon's leases do that job)
     dry_run: bool = False
 
 
@@ -394,6 +394,7 @@ class Engine:
         sms: list[Message] = []
         recipient, id_col, region = c.recipient, c.id_column, c.region
         route, providers, channels, contents = c.route, c.providers, c.channels, c.contents
+        in_doubt = self.in_doubt if len(self.in_doubt) else None
         for rec in records:
             f = rec.fields
             rid = str(f.get(id_col) or rec.seq) if id_col else str(rec.seq)
@@ -426,7 +427,7 @@ class Engine:
                                     f"template variable '{e.args[0]}' has no value in this record", alias, channel))
                 continue
             m = Message(rec.seq, rid, to, text, f, slots, alias, channel, content=content)
-            if rec.seq in self.in_doubt:
+            if in_doubt and rec.seq in in_doubt:
                 m.extra = {"in_doubt": True}
             if channel == "sms":
                 sms.append(m)
@@ -523,6 +524,9 @@ class Engine:
             c.max_in_flight = self._default_limit()
         for lane in self.lanes.values():
             await lane.start()
+        if any(ch == "sms" for ch in c.channels.values()):
+            codecs.analyze(["warm up"])  # loads the compiled kernels (from the disk cache) before the clock starts
+        self.stats.started = time.monotonic()
         writer = asyncio.create_task(self._writer())
         progress = asyncio.create_task(self._progress()) if self._on_progress else None
         hold = c.on_doubt == "hold"

@@ -87,28 +87,33 @@ def _parse(line: str) -> Iterable[int]:
 
 
 class RunState:
-    def __init__(self, root: str | Path, run_id: str) -> None:
-        self.dir = Path(root) / "runs" / run_id
-        self.journal_path = self.dir / "journal"
-        self.resuming = self.journal_path.exists()
+    """The journal of one run; with no root (the daemon, whose outbox leases do this job) it keeps nothing."""
+
+    def __init__(self, root: str | Path | None, run_id: str) -> None:
+        self.dir = Path(root) / "runs" / run_id if root is not None else None
+        self.journal_path = self.dir / "journal" if self.dir is not None else None
+        self.resuming = self.journal_path is not None and self.journal_path.exists()
         self._fd = -1
 
     def open(self) -> None:
+        if self.dir is None or self.journal_path is None:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def sending(self, seqs: list[int]) -> None:
         """Note a batch as on the wire, before its request leaves."""
-        os.write(self._fd, _ranges(sorted(seqs)))
+        if self._fd >= 0:
+            os.write(self._fd, _ranges(sorted(seqs)))
 
     def cleared(self, seqs: list[int]) -> None:
         """Note records known not to have been accepted (a stopped run's pending retries)."""
-        if seqs:
+        if seqs and self._fd >= 0:
             os.write(self._fd, b"-" + _ranges(sorted(seqs)))
 
     def attempted(self) -> SeqSet:
         out = SeqSet()
-        if self.journal_path.exists():
+        if self.journal_path is not None and self.journal_path.exists():
             with open(self.journal_path, encoding="ascii", errors="replace") as f:
                 for line in f:
                     if not line.endswith("\n"):

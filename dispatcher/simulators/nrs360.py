@@ -1,9 +1,19 @@
-"""360nrs simulator: `POST /api/rest/sms` as the 360nrs document describes it.
+"""360nrs simulator: `POST /api/rest/sms`, `/mailing`, `/whatsapp` and `/voice` as the 360nrs
+document describes them.
 
 Basic auth (103), the documented validation codes, per-recipient `sub` substitution with
 the 360nrs filters, `parts` checked against the text (105, 110 past 15), 202 / 207 / 400
 envelopes, credits (402 / 111), 429 past the configured rate, and per-part delivery
 reports to `notificationUrl` with its `%` escapes.
+
+Email: verified sender and replyTo domains (115 / 117), subject (114), body or a known
+template (104 / 140), per-recipient address check (102). WhatsApp: a known approved
+template (140) whose body / header field counts each message must match, a registered
+sender, per-message errors naming the index (`messages.1.to`), UUID ids. Voice: language
+(130), gender (131, some languages are female only), callers (132), at most 500 characters
+per recipient after substitution (105). The account-level event notifications (form POST,
+event `delivered`) go to `events_url` for these three channels when it is set
+(`--set nrs360.events_url=...` or live `POST /_sim/options`).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import base64
 import re
 import time
 import urllib.parse
+import uuid
 from typing import Any
 
 import orjson
@@ -26,7 +37,18 @@ ERRORS = {
     107: (400, "Sender too long"), 109: (400, "Invalid notification URL"), 110: (400, "Parts exceeded or invalid"),
     111: (402, "Not enough credits"), 113: (400, "Invalid coding"), 125: (400, "Invalid JSON"),
     422: (422, "Input validation error"), 429: (429, "Too many requests"),
+    114: (400, "Invalid subject"), 115: (400, "Sender is not verified"), 116: (400, "Invalid replyTo"),
+    117: (400, "ReplyTo is not verified"), 130: (400, "Invalid voice language"), 131: (400, "Invalid voice gender"),
+    132: (400, "Invalid voice caller"), 140: (400, "Template missing"),
 }
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+VOICE_LANGUAGES = {"en_GB", "en_US", "es_ES", "es_US", "pt_PT", "pt_BR", "cmn_CN", "arb", "de_DE", "fr_FR", "it_IT",
+                   "hi_IN"}
+FEMALE_ONLY = {"cmn_CN", "arb", "hi_IN"}
+VOICE_MAX = 500
+RESULT_FIELDS = {"email": {"scheduledAt": None}, "voice": {"scheduledAt": None, "expiresAt": None}, "whatsapp": {}}
+EVENT_CHANNEL = {"email": "mailing", "voice": "text2speech", "whatsapp": "whatsapp"}
+OPTIONS = {"events_url": str}
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\|[A-Za-z]+)*)\}")
 _NUMBER = re.compile(r"[1-9][0-9]{7,14}")
 _SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9 ]{1,11}")
@@ -56,25 +78,62 @@ FILTERS = {
 }
 
 
-def substitute(text: str, values: dict[str, Any]) -> str:
-    def one(m: re.Match[str]) -> str:
-        if m.group(1) not in values:
-            return m.group(0)
-        s = str(values[m.group(1)])
-        for f in filter(None, m.group(2).split("|")):
-            s = FILTERS.get(f, lambda x: x)(s)
-        return s
-    return _VAR.sub(one, text) if "{" in text else text
+def compile_message(text: str) -> Any:
+    """The message as a function of one recipient's `sub` values (parsed once per request)."""
+    pieces: list[Any] = []
+    pos = 0
+    for m in _VAR.finditer(text):
+        pieces.append(text[pos:m.start()])
+        pieces.append((m.group(1), [FILTERS.get(f, str) for f in filter(None, m.group(2).split("|"))], m.group(0)))
+        pos = m.end()
+    pieces.append(text[pos:])
+
+    def render(values: dict[str, Any]) -> str:
+        out = []
+        for p in pieces:
+            if type(p) is str:
+                out.append(p)
+            elif p[0] in values:
+                v = str(values[p[0]])
+                for f in p[1]:
+                    v = f(v)
+                out.append(v)
+            else:
+                out.append(p[2])  # unknown placeholders stay as written
+        return "".join(out)
+    return render
+
+
+_GSM7 = frozenset(reference.GSM7_SEPTETS)
+_EXT = tuple(ch for ch, code in reference.GSM7_SEPTETS.items() if len(code) == 2)
 
 
 def parts_needed(text: str, encoding: str) -> int | None:
-    """Parts the text takes in the declared encoding, or None when it cannot be encoded in it."""
-    if encoding == "UCS-2":
-        return reference.count(text, gsm_pt=False)[2] if len(text) > 35 else 1
+    """Parts the text takes in the declared encoding, or None when it cannot be encoded in it.
+
+    Plain texts (no escape pair, no surrogate pair: nothing that cannot be split anywhere) are
+    counted by arithmetic at C speed; the rest by the reference codec.
+    """
+    if encoding == "GSM-7":
+        if not _GSM7.issuperset(text):
+            return None
+        if not any(ch in text for ch in _EXT):
+            n = len(text)
+            return 1 if n <= 160 else -(-n // 153)
+    elif encoding == "UCS-2":
+        n = len(text)
+        if text.isascii() or len(text.encode("utf-16-le")) == 2 * n:
+            return 1 if n <= 70 else -(-n // 67)
+        return _ucs2_parts(text)
     enc, _units, parts = reference.count(text, gsm_pt=encoding == "GSM-PT")
     if enc == "UCS-2" or (enc == "GSM-PT" and encoding == "GSM-7"):
         return None
     return parts
+
+
+def _ucs2_parts(text: str) -> int:
+    single, concat = reference.UCS2_CAPACITY
+    return len(reference.split(text, "UCS-2", single, concat))
 
 
 class Nrs360Simulator(Simulator):
@@ -82,13 +141,27 @@ class Nrs360Simulator(Simulator):
     default_rate = 50.0
     default_max_batch = 1000
 
-    def __init__(self, *args: Any, username: str = "demo", password: str = "demo-secret", **kw: Any) -> None:
+    def __init__(self, *args: Any, username: str = "demo", password: str = "demo-secret",
+                 verified_domains: str = "example.com,example.org,acme.com", email_templates: str = "1,2",
+                 whatsapp_senders: str = "34666777555", whatsapp_templates: str = "123:2:0,124:0:0,125:1:1",
+                 events_url: str = "", **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self._sending = 100000
+        self.verified = {d.strip().lower() for d in verified_domains.split(",") if d.strip()}
+        self.email_templates = {int(t) for t in email_templates.split(",") if t.strip()}
+        self.whatsapp_senders = {s.strip() for s in whatsapp_senders.split(",") if s.strip()}
+        self.whatsapp_templates: dict[int, tuple[int, int]] = {}  # id -> (body fields, header fields)
+        for spec in filter(None, (t.strip() for t in whatsapp_templates.split(","))):
+            tid, body_n, header_n = ([*spec.split(":"), "0", "0"])[:3]
+            self.whatsapp_templates[int(tid)] = (int(body_n or 0), int(header_n or 0))
+        self.defaults = {"events_url": events_url}
+        self.options = dict(self.defaults)
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/api/rest/sms", self.sms)]
+        return [web.post("/api/rest/sms", self.sms), web.post("/api/rest/mailing", self.mailing),
+                web.post("/api/rest/whatsapp", self.whatsapp), web.post("/api/rest/voice", self.voice),
+                web.post("/_sim/options", self._options)]
 
     def too_many(self) -> web.Response:
         r = error(429)
@@ -140,7 +213,11 @@ class Nrs360Simulator(Simulator):
         else:
             urls = None
 
-        texts = [substitute(message, s) for s in sub] if sub else [message] * len(to)
+        if sub:
+            render = compile_message(message)
+            texts = [render(s) for s in sub]
+        else:
+            texts = [message] * len(to)
         needed: dict[str, int | None] = {}
         plan = []  # (to, text, parts) of acceptable recipients, or (to, error code)
         cost = 0
@@ -191,3 +268,195 @@ class Nrs360Simulator(Simulator):
         values = {"i": mid, "p": sender, "P": to, "t": stamp, "c": "1", "s": "DELIVRD", "m": "01", "y": stamp,
                   "n": str(part), "C": "0", "S": str(sending)}
         return re.sub(r"%([ipPtcsmynCS])", lambda m: urllib.parse.quote(values[m.group(1)], safe=""), url)
+
+    # -- email, WhatsApp, voice ---------------------------------------------------------------
+    async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
+        if request.headers.get("Authorization") != self._auth:
+            return error(103)
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error(125)
+        return body if isinstance(body, dict) else error(125)
+
+    def _recipients(self, values: Any) -> list[Any] | web.Response:
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            return error(102)
+        if len(values) > self.max_batch:
+            return error(422, f"At most {self.max_batch} recipients per request")
+        return values
+
+    @staticmethod
+    def _texts(body: dict[str, Any], key: str, n: int) -> list[str] | web.Response:
+        """Each recipient's text: `body[key]` with its `sub` values."""
+        sub = body.get("sub")
+        if sub is None:
+            return [body[key]] * n
+        if not isinstance(sub, list) or len(sub) != n or not all(isinstance(s, dict) for s in sub):
+            return error(422, "sub must hold one object per recipient")
+        render = compile_message(body[key])
+        return [render(s) for s in sub]
+
+    def _verified(self, address: Any) -> bool:
+        return isinstance(address, str) and bool(_EMAIL.fullmatch(address)) \
+            and address.rsplit("@", 1)[1].lower() in self.verified
+
+    def _accept(self, channel: str, plan: list[tuple[Any, Any]]) -> web.Response:
+        """plan: per recipient (to, ledger fields) when acceptable, (to, (code, description)) when not."""
+        cost = sum(1 for _, p in plan if isinstance(p, dict))
+        if cost and not self.spend(cost):
+            return error(111)
+        self._sending += 1
+        sending, now = self._sending, time.time()
+        results, accepted = [], 0
+        for to, p in plan:
+            if not isinstance(p, dict):
+                results.append({"accepted": False, "to": to, "error": {"code": p[0], "description": p[1]}})
+                continue
+            mid = str(uuid.UUID(int=self.random.getrandbits(128), version=4)) if channel == "whatsapp" \
+                else self.next_id()
+            accepted += 1
+            results.append({"accepted": True, "to": to, "id": mid, **RESULT_FIELDS[channel]})
+            self.record({"id": mid, "to": to, **p, "channel": channel, "sending": sending})
+            if self.options["events_url"]:
+                self._event(channel, mid, now)
+        if not accepted:
+            code, description = plan[0][1]
+            return error(code, description)
+        status = 202 if accepted == len(plan) else 207
+        return json_response({"campaignId": 0, "sendingId": sending, "result": results}, status)
+
+    def _event(self, channel: str, mid: str, when: float) -> None:
+        form = {"id": mid, "channel": EVENT_CHANNEL[channel], "contactId": "0", "campaignId": "0", "campaignName": "",
+                "event": "delivered", "extra": "{}", "eventDate": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))}
+        if channel == "email":
+            form["smtpResponse"] = "250 2.0.0 OK"
+        self.report("FORM", self.options["events_url"], form)
+
+    async def mailing(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        to = self._recipients(body.get("to"))
+        if isinstance(to, web.Response):
+            return to
+        sender, reply_to, subject = body.get("fromEmail"), body.get("replyTo"), body.get("subject")
+        if not sender:
+            return error(106)
+        if not self._verified(sender):
+            return error(115)
+        if not isinstance(reply_to, str) or not _EMAIL.fullmatch(reply_to):
+            return error(116)
+        if not self._verified(reply_to):
+            return error(117)
+        if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
+            return error(114)
+        for key in ("cc", "bcc"):
+            extra = body.get(key, [])
+            if not isinstance(extra, list) or not all(isinstance(e, str) and _EMAIL.fullmatch(e) for e in extra):
+                return error(422, f"The {key} field must hold email addresses")
+        template = body.get("templateId", body.get("templateV2Id"))
+        if template is not None and template not in self.email_templates:
+            return error(140)
+        if template is None and (not isinstance(body.get("body"), str) or not body["body"]):
+            return error(104)
+        texts = self._texts(body, "body", len(to)) if template is None else [None] * len(to)
+        if isinstance(texts, web.Response):
+            return texts
+        plan = []
+        for address, text in zip(to, texts, strict=True):
+            if not isinstance(address, str) or not _EMAIL.fullmatch(address):
+                plan.append((address, (102, ERRORS[102][1])))
+                continue
+            plan.append((address, {"from": sender, "fromName": body.get("fromName"), "replyTo": reply_to,
+                                   "subject": subject, "text": text, "template": template}))
+        return self._accept("email", plan)
+
+    async def voice(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        to = self._recipients(body.get("to"))
+        if isinstance(to, web.Response):
+            return to
+        if not isinstance(body.get("message"), str) or not body["message"]:
+            return error(104)
+        language, gender = body.get("language"), body.get("gender")
+        if language not in VOICE_LANGUAGES:
+            return error(130)
+        if gender not in ("F", "M") or (gender == "M" and language in FEMALE_ONLY):
+            return error(131)
+        callers = body.get("callers", {})
+        if not isinstance(callers, dict) or not all(isinstance(v, str) and v.isdigit() for v in callers.values()):
+            return error(132)
+        retries = body.get("retries", 0)
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 5:
+            return error(422, "The retries field must be between 0 and 5")
+        texts = self._texts(body, "message", len(to))
+        if isinstance(texts, web.Response):
+            return texts
+        plan = []
+        for number, text in zip(to, texts, strict=True):
+            if not isinstance(number, str) or not _NUMBER.fullmatch(number):
+                plan.append((number, (102, ERRORS[102][1])))
+            elif len(text) > VOICE_MAX:
+                plan.append((number, (105, f"Text message too long ({len(text)} characters, at most {VOICE_MAX})")))
+            else:
+                plan.append((number, {"text": text, "language": language, "gender": gender}))
+        return self._accept("voice", plan)
+
+    async def whatsapp(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if isinstance(body, web.Response):
+            return body
+        tid = body.get("templateId")
+        if tid is None:
+            return error(140)
+        if isinstance(tid, bool) or not isinstance(tid, int) or tid not in self.whatsapp_templates:
+            return error(140, "Invalid template")
+        sender = body.get("from")
+        if not sender:
+            return error(106)
+        if sender not in self.whatsapp_senders:
+            return error(422, "The selected from is invalid.")
+        messages = self._recipients(body.get("messages"))
+        if isinstance(messages, web.Response):
+            return messages
+        want = dict(zip(("bodyFields", "headerFields"), self.whatsapp_templates[tid], strict=True))
+        plan = []
+        for i, m in enumerate(messages):
+            to = m.get("to") if isinstance(m, dict) else None
+            if not isinstance(to, str) or not _NUMBER.fullmatch(to):
+                plan.append((to, (102, f"The messages.{i}.to field does not contain a valid phone number")))
+                continue
+            problem = None
+            for key, n in want.items():
+                fields = m.get(key, [])
+                if not isinstance(fields, list) or len(fields) != n:
+                    problem = f"The messages.{i}.{key} field must contain {n} items."
+                elif not all(isinstance(f, str) and f.strip() for f in fields):
+                    problem = f"The messages.{i}.{key} items must not be empty."
+                if problem:
+                    break
+            if problem:
+                plan.append((to, (422, problem)))
+                continue
+            plan.append((to, {"from": sender, "templateId": tid, "bodyFields": m.get("bodyFields", []),
+                              "headerFields": m.get("headerFields", [])}))
+        return self._accept("whatsapp", plan)
+
+    # -- control ---------------------------------------------------------------------------------
+    async def _options(self, request: web.Request) -> web.Response:
+        data = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        unknown = set(data) - set(OPTIONS)
+        if unknown:
+            return json_response({"error": f"unknown option(s): {', '.join(sorted(unknown))}"}, 400)
+        for k, v in data.items():
+            self.options[k] = OPTIONS[k](v)
+        return json_response(self.options)
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.options = dict(self.defaults)
+        return await super()._reset(request)

@@ -100,15 +100,45 @@ class FileSource(Source):
             self._file.close()
 
     def _lines(self, bad_lines: set[int]) -> Iterator[str]:
-        """Decoded lines; a line that is not valid text is replaced by an empty one and remembered."""
+        """Decoded lines, decoded a block at a time; a line that is not valid text is replaced by an
+        empty one and its number remembered."""
         assert self._file is not None
         enc = self.encoding
-        for n, raw in enumerate(self._file, 1):
+        read = self._file.read
+        rest = b""
+        n = 0  # lines yielded so far
+        while True:
+            block = read(1 << 20)
+            if not block:
+                if rest:
+                    block, rest = rest, b""
+                else:
+                    return
+            else:
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                if not cut:
+                    rest = block
+                    continue
+                block, rest = block[:cut], block[cut:]
             try:
-                yield raw.decode(enc)
+                parts = block.decode(enc).split("\n")  # not splitlines(): \r, \u2028... are data
+                lines = [p + "\n" for p in parts[:-1]]
+                if parts[-1]:
+                    lines.append(parts[-1])
             except UnicodeDecodeError:
-                bad_lines.add(n)
-                yield "\n"
+                lines = []
+                for raw in block.split(b"\n"):
+                    if not raw:
+                        continue
+                    raw += b"\n"
+                    try:
+                        lines.append(raw.decode(enc))
+                    except UnicodeDecodeError:
+                        bad_lines.add(n + len(lines) + 1)
+                        lines.append("\n")
+            n += len(lines)
+            yield from lines
 
     def _csv_rows(self) -> Iterator[tuple[int, dict, str | None]]:
         bad_lines: set[int] = set()

@@ -1,0 +1,163 @@
+"""Blast throughput beside a bare aiohttp loop sending the same requests to the same simulator.
+
+- batched: 360nrs, 1000 recipients a request, CSV in, JSONL out (goal: 100,000 msg/s on one core);
+- single: 360nrs with one recipient a request (goal: 0.8x the bare loop's requests/s).
+The simulator runs in its own process with no rate limit and no ledger, so it is the same
+ceiling for both. The bare loop's requests are built beforehand by the adapter itself, so
+the two send byte-for-byte the same requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import ROOT, audience, median_of, simulator
+
+TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
+
+
+def write_campaign(tmp: Path, url: str, csv: Path, batch: int, concurrency: int) -> Path:
+    toml = tmp / f"bench-{batch}.toml"
+    toml.write_text(f"""
+[source]
+path = "{csv}"
+recipient = "phone"
+id = "id"
+
+[message]
+sender = "ACME"
+region = "ES"
+template = "{TEMPLATE}"
+
+[providers.sms]
+type = "nrs360"
+url = "{url}"
+username_env = "NRS360_USER"
+password_env = "NRS360_PASSWORD"
+rate = 1000000
+batch_size = {batch}
+concurrency = {concurrency}
+
+[[sinks]]
+type = "jsonl"
+path = "{tmp}/out/{{run_id}}.jsonl"
+""")
+    return toml
+
+
+def build_requests(toml: Path, out: Path) -> int:
+    """The exact requests the dispatcher sends, built by its own adapter, one JSON line each."""
+    from dispatcher.config import load_campaign
+    from dispatcher.pipeline import Engine
+
+    async def go() -> int:
+        c = load_campaign(toml)
+        engine = Engine(c)
+        provider = next(iter(c.providers.values()))
+        groups: dict[Any, list] = {}
+        n = 0
+        with open(out, "wb") as f:
+            def emit(batch: list) -> None:
+                nonlocal n
+                r = provider.build(batch)
+                f.write(orjson.dumps({"method": r.method, "url": r.url, "headers": dict(r.headers),
+                                      "body": r.body.decode()}) + b"\n")
+                n += 1
+            async for records, _bad in c.source.chunks():
+                by_lane, _ = engine.prepare(records)
+                for msgs in by_lane.values():
+                    for m in msgs:
+                        g = groups.setdefault(provider.batch_key(m), [])
+                        g.append(m)
+                        if len(g) >= provider.batch_size:
+                            emit(g)
+                            groups[provider.batch_key(m)] = []
+            for g in groups.values():
+                if g:
+                    emit(g)
+        return n
+    return asyncio.run(go())
+
+
+def run_blast(toml: Path, run_id: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "dispatcher", "blast", str(toml), "--quiet", "--run-id", run_id],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"blast failed: {done.stderr[-2000:]}")
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_bare(requests: Path, concurrency: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bare.py"), str(requests), str(concurrency)],
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return orjson.loads(done.stdout)
+
+
+def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Path) -> dict[str, Any]:
+    csv = audience(tmp / f"audience-{n}.csv", n)
+    with simulator("nrs360", "--rate", "nrs360=1000000000") as url:
+        toml = write_campaign(tmp, url, csv, batch, concurrency)
+        reqfile = tmp / f"requests-{name}.jsonl"
+        n_requests = build_requests(toml, reqfile)
+        counter = iter(range(1000))
+        runs: list[dict[str, Any]] = []
+
+        def one_blast() -> float:
+            out = run_blast(toml, f"{name}-{next(counter)}")
+            runs.append(out)
+            return out["msgs_per_s"]
+
+        bare_runs: list[dict[str, Any]] = []
+
+        def one_bare() -> float:
+            out = run_bare(reqfile, concurrency)
+            bare_runs.append(out)
+            return out["requests"] / out["seconds"]
+
+        blast_mps, blast_all = median_of(reps, one_blast)
+        bare_rps, bare_all = median_of(reps, one_bare)
+    msgs_per_request = n / n_requests
+    blast_rps = blast_mps / msgs_per_request
+    return {
+        "scenario": name, "messages": n, "batch_size": batch, "concurrency": concurrency, "requests": n_requests,
+        "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
+        "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * msgs_per_request),
+        "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
+        "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
+        "bare_statuses": bare_runs[-1]["statuses"] if bare_runs else {},
+        "sent": runs[-1]["sent"] if runs else 0,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-blast-") as d:
+        tmp = Path(d)
+        reps = 1 if quick else 3
+        batched = scenario("batched", 50_000 if quick else 1_000_000, 1000, 4, reps, tmp)
+        single = scenario("single", 3_000 if quick else 100_000, 1, 64, reps, tmp)
+    return {"batched": batched, "single": single}
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = ["| scenario | messages | dispatcher msg/s | dispatcher req/s | bare loop req/s | ratio (req/s) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for k in ("batched", "single"):
+        s = r[k]
+        rows.append(f"| 360nrs {k} ({s['batch_size']}/request) | {s['messages']:,} | {s['dispatcher_msgs_per_s']:,} | "
+                    f"{s['dispatcher_requests_per_s']:,} | {s['bare_requests_per_s']:,} | {s['ratio']:.2f}x |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    result = run("--quick" in sys.argv)
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(table(result))

@@ -1,0 +1,90 @@
+"""What every benchmark scenario shares: simulators in their own process, audiences, medians."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS = {"NRS360_USER": "demo", "NRS360_PASSWORD": "demo-secret", "SENDIX_USER": "demo",
+               "SENDIX_PASSWORD": "demo-secret", "SENDX_API_KEY": "demo-team-key",
+               "KALEYRA_SID": "HXAP1600000000IN", "KALEYRA_API_KEY": "A0123456789abcdef0123456789abcdef",
+               "SMSGATEWAY24_EMAIL": "demo@example.com", "SMSGATEWAY24_PASSWORD": "demo-secret"}
+for _k, _v in CREDENTIALS.items():
+    os.environ.setdefault(_k, _v)
+
+
+@contextlib.contextmanager
+def simulator(kind: str, *args: str) -> Iterator[str]:
+    """A simulator in its own process (its own core), with no ledger kept; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "simulate", "--only", kind, "--base-port", "0",
+                             "--ledger", "false", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    url = ""
+    try:
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+            url = line.split()[1]
+        if not url:
+            raise RuntimeError(f"simulator {kind} did not start: {proc.stderr.read() if proc.stderr else ''}")
+        yield url
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    import orjson
+    with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as r:
+        return orjson.loads(r.read())
+
+
+def sim_reset(url: str) -> None:
+    import urllib.request
+    urllib.request.urlopen(urllib.request.Request(url + "/_sim/reset", data=b"{}", method="POST"), timeout=10).read()
+
+
+def audience(path: Path, n: int, *, seed: int = 1) -> Path:
+    if not path.exists():
+        subprocess.run([sys.executable, str(ROOT / "examples" / "audience.py"), str(path), str(n), "--seed", str(seed)],
+                       check=True)
+    return path
+
+
+def median_of(reps: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
+    values = [fn() for _ in range(reps)]
+    return statistics.median(values), values
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for pkg in ("aiohttp", "uvloop", "orjson", "aiolimiter", "asyncpg", "numba", "numpy", "phonenumbers"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[pkg] = metadata.version(pkg)
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "packages": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
