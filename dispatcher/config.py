@@ -239,7 +239,13 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
                                     + (f" (did you mean '{hint}'?)" if hint else "")
                                     + f"; {source.name} has columns: {', '.join(columns)}")
 
-    route = _router(loc, data, providers, channels)
+    route = _router(loc, data, providers, channels, src.get("recipient", "phone"),
+                    str(region).upper() if region else None)
+    for alias, provider in providers.items():
+        other = provider.settings.failover
+        if other and (other not in providers or channels[other] != channels[alias]):
+            raise loc.error(f"providers.{alias}", "failover", f"'{other}' must be another provider carrying "
+                            f"the same channel ({channels[alias]})")
 
     sinks = _sinks(loc, base, data, run_id)
     state_dir = Path(o.state_dir) if o.state_dir else base / str(data.get("state_dir", ".dispatcher"))
@@ -311,16 +317,17 @@ def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[
     return out
 
 
-def _router(loc: Located, data: dict[str, Any], providers: dict[str, Provider],
-            channels: dict[str, str]) -> Callable[[dict[str, Any]], str]:
+def _router(loc: Located, data: dict[str, Any], providers: dict[str, Provider], channels: dict[str, str],
+            recipient: str, region: str | None) -> Callable[[dict[str, Any]], str]:
     routing = _table(loc, data, "routing")
     if not routing:
-        if len(providers) > 1:
+        standby = {p.settings.failover for p in providers.values()}
+        if len(set(providers) - standby) > 1:
             raise loc.error("", None, "several providers: add a [routing] table saying which records go where")
-        only = next(iter(providers))
+        only = next(a for a in providers if a not in standby)
         return lambda fields: only
     from .routing import build_router
     try:
-        return build_router(routing, providers, channels)
+        return build_router(routing, providers, channels, recipient, region)
     except ConfigError as e:
         raise loc.error("routing", None, str(e)) from None

@@ -91,6 +91,42 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class Circuit:
+    """Opens after consecutive unanswered or 5xx requests: the lane pauses (or fails over)
+    instead of burning every message's attempts against a provider that is down."""
+
+    def __init__(self, failures: int, cooldown: float, give_up_after: float) -> None:
+        self.threshold = max(1, failures)
+        self.base = cooldown
+        self.cooldown = cooldown
+        self.give_up_after = give_up_after
+        self.failures = 0
+        self.open_until = 0.0
+        self.open_total = 0.0
+        self.opened = 0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures = 0
+            self.cooldown = self.base
+            return
+        self.failures += 1
+        if self.failures >= self.threshold and not self.is_open:
+            self.open_until = time.monotonic() + self.cooldown
+            self.open_total += self.cooldown
+            self.opened += 1
+            self.cooldown = min(self.cooldown * 2, 60.0)
+            self.failures = self.threshold - 1  # half-open: one more failure opens it again
+
+    @property
+    def exhausted(self) -> bool:
+        return self.open_total >= self.give_up_after
+
+
 class Lane:
     """One provider alias: batching, pace, pooled connections, workers, retries."""
 
@@ -105,6 +141,7 @@ class Lane:
         self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
         self.waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self.halted: Outcome | None = None
+        self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self.session: aiohttp.ClientSession | None = None
         self.workers: list[asyncio.Task[None]] = []
         self._auth_lock = asyncio.Lock()
@@ -171,6 +208,15 @@ class Lane:
             if self.halted is not None:
                 self._settle(batch, [self.halted] * len(batch), 0, 0.0, False)
                 continue
+            if self.circuit.is_open:
+                batch = self._fail_over(batch)
+                if not batch:
+                    continue
+                await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+                if self.circuit.exhausted:
+                    self._unreachable()
+                    self.queue.put_nowait(batch)
+                    continue
             await self.limit.acquire()
             if engine.stopping:
                 engine.forget(batch)
@@ -210,6 +256,7 @@ class Lane:
             outcomes = [Outcome(Verdict.FAILED, code="parse_error",
                                 error=f"could not read the answer: {type(e).__name__}")] * len(batch)
         latency = (time.monotonic() - t0) * 1000
+        self.circuit.record(0 < status < 500)
         await self._after(batch, outcomes, status, latency, unsure, generation)
 
     async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
@@ -299,6 +346,28 @@ class Lane:
         for g in pending:
             self._settle(g, [why] * len(g), 0, 0.0, False)
 
+    def _fail_over(self, batch: list[Message]) -> list[Message]:
+        """Hand to the failover provider what this one never received; keep what it may hold."""
+        alias = self.provider.settings.failover
+        other = self.engine.lanes.get(alias)
+        if other is None or other.halted is not None or other.circuit.is_open:
+            return batch
+        moving = [m for m in batch if not m.ambiguous]
+        keep = [m for m in batch if m.ambiguous]
+        for m in moving:
+            m.extra = {**(m.extra or {}), "failover_from": self.alias}
+            m.attempts = 0
+        if moving:
+            other.add(moving)
+            other.flush()
+        return keep
+
+    def _unreachable(self) -> None:
+        o = Outcome(Verdict.HALT, code="unreachable",
+                    error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+        self.halted = o
+        self._fail_pending(o)
+
     def abandon(self) -> list[Message]:
         """On a stop: drop what waits for a retry, to be sent by a resume."""
         out = []
@@ -313,14 +382,17 @@ class Lane:
 
 
 def _meta(m: Message, o: Outcome) -> dict[str, Any] | None:
-    if not m.ambiguous and not o.extra and not (m.extra and m.extra.get("in_doubt")):
+    if not m.ambiguous and not o.extra and not m.extra:
         return None
     meta: dict[str, Any] = dict(o.extra or {})
     if m.ambiguous:
         meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
-    if m.extra and m.extra.get("in_doubt"):
-        meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
-    return meta
+    if m.extra:
+        if m.extra.get("in_doubt"):
+            meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
+        if m.extra.get("failover_from"):
+            meta["failover_from"] = m.extra["failover_from"]
+    return meta or None
 
 
 class Engine:
@@ -407,7 +479,7 @@ class Engine:
                 continue
             provider = providers[alias]
             channel = channels[alias]
-            if provider.address == "phone":
+            if provider.address_for(channel) == "phone":
                 to = to_e164(raw, region)
                 if to is None:
                     bad.append(rejected(rec.seq, rid, raw, "invalid_number", f"'{raw}' is not a valid phone number"

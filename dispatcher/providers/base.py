@@ -86,6 +86,9 @@ class Settings:
     backoff_max: float = 30.0
     price: float = 0.0  # per SMS part or per message, for --dry-run cost estimates
     failover: str = ""  # alias of a provider to use while this one's circuit is open
+    circuit_failures: int = 5  # consecutive unanswered or 5xx requests that open the circuit
+    circuit_cooldown: float = 2.0  # seconds the circuit stays open at first (doubling, at most 60)
+    give_up_after: float = 600.0  # seconds of open circuit after which the rest fails as unreachable
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -110,6 +113,10 @@ class Provider:
         self.settings = settings
         self.rate = settings.rate or self.default_rate
         self.batch_size = min(settings.batch_size or self.max_batch, self.max_batch)
+
+    def address_for(self, channel: str) -> str:
+        """What a recipient of `channel` is: "phone" or "email"."""
+        return self.address
 
     # -- lifecycle -------------------------------------------------------------------
     async def authenticate(self, session: aiohttp.ClientSession) -> None:
