@@ -17,7 +17,8 @@ import uvloop
 
 
 async def main(path: str, concurrency: int) -> None:
-    reqs = [orjson.loads(line) for line in open(path, "rb")]
+    with open(path, "rb") as f:
+        reqs = [orjson.loads(line) for line in f]
     for r in reqs:
         r["body"] = r["body"].encode()
     statuses: Counter[int] = Counter()

@@ -87,8 +87,8 @@ def build_requests(toml: Path, out: Path) -> int:
 
 
 def run_blast(toml: Path, run_id: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "dispatcher", "blast", str(toml), "--quiet", "--run-id", run_id],
-                          capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    done = subprocess.run([sys.executable, "-m", "dispatcher", "blast", str(toml), "--quiet", "--json",
+                           "--run-id", run_id], capture_output=True, text=True, cwd=ROOT, timeout=1800)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"blast failed: {done.stderr[-2000:]}")
     return orjson.loads(done.stdout.strip().splitlines()[-1])
@@ -135,7 +135,24 @@ def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Pa
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
         "bare_statuses": bare_runs[-1]["statuses"] if bare_runs else {},
         "sent": runs[-1]["sent"] if runs else 0,
+        "timeline": runs[-1].get("timeline", []) if runs else [],
+        "latency_ms_sample": latency_sample(tmp / "out" / f"{runs[-1]['run_id']}.jsonl") if runs else [],
     }
+
+
+def latency_sample(path: Path, k: int = 5000) -> list[float]:
+    """Request latencies from a results file (one per request: equal values of a batch counted once)."""
+    seen: list[float] = []
+    last = None
+    with open(path, "rb") as f:
+        for line in f:
+            v = orjson.loads(line).get("latency_ms")
+            if v is not None and v != last:
+                seen.append(v)
+                last = v
+            if len(seen) >= k:
+                break
+    return seen
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -140,7 +140,9 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     hint = "dispatcher blast " + " ".join(shlex.quote(a) for a in [args.campaign, "--run-id", campaign.run_id])
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
-        d = {k: v for k, v in asdict(st).items() if k not in ("codes", "by_encoding", "started", "cost")}
+        d = {k: v for k, v in asdict(st).items() if k not in ("codes", "by_encoding", "started", "cost", "timeline")}
+        if args.json:
+            d["timeline"] = st.timeline
         elapsed = time.monotonic() - st.started
         d.update(run_id=campaign.run_id, interrupted=engine.interrupted, results=results,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,

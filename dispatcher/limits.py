@@ -2,9 +2,11 @@
 and a back-off when the provider answers 429.
 
 `AsyncLimiter(rate, 1)` admits its whole capacity at once and then `rate` more within the
-same second: nearly twice the limit in one window. Here the bucket holds `burst` (1 by
-default) and leaks at `rate - burst - 1%`, so any window of one second sees at most
-`rate` requests, with room for a little scheduling jitter.
+same second: nearly twice the limit in one window. Here the bucket holds `burst` and leaks
+at `rate - burst - 1%`, so any window of one second sees at most `rate` requests, with room
+for a little scheduling jitter. The burst is 1 for the usual provider limits; at high rates
+it grows to rate/200 (5 ms of sending), because an event loop cannot sleep for the
+microseconds a one-request bucket would need and would otherwise cap the rate near 1000/s.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ def safe_rate(rate: float, burst: int) -> float:
 class RateLimit:
     """A provider's pace: an aiolimiter bucket plus AIMD after 429s. Concurrency is the Lane's worker count."""
 
-    def __init__(self, rate: float, burst: int = 1, share: float = 1.0) -> None:
+    def __init__(self, rate: float, burst: int = 0, share: float = 1.0) -> None:
         self.rate = rate
-        self.burst = max(1, int(burst))
+        self.burst = max(1, int(burst or rate * share / 200))
         self.ceiling = safe_rate(rate * share, self.burst) if rate else 0.0
         self.current = self.ceiling
         self._limiter = AsyncLimiter(self.burst, self.burst / self.ceiling) if rate else None

@@ -24,7 +24,7 @@ from . import codecs
 from .limits import RateLimit
 from .model import FAILED, REJECTED, SENT, Content, Message, Record, Result, rejected
 from .phone import to_e164
-from .providers.base import Outcome, Provider, Verdict
+from .providers.base import Outcome, Provider, ProviderError, Verdict
 from .retry import ambiguous, backoff
 from .sinks.base import Sink
 from .sources.base import Source
@@ -74,6 +74,7 @@ class Stats:
     codes: Counter[str] = field(default_factory=Counter)
     by_encoding: Counter[str] = field(default_factory=Counter)
     cost: float = 0.0
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, done, requests)
 
     @property
     def done(self) -> int:
@@ -88,6 +89,8 @@ def describe(exc: BaseException) -> str:
         return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"HTTP {exc.status}"
+    if isinstance(exc, ProviderError):
+        return str(exc)
     return type(exc).__name__
 
 
@@ -138,6 +141,7 @@ class Lane:
         self.concurrency = s.concurrency or provider.default_concurrency
         self.limit = RateLimit(provider.rate, s.burst)
         self.groups: dict[Hashable, list[Message]] = {}
+        self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
         self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
         self.waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self.halted: Outcome | None = None
@@ -169,24 +173,28 @@ class Lane:
 
     # -- batching -------------------------------------------------------------------------
     def add(self, msgs: Sequence[Message]) -> None:
-        size = self.provider.batch_size
+        limit = self.provider.batch_limit
         key = self.provider.batch_key
         groups = self.groups
+        sizes = self._sizes
         put = self.queue.put_nowait
         for m in msgs:
             k = key(m)
             g = groups.get(k)
             if g is None:
                 g = groups[k] = []
+                sizes[k] = limit(k)
             g.append(m)
-            if len(g) >= size:
+            if len(g) >= sizes[k]:
                 put(g)
                 del groups[k]
+                del sizes[k]
 
     def flush(self) -> None:
         for g in self.groups.values():
             self.queue.put_nowait(g)
         self.groups.clear()
+        self._sizes.clear()
 
     def _requeue(self, handle_msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
         if handle is not None:
@@ -343,6 +351,7 @@ class Lane:
         self.waiting.clear()
         pending = list(self.groups.values())
         self.groups.clear()
+        self._sizes.clear()
         for g in pending:
             self._settle(g, [why] * len(g), 0, 0.0, False)
 
@@ -378,6 +387,7 @@ class Lane:
         for g in self.groups.values():
             out.extend(g)
         self.groups.clear()
+        self._sizes.clear()
         return out
 
 
@@ -509,7 +519,7 @@ class Engine:
             g.append(m)
         if sms:
             self._encode(sms)
-        if sms or c.dry_run:
+        if out:
             for alias, msgs in out.items():
                 check = providers[alias].check
                 keep = []
@@ -600,7 +610,7 @@ class Engine:
             codecs.analyze(["warm up"])  # loads the compiled kernels (from the disk cache) before the clock starts
         self.stats.started = time.monotonic()
         writer = asyncio.create_task(self._writer())
-        progress = asyncio.create_task(self._progress()) if self._on_progress else None
+        progress = asyncio.create_task(self._progress())
         hold = c.on_doubt == "hold"
 
         def skip(seq: int) -> bool:
@@ -646,8 +656,9 @@ class Engine:
         for lane in self.lanes.values():
             await lane.stop()
         await writer
-        if progress is not None:
-            progress.cancel()
+        progress.cancel()
+        self.stats.timeline.append((round(time.monotonic() - self.stats.started, 2), self.stats.done,
+                                    self.stats.requests))
         for sink in c.sinks:
             await sink.close()
         self.state.close()
@@ -661,10 +672,17 @@ class Engine:
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 
     async def _progress(self) -> None:
-        assert self._on_progress is not None
+        """Twice a second: a sample for the timeline (thinned to stay small) and the live display."""
+        st = self.stats
+        step = 0.5
         while True:
-            await asyncio.sleep(0.5)
-            self._on_progress(self)
+            await asyncio.sleep(step)
+            st.timeline.append((round(time.monotonic() - st.started, 2), st.done, st.requests))
+            if len(st.timeline) >= 4000:
+                del st.timeline[::2]
+                step *= 2
+            if self._on_progress is not None:
+                self._on_progress(self)
 
 
 async def dry_run(campaign: Campaign) -> Stats:

@@ -57,6 +57,10 @@ class ConfigError(ValueError):
     """A configuration problem, said in one line naming the setting."""
 
 
+class ProviderError(Exception):
+    """Raised by adapters with a message that is safe to show (no credentials, no URLs with keys)."""
+
+
 def secret(alias: str, key: str, var: str | None) -> str:
     """Read a credential from the environment variable a setting names; never echo its value."""
     if not var:
@@ -77,7 +81,7 @@ class Settings:
 
     url: str = ""
     rate: float = 0.0  # requests per second the provider allows; 0 = the module's default
-    burst: int = 1  # requests the limiter admits at once (keep small: see limits.py)
+    burst: int = 0  # requests the limiter admits at once; 0 = 1, or rate/200 at high rates (see limits.py)
     concurrency: int = 0  # requests in flight at once; 0 = the module's default
     batch_size: int = 0  # recipients per request; 0 = the module's default
     max_attempts: int = 5
@@ -124,8 +128,12 @@ class Provider:
 
     # -- batching --------------------------------------------------------------------
     def batch_key(self, m: Message) -> Hashable:
-        """Messages with equal keys may share one request (up to `batch_size`)."""
+        """Messages with equal keys may share one request (up to `batch_limit(key)`)."""
         return m.seq if self.batch_size == 1 else (m.channel, m.encoding)
+
+    def batch_limit(self, key: Hashable) -> int:
+        """How many messages of one key a request carries (a provider's rules may differ by key)."""
+        return self.batch_size
 
     def check(self, m: Message) -> tuple[str, str] | None:
         """(code, reason) when this message can never be accepted: it becomes `rejected`."""

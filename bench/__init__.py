@@ -1,0 +1,1 @@
+"""Benchmark scenarios: each module has `run(quick) -> dict`; `python -m bench` runs them all."""

@@ -1,0 +1,481 @@
+"""Codec benchmark: classify and count parts for a million realistic SMS texts.
+
+Paths, all on the same messages, each figure the median of 3 repetitions:
+  numba      dispatcher.codecs.analyze per chunk of 2048 (as the pipeline calls it), including the
+             conversion from Python strings to the code-point array
+  reference  dispatcher.codecs.reference.count, the plain-Python reference, one text at a time
+  gsm0338    the gsm0338 PyPI package: encode with codec "gsm03.38", fall back to UTF-16 on
+             error, count parts (escape and surrogate pairs kept whole)
+  charmap    a tuned pure-Python classifier (codecs.charmap_encode over a charmap_build table, C
+             speed per character): the fastest pure-Python approach we know, for an honest ratio
+Also: the conversion alone, the kernel alone, the first-run (cold cache) compile time and the
+warm-cache import + first-call time (one call per input width: uint8, uint16, uint32), both
+measured in fresh subprocesses.
+
+    python bench/codec.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CHUNK = 2048
+REPEATS = 3
+SEED = 20240603
+N_FULL = 1_000_000
+N_QUICK = 20_000
+
+# ----------------------------------------------------------------------------------------------
+# Messages: deterministic, mixed lengths (OTP ~50 chars to promotions of 900), about 5% with a
+# character outside GSM-7 (emoji, typographic quotes, Portuguese letters, other scripts), and
+# about 10% with extension characters (€, brackets, braces, tilde, pipe).
+
+FIRST = [
+    "Ana",
+    "Luis",
+    "Maria",
+    "Jose",
+    "Carmen",
+    "Pedro",
+    "Laura",
+    "Pablo",
+    "Sofia",
+    "Diego",
+    "Marta",
+    "Jorge",
+    "Elena",
+    "Ivan",
+    "Nuria",
+    "Raul",
+]
+LAST = [
+    "Garcia",
+    "Lopez",
+    "Martin",
+    "Perez",
+    "Sanchez",
+    "Romero",
+    "Navarro",
+    "Torres",
+    "Dominguez",
+    "Vazquez",
+    "Ramos",
+    "Gil",
+]
+SHOPS = [
+    "Tienda Sol",
+    "MercaPlus",
+    "Optica Vision",
+    "Farmacia Central",
+    "Moda Luna",
+    "TecnoHogar",
+    "Deportes Cima",
+]
+SENTENCES = [
+    "No olvides traer tu DNI.",
+    "Si tienes dudas llamanos al 900 123 456.",
+    "Promocion valida hasta fin de existencias.",
+    "Consulta condiciones en nuestra web.",
+    "Envio gratis en pedidos superiores a 30 EUR.",
+    "Responde BAJA para no recibir mas mensajes.",
+    "Te esperamos de lunes a sabado de 10:00 a 21:00.",
+    "Your order has been dispatched and will arrive soon.",
+    "Reply STOP to opt out.",
+    "Use the code at checkout to get your discount.",
+    "Horario de atencion: 9:00 - 18:00.",
+    "Gracias por confiar en nosotros!",
+    "Recuerda que puedes cambiar tu cita desde la app.",
+    "Descarga la factura en tu area de cliente.",
+]
+EXT_SNIPPETS = ["{amount}€", "[OFERTA]", "{{VIP}}", "~{pct}%", "| Info", "^^", "[{code}]", "\\o/"]
+NON_GSM = [
+    " 😀", " 🎉", " 👍", "🔥 ", " ❤️", "“{word}”", "‘{word}’", " – ", "…", " ação", " não", " você",
+    " Olá", " Иван", " 李伟", " مرحبا", "\u00a0", " ™", " ½", " №5",
+]  # fmt: skip
+WORDS = ["oferta", "cita", "pedido", "envio", "codigo", "factura", "regalo", "premio", "descuento", "sorteo"]
+
+
+def _otp(r: random.Random) -> str:
+    code = r.randrange(100000, 999999)
+    return r.choice(
+        [
+            f"Tu codigo de verificacion es {code}. Caduca en {r.choice((5, 10, 15))} minutos.",
+            f"Your verification code is {code}. Do not share it with anyone.",
+            f"{code} es tu codigo de acceso a {r.choice(SHOPS)}.",
+        ]
+    )
+
+
+def _delivery(r: random.Random) -> str:
+    name = r.choice(FIRST)
+    order = r.randrange(10**6, 10**7)
+    url = f"https://trk.example.com/{r.randrange(16**8):08x}"
+    return (
+        f"Hola {name}, tu pedido {order} de {r.choice(SHOPS)} llegara el {r.randrange(1, 29)}/"
+        f"{r.randrange(1, 13)} entre las {r.randrange(8, 14)}:00 y las {r.randrange(14, 21)}:00. "
+        f"Sigue tu envio en {url}"
+    )
+
+
+def _reminder(r: random.Random) -> str:
+    return (
+        f"Recordatorio: {r.choice(FIRST)} {r.choice(LAST)}, tienes cita el {r.randrange(1, 29)}/"
+        f"{r.randrange(1, 13)} a las {r.randrange(9, 20)}:{r.choice(('00', '15', '30', '45'))} en "
+        f"{r.choice(SHOPS)}. {r.choice(SENTENCES)}"
+    )
+
+
+def _promo(r: random.Random) -> str:
+    head = (
+        f"{r.choice(FIRST).upper()}, solo hoy en {r.choice(SHOPS)}: -{r.choice((10, 15, 20, 30, 50))}% "
+        f"en {r.choice(WORDS)}s con el codigo {r.choice(WORDS).upper()}{r.randrange(10, 99)}."
+    )
+    body = " ".join(r.choice(SENTENCES) for _ in range(r.choice((0, 1, 2, 2, 3, 4, 6, 9, 14))))
+    return f"{head} {body}".strip()
+
+
+KINDS = [(_otp, 0.25), (_delivery, 0.30), (_reminder, 0.20), (_promo, 0.25)]
+
+
+def _splice(r: random.Random, text: str, snippet: str) -> str:
+    cut = r.randrange(len(text) + 1)
+    return text[:cut] + snippet + text[cut:]
+
+
+def generate_messages(n: int, seed: int = SEED) -> list[str]:
+    r = random.Random(seed)
+    makers = [k for k, _ in KINDS]
+    weights = [w for _, w in KINDS]
+    out = []
+    for _ in range(n):
+        text = r.choices(makers, weights)[0](r)
+        x = r.random()
+        if x < 0.05:
+            snippet = r.choice(NON_GSM).format(word=r.choice(WORDS))
+            text = _splice(r, text, snippet)
+        elif x < 0.15:
+            snippet = r.choice(EXT_SNIPPETS).format(
+                amount=r.randrange(5, 500), pct=r.randrange(5, 70), code=r.randrange(1000, 9999)
+            )
+            text = _splice(r, text, snippet)
+        out.append(text)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Competing classifiers. Each returns (encoding name, units, parts) for one text, GSM-7 / UCS-2.
+
+
+def _greedy_parts(widths, concat: int) -> int:
+    parts, used = 1, 0
+    for w in widths:
+        if used + w > concat:
+            parts += 1
+            used = w
+        else:
+            used += w
+    return parts
+
+
+def _ucs2(text: str) -> tuple[str, int, int]:
+    data = text.encode("utf-16-le", "surrogatepass")
+    units = len(data) // 2
+    if units <= 70:
+        return "UCS-2", units, 1
+    if units == len(text):
+        return "UCS-2", units, -(-units // 67)
+    return "UCS-2", units, _greedy_parts((2 if ord(ch) > 0xFFFF else 1 for ch in text), 67)
+
+
+def gsm0338_count(text: str) -> tuple[str, int, int]:
+    """The gsm0338 package's codec (extension characters come out as ESC + code)."""
+    try:
+        encoded = text.encode("gsm03.38")
+    except UnicodeEncodeError:
+        return _ucs2(text)
+    units = len(encoded)
+    if units <= 160:
+        return "GSM-7", units, 1
+    if units == len(text):
+        return "GSM-7", units, -(-units // 153)
+    widths, i = [], 0
+    while i < units:
+        w = 2 if encoded[i] == 0x1B else 1
+        widths.append(w)
+        i += w
+    return "GSM-7", units, _greedy_parts(widths, 153)
+
+
+def _charmap_table():
+    from dispatcher.codecs.tables import GSM7_BASIC, GSM7_EXT
+
+    # bytes 0x00-0x7F: the basic table; 0x80 | code: the extension character at code
+    decoding = ["\ufffe"] * 256
+    for code, ch in enumerate(GSM7_BASIC):
+        if code != 0x1B:
+            decoding[code] = ch
+    for code, ch in GSM7_EXT.items():
+        decoding[0x80 | code] = ch
+    return codecs.charmap_build("".join(decoding))
+
+
+_CHARMAP = None
+_ASCII_BYTES = bytes(range(128))
+
+
+def charmap_count(text: str) -> tuple[str, int, int]:
+    """Tuned pure Python: one C-level charmap encode per text; extension characters come out >= 0x80."""
+    try:
+        encoded = codecs.charmap_encode(text, "strict", _CHARMAP)[0]
+    except UnicodeEncodeError:
+        return _ucs2(text)
+    n = len(encoded)
+    ext = 0 if encoded.isascii() else len(encoded.translate(None, _ASCII_BYTES))
+    units = n + ext
+    if units <= 160:
+        return "GSM-7", units, 1
+    if ext == 0:
+        return "GSM-7", units, -(-units // 153)
+    return "GSM-7", units, _greedy_parts((2 if b >= 0x80 else 1 for b in encoded), 153)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _median_time(fn: Callable[[], object], repeats: int = REPEATS) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def _subprocess_seconds(code: str, env: dict[str, str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+_STARTUP_CODE = """
+import json, time
+t0 = time.perf_counter()
+from dispatcher.codecs import analyze
+t1 = time.perf_counter()
+analyze(["hello", "world"])                    # uint8 input
+t2 = time.perf_counter()
+analyze(["hello", "10€ “world”"])              # uint16 input
+t3 = time.perf_counter()
+analyze(["hello", "😀"], gsm_pt=True, transliterate=True)  # uint32 input
+t4 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_call_uint8_s": t2 - t1, "first_call_uint16_s": t3 - t2,
+                  "first_call_uint32_s": t4 - t3, "first_calls_s": t4 - t1, "total_s": t4 - t0}))
+"""
+
+
+def startup_times() -> dict:
+    """Cold (empty numba cache: compiles) and warm (cache filled by the cold run) startup, in subprocesses."""
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+        cold = _subprocess_seconds(_STARTUP_CODE, env)
+        warm = _subprocess_seconds(_STARTUP_CODE, env)
+    return {"cold": cold, "warm": warm}
+
+
+def run(quick: bool = False) -> dict:
+    """Run every path on the same messages; returns a JSON-able dict of figures."""
+    global _CHARMAP
+    import gsm0338  # noqa: F401  registers the "gsm03.38" codec
+    import numpy as np
+
+    from dispatcher.codecs import ENCODINGS, analyze, reference
+    from dispatcher.codecs import kernels as K
+    from dispatcher.codecs.batch import to_codepoints
+
+    _CHARMAP = _charmap_table()
+    startup = startup_times()  # before anything is compiled in this process
+
+    n = N_QUICK if quick else N_FULL
+    t0 = time.perf_counter()
+    messages = generate_messages(n)
+    gen_s = time.perf_counter() - t0
+    chunks = [messages[i : i + CHUNK] for i in range(0, n, CHUNK)]
+    analyze(chunks[0])  # compile / load from cache outside the timings
+
+    results: dict[str, list] = {}
+
+    def numba_path():
+        results["numba"] = [analyze(c) for c in chunks]
+
+    def convert_all(convert):
+        def loop():
+            for c in chunks:
+                convert(c)  # result dropped at once, as the pipeline does after the kernel call
+
+        return loop
+
+    def utf32_copy(c):
+        lens = np.fromiter(map(len, c), dtype=np.int64, count=len(c))
+        return np.frombuffer("".join(c).encode("utf-32-le", "surrogatepass"), dtype=np.uint32), lens
+
+    conversions = {
+        "zero_copy_view": to_codepoints,  # what analyze uses
+        "narrowest_copy": lambda c: to_codepoints(c, zero_copy=False),
+        "utf32_copy": utf32_copy,
+    }
+    converted = [to_codepoints(c) for c in chunks]
+
+    def kernel_only():
+        for cps, lens in converted:
+            K.classify(
+                cps, lens, K.GSM7_TABLE, K.PT_TABLE, K.TRANS_INDEX, K.TRANS_DATA, K.TRANS_MAX, False, False
+            )
+
+    paths = {
+        "numba": numba_path,
+        "reference": lambda: results.__setitem__("reference", [reference.count(t) for t in messages]),
+        "gsm0338": lambda: results.__setitem__("gsm0338", [gsm0338_count(t) for t in messages]),
+        "charmap": lambda: results.__setitem__("charmap", [charmap_count(t) for t in messages]),
+    }
+    timings = {}
+    for name, fn in paths.items():
+        med, all_ = _median_time(fn)
+        timings[name] = {"median_s": med, "runs_s": all_, "msgs_per_s": n / med}
+    conv = {}
+    for name, fn in conversions.items():
+        med, all_ = _median_time(convert_all(fn))
+        conv[name] = {"median_s": med, "runs_s": all_, "ns_per_msg": med / n * 1e9}
+    conv_med = conv["zero_copy_view"]["median_s"]
+    kern_med, kern_all = _median_time(kernel_only)
+
+    # every path must agree with the reference
+    ref = results["reference"]
+    got = []
+    for a in results["numba"]:
+        got.extend(
+            zip([ENCODINGS[e] for e in a.encoding.tolist()], a.units.tolist(), a.parts.tolist(), strict=True)
+        )
+    agreement = {
+        "numba": sum(x == y for x, y in zip(got, ref, strict=True)),
+        "gsm0338": sum(x == y for x, y in zip(results["gsm0338"], ref, strict=True)),
+        "charmap": sum(x == y for x, y in zip(results["charmap"], ref, strict=True)),
+    }
+    dtypes = [str(cps.dtype) for cps, _ in converted]
+    converted.clear()
+    encodings = {e: sum(r[0] == e for r in ref) for e in ("GSM-7", "UCS-2")}
+    lengths = [len(t) for t in messages]
+    pure = {k: timings[k]["msgs_per_s"] for k in ("reference", "gsm0338", "charmap")}
+    fastest_pure = max(pure, key=pure.get)
+    nb = timings["numba"]["msgs_per_s"]
+    return {
+        "benchmark": "codec",
+        "quick": quick,
+        "messages": n,
+        "chunk": CHUNK,
+        "repeats": REPEATS,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "generation_s": gen_s,
+        "dataset": {
+            "mean_chars": statistics.fmean(lengths),
+            "max_chars": max(lengths),
+            "encodings": encodings,
+            "multi_part": sum(r[2] > 1 for r in ref),
+            "chunks": len(chunks),
+            "chunk_dtypes": {d: dtypes.count(d) for d in sorted(set(dtypes))},
+        },
+        "paths": timings,
+        "conversion": {
+            **conv,
+            "used": "zero_copy_view",
+            "share_of_numba_path": conv_med / timings["numba"]["median_s"],
+        },
+        "kernel_only": {"median_s": kern_med, "runs_s": kern_all, "msgs_per_s": n / kern_med},
+        "ratios": {
+            "numba_over_reference": nb / pure["reference"],
+            "numba_over_gsm0338": nb / pure["gsm0338"],
+            "numba_over_charmap": nb / pure["charmap"],
+            "numba_over_fastest_pure_python": nb / pure[fastest_pure],
+            "fastest_pure_python": fastest_pure,
+        },
+        "agreement_with_reference": {k: v / n for k, v in agreement.items()},
+        "startup": startup,
+    }
+
+
+def format_table(r: dict) -> str:
+    rows = [
+        f"codec benchmark: {r['messages']:,} messages (mean {r['dataset']['mean_chars']:.0f} chars, "
+        f"{r['dataset']['encodings']['UCS-2']:,} UCS-2, {r['dataset']['multi_part']:,} multi-part), "
+        f"chunks of {r['chunk']}, median of {r['repeats']}",
+        "",
+        f"{'path':<34} {'msgs/s':>12} {'median s':>10} {'vs numba':>9}  agrees",
+    ]
+    labels = {
+        "numba": "numba analyze (incl. conversion)",
+        "reference": "pure-Python reference",
+        "gsm0338": "gsm0338 package",
+        "charmap": "pure Python, charmap_encode",
+    }
+    nb = r["paths"]["numba"]["msgs_per_s"]
+    for key, label in labels.items():
+        p = r["paths"][key]
+        agree = r["agreement_with_reference"].get(key, 1.0)
+        rows.append(
+            f"{label:<34} {p['msgs_per_s']:>12,.0f} {p['median_s']:>10.3f} {nb / p['msgs_per_s']:>8.1f}x"
+            f"  {agree:.2%}"
+        )
+    k = r["kernel_only"]
+    rows.append(f"{'  kernel alone':<34} {k['msgs_per_s']:>12,.0f} {k['median_s']:>10.3f}")
+    c = r["conversion"]
+    rows.append(
+        f"{'  conversion alone':<34} {r['messages'] / c['zero_copy_view']['median_s']:>12,.0f} "
+        f"{c['zero_copy_view']['median_s']:>10.3f}  ({c['zero_copy_view']['ns_per_msg']:.0f} ns/msg, "
+        f"{c['share_of_numba_path']:.0%} of the numba path)"
+    )
+    rows.append(
+        "  conversion alternatives, ns/msg: "
+        + ", ".join(
+            f"{m} {c[m]['ns_per_msg']:.0f}" for m in ("zero_copy_view", "narrowest_copy", "utf32_copy")
+        )
+    )
+    s = r["startup"]
+    rows += [
+        "",
+        f"numba over fastest pure Python ({r['ratios']['fastest_pure_python']}): "
+        f"{r['ratios']['numba_over_fastest_pure_python']:.1f}x",
+        f"cold start (empty cache, compiles): import {s['cold']['import_s']:.2f} s + first calls "
+        f"{s['cold']['first_calls_s']:.2f} s = {s['cold']['total_s']:.2f} s",
+        f"warm start (cached):                import {s['warm']['import_s']:.2f} s + first calls "
+        f"{s['warm']['first_calls_s']:.3f} s = {s['warm']['total_s']:.2f} s",
+    ]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{N_QUICK:,} messages instead of {N_FULL:,}")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = ap.parse_args()
+    result = run(quick=args.quick)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))

@@ -1,0 +1,260 @@
+"""Kaleyra Hexa (kaleyra.io) SMS: `POST /v1/<SID>/messages` with an `api-key` header.
+
+One request carries one body, one sender and one route type to a comma-separated `to` list,
+so only identical texts share a request, and how many depends on the route type
+(`[message] options = {type = "TXN"}`; kaleyra.md, "Per-type recipient rules"):
+OTP exactly one number (E404), TXN at most 100 (E405), bulk must be MKT (E400; no
+documented maximum, the simulator's cap 1000 is the default), DEFAULT (some pods) one.
+
+The success body is inferred from a public typed client (kaleyra.md, "Success response"):
+every name the adapter reads or writes is in `API` below, so a correction is one edit.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+
+from ..model import Message
+from .base import (
+    ConfigError,
+    HttpRequest,
+    Outcome,
+    Provider,
+    Settings,
+    Verdict,
+    http_default,
+    retry_after,
+    secret,
+)
+
+# -- every path and field name, in one place ----------------------------------------------------
+API: dict[str, str] = {
+    # request
+    "path": "/{version}/{sid}/{endpoint}",  # endpoint: "messages" (original) or "sms" (newer, NA pod)
+    "auth_header": "api-key",
+    "to": "to",  # comma-separated numbers
+    "body": "body",
+    "sender": "sender",
+    "type": "type",  # MKT | TXN | OTP | DEFAULT
+    "unicode": "unicode",  # 0 | 1 | AUTO
+    "callback": "callback",  # JSON string {url, method, retry: {count, interval}}
+    "callback_profile_id": "callback_profile_id",
+    "dlrurl": "dlrurl",  # the seed's delivery URL
+    # success answer [inferred]: {"id", ..., "totalCount", "data": [{"message_id", "recipient"}], "error": {}}
+    "request_id": "id",
+    "items": "data",
+    "item_id": "message_id",
+    "item_to": "recipient",
+    # error answer [inferred]: {"code": "E601", "message": "...", "data": [], "error": {"body": "..."}}
+    "code": "code",
+    "message": "message",
+    "detail": "error",
+}
+# Options passed through unchanged from `[message] options` when present.
+PASSTHROUGH = ("template_id", "source", "ref", "ref1", "ref2", "flash", "duplicate", "time", "port")
+
+ROUTE_LIMITS = {"OTP": 1, "TXN": 100, "MKT": 1000, "DEFAULT": 1}  # numbers per request
+UNICODE = {"GSM-7": "0", "GSM-PT": "1", "UCS-2": "1"}  # Kaleyra knows no national shift tables
+
+SUCCESS_CODES = frozenset({"E100", "E101"})  # submitted / campaign accepted
+RETRYABLE = frozenset({"E403", "E429"})  # "something went wrong at our end", too many requests
+HALTING = frozenset({"E102", "NO-CREDITS"})  # no medium configured for the account, out of credit
+PER_RECIPIENT = frozenset({"E401", "E406"})  # body too long, no valid number: bad input
+HALTING_STATUS = frozenset({401, 402, 403})  # bad key / SID, no credit, account blocked
+
+_NOT_DIGIT = re.compile(r"\D")
+
+
+def classify(code: str | None, status: int) -> Verdict:
+    if (code in RETRYABLE) or status == 429 or status >= 500:
+        return Verdict.RETRY
+    if code in HALTING or status in HALTING_STATUS:
+        return Verdict.HALT
+    if code in PER_RECIPIENT:
+        return Verdict.REJECTED
+    return Verdict.FAILED
+
+
+@dataclass(slots=True)
+class KaleyraSettings(Settings):
+    sid_env: str = ""
+    api_key_env: str = ""
+    endpoint: str = "messages"  # or "sms"
+    version: str = "v1"
+    route: str = "TXN"  # route type when `[message] options` has no `type`
+    callback_url: str = ""  # delivery reports: the `callback` JSON
+    callback_method: str = "POST"  # or "GET"
+    callback_retries: int = 3
+    callback_interval: int = 10  # seconds between callback retries
+    callback_profile_id: str = ""  # a callback profile from the console, instead of callback_url
+    dlr_url: str = ""  # the seed's `dlrurl`
+
+
+class Kaleyra(Provider):
+    kind = "kaleyra"
+    channels = frozenset({"sms"})
+    default_rate = 20.0  # none published (throughput is provisioned per account); the simulator's default
+    max_batch = ROUTE_LIMITS["MKT"]
+    default_concurrency = 8
+    max_chars = 4000  # E401
+    settings_class = KaleyraSettings
+
+    _configured = max_batch
+    _cap = max_batch  # the smallest route limit seen so far (see `batch_size`)
+
+    def __init__(self, alias: str, settings: KaleyraSettings) -> None:
+        super().__init__(alias, settings)
+        sid = secret(alias, "sid_env", settings.sid_env)
+        key = secret(alias, "api_key_env", settings.api_key_env)
+        path = API["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
+                                  endpoint=settings.endpoint.strip("/"))
+        self._url = settings.url.rstrip("/") + path
+        self._headers = {API["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
+                         "Accept": "application/json"}
+        self._callback = ""
+        if settings.callback_url:
+            method = settings.callback_method.upper()
+            if method not in ("GET", "POST"):
+                raise ConfigError(f"providers.{alias}.callback_method: '{settings.callback_method}' must be GET or POST")
+            n = max(0, settings.callback_retries)
+            self._callback = orjson.dumps({
+                "url": settings.callback_url, "method": method,
+                "retry": {"count": str(n), "interval": [str(settings.callback_interval)] * n},
+            }).decode()
+
+    # -- batch size by route type ----------------------------------------------------------------
+    # The Lane asks one `batch_size` per provider, while Kaleyra's limit depends on the route type of
+    # the message (options.type). `check` runs on every message before it is batched, so it records
+    # each route type seen, and the size is the smallest limit seen: never too many numbers for any
+    # route. One blast has one route type per provider, so this is exactly that type's limit.
+    @property  # type: ignore[override]
+    def batch_size(self) -> int:
+        return min(self._configured, self._cap)
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._configured = value
+
+    def route(self, m: Message) -> str:
+        opts = m.content.options if m.content is not None else {}
+        return str(opts.get("type") or cast(KaleyraSettings, self.settings).route).upper()
+
+    def check(self, m: Message) -> tuple[str, str] | None:
+        route = self.route(m)
+        limit = ROUTE_LIMITS.get(route)
+        if limit is None:
+            return "bad_type", f"route type '{route}' must be one of {', '.join(ROUTE_LIMITS)} (options.type)"
+        if limit < self._cap:
+            self._cap = limit
+        if not m.text:
+            return "empty_body", "the message text is empty"
+        return Provider.check(self, m)
+
+    def batch_key(self, m: Message) -> Hashable:
+        if ROUTE_LIMITS.get(self.route(m), 1) == 1:
+            return m.seq  # one number per request
+        return (id(m.content), m.text)  # one body, sender and type per request
+
+    # -- one request ---------------------------------------------------------------------------
+    def build(self, batch: Sequence[Message]) -> HttpRequest:
+        first = batch[0]
+        c = first.content
+        opts: Mapping[str, Any] = c.options if c is not None else {}
+        route = self.route(first)
+        if len(batch) > ROUTE_LIMITS.get(route, 1):  # never send what the provider must refuse
+            raise ValueError(f"{len(batch)} numbers in one {route} request (at most {ROUTE_LIMITS.get(route, 1)})")
+        s = cast(KaleyraSettings, self.settings)
+        form: dict[str, str] = {
+            API["to"]: ",".join([m.to for m in batch]),
+            API["body"]: first.text,
+            API["sender"]: (c.sender if c is not None else "") or str(opts.get("sender", "")),
+            API["type"]: route,
+            API["unicode"]: UNICODE.get(first.encoding, "AUTO"),
+        }
+        for k in PASSTHROUGH:
+            v = opts.get(k)
+            if v is not None and v != "":
+                form[k] = str(int(v)) if isinstance(v, bool) else str(v)
+        profile = opts.get("callback_profile_id") or s.callback_profile_id
+        if profile:
+            form[API["callback_profile_id"]] = str(profile)
+        elif self._callback:
+            form[API["callback"]] = self._callback
+        if s.dlr_url:
+            form[API["dlrurl"]] = s.dlr_url
+        return HttpRequest("POST", self._url, self._headers, urllib.parse.urlencode(form).encode())
+
+    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            return [http_default(status, body[:200].decode("utf-8", "replace") if body else "", headers=headers)] * len(batch)
+        rid = data.get(API["request_id"])
+        trace = str(rid) if rid is not None else None
+        code = data.get(API["code"])
+        code = str(code) if code is not None else None
+        if 200 <= status < 300:
+            items = data.get(API["items"])
+            if isinstance(items, list) and items:
+                return self._per_recipient(batch, items, trace)
+            if not _has_error(data) and (code is None or code in SUCCESS_CODES):
+                # accepted without per-number ids (a scheduled or list campaign): nothing to pair
+                return [Outcome(Verdict.SENT, trace_id=trace, extra={"code": code} if code else None)] * len(batch)
+        text = _error_text(data) or (body[:200].decode("utf-8", "replace") if body else "")
+        if code is None:
+            o = http_default(status, text, trace, headers)
+        else:
+            o = Outcome(classify(code, status), code=code, error=text, trace_id=trace, retry_after=retry_after(headers))
+        return [o] * len(batch)
+
+    @staticmethod
+    def _per_recipient(batch: Sequence[Message], items: list, trace: str | None) -> list[Outcome]:
+        id_key, to_key = API["item_id"], API["item_to"]
+        numbered = all(isinstance(it, dict) and it.get(to_key) for it in items)
+        if not numbered:
+            if len(items) != len(batch):
+                return [Outcome(Verdict.FAILED, code="unpaired",
+                                error="the answer lists fewer ids than numbers, without saying which", trace_id=trace)
+                        ] * len(batch)
+            return [_sent(it, id_key, trace) for it in items]
+        by_number: dict[str, list[dict]] = {}
+        for it in items:
+            by_number.setdefault(_NOT_DIGIT.sub("", str(it[to_key])), []).append(it)
+        out = []
+        for m in batch:
+            found = by_number.get(_NOT_DIGIT.sub("", m.to))
+            if found:
+                out.append(_sent(found.pop(0), id_key, trace))
+            else:
+                out.append(Outcome(Verdict.REJECTED, code="E406", trace_id=trace,
+                                   error="the provider dropped this number as invalid (not in the answer's data)"))
+        return out
+
+
+def _sent(item: Any, id_key: str, trace: str | None) -> Outcome:
+    mid = item.get(id_key) if isinstance(item, dict) else None
+    if not mid:
+        return Outcome(Verdict.FAILED, code="missing_id", error="accepted entry without a message id", trace_id=trace)
+    return Outcome(Verdict.SENT, message_id=str(mid), trace_id=trace)
+
+
+def _has_error(data: dict) -> bool:
+    return bool(data.get(API["detail"]))
+
+
+def _error_text(data: dict) -> str:
+    msg = data.get(API["message"])
+    if msg:
+        return str(msg)
+    err = data.get(API["detail"])
+    if isinstance(err, dict) and err:
+        return "; ".join(f"{k}: {v}" for k, v in err.items())
+    return str(err) if err else ""
