@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import sys
 import time
 import traceback
@@ -110,7 +111,7 @@ def draw(report: dict[str, Any], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4))
         for label, tl in series:
             xs = [t for t, _, _ in tl][1:]
-            ys = [(d2 - d1) / max(t2 - t1, 1e-9) for (t1, d1, _), (t2, d2, _) in zip(tl, tl[1:], strict=False)]
+            ys = [(d2 - d1) / max(t2 - t1, 1e-9) for (t1, d1, _), (t2, d2, _) in itertools.pairwise(tl)]
             ax.plot(xs, ys, label=label)
         ax.set_xlabel("seconds")
         ax.set_ylabel("messages/s")
