@@ -112,15 +112,19 @@ def _credentials() -> None:
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_dsn() -> Iterator[str]:
     dsn = os.environ.get("DISPATCHER_TEST_DSN")
     if dsn:
         yield dsn
         return
+    import shutil
+    import tempfile
     sys.path.insert(0, str(ROOT / "tests"))
     from pgserver import PgServer
-    server = PgServer(tmp_path_factory.mktemp("pg"))
+    root = tempfile.mkdtemp(prefix="dispatcher-pg-")  # under /tmp: the postgres user must reach it
+    server = PgServer(root)
     try:
         yield server.start()
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)

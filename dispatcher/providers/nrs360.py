@@ -1,10 +1,20 @@
-"""360nrs (SMS; email, WhatsApp and voice grow in the providers issue).
+"""360nrs: SMS, email (`/mailing`), WhatsApp templates and voice (text to speech).
 
 Many recipients per request. Texts that differ only by template variables share one
-request: the template goes as `message` and each recipient's values as `sub` (one object
-per recipient, same order as `to`), so a personalised campaign costs one request per
-`batch_size` recipients instead of one per recipient. Filters are applied here, not by
-the server, so the text the server builds is exactly the text the codec counted.
+request: the template goes as `message` (`body` for email) and each recipient's values as
+`sub` (one object per recipient, same order as `to`), so a personalised campaign costs one
+request per `batch_size` recipients instead of one per recipient. Filters are applied here,
+not by the server, so the text the server builds is exactly the text the codec counted.
+
+WhatsApp sends an approved template (`options.template_id`) from a registered number (the
+campaign's `sender`); each recipient's positional `bodyFields` are the record fields named
+by `options.parameters` (else the template's own placeholders, in order), `headerFields`
+and `callToActionFields` likewise from `header_parameters` / `call_to_action_parameters`.
+Email takes `fromEmail` and `subject` from the campaign's sender and subject and
+`fromName` / `replyTo` from `options.from_name` / `options.reply_to` (replyTo is required
+by 360nrs: the sender address when not set). Voice takes `options.language` and
+`options.gender` (required by 360nrs: left for the server to refuse when missing) and
+optional `callers`, `retries`, `amd`.
 """
 
 from __future__ import annotations
@@ -27,12 +37,18 @@ from .base import (
     secret,
 )
 
-PATHS = {"sms": "/api/rest/sms"}
+PATHS = {"sms": "/api/rest/sms", "email": "/api/rest/mailing", "whatsapp": "/api/rest/whatsapp",
+         "voice": "/api/rest/voice"}
 ENCODING = {"GSM-7": "gsm", "GSM-PT": "gsm-pt", "UCS-2": "utf-16"}
 
 RETRYABLE = frozenset({101, 122, 123, 429})
 HALTING = frozenset({103, 111, 112})  # bad credentials, no credit, IP not allowed: nothing else will pass
 PER_RECIPIENT = frozenset({102})  # "no valid recipients": this number is bad input
+VOICE_MAX_CHARS = 500
+# WhatsApp positional fields: option naming the record fields -> the message field they fill
+WHATSAPP_FIELDS = {"header_parameters": "headerFields", "parameters": "bodyFields",
+                   "call_to_action_parameters": "callToActionFields"}
+VOICE_OPTIONS = ("language", "gender", "callers", "retries", "amd")
 
 
 def classify(code: int, status: int) -> Verdict:
@@ -71,33 +87,72 @@ class Nrs360(Provider):
         self._headers = {"Authorization": self._auth, "Content-Type": "application/json", "Accept": "application/json"}
         self._base = settings.url.rstrip("/")
 
+    def address_for(self, channel: str) -> str:
+        """What a recipient of `channel` is: an email address for email, a phone number otherwise."""
+        return "email" if channel == "email" else "phone"
+
     def _substituted(self, m: Message) -> bool:
         return self.s.substitute and not m.transliterated and bool(m.content.template.slots)
 
     def batch_key(self, m: Message) -> Hashable:
+        if m.channel == "whatsapp":  # the template lives on the server: every recipient can share a request
+            return (m.channel, id(m.content))
         text_key = id(m.content) if self._substituted(m) else m.text
         return (m.channel, m.encoding, text_key)
+
+    def check(self, m: Message) -> tuple[str, str] | None:
+        if m.channel == "voice" and len(m.text) > VOICE_MAX_CHARS:
+            return "too_long", f"{len(m.text)} characters, 360nrs voice messages hold at most {VOICE_MAX_CHARS}"
+        if m.channel == "whatsapp":
+            for option in WHATSAPP_FIELDS:
+                for name in m.content.options.get(option) or ():
+                    if m.vars.get(name) in (None, ""):
+                        return "missing_variable", f"template field '{name}' has no value in this record"
+        return super().check(m)
 
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         first = batch[0]
         c = first.content
-        body: dict = {
-            "to": [m.to.lstrip("+") for m in batch],
-            "from": c.sender,
-            "encoding": ENCODING.get(first.encoding, "gsm"),
-            "parts": max(m.parts for m in batch) or 1,
-        }
-        if self._substituted(first):
-            tpl = c.template
-            body["message"] = tpl.server_source
-            body["sub"] = [m.slots for m in batch]
+        if first.channel == "whatsapp":
+            body = self._whatsapp(batch)
         else:
-            body["message"] = first.text
-        if self.s.notification_url:
-            body["notificationUrl"] = self.s.notification_url
+            body = {"to": [m.to if first.channel == "email" else m.to.lstrip("+") for m in batch]}
+            if first.channel == "sms":
+                body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
+                             "parts": max(m.parts for m in batch) or 1})
+            elif first.channel == "email":
+                opts = c.options
+                body.update({"fromEmail": c.sender, "replyTo": opts.get("reply_to") or c.sender, "subject": c.subject})
+                if opts.get("from_name"):
+                    body["fromName"] = opts["from_name"]
+            else:  # voice
+                body.update({k: c.options[k] for k in VOICE_OPTIONS if k in c.options})
+            text = "body" if first.channel == "email" else "message"
+            if self._substituted(first):
+                body[text] = c.template.server_source
+                body["sub"] = [m.slots for m in batch]
+            else:
+                body[text] = first.text
+            if self.s.notification_url and first.channel == "sms":
+                body["notificationUrl"] = self.s.notification_url
         if self.s.campaign_name:
             body["campaignName"] = self.s.campaign_name
         return HttpRequest("POST", self._base + PATHS[first.channel], self._headers, orjson.dumps(body))
+
+    @staticmethod
+    def _whatsapp(batch: Sequence[Message]) -> dict:
+        opts = batch[0].content.options
+        messages = []
+        for m in batch:
+            entry: dict = {"to": m.to.lstrip("+")}
+            for option, field in WHATSAPP_FIELDS.items():
+                names = opts.get(option)
+                if names:
+                    entry[field] = ["" if m.vars.get(n) is None else str(m.vars[n]) for n in names]
+                elif option == "parameters" and m.slots:
+                    entry[field] = list(m.slots.values())
+            messages.append(entry)
+        return {"templateId": opts.get("template_id"), "from": batch[0].content.sender, "messages": messages}
 
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
         try:

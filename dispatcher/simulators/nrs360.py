@@ -358,7 +358,8 @@ class Nrs360Simulator(Simulator):
             if not isinstance(extra, list) or not all(isinstance(e, str) and _EMAIL.fullmatch(e) for e in extra):
                 return error(422, f"The {key} field must hold email addresses")
         template = body.get("templateId", body.get("templateV2Id"))
-        if template is not None and template not in self.email_templates:
+        if template is not None and (isinstance(template, bool) or not isinstance(template, int)
+                                     or template not in self.email_templates):
             return error(140)
         if template is None and (not isinstance(body.get("body"), str) or not body["body"]):
             return error(104)
