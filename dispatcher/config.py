@@ -27,7 +27,8 @@ from .sources.base import Source, SourceError
 TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
           "dsn_env", "table", "where", "query", "key", "fetch"}
-MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options"}
+MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options",
+           "recipient"}
 ENGINE = {"chunk_size", "max_in_flight"}
 SINK = {"type", "path", "dsn_env", "table", "mark_sent"}
 
@@ -214,7 +215,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
             raise loc.error(section, "template", str(e)) from None
         sections[channel] = section
         contents[channel] = Content(channel, template, str(table.get("sender", "")), str(table.get("subject", "")),
-                                    dict(table.get("options", {})))
+                                    dict(table.get("options", {})), str(table.get("recipient", "")))
         region = table.get("region", region)
     if not contents:
         raise loc.error("message", None, "required: a [message] table with a `template`")
@@ -232,6 +233,9 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     if columns is not None:
         for channel, content in contents.items():
             section = sections[channel]
+            if content.recipient and content.recipient not in columns:
+                raise loc.error(section, "recipient", f"no column '{content.recipient}' in {source.name} "
+                                f"(columns: {', '.join(columns)})")
             for name in content.template.variables:
                 if name not in columns:
                     hint = _closest(name, tuple(columns))

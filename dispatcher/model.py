@@ -54,6 +54,7 @@ class Content:
     sender: str = ""
     subject: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific (template ids, route type...)
+    recipient: str = ""  # the column holding this channel's recipient, when not the source's
 
 
 @dataclass

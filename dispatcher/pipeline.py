@@ -480,15 +480,18 @@ class Engine:
         for rec in records:
             f = rec.fields
             rid = str(f.get(id_col) or rec.seq) if id_col else str(rec.seq)
-            raw = f.get(recipient)
-            raw = raw if type(raw) is str else ("" if raw is None else str(raw))
             try:
                 alias = route(f)
             except KeyError as e:
-                bad.append(rejected(rec.seq, rid, raw, "no_route", str(e.args[0]) if e.args else "no route"))
+                raw = f.get(recipient)
+                bad.append(rejected(rec.seq, rid, "" if raw is None else str(raw), "no_route",
+                                    str(e.args[0]) if e.args else "no route"))
                 continue
             provider = providers[alias]
             channel = channels[alias]
+            content = contents[channel]
+            raw = f.get(content.recipient or recipient)
+            raw = raw if type(raw) is str else ("" if raw is None else str(raw))
             if provider.address_for(channel) == "phone":
                 to = to_e164(raw, region)
                 if to is None:
@@ -501,7 +504,6 @@ class Engine:
                     bad.append(rejected(rec.seq, rid, raw, "invalid_address", f"'{raw}' is not an email address",
                                         alias, channel))
                     continue
-            content = contents[channel]
             try:
                 text, slots = content.template.fill(f)
             except KeyError as e:
