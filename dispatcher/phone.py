@@ -48,7 +48,8 @@ def _region(region: str) -> tuple[int, re.Pattern[str] | None, re.Pattern[str] |
     leading = re.compile(md.leading_digits) if md.leading_digits else None
     prefix = md.national_prefix_for_parsing
     plain = prefix if prefix and prefix.isdigit() and md.national_prefix_transform_rule is None else None
-    return md.country_code, leading, valid, plain
+    return (md.country_code, leading, valid, plain, re.compile(general) if general else None,
+            md.international_prefix == "00")
 
 
 def _valid(cc: int, nsn: str) -> bool:
@@ -99,11 +100,13 @@ def to_e164(raw: str, region: str | None = None) -> str | None:
         if s[1:].isdigit() and (found := _international(s[1:])):
             return found
     elif s[:2] == "00":
-        if s.isdigit() and (found := _international(s[2:])):
+        r = _region(region) if region else None
+        if r is not None and r[5] and s.isdigit() and (found := _international(s[2:])):
             return found
     elif region and s.isdigit() and (r := _region(region)) is not None:
         cc = str(r[0])
-        if s.startswith(cc) and _valid(r[0], s[len(cc):]):
+        # like phonenumbers: read a leading country code only when the whole is not a national number
+        if s.startswith(cc) and (r[4] is None or not r[4].fullmatch(s)) and _valid(r[0], s[len(cc):]):
             return f"+{s}"
         nsn = s[len(r[3]):] if r[3] and s.startswith(r[3]) else s
         if _valid(r[0], nsn):

@@ -34,8 +34,11 @@ class Verdict(IntEnum):
     REAUTH = 5  # credentials expired: authenticate again, then resend without counting an attempt
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Outcome:
+    """What became of one message in one request. Treated as immutable (one may be shared by a
+    whole batch), but not frozen: a frozen dataclass costs three times as much to build."""
+
     verdict: Verdict
     message_id: str | None = None
     code: str | None = None
