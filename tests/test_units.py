@@ -112,7 +112,7 @@ def test_rate_limit_never_exceeds_its_rate_in_any_second():
             worst = max(worst, len(window))
         assert worst <= rate, (rate, worst)
         steady = [t for t in stamps if t >= stamps[0] + 1.0]
-        assert len(steady) / (stamps[-1] - steady[0]) >= rate * 0.9
+        assert len(steady) / (stamps[-1] - steady[0]) >= rate * 0.95
 
 
 def test_seqset_and_journal_ranges(tmp_path):
