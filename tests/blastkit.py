@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
+
+from dispatcher.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,3 +101,108 @@ def statuses(rows: list[dict[str, Any]]) -> Counter[str]:
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+# -- used by the provider tests ---------------------------------------------------------------------
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return orjson.dumps(v).decode()
+
+def people(n: int, start: int = 1) -> list[dict[str, str]]:
+    return [{"id": f"r{i}", "phone": f"+3461{i:07d}", "name": f"name{i}", "amount": f"{i}.50"}
+            for i in range(start, start + n)]
+
+def blast(tmp: Path, rows: list[dict[str, str]], provider: dict[str, Any], message: dict[str, Any],
+          recipient: str = "phone") -> tuple[int, dict[str, dict[str, Any]]]:
+    """Write the audience and the campaign, run `dispatcher blast` as a user does, return the exit
+    code and the results by record id (checking there is exactly one per record)."""
+    with open(tmp / "audience.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    p = {"backoff_base": 0.01, "backoff_max": 0.2, "timeout": 5, **provider}
+    lines = ["[source]", 'path = "audience.csv"', f"recipient = {toml_value(recipient)}", 'id = "id"', "", "[message]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in message.items()]
+    lines += ["", "[providers.p]"] + [f"{k} = {toml_value(v)}" for k, v in p.items()]
+    lines += ["", "[[sinks]]", 'type = "jsonl"', 'path = "out/x.jsonl"']
+    (tmp / "campaign.toml").write_text("\n".join(lines) + "\n")
+    code = main(["blast", str(tmp / "campaign.toml"), "--quiet", "--run-id", "x"])
+    rows_out = results(tmp / "out" / "x.jsonl")
+    by_id = {r["id"]: r for r in rows_out}
+    assert len(by_id) == len(rows_out) == len(rows), "one result per record"
+    return code, by_id
+
+def call(url: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+         method: str | None = None) -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url + path, data=orjson.dumps(body) if body is not None else None,
+                                 method=method or ("POST" if body is not None else "GET"),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            status, headers, raw = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, dict(e.headers), e.read()
+    try:
+        return status, headers, orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError:
+        return status, headers, raw.decode()
+
+def sim_options(sim, kind: str, **options: Any) -> None:
+    """A simulator's own settings (webhook URL, token lifetime...), restored by the reset before each test."""
+    status, _, _ = call(sim.url(kind), "/_sim/options", options)
+    assert status == 200
+
+class Receiver:
+    """A delivery-report endpoint on 127.0.0.1, in a thread of its own (the blast runs its own loop)."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        assert self._ready.wait(10), "receiver did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if request.content_type == "application/json":
+            data: Any = orjson.loads(raw)
+        elif request.content_type == "application/x-www-form-urlencoded":
+            data = dict(urllib.parse.parse_qsl(raw.decode()))
+        else:
+            data = None
+        self.got.append({"method": request.method, "path": request.path, "query": dict(request.query), "data": data})
+        return web.Response(text="ok")
+
+    def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)  # nothing more than expected arrives
+        return self.got

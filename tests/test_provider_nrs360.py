@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from test_provider_sendix import Receiver, blast, sim_options
+from blastkit import Receiver, blast, sim_options
 
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict

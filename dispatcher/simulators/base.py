@@ -52,6 +52,7 @@ class Simulator:
     kind: ClassVar[str]
     default_rate: ClassVar[float] = 0.0
     default_max_batch: ClassVar[int] = 1
+    option_types: ClassVar[dict[str, type]] = {}  # a module's own live settings (`POST /_sim/options`)
 
     def __init__(self, faults: Faults | None = None, *, seed: int | None = None, **credentials: str) -> None:
         self.faults = faults or Faults()
@@ -66,6 +67,8 @@ class Simulator:
         self._dlr_tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._ids = 0
+        self.defaults: dict[str, Any] = {}  # a module fills these from its constructor's keywords
+        self.options: dict[str, Any] = {}
 
     # -- what a module provides ---------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -177,7 +180,18 @@ class Simulator:
             setattr(self.faults, k, type(getattr(self.faults, k))(v))
         return json_response(asdict(self.faults))
 
+    async def _options(self, request: web.Request) -> web.Response:
+        data = await request.json(loads=orjson.loads) if request.can_read_body else {}
+        unknown = set(data) - set(self.option_types)
+        if unknown:
+            return json_response({"error": f"unknown option(s): {', '.join(sorted(unknown))}"}, 400)
+        for k, v in data.items():
+            self.options[k] = self.option_types[k](v)
+        return json_response(self.options)
+
     async def _reset(self, request: web.Request) -> web.Response:
+        """Empties the ledger and counters and restores the module's options."""
+        self.options = dict(self.defaults)
         self.ledger.clear()
         self.accepted = 0
         self._window.clear()
@@ -237,6 +251,7 @@ class Simulator:
             web.get("/_sim/stats", self._stats),
             web.post("/_sim/config", self._config),
             web.post("/_sim/reset", self._reset),
+            web.post("/_sim/options", self._options),
             *self.routes(),
         ])
         app.on_startup.append(self._startup)

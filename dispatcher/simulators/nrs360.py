@@ -48,7 +48,6 @@ FEMALE_ONLY = {"cmn_CN", "arb", "hi_IN"}
 VOICE_MAX = 500
 RESULT_FIELDS = {"email": {"scheduledAt": None}, "voice": {"scheduledAt": None, "expiresAt": None}, "whatsapp": {}}
 EVENT_CHANNEL = {"email": "mailing", "voice": "text2speech", "whatsapp": "whatsapp"}
-OPTIONS = {"events_url": str}
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\|[A-Za-z]+)*)\}")
 _NUMBER = re.compile(r"[1-9][0-9]{7,14}")
 _SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9 ]{1,11}")
@@ -138,6 +137,7 @@ def _ucs2_parts(text: str) -> int:
 
 class Nrs360Simulator(Simulator):
     kind = "nrs360"
+    option_types = {"events_url": str}
     default_rate = 50.0
     default_max_batch = 1000
 
@@ -160,8 +160,7 @@ class Nrs360Simulator(Simulator):
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/rest/sms", self.sms), web.post("/api/rest/mailing", self.mailing),
-                web.post("/api/rest/whatsapp", self.whatsapp), web.post("/api/rest/voice", self.voice),
-                web.post("/_sim/options", self._options)]
+                web.post("/api/rest/whatsapp", self.whatsapp), web.post("/api/rest/voice", self.voice)]
 
     def too_many(self) -> web.Response:
         r = error(429)
@@ -449,15 +448,5 @@ class Nrs360Simulator(Simulator):
         return self._accept("whatsapp", plan)
 
     # -- control ---------------------------------------------------------------------------------
-    async def _options(self, request: web.Request) -> web.Response:
-        data = await request.json(loads=orjson.loads) if request.can_read_body else {}
-        unknown = set(data) - set(OPTIONS)
-        if unknown:
-            return json_response({"error": f"unknown option(s): {', '.join(sorted(unknown))}"}, 400)
-        for k, v in data.items():
-            self.options[k] = OPTIONS[k](v)
-        return json_response(self.options)
-
     async def _reset(self, request: web.Request) -> web.Response:
-        self.options = dict(self.defaults)
         return await super()._reset(request)

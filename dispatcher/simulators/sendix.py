@@ -27,7 +27,6 @@ from .base import Simulator, json_response
 _PHONE = re.compile(r"[1-9][0-9]{7,14}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2})?")
 UNDELIVERABLE = "0000"  # numbers ending so have no WhatsApp: their webhook says Failed
-OPTIONS = {"token_ttl": float, "webhook_url": str}
 
 
 def _templates(spec: str) -> dict[str, int]:
@@ -45,6 +44,7 @@ def _iso(t: float) -> str:
 
 class SendixSimulator(Simulator):
     kind = "sendix"
+    option_types = {"token_ttl": float, "webhook_url": str}
     default_rate = 100.0
     default_max_batch = 1000  # contacts per upload to a group
 
@@ -304,17 +304,7 @@ class SendixSimulator(Simulator):
         return self._answer(found)
 
     # -- control -----------------------------------------------------------------------------------
-    async def _options(self, request: web.Request) -> web.Response:
-        data = await request.json(loads=orjson.loads) if request.can_read_body else {}
-        unknown = set(data) - set(OPTIONS)
-        if unknown:
-            return json_response({"error": f"unknown option(s): {', '.join(sorted(unknown))}"}, 400)
-        for k, v in data.items():
-            self.options[k] = OPTIONS[k](v)
-        return json_response(self.options)
-
     async def _reset(self, request: web.Request) -> web.Response:
-        self.options = dict(self.defaults)
         self.tokens.clear()
         self.messages.clear()
         self.groups.clear()
@@ -332,7 +322,6 @@ class SendixSimulator(Simulator):
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/_sim/options", self._options),
             web.post("/api/v1/auth/token", self.token),
             web.post("/api/v1/messages", self.send),
             web.get("/api/v1/messages/{message_id}", self.message),

@@ -35,7 +35,6 @@ _ID = re.compile(r"[a-z_]+_[a-zA-Z0-9]{22}")
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 EVENTS = {"opened": 7, "bounced": 5, "dropped": 60}  # webhook flag -> event type sent by this simulator
 FLAGS = ("enabled", "unsubscribed", "dropped", "bounced", "markedSpam", "clicked", "opened", "contactCreated")
-OPTIONS = {"compat": str}
 PLAN_LIMIT = "Email sending limit exceeded. Please upgrade your plan."
 
 
@@ -49,6 +48,7 @@ def _csv(spec: str) -> set[str]:
 
 class SendxSimulator(Simulator):
     kind = "sendx"
+    option_types = {"compat": str}
     default_rate = 10.0
     default_max_batch = 50
 
@@ -221,23 +221,12 @@ class SendxSimulator(Simulator):
         return json_response({"status": "success", "message": "Webhook deleted"})
 
     # -- control -----------------------------------------------------------------------------------
-    async def _options(self, request: web.Request) -> web.Response:
-        data = await request.json(loads=orjson.loads) if request.can_read_body else {}
-        unknown = set(data) - set(OPTIONS)
-        if unknown:
-            return json_response({"error": f"unknown option(s): {', '.join(sorted(unknown))}"}, 400)
-        for k, v in data.items():
-            self.options[k] = OPTIONS[k](v)
-        return json_response(self.options)
-
     async def _reset(self, request: web.Request) -> web.Response:
-        self.options = dict(self.defaults)
         self.webhooks.clear()
         return await super()._reset(request)
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/_sim/options", self._options),
             web.post(BASE + "/send/email", self.send_email),
             web.post(BASE + "/send/template", self.send_template),
             web.post(BASE + "/webhook", self.create_webhook),
