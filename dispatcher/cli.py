@@ -106,6 +106,7 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     from .pipeline import Engine
     from .progress import Progress, summary
     from .sinks.base import SinkError
+    from .sources.base import SourceError
 
     progress = None if args.quiet else Progress()
     engine = Engine(campaign, on_progress=progress)
@@ -128,8 +129,10 @@ async def _run(campaign, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, on_signal)
     try:
         st = await engine.run()
-    except SinkError as e:
+    except (SinkError, SourceError) as e:
         print(f"dispatcher: {e}", file=sys.stderr)
+        print(f"dispatcher: stopped; what was written is kept. Resume with: dispatcher blast {args.campaign} "
+              f"--run-id {campaign.run_id}", file=sys.stderr)
         return EXIT_CONFIG
     except asyncio.CancelledError:
         print("dispatcher: abandoned; requests that were on the wire are in doubt and resent by a resume",

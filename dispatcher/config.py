@@ -313,7 +313,7 @@ def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[
             except ImportError:
                 raise loc.error("sinks", "type", "PostgreSQL sinks are not available in this build") from None
             try:
-                out.append(PostgresSink.from_config(spec, run_id))
+                out.append(PostgresSink.from_config(spec, run_id, source=_table(loc, data, "source")))
             except SinkError as e:
                 raise loc.error("sinks", "type", str(e)) from None
         else:

@@ -462,8 +462,14 @@ class Engine:
             self._flush.clear()
             if self._buffer:
                 chunk, self._buffer = self._buffer, []
-                for sink in self.c.sinks:
-                    await sink.write(chunk)
+                try:
+                    for sink in self.c.sinks:
+                        await sink.write(chunk)
+                except Exception:
+                    # Results that cannot be recorded must not be sent: stop, so a resume
+                    # finds these records without results and handles them (in doubt).
+                    self.stop()
+                    raise
             if self._drained.is_set() and not self._buffer:
                 return
 
@@ -614,6 +620,7 @@ class Engine:
         writer = asyncio.create_task(self._writer())
         progress = asyncio.create_task(self._progress())
         hold = c.on_doubt == "hold"
+        failure: Exception | None = None
 
         def skip(seq: int) -> bool:
             if seq in done:
@@ -645,6 +652,9 @@ class Engine:
                     self._room.clear()
                     if self.in_flight > c.max_in_flight:
                         await self._room.wait()
+        except Exception as e:  # the source failed mid-run: settle and record what is on the wire first
+            failure = e
+            self.stop()
         finally:
             await c.source.close()
         if not self.stopping:
@@ -664,6 +674,8 @@ class Engine:
         for sink in c.sinks:
             await sink.close()
         self.state.close()
+        if failure is not None:
+            raise failure
         return self.stats
 
     def _held(self, r: Record) -> Result:

@@ -61,15 +61,19 @@ class _Plan:
     estimate: str | None  # EXPLAIN of the whole read, for its row estimate
 
 
-def _builder(columns: list[str]) -> Callable[..., list[Record]]:
-    """A function turning fetched rows (key first, then every column) into Records, with one
-    dict display per row: several times faster than dict(zip(...)) at a million rows."""
-    args = ", ".join(f"_{i}" for i in range(len(columns)))
-    items = ", ".join(f"{name!r}: _{i}" for i, name in enumerate(columns))
-    src = (f"def build(rows, skip, Record):\n"
+def _builder(columns: list[str], key: str) -> Callable[..., list[Record]]:
+    """A function turning fetched rows (the key, then every other column) into Records, with one
+    dict display per row: about twice as fast as dict(zip(...)). The key comes once, as an int
+    (the seq); its field is that number as text, like every other field."""
+    others = [c for c in columns if c != key]
+    args = ", ".join(f"_{i}" for i in range(len(others)))
+    pos = {name: i for i, name in enumerate(others)}
+    items = ", ".join(f"{name!r}: " + ("_str(_k)" if name == key else f"_{pos[name]}") for name in columns)
+    target = f"_k, {args}" if others else "(_k,)"
+    src = (f"def build(rows, skip, Record, _str=str):\n"
            f"    if skip is None:\n"
-           f"        return [Record(_k, {{{items}}}) for _k, {args} in rows]\n"
-           f"    return [Record(_k, {{{items}}}) for _k, {args} in rows if not skip(_k)]\n")
+           f"        return [Record(_k, {{{items}}}) for {target} in rows]\n"
+           f"    return [Record(_k, {{{items}}}) for {target} in rows if not skip(_k)]\n")
     scope: dict[str, Any] = {}
     exec(compile(src, "<postgres source rows>", "exec"), scope)
     return scope["build"]
@@ -177,6 +181,8 @@ class PostgresSource(Source):
     def _select_list(self, alias: str, names: list[str], types: dict[str, str]) -> str:
         cols = [f"{alias}.{pg.ident(self.key)}"]
         for n in names:
+            if n == self.key:
+                continue
             c = f"{alias}.{pg.ident(n)}"
             cols.append(c if types[n] in TEXT_TYPES else f"{c}::text")
         return ", ".join(cols)
@@ -332,8 +338,7 @@ class PostgresSource(Source):
                 prev = k
 
     async def _start(self) -> None:
-        plan = self._plan or await self._describe_async()
-        self._plan = plan
+        plan = await self.describe_async()
         self._last = None
         self._read = 0
         self._finished = False
@@ -354,19 +359,17 @@ class PostgresSource(Source):
             await self._drop()
             raise self._fail("cannot start reading", e) from None
 
-    async def _describe_async(self) -> _Plan:
-        conn = await self._connect_first()
-        try:
-            return await self._describe(conn)
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=5)
+    async def describe_async(self) -> _Plan:
+        """`describe()` from async code."""
+        if self._plan is None:
+            self._plan = await self._describe_once()
+        return self._plan
 
     async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
         await self._start()
         plan = self._plan
         assert plan is not None
-        build = _builder(plan.columns)
+        build = _builder(plan.columns, self.key)
         size = self.chunk_size
         buf: list[Record] = []
         try:
@@ -378,7 +381,9 @@ class PostgresSource(Source):
                     last_page = True
                 else:
                     last_page = False
-                    self._pending = asyncio.ensure_future(self._page())  # fetched while this page is used
+                    # the next page is asked for now and computed by the server while this one is used
+                    self._pending = asyncio.ensure_future(self._page())
+                    await asyncio.sleep(0)  # let the request go out
                 records = build(rows, skip, Record)
                 if buf:
                     buf.extend(records)
