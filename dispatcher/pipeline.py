@@ -615,7 +615,7 @@ class Engine:
         for lane in self.lanes.values():
             await lane.start()
         if any(ch == "sms" for ch in c.channels.values()):
-            codecs.analyze(["warm up"])  # loads the compiled kernels (from the disk cache) before the clock starts
+            codecs.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
         self.stats.started = time.monotonic()
         writer = asyncio.create_task(self._writer())
         progress = asyncio.create_task(self._progress())

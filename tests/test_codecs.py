@@ -145,7 +145,10 @@ def _rows(copy: str) -> dict[int, list[str]]:
 
 def _flatten_basic(basic: str) -> dict[int, list[str]]:
     return {
-        r: ["ESC" if c * 16 + r == 0x1B else TOKEN_NAMES.get(basic[c * 16 + r], basic[c * 16 + r]) for c in range(8)]
+        r: [
+            "ESC" if c * 16 + r == 0x1B else TOKEN_NAMES.get(basic[c * 16 + r], basic[c * 16 + r])
+            for c in range(8)
+        ]
         for r in range(16)
     }
 
@@ -425,7 +428,7 @@ def test_curly_quotes_do_not_force_ucs2():
     assert segment(text).encoding == "UCS-2"
     seg = segment(text, transliterate=True)
     assert seg.encoding == "GSM-7" and seg.transliterated
-    assert seg.text == "Hello \"friend\" - it's 10€... see you"
+    assert seg.text == 'Hello "friend" - it\'s 10€... see you'
     a = analyze([text, "plain"], transliterate=True)
     assert a.encoding.tolist() == [0, 0]
     assert a.transliterated.tolist() == [True, False]
@@ -486,9 +489,19 @@ def test_analyze_empty_inputs():
     a = analyze([])
     assert a.encoding.shape == (0,) and a.texts == []
     a = analyze([""] * 3)
-    assert a.encoding.tolist() == [0, 0, 0] and a.units.tolist() == [0, 0, 0] and a.parts.tolist() == [1, 1, 1]
+    assert (
+        a.encoding.tolist() == [0, 0, 0] and a.units.tolist() == [0, 0, 0] and a.parts.tolist() == [1, 1, 1]
+    )
     a = analyze(["", "😀", ""])
     assert a.encoding.tolist() == [0, 2, 0] and a.units.tolist() == [0, 2, 0]
+
+
+def test_warm_up_loads_every_input_width():
+    from dispatcher.codecs import kernels, warm_up
+
+    warm_up()
+    widths = {sig[0].dtype.bitwidth for sig in kernels.classify.signatures}
+    assert widths >= {8, 16, 32}
 
 
 def test_analyze_accepts_any_iterable():
@@ -497,16 +510,35 @@ def test_analyze_accepts_any_iterable():
     assert analyze(("x",)).texts == ["x"]
 
 
-def test_codepoint_conversion_paths():
-    cps, lens = to_codepoints(["abc", "de"])
-    assert cps.dtype == np.uint8 and cps.tolist() == [97, 98, 99, 100, 101] and lens.tolist() == [3, 2]
-    cps, _ = to_codepoints(["olá", "ñ"])
-    assert cps.dtype == np.uint8 and cps.tolist() == [111, 108, 225, 241]
-    cps, _ = to_codepoints(["a“", "b"])
-    assert cps.dtype == np.uint32 and cps.tolist() == [97, 0x201C, 98]
-    cps, lens = to_codepoints(["a😀", "\ud800\udc00", ""])
-    assert cps.dtype == np.uint32 and cps.tolist() == [97, 0x1F600, 0xD800, 0xDC00]
-    assert lens.tolist() == [2, 2, 0]
+@pytest.mark.parametrize("zero_copy", [True, False])
+def test_codepoint_conversion_paths(zero_copy):
+    def conv(texts):
+        cps, lens = to_codepoints(texts, zero_copy=zero_copy)
+        assert not cps.flags.writeable
+        return cps.dtype, cps.tolist(), lens.tolist()
+
+    assert conv(["abc", "de"]) == (np.uint8, [97, 98, 99, 100, 101], [3, 2])
+    assert conv(["olá", "ñ"]) == (np.uint8, [111, 108, 225, 241], [3, 1])
+    assert conv(["a“", "b"]) == (np.uint16, [97, 0x201C, 98], [2, 1])
+    assert conv(["a", "\ud800", "\udc00"]) == (np.uint16, [97, 0xD800, 0xDC00], [1, 1, 1])
+    assert conv(["a😀", "\ud800\udc00", ""]) == (np.uint32, [97, 0x1F600, 0xD800, 0xDC00], [2, 2, 0])
+    assert conv(["😀"]) == (np.uint32, [0x1F600], [1])
+    assert conv(["x"]) == (np.uint8, [120], [1])
+    assert conv([]) == (np.uint8, [], [])
+    assert conv(["", ""]) == (np.uint8, [], [0, 0])
+
+
+def test_zero_copy_view_is_available_and_keeps_the_str_alive():
+    from dispatcher.codecs import batch
+
+    assert batch._OFFSETS is not None  # CPython: the probe recognised the str layout
+    texts = ["x" * 1000 + str(i) for i in range(3)] + ["ü€😀"]
+    cps, _ = to_codepoints(texts)
+    del texts
+    import gc
+
+    gc.collect()
+    assert cps[:3].tolist() == [120, 120, 120] and cps[-3:].tolist() == [0xFC, 0x20AC, 0x1F600]
 
 
 def test_long_text_path():
@@ -589,6 +621,25 @@ def test_kernel_matches_reference_latin1_chunks(texts, gsm_pt, transliterate):
     _assert_kernel_matches_reference(texts, gsm_pt, transliterate)
 
 
+bmp_chars = st.one_of(
+    st.sampled_from(sorted(ch for ch in {*GSM7_SEPTETS, *PT_SEPTETS, *TRANSLITERATION} if ch <= "\uffff")),
+    st.characters(max_codepoint=0xFFFF),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(st.lists(bmp_chars, max_size=400).map("".join), min_size=1, max_size=12),
+    gsm_pt=st.booleans(),
+    transliterate=st.booleans(),
+)
+def test_kernel_matches_reference_bmp_chunks(texts, gsm_pt, transliterate):
+    # nothing above U+FFFF: the uint16 input path (or uint8 if all below U+0100)
+    texts = [*texts, "€"]
+    assert to_codepoints(texts)[0].dtype == np.uint16
+    _assert_kernel_matches_reference(texts, gsm_pt, transliterate)
+
+
 @settings(max_examples=200, deadline=None)
 @given(text=any_text, gsm_pt=st.booleans(), transliterate=st.booleans())
 def test_segment_agrees_with_analyze_and_decodes(text, gsm_pt, transliterate):
@@ -605,6 +656,15 @@ def test_segment_agrees_with_analyze_and_decodes(text, gsm_pt, transliterate):
         assert seg.non_gsm
         cleaned = "".join(ch for ch in seg.text if ch not in seg.non_gsm)
         assert reference.encoding_of(cleaned, gsm_pt) != "UCS-2"
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(any_text, max_size=8))
+def test_zero_copy_matches_copy(texts):
+    a, la = to_codepoints(texts)
+    b, lb = to_codepoints(texts, zero_copy=False)
+    assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(la, lb)
+    assert a.tolist() == [ord(c) for c in "".join(texts)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,8 +708,13 @@ def test_cli_transliteration_cannot_help(capsys):
     assert "still UCS-2 because of" in out and "U+1F600" in out
 
 
+def test_cli_transliteration_would_cost_more(capsys):
+    _, out = run_cli(capsys, "…" * 134)
+    assert "transliteration would not help: GSM-7 would need 3 parts instead of 2" in out
+
+
 def test_cli_parts_listing(capsys):
-    rc, out = run_cli(capsys, A152_EURO_A152)
+    _rc, out = run_cli(capsys, A152_EURO_A152)
     assert re.search(r"^parts\s+3\s+\(concatenated, up to 153 septets per part\)$", out, re.M)
     assert re.search(r"^part 1/3\s+152 septets", out, re.M)
     assert re.search(r"^part 2/3\s+153 septets\s+\"€a+\"$", out, re.M)

@@ -5,6 +5,7 @@ whole chunks and a plain-Python reference.
 - segment(text, ...) -> Segmentation: one text in detail (parts, payloads, what forced UCS-2).
 - analyze(texts, ...) -> Analysis: a chunk at once, numpy arrays (one numba call).
 - reference.count(text, gsm_pt=...) -> (encoding, units, parts): plain Python, no numba.
+- warm_up(): load (or compile) the kernels for every input width before the clock starts.
 
 `analyze` and `Analysis` are imported lazily, so importing this package (or its reference
 module) does not import numba.
@@ -18,13 +19,13 @@ from .segmentation import Segmentation, segment
 from .tables import ENCODINGS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import Analysis, analyze
+    from .batch import Analysis, analyze, warm_up
 
-__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "segment"]
+__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "segment", "warm_up"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("analyze", "Analysis", "to_codepoints"):
+    if name in ("analyze", "Analysis", "to_codepoints", "warm_up"):
         from . import batch
 
         return getattr(batch, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import array
+import ctypes
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ import numpy as np
 from . import kernels
 from .tables import ENCODINGS, TRANSLATE_TABLE
 
-__all__ = ["ENCODINGS", "Analysis", "analyze", "to_codepoints"]
+__all__ = ["ENCODINGS", "Analysis", "analyze", "to_codepoints", "warm_up"]
 
 
 @dataclass(slots=True, eq=False)
@@ -39,34 +39,95 @@ class Analysis:
         return ENCODINGS[self.encoding[i]]
 
 
-# CPython stores a str as 1, 2 or 4 bytes per character (PEP 393). A latin-1 (1-byte) chunk is
-# copied as-is into a uint8 array; anything wider becomes a uint32 array. The width is read from
-# the object's size (O(1)); if that guess is ever wrong the encode below fails and the general
-# path is taken, so correctness never depends on it.
+# Converting a chunk: all texts are joined into one str, and the kernel reads that str's own
+# buffer. CPython (PEP 393) stores a compact str's characters right after its header, 1, 2 or 4
+# bytes each (latin-1, UCS-2 without surrogate pairs, UCS-4), i.e. exactly the uint8 / uint16 /
+# uint32 code-point array the kernel wants. Viewing it costs nothing; copying it (str.encode,
+# array.array) costs a pass over the chunk plus a large short-lived allocation, whose page faults
+# can cost more than the copy itself. The header size is measured at import on sample strings
+# (never assumed); anything unexpected (another interpreter, a layout the probe does not
+# recognise, a one-text chunk, whose join may return a non-compact object) takes the copying path.
+
+# sys.getsizeof of a compact str is a fixed header + (len + 1) * kind; these are the headers
+_ASCII_HEADER = sys.getsizeof("a") - 2
 _COMPACT_HEADER = sys.getsizeof("\xe9") - 2
-_UCS4 = "w" if "w" in array.typecodes else ("u" if array.array("u").itemsize == 4 else None)
+_DTYPES = {1: "|u1", 2: "<u2", 4: "<u4"}
+_ENCODINGS = {1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}
 
 
-def _is_one_byte(s: str) -> bool:
-    return s.isascii() or sys.getsizeof(s) - _COMPACT_HEADER == len(s) + 1
+def _probe_offsets() -> dict[int, int] | None:
+    """Offset of the character data from id(s) for ASCII (key 0) and 1/2/4-byte compact strs."""
+    if sys.implementation.name != "cpython":  # pragma: no cover
+        return None
+    samples = {0: "ab", 1: "\xe9b", 2: "\u0100b", 4: "\U00010000b"}
+    offsets = {}
+    for kind, base in samples.items():
+        found = set()
+        for n in (8, 17, 64):
+            sample = "".join([base * n, "z"])  # a fresh object built the way analyze builds its str
+            raw = ctypes.string_at(id(sample), sys.getsizeof(sample))
+            data = sample.encode("ascii" if kind == 0 else _ENCODINGS[kind], "surrogatepass")
+            found.add(raw.find(data))
+        if len(found) != 1 or not 0 < min(found) < 512:
+            return None  # pragma: no cover
+        offsets[kind] = found.pop()
+    return offsets
 
 
-def to_codepoints(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All texts' code points in one array (uint8 if every character is below 256, else uint32)
-    and each text's length (int64)."""
-    n = len(texts)
-    lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-    s = "".join(texts)
-    if _is_one_byte(s):
+_OFFSETS = _probe_offsets()
+
+
+class _StrBuffer:
+    """Exposes a str's character buffer to numpy (read-only); keeps the str alive."""
+
+    __slots__ = ("__array_interface__", "_keep")
+
+    def __init__(self, s: str, address: int, n: int, dtype: str) -> None:
+        self._keep = s
+        self.__array_interface__ = {"data": (address, True), "shape": (n,), "typestr": dtype, "version": 3}
+
+
+def _view(s: str) -> np.ndarray | None:
+    n = len(s)
+    size = sys.getsizeof(s)
+    if s.isascii():
+        if size != _ASCII_HEADER + n + 1:  # pragma: no cover - not a compact str
+            return None
+        kind, offset = 1, _OFFSETS[0]
+    else:
+        kind = (size - _COMPACT_HEADER) // (n + 1)
+        if kind not in _DTYPES or size != _COMPACT_HEADER + (n + 1) * kind:  # pragma: no cover
+            return None
+        offset = _OFFSETS[kind]
+    return np.asarray(_StrBuffer(s, id(s) + offset, n, _DTYPES[kind]))
+
+
+def _copy(s: str) -> np.ndarray:
+    if s.isascii():
+        return np.frombuffer(s.encode("ascii"), dtype=np.uint8)
+    kind = (sys.getsizeof(s) - _COMPACT_HEADER) // (len(s) + 1)  # a hint only: each step checks
+    if kind == 1:
         try:
-            return np.frombuffer(s.encode("latin-1"), dtype=np.uint8), lens
-        except UnicodeEncodeError:  # pragma: no cover - only if the size heuristic misfires
+            return np.frombuffer(s.encode("latin-1"), dtype=np.uint8)
+        except UnicodeEncodeError:  # pragma: no cover
             pass
-    if _UCS4 is not None:
-        # array('u'/'w') copies the code points verbatim (a memcpy for a 4-byte str), lone
-        # surrogates included
-        return np.frombuffer(array.array(_UCS4, s), dtype=np.uint32), lens
-    return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32), lens  # pragma: no cover
+    if kind <= 2:
+        data = s.encode("utf-16-le", "surrogatepass")
+        if len(data) == 2 * len(s):  # no code point above U+FFFF: one unit per code point
+            return np.frombuffer(data, dtype=np.uint16)
+    return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def to_codepoints(texts: list[str], *, zero_copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """All texts' code points in one read-only array (uint8, uint16 or uint32: the narrowest that
+    holds them) and each text's length (int64). zero_copy=False forces the copying path."""
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    s = "".join(texts)
+    if zero_copy and _OFFSETS is not None and len(texts) > 1:
+        view = _view(s)
+        if view is not None:
+            return view, lens
+    return _copy(s), lens
 
 
 def analyze(
@@ -106,3 +167,11 @@ def analyze(
                 out[i] = texts[i].translate(TRANSLATE_TABLE)
     too_many = np.zeros(len(texts), dtype=np.bool_) if max_parts is None else parts > max_parts
     return Analysis(enc, units, parts, trans, too_many, out)
+
+
+def warm_up() -> None:
+    """Compile (or load from the on-disk cache) the kernel for every input width: uint8, uint16
+    and uint32 chunks each use their own machine code, so warming up with one text only covers
+    latin-1 chunks. Costs about 0.5 s from a warm cache, ~10 s of compiling on the very first run."""
+    for chunk in (["a", "b"], ["a", "€"], ["a", "😀"]):
+        analyze(chunk, gsm_pt=True, transliterate=True)

@@ -14,7 +14,7 @@ import sys
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-from .reference import transliterate
+from .reference import count, transliterate
 from .segmentation import Segmentation, non_gsm_chars, segment
 
 KALEYRA_MAX_CHARS = 4000  # Kaleyra refuses longer bodies
@@ -80,8 +80,12 @@ def _brief(seg: Segmentation) -> str:
 def _why_not(plain: Segmentation, gsm_pt: bool) -> str:
     if plain.encoding != "UCS-2":
         return f"it saves no parts over {plain.encoding}"
-    left = non_gsm_chars(transliterate(plain.text), gsm_pt)
-    return "still UCS-2 because of " + ", ".join(_describe_char(ch) for ch in left)
+    changed = transliterate(plain.text)
+    left = non_gsm_chars(changed, gsm_pt)
+    if left:
+        return "still UCS-2 because of " + ", ".join(_describe_char(ch) for ch in left)
+    enc, _, parts = count(changed, gsm_pt=gsm_pt)
+    return f"{enc} would need {parts} parts instead of {plain.declared_parts}"
 
 
 def _summary(seg: Segmentation) -> dict:

@@ -1,19 +1,20 @@
 """numba kernels: classify a whole chunk of texts in one call.
 
-Input is every text of the chunk as one array of code points (uint8 when the chunk is latin-1,
-uint32 otherwise) plus the length of each text; output is, per text, the encoding
-(0 GSM-7, 1 GSM-PT, 2 UCS-2), the units (septets or UTF-16 code units), the number of parts to
-declare, and whether transliteration was applied. The rules are those of `reference.py`, which
-the tests compare against on random text.
+Input is every text of the chunk as one array of code points (uint8, uint16 or uint32: the
+narrowest that holds the chunk, see batch.to_codepoints) plus the length of each text; output
+is, per text, the encoding (0 GSM-7, 1 GSM-PT, 2 UCS-2), the units (septets or UTF-16 code
+units), the number of parts to declare, and whether transliteration was applied. The rules are
+those of `reference.py`, which the tests compare against on random text.
 
 The hot loop is one table load and one add per character: each table entry packs three counters
 (septets in bits 0-20, "not encodable" in bits 21-41, "extension character" in bits 42-62), so a
 text is classified by summing its entries. Code points past the table are clamped onto its last
 entry, which is "not encodable". Texts of 2**20 characters or more (which could overflow a field)
-take a plain loop instead.
+take a plain loop instead. The common case (a GSM-7 text that needs no greedy packing) is
+decided inside `classify`'s loop; every other text goes through `_measure`.
 
-Lookup tables are module-level numpy arrays passed into the kernels as arguments, so the on-disk
-cache (cache=True) does not depend on their contents' identity and compiled code stays small.
+Lookup tables are module-level numpy arrays passed into the kernels as arguments (not globals
+frozen into the machine code), so the on-disk cache (cache=True) stays valid and small.
 """
 
 from __future__ import annotations
@@ -69,20 +70,25 @@ PT_SINGLE, PT_CONCAT = PT_CAPACITY_DECLARED
 U_SINGLE, U_CONCAT = UCS2_CAPACITY
 
 
+# Indices are uint64 inside the loops: numba then skips its negative-index wraparound check,
+# which otherwise costs a third of the time. (uint64 mixed with int64 arithmetic gives float64
+# in numba, so sizes are converted back to int64 before any arithmetic.)
+
+
 @njit(cache=True, nogil=True)
-def _scan(view, table):  # pragma: no cover - compiled
-    """(septets, not-encodable count, extension count) of one text."""
-    last = table.shape[0] - 1
-    if view.shape[0] < LONG_TEXT:
+def _scan(cps, s, e, table):  # pragma: no cover - compiled
+    """(septets, not-encodable count, extension count) of cps[s:e]."""
+    last = np.uint64(table.shape[0] - 1)
+    if np.int64(e - s) < LONG_TEXT:
         acc = 0
-        for cp in view:
-            acc += table[min(np.int64(cp), last)]
+        for i in range(s, e):
+            acc += table[min(np.uint64(cps[i]), last)]
         return acc & FIELD, (acc >> 21) & FIELD, acc >> 42
     septets = 0
     bad = 0
     ext = 0
-    for cp in view:
-        v = table[min(np.int64(cp), last)]
+    for i in range(s, e):
+        v = table[min(np.uint64(cps[i]), last)]
         septets += v & FIELD
         bad += (v >> 21) & FIELD
         ext += v >> 42
@@ -90,13 +96,13 @@ def _scan(view, table):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pack(view, table, cap):  # pragma: no cover - compiled
+def _pack(cps, s, e, table, cap):  # pragma: no cover - compiled
     """Greedy part count, parts of `cap` septets, never splitting an escape pair."""
-    last = table.shape[0] - 1
+    last = np.uint64(table.shape[0] - 1)
     parts = 1
     used = 0
-    for cp in view:
-        w = table[min(np.int64(cp), last)] & FIELD
+    for i in range(s, e):
+        w = table[min(np.uint64(cps[i]), last)] & FIELD
         if used + w > cap:
             parts += 1
             used = w
@@ -106,12 +112,12 @@ def _pack(view, table, cap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pack_utf16(view, cap):  # pragma: no cover - compiled
+def _pack_utf16(cps, s, e, cap):  # pragma: no cover - compiled
     """Greedy part count in UTF-16 code units, never splitting a surrogate pair."""
     parts = 1
     used = 0
-    for cp in view:
-        w = 2 if cp > 0xFFFF else 1
+    for i in range(s, e):
+        w = 2 if cps[i] > 0xFFFF else 1
         if used + w > cap:
             parts += 1
             used = w
@@ -121,33 +127,33 @@ def _pack_utf16(view, cap):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _measure(view, gsm_table, pt_table, gsm_pt):  # pragma: no cover - compiled
-    """(encoding, units, declared parts) of one text."""
-    septets, bad, ext = _scan(view, gsm_table)
+def _measure(cps, s, e, gsm_table, pt_table, gsm_pt):  # pragma: no cover - compiled
+    """(encoding, units, declared parts) of the text cps[s:e] (s, e: uint64)."""
+    septets, bad, ext = _scan(cps, s, e, gsm_table)
     if bad == 0:
         if septets <= G7_SINGLE:
             return 0, septets, 1
         if ext == 0:
             return 0, septets, (septets + G7_CONCAT - 1) // G7_CONCAT
-        return 0, septets, _pack(view, gsm_table, G7_CONCAT)
+        return 0, septets, _pack(cps, s, e, gsm_table, G7_CONCAT)
     if gsm_pt:
-        septets, bad, ext = _scan(view, pt_table)
+        septets, bad, ext = _scan(cps, s, e, pt_table)
         if bad == 0:
             if septets <= PT_SINGLE:
                 return 1, septets, 1
             if ext == 0:
                 return 1, septets, (septets + PT_CONCAT - 1) // PT_CONCAT
-            return 1, septets, _pack(view, pt_table, PT_CONCAT)
+            return 1, septets, _pack(cps, s, e, pt_table, PT_CONCAT)
     astral = 0
-    for cp in view:
-        if cp > 0xFFFF:
+    for i in range(s, e):
+        if cps[i] > 0xFFFF:
             astral += 1
-    units = view.shape[0] + astral
+    units = np.int64(e - s) + astral
     if units <= U_SINGLE:
         return 2, units, 1
     if astral == 0:
         return 2, units, (units + U_CONCAT - 1) // U_CONCAT
-    return 2, units, _pack_utf16(view, U_CONCAT)
+    return 2, units, _pack_utf16(cps, s, e, U_CONCAT)
 
 
 @njit(cache=True, nogil=True)
@@ -156,10 +162,11 @@ def classify(
 ):  # pragma: no cover
     """Classify every text of a chunk.
 
-    cps: code points of all texts, concatenated (uint8 or uint32); lens: int64 length of each text.
-    Returns (encoding uint8, units int32, parts int32, transliterated bool) arrays, one entry per text.
-    With translit, a text that is not GSM-7 is measured again with the transliteration table applied,
-    and that result is kept when it helps (same rule as reference.choose).
+    cps: code points of all texts, concatenated (uint8, uint16 or uint32); lens: int64 length of
+    each text. Returns (encoding uint8, units int32, parts int32, transliterated bool) arrays, one
+    entry per text. With translit, a text that is not GSM-7 is measured again with the
+    transliteration table applied, and that result is kept when it helps (same rule as
+    reference.choose).
     """
     n = lens.shape[0]
     enc = np.empty(n, np.uint8)
@@ -172,15 +179,33 @@ def classify(
             longest = max(longest, lens[j])
     scratch = np.empty(longest * trans_max, np.uint32)
     nti = trans_index.shape[0]
-    s = 0
+    last = np.uint64(gsm_table.shape[0] - 1)
+    zero = np.uint64(0)
+    s = zero
     for j in range(n):
-        e = s + lens[j]
-        view = cps[s:e]
-        k, u, p = _measure(view, gsm_table, pt_table, gsm_pt)
+        e = s + np.uint64(lens[j])
+        # The common case inline, without a call (a call to another jitted function costs more
+        # than a short text: reference counting of every array argument): a GSM-7 text that
+        # needs no greedy packing. Anything else goes to _measure, which starts over.
+        acc = 0
+        if lens[j] < LONG_TEXT:
+            for i in range(s, e):
+                acc += gsm_table[min(np.uint64(cps[i]), last)]
+        else:
+            acc = BAD
+        septets = acc & FIELD
+        gsm7 = (acc >> 21) & FIELD == 0
+        if gsm7 and septets <= G7_SINGLE:  # GSM-7 in one part
+            k, u, p = 0, septets, 1
+        elif gsm7 and acc >> 42 == 0:  # GSM-7, concatenated, no escape pair to keep whole
+            k, u, p = 0, septets, (septets + G7_CONCAT - 1) // G7_CONCAT
+        else:
+            k, u, p = _measure(cps, s, e, gsm_table, pt_table, gsm_pt)
         if translit and k != 0:
             m = 0
             changed = False
-            for cp in view:
+            for i in range(s, e):
+                cp = cps[i]
                 x = trans_index[cp] if cp < nti else -1
                 if x >= 0:
                     changed = True
@@ -192,7 +217,7 @@ def classify(
                     scratch[m] = cp
                     m += 1
             if changed:
-                k2, u2, p2 = _measure(scratch[:m], gsm_table, pt_table, gsm_pt)
+                k2, u2, p2 = _measure(scratch, zero, np.uint64(m), gsm_table, pt_table, gsm_pt)
                 if k2 != 2 and p2 <= p and (k == 2 or p2 < p):
                     k = k2
                     u = u2

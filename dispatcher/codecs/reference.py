@@ -34,31 +34,43 @@ __all__ = [
     "capacity",
     "choose",
     "count",
+    "count_parts",
     "encoding_of",
     "septets",
     "split",
     "transliterate",
     "width",
+    "widths",
 ]
+
+GSM7_CHARS = frozenset(GSM7_SEPTETS)
+PT_CHARS = frozenset(PT_SEPTETS)
+GSM7_WIDTH = {ch: len(sept) for ch, sept in GSM7_SEPTETS.items()}  # 1, or 2 for an ESC pair
+PT_WIDTH = {ch: len(sept) for ch, sept in PT_SEPTETS.items()}
 
 
 def encoding_of(text: str, gsm_pt: bool = False) -> str:
     """The encoding of a text: "GSM-7" if every character is in the default alphabet (+ extension),
     else "GSM-PT" when allowed and every character is in the Portuguese tables, else "UCS-2"."""
-    if all(ch in GSM7_SEPTETS for ch in text):
+    if GSM7_CHARS.issuperset(text):
         return "GSM-7"
-    if gsm_pt and all(ch in PT_SEPTETS for ch in text):
+    if gsm_pt and PT_CHARS.issuperset(text):
         return "GSM-PT"
     return "UCS-2"
 
 
 def width(ch: str, encoding: str) -> int:
     """What one character costs: septets for GSM, UTF-16 code units for UCS-2."""
+    return widths(ch, encoding)[0]
+
+
+def widths(text: str, encoding: str) -> list[int]:
+    """What each character of `text` costs in `encoding` (which must be able to encode it)."""
     if encoding == "GSM-7":
-        return len(GSM7_SEPTETS[ch])
+        return [GSM7_WIDTH[ch] for ch in text]
     if encoding == "GSM-PT":
-        return len(PT_SEPTETS[ch])
-    return 2 if ord(ch) > 0xFFFF else 1
+        return [PT_WIDTH[ch] for ch in text]
+    return [2 if ch > "\uffff" else 1 for ch in text]
 
 
 def septets(text: str, encoding: str) -> list[int]:
@@ -81,35 +93,41 @@ def capacity(text: str, encoding: str, *, declared: bool = True) -> tuple[int, i
         return UCS2_CAPACITY
     if declared:
         return PT_CAPACITY_DECLARED
-    if any(len(PT_SEPTETS[ch]) == 2 for ch in text):
+    if any(PT_WIDTH[ch] == 2 for ch in text):
         return PT_CAPACITY_BOTH
     return PT_CAPACITY_LOCKING
 
 
-def split(text: str, encoding: str, single: int, concat: int) -> list[str]:
-    """Split into parts: one part if the whole text fits `single`, else greedily fill parts of
-    `concat` units, never splitting a character. The empty text is one empty part."""
-    widths = [width(ch, encoding) for ch in text]
-    if sum(widths) <= single:
-        return [text]
-    parts: list[str] = []
-    start = 0
+def _part_starts(char_widths: list[int], single: int, concat: int) -> list[int]:
+    """Index of the first character of each part: one part if everything fits `single`, else parts
+    filled greedily up to `concat` units, a character never split across two parts."""
+    if sum(char_widths) <= single:
+        return [0]
+    starts = [0]
     used = 0
-    for i, w in enumerate(widths):
+    for i, w in enumerate(char_widths):
         if used + w > concat:
-            parts.append(text[start:i])
-            start = i
+            starts.append(i)
             used = 0
         used += w
-    parts.append(text[start:])
-    return parts
+    return starts
+
+
+def count_parts(char_widths: list[int], single: int, concat: int) -> int:
+    return len(_part_starts(char_widths, single, concat))
+
+
+def split(text: str, encoding: str, single: int, concat: int) -> list[str]:
+    """The text of each part (see _part_starts). The empty text is one empty part."""
+    starts = _part_starts(widths(text, encoding), single, concat)
+    return [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
 def _measure(text: str, gsm_pt: bool) -> tuple[str, int, int]:
     encoding = encoding_of(text, gsm_pt)
-    units = sum(width(ch, encoding) for ch in text)
+    char_widths = widths(text, encoding)
     single, concat = capacity(text, encoding, declared=True)
-    return encoding, units, len(split(text, encoding, single, concat))
+    return encoding, sum(char_widths), count_parts(char_widths, single, concat)
 
 
 def transliterate(text: str) -> str:

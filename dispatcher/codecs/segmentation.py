@@ -105,16 +105,15 @@ def segment(
     """Encoding, units, parts (with their text and payload) of one text; see Segmentation."""
     text, transliterated = reference.choose(text, gsm_pt=gsm_pt, use_transliteration=transliterate)
     encoding = reference.encoding_of(text, gsm_pt)
-    widths = [reference.width(ch, encoding) for ch in text]
-    units = sum(widths)
+    char_widths = reference.widths(text, encoding)
     cap = reference.capacity(text, encoding, declared=False)
     parts = reference.split(text, encoding, *cap)
-    declared = len(reference.split(text, encoding, *reference.capacity(text, encoding, declared=True)))
-    part_units = [sum(reference.width(ch, encoding) for ch in part) for part in parts]
+    declared = reference.count_parts(char_widths, *reference.capacity(text, encoding, declared=True))
+    part_units = [sum(reference.widths(part, encoding)) for part in parts]
     return Segmentation(
         text=text,
         encoding=encoding,
-        units=units,
+        units=sum(char_widths),
         parts=parts,
         declared_parts=declared,
         non_gsm=non_gsm_chars(text, gsm_pt) if encoding == "UCS-2" else (),
