@@ -54,7 +54,7 @@ def audience(path: Path, n: int, *, start: int = 1, bad_every: int = 0) -> dict[
 
 def campaign(tmp: Path, url: str, *, source: str = "audience.csv", template: str = "Hi {name|capitalize}, "
              "you owe {amount|formatDotComma} EUR", provider: dict[str, Any] | None = None,
-             extra: str = "", sinks: str | None = None) -> Path:
+             extra: str = "", sinks: str | None = None, message_extra: str = "") -> Path:
     p = {"type": "nrs360", "url": url, "username_env": "NRS360_USER", "password_env": "NRS360_PASSWORD",
          "rate": 200, "batch_size": 50, "concurrency": 4, "backoff_base": 0.01, "backoff_max": 0.2,
          "max_attempts": 8, "timeout": 5}
@@ -70,6 +70,7 @@ recipient = "phone"
 sender = "ACME"
 region = "ES"
 template = "{template}"
+{message_extra}
 
 [providers.sms]
 {body}

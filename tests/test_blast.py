@@ -258,3 +258,18 @@ def test_simulate_serves_every_simulator_and_control_endpoint(sim):
     assert cfg["latency_ms"] == 5 and cfg["rate"] == 10
     with pytest.raises(Exception, match="400"):
         sim.config("nrs360", no_such_knob=1)
+
+
+def test_transliterated_texts_still_share_requests(sim, tmp_path):
+    names = ["José", "Lucía", "João", "Chloé", "Iñaki"]
+    lines = ["phone,name,amount"] + [f"+3460{i:07d},{names[i % 5]},{i}" for i in range(200)]
+    (tmp_path / "audience.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    toml = campaign(tmp_path, sim.url("nrs360"), template="Hola {name} – tu “código” es {amount}",
+                    message_extra="transliterate = true", provider={"batch_size": 50})
+    assert blast(toml) == 0
+    rows = results(tmp_path / "out" / "r1.jsonl")
+    assert len(rows) == 200 and all(r["transliterated"] and r["encoding"] == "GSM-7" for r in rows)
+    texts = {e["text"] for e in sim.ledger("nrs360")}
+    assert 'Hola Lucia - tu "codigo" es 1' in texts and 'Hola José - tu "codigo" es 0' in texts  # é is GSM-7
+    assert not any(ch in t for t in texts for ch in "–“”íã")
+    assert sim.stats("nrs360")["requests"] <= 200 // 50 + 2  # personalised and transliterated, still batched

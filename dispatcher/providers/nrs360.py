@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..codecs.tables import TRANSLATE_TABLE
 from ..model import Message
 from .base import (
     HttpRequest,
@@ -92,13 +93,13 @@ class Nrs360(Provider):
         return "email" if channel == "email" else "phone"
 
     def _substituted(self, m: Message) -> bool:
-        return self.s.substitute and not m.transliterated and bool(m.content.template.slots)
+        return self.s.substitute and bool(m.content.template.slots)
 
     def batch_key(self, m: Message) -> Hashable:
         if m.channel == "whatsapp":  # the template lives on the server: every recipient can share a request
             return (m.channel, id(m.content))
         text_key = id(m.content) if self._substituted(m) else m.text
-        return (m.channel, m.encoding, text_key)
+        return (m.channel, m.encoding, m.transliterated, text_key)
 
     def check(self, m: Message) -> tuple[str, str] | None:
         if m.channel == "voice" and len(m.text) > VOICE_MAX_CHARS:
@@ -128,7 +129,12 @@ class Nrs360(Provider):
             else:  # voice
                 body.update({k: c.options[k] for k in VOICE_OPTIONS if k in c.options})
             text = "body" if first.channel == "email" else "message"
-            if self._substituted(first):
+            if self._substituted(first) and first.transliterated:
+                # transliteration maps character by character, so transliterating the template and
+                # each value gives exactly the transliterated text the codec counted
+                body[text] = c.template.server_source.translate(TRANSLATE_TABLE)
+                body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in m.slots.items()} for m in batch]
+            elif self._substituted(first):
                 body[text] = c.template.server_source
                 body["sub"] = [m.slots for m in batch]
             else:
