@@ -12,6 +12,7 @@ when the fast path says "no", so it can only ever accept what `phonenumbers` acc
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 
 import phonenumbers
@@ -52,34 +53,64 @@ def _region(region: str) -> tuple[int, re.Pattern[str] | None, re.Pattern[str] |
             md.international_prefix == "00")
 
 
-def _valid(cc: int, nsn: str) -> bool:
+def _validator(cc: int) -> Callable[[str], bool]:
+    """A function telling whether a national number is valid under country code `cc`."""
     regions = COUNTRY_CODE_TO_REGION_CODE.get(cc)
     if not regions:
-        return False
+        return lambda nsn: False
     if len(regions) == 1:
         r = _region(str(cc) if regions[0] == "001" else regions[0])
-        return r is not None and r[2] is not None and r[2].fullmatch(nsn) is not None
-    for region in regions:  # the same choice of region as phonenumbers.region_code_for_number
-        r = _region(region)
         if r is None or r[2] is None:
-            continue
-        if r[1] is not None:
-            if r[1].match(nsn):
-                return r[2].fullmatch(nsn) is not None
-        elif r[2].fullmatch(nsn):
-            return True
-    return False
+            return lambda nsn: False
+        match = r[2].fullmatch
+        return lambda nsn: match(nsn) is not None
+
+    def several(nsn: str) -> bool:  # the same choice of region as phonenumbers.region_code_for_number
+        for region in regions:
+            r = _region(region)
+            if r is None or r[2] is None:
+                continue
+            if r[1] is not None:
+                if r[1].match(nsn):
+                    return r[2].fullmatch(nsn) is not None
+            elif r[2].fullmatch(nsn):
+                return True
+        return False
+    return several
 
 
-_CODES = {str(cc): cc for cc in COUNTRY_CODE_TO_REGION_CODE}
+class _Validators(dict):
+    def __missing__(self, cc: int) -> Callable[[str], bool]:
+        v = self[cc] = _validator(cc)
+        return v
+
+
+_VALID = _Validators()
+
+
+def _valid(cc: int, nsn: str) -> bool:
+    return _VALID[cc](nsn)
+
+
+class _ByPrefix(dict):
+    """Country-code digits -> (code, validator), for the codes that exist."""
+
+    def __missing__(self, digits: str) -> tuple[int, Callable[[str], bool]] | None:
+        cc = int(digits) if digits.isdigit() else -1
+        v = self[digits] = (cc, _VALID[cc]) if cc in COUNTRY_CODE_TO_REGION_CODE else None
+        return v
+
+
+_CODES = _ByPrefix()
 
 
 def _international(digits: str) -> str | None:
+    codes = _CODES
     for n in (1, 2, 3):
-        cc = _CODES.get(digits[:n])
-        if cc is not None:
+        found = codes[digits[:n]]
+        if found is not None:
             nsn = digits[n:]
-            return f"+{digits}" if nsn and _valid(cc, nsn) else None
+            return f"+{digits}" if nsn and found[1](nsn) else None
     return None
 
 

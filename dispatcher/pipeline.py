@@ -421,6 +421,12 @@ class Engine:
         self._source_done = False
         self._on_progress = on_progress
         self.in_doubt: SeqSet = SeqSet()
+        # per provider alias, what preparing a record needs: (channel, content, recipient column, is a phone)
+        self._routes = {
+            alias: (ch, campaign.contents[ch], campaign.contents[ch].recipient or campaign.recipient,
+                    p.address_for(ch) == "phone")
+            for alias, p in campaign.providers.items() for ch in (campaign.channels[alias],)
+        }
 
     # -- results ----------------------------------------------------------------------------
     def emit(self, results: list[Result]) -> None:
@@ -481,7 +487,7 @@ class Engine:
         bad: list[Result] = []
         sms: list[Message] = []
         recipient, id_col, region = c.recipient, c.id_column, c.region
-        route, providers, channels, contents = c.route, c.providers, c.channels, c.contents
+        route, routes = c.route, self._routes
         in_doubt = self.in_doubt if len(self.in_doubt) else None
         for rec in records:
             f = rec.fields
@@ -493,12 +499,10 @@ class Engine:
                 bad.append(rejected(rec.seq, rid, "" if raw is None else str(raw), "no_route",
                                     str(e.args[0]) if e.args else "no route"))
                 continue
-            provider = providers[alias]
-            channel = channels[alias]
-            content = contents[channel]
-            raw = f.get(content.recipient or recipient)
+            channel, content, column, phone = routes[alias]
+            raw = f.get(column)
             raw = raw if type(raw) is str else ("" if raw is None else str(raw))
-            if provider.address_for(channel) == "phone":
+            if phone:
                 to = to_e164(raw, region)
                 if to is None:
                     bad.append(rejected(rec.seq, rid, raw, "invalid_number", f"'{raw}' is not a valid phone number"
@@ -529,7 +533,7 @@ class Engine:
             self._encode(sms)
         if out:
             for alias, msgs in out.items():
-                check = providers[alias].check
+                check = c.providers[alias].check
                 keep = []
                 for m in msgs:
                     why = check(m)
