@@ -127,7 +127,7 @@ def draw(report: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title("Latency, one message a request")
         save(fig, "latency.png")
     codec = sc.get("codec", {})
-    bars = {k: v for k, v in (codec.get("msgs_per_s") or {}).items() if isinstance(v, (int, float))}
+    bars = {k: v["msgs_per_s"] for k, v in (codec.get("paths") or {}).items() if isinstance(v, dict)}
     if bars:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.bar(list(bars), list(bars.values()))

@@ -515,3 +515,21 @@ if __name__ == "__main__":
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def table(r: dict) -> str:
+    """The harness's markdown table (format_table is the console one)."""
+    labels = {"numba": "numba `analyze` (incl. conversion from str)", "reference": "pure-Python reference",
+              "gsm0338": "`gsm0338` package", "charmap": "tuned pure Python (`charmap_encode`)"}
+    nb = r["paths"]["numba"]["msgs_per_s"]
+    lines = ["| path | msgs/s | numba is |", "|---|---:|---:|"]
+    for k, label in labels.items():
+        if k in r["paths"]:
+            v = r["paths"][k]["msgs_per_s"]
+            lines.append(f"| {label} | {v:,.0f} | {'—' if k == 'numba' else f'{nb / v:,.1f}x'} |")
+    c = r["conversion"]
+    lines.append(f"\n{r['messages']:,} messages, chunks of {r['chunk']}, median of {r['repeats']}; numba over the "
+                 f"fastest pure Python ({r['ratios']['fastest_pure_python']}): "
+                 f"{r['ratios']['numba_over_fastest_pure_python']:.1f}x (goal 10x). Conversion from `str` is "
+                 f"{c['share_of_numba_path']:.0%} of the numba path.")
+    return "\n".join(lines)
