@@ -1,0 +1,327 @@
+"""Daemon: rows/s draining a shared outbox with one and with two worker processes, and the latency
+from insert to provider acceptance.
+
+- drain: N rows inserted at once (one INSERT ... SELECT) while the workers wait; rows/s from the
+  insert to the last result. Two workers share one PostgreSQL outbox (SKIP LOCKED claims), on
+  the same machine as PostgreSQL and the simulator. Twice: with a simulator that answers at once
+  (the machine's cores are the limit: what one worker leaves of them is what a second can use),
+  and with the simulator 20 ms away and two connections a worker (each worker is bound by its
+  round trips, as against a distant provider: a second worker doubles what is in flight).
+  The CPU each part used is measured (psutil), so the figures say where the time went.
+- steady: rows inserted a few at a time at a fixed rate below capacity, one worker; latency of
+  each row from its insert (`created_at`) to its result recorded (`finished_at`, just after the
+  provider accepted it): p50 and p99. The drain figures' latencies are queueing time (every row
+  waits for the ones before it).
+
+PostgreSQL: DISPATCHER_BENCH_DSN, else a throwaway cluster (tests/pgserver.py). The 360nrs
+simulator runs in its own process without a rate limit or ledger (`dispatcher simulate --only
+nrs360 --rate nrs360=1000000 --ledger false`). Delivery reports are off (they would double the
+HTTP traffic the daemons handle; tests/test_daemon.py covers them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, simulator
+
+
+def _pgserver() -> Any:
+    spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PgServer
+
+
+@contextlib.contextmanager
+def postgres() -> Any:
+    dsn = os.environ.get("DISPATCHER_BENCH_DSN")
+    if dsn:
+        yield dsn
+        return
+    with tempfile.TemporaryDirectory(prefix="dispatcher-bench-pg-") as tmp:
+        server = _pgserver()(tmp)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
+def write_config(tmp: Path, url: str, table: str, claim: int = 2000, concurrency: int = 8,
+                 batch_size: int = 1000) -> Path:
+    path = tmp / f"{table.replace('.', '_')}.toml"
+    path.write_text(f"""
+[daemon]
+dsn_env = "DISPATCHER_DSN"
+table = "{table}"
+region = "ES"
+heartbeat = 0.5
+dead_after = 3
+lease = 10
+poll = 0.5
+claim = {claim}
+log_level = "warning"
+
+[http]
+listen = "127.0.0.1:0"
+
+[providers.sms]
+type = "nrs360"
+url = "{url}"
+username_env = "NRS360_USER"
+password_env = "NRS360_PASSWORD"
+rate = 1000000
+batch_size = {batch_size}
+concurrency = {concurrency}
+
+[defaults]
+sender = "ACME"
+template = "Hola {{name|capitalize}}, tu factura de {{amount}} EUR ya esta disponible."
+""")
+    return path
+
+
+class Workers:
+    def __init__(self, config: Path, dsn: str, n: int) -> None:
+        env = {**os.environ, "DISPATCHER_DSN": dsn}
+        self.procs = [subprocess.Popen([sys.executable, "-m", "dispatcher", "daemon", str(config), "--worker", f"w{i}"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+                      for i in range(n)]
+        for p in self.procs:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if line.strip() == "ready":
+                    break
+            else:
+                raise RuntimeError(f"daemon did not start: {p.stderr.read() if p.stderr else ''}")
+
+    def stop(self) -> list[int]:
+        for p in self.procs:
+            p.terminate()
+        return [p.wait(60) for p in self.procs]
+
+
+def _listener(port: int) -> Any:
+    """The process listening on a local TCP port (PostgreSQL's postmaster, the simulator), if visible."""
+    import psutil
+    with contextlib.suppress(psutil.Error, OSError):
+        for c in psutil.net_connections(kind="tcp"):
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
+                return psutil.Process(c.pid)
+    return None
+
+
+class Cpu:
+    """CPU used over a drain, in % of one core (100 per core): by the daemons, by PostgreSQL (postmaster and
+    backends), by the simulator, and by the whole machine (theirs plus anything else running)."""
+
+    def __init__(self, pids: list[int], dsn: str, url: str) -> None:
+        import psutil
+        self.groups: dict[str, list[Any]] = {"daemons": [psutil.Process(p) for p in pids]}
+        pg = _listener(urllib.parse.urlsplit(dsn).port or 5432)
+        if pg is not None:
+            self.groups["postgres"] = [pg, *pg.children(recursive=True)]
+        sim = _listener(urllib.parse.urlsplit(url).port or 80)
+        if sim is not None:
+            self.groups["simulator"] = [sim]
+        self.t0 = time.monotonic()
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        import psutil
+        out = {}
+        for name, procs in self.groups.items():
+            total = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += sum(p.cpu_times()[:2])
+            out[name] = total
+        t = psutil.cpu_times()
+        out["machine"] = t.user + t.system + getattr(t, "nice", 0.0)
+        return out
+
+    def done(self) -> dict[str, Any]:
+        el = time.monotonic() - self.t0
+        end = self._sample()
+        return {f"cpu_pct_{k}": round((end[k] - self.start[k]) / el * 100) for k in end}
+
+
+async def _reset(dsn: str, schema: str) -> None:
+    import asyncpg
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        if await conn.fetchval("SELECT to_regclass('dispatcher_schema') IS NOT NULL"):
+            await conn.execute("DELETE FROM dispatcher_schema WHERE name = $1", f"daemon:{schema}.outbox")
+    finally:
+        await conn.close()
+
+
+async def _wait_live(dsn: str, table: str, n: int, timeout: float = 30) -> None:
+    """Until every worker has joined (registered, waited its 1.5 heartbeats)."""
+    import asyncpg
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = await conn.fetchval(f"SELECT count(*) FROM {table}_workers WHERE heartbeat_at > now() - interval '2 s'")
+            if live >= n:
+                await asyncio.sleep(1.0)  # the joining wait (1.5 heartbeats)
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{n} workers did not register within {timeout} s")
+    finally:
+        await conn.close()
+
+
+async def _until_drained(conn: Any, table: str, timeout: float) -> None:
+    """Until no row is pending or claimed: two index probes a poll (counting the table would cost the
+    database more than the daemons' claims do)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE status = 'pending') "
+                                   f"OR EXISTS (SELECT 1 FROM {table} WHERE lease_until IS NOT NULL)"):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, Any]:
+    import asyncpg
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"""INSERT INTO {table} (recipient, variables)
+            SELECT '+346' || lpad(g::text, 8, '0'), jsonb_build_object('name', 'name' || g, 'amount', g || '.50')
+            FROM generate_series(1, $1) g""", rows)
+        await _until_drained(conn, table, timeout)
+        r = await conn.fetchrow(f"""SELECT count(*) FILTER (WHERE status = 'sent') AS sent, count(*) AS total,
+                extract(epoch FROM max(finished_at) - min(created_at)) AS seconds,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) AS p50,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) AS p99,
+                count(DISTINCT worker) AS workers
+            FROM {table}""")
+        by_worker = {w: n for w, n in await conn.fetch(f"SELECT worker, count(*) FROM {table} GROUP BY 1 ORDER BY 1")}
+    finally:
+        await conn.close()
+    seconds = float(r["seconds"] or 0)
+    return {"rows": rows, "sent": r["sent"], "seconds": round(seconds, 3),
+            "rows_per_s": round(r["sent"] / seconds) if seconds else None,
+            "queue_p50_ms": round(float(r["p50"] or 0) * 1000, 1), "queue_p99_ms": round(float(r["p99"] or 0) * 1000, 1),
+            "by_worker": by_worker}
+
+
+async def _steady(dsn: str, table: str, rate: int, seconds: float) -> dict[str, Any]:
+    import asyncpg
+    conn = await asyncpg.connect(dsn)
+    try:
+        tick = 0.02
+        per = max(1, round(rate * tick))
+        n = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            await conn.execute(f"""INSERT INTO {table} (recipient, variables)
+                SELECT '+347' || lpad(g::text, 8, '0'), jsonb_build_object('name', 'n' || g, 'amount', '1.00')
+                FROM generate_series($1::int, $2::int) g""", n + 1, n + per)
+            n += per
+            await asyncio.sleep(max(0.0, t0 + (n / per) * tick - time.monotonic()))
+        await _until_drained(conn, table, 30)
+        r = await conn.fetchrow(f"""SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) AS p50,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) AS p99,
+                max(extract(epoch FROM finished_at - created_at)) AS max
+            FROM {table}""")
+    finally:
+        await conn.close()
+    return {"rows": n, "sent": r["sent"], "rate": rate, "p50_ms": round(float(r["p50"] or 0) * 1000, 1),
+            "p99_ms": round(float(r["p99"] or 0) * 1000, 1), "max_ms": round(float(r["max"] or 0) * 1000, 1)}
+
+
+def _sim_latency(url: str, ms: float) -> None:
+    req = urllib.request.Request(url + "/_sim/config", data=f'{{"latency_ms": {ms}}}'.encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, **provider: Any) -> dict[str, Any]:
+    """The same drain with one worker, then with two."""
+    out: dict[str, Any] = {"rows": rows, "provider": provider}
+    for n in (1, 2):
+        schema = f"bench_{name}{n}"
+        table = f"{schema}.outbox"
+        asyncio.run(_reset(dsn, schema))
+        workers = Workers(write_config(tmp, url, table, **provider), dsn, n)
+        result: dict[str, Any] = {}
+        try:
+            asyncio.run(_wait_live(dsn, table, n))
+            cpu = Cpu([p.pid for p in workers.procs], dsn, url)
+            result = asyncio.run(_drain(dsn, table, rows, timeout=600))
+            result.update(cpu.done())
+        finally:
+            result["exit_codes"] = workers.stop()
+            out[f"workers_{n}"] = result
+    one, two = out["workers_1"].get("rows_per_s"), out["workers_2"].get("rows_per_s")
+    out["scaling"] = round(two / one, 2) if one and two else None
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"cores": os.cpu_count()}
+    with postgres() as dsn, simulator("nrs360", "--rate", "nrs360=1000000") as url, \
+            tempfile.TemporaryDirectory(prefix="dispatcher-bench-daemon-") as tmp:
+        # the simulator answers at once: one worker, PostgreSQL and the simulator share the cores
+        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 20_000 if quick else 100_000)
+        # a provider 20 ms away and two connections a worker: each worker is bound by its round trips
+        _sim_latency(url, 20)
+        try:
+            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 10_000 if quick else 40_000,
+                                         concurrency=2, batch_size=100)
+        finally:
+            _sim_latency(url, 0)
+        schema = "bench_steady"
+        asyncio.run(_reset(dsn, schema))
+        workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500), dsn, 1)
+        try:
+            asyncio.run(_wait_live(dsn, f"{schema}.outbox", 1))
+            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 5 if quick else 10))
+        finally:
+            workers.stop()
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = ["| provider | workers | rows | rows/s | scaling | queue p50 / p99 ms | rows per worker | CPU %: daemons, "
+             "PostgreSQL, simulator, machine |", "|---|---|---|---|---|---|---|---|"]
+    for key, label in (("cpu_bound", "answers at once"), ("latency_bound", "20 ms away, 2 connections a worker")):
+        pair = r.get(key) or {}
+        for n in (1, 2):
+            w = pair.get(f"workers_{n}") or {}
+            cpu = ", ".join(str(w.get(f"cpu_pct_{k}", "?")) for k in ("daemons", "postgres", "simulator", "machine"))
+            lines.append(f"| {label} | {n} | {w.get('sent', 0):,} | {w.get('rows_per_s') or 0:,} | "
+                         f"{pair.get('scaling') if n == 2 else ''} | {w.get('queue_p50_ms')} / {w.get('queue_p99_ms')} | "
+                         f"{', '.join(f'{v:,}' for v in (w.get('by_worker') or {}).values())} | {cpu} |")
+    lat = r.get("latency") or {}
+    lines.append("")
+    lines.append(f"{r.get('cores')} cores shared by the workers, PostgreSQL and the simulator (CPU %: 100 per core). "
+                 f"Insert to provider acceptance at a steady {lat.get('rate', 0):,} rows/s (one worker): "
+                 f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, max {lat.get('max_ms')} ms "
+                 f"({lat.get('sent', 0):,} rows).")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import orjson
+    quick = "--quick" in sys.argv
+    result = run(quick=quick)
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(table(result))

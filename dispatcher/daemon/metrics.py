@@ -1,0 +1,130 @@
+"""`/metrics` (Prometheus text, prometheus-client) and `/healthz`.
+
+Nothing is counted on the hot path for Prometheus' sake: a collector reads, at scrape
+time, what the engine, the sink, the registry and the report store keep anyway.
+
+| metric | type | labels |
+|---|---|---|
+| dispatcher_messages_total | counter | provider, status (sent/failed/rejected), code |
+| dispatcher_outbox_rows | gauge | state (pending, due, claimed), sampled every 5 s |
+| dispatcher_in_flight | gauge | |
+| dispatcher_claimed_total, dispatcher_suppressed_total | counter | |
+| dispatcher_rate_limit_per_second | gauge | provider (this worker's current pace, after its share and 429 backoff) |
+| dispatcher_rate_share | gauge | (1 / live workers) |
+| dispatcher_throttled_total | counter | provider (429 answers) |
+| dispatcher_request_seconds | histogram | provider (provider answer time, one observation a request) |
+| dispatcher_queue_seconds | histogram | (insert to accepted by the provider, one observation a sent row) |
+| dispatcher_workers_live | gauge | |
+| dispatcher_reclaimed_total, dispatcher_abandoned_total | counter | (claims of dead workers taken back / failed) |
+| dispatcher_reports_total | counter | provider, status |
+| dispatcher_reports_refused_total | counter | provider, reason (missing, wrong, unknown) |
+| dispatcher_reports_unmatched_on_arrival_total, dispatcher_reports_matched_total | counter | |
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from .outbox import Histogram
+
+if TYPE_CHECKING:
+    from .service import Daemon
+
+
+def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[str], Histogram]]) -> Metric:
+    fam = HistogramMetricFamily(name, doc, labels=labels)
+    for values, h in series:
+        buckets, seen = [], 0
+        for le, c in zip((*h.buckets, float("inf")), h.counts, strict=True):
+            seen += c
+            buckets.append(("+Inf" if le == float("inf") else repr(float(le)), seen))
+        fam.add_metric(values, buckets, h.sum)
+    return fam
+
+
+class Collector:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        d = self.d
+        m = CounterMetricFamily("dispatcher_messages", "Outbox rows finished, by provider, status and code",
+                                labels=["provider", "status", "code"])
+        for (p, s, c), n in sorted(d.sink.results.items()):
+            m.add_metric([p, s, c], n)
+        yield m
+        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
+        for state, n in d.registry.depth.items():
+            g.add_metric([state], n)
+        yield g
+        engine = d.engine
+        yield GaugeMetricFamily("dispatcher_in_flight", "Rows claimed by this worker and not yet finished",
+                                value=engine.in_flight if engine else 0)
+        yield CounterMetricFamily("dispatcher_claimed", "Rows claimed by this worker", value=d.source.claimed)
+        yield CounterMetricFamily("dispatcher_suppressed", "Rows not sent: the recipient opted out",
+                                  value=d.source.suppressed)
+        rate = GaugeMetricFamily("dispatcher_rate_limit_per_second", "This worker's current pace, requests/s",
+                                 labels=["provider"])
+        throttled = CounterMetricFamily("dispatcher_throttled", "429 answers", labels=["provider"])
+        for alias, lane in (engine.lanes.items() if engine else ()):
+            rate.add_metric([alias], lane.limit.current)
+            throttled.add_metric([alias], lane.limit.throttled)
+        yield rate
+        yield throttled
+        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate",
+                                value=d.registry.share)
+        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=d.registry.live)
+        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
+                                  value=d.registry.reaped)
+        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
+                                  value=d.registry.abandoned)
+        yield _histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
+                         ["provider"], [([p], h) for p, h in sorted(d.sink.request_latency.items())])
+        yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
+                         [([], d.sink.queue_latency)])
+        r = CounterMetricFamily("dispatcher_reports", "Delivery reports stored", labels=["provider", "status"])
+        for (p, s), n in sorted(d.reports.received.items()):
+            r.add_metric([p, s], n)
+        yield r
+        r = CounterMetricFamily("dispatcher_reports_refused", "Delivery report calls refused",
+                                labels=["provider", "reason"])
+        for (p, s), n in sorted(d.reports.refused.items()):
+            r.add_metric([p, s], n)
+        yield r
+        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
+                                  value=d.reports.matched)
+        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
+                                  "Reports with no outbox row when they came", value=d.reports.unmatched_on_arrival)
+
+
+def routes(daemon: Daemon) -> list[web.RouteDef]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(daemon))  # type: ignore[arg-type]
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        d = daemon
+        age = time.monotonic() - d.registry.last_ok if d.registry.last_ok else None
+        ok = not d.stopping and d.registry.fresh() and d.running
+        info: dict[str, Any] = {
+            "status": "ok" if ok else ("stopping" if d.stopping else "unhealthy"),
+            "worker": d.cfg.worker, "live_workers": d.registry.live, "share": d.registry.share,
+            "heartbeat_age_s": round(age, 3) if age is not None else None,
+            "in_flight": d.engine.in_flight if d.engine else 0, "claimed": d.source.claimed,
+            "outbox": d.registry.depth, "results": d.sink.written,
+        }
+        return web.json_response(info, status=200 if ok else 503)
+
+    return [web.get("/metrics", metrics), web.get("/healthz", healthz)]

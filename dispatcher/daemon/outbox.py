@@ -1,0 +1,762 @@
+"""The outbox: its tables, claims with leases, and the Source and Sink that put it on the Engine.
+
+Applications insert rows; daemons claim them (`FOR UPDATE SKIP LOCKED`, so several
+processes or hosts share one table and no row goes to two of them), send them through the
+Engine (its batching, rate limits, retries and failover), and record each row's one result
+on the row itself. Tables, for `table = "outbox"` (the names follow `table`, which may be
+`schema.name`); created on first start (versioned, see `pg.migrate`)::
+
+    CREATE TABLE outbox (
+        id          bigserial PRIMARY KEY,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        key         text,                 -- optional idempotency key (unique): INSERT ... ON CONFLICT DO NOTHING
+        recipient   text NOT NULL,        -- a phone number (any usual format; [daemon] region) or an email address
+        channel     text NOT NULL DEFAULT 'sms',   -- sms, whatsapp, email, voice, rcs
+        provider    text,                 -- a provider alias: send through it (else route)
+        route       text,                 -- a name in [routes] (else the campaign's route, else the channel's)
+        campaign    text,                 -- a name in [campaigns]: sender, subject, options, window, default template
+        body        text,                 -- the text as is; or
+        template    text,                 -- a template with {variables} and filters ({name|capitalize}); or neither:
+        variables   jsonb NOT NULL DEFAULT '{}',   -- the campaign's template; the values for {variables}
+        priority    smallint NOT NULL DEFAULT 0,   -- higher first
+        not_before  timestamptz NOT NULL DEFAULT now(),  -- not sent before
+        status      text NOT NULL DEFAULT 'pending',  -- pending, claimed, sent, failed, rejected
+        attempts    integer NOT NULL DEFAULT 0,   -- claims so far
+        worker      text,                 -- the daemon holding (or that finished) the row
+        lease_until timestamptz,          -- the claim's lease
+        claimed_at  timestamptz,
+        finished_at timestamptz,
+        sent_via    text,                 -- the provider alias that took it
+        sent_to     text,                 -- the normalised address (E.164, lower-case email)
+        provider_message_id text,         -- the provider's id (delivery reports are matched on it)
+        parts       integer,              -- SMS parts
+        code        text,                 -- why it failed / was rejected (provider code, suppressed, ...)
+        error       text,
+        latency_ms  real,                 -- the provider's answer time
+        meta        jsonb,
+        delivery_status text,             -- from delivery reports: accepted, sent, delivered, undelivered, read...
+        delivery_rank   smallint,         -- 1 accepted < 2 sent < 3 final < 4 engagement (never goes down)
+        delivery_at     timestamptz       -- the event time of delivery_status
+    );
+
+plus `outbox_reports` (reports.py), `outbox_suppressions (address, channel, reason, source,
+created_at)` and `outbox_workers` (workers.py). A statement-level trigger NOTIFYs channel
+`outbox_new` (the table name with '.' as '_', plus `_new`) on every INSERT; daemons LISTEN
+and also poll every `poll` seconds.
+
+Claims and leases: a claim sets `status='claimed', worker, lease_until = now() + lease`.
+A live worker (heartbeating in `outbox_workers`) keeps its claims however long they take
+(retries with backoff, a slow provider); when a worker stops heartbeating for `dead_after`
+seconds, its claims whose lease has ended go back to `pending` (another worker sends them:
+at-least-once for the requests that were on the wire when it died), and a row that has
+been claimed `max_claims` times by workers that all died is `failed` with code
+`abandoned` (a poison row must not kill workers forever). A graceful stop puts its
+unfinished claims back at once. Results are written only while the row is still claimed
+by this worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from ..model import REJECTED, Content, Message, Record, Result
+from ..pg import RETRY, explain, ident, qualified, transient
+from ..phone import to_e164
+from ..pipeline import Engine
+from ..render import Template, TemplateError, compile_template
+from ..sinks.base import Sink, SinkError
+from ..sources.base import Source
+from .config import CampaignSpec, DaemonConfig
+
+log = logging.getLogger("dispatcher.daemon")
+BODY = compile_template("{body}")  # the engine's template: each row brings its own text
+PROVIDER_TEMPLATES = frozenset({"template", "template_id", "template_name"})  # options naming a stored template
+OPTED_OUT = "the recipient opted out (suppression list); not sent"
+DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
+
+
+class Names:
+    """Quoted table, index and channel names derived from `table` ("outbox" or "schema.outbox")."""
+
+    def __init__(self, table: str) -> None:
+        self.schema, _, base = table.rpartition(".")
+        self.base = base
+        prefix = f"{ident(self.schema)}." if self.schema else ""
+        self.outbox = qualified(table)
+        self.reports = prefix + ident(base + "_reports")
+        self.suppressions = prefix + ident(base + "_suppressions")
+        self.workers = prefix + ident(base + "_workers")
+        self.notify_fn = prefix + ident(base + "_notify")
+        self.channel = table.replace(".", "_") + "_new"
+        self.migration = f"daemon:{table}"
+
+    def index(self, suffix: str) -> str:
+        return ident(f"{self.base}_{suffix}")
+
+
+def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
+    async def v1(conn: asyncpg.Connection) -> None:
+        if n.schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
+        await conn.execute(f"""
+            CREATE TABLE {n.outbox} (
+                id bigserial PRIMARY KEY,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                key text,
+                recipient text NOT NULL,
+                channel text NOT NULL DEFAULT 'sms',
+                provider text,
+                route text,
+                campaign text,
+                body text,
+                template text,
+                variables jsonb NOT NULL DEFAULT '{{}}',
+                priority smallint NOT NULL DEFAULT 0,
+                not_before timestamptz NOT NULL DEFAULT now(),
+                status text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'claimed', 'sent', 'failed', 'rejected')),
+                attempts integer NOT NULL DEFAULT 0,
+                worker text,
+                lease_until timestamptz,
+                claimed_at timestamptz,
+                finished_at timestamptz,
+                sent_via text,
+                sent_to text,
+                provider_message_id text,
+                parts integer,
+                code text,
+                error text,
+                latency_ms real,
+                meta jsonb,
+                delivery_status text,
+                delivery_rank smallint,
+                delivery_at timestamptz
+            );
+            CREATE INDEX {n.index("pending")} ON {n.outbox} (priority DESC, id) WHERE status = 'pending';
+            CREATE INDEX {n.index("leased")} ON {n.outbox} (lease_until) WHERE lease_until IS NOT NULL;
+            CREATE INDEX {n.index("message")} ON {n.outbox} (sent_via, provider_message_id)
+                WHERE provider_message_id IS NOT NULL;
+            CREATE INDEX {n.index("unbound")} ON {n.outbox} (sent_via, sent_to)
+                WHERE status = 'sent' AND provider_message_id IS NULL;
+            CREATE UNIQUE INDEX {n.index("key")} ON {n.outbox} (key) WHERE key IS NOT NULL;
+
+            CREATE FUNCTION {n.notify_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{n.channel}', ''); RETURN NULL; END $$;
+            CREATE TRIGGER {ident(n.base + "_notify")} AFTER INSERT ON {n.outbox}
+                FOR EACH STATEMENT EXECUTE FUNCTION {n.notify_fn}();
+
+            CREATE TABLE {n.reports} (
+                id bigserial PRIMARY KEY,
+                received_at timestamptz NOT NULL DEFAULT now(),
+                provider text NOT NULL,
+                message_id text,
+                recipient text,
+                status text NOT NULL,
+                rank smallint,
+                provider_status text,
+                event_at timestamptz,
+                part integer,
+                outbox_id bigint,
+                matched_by text,
+                payload jsonb NOT NULL
+            );
+            CREATE INDEX {n.index("reports_outbox")} ON {n.reports} (outbox_id) WHERE outbox_id IS NOT NULL;
+            CREATE INDEX {n.index("reports_message")} ON {n.reports} (provider, message_id);
+            CREATE INDEX {n.index("reports_unmatched")} ON {n.reports} (received_at) WHERE outbox_id IS NULL;
+
+            CREATE TABLE {n.suppressions} (
+                address text NOT NULL,
+                channel text NOT NULL DEFAULT '*',
+                reason text,
+                source text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (address, channel)
+            );
+
+            CREATE TABLE {n.workers} (
+                name text PRIMARY KEY,
+                host text,
+                pid integer,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                heartbeat_at timestamptz NOT NULL DEFAULT now(),
+                stopping boolean NOT NULL DEFAULT false,
+                in_flight integer NOT NULL DEFAULT 0
+            );
+        """)
+    return [v1]
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                              schema="pg_catalog")
+
+
+class Store:
+    """Every statement on the outbox, each one round trip, set-based."""
+
+    def __init__(self, cfg: DaemonConfig, names: Names) -> None:
+        self.cfg = cfg
+        self.n = n = names
+        # `id = ANY(ARRAY(...))` rather than a join with the locked ids: the planner then always reaches
+        # the rows through the primary key (a join was once planned as a hash of the whole table).
+        # `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164,
+        # lower-case email): only the others need a second look-up, by their normalised address.
+        self.claim_sql = f"""
+            UPDATE {n.outbox} o SET status = 'claimed', worker = $1, lease_until = now() + make_interval(secs => $2),
+                claimed_at = now(), attempts = o.attempts + 1
+            WHERE o.id = ANY(ARRAY(
+                SELECT id FROM {n.outbox}
+                WHERE status = 'pending' AND not_before <= now()
+                  AND (campaign IS NULL OR campaign <> ALL($4::text[]))
+                  AND (campaign IS NOT NULL OR NOT $5::boolean)
+                ORDER BY priority DESC, id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED))
+            RETURNING o.id, o.recipient, o.channel, o.provider, o.route, o.campaign, o.body, o.template, o.variables,
+                EXISTS (SELECT 1 FROM {n.suppressions} s
+                        WHERE s.address = o.recipient AND s.channel IN ('*', o.channel)) AS opted_out"""
+        # The rows are reached by primary key from the results (a nested loop): no index covers "claimed by
+        # this worker", so the planner cannot be misled into scanning every claimed row by a stale estimate
+        # of how many there are (claims are only indexed by lease, `lease_until IS NOT NULL`, for the reaper).
+        # Results arrive as one JSON array of arrays (orjson: far cheaper than ten typed arrays, whose every
+        # element asyncpg checks against collection ABCs, and than JSON objects), and what was written comes
+        # back aggregated: counts by provider, status and code, and the insert-to-accept age of sent rows in
+        # histogram buckets
+        self.result_sql = f"""
+            WITH r AS (
+                SELECT (e->>0)::bigint AS id, e->>1 AS status, e->>2 AS provider, e->>3 AS sent_to,
+                    e->>4 AS message_id, (e->>5)::integer AS parts, e->>6 AS code, e->>7 AS error,
+                    (e->>8)::real AS latency_ms, e->9 AS meta
+                FROM jsonb_array_elements($2::jsonb) e),
+            u AS (
+                UPDATE {n.outbox} o SET status = r.status, finished_at = now(), lease_until = NULL,
+                    sent_via = NULLIF(r.provider, ''), sent_to = r.sent_to, provider_message_id = r.message_id,
+                    parts = r.parts, code = r.code, error = r.error, latency_ms = r.latency_ms,
+                    meta = CASE WHEN jsonb_typeof(r.meta) = 'object' THEN r.meta END
+                FROM r WHERE o.id = r.id AND o.worker = $1 AND o.status = 'claimed'
+                RETURNING o.status, coalesce(o.sent_via, '') AS provider, coalesce(o.code, '') AS code,
+                    extract(epoch FROM now() - o.created_at)::float8 AS age)
+            SELECT provider, status, code, CASE WHEN status = 'sent' THEN width_bucket(age, $3::float8[]) END,
+                count(*), sum(age)
+            FROM u GROUP BY 1, 2, 3, 4"""
+        self.release_sql = f"""
+            WITH r AS (
+                UPDATE {n.outbox} SET status = 'pending', worker = NULL, lease_until = NULL,
+                    attempts = greatest(attempts - 1, 0)
+                WHERE worker = $1 AND status = 'claimed' AND lease_until IS NOT NULL RETURNING 1)
+            SELECT count(*) FROM r"""
+
+    async def migrate(self, conn: asyncpg.Connection) -> int:
+        from ..pg import migrate
+        return await migrate(conn, self.n.migration, migrations(self.n))
+
+    async def claim(self, conn: asyncpg.Connection, n: int, closed: list[str], default_closed: bool) -> list[Any]:
+        return await conn.fetch(self.claim_sql, self.cfg.worker, float(self.cfg.lease), n, closed, default_closed)
+
+    async def release(self, conn: asyncpg.Connection) -> int:
+        """This worker's unfinished claims back to pending (a graceful stop)."""
+        count = await conn.fetchval(self.release_sql, self.cfg.worker)
+        if count:
+            await conn.execute("SELECT pg_notify($1, '')", self.n.channel)
+        return int(count or 0)
+
+    async def reap(self, conn: asyncpg.Connection) -> tuple[int, int]:
+        """Claims of dead workers whose lease ended: back to pending, or failed when claimed too often."""
+        n, dead = self.n, float(self.cfg.dead_after)
+        orphan = f"""lease_until < now() AND status = 'claimed' AND NOT EXISTS (
+            SELECT 1 FROM {n.workers} w WHERE w.name = o.worker AND w.heartbeat_at >= now() - make_interval(secs => $1))"""
+        async with conn.transaction():
+            failed = await conn.fetchval(f"""
+                WITH f AS (UPDATE {n.outbox} o SET status = 'failed', code = 'abandoned', finished_at = now(),
+                    lease_until = NULL,
+                    error = 'claimed ' || attempts || ' times by workers that died before finishing it'
+                WHERE {orphan} AND attempts >= $2 RETURNING 1) SELECT count(*) FROM f""", dead, self.cfg.max_claims)
+            released = await conn.fetchval(f"""
+                WITH r AS (UPDATE {n.outbox} o SET status = 'pending', worker = NULL, lease_until = NULL
+                WHERE {orphan} RETURNING 1) SELECT count(*) FROM r""", dead)
+            if released:
+                await conn.execute("SELECT pg_notify($1, '')", n.channel)
+        return int(released or 0), int(failed or 0)
+
+    async def defer(self, conn: asyncpg.Connection, ids: list[int], seconds: float) -> int:
+        return int(await conn.fetchval(f"""
+            WITH d AS (UPDATE {self.n.outbox} SET status = 'pending', worker = NULL, lease_until = NULL,
+                attempts = greatest(attempts - 1, 0), not_before = now() + make_interval(secs => $3)
+            WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
+            SELECT count(*) FROM d""", ids, self.cfg.worker, float(seconds)) or 0)
+
+    async def suppressed(self, conn: asyncpg.Connection, addresses: list[str]) -> dict[str, set[str]]:
+        rows = await conn.fetch(f"SELECT address, channel FROM {self.n.suppressions} WHERE address = ANY($1::text[])",
+                                addresses)
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r[0], set()).add(r[1])
+        return out
+
+    async def depth(self, conn: asyncpg.Connection) -> dict[str, int]:
+        n = self.n
+        row = await conn.fetchrow(f"""SELECT
+            (SELECT count(*) FROM (SELECT 1 FROM {n.outbox} WHERE status = 'pending' LIMIT 10000000) p),
+            (SELECT count(*) FROM (SELECT 1 FROM {n.outbox} WHERE status = 'pending' AND not_before <= now()
+                                   LIMIT 10000000) d),
+            (SELECT count(*) FROM {n.outbox} WHERE status = 'claimed')""")
+        return {"pending": row[0], "due": row[1], "claimed": row[2]}
+
+    async def purge(self, conn: asyncpg.Connection, days: float, limit: int = 10000) -> int:
+        """Rows created and reports received more than `days` ago (finished rows only): a bounded batch a call.
+
+        Ids grow with time, so the first id past the cutoff bounds the scan: a purge that finds nothing
+        reads a few index pages, not the table.
+        """
+        n = self.n
+        gone = await conn.fetchval(f"""WITH d AS (DELETE FROM {n.outbox} WHERE id IN (
+                SELECT id FROM {n.outbox}
+                WHERE id < coalesce((SELECT id FROM {n.outbox} WHERE created_at >= now() - make_interval(secs => $1)
+                                     ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM {n.outbox}))
+                  AND status IN ('sent', 'failed', 'rejected')
+                ORDER BY id LIMIT $2) RETURNING 1)
+            SELECT count(*) FROM d""", days * 86400.0, limit)
+        gone += await conn.fetchval(f"""WITH d AS (DELETE FROM {n.reports} WHERE id IN (
+                SELECT id FROM {n.reports}
+                WHERE id < coalesce((SELECT id FROM {n.reports} WHERE received_at >= now() - make_interval(secs => $1)
+                                     ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM {n.reports}))
+                ORDER BY id LIMIT $2) RETURNING 1)
+            SELECT count(*) FROM d""", days * 86400.0, limit)
+        return int(gone)
+
+
+def _email(raw: str) -> str | None:
+    to = raw.strip().lower()
+    if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
+        return None
+    return to
+
+
+class Rows:
+    """Claimed rows into engine records: campaign, route, address, text, content; or a rejected result."""
+
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self._templates: dict[str, Template | TemplateError] = {}
+        self._contents: dict[tuple[str, str], Content] = {}
+
+    def content(self, c: CampaignSpec, channel: str) -> Content:
+        key = (c.name, channel)
+        content = self._contents.get(key)
+        if content is None:
+            content = self._contents[key] = Content(channel, BODY, c.sender, c.subject, dict(c.options))
+        return content
+
+    def template(self, source: str) -> Template:
+        t = self._templates.get(source)
+        if t is None:
+            if len(self._templates) >= 1024:
+                self._templates.clear()
+            try:
+                t = compile_template(source)
+            except TemplateError as e:
+                t = e
+            self._templates[source] = t
+        if isinstance(t, TemplateError):
+            raise t
+        return t
+
+    def build(self, rows: list[Any]) -> tuple[list[Record], list[Result], list[Record]]:
+        """Records to send, rejected results, and the records whose suppression is still to be looked up
+        (stored in another form than their normalised address)."""
+        cfg = self.cfg
+        providers, routes, campaigns, defaults, region = cfg.providers, cfg.routes, cfg.campaigns, cfg.defaults, cfg.region
+        content = self.content
+        records: list[Record] = []
+        bad: list[Result] = []
+        unsure: list[Record] = []
+        last_campaign: Any = ()
+        c: CampaignSpec | None = defaults
+        for row in rows:
+            oid, raw, channel, alias, route, campaign, body, template, variables, opted_out = row
+            raw = raw or ""
+            if campaign != last_campaign:
+                c = campaigns.get(campaign) if campaign else defaults
+                last_campaign = campaign
+            if c is None:
+                bad.append(_rejected(oid, raw, channel, "unknown_campaign",
+                                     f"no campaign '{campaign}' in the daemon's configuration"))
+                continue
+            to = _email(raw) if channel == "email" else to_e164(raw, region)
+            if to is None:
+                bad.append(_rejected(oid, raw, channel, "invalid_address" if channel == "email" else "invalid_number",
+                                     f"'{raw}' is not {'an email address' if channel == 'email' else 'a valid phone number'}"
+                                     + (f" (default region {region})" if region and channel != "email" else "")))
+                continue
+            alias = alias or c.provider
+            if alias is None:
+                name = route or c.route or channel
+                r = routes.get(name)
+                alias = r.pick(to) if r is not None else None
+                if alias is None:
+                    bad.append(_rejected(oid, to, channel, "no_route", f"no provider for route '{name}'"))
+                    continue
+            spec = providers.get(alias)
+            if spec is None:
+                bad.append(_rejected(oid, to, channel, "no_route", f"no provider named '{alias}'"))
+                continue
+            if spec.channel != channel:
+                bad.append(_rejected(oid, to, channel, "channel_mismatch",
+                                     f"provider '{alias}' carries {spec.channel}, not {channel}", alias))
+                continue
+            fields = dict(variables) if type(variables) is dict else {}
+            if body is None:
+                try:
+                    t = self.template(template) if template is not None else c.template
+                except TemplateError as e:
+                    bad.append(_rejected(oid, to, channel, "bad_template", str(e), alias))
+                    continue
+                if t is not None:
+                    try:
+                        body = t.render(fields)
+                    except KeyError as e:
+                        bad.append(_rejected(oid, to, channel, "missing_variable",
+                                             f"template variable '{e.args[0]}' has no value in this row", alias))
+                        continue
+                elif channel == "whatsapp" or not PROVIDER_TEMPLATES.isdisjoint(c.options):
+                    body = ""  # the provider's stored template, filled from the row's variables
+                else:
+                    bad.append(_rejected(oid, to, channel, "no_body",
+                                         "the row has no body or template, and its campaign no template", alias))
+                    continue
+            fields["body"] = body
+            fields["_to"] = to
+            fields["_alias"] = alias
+            fields["_content"] = content(c, channel)
+            if to != raw:
+                unsure.append(Record(oid, fields))
+            elif opted_out:
+                bad.append(_rejected(oid, to, channel, "suppressed", OPTED_OUT, alias))
+            else:
+                records.append(Record(oid, fields))
+        return records, bad, unsure
+
+
+def _rejected(oid: int, to: str, channel: str, code: str, error: str, provider: str = "") -> Result:
+    return Result(oid, str(oid), to, provider, REJECTED, code=code, error=error, channel=channel)
+
+
+class OutboxSource(Source):
+    """Claims rows forever: an infinite source that waits for work (NOTIFY or the poll timer)."""
+
+    name = "outbox"
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, rows: Rows,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.rows = rows
+        self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
+        self.engine: Engine | None = None
+        self.wake = asyncio.Event()
+        self._ahead: tuple[asyncio.Future[tuple[list[Any], list[Record], list[Result]]], int] | None = None
+        self.stopping = False
+        self.claimed = 0
+        self.suppressed = 0
+        self.claims = 0
+        self.errors = 0
+
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def notify(self, *args: Any) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _room(self) -> int:
+        e = self.engine
+        if e is None or not e.c.max_in_flight:
+            return self.cfg.claim
+        return min(self.cfg.claim, max(e.c.max_in_flight - e.in_flight, self.cfg.claim // 4, 1))
+
+    def _flush_idle(self) -> bool:
+        """Partial batches go out when their lane has nothing queued: small batches only when idle."""
+        e = self.engine
+        waiting = False
+        if e is None:
+            return False
+        for lane in e.lanes.values():
+            if lane.groups:
+                if lane.queue.qsize() == 0:
+                    lane.flush()
+                else:
+                    waiting = True
+        return waiting
+
+    def _closed(self) -> tuple[list[str], bool]:
+        now = dt.datetime.now(dt.UTC)
+        closed = [name for name, c in self.cfg.campaigns.items() if not c.schedule.is_open(now)]
+        return closed, not self.cfg.defaults.schedule.is_open(now)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+
+    async def _claim(self, want: int) -> tuple[list[Any], list[Record], list[Result]]:
+        """One claim: rows, their records, and the rows rejected already (bad input, opted out)."""
+        async with self.pool.acquire() as conn:
+            closed, default_closed = self._closed()
+            rows = await self.store.claim(conn, want, closed, default_closed)
+            records, bad, unsure = self.rows.build(rows) if rows else ([], [], [])
+            if unsure:
+                unsure, more = await self._suppress(conn, unsure)
+                records.extend(unsure)
+                bad.extend(more)
+        self.suppressed += sum(1 for r in bad if r.code == "suppressed")
+        self.claims += 1
+        self.claimed += len(rows)
+        return rows, records, bad
+
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+        """Claim, yield, repeat; the next claim is already on its way while the engine takes a chunk in."""
+        cfg = self.cfg
+        failures = 0
+        partial = False
+        while not self.stopping:
+            if partial:
+                self._flush_idle()
+            if self.engine is not None and self.engine.deferred:
+                await self._defer()
+            ahead, self._ahead = self._ahead, None
+            if ahead is None and not self.ready():
+                await self._sleep(min(cfg.poll, 0.2))
+                self.wake.clear()
+                continue
+            want = ahead[1] if ahead is not None else self._room()
+            if ahead is None:
+                self.wake.clear()
+            try:
+                rows, records, bad = await (ahead[0] if ahead is not None else self._claim(want))
+                failures = 0
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+                self.errors += 1
+                failures += 1
+                log.warning("claim failed (%s); retrying", explain(e, cfg.dsn))
+                await self._sleep(RETRY.delay(min(failures, 6)))
+                continue
+            if rows:
+                partial = len(rows) < want
+                if self.stopping:  # claimed while a stop came: the release puts them back
+                    return
+                e = self.engine
+                if not partial and e is not None and self.ready() and \
+                        e.in_flight + len(rows) + want <= (e.c.max_in_flight or want * 4):
+                    self.wake.clear()
+                    self._ahead = (asyncio.ensure_future(self._claim(want)), want)
+                yield records, bad
+                continue
+            partial = False
+            # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
+            deadline = time.monotonic() + cfg.poll
+            while not self.stopping and not self.wake.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                waiting = self._flush_idle()
+                await self._sleep(min(left, 0.02) if waiting else left)
+
+    async def close(self) -> None:
+        """A claim still on its way when the engine stopped reading: let it land (the release puts it back)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                await ahead[0]
+
+    async def _defer(self) -> None:
+        assert self.engine is not None
+        ids, self.engine.deferred = self.engine.deferred, []
+        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+            async with self.pool.acquire() as conn:
+                n = await self.store.defer(conn, ids, DEFER)
+                log.warning("%d row(s) for a halted provider put back for %g s", n, DEFER)
+
+    async def _suppress(self, conn: asyncpg.Connection, records: list[Record]) -> tuple[list[Record], list[Result]]:
+        found = await self.store.suppressed(conn, list({r.fields["_to"] for r in records}))
+        if not found:
+            return records, []
+        keep, bad = [], []
+        for r in records:
+            f = r.fields
+            channels = found.get(f["_to"])
+            ch = f["_content"].channel
+            if channels and ("*" in channels or ch in channels):
+                bad.append(_rejected(r.seq, f["_to"], ch, "suppressed", OPTED_OUT, f["_alias"]))
+            else:
+                keep.append(r)
+        return keep, bad
+
+
+class OutboxEngine(Engine):
+    """The Engine with each row's own text and content (campaign sender, subject, options).
+
+    Routing, address normalisation and rendering happen in `Rows.build` (per row, with the
+    row's template and variables); `prepare` only builds the messages, encodes the SMS
+    texts in one codec call and asks each provider's `check`, as the Engine does. Rows for
+    a provider that halted (refused credentials, no credit) are not failed: they go back
+    to pending for `DEFER` seconds (the daemon probes the provider now and then).
+    """
+
+    def __init__(self, campaign: Any, **kw: Any) -> None:
+        super().__init__(campaign, **kw)
+        self.deferred = []
+
+    deferred: list[int]
+
+    def prepare(self, records: list[Record]) -> tuple[dict[str, list[Message]], list[Result]]:
+        c = self.c
+        channels, providers = c.channels, c.providers
+        out: dict[str, list[Message]] = {}
+        bad: list[Result] = []
+        sms: list[Message] = []
+        halted = {a for a, lane in self.lanes.items() if lane.halted is not None}
+        deferred = 0
+        for rec in records:
+            f = rec.fields
+            alias = f["_alias"]
+            if halted and alias in halted:  # the provider halted (credentials, credit): later, not failed
+                self.deferred.append(rec.seq)
+                deferred += 1
+                continue
+            text = f["body"]
+            m = Message(rec.seq, str(rec.seq), f["_to"], text, f, {"body": text}, alias, channels[alias],
+                        content=f["_content"])
+            if m.channel == "sms":
+                sms.append(m)
+            g = out.get(alias)
+            if g is None:
+                g = out[alias] = []
+            g.append(m)
+        if sms:
+            self._encode(sms)
+        for alias, msgs in out.items():
+            check = providers[alias].check
+            keep = []
+            for m in msgs:
+                why = check(m)
+                if why is None:
+                    keep.append(m)
+                else:
+                    bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None, m.encoding or None,
+                                      why[0], why[1], channel=m.channel, transliterated=m.transliterated))
+            out[alias] = keep
+        if deferred:
+            self.stats.unsent += deferred
+            self._settled(deferred)
+        return out, bad
+
+
+class Histogram:
+    """Bucket counts kept by hand: one observe per batch or row costs a bisect, not a lock."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float, n: int = 1) -> None:
+        self.counts[bisect_left(self.buckets, value)] += n
+        self.sum += value * n
+        self.count += n
+
+    def quantile(self, q: float) -> float | None:
+        """An estimate (the bucket's upper bound) for quick reports."""
+        if not self.count:
+            return None
+        target = q * self.count
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= target:
+                return self.buckets[i] if i < len(self.buckets) else float("inf")
+        return None
+
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+QUEUE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
+
+
+class OutboxSink(Sink):
+    """Results onto their outbox rows: one UPDATE ... FROM unnest(arrays) a write."""
+
+    name = "outbox"
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.results: Counter[tuple[str, str, str]] = Counter()  # (provider, status, code)
+        self.request_latency: dict[str, Histogram] = {}
+        self.queue_latency = Histogram(QUEUE_BUCKETS)  # insert -> provider accepted
+        self.written = 0
+        self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
+        self.on_write: list[Callable[[], None]] = []
+        self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
+
+    async def write(self, results: list[Result]) -> None:
+        rows = await self._update([  # the connections' jsonb codec is orjson
+            [r.seq, r.status, r.provider, r.to, r.message_id, r.parts, r.code, r.error, r.latency_ms, r.meta]
+            for r in results])
+        counts = self.results
+        q = self.queue_latency
+        written = 0
+        for provider, status, code, bucket, n, age in rows:
+            counts[(provider, status, code)] += n
+            written += n
+            if bucket is not None:
+                q.counts[bucket] += n
+                q.count += n
+                q.sum += age
+        self.written += written
+        if written < len(results):
+            self.lost += len(results) - written
+            log.warning("%d results for rows this worker no longer holds (its claims were taken back)",
+                        len(results) - written)
+        for provider, ms in {(r.provider, r.latency_ms) for r in results}:  # one observation a request
+            if ms is None:
+                continue
+            h = self.request_latency.get(provider)
+            if h is None:
+                h = self.request_latency[provider] = Histogram(LATENCY_BUCKETS)
+            h.observe(ms / 1000)
+        for cb in self.on_write:
+            cb()
+
+    async def _update(self, payload: list[list[Any]]) -> list[Any]:
+        for attempt in range(RETRY.attempts + 4):
+            conn = None
+            try:
+                async with self.pool.acquire() as conn:
+                    return await conn.fetch(self.store.result_sql, self.cfg.worker, payload, QUEUE_BUCKETS)
+            except Exception as e:
+                if not transient(e, conn) or attempt >= RETRY.attempts + 3:
+                    for cb in self.on_fatal:
+                        cb()
+                    raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+                log.warning("recording results failed (%s); retrying", explain(e, self.cfg.dsn))
+                await asyncio.sleep(RETRY.delay(attempt))
+        return []
+
+
+__all__ = ["Names", "OutboxEngine", "OutboxSink", "OutboxSource", "Rows", "Store", "init_connection"]

@@ -1,0 +1,502 @@
+"""Delivery reports: one HTTP endpoint for every provider's callbacks, a reports table, the latest status.
+
+    GET|POST /dlr/{alias}/{secret}       the secret in the path (what 360nrs and Kaleyra are given), or
+    GET|POST /dlr/{alias}?secret=...     in the query, or
+    POST /dlr/{alias}                    with `X-Webhook-Secret: <secret>` or
+                                         `X-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`
+
+`alias` is the provider's name in the daemon file and the secret comes from its
+`dlr_secret_env`. No secret: 401; a wrong one: 403; an unknown alias (or one without a
+secret): 404. A report is answered 200 once it is committed (503 when the database cannot
+take it, so the provider sends it again). What each provider sends (providers/*.md,
+"Delivery reports"):
+
+- nrs360: the per-message DLR GET to `notificationUrl` (set by the daemon to
+  `/dlr/{alias}/{secret}?id=%i&status=%s&to=%P&part=%n&done=%y&sent=%t`), and the
+  account-level event POSTs (form: id, channel, event, eventDate...);
+- kaleyra: the `callback` JSON (POST) or query string (GET): message_id, recipient, status...;
+- sendix: JSON {messageId, externalId, phone, status, timestamp, errorCode?};
+- sendx: JSON {type, time, provider_message_id, contact_email, ...} (type 7 open, 5 bounce, 73 unsubscribe...);
+- smsgateway24: JSON {sms_id, status_id, status_message, sendto, senttime, ...}.
+
+Table (every report is kept, matched or not, duplicates included)::
+
+    CREATE TABLE outbox_reports (
+        id              bigserial PRIMARY KEY,
+        received_at     timestamptz NOT NULL DEFAULT now(),
+        provider        text NOT NULL,      -- the alias it came for
+        message_id      text,               -- the provider's message id
+        recipient       text,               -- normalised (+E.164, lower-case email) when the report has one
+        status          text NOT NULL,      -- accepted, sent, delivered, undelivered, failed, expired, rejected,
+                                            -- bounced, dropped, read, opened, clicked, unsubscribed, complaint, ...
+        rank            smallint,           -- 1 accepted < 2 sent < 3 final < 4 engagement; NULL: no bearing on delivery
+        provider_status text,               -- as the provider said it (DELIVRD, Delivered, 7...)
+        event_at        timestamptz,        -- the provider's event time (receive time when it gives none)
+        part            integer,            -- SMS part (360nrs reports each part)
+        outbox_id       bigint,             -- the outbox row; NULL while unmatched
+        matched_by      text,               -- 'message_id' or 'recipient'
+        payload         jsonb NOT NULL      -- what was received (without the secret)
+    );
+
+Matching: on (provider alias, message id) against the outbox's `sent_via, provider_message_id`.
+A report that comes before its result is recorded (providers report at once, sometimes
+before the daemon has read the answer) is matched when the result lands (`rematch`:
+every half second for recent reports, every minute for `rematch_hours`). Providers whose
+accept answer has no id (SendX's documented 202, SmsGateway24's bulk call) are paired by
+recipient: the oldest sent row to that address through that provider that has no id yet
+takes the report's id (`dlr_match_recipient`, on for those two).
+
+Latest status: the outbox row's `delivery_status` is the report of highest rank, the
+latest event among equals; it is derived from all of the row's reports, so duplicates and
+out-of-order reports change nothing, and a guard on the row keeps it from ever going down
+(delivered never becomes sent). Unsubscribes and complaints add the address to
+`outbox_suppressions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from ..pg import explain, transient
+from .config import DaemonConfig, ProviderSpec
+from .outbox import Names
+
+log = logging.getLogger("dispatcher.daemon")
+
+RANK = {"accepted": 1, "sent": 2, "soft_bounced": 2,
+        "delivered": 3, "undelivered": 3, "failed": 3, "expired": 3, "rejected": 3, "bounced": 3, "dropped": 3,
+        "deleted": 3, "read": 4, "opened": 4, "clicked": 4}
+SUPPRESS = ("unsubscribed", "complaint")
+NRS360_DLR = {"DELIVRD": "delivered", "UNDELIV": "undelivered", "EXPIRED": "expired", "REJECTD": "rejected",
+              "DELETED": "deleted", "ACCEPTD": "accepted", "RECEIVED": "accepted", "UNKNOWN": "unknown"}
+NRS360_EVENTS = {"hard_bounced": "bounced", "unsubscribed_landing": "unsubscribed"}
+SMSGATEWAY24 = {1: "accepted", 2: "accepted", 3: "accepted", 5: "incoming", 6: "sent", 7: "delivered",
+                8: "undelivered", 9: "failed"}
+# SendX event types (sendx.md): campaign, drip, RSS, workflow and seed-list events in the order the
+# docs list them (open, click, bounce, spam, dropped) [inferred for all but the campaign ones]
+SENDX: dict[int, str] = {73: "unsubscribed", 74: "contact_created"}
+for _codes in ((7, 8, 5, 6, 60), (32, 33, 63, 62, 61), (172, 173, 180, 179, 178), (189, 190, 197, 196, 195),
+               (271, 272, 276, 275, 278)):
+    SENDX.update(zip(_codes, ("opened", "clicked", "bounced", "complaint", "dropped"), strict=True))
+_PHONE = re.compile(r"\+?[0-9]{6,16}")
+
+
+@dataclass(slots=True)
+class Report:
+    provider: str
+    message_id: str | None
+    recipient: str | None
+    status: str
+    provider_status: str | None
+    event_at: dt.datetime
+    payload: dict[str, Any]
+    part: int | None = None
+
+    @property
+    def rank(self) -> int | None:
+        return RANK.get(self.status)
+
+
+def _recipient(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    s = str(v).strip()
+    if "@" in s:
+        return s.lower()
+    digits = s.replace(" ", "")
+    if _PHONE.fullmatch(digits):
+        return "+" + digits.lstrip("+")
+    return s
+
+
+def _when(v: Any, now: dt.datetime) -> dt.datetime:
+    """A provider's event time as UTC (naive times are taken as UTC); `now` when absent or unreadable."""
+    if v is None or v == "":
+        return now
+    if isinstance(v, int | float) or (isinstance(v, str) and v.isdigit()):
+        n = float(v)
+        if n > 1e12:
+            n /= 1000
+        if 1e9 < n < 1e11:
+            return dt.datetime.fromtimestamp(n, dt.UTC)
+        return now
+    s = str(v).strip()
+    try:
+        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return now
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or v == "" else str(v)
+
+
+def _part(v: Any) -> int | None:
+    try:
+        return int(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _items(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """A JSON object or list of objects, or a form, as a list of dicts."""
+    if not body:
+        return []
+    if "json" in content_type or body[:1] in (b"{", b"["):
+        data = orjson.loads(body)
+        items = data if isinstance(data, list) else [data]
+        return [i for i in items if isinstance(i, dict)]
+    return [dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))]
+
+
+def parse(spec: ProviderSpec, method: str, query: Mapping[str, str], body: bytes, content_type: str,
+          now: dt.datetime | None = None) -> list[Report]:
+    """Normalised reports from one callback; what cannot be read is kept as status `unknown`."""
+    now = now or dt.datetime.now(dt.UTC)
+    alias, kind = spec.alias, spec.kind
+    params = {k: v for k, v in query.items() if k != "secret"}
+    try:
+        items = _items(body, content_type) if method != "GET" else []
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        return [Report(alias, None, None, "unknown", None, now, {"raw": body[:10000].decode("utf-8", "replace")})]
+    if method == "GET" or not items:
+        items = [params] if params else []
+    out = []
+    for it in items:
+        try:
+            out.append(_one(alias, kind, it, now))
+        except (TypeError, ValueError):
+            out.append(Report(alias, None, None, "unknown", None, now, it))
+    if not out:
+        out.append(Report(alias, None, None, "unknown", None, now, {"raw": body[:10000].decode("utf-8", "replace"),
+                                                                    "query": params}))
+    return out
+
+
+def _one(alias: str, kind: str, it: dict[str, Any], now: dt.datetime) -> Report:
+    if kind == "nrs360":
+        if "event" in it:  # account-level event notification (form POST)
+            event = str(it["event"]).lower()
+            status = NRS360_EVENTS.get(event, event)
+            return Report(alias, _str(it.get("id")), _recipient(it.get("to") or it.get("email") or it.get("phone")),
+                          status, event, _when(it.get("eventDate"), now), it)
+        raw = str(it.get("status", "")).upper()
+        return Report(alias, _str(it.get("id")), _recipient(it.get("to")), NRS360_DLR.get(raw, raw.lower() or "unknown"),
+                      raw or None, _when(it.get("done") or it.get("sent"), now), it, _part(it.get("part")))
+    if kind == "kaleyra":
+        raw = str(it.get("status", ""))
+        when = it.get("delivered_at") or it.get("sent_at")
+        return Report(alias, _str(it.get("message_id") or it.get("id")), _recipient(it.get("recipient")),
+                      raw.lower() or "unknown", raw or None, _when(when, now), it)
+    if kind == "sendix":
+        raw = str(it.get("status", ""))
+        status = {"queued": "accepted"}.get(raw.lower(), raw.lower() or "unknown")
+        return Report(alias, _str(it.get("messageId")), _recipient(it.get("phone")), status, raw or None,
+                      _when(it.get("timestamp"), now), it)
+    if kind == "sendx":
+        t = it.get("type")
+        code = int(t) if t is not None and str(t).lstrip("-").isdigit() else None
+        status = SENDX.get(code, f"event_{code}") if code is not None else "unknown"
+        return Report(alias, _str(it.get("provider_message_id")), _recipient(it.get("contact_email")), status,
+                      _str(t), _when(it.get("time"), now), it)
+    if kind == "smsgateway24":
+        if "status_id" in it:
+            sid = int(it["status_id"])
+            return Report(alias, _str(it.get("sms_id")), _recipient(it.get("sendto")), SMSGATEWAY24.get(sid, "unknown"),
+                          f"{sid} {it.get('status_message') or ''}".strip(), _when(it.get("senttime"), now)
+                          if sid in (6, 7) else now, it)
+        return Report(alias, _str(it.get("sms_id") or it.get("internal_id")), _recipient(it.get("address")),
+                      "incoming", _str(it.get("type")), _when(it.get("date"), now), it)
+    # a provider module added later: the common names
+    mid = it.get("message_id") or it.get("messageId") or it.get("id")
+    raw = str(it.get("status", ""))
+    return Report(alias, _str(mid), _recipient(it.get("recipient") or it.get("to")), raw.lower() or "unknown",
+                  raw or None, _when(it.get("timestamp") or it.get("time"), now), it)
+
+
+def callback_url(public: str, spec: ProviderSpec) -> str:
+    return f"{public}/dlr/{spec.alias}/{spec.secret}"
+
+
+def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[str, str]:
+    """Point the providers that take a callback URL per request at this daemon (unless set by hand).
+
+    Returns, per alias, the URL to give the providers configured in their consoles (with the secret
+    shown as `<secret>`, for the log).
+    """
+    shown = {}
+    for alias, spec in specs.items():
+        if spec.secret is None:
+            continue
+        url = callback_url(public, spec)
+        s: Any = spec.settings
+        if spec.kind == "nrs360" and not getattr(s, "notification_url", ""):
+            s.notification_url = url + "?id=%i&status=%s&to=%P&part=%n&done=%y&sent=%t"
+        elif spec.kind == "kaleyra" and not getattr(s, "callback_url", "") and not getattr(s, "callback_profile_id", ""):
+            s.callback_url = url
+        shown[alias] = url.replace(spec.secret, "<secret>")
+    return shown
+
+
+class ReportStore:
+    """Reports written in batches (one transaction for all the callbacks of a moment), then matched."""
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.n = n = names
+        self.by_recipient = [a for a, s in cfg.providers.items() if s.match_recipient]
+        self._pending: list[tuple[list[Report], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopped = False
+        self.received: Counter[tuple[str, str]] = Counter()  # (provider, status)
+        self.refused: Counter[tuple[str, str]] = Counter()  # (provider, reason)
+        self.matched = 0
+        self.unmatched_on_arrival = 0
+        self.suppressed = 0
+        self.insert_sql = f"""
+            INSERT INTO {n.reports} (provider, message_id, recipient, status, rank, provider_status, event_at, part,
+                                     payload, outbox_id, matched_by)
+            SELECT r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status, r.event_at, r.part,
+                   r.payload::jsonb, m.id, CASE WHEN m.id IS NOT NULL THEN 'message_id' END
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], $7::timestamptz[],
+                        $8::integer[], $9::text[])
+                WITH ORDINALITY AS r(provider, message_id, recipient, status, rank, provider_status, event_at, part,
+                                     payload, ord)
+            LEFT JOIN LATERAL (SELECT o.id FROM {n.outbox} o
+                               WHERE o.sent_via = r.provider AND o.provider_message_id = r.message_id
+                               ORDER BY o.id DESC LIMIT 1) m ON r.message_id IS NOT NULL
+            ORDER BY r.ord
+            RETURNING id, outbox_id"""
+        self.bind_sql = f"""
+            WITH u AS (
+                SELECT provider, message_id, recipient, min(id) AS first FROM {n.reports}
+                WHERE id = ANY($1::bigint[]) AND outbox_id IS NULL AND message_id IS NOT NULL
+                  AND recipient IS NOT NULL AND provider = ANY($2::text[]) AND rank IS NOT NULL
+                GROUP BY 1, 2, 3),
+            w AS (SELECT u.*, row_number() OVER (PARTITION BY provider, recipient ORDER BY first) AS k FROM u),
+            c AS (SELECT o.id, o.sent_via, o.sent_to,
+                         row_number() OVER (PARTITION BY o.sent_via, o.sent_to ORDER BY o.id) AS k
+                  FROM {n.outbox} o
+                  WHERE o.status = 'sent' AND o.provider_message_id IS NULL
+                    AND (o.sent_via, o.sent_to) IN (SELECT provider, recipient FROM w)),
+            b AS (UPDATE {n.outbox} o SET provider_message_id = w.message_id
+                  FROM w JOIN c ON c.sent_via = w.provider AND c.sent_to = w.recipient AND c.k = w.k
+                  WHERE o.id = c.id RETURNING o.id, o.sent_via, o.provider_message_id)
+            UPDATE {n.reports} r SET outbox_id = b.id, matched_by = 'recipient' FROM b
+            WHERE r.outbox_id IS NULL AND r.provider = b.sent_via AND r.message_id = b.provider_message_id
+            RETURNING r.id, r.outbox_id"""
+        self.derive_sql = f"""
+            UPDATE {n.outbox} o SET delivery_status = b.status, delivery_rank = b.rank, delivery_at = b.event_at
+            FROM (SELECT DISTINCT ON (outbox_id) outbox_id, status, rank, event_at FROM {n.reports}
+                  WHERE outbox_id = ANY($1::bigint[]) AND rank IS NOT NULL
+                  ORDER BY outbox_id, rank DESC, event_at DESC, id DESC) b
+            WHERE o.id = b.outbox_id
+              AND (o.delivery_rank IS NULL OR b.rank > o.delivery_rank
+                   OR (b.rank = o.delivery_rank AND b.event_at >= o.delivery_at))
+              AND (o.delivery_status IS DISTINCT FROM b.status OR o.delivery_at IS DISTINCT FROM b.event_at)"""
+        self.suppress_sql = f"""
+            INSERT INTO {n.suppressions} (address, channel, reason, source)
+            SELECT DISTINCT ON (a.address) a.address, '*', r.status, r.provider
+            FROM {n.reports} r LEFT JOIN {n.outbox} o ON o.id = r.outbox_id
+            CROSS JOIN LATERAL (SELECT coalesce(o.sent_to, r.recipient) AS address) a
+            WHERE r.id = ANY($1::bigint[]) AND r.status = ANY($2::text[]) AND a.address IS NOT NULL
+            ORDER BY a.address, r.id
+            ON CONFLICT DO NOTHING
+            RETURNING address"""
+        self.rematch_sql = f"""
+            UPDATE {n.reports} r SET outbox_id = o.id, matched_by = 'message_id'
+            FROM {n.outbox} o
+            WHERE r.outbox_id IS NULL AND r.received_at > now() - make_interval(secs => $1)
+              AND r.message_id IS NOT NULL AND o.sent_via = r.provider AND o.provider_message_id = r.message_id
+            RETURNING r.id, r.outbox_id"""
+        self.unmatched_sql = f"""
+            SELECT id FROM {n.reports}
+            WHERE outbox_id IS NULL AND received_at > now() - make_interval(secs => $1) AND provider = ANY($2::text[])
+            ORDER BY id LIMIT 20000"""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._writer(), name="reports-writer"),
+                       asyncio.create_task(self._rematcher(), name="reports-rematch")]
+
+    async def stop(self) -> None:
+        self.stopped = True
+        deadline = time.monotonic() + 5
+        while self._pending and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(ConnectionError("the daemon is stopping"))
+        self._pending.clear()
+
+    def poke(self) -> None:
+        """Results were just recorded: reports that came before them may match now."""
+        self._poke.set()
+
+    async def submit(self, reports: list[Report]) -> None:
+        if self.stopped:
+            raise ConnectionError("the daemon is stopping")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((reports, fut))
+        self._wake.set()
+        await fut
+
+    # -- writing --------------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, n = [], 0
+                while self._pending and n < 2000:
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    n += len(item[0])
+                reports = [r for rs, _ in batch for r in rs]
+                try:
+                    await self._write(reports)
+                except Exception as e:
+                    log.warning("could not store %d delivery report(s): %s", len(reports), explain(e, self.cfg.dsn))
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for r in reports:
+                    self.received[(r.provider, r.status)] += 1
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _write(self, reports: list[Report]) -> None:
+        cols: list[list[Any]] = [[] for _ in range(9)]
+        for r in reports:
+            for i, v in enumerate((r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status,
+                                   r.event_at, r.part, orjson.dumps(r.payload, default=str).decode())):
+                cols[i].append(v)
+        for attempt in range(4):
+            conn = None
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    rows = await conn.fetch(self.insert_sql, *cols)
+                    ids = [r[0] for r in rows]
+                    matched = {r[1] for r in rows if r[1] is not None}
+                    self.unmatched_on_arrival += sum(1 for r in rows if r[1] is None)
+                    self.matched += len(rows) - sum(1 for r in rows if r[1] is None)
+                    suppress = ids if any(r.status in SUPPRESS for r in reports) else []
+                    await self._settle(conn, ids, matched, suppress)
+                return
+            except Exception as e:
+                if not transient(e, conn) or attempt == 3:
+                    raise
+                await asyncio.sleep(0.05 * 2 ** attempt)
+
+    async def _settle(self, conn: asyncpg.Connection, unmatched_ids: list[int], matched: set[int],
+                      suppress: list[int]) -> None:
+        """Pair by recipient where the provider gives no id, derive the latest status, add opt-outs."""
+        if self.by_recipient and unmatched_ids:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.n.reports + ":bind")
+            bound = await conn.fetch(self.bind_sql, unmatched_ids, self.by_recipient)
+            self.matched += len(bound)
+            for rid, oid in bound:
+                matched.add(oid)
+                suppress.append(rid)
+        if matched:
+            await conn.execute(self.derive_sql, sorted(matched))
+        if suppress:
+            added = await conn.fetch(self.suppress_sql, suppress, list(SUPPRESS))
+            self.suppressed += len(added)
+            if added:
+                log.info("%d address(es) added to the suppression list by provider reports", len(added))
+
+    # -- matching what came early -------------------------------------------------------------
+    async def _rematcher(self) -> None:
+        last_full = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await self._poke.wait()
+            self._poke.clear()
+            full = time.monotonic() - last_full >= 60
+            if full:
+                last_full = time.monotonic()
+            try:
+                await self.rematch(self.cfg.rematch_hours * 3600 if full else 120)
+            except Exception as e:
+                log.warning("matching delivery reports failed: %s", explain(e, self.cfg.dsn))
+                await asyncio.sleep(1)
+            await asyncio.sleep(0.2)  # coalesce pokes
+
+    async def rematch(self, seconds: float) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self.rematch_sql, float(seconds))
+            matched = {r[1] for r in rows}
+            ids = [r[0] for r in rows]
+            self.matched += len(rows)
+            pending = []
+            if self.by_recipient:
+                pending = [r[0] for r in await conn.fetch(self.unmatched_sql, float(seconds), self.by_recipient)]
+            if rows or pending:
+                await self._settle(conn, pending, matched, ids)
+            return len(rows)
+
+
+Handler = Callable[[web.Request], Any]
+
+
+def routes(cfg: DaemonConfig, store: ReportStore) -> list[web.RouteDef]:
+    async def dlr(request: web.Request) -> web.Response:
+        alias = request.match_info["alias"]
+        spec = cfg.providers.get(alias)
+        if spec is None or spec.secret is None:
+            store.refused[(alias if spec else "?", "unknown")] += 1
+            return web.Response(status=404, text="no such report endpoint\n")
+        body = await request.read()
+        given = request.match_info.get("secret") or request.query.get("secret") or request.headers.get("X-Webhook-Secret")
+        signature = request.headers.get("X-Signature")
+        secret = spec.secret.encode()
+        if given:
+            ok = hmac.compare_digest(given.encode(), secret)
+        elif signature:
+            expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+            ok = hmac.compare_digest(signature.strip().removeprefix("sha256=").lower().encode(), expected.encode())
+        else:
+            store.refused[(alias, "missing")] += 1
+            return web.Response(status=401, text="a secret is required\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="delivery reports"'})
+        if not ok:
+            store.refused[(alias, "wrong")] += 1
+            return web.Response(status=403, text="wrong secret\n")
+        reports = parse(spec, request.method, request.query, body, request.content_type or "")
+        try:
+            await store.submit(reports)
+        except Exception:
+            return web.Response(status=503, text="cannot store the report now; send it again\n")
+        return web.Response(text="OK")
+
+    return [web.route("*", "/dlr/{alias}/{secret}", dlr), web.route("*", "/dlr/{alias}", dlr)]

@@ -1,0 +1,244 @@
+"""The daemon: the outbox Source and Sink on an Engine, heartbeats, the report receiver, health and metrics.
+
+Start: connect, migrate, bind the HTTP port (reports, /healthz, /metrics), point the
+providers' callback URLs at it, register the worker, LISTEN, start the engine. Stop
+(SIGTERM, SIGINT, or `stop()`): stop claiming, let the requests on the wire settle and
+their results be written, put the unfinished claims back to pending, leave the worker
+table, close. A second signal, or `stop_timeout` seconds, abandons what is still on the
+wire (its rows go back to pending too: the provider may hold some of them, which a resend
+duplicates, as after a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import sys
+import time
+
+import asyncpg
+from aiohttp import web
+
+from .. import codecs
+from ..model import Content
+from ..pg import explain
+from ..pipeline import Campaign
+from . import metrics, reports
+from .config import DaemonConfig
+from .outbox import BODY, Names, OutboxEngine, OutboxSink, OutboxSource, Rows, Store, init_connection
+from .workers import Registry, WorkerNameInUse
+
+log = logging.getLogger("dispatcher.daemon")
+HALT_PROBE = 60.0  # seconds between attempts to revive a provider that halted (credentials, credit)
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self.names = Names(cfg.table)
+        self.store = Store(cfg, self.names)
+        self.pool: asyncpg.Pool | None = None
+        self.listener: asyncpg.Connection | None = None
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self.engine: OutboxEngine | None = None
+        self.stopping = False
+        self.running = False
+        self.abandon = False
+        self._stop_requested = False
+        self.released = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._engine_task: asyncio.Task[object] | None = None
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        try:
+            self.pool = await asyncpg.create_pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
+            async with self.pool.acquire() as conn:
+                await self.store.migrate(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
+        pool = self.pool
+        self.registry = Registry(cfg, pool, self.store)
+        self.reports = reports.ReportStore(cfg, pool, self.names)
+        self.sink = OutboxSink(cfg, pool, self.store)
+        self.sink.on_write.append(self.reports.poke)
+        self.sink.on_fatal.append(self.stop)
+        self.source = OutboxSource(cfg, pool, self.store, Rows(cfg), ready=self.registry.ready)
+
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self))
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            raise DaemonError(f"http: cannot listen on {cfg.listen_host}:{cfg.listen_port} ({e.strerror or e})") from None
+        port = site._server.sockets[0].getsockname()[1] if site._server else cfg.listen_port  # type: ignore[union-attr]
+        self.url = f"http://{cfg.listen_host}:{port}"
+        public = cfg.public_url or self.url
+        for alias, url in reports.configure_callbacks(public, cfg.providers).items():
+            log.info("delivery reports for %s: %s", alias, url)
+
+        providers = {alias: spec.build() for alias, spec in cfg.providers.items()}
+        channels = {alias: spec.channel for alias, spec in cfg.providers.items()}
+        campaign = Campaign(
+            run_id=f"daemon-{cfg.worker}", source=self.source, sinks=[self.sink], providers=providers,
+            contents={ch: Content(ch, BODY) for ch in set(channels.values())}, channels=channels,
+            route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
+            transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
+            max_in_flight=cfg.max_in_flight, state_dir=None)
+        self.engine = OutboxEngine(campaign)
+        self.source.attach(self.engine)
+        self.registry.engine = self.engine
+        if "sms" in channels.values():
+            codecs.analyze(["warm up"])  # loads the compiled kernels now, not in the engine after registering
+        # Everything built so far lives as long as the process: out of the collector's way. Messages in
+        # flight are many and short-lived: collect the young generation less often (measured: a third less
+        # CPU a row than the default thresholds).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20000, 50, 100)
+        await self._listen()
+        try:
+            await self.registry.register()
+        except WorkerNameInUse as e:
+            raise DaemonError(str(e)) from None
+        self.registry.start()
+        self.reports.start()
+        self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
+        self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
+                       asyncio.create_task(self._revive(), name="revive")]
+        self.running = True
+        if self._stop_requested:  # a signal came while starting
+            self.stop()
+        log.info("worker %s on %s: outbox %s, %d provider(s)", cfg.worker, self.url, cfg.table, len(providers))
+
+    # -- LISTEN ---------------------------------------------------------------------------------
+    async def _listen(self) -> None:
+        try:
+            conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
+            await conn.add_listener(self.names.channel, self.source.notify)
+            self.listener = conn
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            log.warning("LISTEN failed (%s): polling every %g s", explain(e, self.cfg.dsn), self.cfg.poll)
+            self.listener = None
+
+    async def _keep_listening(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.cfg.poll, 1.0))
+            if self.listener is None or self.listener.is_closed():
+                await self._listen()
+                self.source.notify()  # what was inserted while deaf
+
+    async def _revive(self) -> None:
+        """A provider that halted (credentials refused, no credit, unreachable) is tried again now and then."""
+        assert self.engine is not None
+        while True:
+            await asyncio.sleep(HALT_PROBE)
+            for alias, lane in self.engine.lanes.items():
+                if lane.halted is None or lane.session is None:
+                    continue
+                try:
+                    await lane.provider.authenticate(lane.session)
+                except Exception as e:
+                    log.warning("provider %s still unusable: %s", alias, type(e).__name__)
+                    continue
+                log.info("provider %s halted (%s): trying it again", alias, lane.halted.error)
+                lane.halted = None
+                lane.circuit.open_total = 0.0
+
+    # -- stopping ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Graceful stop; called a second time, abandon what is on the wire."""
+        if not self.running and not self.stopping:  # still starting: stop once started
+            self._stop_requested = True
+            return
+        if self.stopping:
+            self.abandon = True
+            self._stop.set()
+            return
+        self.stopping = True
+        log.info("stopping: no more claims; settling the requests on the wire")
+        self.source.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        self._stop.set()
+
+    async def wait(self) -> int:
+        """Run until stopped (0) or until the engine fails (1); then release, leave and close."""
+        assert self._engine_task is not None
+        stopper = asyncio.create_task(self._stop.wait())
+        code = 0
+        await asyncio.wait({self._engine_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._engine_task.done():
+            t0 = time.monotonic()
+            while not self._engine_task.done() and not self.abandon:
+                left = self.cfg.stop_timeout - (time.monotonic() - t0)
+                if left <= 0:
+                    log.warning("stop_timeout (%g s) reached: abandoning the requests still on the wire",
+                                self.cfg.stop_timeout)
+                    break
+                self._stop.clear()
+                stopper = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({self._engine_task, stopper}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+            if not self._engine_task.done():
+                self._engine_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._engine_task
+                if self.engine is not None:  # cancelled mid-request: close the pooled sessions
+                    for lane in self.engine.lanes.values():
+                        if lane.session is not None:
+                            await lane.session.close()
+        stopper.cancel()
+        if self._engine_task.done() and not self._engine_task.cancelled():
+            exc = self._engine_task.exception()
+            if exc is not None:
+                log.error("engine failed: %s", exc)
+                code = 1
+        await self.close()
+        return code
+
+    async def close(self) -> None:
+        self.running = False
+        self.stopping = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        started = hasattr(self, "registry")
+        if self.pool is not None and started:
+            try:
+                async with self.pool.acquire() as conn:
+                    self.released = await self.store.release(conn)
+                if self.released:
+                    log.info("released %d unfinished claim(s) back to pending", self.released)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+                log.warning("could not release claims (%s): they come back when their lease ends",
+                            explain(e, self.cfg.dsn))
+        if self.runner is not None:  # reports still arriving are answered (their writer still runs)
+            await self.runner.cleanup()
+        if started:
+            await self.reports.stop()
+            await self.registry.leave()
+        if self.listener is not None and not self.listener.is_closed():
+            with contextlib.suppress(Exception):
+                await self.listener.close()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 5)
+
+
+class DaemonError(Exception):
+    """The daemon cannot start: one line."""
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,186 @@
+"""Workers register and heartbeat in `outbox_workers`; each provider's rate is split between the live ones.
+
+    CREATE TABLE outbox_workers (
+        name         text PRIMARY KEY,        -- [daemon] worker, default host-pid-random
+        host         text,
+        pid          integer,
+        started_at   timestamptz NOT NULL DEFAULT now(),
+        heartbeat_at timestamptz NOT NULL DEFAULT now(),
+        stopping     boolean NOT NULL DEFAULT false,
+        in_flight    integer NOT NULL DEFAULT 0
+    );
+
+Every `heartbeat` seconds a worker stamps its row, counts the live workers (a heartbeat
+within `dead_after`), sets each of its lanes to `1 / live` of the provider's configured
+rate, and reaps: dead workers' rows are deleted and their expired claims go back to
+pending (outbox.Store.reap). The configured `rate` of a provider is therefore the global
+rate of all daemons together.
+
+The sum never exceeds the rate: a worker that joins waits 1.5 heartbeats after registering
+before it sends, so every other worker has counted it (and lowered its share) first; a
+worker that leaves deletes its row only after its last request, and the others raise
+their share at their next heartbeat. A worker whose heartbeats fail for half of
+`dead_after` stops claiming (it could be declared dead by the others), and resumes when
+they succeed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+
+import asyncpg
+
+from ..pg import explain
+from ..pipeline import Engine
+from .config import DaemonConfig
+from .outbox import Store
+
+log = logging.getLogger("dispatcher.daemon")
+
+
+class WorkerNameInUse(Exception):
+    pass
+
+
+class Registry:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.n = store.n
+        self.engine: Engine | None = None
+        self.live = 1
+        self.share = 1.0
+        self.last_ok = 0.0  # monotonic time of the last successful heartbeat
+        self.depth: dict[str, int] = {}
+        self.reaped = 0
+        self.abandoned = 0
+        self.purged = 0
+        self.beats = 0
+        self.failures = 0
+        self._joined = False  # past the joining wait: may send
+        self._applied = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_depth = 0.0
+        self._last_purge = 0.0
+
+    # -- state the others read ------------------------------------------------------------
+    def fresh(self) -> bool:
+        return time.monotonic() - self.last_ok < self.cfg.dead_after / 2
+
+    def ready(self) -> bool:
+        """May this worker claim now?"""
+        ok = self._joined and self.fresh()
+        if ok and not self._applied:
+            self.apply()
+        return ok
+
+    def apply(self) -> None:
+        """This worker's share of every provider's rate, on every lane."""
+        e = self.engine
+        if e is None or not e.lanes:
+            return
+        for lane in e.lanes.values():
+            lane.limit.set_share(self.share)
+        self._applied = True
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def register(self) -> int:
+        """Join; refuse a name a live worker has. Claims left by an earlier process of this name go back
+        to pending (returns how many): no other process can be holding them."""
+        async with self.pool.acquire() as conn:
+            joined = await conn.fetchval(f"""INSERT INTO {self.n.workers} (name, host, pid) VALUES ($1, $2, $3)
+                ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), stopping = false, host = $2, pid = $3,
+                    started_at = now()
+                WHERE {self.n.workers}.heartbeat_at < now() - make_interval(secs => $4)
+                RETURNING true""", self.cfg.worker, socket.gethostname(), os.getpid(), float(self.cfg.dead_after))
+            if not joined:
+                raise WorkerNameInUse(f"worker name '{self.cfg.worker}' is in use by a live worker (its heartbeat "
+                                      f"is younger than {self.cfg.dead_after:g} s): choose another --worker name")
+            left = await self.store.release(conn)
+        self.last_ok = time.monotonic()
+        if left:
+            log.warning("put back %d claim(s) left by an earlier worker named %s", left, self.cfg.worker)
+        return left
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heartbeat")
+
+    async def _run(self) -> None:
+        hb = self.cfg.heartbeat
+        join_at = time.monotonic() + hb * 1.5
+        while True:
+            await self.beat()
+            if not self._joined and time.monotonic() >= join_at and self.fresh():
+                self._joined = True
+                log.info("worker %s sending: %d live worker(s), %.3g of each provider's rate",
+                         self.cfg.worker, self.live, self.share)
+            await asyncio.sleep(hb if self._joined else min(hb, max(0.01, join_at - time.monotonic())))
+
+    async def beat(self) -> None:
+        cfg, n = self.cfg, self.n
+        in_flight = self.engine.in_flight if self.engine is not None else 0
+        try:
+            async with self.pool.acquire() as conn:
+                alive = await conn.fetchval(f"UPDATE {n.workers} SET heartbeat_at = now(), in_flight = $2 "
+                                            "WHERE name = $1 RETURNING true", cfg.worker, in_flight)
+                if not alive:
+                    log.warning("worker %s was taken for dead by the others (heartbeats late by %.1f s); "
+                                "registering again", cfg.worker, time.monotonic() - self.last_ok)
+                    await conn.execute(f"INSERT INTO {n.workers} (name, host, pid) VALUES ($1, $2, $3) "
+                                       "ON CONFLICT (name) DO UPDATE SET heartbeat_at = now()",
+                                       cfg.worker, socket.gethostname(), os.getpid())
+                live = await conn.fetchval(f"SELECT count(*) FROM {n.workers} "
+                                           "WHERE heartbeat_at >= now() - make_interval(secs => $1)",
+                                           float(cfg.dead_after))
+                self.last_ok = time.monotonic()
+                self.beats += 1
+                self.live = max(1, int(live or 1))
+                share = 1.0 / self.live
+                if share != self.share or not self._applied:
+                    if share != self.share:
+                        log.info("%d live worker(s): this one sends %.3g of each provider's rate", self.live, share)
+                    self.share = share
+                    self.apply()
+                await conn.execute(f"DELETE FROM {n.workers} WHERE heartbeat_at < now() - make_interval(secs => $1)",
+                                   float(cfg.dead_after) * 3)
+                released, failed = await self.store.reap(conn)
+                if released or failed:
+                    log.warning("took back %d claim(s) of dead workers; %d row(s) failed as abandoned", released, failed)
+                self.reaped += released
+                self.abandoned += failed
+                now = time.monotonic()
+                if now - self._last_depth >= max(5.0, cfg.heartbeat):
+                    self._last_depth = now
+                    self.depth = await self.store.depth(conn)
+                if cfg.retention_days and now - self._last_purge >= 300:
+                    self._last_purge = now
+                    for _ in range(100):  # at most a million rows a round
+                        gone = await self.store.purge(conn, cfg.retention_days)
+                        self.purged += gone
+                        if gone < 10000:
+                            break
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            self.failures += 1
+            log.warning("heartbeat failed (%s)%s", explain(e, cfg.dsn),
+                        "" if self.fresh() else ": not claiming until the database answers")
+
+    async def leave(self) -> None:
+        """Stop heartbeating and delete this worker's row (after its last request): the others take its share."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+            async with self.pool.acquire() as conn:
+                await conn.execute(f"DELETE FROM {self.n.workers} WHERE name = $1", self.cfg.worker)
+
+    async def mark_stopping(self) -> None:
+        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+            async with self.pool.acquire() as conn:
+                await conn.execute(f"UPDATE {self.n.workers} SET stopping = true WHERE name = $1", self.cfg.worker)
