@@ -10,6 +10,7 @@ the two send byte-for-byte the same requests.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,25 @@ def run_bare(requests: Path, concurrency: int) -> dict[str, Any]:
     return orjson.loads(done.stdout)
 
 
+def run_wrk(requests: Path, concurrency: int, seconds: int = 5) -> float | None:
+    """The HTTP server's ceiling: wrk replaying the first request, when wrk is installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    with open(requests, "rb") as f:
+        first = orjson.loads(f.readline())
+    script = requests.with_suffix(".lua")
+    headers = "".join(f"wrk.headers[{orjson.dumps(k).decode()}] = {orjson.dumps(v).decode()}\n"
+                      for k, v in first["headers"].items())
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {orjson.dumps(first["body"]).decode()}\n{headers}')
+    done = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), first["url"]],
+                          capture_output=True, text=True, timeout=seconds + 30)
+    for line in done.stdout.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    return None
+
+
 def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Path) -> dict[str, Any]:
     csv = audience(tmp / f"audience-{n}.csv", n)
     with simulator("nrs360", "--rate", "nrs360=1000000000") as url:
@@ -125,6 +145,7 @@ def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Pa
 
         blast_mps, blast_all = median_of(reps, one_blast)
         bare_rps, bare_all = median_of(reps, one_bare)
+        wrk_rps = run_wrk(reqfile, concurrency)
     msgs_per_request = n / n_requests
     blast_rps = blast_mps / msgs_per_request
     return {
@@ -132,6 +153,7 @@ def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Pa
         "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
         "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * msgs_per_request),
         "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
+        "wrk_requests_per_s": round(wrk_rps, 1) if wrk_rps else None,
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
         "bare_statuses": bare_runs[-1]["statuses"] if bare_runs else {},
         "sent": runs[-1]["sent"] if runs else 0,
@@ -165,12 +187,13 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    rows = ["| scenario | messages | dispatcher msg/s | dispatcher req/s | bare loop req/s | ratio (req/s) |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| scenario | messages | dispatcher msg/s | dispatcher req/s | bare loop req/s | ratio (req/s) "
+            "| wrk req/s (server ceiling) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for k in ("batched", "single"):
         s = r[k]
+        wrk = f"{s['wrk_requests_per_s']:,}" if s.get("wrk_requests_per_s") else "not installed"
         rows.append(f"| 360nrs {k} ({s['batch_size']}/request) | {s['messages']:,} | {s['dispatcher_msgs_per_s']:,} | "
-                    f"{s['dispatcher_requests_per_s']:,} | {s['bare_requests_per_s']:,} | {s['ratio']:.2f}x |")
+                    f"{s['dispatcher_requests_per_s']:,} | {s['bare_requests_per_s']:,} | {s['ratio']:.2f}x | {wrk} |")
     return "\n".join(rows)
 
 
