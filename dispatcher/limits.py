@@ -38,6 +38,13 @@ class RateLimit:
         if self._limiter is not None:
             await self._limiter.acquire()
 
+    async def prime(self) -> None:
+        """Start with the bucket full, so the first second carries no burst on top of the rate
+        (the provider counts the token exchange that precedes it too)."""
+        if self._limiter is not None:
+            for _ in range(self.burst):
+                await self._limiter.acquire()
+
     def _set(self, rate: float) -> None:
         self.current = rate
         assert self._limiter is not None

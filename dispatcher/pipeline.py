@@ -158,7 +158,9 @@ class Lane:
             connector=connector, timeout=aiohttp.ClientTimeout(total=s.timeout),
             skip_auto_headers=("User-Agent",), raise_for_status=False,
         )
+        await self.limit.prime()
         try:
+            await self.limit.acquire()  # a token exchange is a request the provider counts
             await self.provider.authenticate(self.session)
         except Exception as e:  # the provider is unusable this run: every message will say why
             self.halted = Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}")
@@ -285,6 +287,7 @@ class Lane:
                 if generation == self._auth_generation:
                     try:
                         assert self.session is not None
+                        await self.limit.acquire()
                         await self.provider.authenticate(self.session)
                         self._auth_generation += 1
                     except Exception as e:
