@@ -287,7 +287,6 @@ class Lane:
                 if generation == self._auth_generation:
                     try:
                         assert self.session is not None
-                        await self.limit.acquire()
                         await self.provider.authenticate(self.session)
                         self._auth_generation += 1
                     except Exception as e:
