@@ -298,6 +298,9 @@ def test_configuration_errors_name_the_file_line_and_setting(tmp_path, monkeypat
     r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(good), "--check"], capture_output=True,
                        text=True, cwd=ROOT, env=os.environ.copy(), timeout=60)
     assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(good), "--print-schema"], capture_output=True,
+                       text=True, cwd=ROOT, env=os.environ.copy(), timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith('CREATE TABLE "outbox" (') and "outbox_suppressions" in r.stdout
     r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(ROOT / "examples" / "daemon.toml"), "--check"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60,
                        env={**os.environ, **{k: "x" * 20 for k in SECRETS}})
@@ -365,6 +368,7 @@ async def test_a_worker_name_is_held_once_and_a_restart_takes_back_its_claims(en
         with pytest.raises(DaemonError, match="worker name 'ghost' is in use"):
             await twin.start()
         await twin.close()
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}_workers WHERE name = 'ghost'") == 1  # untouched
     async with db(postgres_dsn) as conn:  # as if a process named ghost had died holding claims
         await bulk(conn, table, 30)
         await conn.execute(f"UPDATE {table} SET status = 'claimed', worker = 'ghost', attempts = 1, "
@@ -572,6 +576,13 @@ async def test_reports_need_their_secret_and_keep_order_duplicates_and_strangers
         assert await post("/dlr/wa", event, {"X-Signature": "sha256=" + "0" * 64}) == 403
         assert await post("/dlr/wa", event, {"X-Signature": "sha256=" + good}) == 200  # kept, unmatched
         assert await conn.fetchval(f"SELECT count(*) FROM {table}_reports") == 1
+        async with http.post(d.url + "/dlr/wa/" + secret, data=b"not json {") as r:  # kept as it came
+            assert r.status == 200
+        assert await post("/dlr/wa/" + secret, {**event, "messageId": "nul\u0000id", "errorMessage": "a\u0000b"}) == 200
+        odd = await conn.fetch(f"SELECT status, message_id, payload FROM {table}_reports WHERE id > 1 ORDER BY id")
+        assert [(r["status"], r["message_id"]) for r in odd] == [("unknown", None), ("delivered", "nulid")]
+        assert odd[0]["payload"] == {"raw": "not json {"}
+        await conn.execute(f"DELETE FROM {table}_reports WHERE id > 1")
         # a report that comes before its message is sent: paired when the result lands (by recipient here)
         early = {"sms_id": 777001, "status_id": 7, "status_message": "delivered", "sendto": "+4915000000001",
                  "senttime": "2024-06-03 10:00:00", "channel_id": 1, "device_id": 260}
@@ -694,15 +705,15 @@ async def test_not_before_and_sending_windows_hold_rows_back(env, postgres_dsn, 
 
 @run
 async def test_rows_for_a_halted_provider_wait_instead_of_failing(env, postgres_dsn, tmp_path, table):
-    """Out of credit: what was on its way fails with the provider's reason; later rows go back to pending."""
+    """Out of credit: nothing fails; every row goes back to pending for a while, to go out when credit is back."""
     env.config("nrs360", credits=0)
     config = write_config(tmp_path, table, {"sms": nrs(env, batch_size=1, concurrency=1)},
                           defaults={"sender": "ACME", "template": "Hi {name}"})
-    async with daemon(config), db(postgres_dsn) as conn:
+    async with daemon(config) as d, db(postgres_dsn) as conn:
         await bulk(conn, table, 3)  # one claim: all three on their way when the provider halts
-        await until(conn, f"SELECT count(*) = 3 FROM {table} WHERE status = 'failed'")
-        assert {r[0] for r in await conn.fetch(f"SELECT DISTINCT code FROM {table}")} == {"111"}
-        await bulk(conn, table, 3, start=3)
-        await until(conn, f"SELECT count(*) = 3 FROM {table} WHERE status = 'pending' "
+        await bulk(conn, table, 3, start=3)  # claimed after the halt: not even tried
+        await until(conn, f"SELECT count(*) = 6 FROM {table} WHERE status = 'pending' "
                           "AND not_before > now() + interval '20 s' AND attempts = 0")
+        assert d.engine is not None and d.engine.lanes["sms"].halted.code == "111"
+        assert d.sink.deferred >= 1
     assert env.ledger("nrs360") == []

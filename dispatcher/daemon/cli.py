@@ -1,4 +1,4 @@
-"""`dispatcher daemon DAEMON.toml [--worker NAME] [--check] [--init-db]`."""
+"""`dispatcher daemon DAEMON.toml [--worker NAME] [--check] [--init-db] [--print-schema]`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import textwrap
 
 import uvloop
 
@@ -23,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", help="this worker's name (default: [daemon] worker, else host-pid-random)")
     p.add_argument("--check", action="store_true", help="validate the file and exit")
     p.add_argument("--init-db", action="store_true", help="create or migrate the tables and exit")
+    p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit")
     return p
 
 
@@ -34,6 +36,10 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.print_schema:
+        from .outbox import Names, schema_sql
+        print(textwrap.dedent(schema_sql(Names(cfg.table))).strip())
+        return EXIT_OK
     if args.check:
         print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.campaigns)} campaign(s))")
         return EXIT_OK

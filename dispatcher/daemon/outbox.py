@@ -70,7 +70,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ..model import REJECTED, Content, Message, Record, Result
+from ..model import FAILED, REJECTED, Content, Message, Record, Result
 from ..pg import RETRY, explain, ident, qualified, transient
 from ..phone import to_e164
 from ..pipeline import Engine
@@ -105,11 +105,9 @@ class Names:
         return ident(f"{self.base}_{suffix}")
 
 
-def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
-    async def v1(conn: asyncpg.Connection) -> None:
-        if n.schema:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
-        await conn.execute(f"""
+def schema_sql(n: Names) -> str:
+    """The DDL of schema version 1 (what `dispatcher daemon FILE --print-schema` shows)."""
+    return f"""
             CREATE TABLE {n.outbox} (
                 id bigserial PRIMARY KEY,
                 created_at timestamptz NOT NULL DEFAULT now(),
@@ -193,7 +191,14 @@ def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
                 stopping boolean NOT NULL DEFAULT false,
                 in_flight integer NOT NULL DEFAULT 0
             );
-        """)
+"""
+
+
+def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
+    async def v1(conn: asyncpg.Connection) -> None:
+        if n.schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
+        await conn.execute(schema_sql(n))
     return [v1]
 
 
@@ -226,25 +231,30 @@ class Store:
             RETURNING o.id, o.recipient, o.channel, o.provider, o.route, o.campaign, o.body, o.template, o.variables,
                 EXISTS (SELECT 1 FROM {n.suppressions} s
                         WHERE s.address = o.recipient AND s.channel IN ('*', o.channel)) AS opted_out"""
-        # The rows are reached by primary key from the results (a nested loop): no index covers "claimed by
-        # this worker", so the planner cannot be misled into scanning every claimed row by a stale estimate
-        # of how many there are (claims are only indexed by lease, `lease_until IS NOT NULL`, for the reaper).
+        # Each result finds its row by primary key (LATERAL ... LIMIT 1: always a probe per result, whatever
+        # the statistics say), then the rows are updated by their tuple ids. A plain `UPDATE ... FROM results`
+        # join was planned, on a table not analyzed yet, as a scan of every claimed row for each result:
+        # seconds per write instead of milliseconds.
         # Results arrive as one JSON array of arrays (orjson: far cheaper than ten typed arrays, whose every
         # element asyncpg checks against collection ABCs, and than JSON objects), and what was written comes
         # back aggregated: counts by provider, status and code, and the insert-to-accept age of sent rows in
-        # histogram buckets
+        # histogram buckets.
         self.result_sql = f"""
-            WITH r AS (
+            WITH r AS MATERIALIZED (
                 SELECT (e->>0)::bigint AS id, e->>1 AS status, e->>2 AS provider, e->>3 AS sent_to,
                     e->>4 AS message_id, (e->>5)::integer AS parts, e->>6 AS code, e->>7 AS error,
                     (e->>8)::real AS latency_ms, e->9 AS meta
                 FROM jsonb_array_elements($2::jsonb) e),
+            t AS MATERIALIZED (
+                SELECT r.*, x.tid FROM r CROSS JOIN LATERAL (
+                    SELECT o.ctid AS tid FROM {n.outbox} o
+                    WHERE o.id = r.id AND o.worker = $1 AND o.status = 'claimed' LIMIT 1) x),
             u AS (
-                UPDATE {n.outbox} o SET status = r.status, finished_at = now(), lease_until = NULL,
-                    sent_via = NULLIF(r.provider, ''), sent_to = r.sent_to, provider_message_id = r.message_id,
-                    parts = r.parts, code = r.code, error = r.error, latency_ms = r.latency_ms,
-                    meta = CASE WHEN jsonb_typeof(r.meta) = 'object' THEN r.meta END
-                FROM r WHERE o.id = r.id AND o.worker = $1 AND o.status = 'claimed'
+                UPDATE {n.outbox} o SET status = t.status, finished_at = now(), lease_until = NULL,
+                    sent_via = NULLIF(t.provider, ''), sent_to = t.sent_to, provider_message_id = t.message_id,
+                    parts = t.parts, code = t.code, error = t.error, latency_ms = t.latency_ms,
+                    meta = CASE WHEN jsonb_typeof(t.meta) = 'object' THEN t.meta END
+                FROM t WHERE o.ctid = t.tid
                 RETURNING o.status, coalesce(o.sent_via, '') AS provider, coalesce(o.code, '') AS code,
                     extract(epoch FROM now() - o.created_at)::float8 AS age)
             SELECT provider, status, code, CASE WHEN status = 'sent' THEN width_bucket(age, $3::float8[]) END,
@@ -307,9 +317,9 @@ class Store:
     async def depth(self, conn: asyncpg.Connection) -> dict[str, int]:
         n = self.n
         row = await conn.fetchrow(f"""SELECT
-            (SELECT count(*) FROM (SELECT 1 FROM {n.outbox} WHERE status = 'pending' LIMIT 10000000) p),
+            (SELECT count(*) FROM (SELECT 1 FROM {n.outbox} WHERE status = 'pending' LIMIT 1000000) p),
             (SELECT count(*) FROM (SELECT 1 FROM {n.outbox} WHERE status = 'pending' AND not_before <= now()
-                                   LIMIT 10000000) d),
+                                   LIMIT 1000000) d),
             (SELECT count(*) FROM {n.outbox} WHERE status = 'claimed')""")
         return {"pending": row[0], "due": row[1], "claimed": row[2]}
 
@@ -713,8 +723,15 @@ class OutboxSink(Sink):
         self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
         self.on_write: list[Callable[[], None]] = []
         self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
+        self.engine: Engine | None = None
+        self.deferred = 0
 
     async def write(self, results: list[Result]) -> None:
+        e = self.engine
+        if e is not None and any(lane.halted is not None for lane in e.lanes.values()):
+            results = await self._defer_halted(e, results)
+            if not results:
+                return
         rows = await self._update([  # the connections' jsonb codec is orjson
             [r.seq, r.status, r.provider, r.to, r.message_id, r.parts, r.code, r.error, r.latency_ms, r.meta]
             for r in results])
@@ -742,6 +759,23 @@ class OutboxSink(Sink):
             h.observe(ms / 1000)
         for cb in self.on_write:
             cb()
+
+    async def _defer_halted(self, e: Engine, results: list[Result]) -> list[Result]:
+        """Rows that failed because their provider halted (credentials refused, no credit) go back to pending
+        for DEFER seconds instead of failing: the daemon probes the provider and they go out when it is back."""
+        keep, later = [], []
+        for r in results:
+            lane = e.lanes.get(r.provider) if r.status == FAILED else None
+            if lane is not None and lane.halted is not None and r.code == lane.halted.code:
+                later.append(r.seq)
+            else:
+                keep.append(r)
+        if later:
+            async with self.pool.acquire() as conn:
+                n = await self.store.defer(conn, later, DEFER)
+            self.deferred += n
+            log.warning("%d row(s) put back for %g s: provider halted", n, DEFER)
+        return keep
 
     async def _update(self, payload: list[list[Any]]) -> list[Any]:
         for attempt in range(RETRY.attempts + 4):

@@ -116,7 +116,7 @@ class Report:
 def _recipient(v: Any) -> str | None:
     if v is None or v == "":
         return None
-    s = str(v).strip()
+    s = str(v).replace("\x00", "").strip()[:320]
     if "@" in s:
         return s.lower()
     digits = s.replace(" ", "")
@@ -145,7 +145,7 @@ def _when(v: Any, now: dt.datetime) -> dt.datetime:
 
 
 def _str(v: Any) -> str | None:
-    return None if v is None or v == "" else str(v)
+    return None if v is None or v == "" else str(v).replace("\x00", "")[:500]
 
 
 def _part(v: Any) -> int | None:
@@ -159,11 +159,14 @@ def _items(body: bytes, content_type: str) -> list[dict[str, Any]]:
     """A JSON object or list of objects, or a form, as a list of dicts."""
     if not body:
         return []
-    if "json" in content_type or body[:1] in (b"{", b"["):
+    if "json" in content_type or body.lstrip()[:1] in (b"{", b"["):
         data = orjson.loads(body)
         items = data if isinstance(data, list) else [data]
         return [i for i in items if isinstance(i, dict)]
-    return [dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))]
+    text = body.decode("utf-8", "replace")
+    if "form" in content_type:
+        return [dict(urllib.parse.parse_qsl(text, keep_blank_values=True))]
+    return [{"raw": text[:10000]}]
 
 
 def parse(spec: ProviderSpec, method: str, query: Mapping[str, str], body: bytes, content_type: str,
@@ -229,6 +232,11 @@ def _one(alias: str, kind: str, it: dict[str, Any], now: dt.datetime) -> Report:
     raw = str(it.get("status", ""))
     return Report(alias, _str(mid), _recipient(it.get("recipient") or it.get("to")), raw.lower() or "unknown",
                   raw or None, _when(it.get("timestamp") or it.get("time"), now), it)
+
+
+def _json(payload: dict[str, Any]) -> str:
+    """The payload as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
+    return orjson.dumps(payload, default=str).decode().replace("\\u0000", "")
 
 
 def callback_url(public: str, spec: ProviderSpec) -> str:
@@ -323,11 +331,18 @@ class ReportStore:
             ORDER BY a.address, r.id
             ON CONFLICT DO NOTHING
             RETURNING address"""
+        # each unmatched report probes the outbox by its message id (LATERAL ... LIMIT 1), whatever the
+        # statistics say about either table; the reports are then updated by tuple id
         self.rematch_sql = f"""
-            UPDATE {n.reports} r SET outbox_id = o.id, matched_by = 'message_id'
-            FROM {n.outbox} o
-            WHERE r.outbox_id IS NULL AND r.received_at > now() - make_interval(secs => $1)
-              AND r.message_id IS NOT NULL AND o.sent_via = r.provider AND o.provider_message_id = r.message_id
+            WITH m AS MATERIALIZED (
+                SELECT r.ctid AS tid, x.oid FROM {n.reports} r
+                CROSS JOIN LATERAL (SELECT o.id AS oid FROM {n.outbox} o
+                                    WHERE o.sent_via = r.provider AND o.provider_message_id = r.message_id
+                                    ORDER BY o.id DESC LIMIT 1) x
+                WHERE r.outbox_id IS NULL AND r.received_at > now() - make_interval(secs => $1)
+                  AND r.message_id IS NOT NULL)
+            UPDATE {n.reports} r SET outbox_id = m.oid, matched_by = 'message_id'
+            FROM m WHERE r.ctid = m.tid AND r.outbox_id IS NULL
             RETURNING r.id, r.outbox_id"""
         self.unmatched_sql = f"""
             SELECT id FROM {n.reports}
@@ -378,26 +393,39 @@ class ReportStore:
                     item = self._pending.pop(0)
                     batch.append(item)
                     n += len(item[0])
-                reports = [r for rs, _ in batch for r in rs]
                 try:
-                    await self._write(reports)
+                    await self._write([r for rs, _ in batch for r in rs])
+                    done: list[tuple[list[Report], asyncio.Future[None], BaseException | None]] = \
+                        [(rs, fut, None) for rs, fut in batch]
                 except Exception as e:
-                    log.warning("could not store %d delivery report(s): %s", len(reports), explain(e, self.cfg.dsn))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for r in reports:
-                    self.received[(r.provider, r.status)] += 1
-                for _, fut in batch:
+                    # one callback the database refuses must not fail the others written with it
+                    done = [(rs, fut, e) for rs, fut in batch] if len(batch) == 1 else \
+                        [(rs, fut, await self._alone(rs)) for rs, fut in batch]
+                for rs, fut, error in done:
+                    if error is None:
+                        for r in rs:
+                            self.received[(r.provider, r.status)] += 1
+                    else:
+                        log.warning("could not store %d delivery report(s): %s", len(rs),
+                                    explain(error, self.cfg.dsn))
                     if not fut.done():
-                        fut.set_result(None)
+                        if error is None:
+                            fut.set_result(None)
+                        else:
+                            fut.set_exception(error)
+
+    async def _alone(self, reports: list[Report]) -> BaseException | None:
+        try:
+            await self._write(reports)
+        except Exception as e:
+            return e
+        return None
 
     async def _write(self, reports: list[Report]) -> None:
         cols: list[list[Any]] = [[] for _ in range(9)]
         for r in reports:
             for i, v in enumerate((r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status,
-                                   r.event_at, r.part, orjson.dumps(r.payload, default=str).decode())):
+                                   r.event_at, r.part, _json(r.payload))):
                 cols[i].append(v)
         for attempt in range(4):
             conn = None
@@ -406,10 +434,11 @@ class ReportStore:
                     rows = await conn.fetch(self.insert_sql, *cols)
                     ids = [r[0] for r in rows]
                     matched = {r[1] for r in rows if r[1] is not None}
-                    self.unmatched_on_arrival += sum(1 for r in rows if r[1] is None)
-                    self.matched += len(rows) - sum(1 for r in rows if r[1] is None)
                     suppress = ids if any(r.status in SUPPRESS for r in reports) else []
-                    await self._settle(conn, ids, matched, suppress)
+                    bound = await self._settle(conn, ids, matched, suppress)
+                unmatched = sum(1 for r in rows if r[1] is None)
+                self.unmatched_on_arrival += unmatched
+                self.matched += len(rows) - unmatched + bound
                 return
             except Exception as e:
                 if not transient(e, conn) or attempt == 3:
@@ -417,12 +446,13 @@ class ReportStore:
                 await asyncio.sleep(0.05 * 2 ** attempt)
 
     async def _settle(self, conn: asyncpg.Connection, unmatched_ids: list[int], matched: set[int],
-                      suppress: list[int]) -> None:
-        """Pair by recipient where the provider gives no id, derive the latest status, add opt-outs."""
+                      suppress: list[int]) -> int:
+        """Pair by recipient where the provider gives no id, derive the latest status, add opt-outs.
+        Returns how many reports were paired by recipient."""
+        bound = []
         if self.by_recipient and unmatched_ids:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.n.reports + ":bind")
             bound = await conn.fetch(self.bind_sql, unmatched_ids, self.by_recipient)
-            self.matched += len(bound)
             for rid, oid in bound:
                 matched.add(oid)
                 suppress.append(rid)
@@ -433,6 +463,7 @@ class ReportStore:
             self.suppressed += len(added)
             if added:
                 log.info("%d address(es) added to the suppression list by provider reports", len(added))
+        return len(bound)
 
     # -- matching what came early -------------------------------------------------------------
     async def _rematcher(self) -> None:
@@ -457,13 +488,12 @@ class ReportStore:
             rows = await conn.fetch(self.rematch_sql, float(seconds))
             matched = {r[1] for r in rows}
             ids = [r[0] for r in rows]
-            self.matched += len(rows)
             pending = []
             if self.by_recipient:
                 pending = [r[0] for r in await conn.fetch(self.unmatched_sql, float(seconds), self.by_recipient)]
-            if rows or pending:
-                await self._settle(conn, pending, matched, ids)
-            return len(rows)
+            bound = await self._settle(conn, pending, matched, ids) if rows or pending else 0
+        self.matched += len(rows) + bound
+        return len(rows) + bound
 
 
 Handler = Callable[[web.Request], Any]

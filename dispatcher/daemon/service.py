@@ -48,6 +48,7 @@ class Daemon:
         self.running = False
         self.abandon = False
         self._stop_requested = False
+        self._registered = False
         self.released = 0
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,6 +95,7 @@ class Daemon:
             max_in_flight=cfg.max_in_flight, state_dir=None)
         self.engine = OutboxEngine(campaign)
         self.source.attach(self.engine)
+        self.sink.engine = self.engine
         self.registry.engine = self.engine
         if "sms" in channels.values():
             codecs.analyze(["warm up"])  # loads the compiled kernels now, not in the engine after registering
@@ -108,6 +110,7 @@ class Daemon:
             await self.registry.register()
         except WorkerNameInUse as e:
             raise DaemonError(str(e)) from None
+        self._registered = True  # from here on, claims of this name are this process's
         self.registry.start()
         self.reports.start()
         self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
@@ -212,7 +215,7 @@ class Daemon:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        started = hasattr(self, "registry")
+        started = self._registered
         if self.pool is not None and started:
             try:
                 async with self.pool.acquire() as conn:
@@ -224,8 +227,9 @@ class Daemon:
                             explain(e, self.cfg.dsn))
         if self.runner is not None:  # reports still arriving are answered (their writer still runs)
             await self.runner.cleanup()
-        if started:
+        if hasattr(self, "reports"):
             await self.reports.stop()
+        if started:
             await self.registry.leave()
         if self.listener is not None and not self.listener.is_closed():
             with contextlib.suppress(Exception):
