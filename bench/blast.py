@@ -9,7 +9,6 @@ the two send byte-for-byte the same requests.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import ROOT, audience, median_of, simulator
+from bench.common import ROOT, audience, build_requests, median_of, simulator
 
 TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
 
@@ -51,40 +50,6 @@ type = "jsonl"
 path = "{tmp}/out/{{run_id}}.jsonl"
 """)
     return toml
-
-
-def build_requests(toml: Path, out: Path) -> int:
-    """The exact requests the dispatcher sends, built by its own adapter, one JSON line each."""
-    from dispatcher.config import load_campaign
-    from dispatcher.pipeline import Engine
-
-    async def go() -> int:
-        c = load_campaign(toml)
-        engine = Engine(c)
-        provider = next(iter(c.providers.values()))
-        groups: dict[Any, list] = {}
-        n = 0
-        with open(out, "wb") as f:
-            def emit(batch: list) -> None:
-                nonlocal n
-                r = provider.build(batch)
-                f.write(orjson.dumps({"method": r.method, "url": r.url, "headers": dict(r.headers),
-                                      "body": r.body.decode()}) + b"\n")
-                n += 1
-            async for records, _bad in c.source.chunks():
-                by_lane, _ = engine.prepare(records)
-                for msgs in by_lane.values():
-                    for m in msgs:
-                        g = groups.setdefault(provider.batch_key(m), [])
-                        g.append(m)
-                        if len(g) >= provider.batch_size:
-                            emit(g)
-                            groups[provider.batch_key(m)] = []
-            for g in groups.values():
-                if g:
-                    emit(g)
-        return n
-    return asyncio.run(go())
 
 
 def run_blast(toml: Path, run_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -13,6 +14,9 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = {"NRS360_USER": "demo", "NRS360_PASSWORD": "demo-secret", "SENDIX_USER": "demo",
@@ -50,7 +54,6 @@ def simulator(kind: str, *args: str) -> Iterator[str]:
 def sim_stats(url: str) -> dict[str, Any]:
     import urllib.request
 
-    import orjson
     with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as r:
         return orjson.loads(r.read())
 
@@ -88,3 +91,40 @@ def machine() -> dict[str, Any]:
         mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
     return {"cores": os.cpu_count(), "cpu": cpu, "memory": mem, "python": platform.python_version(),
             "platform": platform.platform(), "packages": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def build_requests(toml: Path, out: Path) -> int:
+    """The exact requests the dispatcher sends, built by its own adapter (authenticated first where it
+    must be), one JSON line each: what the bare-loop baselines replay."""
+    from dispatcher.config import load_campaign
+    from dispatcher.pipeline import Engine
+
+    async def go() -> int:
+        c = load_campaign(toml)
+        engine = Engine(c)
+        provider = next(iter(c.providers.values()))
+        async with aiohttp.ClientSession() as session:
+            await provider.authenticate(session)
+        groups: dict[Any, list] = {}
+        n = 0
+        with open(out, "wb") as f:
+            def emit(batch: list) -> None:
+                nonlocal n
+                r = provider.build(batch)
+                f.write(orjson.dumps({"method": r.method, "url": r.url, "headers": dict(r.headers),
+                                      "body": (r.body or b"").decode()}) + b"\n")
+                n += 1
+            async for records, _bad in c.source.chunks():
+                by_lane, _ = engine.prepare(records)
+                for msgs in by_lane.values():
+                    for m in msgs:
+                        k = provider.batch_key(m)
+                        g = groups.setdefault(k, [])
+                        g.append(m)
+                        if len(g) >= provider.batch_limit(k):
+                            emit(g)
+                            del groups[k]
+            for g in groups.values():
+                emit(g)
+        return n
+    return asyncio.run(go())

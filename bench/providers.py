@@ -4,17 +4,15 @@ the achieved rate against Sendix's strict 100 requests/s over 30 s, with the cou
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bench.blast import run_bare, run_blast
-from bench.common import median_of, sim_stats, simulator
+from bench.common import build_requests, median_of, sim_stats, simulator
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "nrs360": {"settings": {"username_env": "NRS360_USER", "password_env": "NRS360_PASSWORD", "batch_size": 1000,
@@ -65,42 +63,6 @@ def campaign(tmp: Path, kind: str, url: str, csv: Path, rate: float) -> Path:
     path = tmp / f"{kind}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def build_requests(toml: Path, out: Path) -> int:
-    """The adapter's own requests for the whole audience (authenticated first where it must be)."""
-    from dispatcher.config import load_campaign
-    from dispatcher.pipeline import Engine
-
-    async def go() -> int:
-        c = load_campaign(toml)
-        engine = Engine(c)
-        provider = next(iter(c.providers.values()))
-        async with aiohttp.ClientSession() as session:
-            await provider.authenticate(session)
-        groups: dict[Any, list] = {}
-        n = 0
-        with open(out, "wb") as f:
-            def emit(batch: list) -> None:
-                nonlocal n
-                r = provider.build(batch)
-                f.write(orjson.dumps({"method": r.method, "url": r.url, "headers": dict(r.headers),
-                                      "body": (r.body or b"").decode()}) + b"\n")
-                n += 1
-            async for records, _bad in c.source.chunks():
-                by_lane, _ = engine.prepare(records)
-                for msgs in by_lane.values():
-                    for m in msgs:
-                        k = provider.batch_key(m)
-                        g = groups.setdefault(k, [])
-                        g.append(m)
-                        if len(g) >= provider.batch_limit(k):
-                            emit(g)
-                            del groups[k]
-            for g in groups.values():
-                emit(g)
-        return n
-    return asyncio.run(go())
 
 
 def throughput(kind: str, n: int, reps: int, tmp: Path) -> dict[str, Any]:

@@ -125,20 +125,25 @@ class Overrides:
     dry_run: bool = False
 
 
-def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
-    o = o or Overrides()
-    path = Path(path)
+def read_toml(path: Path, what: str) -> tuple[dict[str, Any], Located]:
+    """A TOML file's data and its locator, or one line saying why it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read campaign file ({e.strerror or e})") from None
+        raise ConfigError(f"{path}: cannot read {what} file ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    loc = Located(path, text)
+    return data, Located(path, text)
+
+
+def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
+    o = o or Overrides()
+    path = Path(path)
+    data, loc = read_toml(path, "campaign")
     base = path.parent
     _check_keys(loc, "", data, TOP)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Located, _check_keys, _settings, _table
+from ..config import Located, _check_keys, _settings, _table, read_toml
 from ..phone import valid_region
 from ..providers import kinds
 from ..providers.base import ConfigError, Provider, Settings
@@ -137,17 +136,7 @@ def _env_name(loc: Located, section: str, key: str, v: Any) -> str:
 
 def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read daemon file ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    loc = Located(path, text)
+    data, loc = read_toml(path, "daemon")
     _check_keys(loc, "", data, TOP)
 
     # -- [daemon] --------------------------------------------------------------------------
