@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,8 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 import uvloop  # noqa: E402
+
+from bench.common import simulator  # noqa: E402
 
 N_FULL = 1_000_000
 N_QUICK = 20_000
@@ -72,29 +73,6 @@ def database() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def simulator() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "simulate", "--only", "nrs360", "--base-port", "0",
-                             "--rate", "nrs360=100000", "--ledger", "false"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    url = ""
-    try:
-        for line in proc.stdout:
-            if line.strip() == "ready":
-                break
-            url = line.split()[1]
-        if not url:
-            raise RuntimeError(f"the simulator did not start: {proc.stderr.read() if proc.stderr else ''}")
-        yield url
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
 
 
 async def setup(dsn: str, n: int) -> None:
@@ -303,7 +281,7 @@ def bench_blast(dsn: str, n: int) -> dict[str, Any]:
     os.environ.setdefault("NRS360_PASSWORD", "demo-secret")
     os.environ[ENV] = dsn
     runs, files = [], []
-    with tempfile.TemporaryDirectory(prefix="bench-pg-blast-") as d, simulator() as url:
+    with tempfile.TemporaryDirectory(prefix="bench-pg-blast-") as d, simulator("nrs360", "--rate", "nrs360=100000") as url:
         tmp = Path(d)
         uvloop.run(export_csv(dsn, tmp / "audience.csv"))
         pg_toml, file_toml = campaign(tmp, url), file_campaign(tmp, url, tmp / "audience.csv")
