@@ -125,19 +125,31 @@ def _listener(port: int) -> Any:
 
 class Cpu:
     """CPU used over a drain, in % of one core (100 per core): by the daemons, by PostgreSQL (postmaster and
-    backends), by the simulator, and by the whole machine (theirs plus anything else running)."""
+    backends, autovacuum included), by the simulator, and by the whole machine (theirs, the kernel's work on
+    the loopback connections, and anything else running)."""
 
     def __init__(self, pids: list[int], dsn: str, url: str) -> None:
         import psutil
         self.groups: dict[str, list[Any]] = {"daemons": [psutil.Process(p) for p in pids]}
-        pg = _listener(urllib.parse.urlsplit(dsn).port or 5432)
-        if pg is not None:
-            self.groups["postgres"] = [pg, *pg.children(recursive=True)]
+        self.postmaster = _listener(urllib.parse.urlsplit(dsn).port or 5432)
         sim = _listener(urllib.parse.urlsplit(url).port or 80)
         if sim is not None:
             self.groups["simulator"] = [sim]
         self.t0 = time.monotonic()
         self.start = self._sample()
+
+    def _postgres(self) -> float:
+        """The postmaster, its live backends (autovacuum workers come and go) and the ones it reaped."""
+        import psutil
+        pm = self.postmaster
+        with contextlib.suppress(psutil.Error):
+            t = pm.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for c in pm.children():
+                with contextlib.suppress(psutil.Error):
+                    total += sum(c.cpu_times()[:2])
+            return total
+        return 0.0
 
     def _sample(self) -> dict[str, float]:
         import psutil
@@ -148,6 +160,8 @@ class Cpu:
                 with contextlib.suppress(psutil.Error):
                     total += sum(p.cpu_times()[:2])
             out[name] = total
+        if self.postmaster is not None:
+            out["postgres"] = self._postgres()
         t = psutil.cpu_times()
         out["machine"] = t.user + t.system + getattr(t, "nice", 0.0)
         return out

@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, extra = _parser().parse_known_args(argv)
+    if extra and args.command not in ("segment", "daemon"):
+        _parser().parse_args(argv)  # the usual error for unknown arguments
+    if args.command in ("segment", "daemon"):
+        args.rest = [*extra, *args.rest]  # their own parsers read them (--help included)
     if args.command == "blast":
         return _blast(args)
     if args.command == "simulate":

@@ -190,8 +190,10 @@ class Simulator:
         return json_response(self.options)
 
     async def _reset(self, request: web.Request) -> web.Response:
-        """Empties the ledger and counters and restores the module's options."""
+        """Empties the ledger, the counters and the queue of reports not yet sent; restores the options."""
         self.options = dict(self.defaults)
+        while self._dlr is not None and not self._dlr.empty():
+            self._dlr.get_nowait()
         self.ledger.clear()
         self.accepted = 0
         self._window.clear()
