@@ -130,6 +130,34 @@ class Circuit:
         return self.open_total >= self.give_up_after
 
 
+@dataclass(slots=True)
+class LaneStatus:
+    """What one provider lane is doing, for progress displays, health checks and metrics.
+
+    A snapshot, not a view: readers never hold a Lane. `state` is one of SENDING, THROTTLED
+    (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
+    answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
+    the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
+    the last two.
+    """
+
+    alias: str
+    kind: str
+    channel: str
+    state: str
+    since: float
+    code: str | None
+    reason: str | None
+    rate: float  # configured requests/s (0: unlimited)
+    pace: float  # requests/s the limiter admits now
+    requests: int  # requests sent so far
+    throttled: int  # 429 answers so far
+    in_flight: int  # requests on the wire now
+
+
+SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
+
+
 class Lane:
     """One provider alias: batching, pace, pooled connections, workers, retries."""
 
@@ -150,6 +178,24 @@ class Lane:
         self.workers: list[asyncio.Task[None]] = []
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
+        self.requests = 0
+        self.on_wire = 0
+        self._state = (SENDING, None, None)
+        self._since = time.time()
+
+    def status(self, channel: str) -> LaneStatus:
+        if self.halted is not None:
+            now = (HALTED, self.halted.code, self.halted.error)
+        elif self.circuit.is_open:
+            now = (CIRCUIT_OPEN, None, "no answer from the provider: paused")
+        elif self.limit.current < self.limit.ceiling:
+            now = (THROTTLED, "429", "the provider answered 429: pace lowered")
+        else:
+            now = (SENDING, None, None)
+        if now != self._state:
+            self._state, self._since = now, time.time()
+        return LaneStatus(self.alias, self.provider.kind, channel, now[0], self._since, now[1], now[2],
+                          self.provider.rate, self.limit.current, self.requests, self.limit.throttled, self.on_wire)
 
     async def start(self) -> None:
         s = self.provider.settings
@@ -248,6 +294,8 @@ class Lane:
             return
         engine.state.sending([m.seq for m in batch])
         engine.stats.requests += 1
+        self.requests += 1
+        self.on_wire += 1
         generation = self._auth_generation
         t0 = time.monotonic()
         status = 0
@@ -265,6 +313,7 @@ class Lane:
             unsure = True
             outcomes = [Outcome(Verdict.FAILED, code="parse_error",
                                 error=f"could not read the answer: {type(e).__name__}")] * len(batch)
+        self.on_wire -= 1
         latency = (time.monotonic() - t0) * 1000
         self.circuit.record(0 < status < 500)
         await self._after(batch, outcomes, status, latency, unsure, generation)
@@ -429,6 +478,10 @@ class Engine:
                     p.address_for(ch) == "phone")
             for alias, p in campaign.providers.items() for ch in (campaign.channels[alias],)
         }
+
+    def snapshot(self) -> list[LaneStatus]:
+        """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
+        return [lane.status(self.c.channels[alias]) for alias, lane in self.lanes.items()]
 
     # -- results ----------------------------------------------------------------------------
     def emit(self, results: list[Result]) -> None:
