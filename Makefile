@@ -33,11 +33,11 @@ demo: $(STAMP)
 	  test $$rc -le 1
 
 # The throwaway cluster lives in a temp dir of its own (the postgres user may not enter this checkout);
-# the trap removes it however the run ends: tests failing, Ctrl-C, or a TERM.
+# the trap removes it however the run ends: tests failing, Ctrl-C, or a TERM. PG_PORT=N: listen on N.
 test: $(STAMP) postgres-bin
 	@PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"; pgdir=; \
 	  trap '[ -z "$$pgdir" ] || $(BIN)/python tests/pgserver.py stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
-	  out=$$($(BIN)/python tests/pgserver.py start) || exit 1; \
+	  out=$$($(BIN)/python tests/pgserver.py start $(if $(PG_PORT),--port $(PG_PORT))) || exit 1; \
 	  pgdir=$$(printf '%s\n' "$$out" | head -n 1); dsn=$$(printf '%s\n' "$$out" | tail -n 1); \
 	  echo "PostgreSQL for the tests: $$dsn (in $$pgdir)"; \
 	  DISPATCHER_TEST_DSN=$$dsn $(BIN)/python -m pytest -q $(PYTEST_ARGS)

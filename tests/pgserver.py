@@ -83,7 +83,7 @@ def _make_root() -> Path:
         except KeyError:
             root.rmdir()
             raise PgServerError(f"running as root and there is no `{USER}` user to run PostgreSQL as "
-                               "(installing PostgreSQL creates it)") from None
+                                "(installing PostgreSQL creates it)") from None
         shutil.chown(root, USER, USER)
     return root
 
