@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_N ?= 100000
-PGDIR := $(CURDIR)/.pgtest
 export NRS360_USER ?= demo
 export NRS360_PASSWORD ?= demo-secret
 
@@ -33,12 +32,15 @@ demo: $(STAMP)
 	  echo "results are in demo/results/ (one line per recipient); exit code $$rc (1 = some records were rejected or failed)"; \
 	  test $$rc -le 1
 
+# The throwaway cluster lives in a temp dir of its own (the postgres user may not enter this checkout);
+# the trap removes it however the run ends: tests failing, Ctrl-C, or a TERM. PG_PORT=N: listen on N.
 test: $(STAMP) postgres-bin
-	@PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"; \
-	  rm -rf $(PGDIR); dsn=$$($(BIN)/python tests/pgserver.py start $(PGDIR)) || exit 1; \
-	  echo "PostgreSQL for the tests: $$dsn"; \
-	  DISPATCHER_TEST_DSN=$$dsn $(BIN)/python -m pytest -q $(PYTEST_ARGS); rc=$$?; \
-	  $(BIN)/python tests/pgserver.py stop $(PGDIR); rm -rf $(PGDIR); exit $$rc
+	@PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"; pgdir=; \
+	  trap '[ -z "$$pgdir" ] || $(BIN)/python tests/pgserver.py stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
+	  out=$$($(BIN)/python tests/pgserver.py start $(if $(PG_PORT),--port $(PG_PORT))) || exit 1; \
+	  pgdir=$$(printf '%s\n' "$$out" | head -n 1); dsn=$$(printf '%s\n' "$$out" | tail -n 1); \
+	  echo "PostgreSQL for the tests: $$dsn (in $$pgdir)"; \
+	  DISPATCHER_TEST_DSN=$$dsn $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) postgres-bin
 	$(BIN)/python -m bench $(BENCH_ARGS)
@@ -50,4 +52,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf demo .pgtest .dispatcher examples/.dispatcher
+	rm -rf demo .dispatcher examples/.dispatcher

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import platform
 import statistics
@@ -49,6 +50,27 @@ def simulator(kind: str, *args: str) -> Iterator[str]:
             proc.wait(10)
         if proc.poll() is None:
             proc.kill()
+
+
+def on_postgres(measure: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """measure(dsn) on DISPATCHER_BENCH_DSN, else on a throwaway cluster (tests/pgserver.py: a temp dir of its own,
+    removed afterwards). A cluster that does not start is this scenario's error, pgserver's one line that
+    names the failed command and its output, not a traceback; the other scenarios still run."""
+    dsn = os.environ.get("DISPATCHER_BENCH_DSN")
+    if dsn:
+        return measure(dsn)
+    spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
+    assert spec is not None and spec.loader is not None
+    pgserver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pgserver)
+    try:
+        root, dsn = pgserver.start()
+    except pgserver.PgServerError as e:
+        return {"error": f"pgserver: {e}"}
+    try:
+        return measure(dsn)
+    finally:
+        pgserver.stop(root)
 
 
 def sim_stats(url: str) -> dict[str, Any]:

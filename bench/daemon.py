@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -34,29 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, simulator
-
-
-def _pgserver() -> Any:
-    spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PgServer
-
-
-@contextlib.contextmanager
-def postgres() -> Any:
-    dsn = os.environ.get("DISPATCHER_BENCH_DSN")
-    if dsn:
-        yield dsn
-        return
-    with tempfile.TemporaryDirectory(prefix="dispatcher-bench-pg-") as tmp:
-        server = _pgserver()(tmp)
-        try:
-            yield server.start()
-        finally:
-            server.stop()
+from bench.common import ROOT, on_postgres, simulator
 
 
 def write_config(tmp: Path, url: str, table: str, claim: int = 2000, concurrency: int = 8,
@@ -290,8 +267,12 @@ def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, **provider: Any) 
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    return on_postgres(lambda dsn: measure(dsn, quick))
+
+
+def measure(dsn: str, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"cores": os.cpu_count()}
-    with postgres() as dsn, simulator("nrs360", "--rate", "nrs360=1000000") as url, \
+    with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-daemon-") as tmp:
         # the simulator answers at once: one worker, PostgreSQL and the simulator share the cores
         out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 20_000 if quick else 100_000)
@@ -337,5 +318,7 @@ if __name__ == "__main__":
     import orjson
     quick = "--quick" in sys.argv
     result = run(quick=quick)
+    if "error" in result:
+        sys.exit(result["error"])
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     print(table(result))

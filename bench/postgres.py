@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench.common import simulator  # noqa: E402
+from bench.common import on_postgres, simulator  # noqa: E402
 
 N_FULL = 1_000_000
 N_QUICK = 20_000
@@ -52,27 +51,6 @@ ENV = "DISPATCHER_BENCH_PG"
 TABLE = "bench_audience"
 GOAL = 0.7
 TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
-
-
-# -- the server -----------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    dsn = os.environ.get("DISPATCHER_BENCH_DSN")
-    if dsn:
-        yield dsn
-        return
-    spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    server = module.PgServer(root)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def setup(dsn: str, n: int) -> None:
@@ -325,22 +303,25 @@ async def cleanup(dsn: str) -> None:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Every figure on the same table; returns a JSON-able dict."""
+    return on_postgres(lambda dsn: measure(dsn, quick))
+
+
+def measure(dsn: str, quick: bool) -> dict[str, Any]:
     n = N_QUICK if quick else N_FULL
     step: Callable[[str], None] = lambda s: print(f"  postgres: {s}", file=sys.stderr, flush=True)  # noqa: E731
-    with database() as dsn:
-        try:
-            t0 = time.perf_counter()
-            uvloop.run(cleanup(dsn))  # what an interrupted earlier run may have left
-            uvloop.run(setup(dsn, n))
-            step(f"table of {n:,} rows in {time.perf_counter() - t0:.1f} s")
-            source = bench_source(dsn, n)
-            step(f"source {source['source_rows_per_s']:,} rows/s ({source['ratio']:.2f}x raw)")
-            sink = bench_sink(dsn, n)
-            step(f"sink {sink['sink_rows_per_s']:,} rows/s ({sink['ratio']:.2f}x raw)")
-            blast = bench_blast(dsn, n)
-            step(f"blast {blast['msgs_per_s']:,} msg/s")
-        finally:
-            uvloop.run(cleanup(dsn))
+    try:
+        t0 = time.perf_counter()
+        uvloop.run(cleanup(dsn))  # what an interrupted earlier run may have left
+        uvloop.run(setup(dsn, n))
+        step(f"table of {n:,} rows in {time.perf_counter() - t0:.1f} s")
+        source = bench_source(dsn, n)
+        step(f"source {source['source_rows_per_s']:,} rows/s ({source['ratio']:.2f}x raw)")
+        sink = bench_sink(dsn, n)
+        step(f"sink {sink['sink_rows_per_s']:,} rows/s ({sink['ratio']:.2f}x raw)")
+        blast = bench_blast(dsn, n)
+        step(f"blast {blast['msgs_per_s']:,} msg/s")
+    finally:
+        uvloop.run(cleanup(dsn))
     return {"rows": n, "repetitions": REPEATS, "goal_ratio": GOAL, "source": source, "sink": sink, "blast": blast,
             "server": "DISPATCHER_BENCH_DSN" if os.environ.get("DISPATCHER_BENCH_DSN") else "throwaway cluster"}
 
@@ -368,6 +349,8 @@ if __name__ == "__main__":
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args()
     result = run(quick=args.quick)
+    if "error" in result:
+        sys.exit(result["error"])
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

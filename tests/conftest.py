@@ -3,7 +3,7 @@
 `sims` serves every simulator from `dispatcher simulate` (one process, ephemeral ports) for
 the whole session; `sim` resets all of them before a test. `postgres_dsn` is a throwaway
 PostgreSQL cluster: the one `make test` started (DISPATCHER_TEST_DSN), or one started
-here as the `postgres` user when that variable is absent.
+here (tests/pgserver.py, in a temp dir of its own) when that variable is absent.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pgserver
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,14 +118,11 @@ def postgres_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    import shutil
-    import tempfile
-    sys.path.insert(0, str(ROOT / "tests"))
-    from pgserver import PgServer
-    root = tempfile.mkdtemp(prefix="dispatcher-pg-")  # under /tmp: the postgres user must reach it
-    server = PgServer(root)
     try:
-        yield server.start()
+        root, dsn = pgserver.start()
+    except pgserver.PgServerError as e:  # the cause in one line: no traceback, nor the exception it came from
+        raise pytest.fail.Exception(f"pgserver: {e}", pytrace=False) from None
+    try:
+        yield dsn
     finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        pgserver.stop(root)

@@ -1,18 +1,39 @@
-"""A throwaway PostgreSQL cluster on 127.0.0.1, run as the `postgres` user (postgres refuses root).
+"""A throwaway PostgreSQL cluster on 127.0.0.1 for the tests and benchmarks, run as `postgres` (it refuses root).
 
-`python tests/pgserver.py start DIR` prints a DSN; `python tests/pgserver.py stop DIR` stops it.
-The Makefile uses that around the test suite; conftest.py uses the class when run alone.
+The cluster lives in a fresh directory under the system temp dir, owned by `postgres`, never inside the
+checkout: a checkout may sit where `postgres` cannot enter (root's home is mode 700). When initdb or
+pg_ctl fails, the cause is in their own output (initdb's stderr, the server log), so a failed start is
+one line naming the command and quoting the end of that output, not a traceback of this wrapper.
+
+    python tests/pgserver.py start [--port N]   prints the cluster's directory, then its DSN (two lines)
+    python tests/pgserver.py stop DIR            stops that cluster and removes DIR
+
+The Makefile runs these around the suite; conftest.py and bench/common.py call `start` and `stop`.
+Standard library only: the Makefile runs it before anything else is known to work.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import glob
 import os
+import pwd
 import shutil
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
+
+PREFIX = "dispatcher-pg-"  # `stop` removes only directories named so: a wrong argument never deletes anything else
+USER = "postgres"
+TAIL = 5  # lines of a command's own output quoted in the one-line error
+PORT_TRIES = 3  # a port picked free can be taken by another process before the server binds it
+
+
+class PgServerError(RuntimeError):
+    """The cluster did not start (or `stop` was given a directory it did not make): one line saying why."""
 
 
 def _free_port() -> int:
@@ -21,50 +42,110 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class PgServer:
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.data = self.root / "data"
-        self.port_file = self.root / "port"
+def _tail(text: str) -> str:
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-TAIL:]) or "(no output)"
 
-    def _as_postgres(self, *cmd: str) -> list[str]:
-        if os.geteuid() == 0:
-            return ["runuser", "-u", "postgres", "--", *cmd]
-        return list(cmd)
 
-    def start(self) -> str:
-        if shutil.which("initdb") is None:
-            raise RuntimeError("initdb not found: install PostgreSQL (apt-get install -y postgresql)")
-        self.root.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-        port = _free_port()
-        subprocess.run(self._as_postgres("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                                         "--no-sync", "-E", "UTF8"), check=True, capture_output=True)
-        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c synchronous_commit=off " \
-               f"-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
-        subprocess.run(self._as_postgres("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
-                                         "-w", "-t", "60", "start"), check=True, capture_output=True)
-        self.port_file.write_text(str(port))
-        dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return dsn
-            time.sleep(0.1)
-        raise RuntimeError(f"PostgreSQL did not accept connections; see {self.root / 'log'}")
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    hint = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    where = f"; it is in {Path(hint[-1]).parent}: add that to PATH" if hint else \
+        ": install PostgreSQL (apt-get install -y postgresql)"
+    raise PgServerError(f"{name} not found on PATH{where}")
 
-    def stop(self) -> None:
-        if self.data.exists():
-            subprocess.run(self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"),
-                           capture_output=True)
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """postgres refuses to run as root: root runs it as the `postgres` user, anyone else as themselves."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["runuser", "-u", USER, "--", *cmd]
+
+
+def _run(label: str, cmd: list[str], cwd: Path, log: Path | None = None) -> None:
+    # run where postgres surely can be: it may be unable to enter the caller's directory
+    done = subprocess.run(_as_postgres(cmd), cwd=cwd, capture_output=True, text=True)
+    if done.returncode == 0:
+        return
+    said = _tail(done.stderr or done.stdout)
+    if log is not None and log.exists() and log.stat().st_size:  # pg_ctl itself only says "Examine the log output"
+        said = "server log: " + _tail(log.read_text(errors="replace"))
+    raise PgServerError(f"{label} failed (exit {done.returncode}): {said}")
+
+
+def _make_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix=PREFIX))
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(USER)
+        except KeyError:
+            root.rmdir()
+            raise PgServerError(f"running as root and there is no `{USER}` user to run PostgreSQL as "
+                                "(installing PostgreSQL creates it)") from None
+        shutil.chown(root, USER, USER)
+    return root
+
+
+def start(port: int | None = None) -> tuple[Path, str]:
+    """Create, start and return (directory, DSN) of a new cluster; on any failure nothing is left behind."""
+    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
+    root = _make_root()
+    data, log = root / "data", root / "log"
+    try:
+        _run("initdb", [initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"], root)
+        attempt = 0
+        while True:  # tries again only on a race for a port it picked itself
+            attempt += 1
+            chosen = port or _free_port()
+            opts = (f"-p {chosen} -c listen_addresses=127.0.0.1 -k {root} -c log_line_prefix= -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB")
+            try:
+                _run("pg_ctl start", [pg_ctl, "start", "-D", str(data), "-o", opts, "-l", str(log), "-w", "-t", "60"],
+                     root, log)
+                return root, f"postgresql://postgres@127.0.0.1:{chosen}/postgres"
+            except PgServerError as e:
+                if port or attempt == PORT_TRIES or "Address already in use" not in str(e):
+                    raise
+                log.unlink(missing_ok=True)
+    except BaseException:  # KeyboardInterrupt too: an interrupted start leaves no cluster or directory
+        stop(root)
+        raise
+
+
+def stop(root: str | Path) -> None:
+    """Stop the cluster in `root` (if it runs) and remove the directory."""
+    root = Path(root)
+    if not root.name.startswith(PREFIX):
+        raise PgServerError(f"{root} is not a directory made by pgserver.py (its name starts with {PREFIX})")
+    if (root / "data").exists():  # not running (a failed start) is fine: pg_ctl says so and nothing is lost
+        with contextlib.suppress(PgServerError):
+            _run("pg_ctl stop", [_tool("pg_ctl"), "stop", "-D", str(root / "data"), "-m", "immediate", "-w"], root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="pgserver.py", description="a throwaway PostgreSQL cluster for the tests")
+    sub = p.add_subparsers(dest="action", required=True)
+    up = sub.add_parser("start", help="start a cluster; print its directory and its DSN")
+    up.add_argument("--port", type=int, help="listen on this port (default: a free one)")
+    down = sub.add_parser("stop", help="stop the cluster in DIR and remove DIR")
+    down.add_argument("dir")
+    a = p.parse_args(argv)
+    try:
+        if a.action == "start":
+            root, dsn = start(a.port)
+            print(root, dsn, sep="\n", flush=True)
+        else:
+            stop(a.dir)
+    except PgServerError as e:
+        print(f"pgserver: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    action, root = sys.argv[1], sys.argv[2]
-    server = PgServer(root)
-    if action == "start":
-        print(server.start())
-    else:
-        server.stop()
+    sys.exit(main())
