@@ -714,6 +714,6 @@ async def test_rows_for_a_halted_provider_wait_instead_of_failing(env, postgres_
         await bulk(conn, table, 3, start=3)  # claimed after the halt: not even tried
         await until(conn, f"SELECT count(*) = 6 FROM {table} WHERE status = 'pending' "
                           "AND not_before > now() + interval '20 s' AND attempts = 0")
-        assert d.engine is not None and d.engine.lanes["sms"].halted.code == "111"
-        assert d.sink.deferred >= 1
+        assert d.engine is not None and d.engine.halted()["sms"].code == "111"
+        assert d.source.deferred_rows == 6 and d.engine.stats.deferred == 6
     assert env.ledger("nrs360") == []

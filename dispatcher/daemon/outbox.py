@@ -70,10 +70,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ..model import FAILED, REJECTED, Content, Message, Record, Result
+from ..engine import Engine, Finisher, Prepared
+from ..model import REJECTED, Content, Message, Record, Result
 from ..pg import RETRY, explain, ident, qualified, transient
 from ..phone import to_e164
-from ..pipeline import Engine
 from ..render import Template, TemplateError, compile_template
 from ..sinks.base import Sink, SinkError
 from ..sources.base import Source
@@ -478,6 +478,8 @@ class OutboxSource(Source):
         self.wake = asyncio.Event()
         self._ahead: tuple[asyncio.Future[tuple[list[Any], list[Record], list[Result]]], int] | None = None
         self.stopping = False
+        self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
+        self.deferred_rows = 0  # rows put back so far
         self.claimed = 0
         self.suppressed = 0
         self.claims = 0
@@ -495,23 +497,18 @@ class OutboxSource(Source):
 
     def _room(self) -> int:
         e = self.engine
-        if e is None or not e.c.max_in_flight:
+        if e is None:
             return self.cfg.claim
-        return min(self.cfg.claim, max(e.c.max_in_flight - e.in_flight, self.cfg.claim // 4, 1))
+        return min(self.cfg.claim, max(e.room(), self.cfg.claim // 4, 1))
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
-        e = self.engine
-        waiting = False
-        if e is None:
-            return False
-        for lane in e.lanes.values():
-            if lane.groups:
-                if lane.queue.qsize() == 0:
-                    lane.flush()
-                else:
-                    waiting = True
-        return waiting
+        return self.engine.flush_idle() if self.engine is not None else False
+
+    def defer_later(self, seqs: list[int]) -> None:
+        """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
+        self.deferred.extend(seqs)
+        self.wake.set()
 
     def _closed(self) -> tuple[list[str], bool]:
         now = dt.datetime.now(dt.UTC)
@@ -546,7 +543,7 @@ class OutboxSource(Source):
         while not self.stopping:
             if partial:
                 self._flush_idle()
-            if self.engine is not None and self.engine.deferred:
+            if self.deferred:
                 await self._defer()
             ahead, self._ahead = self._ahead, None
             if ahead is None and not self.ready():
@@ -570,8 +567,7 @@ class OutboxSource(Source):
                 if self.stopping:  # claimed while a stop came: the release puts them back
                     return
                 e = self.engine
-                if not partial and e is not None and self.ready() and \
-                        e.in_flight + len(rows) + want <= (e.c.max_in_flight or want * 4):
+                if not partial and e is not None and self.ready() and e.room() >= len(rows) + want:
                     self.wake.clear()
                     self._ahead = (asyncio.ensure_future(self._claim(want)), want)
                 yield records, bad
@@ -594,12 +590,16 @@ class OutboxSource(Source):
                 await ahead[0]
 
     async def _defer(self) -> None:
-        assert self.engine is not None
-        ids, self.engine.deferred = self.engine.deferred, []
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+        ids, self.deferred = self.deferred, []
+        try:
             async with self.pool.acquire() as conn:
                 n = await self.store.defer(conn, ids, DEFER)
-                log.warning("%d row(s) for a halted provider put back for %g s", n, DEFER)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            log.warning("could not put %d deferred row(s) back (%s): their claims end with their lease",
+                        len(ids), explain(e, self.cfg.dsn))
+            return
+        self.deferred_rows += n
+        log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
 
     async def _suppress(self, conn: asyncpg.Connection, records: list[Record]) -> tuple[list[Record], list[Result]]:
         found = await self.store.suppressed(conn, list({r.fields["_to"] for r in records}))
@@ -617,37 +617,23 @@ class OutboxSource(Source):
         return keep, bad
 
 
-class OutboxEngine(Engine):
-    """The Engine with each row's own text and content (campaign sender, subject, options).
+class RowsPreparer:
+    """Outbox rows into messages. Routing, address normalisation and rendering happened in `Rows.build`
+    (per row, with the row's template and variables); this builds the messages and hands them to the
+    engine's `Finisher` (one codec call for the SMS texts, each provider's `check`), as a campaign's
+    preparer does. Rows for a provider that halted are deferred by the engine's lane, not here."""
 
-    Routing, address normalisation and rendering happen in `Rows.build` (per row, with the
-    row's template and variables); `prepare` only builds the messages, encodes the SMS
-    texts in one codec call and asks each provider's `check`, as the Engine does. Rows for
-    a provider that halted (refused credentials, no credit) are not failed: they go back
-    to pending for `DEFER` seconds (the daemon probes the provider now and then).
-    """
+    def __init__(self, finish: Finisher, channels: dict[str, str]) -> None:
+        self.finish = finish
+        self.channels = channels
 
-    def __init__(self, campaign: Any, **kw: Any) -> None:
-        super().__init__(campaign, **kw)
-        self.deferred = []
-
-    deferred: list[int]
-
-    def prepare(self, records: list[Record]) -> tuple[dict[str, list[Message]], list[Result]]:
-        c = self.c
-        channels, providers = c.channels, c.providers
+    def prepare(self, records: list[Record]) -> Prepared:
+        channels = self.channels
         out: dict[str, list[Message]] = {}
-        bad: list[Result] = []
         sms: list[Message] = []
-        halted = {a for a, lane in self.lanes.items() if lane.halted is not None}
-        deferred = 0
         for rec in records:
             f = rec.fields
             alias = f["_alias"]
-            if halted and alias in halted:  # the provider halted (credentials, credit): later, not failed
-                self.deferred.append(rec.seq)
-                deferred += 1
-                continue
             text = f["body"]
             m = Message(rec.seq, str(rec.seq), f["_to"], text, f, {"body": text}, alias, channels[alias],
                         content=f["_content"])
@@ -657,23 +643,7 @@ class OutboxEngine(Engine):
             if g is None:
                 g = out[alias] = []
             g.append(m)
-        if sms:
-            self._encode(sms)
-        for alias, msgs in out.items():
-            check = providers[alias].check
-            keep = []
-            for m in msgs:
-                why = check(m)
-                if why is None:
-                    keep.append(m)
-                else:
-                    bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None, m.encoding or None,
-                                      why[0], why[1], channel=m.channel, transliterated=m.transliterated))
-            out[alias] = keep
-        if deferred:
-            self.stats.unsent += deferred
-            self._settled(deferred)
-        return out, bad
+        return self.finish(out, sms, [])
 
 
 class Histogram:
@@ -723,15 +693,8 @@ class OutboxSink(Sink):
         self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
         self.on_write: list[Callable[[], None]] = []
         self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
-        self.engine: Engine | None = None
-        self.deferred = 0
 
     async def write(self, results: list[Result]) -> None:
-        e = self.engine
-        if e is not None and any(lane.halted is not None for lane in e.lanes.values()):
-            results = await self._defer_halted(e, results)
-            if not results:
-                return
         rows = await self._update([  # the connections' jsonb codec is orjson
             [r.seq, r.status, r.provider, r.to, r.message_id, r.parts, r.code, r.error, r.latency_ms, r.meta]
             for r in results])
@@ -760,23 +723,6 @@ class OutboxSink(Sink):
         for cb in self.on_write:
             cb()
 
-    async def _defer_halted(self, e: Engine, results: list[Result]) -> list[Result]:
-        """Rows that failed because their provider halted (credentials refused, no credit) go back to pending
-        for DEFER seconds instead of failing: the daemon probes the provider and they go out when it is back."""
-        keep, later = [], []
-        for r in results:
-            lane = e.lanes.get(r.provider) if r.status == FAILED else None
-            if lane is not None and lane.halted is not None and r.code == lane.halted.code:
-                later.append(r.seq)
-            else:
-                keep.append(r)
-        if later:
-            async with self.pool.acquire() as conn:
-                n = await self.store.defer(conn, later, DEFER)
-            self.deferred += n
-            log.warning("%d row(s) put back for %g s: provider halted", n, DEFER)
-        return keep
-
     async def _update(self, payload: list[list[Any]]) -> list[Any]:
         for attempt in range(RETRY.attempts + 4):
             conn = None
@@ -793,4 +739,4 @@ class OutboxSink(Sink):
         return []
 
 
-__all__ = ["Names", "OutboxEngine", "OutboxSink", "OutboxSource", "Rows", "Store", "init_connection"]
+__all__ = ["Names", "OutboxSink", "OutboxSource", "Rows", "RowsPreparer", "Store", "init_connection"]

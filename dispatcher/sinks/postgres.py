@@ -353,6 +353,14 @@ class PostgresSink(Sink):
             if len(seqs) < DONE_PAGE:
                 return out
 
+    async def failed(self) -> Iterable[int]:
+        """Seqs whose result in this run is `failed`, for --retry-failed."""
+        sql = f"SELECT seq FROM {self._qt} WHERE run_id = $1 AND status = 'failed' ORDER BY seq"
+
+        async def read(conn: asyncpg.Connection, again: bool) -> list[int]:
+            return [r[0] for r in await conn.fetch(sql, self.run_id)]
+        return await self._retrying("reading failed records", read)
+
     # -- writing --------------------------------------------------------------------------------
     async def write(self, results: list[Result]) -> None:
         if not results:

@@ -243,6 +243,11 @@ class PostgresSource(Source):
         after = f"SELECT {sel} FROM ({self.query}\n) AS q WHERE q.{k} > $1 ORDER BY q.{k}"
         return _Plan(names, False, False, first, after, None, wrapped)
 
+    def identity(self) -> dict[str, Any]:
+        """The database (never its credentials) and the statement: another table or query is another audience."""
+        what = self.query if self.query is not None else f"{self.table} WHERE {self.where or 'true'}"
+        return {"statement": f"{pg.where(self.dsn)}: {what} (key {self.key})"}
+
     def columns(self) -> list[str] | None:
         return list(self.describe().columns)
 
