@@ -717,3 +717,37 @@ async def test_rows_for_a_halted_provider_wait_instead_of_failing(env, postgres_
         assert d.engine is not None and d.engine.halted()["sms"].code == "111"
         assert d.source.deferred_rows == 6 and d.engine.stats.deferred == 6
     assert env.ledger("nrs360") == []
+
+
+@run
+async def test_retry_failed_puts_failed_rows_back_and_they_are_sent_once(env, postgres_dsn, tmp_path, table):
+    """`dispatcher daemon CFG --retry-failed --code C`: the failed rows with that code go back to pending and
+    out once; rejected rows and other failures stay as they are."""
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=5, max_attempts=1,
+                                                       circuit_failures=1000)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"})
+    async with daemon(config), db(postgres_dsn) as conn:
+        await bulk(conn, table, 20)
+        await conn.execute(f"INSERT INTO {table} (recipient, variables) VALUES ('+34 12', '{{}}')")  # rejected
+        await until(conn, f"SELECT count(*) = 21 FROM {table} WHERE status IN ('failed', 'rejected')")
+        codes = {r[0] for r in await conn.fetch(f"SELECT DISTINCT code FROM {table} WHERE status = 'failed'")}
+        assert len(codes) == 1
+        env.config("nrs360", error_rate=0.0)
+        done = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(config), "--retry-failed",
+                               "--code", codes.pop()], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "DISPATCHER_DSN": postgres_dsn})
+        assert done.returncode == 0, done.stderr
+        assert "20 failed row(s) with code" in done.stdout
+        await until(conn, f"SELECT count(*) = 20 FROM {table} WHERE status = 'sent'")
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'rejected'") == 1
+    per_number = Counter(e["to"] for e in env.ledger("nrs360"))
+    assert len(per_number) == 20 and max(per_number.values()) == 1
+
+
+def test_retry_failed_filters_need_the_flag(tmp_path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[daemon]\ndsn_env = "X"\n')
+    done = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(cfg), "--code", "500"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "X": "postgresql://u@h/d"})
+    assert done.returncode == 2 and "go with --retry-failed" in done.stderr

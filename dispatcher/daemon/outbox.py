@@ -306,6 +306,18 @@ class Store:
             WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
             SELECT count(*) FROM d""", ids, self.cfg.worker, float(seconds)) or 0)
 
+    async def retry_failed(self, conn: asyncpg.Connection, campaign: str | None = None, code: str | None = None,
+                           since: dt.datetime | None = None) -> int:
+        """Failed rows back to pending, to be sent again (by campaign, by the provider's code, failed since a
+        time). Rejected rows stay: they are bad input. Returns how many."""
+        return int(await conn.fetchval(f"""
+            WITH r AS (UPDATE {self.n.outbox} SET status = 'pending', attempts = 0, worker = NULL,
+                lease_until = NULL, claimed_at = NULL, finished_at = NULL, code = NULL, error = NULL,
+                not_before = now()
+            WHERE status = 'failed' AND ($1::text IS NULL OR campaign = $1) AND ($2::text IS NULL OR code = $2)
+                AND ($3::timestamptz IS NULL OR finished_at >= $3) RETURNING 1)
+            SELECT count(*) FROM r""", campaign, code, since) or 0)
+
     async def suppressed(self, conn: asyncpg.Connection, addresses: list[str]) -> dict[str, set[str]]:
         rows = await conn.fetch(f"SELECT address, channel FROM {self.n.suppressions} WHERE address = ANY($1::text[])",
                                 addresses)
