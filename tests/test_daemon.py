@@ -726,7 +726,7 @@ async def test_retry_failed_puts_failed_rows_back_and_they_are_sent_once(env, po
     env.config("nrs360", error_rate=1.0)
     config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=5, max_attempts=1,
                                                        circuit_failures=1000)},
-                          defaults={"sender": "ACME", "template": "Hi {name}"})
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_for=0)  # fail at once
     async with daemon(config), db(postgres_dsn) as conn:
         await bulk(conn, table, 20)
         await conn.execute(f"INSERT INTO {table} (recipient, variables) VALUES ('+34 12', '{{}}')")  # rejected
@@ -751,3 +751,39 @@ def test_retry_failed_filters_need_the_flag(tmp_path):
     done = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(cfg), "--code", "500"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "X": "postgresql://u@h/d"})
     assert done.returncode == 2 and "go with --retry-failed" in done.stderr
+
+
+@run
+async def test_an_outage_costs_time_not_messages(env, postgres_dsn, tmp_path, table):
+    """Every request answered 5xx for a while: rows are rescheduled in the outbox with backoff (holding no
+    claim), then all go out once the provider is back; none fails. Past retry_for they would fail."""
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=10, max_attempts=2,
+                                                       circuit_cooldown=0.1)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_base=0.2, retry_max=0.5)
+    async with daemon(config) as d, db(postgres_dsn) as conn:
+        await bulk(conn, table, 50)
+        # down long enough that every row went back to the outbox at least twice
+        await until(conn, f"SELECT bool_and(coalesce((meta->>'retries')::int, 0) >= 2) FROM {table}", timeout=60)
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'failed'") == 0
+        env.config("nrs360", error_rate=0.0)  # back
+        await until(conn, f"SELECT count(*) = 50 FROM {table} WHERE status = 'sent'", timeout=60)
+        assert d.source.rescheduled >= 100 and d.source.retries_failed == 0
+    per_number = Counter(e["to"] for e in env.ledger("nrs360"))
+    assert len(per_number) == 50 and max(per_number.values()) == 1
+
+
+@run
+async def test_a_row_fails_once_its_retry_for_is_over(env, postgres_dsn, tmp_path, table):
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=10, max_attempts=1,
+                                                       circuit_failures=1000)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_base=0.1, retry_max=0.2,
+                          retry_for=0.5)
+    async with daemon(config) as d, db(postgres_dsn) as conn:
+        await bulk(conn, table, 5)
+        await until(conn, f"SELECT count(*) = 5 FROM {table} WHERE status = 'failed'", timeout=30)
+        row = await conn.fetchrow(f"SELECT code, error, (meta->>'retries')::int AS retries FROM {table} LIMIT 1")
+        assert row["code"] == "101" and row["error"] and row["retries"] >= 1  # 360nrs: 101 Internal database error
+        assert d.source.retries_failed == 5
+    assert env.ledger("nrs360") == []

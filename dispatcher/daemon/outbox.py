@@ -306,6 +306,32 @@ class Store:
             WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
             SELECT count(*) FROM d""", ids, self.cfg.worker, float(seconds)) or 0)
 
+    async def reschedule(self, conn: asyncpg.Connection, ids: list[int], code: str | None, error: str | None
+                         ) -> tuple[int, int]:
+        """Rows whose send failed for now (5xx, timeouts, 429s past the lane's own attempts): back to pending
+        with exponential backoff and jitter, holding no claim meanwhile; a row older than its campaign's
+        `retry_for` fails instead, with the last code. Returns (rescheduled, failed)."""
+        cfg = self.cfg
+        names = [name for name, c in cfg.campaigns.items() if c.retry_for is not None]
+        secs = [float(cfg.campaigns[name].retry_for or 0) for name in names]
+        default = float(cfg.defaults.retry_for if cfg.defaults.retry_for is not None else cfg.retry_for)
+        row = await conn.fetchrow(f"""
+            WITH lim AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS c(name, secs)),
+            r AS (UPDATE {self.n.outbox} o SET worker = NULL, lease_until = NULL, claimed_at = NULL,
+                attempts = greatest(o.attempts - 1, 0), code = $6, error = $7,
+                meta = coalesce(o.meta, '{{}}'::jsonb)
+                    || jsonb_build_object('retries', coalesce((o.meta->>'retries')::int, 0) + 1),
+                status = CASE WHEN o.created_at + make_interval(secs => coalesce(
+                    (SELECT secs FROM lim WHERE lim.name = o.campaign), $5)) < now() THEN 'failed' ELSE 'pending' END,
+                finished_at = CASE WHEN o.created_at + make_interval(secs => coalesce(
+                    (SELECT secs FROM lim WHERE lim.name = o.campaign), $5)) < now() THEN now() END,
+                not_before = now() + make_interval(secs => least($9::float8,
+                    $8::float8 * power(2, least(coalesce((o.meta->>'retries')::int, 0), 30))) * (0.5 + random() / 2))
+            WHERE o.id = ANY($1::bigint[]) AND o.worker = $2 AND o.status = 'claimed' RETURNING o.status)
+            SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed') FROM r""",
+            ids, cfg.worker, names, secs, default, code, error, float(cfg.retry_base), float(cfg.retry_max))
+        return int(row[0] or 0), int(row[1] or 0)
+
     async def retry_failed(self, conn: asyncpg.Connection, campaign: str | None = None, code: str | None = None,
                            since: dt.datetime | None = None) -> int:
         """Failed rows back to pending, to be sent again (by campaign, by the provider's code, failed since a
@@ -492,6 +518,9 @@ class OutboxSource(Source):
         self.stopping = False
         self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
         self.deferred_rows = 0  # rows put back so far
+        self.retrying: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
+        self.rescheduled = 0  # rows rescheduled after a transient failure
+        self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
         self.suppressed = 0
         self.claims = 0
@@ -520,6 +549,11 @@ class OutboxSource(Source):
     def defer_later(self, seqs: list[int]) -> None:
         """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
         self.deferred.extend(seqs)
+        self.wake.set()
+
+    def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
+        """Rows whose send failed for now: rescheduled in the outbox with backoff (see Store.reschedule)."""
+        self.retrying.append((seqs, code, error))
         self.wake.set()
 
     def _closed(self) -> tuple[list[str], bool]:
@@ -555,7 +589,7 @@ class OutboxSource(Source):
         while not self.stopping:
             if partial:
                 self._flush_idle()
-            if self.deferred:
+            if self.deferred or self.retrying:
                 await self._defer()
             ahead, self._ahead = self._ahead, None
             if ahead is None and not self.ready():
@@ -603,15 +637,23 @@ class OutboxSource(Source):
 
     async def _defer(self) -> None:
         ids, self.deferred = self.deferred, []
+        retrying, self.retrying = self.retrying, []
         try:
             async with self.pool.acquire() as conn:
-                n = await self.store.defer(conn, ids, DEFER)
+                if ids:
+                    n = await self.store.defer(conn, ids, DEFER)
+                    self.deferred_rows += n
+                    log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
+                for seqs, code, error in retrying:
+                    later, failed = await self.store.reschedule(conn, seqs, code, error)
+                    self.rescheduled += later
+                    self.retries_failed += failed
+                    if failed:
+                        log.warning("%d row(s) failed after retrying for their campaign's retry_for: %s %s",
+                                    failed, code, error)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
-            log.warning("could not put %d deferred row(s) back (%s): their claims end with their lease",
-                        len(ids), explain(e, self.cfg.dsn))
-            return
-        self.deferred_rows += n
-        log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
+            log.warning("could not put %d row(s) back (%s): their claims end with their lease",
+                        len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
 
     async def _suppress(self, conn: asyncpg.Connection, records: list[Record]) -> tuple[list[Record], list[Result]]:
         found = await self.store.suppressed(conn, list({r.fields["_to"] for r in records}))

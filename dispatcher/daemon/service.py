@@ -25,7 +25,7 @@ from .. import codecs
 from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
-from ..providers.base import Outcome
+from ..providers.base import Outcome, Verdict
 from . import metrics, reports
 from .config import DaemonConfig
 from .outbox import BODY, Names, OutboxSink, OutboxSource, Rows, RowsPreparer, Store, init_connection
@@ -93,7 +93,7 @@ class Daemon:
             contents={ch: Content(ch, BODY) for ch in set(channels.values())}, channels=channels,
             route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
             transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
-            max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False)
+            max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
         finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
         self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=EngineEvents(self.source))
         self.source.attach(self.engine)
@@ -246,7 +246,10 @@ class EngineEvents(Events):
         log.warning("provider %s takes messages again", alias)
 
     def deferred(self, alias: str, seqs: list[int], why: Outcome) -> None:
-        self.source.defer_later(seqs)
+        if why.verdict == Verdict.HALT:
+            self.source.defer_later(seqs)
+        else:  # retries ran out on something transient: the outbox retries it later, with backoff
+            self.source.retry_later(seqs, why.code, why.error)
 
 
 class DaemonError(Exception):
