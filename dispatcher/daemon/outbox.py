@@ -72,7 +72,7 @@ import orjson
 
 from ..engine import Engine, Finisher, Prepared
 from ..model import REJECTED, Content, Message, Record, Result
-from ..pg import RETRY, explain, ident, qualified, transient
+from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
 from ..render import Template, TemplateError, compile_template
 from ..sinks.base import Sink, SinkError
@@ -778,19 +778,19 @@ class OutboxSink(Sink):
             cb()
 
     async def _update(self, payload: list[list[Any]]) -> list[Any]:
-        for attempt in range(RETRY.attempts + 4):
-            conn = None
-            try:
-                async with self.pool.acquire() as conn:
-                    return await conn.fetch(self.store.result_sql, self.cfg.worker, payload, QUEUE_BUCKETS)
-            except Exception as e:
-                if not transient(e, conn) or attempt >= RETRY.attempts + 3:
-                    for cb in self.on_fatal:
-                        cb()
-                    raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+        async def attempt(n: int) -> list[Any]:
+            async with self.pool.acquire() as conn:
+                return await conn.fetch(self.store.result_sql, self.cfg.worker, payload, QUEUE_BUCKETS)
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            if not final:
                 log.warning("recording results failed (%s); retrying", explain(e, self.cfg.dsn))
-                await asyncio.sleep(RETRY.delay(attempt))
-        return []
+                return
+            for cb in self.on_fatal:
+                cb()
+            raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+
+        return await retrying(attempt, retry=Retry(RETRY.attempts + 3, RETRY.base, RETRY.cap), failed=failed)
 
 
 __all__ = ["Names", "OutboxSink", "OutboxSource", "Rows", "RowsPreparer", "Store", "init_connection"]

@@ -300,25 +300,22 @@ class PostgresSource(Source):
 
     async def _page(self) -> list[Any]:
         """The next rows, surviving lost connections: reopened from the last key read."""
-        retry = pg.RETRY
-        attempt = 0
-        while True:
-            try:
-                if self._conn is None:
-                    await self._open()
-                rows = await self._fetch()
-                break
-            except SourceError:
-                raise
-            except Exception as e:
-                if not pg.transient(e, self._conn) or attempt >= retry.attempts:
-                    await self._drop()
-                    lost = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                    raise self._fail("reading failed" + lost, e) from None
-                await self._drop()
+        async def attempt(n: int) -> list[Any]:
+            if self._conn is None:
+                await self._open()
+            return await self._fetch()
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            if isinstance(e, SourceError):
+                return
+            await self._drop()
+            if not final:
                 self.reconnects += 1
-                await asyncio.sleep(retry.delay(attempt))
-                attempt += 1
+            else:
+                lost = f" (gave up after {n + 1} attempts)" if n else ""
+                raise self._fail("reading failed" + lost, e) from None
+
+        rows = await pg.retrying(attempt, connection=lambda: self._conn, failed=failed)
         if rows:
             self._check_keys(rows)
             self._last = rows[-1][0]
