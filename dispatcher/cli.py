@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no live progress; a one-line JSON summary")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    r = sub.add_parser("runs", help="list the blast runs under a state directory, with counts and whether resumable")
+    r.add_argument("campaign", nargs="?", help="a campaign file: its runs (default: the state directory given)")
+    r.add_argument("--state-dir", help="where run journals live (default: .dispatcher beside the campaign, or here)")
+    t = sub.add_parser("status", help="one run: its source, every attempt, totals, and how to resume it")
+    t.add_argument("run_id")
+    t.add_argument("campaign", nargs="?", help="the campaign file (to find its state directory)")
+    t.add_argument("--state-dir", help="where run journals live")
+
     s = sub.add_parser("simulate", help="serve the provider simulators on local ports")
     from .simulators.serve import add_arguments
     add_arguments(s)
@@ -73,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = [*extra, *args.rest]  # their own parsers read them (--help included)
     if args.command == "blast":
         return _blast(args)
+    if args.command in ("runs", "status"):
+        return _runs(args)
     if args.command == "simulate":
         from .simulators.serve import serve
         return uvloop.run(serve(args))
@@ -87,6 +97,34 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         return daemon(args.rest)
     return EXIT_CONFIG
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runs import list_runs, show_run
+    if args.state_dir:
+        state = Path(args.state_dir)
+    elif args.campaign:
+        from .config import read_toml
+        from .providers.base import ConfigError
+        try:
+            data, _ = read_toml(Path(args.campaign), "campaign")
+        except ConfigError as e:
+            print(f"dispatcher: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        state = Path(args.campaign).parent / str(data.get("state_dir", ".dispatcher"))
+    else:
+        state = Path(".dispatcher")
+    if args.command == "runs":
+        print(list_runs(state))
+        return EXIT_OK
+    shown = show_run(state, args.run_id)
+    if shown is None:
+        print(f"dispatcher: no run '{args.run_id}' under {state}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(shown)
+    return EXIT_OK
 
 
 def _blast(args: argparse.Namespace) -> int:

@@ -93,3 +93,23 @@ def test_bad_rate_and_concurrency_are_refused(sim, tmp_path, capsys):
         assert code == 2, flags
         assert "--" + flags[0].lstrip("-") in capsys.readouterr().err
     assert sim.ledger("nrs360") == []
+
+
+def test_runs_and_status_tell_what_is_left_and_add_up_attempts(sim, tmp_path, capsys):
+    audience(tmp_path / "audience.csv", 200)
+    sim.config("nrs360", credits=50)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 10, "concurrency": 1})
+    assert blast(toml, "--run-id", "autumn") == 3
+    capsys.readouterr()
+    assert main(["runs", str(toml)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("autumn"))
+    assert "resumable: 150 deferred" in line and "111" in line
+
+    sim.config("nrs360", credits=-1)
+    assert blast(toml, "--run-id", "autumn") == 0
+    capsys.readouterr()
+    assert main(["status", "autumn", str(toml)]) == 0
+    out = capsys.readouterr().out
+    assert "attempt 1" in out and "attempt 2" in out and "total     sent 200, failed 0, rejected 0" in out
+    assert "state     finished" in out and "audience.csv" in out
+    assert main(["status", "nope", str(toml)]) == 2
