@@ -119,11 +119,11 @@ def build_requests(toml: Path, out: Path) -> int:
     """The exact requests the dispatcher sends, built by its own adapter (authenticated first where it
     must be), one JSON line each: what the bare-loop baselines replay."""
     from dispatcher.config import load_campaign
-    from dispatcher.pipeline import Engine
+    from dispatcher.engine import CampaignPreparer
 
     async def go() -> int:
         c = load_campaign(toml)
-        engine = Engine(c)
+        preparer = CampaignPreparer(c)
         provider = next(iter(c.providers.values()))
         async with aiohttp.ClientSession() as session:
             await provider.authenticate(session)
@@ -137,7 +137,7 @@ def build_requests(toml: Path, out: Path) -> int:
                                       "body": (r.body or b"").decode()}) + b"\n")
                 n += 1
             async for records, _bad in c.source.chunks():
-                by_lane, _ = engine.prepare(records)
+                by_lane, _ = preparer.prepare(records)
                 for msgs in by_lane.values():
                     for m in msgs:
                         k = provider.batch_key(m)

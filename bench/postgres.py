@@ -241,7 +241,7 @@ async def export_csv(dsn: str, path: Path) -> None:
 
 def blast_once(path: Path, run_id: str, state: Path) -> dict[str, Any]:
     from dispatcher.config import Overrides, load_campaign
-    from dispatcher.pipeline import Engine
+    from dispatcher.engine import Engine
     c = load_campaign(path, Overrides(run_id=run_id, state_dir=str(state)))
 
     async def go() -> tuple[Any, float]:

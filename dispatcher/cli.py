@@ -14,7 +14,19 @@ from dataclasses import asdict
 import orjson
 import uvloop
 
-EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_DEFERRED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _positive(kind: type[float] | type[int]):
+    def parse(text: str) -> float | int:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+        return v
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,15 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("campaign", help="campaign TOML file")
     b.add_argument("--run-id", help="name of this run; the same id resumes it, skipping finished records")
     b.add_argument("--source", help="recipients file, instead of the campaign's [source] path")
-    b.add_argument("--rate", type=float, help="requests/s for every provider, instead of the configured rate")
-    b.add_argument("--concurrency", type=int, help="requests in flight per provider")
+    b.add_argument("--rate", type=_positive(float), help="requests/s for every provider, instead of the configured rate")
+    b.add_argument("--concurrency", type=_positive(int), help="requests in flight per provider")
     b.add_argument("--url", help="base URL for every provider (e.g. a simulator)")
     b.add_argument("--on-doubt", choices=("resend", "hold"),
                    help="records in flight when an earlier attempt died: resend them (default) or hold them as failed")
     b.add_argument("--state-dir", help="where run journals live (default: .dispatcher beside the campaign)")
+    b.add_argument("--retry-failed", metavar="RUN_ID",
+                   help="a new run over the same source that sends only the records RUN_ID failed "
+                        "(not the rejected ones: those are bad input); its run id is RUN_ID-retry unless --run-id")
+    b.add_argument("--allow-changed", action="store_true",
+                   help="resume (or retry) although the source file or the campaign's messages changed")
     b.add_argument("--dry-run", action="store_true", help="render, encode, count parts and cost; send nothing")
     b.add_argument("--quiet", action="store_true", help="no live progress; a one-line JSON summary")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    r = sub.add_parser("runs", help="list the blast runs under a state directory, with counts and whether resumable")
+    r.add_argument("campaign", nargs="?", help="a campaign file: its runs (default: the state directory given)")
+    r.add_argument("--state-dir", help="where run journals live (default: .dispatcher beside the campaign, or here)")
+    t = sub.add_parser("status", help="one run: its source, every attempt, totals, and how to resume it")
+    t.add_argument("run_id")
+    t.add_argument("campaign", nargs="?", help="the campaign file (to find its state directory)")
+    t.add_argument("--state-dir", help="where run journals live")
 
     s = sub.add_parser("simulate", help="serve the provider simulators on local ports")
     from .simulators.serve import add_arguments
@@ -56,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = [*extra, *args.rest]  # their own parsers read them (--help included)
     if args.command == "blast":
         return _blast(args)
+    if args.command in ("runs", "status"):
+        return _runs(args)
     if args.command == "simulate":
         from .simulators.serve import serve
         return uvloop.run(serve(args))
@@ -72,12 +99,41 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_CONFIG
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runs import list_runs, show_run
+    if args.state_dir:
+        state = Path(args.state_dir)
+    elif args.campaign:
+        from .config import read_toml
+        from .providers.base import ConfigError
+        try:
+            data, _ = read_toml(Path(args.campaign), "campaign")
+        except ConfigError as e:
+            print(f"dispatcher: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        state = Path(args.campaign).parent / str(data.get("state_dir", ".dispatcher"))
+    else:
+        state = Path(".dispatcher")
+    if args.command == "runs":
+        print(list_runs(state))
+        return EXIT_OK
+    shown = show_run(state, args.run_id)
+    if shown is None:
+        print(f"dispatcher: no run '{args.run_id}' under {state}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(shown)
+    return EXIT_OK
+
+
 def _blast(args: argparse.Namespace) -> int:
     from .config import Overrides, load_campaign
     from .providers.base import ConfigError
 
     o = Overrides(run_id=args.run_id, source=args.source, rate=args.rate, concurrency=args.concurrency, url=args.url,
-                  on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run)
+                  on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run,
+                  retry_failed=args.retry_failed, allow_changed=args.allow_changed)
     try:
         campaign = load_campaign(args.campaign, o)
     except ConfigError as e:
@@ -89,7 +145,7 @@ def _blast(args: argparse.Namespace) -> int:
 
 
 async def _dry(campaign, args: argparse.Namespace) -> int:
-    from .pipeline import dry_run
+    from .engine import dry_run
     st = await dry_run(campaign)
     report = {"records": st.read, "valid": st.sent, "rejected": st.rejected, "parts": st.parts,
               "cost": round(st.cost, 6), "by_encoding": dict(st.by_encoding),
@@ -107,10 +163,11 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
 
 
 async def _run(campaign, args: argparse.Namespace) -> int:
-    from .pipeline import Engine
+    from .engine import Engine
     from .progress import Progress, summary
     from .sinks.base import SinkError
     from .sources.base import SourceError
+    from .state import RunError
 
     progress = None if args.quiet else Progress()
     engine = Engine(campaign, on_progress=progress)
@@ -133,6 +190,9 @@ async def _run(campaign, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, on_signal)
     try:
         st = await engine.run()
+    except RunError as e:
+        print(f"dispatcher: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except (SinkError, SourceError) as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         print(f"dispatcher: stopped; what was written is kept. Resume with: dispatcher blast {args.campaign} "
@@ -153,10 +213,14 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - st.started
         d.update(run_id=campaign.run_id, interrupted=engine.interrupted, results=results,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
-                 codes=dict(st.codes), resume=hint if engine.interrupted else None)
+                 codes=dict(st.codes), halts={a: list(w) for a, w in st.halts.items()}, halted_all=engine.halted_all,
+                 resume=hint if engine.interrupted or st.deferred or engine.halted_all else None)
         print(orjson.dumps(d).decode())
     else:
-        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, interrupted=engine.interrupted))
+        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, interrupted=engine.interrupted,
+                      halted_all=engine.halted_all))
     if engine.interrupted:
         return EXIT_INTERRUPTED
+    if st.deferred or engine.halted_all:
+        return EXIT_DEFERRED
     return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES

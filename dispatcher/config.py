@@ -15,14 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .engine import Campaign
 from .model import Content
 from .phone import valid_region
-from .pipeline import Campaign
 from .providers import kinds
 from .providers.base import ConfigError, Provider, Settings
 from .render import TemplateError, compile_template
 from .sinks.base import Sink, SinkError
 from .sources.base import Source, SourceError
+from .state import RunState
 
 TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
@@ -123,6 +124,8 @@ class Overrides:
     on_doubt: str | None = None
     state_dir: str | None = None
     dry_run: bool = False
+    retry_failed: str | None = None  # run id whose failed records this run sends
+    allow_changed: bool = False  # resume although the source or the message changed
 
 
 def read_toml(path: Path, what: str) -> tuple[dict[str, Any], Located]:
@@ -147,7 +150,16 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     base = path.parent
     _check_keys(loc, "", data, TOP)
 
-    run_id = o.run_id or data.get("run_id") or default_run_id(path)
+    state_dir = Path(o.state_dir) if o.state_dir else base / str(data.get("state_dir", ".dispatcher"))
+    if o.retry_failed and not o.run_id:
+        run_id = _retry_run_id(state_dir, o.retry_failed)
+    else:
+        run_id = o.run_id or data.get("run_id") or default_run_id(path)
+    if o.retry_failed and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", o.retry_failed):
+        raise ConfigError(f"--retry-failed {o.retry_failed!r}: not a run id (letters, digits, '.', '_' or '-')")
+    if o.retry_failed and run_id == o.retry_failed:
+        raise ConfigError(f"--run-id {run_id}: a retry of run '{run_id}' needs a run id of its own "
+                          f"(leave --run-id out for '{_retry_run_id(state_dir, o.retry_failed)}')")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", str(run_id)):
         raise loc.error("", "run_id", f"'{run_id}' must be letters, digits, '.', '_' or '-'")
     on_doubt = o.on_doubt or data.get("on_doubt", "resend")
@@ -257,15 +269,28 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
                             f"the same channel ({channels[alias]})")
 
     sinks = _sinks(loc, base, data, run_id)
-    state_dir = Path(o.state_dir) if o.state_dir else base / str(data.get("state_dir", ".dispatcher"))
+    # a resumed retry run stays a retry: it must not send the records its original run finished
+    retried = o.retry_failed or (RunState(state_dir, str(run_id)).manifest or {}).get("retry_of")
+    retry_of = (retried, _sinks(loc, base, data, retried)[0]) if retried else None
     return Campaign(
         run_id=str(run_id), source=source, sinks=sinks, providers=providers, contents=contents,
         channels=channels, route=route, recipient=src.get("recipient", "phone"), id_column=src.get("id", ""),
         region=str(region).upper() if region else None,
         transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
         chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
-        state_dir=state_dir, dry_run=o.dry_run,
+        state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
+        origin={"campaign": str(path.resolve())},
     )
+
+
+def _retry_run_id(state_dir: Path, old: str) -> str:
+    """`OLD-retry`, or `OLD-retry2`, ... : the first that is not a run already (a retry of a retry is fine)."""
+    n = 1
+    while True:
+        rid = f"{old}-retry" if n == 1 else f"{old}-retry{n}"
+        if not (state_dir / "runs" / rid).exists():
+            return rid
+        n += 1
 
 
 def _unauthenticated(cls: type[Provider], alias: str, settings: Settings) -> Provider:

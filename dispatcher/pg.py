@@ -136,6 +136,31 @@ class Retry:
 RETRY = Retry()  # tests make it quicker
 
 
+async def retrying(op: Callable[[int], Awaitable[T]], *, retry: Retry | None = None,
+                   connection: Callable[[], asyncpg.Connection | None] = lambda: None,
+                   failed: Callable[[BaseException, int, bool], Awaitable[None]] | None = None) -> T:
+    """The one retry loop for PostgreSQL work: `op(attempt)` until it succeeds.
+
+    A transient failure (see `transient`, judged on `connection()` too) waits `retry.delay` and tries
+    again, at most `retry.attempts` more times; anything else re-raises at once. `failed(exc, attempt,
+    final)` runs after every failure (drop a dead connection, log, count), so each caller keeps only
+    what is its own: which connection, what to say, when to give up on the whole run.
+    """
+    budget = retry or RETRY  # read at call time: tests shorten RETRY
+    attempt = 0
+    while True:
+        try:
+            return await op(attempt)
+        except Exception as e:
+            final = not transient(e, connection()) or attempt >= budget.attempts
+            if failed is not None:
+                await failed(e, attempt, final)
+            if final:
+                raise
+            await asyncio.sleep(budget.delay(attempt))
+            attempt += 1
+
+
 APPLICATION_NAME = "dispatcher"  # what pg_stat_activity shows for our connections
 
 

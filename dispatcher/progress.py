@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from .pipeline import Engine, Stats
+from .engine import Engine, Stats
 
 
 def _eta(seconds: float | None) -> str:
@@ -56,7 +56,8 @@ class Progress:
             self.out.flush()
 
 
-def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, interrupted: bool) -> str:
+def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, interrupted: bool,
+            halted_all: bool = False) -> str:
     elapsed = max(time.monotonic() - st.started, 1e-9)
     lines = [f"run {run_id} {'stopped' if interrupted else 'finished'} in {elapsed:,.1f} s"]
     lines.append(f"  read      {st.read:>12,}" + (f"   ({st.skipped:,} skipped: finished by an earlier attempt)"
@@ -66,6 +67,11 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, int
     rejs = [(k.split(":", 1)[1], n) for k, n in st.codes.most_common() if k.startswith("rejected:")]
     lines.append(f"  failed    {st.failed:>12,}" + ("   " + ", ".join(f"{c} {n:,}" for c, n in fails[:5]) if fails else ""))
     lines.append(f"  rejected  {st.rejected:>12,}" + ("   " + ", ".join(f"{c} {n:,}" for c, n in rejs[:5]) if rejs else ""))
+    if st.deferred or st.halts:
+        lines.append(f"  deferred  {st.deferred:>12,}   no result yet: the provider could not take them; a resume "
+                     f"sends them")
+        for alias, (code, text) in st.halts.items():
+            lines.append(f"            {alias} halted: {code or ''} {text or ''}".rstrip())
     lines.append(f"  speed     {st.done / elapsed:>12,.0f} msg/s, {st.requests / elapsed:,.0f} requests/s, "
                  f"{st.requests:,} requests, {st.retries:,} retries, {st.throttled:,} answered 429")
     if st.in_doubt:
@@ -78,4 +84,8 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, int
         lines.append(f"  results   {r}")
     if interrupted:
         lines.append(f"  {st.unsent:,} records were not sent. Resume with:\n    {resume_hint}")
+    elif st.deferred or halted_all:
+        if halted_all:
+            lines.append("  every provider halted: the rest of the source was not read")
+        lines.append(f"  once the cause is fixed, resume with:\n    {resume_hint}")
     return "\n".join(lines)

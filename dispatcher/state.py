@@ -10,8 +10,12 @@ them as `failed` with code `in_doubt` (at-most-once), and says how many in its s
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 _DENSE_LIMIT = 1 << 27  # seqs below this live in a bytearray (1 byte each); beyond, in a set
 
@@ -86,14 +90,87 @@ def _parse(line: str) -> Iterable[int]:
         yield from range(int(a), int(b or a) + 1)
 
 
+class RunError(Exception):
+    """A run cannot start as asked (a resume of something else, nothing to retry): one line, nothing sent."""
+
+
+def _describe_source(ident: dict[str, Any]) -> str:
+    if "path" in ident:
+        return f"{ident['path']} ({ident.get('size', '?')} bytes, modified {ident.get('modified', '?')})"
+    return str(ident.get("statement") or ident.get("name") or ident)
+
+
 class RunState:
-    """The journal of one run; with no root (the daemon, whose outbox leases do this job) it keeps nothing."""
+    """The journal and the manifest of one run; with no root (the daemon, whose outbox leases do this job)
+    it keeps nothing.
+
+    The manifest (`run.json`) says what the run is a run of (its source's identity, a digest of its
+    messages), what it retries, and one entry per attempt with its counts: a resume of another source
+    or another message is refused before anything is sent, and `dispatcher runs` / `status` read it.
+    """
 
     def __init__(self, root: str | Path | None, run_id: str) -> None:
+        self.run_id = run_id
         self.dir = Path(root) / "runs" / run_id if root is not None else None
         self.journal_path = self.dir / "journal" if self.dir is not None else None
+        self.manifest_path = self.dir / "run.json" if self.dir is not None else None
         self.resuming = self.journal_path is not None and self.journal_path.exists()
+        self.manifest: dict[str, Any] | None = self._read_manifest()
         self._fd = -1
+
+    @property
+    def exists(self) -> bool:
+        return self.resuming or self.manifest is not None
+
+    def _read_manifest(self) -> dict[str, Any] | None:
+        if self.manifest_path is None or not self.manifest_path.exists():
+            return None
+        try:
+            return orjson.loads(self.manifest_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def _write_manifest(self) -> None:
+        if self.manifest_path is None or self.manifest is None:
+            return
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.manifest_path)
+
+    def begin(self, identity: dict[str, Any], *, allow_changed: bool = False, retry_of: str | None = None,
+              origin: dict[str, Any] | None = None) -> None:
+        """Check that a resume is a resume of the same thing, then note the attempt. Raises RunError."""
+        if self.dir is None:
+            return
+        m = self.manifest
+        if m is not None and not allow_changed:
+            was, now = m.get("identity", {}), identity
+            if was.get("source") != now.get("source"):
+                raise RunError(f"run '{self.run_id}' is a run of {_describe_source(was.get('source', {}))}, not of "
+                               f"{_describe_source(now.get('source', {}))}: refusing to resume it with another "
+                               f"source (start a new --run-id, or pass --allow-changed if it is the same audience)")
+            if was.get("message") != now.get("message"):
+                raise RunError(f"run '{self.run_id}' was started with other messages or providers (the campaign's "
+                               f"templates, senders or providers changed): refusing to resume it (start a new "
+                               f"--run-id, or pass --allow-changed to resume with the new ones)")
+        if m is None:
+            m = self.manifest = {"run_id": self.run_id, "created": time.time(), "identity": identity,
+                                 "retry_of": retry_of, "origin": origin or {}, "attempts": []}
+        else:
+            m["identity"] = identity
+        m["attempts"].append({"started": time.time(), "ended": None, "counts": None})
+        self._write_manifest()
+
+    def end(self, counts: dict[str, Any]) -> None:
+        """Note how the attempt ended."""
+        if self.manifest is None or not self.manifest.get("attempts"):
+            return
+        self.manifest["attempts"][-1].update(ended=time.time(), counts=counts)
+        self._write_manifest()
+
+    def source_identity(self) -> dict[str, Any] | None:
+        return (self.manifest or {}).get("identity", {}).get("source")
 
     def open(self) -> None:
         if self.dir is None or self.journal_path is None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -119,6 +121,30 @@ def people(n: int, start: int = 1) -> list[dict[str, str]]:
     return [{"id": f"r{i}", "phone": f"+3461{i:07d}", "name": f"name{i}", "amount": f"{i}.50"}
             for i in range(start, start + n)]
 
+def quiet_blast(toml: Path, run_id: str = "x") -> tuple[int, dict[str, Any]]:
+    """`dispatcher blast TOML --quiet` in this process: the exit code and its one-line JSON summary."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["blast", str(toml), "--quiet", "--run-id", run_id])
+    lines = out.getvalue().strip().splitlines()
+    return code, orjson.loads(lines[-1]) if lines else {}
+
+
+def with_deferred(rows: list[dict[str, Any]], seqs: dict[int, str], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results, plus one explicit `deferred` entry (the halt's code and text) for every record that has
+    none: a deferred record writes no result line, and this checks that the two together cover every record
+    exactly once and that the run counted as many deferred as are missing."""
+    have = {r["seq"] for r in rows}
+    assert len(have) == len(rows), "a record with two results"
+    missing = [s for s in seqs if s not in have]
+    assert len(missing) == summary.get("deferred", 0), "a record with neither a result nor a deferral"
+    halts = list(summary.get("halts", {}).values())
+    code, error = halts[0] if halts else (None, None)
+    extra = [{"seq": s, "id": seqs[s], "status": "deferred", "code": code, "error": error, "attempts": 0}
+             for s in missing]
+    return sorted(rows + extra, key=lambda r: r["seq"])
+
+
 def blast(tmp: Path, rows: list[dict[str, str]], provider: dict[str, Any], message: dict[str, Any],
           recipient: str = "phone") -> tuple[int, dict[str, dict[str, Any]]]:
     """Write the audience and the campaign, run `dispatcher blast` as a user does, return the exit
@@ -133,10 +159,10 @@ def blast(tmp: Path, rows: list[dict[str, str]], provider: dict[str, Any], messa
     lines += ["", "[providers.p]"] + [f"{k} = {toml_value(v)}" for k, v in p.items()]
     lines += ["", "[[sinks]]", 'type = "jsonl"', 'path = "out/x.jsonl"']
     (tmp / "campaign.toml").write_text("\n".join(lines) + "\n")
-    code = main(["blast", str(tmp / "campaign.toml"), "--quiet", "--run-id", "x"])
-    rows_out = results(tmp / "out" / "x.jsonl")
+    code, summary = quiet_blast(tmp / "campaign.toml")
+    rows_out = with_deferred(results(tmp / "out" / "x.jsonl"), {i + 2: r["id"] for i, r in enumerate(rows)}, summary)
     by_id = {r["id"]: r for r in rows_out}
-    assert len(by_id) == len(rows_out) == len(rows), "one result per record"
+    assert len(by_id) == len(rows_out) == len(rows), "one result (or deferral) per record"
     return code, by_id
 
 def call(url: str, path: str, body: Any = None, headers: dict[str, str] | None = None,

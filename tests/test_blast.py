@@ -70,31 +70,35 @@ def test_unanswered_requests_are_counted_as_possible_duplicates(sim, tmp_path, c
     assert {n for n, c in per_number.items() if c > 1} <= flagged
 
 
-def test_out_of_credit_stops_the_provider_without_retrying(sim, tmp_path, capsys):
+def test_out_of_credit_defers_and_a_resume_sends_each_record_once(sim, tmp_path, capsys):
+    """A halt is not a mass failure: the records the provider could not take get no result (exit 3, the
+    reason and the resume command in the summary); once credit is topped up, a resume sends exactly them."""
     audience(tmp_path / "audience.csv", 500)
     sim.config("nrs360", credits=100)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 25, "concurrency": 1})
-    assert blast(toml) == 1
+    assert blast(toml) == 3
+    out = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["deferred"] == 400 and out["failed"] == 0 and out["halts"]["sms"][0] == "111"
+    assert out["resume"] and "--run-id r1" in out["resume"]
     rows = results(tmp_path / "out" / "r1.jsonl")
-    assert len(rows) == 500
-    failed = [r for r in rows if r["status"] == "failed"]
-    assert failed and {r["code"] for r in failed} == {"111"}
-    assert all(r["attempts"] <= 1 for r in failed)
-    assert statuses(rows)["sent"] == len(sim.ledger("nrs360")) == 100
-    assert sim.stats("nrs360")["requests"] <= 100 // 25 + 1
+    assert statuses(rows) == {"sent": 100} == {"sent": len(sim.ledger("nrs360"))}
+    assert sim.stats("nrs360")["requests"] <= 100 // 25 + 1  # no request after the halt
+
+    sim.config("nrs360", credits=-1)  # topped up
+    assert blast(toml) == 0
+    rows = results(tmp_path / "out" / "r1.jsonl")
+    assert sorted(r["seq"] for r in rows) == list(range(2, 502))  # one line per record, no more
+    per_number = Counter(e["to"] for e in sim.ledger("nrs360"))
+    assert len(per_number) == 500 and max(per_number.values()) == 1
 
 
-def test_resume_skips_finished_records(sim, tmp_path):
-    audience(tmp_path / "audience.csv", 600)
-    sim.config("nrs360", credits=200)
+def test_resume_after_a_finished_run_sends_nothing(sim, tmp_path):
+    audience(tmp_path / "audience.csv", 300)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 50, "concurrency": 1})
-    assert blast(toml, "again") == 1
-    first = results(tmp_path / "out" / "again.jsonl")
-    assert len(first) == 600
-    sim.config("nrs360", credits=-1)
-    assert blast(toml, "again") == 0  # nothing new to send: the failed ones are terminal too
-    assert len(results(tmp_path / "out" / "again.jsonl")) == 600
-    assert len(sim.ledger("nrs360")) == 200
+    assert blast(toml, "again") == 0
+    assert blast(toml, "again") == 0
+    assert len(results(tmp_path / "out" / "again.jsonl")) == 300
+    assert len(sim.ledger("nrs360")) == 300
 
 
 def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
@@ -241,10 +245,9 @@ def test_secrets_never_reach_output_results_or_journal(sim, tmp_path, monkeypatc
     toml = campaign(tmp_path, sim.url("nrs360"))
     secret = "wrong-Pa55word-xyz"
     done = run_cli("blast", str(toml), "--run-id", "s", env={"NRS360_PASSWORD": secret})
-    assert done.returncode == 1
-    rows = results(tmp_path / "out" / "s.jsonl")
-    assert len(rows) == 100 and {r["code"] for r in rows} == {"103"}  # bad credentials: halted, not retried
-    assert all(r["attempts"] <= 1 for r in rows)
+    assert done.returncode == 3  # bad credentials: halted, every record deferred, not retried
+    assert results(tmp_path / "out" / "s.jsonl") == []
+    assert "103" in done.stdout and sim.stats("nrs360")["requests"] <= 4
     texts = [done.stdout, done.stderr] + [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
     import base64
     encoded = base64.b64encode(f"demo:{secret}".encode()).decode()

@@ -714,6 +714,76 @@ async def test_rows_for_a_halted_provider_wait_instead_of_failing(env, postgres_
         await bulk(conn, table, 3, start=3)  # claimed after the halt: not even tried
         await until(conn, f"SELECT count(*) = 6 FROM {table} WHERE status = 'pending' "
                           "AND not_before > now() + interval '20 s' AND attempts = 0")
-        assert d.engine is not None and d.engine.lanes["sms"].halted.code == "111"
-        assert d.sink.deferred >= 1
+        assert d.engine is not None and d.engine.halted()["sms"].code == "111"
+        assert d.source.deferred_rows == 6 and d.engine.stats.deferred == 6
+    assert env.ledger("nrs360") == []
+
+
+@run
+async def test_retry_failed_puts_failed_rows_back_and_they_are_sent_once(env, postgres_dsn, tmp_path, table):
+    """`dispatcher daemon CFG --retry-failed --code C`: the failed rows with that code go back to pending and
+    out once; rejected rows and other failures stay as they are."""
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=5, max_attempts=1,
+                                                       circuit_failures=1000)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_for=0)  # fail at once
+    async with daemon(config), db(postgres_dsn) as conn:
+        await bulk(conn, table, 20)
+        await conn.execute(f"INSERT INTO {table} (recipient, variables) VALUES ('+34 12', '{{}}')")  # rejected
+        await until(conn, f"SELECT count(*) = 21 FROM {table} WHERE status IN ('failed', 'rejected')")
+        codes = {r[0] for r in await conn.fetch(f"SELECT DISTINCT code FROM {table} WHERE status = 'failed'")}
+        assert len(codes) == 1
+        env.config("nrs360", error_rate=0.0)
+        done = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(config), "--retry-failed",
+                               "--code", codes.pop()], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "DISPATCHER_DSN": postgres_dsn})
+        assert done.returncode == 0, done.stderr
+        assert "20 failed row(s) with code" in done.stdout
+        await until(conn, f"SELECT count(*) = 20 FROM {table} WHERE status = 'sent'")
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'rejected'") == 1
+    per_number = Counter(e["to"] for e in env.ledger("nrs360"))
+    assert len(per_number) == 20 and max(per_number.values()) == 1
+
+
+def test_retry_failed_filters_need_the_flag(tmp_path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[daemon]\ndsn_env = "X"\n')
+    done = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(cfg), "--code", "500"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "X": "postgresql://u@h/d"})
+    assert done.returncode == 2 and "go with --retry-failed" in done.stderr
+
+
+@run
+async def test_an_outage_costs_time_not_messages(env, postgres_dsn, tmp_path, table):
+    """Every request answered 5xx for a while: rows are rescheduled in the outbox with backoff (holding no
+    claim), then all go out once the provider is back; none fails. Past retry_for they would fail."""
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=10, max_attempts=2,
+                                                       circuit_cooldown=0.1)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_base=0.2, retry_max=0.5)
+    async with daemon(config) as d, db(postgres_dsn) as conn:
+        await bulk(conn, table, 50)
+        # down long enough that every row went back to the outbox at least twice
+        await until(conn, f"SELECT bool_and(coalesce((meta->>'retries')::int, 0) >= 2) FROM {table}", timeout=60)
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'failed'") == 0
+        env.config("nrs360", error_rate=0.0)  # back
+        await until(conn, f"SELECT count(*) = 50 FROM {table} WHERE status = 'sent'", timeout=60)
+        assert d.source.rescheduled >= 100 and d.source.retries_failed == 0
+    per_number = Counter(e["to"] for e in env.ledger("nrs360"))
+    assert len(per_number) == 50 and max(per_number.values()) == 1
+
+
+@run
+async def test_a_row_fails_once_its_retry_for_is_over(env, postgres_dsn, tmp_path, table):
+    env.config("nrs360", error_rate=1.0)
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, batch_size=10, max_attempts=1,
+                                                       circuit_failures=1000)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"}, retry_base=0.1, retry_max=0.2,
+                          retry_for=0.5)
+    async with daemon(config) as d, db(postgres_dsn) as conn:
+        await bulk(conn, table, 5)
+        await until(conn, f"SELECT count(*) = 5 FROM {table} WHERE status = 'failed'", timeout=30)
+        row = await conn.fetchrow(f"SELECT code, error, (meta->>'retries')::int AS retries FROM {table} LIMIT 1")
+        assert row["code"] == "101" and row["error"] and row["retries"] >= 1  # 360nrs: 101 Internal database error
+        assert d.source.retries_failed == 5
     assert env.ledger("nrs360") == []

@@ -14,8 +14,8 @@ import pytest
 
 from dispatcher import cli, pg
 from dispatcher.config import Overrides, load_campaign
+from dispatcher.engine import Engine
 from dispatcher.model import Result
-from dispatcher.pipeline import Engine
 from dispatcher.providers.base import ConfigError
 from dispatcher.sinks import postgres as pgsink
 from dispatcher.sinks.base import SinkError

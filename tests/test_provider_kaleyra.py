@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from blastkit import quiet_blast, with_deferred
 
-from dispatcher.cli import main
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict
 from dispatcher.providers.kaleyra import Kaleyra, KaleyraSettings
@@ -74,11 +74,11 @@ type = "jsonl"
 path = "results.jsonl"
 """
     (tmp / "campaign.toml").write_text(toml)
-    code = main(["blast", str(tmp / "campaign.toml"), "--quiet", "--run-id", "x"])
-    assert code in (0, 1), f"blast exited {code}"
+    code, summary = quiet_blast(tmp / "campaign.toml")
+    assert code in (0, 1, 3), f"blast exited {code}"
     out = tmp / "results.jsonl"
     rows = [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
-    return sorted(rows, key=lambda r: r["seq"])
+    return with_deferred(rows, {i + 2: f"r{i}" for i in range(n)}, summary)
 
 
 def requests_made(sim, kind: str = "kaleyra") -> int:
@@ -254,7 +254,7 @@ def test_unknown_route_type_is_rejected_before_sending(sim, tmp_path):
 def test_bad_credentials_halt_the_provider(sim, tmp_path, monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     results = blast(tmp_path, sim.url("kaleyra"), 5, options={"type": "OTP"}, provider={"concurrency": 1})
-    assert [r["status"] for r in results] == ["failed"] * 5
+    assert [r["status"] for r in results] == ["deferred"] * 5
     assert {r["code"] for r in results} == {"AUTH"}
     assert all("Invalid api-key" in r["error"] for r in results)
     assert requests_made(sim) == 1  # the first answer halts the rest
@@ -291,7 +291,7 @@ def test_5xx_is_retried_then_sent_exactly_once(sim, tmp_path):
 def test_running_out_of_credit_halts_the_rest(sim, tmp_path):
     sim.config("kaleyra", credits=3)
     results = blast(tmp_path, sim.url("kaleyra"), 6, options={"type": "OTP"}, provider={"concurrency": 1})
-    assert [r["status"] for r in results] == ["sent"] * 3 + ["failed"] * 3
+    assert [r["status"] for r in results] == ["sent"] * 3 + ["deferred"] * 3
     assert {r["code"] for r in results[3:]} == {"NO-CREDITS"}
     assert requests_made(sim) == 4
     assert_ledger_matches(sim, results)

@@ -170,9 +170,9 @@ def test_whatsapp_unknown_template_fails_every_message(sim, tmp_path):
 def test_running_out_of_credit_halts_the_provider(sim, tmp_path):
     sim.config(KIND, credits=5)
     code, by_id = send(tmp_path, sim.url(KIND), "whatsapp", phones(20), provider={"batch_size": 5, "concurrency": 1})
-    assert code == 1
+    assert code == 3
     sent = [r for r in by_id.values() if r["status"] == "sent"]
-    failed = [r for r in by_id.values() if r["status"] == "failed"]
+    failed = [r for r in by_id.values() if r["status"] == "deferred"]
     assert len(sent) == 5 and {(r["code"], r["error"]) for r in failed} == {("111", "Not enough credits")}
     assert sim.stats(KIND)["requests"] == 2  # nothing retried, nothing more sent
     assert_ledger_matches(sim, by_id, "whatsapp")

@@ -98,9 +98,9 @@ def test_an_unknown_template_fails_every_message_with_the_reason(sim, tmp_path):
 def test_bad_credentials_stop_the_provider_before_any_message(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("SENDIX_PASSWORD", "wrong-secret")
     code, by_id = whatsapp(tmp_path, sim.url(KIND), people(20))
-    assert code == 1
+    assert code == 3  # deferred: a resume with the right credentials sends them
     for r in by_id.values():
-        assert r["status"] == "failed" and r["code"] == "auth"
+        assert r["status"] == "deferred" and r["code"] == "auth"
         assert r["error"] == "authentication failed: HTTP 401"
     assert "wrong-secret" not in (tmp_path / "out" / "x.jsonl").read_text()
     assert sim.ledger(KIND) == []
@@ -111,9 +111,9 @@ def test_api_user_without_permission_halts_the_provider(sim, tmp_path, monkeypat
     monkeypatch.setenv("SENDIX_USER", "viewer")
     monkeypatch.setenv("SENDIX_PASSWORD", "viewer-secret")
     code, by_id = whatsapp(tmp_path, sim.url(KIND), people(30), provider={"concurrency": 2})
-    assert code == 1
+    assert code == 3
     for r in by_id.values():
-        assert r["status"] == "failed" and r["code"] == "403"
+        assert r["status"] == "deferred" and r["code"] == "403"
         assert "permission" in r["error"]
     assert sim.ledger(KIND) == []
     assert sim.stats(KIND)["requests"] <= 1 + 2  # the token, then what was in flight when the first 403 came

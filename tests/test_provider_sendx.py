@@ -112,9 +112,9 @@ def test_an_unverified_sender_fails_every_email(sim, tmp_path):
 def test_a_bad_key_halts_the_provider(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("SENDX_API_KEY", "not-the-key")
     code, by_id = email(tmp_path, sim.url(KIND), people(25), provider={"concurrency": 2})
-    assert code == 1
+    assert code == 3
     for r in by_id.values():
-        assert r["status"] == "failed" and r["code"] == "401"
+        assert r["status"] == "deferred" and r["code"] == "401"
         assert r["error"] == "The Team ID or API Key specified is not valid"
     assert "not-the-key" not in (tmp_path / "out" / "x.jsonl").read_text()
     assert sim.stats(KIND)["requests"] <= 2 and sim.ledger(KIND) == []
@@ -123,9 +123,9 @@ def test_a_bad_key_halts_the_provider(sim, tmp_path, monkeypatch):
 def test_the_plan_limit_halts_instead_of_retrying(sim, tmp_path):
     sim.config(KIND, credits=5)  # five emails left in the plan
     code, by_id = email(tmp_path, sim.url(KIND), people(20), provider={"concurrency": 1})
-    assert code == 1
+    assert code == 3
     sent = [r for r in by_id.values() if r["status"] == "sent"]
-    failed = [r for r in by_id.values() if r["status"] == "failed"]
+    failed = [r for r in by_id.values() if r["status"] == "deferred"]
     assert len(sent) == 5 and len(failed) == 15
     assert {(r["code"], r["error"]) for r in failed} == {
         ("plan_limit", "Email sending limit exceeded. Please upgrade your plan.")}

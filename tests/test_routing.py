@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
+import orjson
 from blastkit import results
 
 from dispatcher.cli import main
@@ -126,7 +127,8 @@ circuit_failures = 2
 circuit_cooldown = 0.2
 give_up_after = 1
 """, rows)
-    assert main(["blast", toml, "--quiet", "--run-id", "d"]) == 1
-    out = results(tmp_path / "out" / "d.jsonl")
-    assert len(out) == 30 and {r["code"] for r in out} == {"unreachable"}
-    assert max(r["attempts"] for r in out) < 100  # the circuit paused sending instead of burning attempts
+    assert main(["blast", toml, "--quiet", "--run-id", "d"]) == 3  # deferred, not failed: a resume sends them
+    summary = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert results(tmp_path / "out" / "d.jsonl") == []
+    assert summary["deferred"] == 30 and summary["halts"]["only"][0] == "unreachable"
+    assert summary["requests"] < 3 * 100  # the circuit paused sending instead of burning every attempt

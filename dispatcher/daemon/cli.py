@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import signal
 import sys
 import textwrap
@@ -25,11 +26,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="validate the file and exit")
     p.add_argument("--init-db", action="store_true", help="create or migrate the tables and exit")
     p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="put failed rows back to pending (narrowed by --campaign, --code, --since) and exit; "
+                        "rejected rows stay: they are bad input")
+    p.add_argument("--campaign", help="with --retry-failed: only this campaign's rows")
+    p.add_argument("--code", help="with --retry-failed: only rows that failed with this provider code")
+    p.add_argument("--since", type=_when, help="with --retry-failed: only rows that failed at or after this time "
+                   "(ISO 8601, e.g. 2026-12-01T09:00:00+01:00; without an offset, UTC)")
     return p
+
+
+def _when(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO 8601 time (e.g. 2026-12-01T09:00:00Z)") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if (args.campaign or args.code or args.since) and not args.retry_failed:
+        print("dispatcher daemon: --campaign, --code and --since go with --retry-failed", file=sys.stderr)
+        return EXIT_CONFIG
     from .config import load_daemon
     try:
         cfg = load_daemon(args.config, worker=args.worker)
@@ -40,12 +59,39 @@ def main(argv: list[str]) -> int:
         from .outbox import Names, schema_sql
         print(textwrap.dedent(schema_sql(Names(cfg.table))).strip())
         return EXIT_OK
+    if args.retry_failed:
+        if args.campaign and args.campaign not in cfg.campaigns:
+            print(f"dispatcher daemon: --campaign {args.campaign}: no such campaign in {args.config} "
+                  f"(campaigns: {', '.join(sorted(cfg.campaigns)) or 'none'})", file=sys.stderr)
+            return EXIT_CONFIG
+        return uvloop.run(_retry_failed(cfg, args.campaign, args.code, args.since))
     if args.check:
         print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.campaigns)} campaign(s))")
         return EXIT_OK
     from .service import setup_logging
     setup_logging(cfg.log_level)
     return uvloop.run(_run(cfg, init_only=args.init_db))
+
+
+async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.datetime | None) -> int:
+    import asyncpg
+
+    from ..pg import explain
+    from .outbox import Names, Store, init_connection
+    try:
+        conn = await asyncpg.connect(cfg.dsn, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        print(f"dispatcher daemon: database: {explain(e, cfg.dsn)}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        await init_connection(conn)
+        n = await Store(cfg, Names(cfg.table)).retry_failed(conn, campaign, code, since)
+    finally:
+        await conn.close()
+    what = " ".join(f for f in (f"of campaign {campaign}" if campaign else "", f"with code {code}" if code else "",
+                                f"failed since {since.isoformat()}" if since else "") if f)
+    print(f"outbox {cfg.table}: {n} failed row(s) {what + ' ' if what else ''}put back to pending")
+    return EXIT_OK
 
 
 async def _run(cfg, init_only: bool = False) -> int:

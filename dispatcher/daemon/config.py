@@ -25,10 +25,10 @@ from .schedule import Schedule, Window, WindowError
 TOP = {"daemon", "http", "providers", "routes", "defaults", "campaigns"}
 DAEMON = {"dsn_env", "table", "worker", "region", "transliterate", "gsm_pt", "lease", "heartbeat", "dead_after",
           "poll", "claim", "max_in_flight", "stop_timeout", "max_claims", "retention_days", "rematch_hours",
-          "log_level"}
+          "log_level", "retry_for", "retry_base", "retry_max"}
 HTTP = {"listen", "public_url"}
 PROVIDER_EXTRA = {"dlr_secret_env", "dlr_match_recipient"}
-CAMPAIGN = {"sender", "subject", "options", "template", "route", "provider", "window", "windows"}
+CAMPAIGN = {"sender", "subject", "options", "template", "route", "provider", "window", "windows", "retry_for"}
 WINDOW = {"days", "hours", "tz"}
 ROUTE = {"default", "prefixes"}
 # kinds whose accept answer may carry no message id: their reports are paired by recipient
@@ -75,6 +75,7 @@ class CampaignSpec:
     route: str | None = None
     provider: str | None = None
     schedule: Schedule = field(default_factory=Schedule)
+    retry_for: float | None = None  # seconds a row is retried through transient failures; None: [daemon]'s
 
 
 @dataclass
@@ -98,6 +99,12 @@ class DaemonConfig:
     retention_days: float = 0.0  # 0: keep finished rows and reports forever
     rematch_hours: float = 24.0  # how long an unmatched report is retried against new results
     log_level: str = "info"
+    # transient failures (5xx, timeouts, dropped connections, 429) reschedule the row in the outbox with
+    # exponential backoff (retry_base doubling up to retry_max, jittered) for retry_for seconds after its
+    # insert; only then does it fail. A provider outage costs time, not messages.
+    retry_for: float = 4 * 3600.0
+    retry_base: float = 5.0
+    retry_max: float = 600.0
     listen_host: str = "127.0.0.1"
     listen_port: int = 8090
     public_url: str = ""  # what providers call back; default http://listen
@@ -175,6 +182,9 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     cfg.max_claims = _num(loc, "daemon", d, "max_claims", cfg.max_claims, minimum=1, integer=True)
     cfg.retention_days = _num(loc, "daemon", d, "retention_days", 0)
     cfg.rematch_hours = _num(loc, "daemon", d, "rematch_hours", cfg.rematch_hours, positive=True)
+    cfg.retry_for = _num(loc, "daemon", d, "retry_for", cfg.retry_for)
+    cfg.retry_base = _num(loc, "daemon", d, "retry_base", cfg.retry_base, positive=True)
+    cfg.retry_max = _num(loc, "daemon", d, "retry_max", max(cfg.retry_max, cfg.retry_base), positive=True)
     cfg.log_level = _str(loc, "daemon", d, "log_level", "info").lower()
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise loc.error("daemon", "log_level", f"'{cfg.log_level}' must be debug, info, warning or error")
@@ -290,7 +300,10 @@ def _campaign(loc: Located, cfg: DaemonConfig, section: str, name: str, t: dict[
     _check_keys(loc, section, t, CAMPAIGN)
     base = parent or CampaignSpec("")
     c = CampaignSpec(name, sender=base.sender, subject=base.subject, options=dict(base.options),
-                     template=base.template, route=base.route, provider=base.provider, schedule=base.schedule)
+                     template=base.template, route=base.route, provider=base.provider, schedule=base.schedule,
+                     retry_for=base.retry_for)
+    if "retry_for" in t:
+        c.retry_for = _num(loc, section, t, "retry_for", 0)
     for key in ("sender", "subject"):
         if key in t:
             setattr(c, key, _str(loc, section, t, key))

@@ -75,9 +75,9 @@ class Collector:
         rate = GaugeMetricFamily("dispatcher_rate_limit_per_second", "This worker's current pace, requests/s",
                                  labels=["provider"])
         throttled = CounterMetricFamily("dispatcher_throttled", "429 answers", labels=["provider"])
-        for alias, lane in (engine.lanes.items() if engine else ()):
-            rate.add_metric([alias], lane.limit.current)
-            throttled.add_metric([alias], lane.limit.throttled)
+        for lane in (engine.snapshot() if engine else ()):
+            rate.add_metric([lane.alias], lane.pace)
+            throttled.add_metric([lane.alias], lane.throttled)
         yield rate
         yield throttled
         yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate",

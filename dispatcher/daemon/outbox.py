@@ -70,10 +70,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ..model import FAILED, REJECTED, Content, Message, Record, Result
-from ..pg import RETRY, explain, ident, qualified, transient
+from ..engine import Engine, Finisher, Prepared
+from ..model import REJECTED, Content, Message, Record, Result
+from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
-from ..pipeline import Engine
 from ..render import Template, TemplateError, compile_template
 from ..sinks.base import Sink, SinkError
 from ..sources.base import Source
@@ -306,6 +306,44 @@ class Store:
             WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
             SELECT count(*) FROM d""", ids, self.cfg.worker, float(seconds)) or 0)
 
+    async def reschedule(self, conn: asyncpg.Connection, ids: list[int], code: str | None, error: str | None
+                         ) -> tuple[int, int]:
+        """Rows whose send failed for now (5xx, timeouts, 429s past the lane's own attempts): back to pending
+        with exponential backoff and jitter, holding no claim meanwhile; a row older than its campaign's
+        `retry_for` fails instead, with the last code. Returns (rescheduled, failed)."""
+        cfg = self.cfg
+        names = [name for name, c in cfg.campaigns.items() if c.retry_for is not None]
+        secs = [float(cfg.campaigns[name].retry_for or 0) for name in names]
+        default = float(cfg.defaults.retry_for if cfg.defaults.retry_for is not None else cfg.retry_for)
+        row = await conn.fetchrow(f"""
+            WITH lim AS (SELECT * FROM unnest($3::text[], $4::float8[]) AS c(name, secs)),
+            r AS (UPDATE {self.n.outbox} o SET worker = NULL, lease_until = NULL, claimed_at = NULL,
+                attempts = greatest(o.attempts - 1, 0), code = $6, error = $7,
+                meta = coalesce(o.meta, '{{}}'::jsonb)
+                    || jsonb_build_object('retries', coalesce((o.meta->>'retries')::int, 0) + 1),
+                status = CASE WHEN o.created_at + make_interval(secs => coalesce(
+                    (SELECT secs FROM lim WHERE lim.name = o.campaign), $5)) < now() THEN 'failed' ELSE 'pending' END,
+                finished_at = CASE WHEN o.created_at + make_interval(secs => coalesce(
+                    (SELECT secs FROM lim WHERE lim.name = o.campaign), $5)) < now() THEN now() END,
+                not_before = now() + make_interval(secs => least($9::float8,
+                    $8::float8 * power(2, least(coalesce((o.meta->>'retries')::int, 0), 30))) * (0.5 + random() / 2))
+            WHERE o.id = ANY($1::bigint[]) AND o.worker = $2 AND o.status = 'claimed' RETURNING o.status)
+            SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed') FROM r""",
+            ids, cfg.worker, names, secs, default, code, error, float(cfg.retry_base), float(cfg.retry_max))
+        return int(row[0] or 0), int(row[1] or 0)
+
+    async def retry_failed(self, conn: asyncpg.Connection, campaign: str | None = None, code: str | None = None,
+                           since: dt.datetime | None = None) -> int:
+        """Failed rows back to pending, to be sent again (by campaign, by the provider's code, failed since a
+        time). Rejected rows stay: they are bad input. Returns how many."""
+        return int(await conn.fetchval(f"""
+            WITH r AS (UPDATE {self.n.outbox} SET status = 'pending', attempts = 0, worker = NULL,
+                lease_until = NULL, claimed_at = NULL, finished_at = NULL, code = NULL, error = NULL,
+                not_before = now()
+            WHERE status = 'failed' AND ($1::text IS NULL OR campaign = $1) AND ($2::text IS NULL OR code = $2)
+                AND ($3::timestamptz IS NULL OR finished_at >= $3) RETURNING 1)
+            SELECT count(*) FROM r""", campaign, code, since) or 0)
+
     async def suppressed(self, conn: asyncpg.Connection, addresses: list[str]) -> dict[str, set[str]]:
         rows = await conn.fetch(f"SELECT address, channel FROM {self.n.suppressions} WHERE address = ANY($1::text[])",
                                 addresses)
@@ -478,6 +516,11 @@ class OutboxSource(Source):
         self.wake = asyncio.Event()
         self._ahead: tuple[asyncio.Future[tuple[list[Any], list[Record], list[Result]]], int] | None = None
         self.stopping = False
+        self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
+        self.deferred_rows = 0  # rows put back so far
+        self.retrying: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
+        self.rescheduled = 0  # rows rescheduled after a transient failure
+        self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
         self.suppressed = 0
         self.claims = 0
@@ -495,23 +538,23 @@ class OutboxSource(Source):
 
     def _room(self) -> int:
         e = self.engine
-        if e is None or not e.c.max_in_flight:
+        if e is None:
             return self.cfg.claim
-        return min(self.cfg.claim, max(e.c.max_in_flight - e.in_flight, self.cfg.claim // 4, 1))
+        return min(self.cfg.claim, max(e.room(), self.cfg.claim // 4, 1))
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
-        e = self.engine
-        waiting = False
-        if e is None:
-            return False
-        for lane in e.lanes.values():
-            if lane.groups:
-                if lane.queue.qsize() == 0:
-                    lane.flush()
-                else:
-                    waiting = True
-        return waiting
+        return self.engine.flush_idle() if self.engine is not None else False
+
+    def defer_later(self, seqs: list[int]) -> None:
+        """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
+        self.deferred.extend(seqs)
+        self.wake.set()
+
+    def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
+        """Rows whose send failed for now: rescheduled in the outbox with backoff (see Store.reschedule)."""
+        self.retrying.append((seqs, code, error))
+        self.wake.set()
 
     def _closed(self) -> tuple[list[str], bool]:
         now = dt.datetime.now(dt.UTC)
@@ -546,7 +589,7 @@ class OutboxSource(Source):
         while not self.stopping:
             if partial:
                 self._flush_idle()
-            if self.engine is not None and self.engine.deferred:
+            if self.deferred or self.retrying:
                 await self._defer()
             ahead, self._ahead = self._ahead, None
             if ahead is None and not self.ready():
@@ -570,8 +613,7 @@ class OutboxSource(Source):
                 if self.stopping:  # claimed while a stop came: the release puts them back
                     return
                 e = self.engine
-                if not partial and e is not None and self.ready() and \
-                        e.in_flight + len(rows) + want <= (e.c.max_in_flight or want * 4):
+                if not partial and e is not None and self.ready() and e.room() >= len(rows) + want:
                     self.wake.clear()
                     self._ahead = (asyncio.ensure_future(self._claim(want)), want)
                 yield records, bad
@@ -594,12 +636,24 @@ class OutboxSource(Source):
                 await ahead[0]
 
     async def _defer(self) -> None:
-        assert self.engine is not None
-        ids, self.engine.deferred = self.engine.deferred, []
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+        ids, self.deferred = self.deferred, []
+        retrying, self.retrying = self.retrying, []
+        try:
             async with self.pool.acquire() as conn:
-                n = await self.store.defer(conn, ids, DEFER)
-                log.warning("%d row(s) for a halted provider put back for %g s", n, DEFER)
+                if ids:
+                    n = await self.store.defer(conn, ids, DEFER)
+                    self.deferred_rows += n
+                    log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
+                for seqs, code, error in retrying:
+                    later, failed = await self.store.reschedule(conn, seqs, code, error)
+                    self.rescheduled += later
+                    self.retries_failed += failed
+                    if failed:
+                        log.warning("%d row(s) failed after retrying for their campaign's retry_for: %s %s",
+                                    failed, code, error)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            log.warning("could not put %d row(s) back (%s): their claims end with their lease",
+                        len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
 
     async def _suppress(self, conn: asyncpg.Connection, records: list[Record]) -> tuple[list[Record], list[Result]]:
         found = await self.store.suppressed(conn, list({r.fields["_to"] for r in records}))
@@ -617,37 +671,23 @@ class OutboxSource(Source):
         return keep, bad
 
 
-class OutboxEngine(Engine):
-    """The Engine with each row's own text and content (campaign sender, subject, options).
+class RowsPreparer:
+    """Outbox rows into messages. Routing, address normalisation and rendering happened in `Rows.build`
+    (per row, with the row's template and variables); this builds the messages and hands them to the
+    engine's `Finisher` (one codec call for the SMS texts, each provider's `check`), as a campaign's
+    preparer does. Rows for a provider that halted are deferred by the engine's lane, not here."""
 
-    Routing, address normalisation and rendering happen in `Rows.build` (per row, with the
-    row's template and variables); `prepare` only builds the messages, encodes the SMS
-    texts in one codec call and asks each provider's `check`, as the Engine does. Rows for
-    a provider that halted (refused credentials, no credit) are not failed: they go back
-    to pending for `DEFER` seconds (the daemon probes the provider now and then).
-    """
+    def __init__(self, finish: Finisher, channels: dict[str, str]) -> None:
+        self.finish = finish
+        self.channels = channels
 
-    def __init__(self, campaign: Any, **kw: Any) -> None:
-        super().__init__(campaign, **kw)
-        self.deferred = []
-
-    deferred: list[int]
-
-    def prepare(self, records: list[Record]) -> tuple[dict[str, list[Message]], list[Result]]:
-        c = self.c
-        channels, providers = c.channels, c.providers
+    def prepare(self, records: list[Record]) -> Prepared:
+        channels = self.channels
         out: dict[str, list[Message]] = {}
-        bad: list[Result] = []
         sms: list[Message] = []
-        halted = {a for a, lane in self.lanes.items() if lane.halted is not None}
-        deferred = 0
         for rec in records:
             f = rec.fields
             alias = f["_alias"]
-            if halted and alias in halted:  # the provider halted (credentials, credit): later, not failed
-                self.deferred.append(rec.seq)
-                deferred += 1
-                continue
             text = f["body"]
             m = Message(rec.seq, str(rec.seq), f["_to"], text, f, {"body": text}, alias, channels[alias],
                         content=f["_content"])
@@ -657,23 +697,7 @@ class OutboxEngine(Engine):
             if g is None:
                 g = out[alias] = []
             g.append(m)
-        if sms:
-            self._encode(sms)
-        for alias, msgs in out.items():
-            check = providers[alias].check
-            keep = []
-            for m in msgs:
-                why = check(m)
-                if why is None:
-                    keep.append(m)
-                else:
-                    bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None, m.encoding or None,
-                                      why[0], why[1], channel=m.channel, transliterated=m.transliterated))
-            out[alias] = keep
-        if deferred:
-            self.stats.unsent += deferred
-            self._settled(deferred)
-        return out, bad
+        return self.finish(out, sms, [])
 
 
 class Histogram:
@@ -723,15 +747,8 @@ class OutboxSink(Sink):
         self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
         self.on_write: list[Callable[[], None]] = []
         self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
-        self.engine: Engine | None = None
-        self.deferred = 0
 
     async def write(self, results: list[Result]) -> None:
-        e = self.engine
-        if e is not None and any(lane.halted is not None for lane in e.lanes.values()):
-            results = await self._defer_halted(e, results)
-            if not results:
-                return
         rows = await self._update([  # the connections' jsonb codec is orjson
             [r.seq, r.status, r.provider, r.to, r.message_id, r.parts, r.code, r.error, r.latency_ms, r.meta]
             for r in results])
@@ -760,37 +777,20 @@ class OutboxSink(Sink):
         for cb in self.on_write:
             cb()
 
-    async def _defer_halted(self, e: Engine, results: list[Result]) -> list[Result]:
-        """Rows that failed because their provider halted (credentials refused, no credit) go back to pending
-        for DEFER seconds instead of failing: the daemon probes the provider and they go out when it is back."""
-        keep, later = [], []
-        for r in results:
-            lane = e.lanes.get(r.provider) if r.status == FAILED else None
-            if lane is not None and lane.halted is not None and r.code == lane.halted.code:
-                later.append(r.seq)
-            else:
-                keep.append(r)
-        if later:
-            async with self.pool.acquire() as conn:
-                n = await self.store.defer(conn, later, DEFER)
-            self.deferred += n
-            log.warning("%d row(s) put back for %g s: provider halted", n, DEFER)
-        return keep
-
     async def _update(self, payload: list[list[Any]]) -> list[Any]:
-        for attempt in range(RETRY.attempts + 4):
-            conn = None
-            try:
-                async with self.pool.acquire() as conn:
-                    return await conn.fetch(self.store.result_sql, self.cfg.worker, payload, QUEUE_BUCKETS)
-            except Exception as e:
-                if not transient(e, conn) or attempt >= RETRY.attempts + 3:
-                    for cb in self.on_fatal:
-                        cb()
-                    raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+        async def attempt(n: int) -> list[Any]:
+            async with self.pool.acquire() as conn:
+                return await conn.fetch(self.store.result_sql, self.cfg.worker, payload, QUEUE_BUCKETS)
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            if not final:
                 log.warning("recording results failed (%s); retrying", explain(e, self.cfg.dsn))
-                await asyncio.sleep(RETRY.delay(attempt))
-        return []
+                return
+            for cb in self.on_fatal:
+                cb()
+            raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+
+        return await retrying(attempt, retry=Retry(RETRY.attempts + 3, RETRY.base, RETRY.cap), failed=failed)
 
 
-__all__ = ["Names", "OutboxEngine", "OutboxSink", "OutboxSource", "Rows", "Store", "init_connection"]
+__all__ = ["Names", "OutboxSink", "OutboxSource", "Rows", "RowsPreparer", "Store", "init_connection"]

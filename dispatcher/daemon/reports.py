@@ -73,11 +73,12 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from ..pg import explain, transient
+from ..pg import Retry, explain, retrying
 from .config import DaemonConfig, ProviderSpec
 from .outbox import Names
 
 log = logging.getLogger("dispatcher.daemon")
+REPORT_RETRY = Retry(attempts=3, base=0.05, cap=0.4)  # a provider waits on the answer: retry briefly
 
 RANK = {"accepted": 1, "sent": 2, "soft_bounced": 2,
         "delivered": 3, "undelivered": 3, "failed": 3, "expired": 3, "rejected": 3, "bounced": 3, "dropped": 3,
@@ -427,23 +428,18 @@ class ReportStore:
             for i, v in enumerate((r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status,
                                    r.event_at, r.part, _json(r.payload))):
                 cols[i].append(v)
-        for attempt in range(4):
-            conn = None
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    rows = await conn.fetch(self.insert_sql, *cols)
-                    ids = [r[0] for r in rows]
-                    matched = {r[1] for r in rows if r[1] is not None}
-                    suppress = ids if any(r.status in SUPPRESS for r in reports) else []
-                    bound = await self._settle(conn, ids, matched, suppress)
-                unmatched = sum(1 for r in rows if r[1] is None)
-                self.unmatched_on_arrival += unmatched
-                self.matched += len(rows) - unmatched + bound
-                return
-            except Exception as e:
-                if not transient(e, conn) or attempt == 3:
-                    raise
-                await asyncio.sleep(0.05 * 2 ** attempt)
+        async def store(n: int) -> tuple[list[Any], int]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(self.insert_sql, *cols)
+                ids = [r[0] for r in rows]
+                matched = {r[1] for r in rows if r[1] is not None}
+                suppress = ids if any(r.status in SUPPRESS for r in reports) else []
+                return rows, await self._settle(conn, ids, matched, suppress)
+
+        rows, bound = await retrying(store, retry=REPORT_RETRY)  # the caller answers 503 when it gives up
+        unmatched = sum(1 for r in rows if r[1] is None)
+        self.unmatched_on_arrival += unmatched
+        self.matched += len(rows) - unmatched + bound
 
     async def _settle(self, conn: asyncpg.Connection, unmatched_ids: list[int], matched: set[int],
                       suppress: list[int]) -> int:

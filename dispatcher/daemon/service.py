@@ -22,12 +22,13 @@ import asyncpg
 from aiohttp import web
 
 from .. import codecs
+from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
-from ..pipeline import Campaign
+from ..providers.base import Outcome, Verdict
 from . import metrics, reports
 from .config import DaemonConfig
-from .outbox import BODY, Names, OutboxEngine, OutboxSink, OutboxSource, Rows, Store, init_connection
+from .outbox import BODY, Names, OutboxSink, OutboxSource, Rows, RowsPreparer, Store, init_connection
 from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
@@ -43,7 +44,7 @@ class Daemon:
         self.listener: asyncpg.Connection | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
-        self.engine: OutboxEngine | None = None
+        self.engine: Engine | None = None
         self.stopping = False
         self.running = False
         self.abandon = False
@@ -92,10 +93,10 @@ class Daemon:
             contents={ch: Content(ch, BODY) for ch in set(channels.values())}, channels=channels,
             route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
             transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
-            max_in_flight=cfg.max_in_flight, state_dir=None)
-        self.engine = OutboxEngine(campaign)
+            max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
+        finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
+        self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=EngineEvents(self.source))
         self.source.attach(self.engine)
-        self.sink.engine = self.engine
         self.registry.engine = self.engine
         if "sms" in channels.values():
             codecs.analyze(["warm up"])  # loads the compiled kernels now, not in the engine after registering
@@ -143,17 +144,11 @@ class Daemon:
         assert self.engine is not None
         while True:
             await asyncio.sleep(HALT_PROBE)
-            for alias, lane in self.engine.lanes.items():
-                if lane.halted is None or lane.session is None:
-                    continue
-                try:
-                    await lane.provider.authenticate(lane.session)
-                except Exception as e:
-                    log.warning("provider %s still unusable: %s", alias, type(e).__name__)
-                    continue
-                log.info("provider %s halted (%s): trying it again", alias, lane.halted.error)
-                lane.halted = None
-                lane.circuit.open_total = 0.0
+            for alias, why in self.engine.halted().items():
+                if await self.engine.revive(alias):
+                    log.info("provider %s halted (%s %s): trying it again", alias, why.code, why.error)
+                else:
+                    log.warning("provider %s still unusable (%s %s)", alias, why.code, why.error)
 
     # -- stopping ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -195,9 +190,7 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._engine_task
                 if self.engine is not None:  # cancelled mid-request: close the pooled sessions
-                    for lane in self.engine.lanes.values():
-                        if lane.session is not None:
-                            await lane.session.close()
+                    await self.engine.close()
         stopper.cancel()
         if self._engine_task.done() and not self._engine_task.cancelled():
             exc = self._engine_task.exception()
@@ -237,6 +230,26 @@ class Daemon:
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 5)
+
+
+class EngineEvents(Events):
+    """What the engine tells the daemon: state changes are logged at once; deferred rows go back to the outbox."""
+
+    def __init__(self, source: OutboxSource) -> None:
+        self.source = source
+
+    def halted(self, alias: str, why: Outcome) -> None:
+        log.warning("provider %s cannot take messages now (%s %s): its rows wait in the outbox; probing it every "
+                    "%g s", alias, why.code, why.error, HALT_PROBE)
+
+    def revived(self, alias: str) -> None:
+        log.warning("provider %s takes messages again", alias)
+
+    def deferred(self, alias: str, seqs: list[int], why: Outcome) -> None:
+        if why.verdict == Verdict.HALT:
+            self.source.defer_later(seqs)
+        else:  # retries ran out on something transient: the outbox retries it later, with backoff
+            self.source.retry_later(seqs, why.code, why.error)
 
 
 class DaemonError(Exception):

@@ -35,8 +35,8 @@ import time
 
 import asyncpg
 
+from ..engine import Engine
 from ..pg import explain
-from ..pipeline import Engine
 from .config import DaemonConfig
 from .outbox import Store
 
@@ -83,10 +83,9 @@ class Registry:
     def apply(self) -> None:
         """This worker's share of every provider's rate, on every lane."""
         e = self.engine
-        if e is None or not e.lanes:
+        if e is None or not e.snapshot():
             return
-        for lane in e.lanes.values():
-            lane.limit.set_share(self.share)
+        e.set_share(self.share)
         self._applied = True
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -19,6 +19,10 @@ class Sink:
         """The `seq` of every record that already has a terminal result here (for resume)."""
         return ()
 
+    async def failed(self) -> Iterable[int]:
+        """The `seq` of every record whose result here is `failed` (for --retry-failed)."""
+        raise SinkError(f"{self.name}: cannot list failed records")
+
     async def write(self, results: list[Result]) -> None:
         raise NotImplementedError
 

@@ -85,10 +85,17 @@ class JsonlSink(_FileSink):
     async def done(self) -> Iterator[int]:
         return self._done()
 
+    async def failed(self) -> Iterator[int]:
+        # `status` is a key, so it cannot appear unescaped inside a string value: a byte search is exact
+        return (seq for seq, line in self._seqs() if b'"status":"failed"' in line)
+
     def _done(self) -> Iterator[int]:
+        return (seq for seq, _ in self._seqs())
+
+    def _seqs(self) -> Iterator[tuple[int, bytes]]:
         for line in self._lines():
             if line.startswith(b'{"seq":') and line.endswith(b"\n"):
-                yield int(line[7:line.index(b",", 7)])
+                yield int(line[7:line.index(b",", 7)]), line
 
 
 class CsvSink(_FileSink):
@@ -111,10 +118,18 @@ class CsvSink(_FileSink):
     async def done(self) -> Iterator[int]:
         return self._done()
 
-    def _done(self) -> Iterator[int]:
+    async def failed(self) -> Iterator[int]:
+        status = RESULT_FIELDS.index("status")
+        return (int(row[0]) for row in csv.reader(line.decode("utf-8", "replace") for line in self._complete())
+                if len(row) > status and row[0].isdigit() and row[status] == "failed")
+
+    def _complete(self) -> Iterator[bytes]:
         lines = self._lines()
         next(lines, None)
-        for line in lines:
+        return (line for line in lines if line.endswith(b"\n"))
+
+    def _done(self) -> Iterator[int]:
+        for line in self._complete():
             head = line.split(b",", 1)[0]
-            if head.isdigit() and line.endswith(b"\n"):
+            if head.isdigit():
                 yield int(head)

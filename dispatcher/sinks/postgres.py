@@ -240,24 +240,19 @@ class PostgresSink(Sink):
     async def _retrying(self, what: str, op):
         """`op(conn)` on a live connection; a lost one is replaced (bounded backoff) and `op`
         called again with `again=True` so it can find out what the lost attempt did."""
-        retry = pg.RETRY
-        attempt = 0
-        while True:
-            try:
-                conn = await self._connection()
-                return await op(conn, attempt > 0)
-            except SinkError:
-                raise
-            except Exception as e:
-                if not pg.transient(e, self._conn) or attempt >= retry.attempts:
-                    await self._drop()
-                    extra = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                    raise self._fail(what + extra, e) from None
-                await self._drop()
+        async def attempt(n: int) -> Any:
+            return await op(await self._connection(), n > 0)
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            await self._drop()
+            if not final:
                 self.retries += 1
                 self.reconnects += 1
-                await asyncio.sleep(retry.delay(attempt))
-                attempt += 1
+            elif not isinstance(e, SinkError):
+                extra = f" (gave up after {n + 1} attempts)" if n else ""
+                raise self._fail(what + extra, e) from None
+
+        return await pg.retrying(attempt, connection=lambda: self._conn, failed=failed)
 
     # -- opening --------------------------------------------------------------------------------
     async def open(self, resume: bool) -> None:
@@ -352,6 +347,14 @@ class PostgresSink(Sink):
             last = seqs[-1]
             if len(seqs) < DONE_PAGE:
                 return out
+
+    async def failed(self) -> Iterable[int]:
+        """Seqs whose result in this run is `failed`, for --retry-failed."""
+        sql = f"SELECT seq FROM {self._qt} WHERE run_id = $1 AND status = 'failed' ORDER BY seq"
+
+        async def read(conn: asyncpg.Connection, again: bool) -> list[int]:
+            return [r[0] for r in await conn.fetch(sql, self.run_id)]
+        return await self._retrying("reading failed records", read)
 
     # -- writing --------------------------------------------------------------------------------
     async def write(self, results: list[Result]) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from ..model import Record, Result
 
@@ -20,6 +21,10 @@ class Source:
 
     def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
         raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What this source is, so a resume can tell it is resuming the same audience."""
+        return {"name": self.name}
 
     def progress(self) -> float | None:
         """Fraction read so far, for the ETA, when it can be known cheaply."""

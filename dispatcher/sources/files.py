@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -41,6 +43,15 @@ class FileSource(Source):
             raise SourceError(f"{path}: cannot read source file ({e.strerror or e})") from None
         if self.fmt == "csv":
             self._header = self._read_header()
+
+    def identity(self) -> dict[str, object]:
+        """Path, size, modification time and a digest of the first MiB: another file, or this one
+        rewritten, is not the audience a run of it was started on."""
+        st = self.path.stat()
+        with open(self.path, "rb") as f:
+            head = hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]
+        return {"path": str(self.path.resolve()), "size": st.st_size,
+                "modified": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime)), "head": head}
 
     def _open(self) -> IO[bytes]:
         try:

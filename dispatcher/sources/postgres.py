@@ -243,6 +243,11 @@ class PostgresSource(Source):
         after = f"SELECT {sel} FROM ({self.query}\n) AS q WHERE q.{k} > $1 ORDER BY q.{k}"
         return _Plan(names, False, False, first, after, None, wrapped)
 
+    def identity(self) -> dict[str, Any]:
+        """The database (never its credentials) and the statement: another table or query is another audience."""
+        what = self.query if self.query is not None else f"{self.table} WHERE {self.where or 'true'}"
+        return {"statement": f"{pg.where(self.dsn)}: {what} (key {self.key})"}
+
     def columns(self) -> list[str] | None:
         return list(self.describe().columns)
 
@@ -295,25 +300,22 @@ class PostgresSource(Source):
 
     async def _page(self) -> list[Any]:
         """The next rows, surviving lost connections: reopened from the last key read."""
-        retry = pg.RETRY
-        attempt = 0
-        while True:
-            try:
-                if self._conn is None:
-                    await self._open()
-                rows = await self._fetch()
-                break
-            except SourceError:
-                raise
-            except Exception as e:
-                if not pg.transient(e, self._conn) or attempt >= retry.attempts:
-                    await self._drop()
-                    lost = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                    raise self._fail("reading failed" + lost, e) from None
-                await self._drop()
+        async def attempt(n: int) -> list[Any]:
+            if self._conn is None:
+                await self._open()
+            return await self._fetch()
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            if isinstance(e, SourceError):
+                return
+            await self._drop()
+            if not final:
                 self.reconnects += 1
-                await asyncio.sleep(retry.delay(attempt))
-                attempt += 1
+            else:
+                lost = f" (gave up after {n + 1} attempts)" if n else ""
+                raise self._fail("reading failed" + lost, e) from None
+
+        rows = await pg.retrying(attempt, connection=lambda: self._conn, failed=failed)
         if rows:
             self._check_keys(rows)
             self._last = rows[-1][0]

@@ -1,0 +1,350 @@
+"""The streaming engine: source -> prepare (render, normalise, encode) -> lanes (batch, pace, send) -> sinks.
+
+Work moves in chunks. A bounded number of records is in flight (read but not yet settled);
+when the bound is reached the reader waits, so a slow provider slows the source and memory
+stays flat. The Ledger settles every record exactly once; each provider alias has a Lane.
+The engine never names a provider, and its owner (the blast CLI, the daemon) drives it only
+through its public methods and hears from it through `Events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import codecs
+from ..model import FAILED, Content, Record, Result
+from ..providers.base import Outcome, Provider
+from ..sinks.base import Sink
+from ..sources.base import Source
+from ..state import RunError, RunState, SeqSet
+from .lane import Lane, LaneStatus
+from .ledger import Events, Ledger, Stats
+from .prepare import CampaignPreparer, Preparer
+from .transport import TransportFactory, http_transport
+
+Router = Callable[[dict[str, Any]], str]
+
+
+@dataclass
+class Campaign:
+    """Everything a run needs, built and validated by config.py (or the daemon)."""
+
+    run_id: str
+    source: Source
+    sinks: list[Sink]
+    providers: dict[str, Provider]
+    contents: dict[str, Content]  # by channel
+    channels: dict[str, str]  # provider alias -> the channel it carries in this campaign
+    route: Router  # record fields -> provider alias
+    recipient: str = "phone"
+    id_column: str = ""
+    region: str | None = None
+    transliterate: bool = False
+    gsm_pt: bool = False
+    chunk_size: int = 2048
+    max_in_flight: int = 0  # 0: derived from the lanes' concurrency and batch sizes
+    on_doubt: str = "resend"  # or "hold"
+    state_dir: Path | None = Path(".dispatcher")  # None: no journal (the daemon's leases do that job)
+    dry_run: bool = False
+    retry_of: tuple[str, Sink] | None = None  # (run id, its primary sink): send only that run's failed records
+    allow_changed: bool = False  # resume although the source or the message changed
+    stop_when_halted: bool = True  # stop reading once every provider halted (the daemon waits instead)
+    defer_transient: bool = False  # retries that run out defer the record (the daemon reschedules its row)
+    origin: dict[str, Any] = field(default_factory=dict)  # what the run was started as (campaign file, overrides)
+
+
+def identity(c: Campaign) -> dict[str, Any]:
+    """What a run is a run of: its source, and a digest of its messages and providers. A resume with
+    another source or another message would pair old results with new records: refused."""
+    message = orjson.dumps({
+        "contents": {ch: [ct.template.source, ct.sender, ct.subject, ct.options, ct.recipient]
+                     for ch, ct in sorted(c.contents.items())},
+        "providers": {alias: [p.kind, c.channels[alias]] for alias, p in sorted(c.providers.items())},
+    }, option=orjson.OPT_SORT_KEYS, default=str)
+    return {"source": c.source.identity(), "message": hashlib.sha256(message).hexdigest()[:16]}
+
+
+class Engine:
+    def __init__(self, campaign: Campaign, *, preparer: Preparer | None = None, events: Events | None = None,
+                 transports: TransportFactory = http_transport,
+                 on_progress: Callable[[Engine], None] | None = None) -> None:
+        self.c = campaign
+        self.stats = Stats()
+        self.events = events or Events()
+        self.state = RunState(campaign.state_dir, campaign.run_id)
+        self.ledger = Ledger(self.stats, self.state, self.events)
+        self.preparer = preparer or CampaignPreparer(campaign)
+        self.stopping = False
+        self.interrupted = False
+        self.halted_all = False  # reading stopped because every provider halted
+        self.lanes: dict[str, Lane] = {}
+        self._transports = transports
+        self._on_progress = on_progress
+        self.in_doubt: SeqSet = SeqSet()
+
+    # -- what the owner may ask and do --------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return self.ledger.in_flight
+
+    def room(self) -> int:
+        """How many more records may enter now."""
+        return self.ledger.room_for()
+
+    def snapshot(self) -> list[LaneStatus]:
+        """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
+        return [lane.status() for lane in self.lanes.values()]
+
+    def halted(self) -> dict[str, Outcome]:
+        """Providers that cannot take anything now, and why."""
+        return {a: lane.halted for a, lane in self.lanes.items() if lane.halted is not None}
+
+    async def revive(self, alias: str) -> bool:
+        """Try a halted provider again (the daemon's probe, or a command); True once it takes messages."""
+        lane = self.lanes.get(alias)
+        return True if lane is None else await lane.revive()
+
+    def flush_idle(self) -> bool:
+        """Partial batches go out on lanes with nothing queued; True while some still wait."""
+        waiting = False
+        for lane in self.lanes.values():
+            waiting = lane.flush_if_idle() or waiting
+        return waiting
+
+    def set_share(self, share: float) -> None:
+        """This process's part of every provider's rate."""
+        for lane in self.lanes.values():
+            lane.set_share(share)
+
+    def stop(self) -> None:
+        """First Ctrl-C / SIGTERM: stop reading, let requests on the wire settle; the rest is left for a resume."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.interrupted = True
+        self.ledger.close_source()
+        for lane in self.lanes.values():
+            lane.abandon()
+        self.ledger.wake()
+
+    async def close(self) -> None:
+        """After an abandoned run (its task cancelled): close every pooled session."""
+        for lane in self.lanes.values():
+            await lane.close()
+
+    # -- the run ------------------------------------------------------------------------------
+    def _default_limit(self) -> int:
+        need = sum(lane.concurrency * lane.provider.batch_size for lane in self.lanes.values())
+        return max(self.c.chunk_size * 4, min(int(need * 1.5) + self.c.chunk_size, 200_000))
+
+    async def _resume_point(self) -> SeqSet:
+        """Records that already have a terminal result; notes the ones in doubt."""
+        done = SeqSet()
+        if not self.state.resuming:
+            return done
+        if self.c.sinks:
+            done.update(await self.c.sinks[0].done())
+        for seq in self.state.attempted():
+            if seq not in done:
+                self.in_doubt.add(seq)
+        self.stats.in_doubt = len(self.in_doubt)
+        return done
+
+    async def _only(self, ident: dict[str, Any]) -> SeqSet | None:
+        """With `retry_of`: the records that run failed, and no others (checked to be the same audience)."""
+        c = self.c
+        if c.retry_of is None:
+            return None
+        old, sink = c.retry_of
+        earlier = RunState(c.state_dir, old)
+        if not earlier.exists:
+            raise RunError(f"unknown run id '{old}': no run of that name under {c.state_dir}")
+        was = earlier.source_identity()
+        if was is not None and was != ident["source"] and not c.allow_changed:
+            raise RunError(f"run '{old}' was a run of another source: its failed records cannot be matched to "
+                           f"this one (pass --allow-changed if it is the same audience)")
+        failed = SeqSet()
+        try:
+            failed.update(await sink.failed())
+        finally:
+            await sink.close()
+        if not len(failed):
+            raise RunError(f"run '{old}' has no failed records to retry (rejected records are bad input: "
+                           f"fix the source and start a new run)")
+        return failed
+
+    async def run(self) -> Stats:
+        c = self.c
+        ident = identity(c)
+        only = await self._only(ident)
+        self.state.begin(ident, allow_changed=c.allow_changed, retry_of=c.retry_of[0] if c.retry_of else None,
+                         origin=c.origin)
+        resuming = self.state.resuming
+        for sink in c.sinks:
+            await sink.open(resume=resuming)
+        done = await self._resume_point()
+        self.state.open()
+        ledger = self.ledger
+        for alias, provider in c.providers.items():
+            self.lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
+                                     self.lanes, lambda: self.stopping, c.defer_transient)
+        ledger.limit = c.max_in_flight or self._default_limit()
+        for lane in self.lanes.values():
+            await lane.start()
+        if any(ch == "sms" for ch in c.channels.values()):
+            codecs.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
+        self.stats.started = time.monotonic()
+        writer = asyncio.create_task(self._writer())
+        progress = asyncio.create_task(self._progress())
+        failure: Exception | None = None
+        try:
+            await self._read(done, only)
+        except Exception as e:  # the source failed mid-run: settle and record what is on the wire first
+            failure = e
+            self.stop()
+        finally:
+            await c.source.close()
+        if not self.stopping:
+            for lane in self.lanes.values():
+                lane.flush()
+        ledger.close_source()
+        await ledger.drained()
+        for lane in self.lanes.values():
+            await lane.stop()
+        await writer
+        progress.cancel()
+        self.stats.timeline.append((round(time.monotonic() - self.stats.started, 2), self.stats.done,
+                                    self.stats.requests))
+        for sink in c.sinks:
+            await sink.close()
+        self.state.end(self._counts())
+        self.state.close()
+        if failure is not None:
+            raise failure
+        return self.stats
+
+    async def _read(self, done: SeqSet, only: SeqSet | None) -> None:
+        c = self.c
+        ledger = self.ledger
+        stats = self.stats
+        hold = c.on_doubt == "hold"
+
+        def skip(seq: int) -> bool:
+            if seq in done or (only is not None and seq not in only):
+                stats.skipped += 1
+                return True
+            return False
+
+        async for records, bad in c.source.chunks(skip if len(done) or only is not None else None):
+            if self.stopping:
+                break
+            stats.read += len(records) + len(bad)
+            ledger.enter(len(records) + len(bad))
+            ledger.finish(bad)
+            if len(self.in_doubt):
+                records = self._doubts(records, hold)
+            by_lane, rejects = self.preparer.prepare(records)
+            ledger.finish(rejects)
+            doubt = self.in_doubt if len(self.in_doubt) else None
+            for alias, msgs in by_lane.items():
+                if not msgs:
+                    continue
+                if doubt is not None:
+                    for m in msgs:
+                        if m.seq in doubt:
+                            m.extra = {"in_doubt": True}
+                self.lanes[alias].add(msgs)
+            if c.stop_when_halted and self.lanes and all(lane.halted is not None for lane in self.lanes.values()):
+                self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
+                break
+            if ledger.full:
+                for lane in self.lanes.values():
+                    lane.flush()
+                if ledger.full:
+                    await ledger.room()
+
+    def _doubts(self, records: list[Record], hold: bool) -> list[Record]:
+        """`on_doubt = "hold"`: records in flight when an earlier attempt died fail as in doubt, unsent."""
+        if not hold:
+            return records
+        held = [r for r in records if r.seq in self.in_doubt]
+        if not held:
+            return records
+        self.ledger.finish([self._held(r) for r in held])
+        return [r for r in records if r.seq not in self.in_doubt]
+
+    def _held(self, r: Record) -> Result:
+        rid = str(r.fields.get(self.c.id_column) or r.seq) if self.c.id_column else str(r.seq)
+        to = r.fields.get(self.c.recipient)
+        return Result(r.seq, rid, str(to or ""), "", FAILED, code="in_doubt",
+                      error="in flight when an earlier attempt of this run died: the provider may have it; "
+                            "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
+
+    def _counts(self) -> dict[str, Any]:
+        st = self.stats
+        return {"read": st.read, "skipped": st.skipped, "sent": st.sent, "failed": st.failed,
+                "rejected": st.rejected, "deferred": st.deferred, "unsent": st.unsent, "in_doubt": st.in_doubt,
+                "requests": st.requests, "interrupted": self.interrupted, "halted_all": self.halted_all,
+                "halts": {a: list(w) for a, w in st.halts.items()}}
+
+    async def _writer(self) -> None:
+        """Results reach the sinks one loop turn after they exist, so a SIGKILL leaves few in doubt."""
+        while True:
+            chunk = await self.ledger.results()
+            if not chunk:
+                return
+            try:
+                for sink in self.c.sinks:
+                    await sink.write(chunk)
+            except Exception:
+                # Results that cannot be recorded must not be sent: stop, so a resume
+                # finds these records without results and handles them (in doubt).
+                self.stop()
+                raise
+
+    async def _progress(self) -> None:
+        """Twice a second: a sample for the timeline (thinned to stay small) and the live display."""
+        st = self.stats
+        step = 0.5
+        while True:
+            await asyncio.sleep(step)
+            st.timeline.append((round(time.monotonic() - st.started, 2), st.done, st.requests))
+            if len(st.timeline) >= 4000:
+                del st.timeline[::2]
+                step *= 2
+            if self._on_progress is not None:
+                self._on_progress(self)
+
+
+async def dry_run(campaign: Campaign) -> Stats:
+    """Render, normalise, encode and price every record; send nothing, write nothing."""
+    campaign.dry_run = True
+    st = Stats()
+    preparer = CampaignPreparer(campaign)
+    async for records, bad in campaign.source.chunks():
+        st.read += len(records) + len(bad)
+        for r in bad:
+            st.rejected += 1
+            st.codes[f"rejected:{r.code}"] += 1
+        by_lane, rejects = preparer.prepare(records)
+        for r in rejects:
+            st.rejected += 1
+            st.codes[f"rejected:{r.code}"] += 1
+        for alias, msgs in by_lane.items():
+            price = campaign.providers[alias].settings.price
+            for m in msgs:
+                st.sent += 1
+                units = m.parts or 1
+                st.parts += units
+                st.cost += units * price
+                st.by_encoding[m.encoding or m.channel] += 1
+    await campaign.source.close()
+    return st

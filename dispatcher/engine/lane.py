@@ -1,0 +1,431 @@
+"""One provider alias: batching, pace, pooled connections, workers, retries, halts.
+
+Its public surface is what the engine and the daemon use, and nothing else:
+`start`, `add`, `flush`, `flush_if_idle`, `halted`, `revive`, `set_share`, `status`,
+`abandon` (a stop), `stop` and `close`. Every record it takes leaves through the Ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..limits import RateLimit
+from ..model import FAILED, REJECTED, SENT, Message, Result
+from ..providers.base import Outcome, Provider, ProviderError, Verdict
+from ..retry import ambiguous, backoff
+from .circuit import Circuit
+from .ledger import Events, Ledger
+from .transport import Transport, TransportFactory
+
+SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
+
+
+@dataclass(slots=True)
+class LaneStatus:
+    """What one provider lane is doing, for progress displays, health checks and metrics.
+
+    A snapshot, not a view: readers never hold a Lane. `state` is one of SENDING, THROTTLED
+    (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
+    answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
+    the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
+    the last three.
+    """
+
+    alias: str
+    kind: str
+    channel: str
+    state: str
+    since: float
+    code: str | None
+    reason: str | None
+    rate: float  # configured requests/s (0: unlimited)
+    pace: float  # requests/s the limiter admits now
+    requests: int  # requests sent so far
+    throttled: int  # 429 answers so far
+    in_flight: int  # requests on the wire now
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as text without URLs or headers (which may carry credentials)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    return type(exc).__name__
+
+
+class Lane:
+    def __init__(self, alias: str, provider: Provider, channel: str, ledger: Ledger, events: Events,
+                 transports: TransportFactory, peers: Mapping[str, Lane], stopping: Callable[[], bool],
+                 defer_transient: bool = False) -> None:
+        self.alias = alias
+        self.provider = provider
+        self.channel = channel
+        self.ledger = ledger
+        self.stats = ledger.stats
+        self.events = events
+        self._transports = transports
+        self._peers = peers  # every lane of the engine, for failover
+        self._stopping = stopping
+        self._defer_transient = defer_transient  # the daemon: ran-out retries go back to the outbox
+        s = provider.settings
+        self.concurrency = s.concurrency or provider.default_concurrency
+        self.limit = RateLimit(provider.rate, s.burst)
+        self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
+        self._groups: dict[Hashable, list[Message]] = {}
+        self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
+        self._queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
+        self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
+        self._halted: Outcome | None = None
+        self._transport: Transport | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._auth_lock = asyncio.Lock()
+        self._auth_generation = 0
+        self.requests = 0
+        self._on_wire = 0
+        self._state: tuple[str, str | None, str | None] = (SENDING, None, None)
+        self._since = time.time()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._transport = self._transports(self.alias, self.concurrency, self.provider.settings.timeout)
+        await self.limit.prime()
+        try:
+            await self.limit.acquire()  # a token exchange is a request the provider counts
+            await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
+        except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
+            self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        """Let the workers finish what they hold, then close the pooled connections."""
+        for _ in self._workers:
+            self._queue.put_nowait(None)
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pooled connections now (after an abandon, requests on the wire are cut)."""
+        if self._transport is not None:
+            await self._transport.close()
+
+    @property
+    def halted(self) -> Outcome | None:
+        """Why the lane cannot send now, or None."""
+        return self._halted
+
+    async def revive(self) -> bool:
+        """Try a halted provider again: authenticate (a request it counts); on success it takes messages."""
+        if self._halted is None:
+            return True
+        try:
+            await self.limit.acquire()
+            await self.provider.authenticate(self._transport.session if self._transport else None)  # type: ignore[arg-type]
+        except Exception:
+            return False
+        self._halted = None
+        self.circuit.reset()
+        self.events.revived(self.alias)
+        return True
+
+    def set_share(self, share: float) -> None:
+        """This process's part of the provider's rate (daemon workers split it between them)."""
+        self.limit.set_share(share)
+
+    def status(self) -> LaneStatus:
+        if self._halted is not None:
+            now = (HALTED, self._halted.code, self._halted.error)
+        elif self.circuit.is_open:
+            now = (CIRCUIT_OPEN, None, "no answer from the provider: paused")
+        elif self.limit.current < self.limit.ceiling:
+            now = (THROTTLED, "429", "the provider answered 429: pace lowered")
+        else:
+            now = (SENDING, None, None)
+        if now != self._state:
+            self._state, self._since = now, time.time()
+        return LaneStatus(self.alias, self.provider.kind, self.channel, now[0], self._since, now[1], now[2],
+                          self.provider.rate, self.limit.current, self.requests, self.limit.throttled, self._on_wire)
+
+    # -- batching -------------------------------------------------------------------------
+    def add(self, msgs: Sequence[Message]) -> None:
+        if self._halted is not None:
+            self.ledger.defer(self.alias, msgs, self._halted)
+            return
+        limit = self.provider.batch_limit
+        key = self.provider.batch_key
+        groups = self._groups
+        sizes = self._sizes
+        put = self._queue.put_nowait
+        for m in msgs:
+            k = key(m)
+            g = groups.get(k)
+            if g is None:
+                g = groups[k] = []
+                sizes[k] = limit(k)
+            g.append(m)
+            if len(g) >= sizes[k]:
+                put(g)
+                del groups[k]
+                del sizes[k]
+
+    def flush(self) -> None:
+        """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
+        for g in self._groups.values():
+            self._queue.put_nowait(g)
+        self._groups.clear()
+        self._sizes.clear()
+
+    def flush_if_idle(self) -> bool:
+        """Partial batches go out when nothing else is queued; True when some still wait for that."""
+        if not self._groups:
+            return False
+        if self._queue.qsize() == 0:
+            self.flush()
+            return False
+        return True
+
+    def _requeue(self, msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
+        if handle is not None:
+            self._waiting.pop(handle, None)
+        self.add(msgs)
+        self.flush()
+
+    def abandon(self) -> None:
+        """A stop: everything not on the wire leaves unsent (a resume sends it)."""
+        ledger = self.ledger
+        for handle, msgs in self._waiting.items():
+            handle.cancel()
+            ledger.leave(msgs)
+        self._waiting.clear()
+        for g in self._groups.values():
+            ledger.leave(g)
+        self._groups.clear()
+        self._sizes.clear()
+        for _ in range(self._queue.qsize()):
+            b = self._queue.get_nowait()
+            if b is not None:
+                ledger.leave(b)
+
+    # -- halting ------------------------------------------------------------------------------
+    def _halt(self, why: Outcome) -> None:
+        """The provider cannot take anything now: defer everything this lane holds, and all that comes."""
+        if self._halted is not None:
+            return
+        self._halted = why
+        self.events.halted(self.alias, why)
+        ledger = self.ledger
+        for handle, msgs in list(self._waiting.items()):
+            handle.cancel()
+            ledger.defer(self.alias, msgs, why)
+        self._waiting.clear()
+        pending = list(self._groups.values())
+        self._groups.clear()
+        self._sizes.clear()
+        for g in pending:
+            ledger.defer(self.alias, g, why)
+        for _ in range(self._queue.qsize()):
+            b = self._queue.get_nowait()
+            if b is None:
+                self._queue.put_nowait(None)  # a worker's stop signal: keep it
+                continue
+            ledger.defer(self.alias, b, why)
+
+    # -- sending --------------------------------------------------------------------------
+    async def _work(self) -> None:
+        provider = self.provider
+        while True:
+            batch = await self._queue.get()
+            if batch is None:
+                return
+            if self._stopping():
+                self.ledger.leave(batch)
+                continue
+            if self._halted is not None:
+                self.ledger.defer(self.alias, batch, self._halted)
+                continue
+            if self.circuit.is_open:
+                batch = self._fail_over(batch)
+                if not batch:
+                    continue
+                await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+                if self.circuit.exhausted:
+                    self._halt(Outcome(Verdict.HALT, code="unreachable",
+                                       error=f"no answer from the provider for {self.circuit.open_total:.0f} s "
+                                             f"of open circuit"))
+                    self.ledger.defer(self.alias, batch, self._halted or Outcome(Verdict.HALT))
+                    continue
+            await self.limit.acquire()
+            if self._stopping():
+                self.ledger.leave(batch)
+                continue
+            if self._halted is not None:  # halted while this worker waited for the limiter
+                self.ledger.defer(self.alias, batch, self._halted)
+                continue
+            await self._send(provider, batch)
+
+    async def _send(self, provider: Provider, batch: list[Message]) -> None:
+        now = time.monotonic()
+        for m in batch:
+            m.attempts += 1
+            if not m.started:
+                m.started = now
+        try:
+            req = provider.build(batch)
+        except Exception as e:  # a bug or bad data in one batch must not stop the run
+            o = Outcome(Verdict.FAILED, code="build_error", error=f"could not build the request: {type(e).__name__}: {e}")
+            self._settle(batch, [o] * len(batch), 0, 0.0, False)
+            return
+        self.ledger.journal.sending([m.seq for m in batch])
+        self.stats.requests += 1
+        self.requests += 1
+        self._on_wire += 1
+        generation = self._auth_generation
+        t0 = time.monotonic()
+        status = 0
+        unsure = False
+        try:
+            assert self._transport is not None
+            status, headers, body = await self._transport.send(req)
+            outcomes = provider.parse(batch, status, headers, body)
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            status = 0
+            unsure = ambiguous(e)
+            outcomes = [Outcome(Verdict.RETRY, code="transport", error=describe(e))] * len(batch)
+        except Exception as e:  # a parse bug: the answer is unknown, so treat it as in doubt
+            unsure = True
+            outcomes = [Outcome(Verdict.FAILED, code="parse_error",
+                                error=f"could not read the answer: {type(e).__name__}")] * len(batch)
+        finally:
+            self._on_wire -= 1
+        latency = (time.monotonic() - t0) * 1000
+        self.circuit.record(0 < status < 500)
+        await self._after(batch, outcomes, status, latency, unsure, generation)
+
+    async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+                     unsure: bool, generation: int) -> None:
+        if status == 429 or any(o.code == "429" for o in outcomes[:1]):
+            self.limit.throttle()
+            self.stats.throttled += 1
+        retry = self._settle(batch, outcomes, status, latency, unsure)
+        if not retry:
+            return
+        if self._stopping():  # no more attempts: a resume sends these
+            self.ledger.leave([m for m, _ in retry])
+            return
+        if self._halted is not None:
+            self.ledger.defer(self.alias, [m for m, _ in retry], self._halted)
+            return
+        reauth = [m for m, o in retry if o.verdict == Verdict.REAUTH]
+        if reauth:
+            async with self._auth_lock:
+                if generation == self._auth_generation:
+                    try:
+                        assert self._transport is not None
+                        await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
+                        self._auth_generation += 1
+                    except Exception as e:
+                        self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
+            self._requeue(reauth)
+        later = [(m, o) for m, o in retry if o.verdict == Verdict.RETRY]
+        if later:
+            s = self.provider.settings
+            wait = max(backoff(m.attempts, s.backoff_base, s.backoff_max, o.retry_after) for m, o in later)
+            msgs = [m for m, _ in later]
+            self.stats.retries += len(msgs)
+            if unsure:
+                self.stats.ambiguous += len(msgs)
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(wait, lambda: self._requeue(msgs, handle))
+            self._waiting[handle] = msgs
+
+    def _settle(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+                unsure: bool) -> list[tuple[Message, Outcome]]:
+        """Turn outcomes into results or deferrals; return what must be tried again."""
+        max_attempts = self.provider.settings.max_attempts
+        results: list[Result] = []
+        retry: list[tuple[Message, Outcome]] = []
+        halted: list[Message] = []
+        spent: list[Message] = []  # retries ran out (deferred instead of failed when the owner retries later)
+        halt: Outcome | None = None
+        last_retry: Outcome | None = None
+        lat = round(latency, 2) if status else None
+        alias = self.alias
+        for m, o in zip(batch, outcomes, strict=True):
+            v = o.verdict
+            if unsure:
+                m.ambiguous += 1
+            if v == Verdict.SENT:
+                results.append(Result(m.seq, m.rid, m.to, alias, SENT, o.message_id, m.parts or None,
+                                      m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
+                                      m.transliterated, _meta(m, o)))
+                continue
+            if v == Verdict.HALT:
+                halt = halt or o
+                halted.append(m)
+                continue
+            if v == Verdict.REAUTH:
+                m.attempts -= 1
+                n = (m.extra or {}).get("reauth", 0)
+                if n < 2:
+                    m.extra = {**(m.extra or {}), "reauth": n + 1}
+                    retry.append((m, o))
+                    continue
+                v = Verdict.FAILED
+            if v == Verdict.RETRY:
+                if m.attempts < max_attempts:
+                    retry.append((m, o))
+                    continue
+                if self._defer_transient:
+                    spent.append(m)
+                    last_retry = o
+                    continue
+            status_ = REJECTED if v == Verdict.REJECTED else FAILED
+            results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
+                                  o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
+                                  _meta(m, o)))
+        self.ledger.finish(results)
+        if spent and last_retry is not None:
+            self.ledger.defer(alias, spent, last_retry)
+        if halt is not None:
+            self._halt(halt)
+            self.ledger.defer(alias, halted, halt)
+        return retry
+
+    def _fail_over(self, batch: list[Message]) -> list[Message]:
+        """Hand to the failover provider what this one never received; keep what it may hold."""
+        other = self._peers.get(self.provider.settings.failover)
+        if other is None or other.halted is not None or other.circuit.is_open:
+            return batch
+        moving = [m for m in batch if not m.ambiguous]
+        keep = [m for m in batch if m.ambiguous]
+        for m in moving:
+            m.extra = {**(m.extra or {}), "failover_from": self.alias}
+            m.attempts = 0
+        if moving:
+            other.add(moving)
+            other.flush()
+        return keep
+
+
+def _meta(m: Message, o: Outcome) -> dict[str, Any] | None:
+    if not m.ambiguous and not o.extra and not m.extra:
+        return None
+    meta: dict[str, Any] = dict(o.extra or {})
+    if m.ambiguous:
+        meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
+    if m.extra:
+        if m.extra.get("in_doubt"):
+            meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
+        if m.extra.get("failover_from"):
+            meta["failover_from"] = m.extra["failover_from"]
+    return meta or None

@@ -1,0 +1,206 @@
+"""The life of every record, and its one owner.
+
+    read -> rejected
+         -> queued -> on the wire -> sent | failed | waiting to retry -> (queued again)
+         -> deferred (its provider cannot take anything now)
+
+Every record that enters the engine leaves it exactly once: with one terminal result
+(`finish`), deferred (`defer`: its provider halted; no result, a resume or the daemon's
+outbox sends it later), or left unsent by a stop (`leave`: no result, a resume sends it).
+Nothing else changes the count of records in flight, so "exactly one result per record, or
+none and resumable" is true in one place, and the engine, its lanes and the daemon ask this
+object rather than keep counts of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..model import FAILED, SENT, Message, Result
+from ..providers.base import Outcome
+from ..state import RunState
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    read: int = 0
+    skipped: int = 0  # finished by an earlier attempt of this run (or not part of a retry)
+    sent: int = 0
+    failed: int = 0
+    rejected: int = 0
+    deferred: int = 0  # no result: the provider could not take them (halted); a resume sends them
+    parts: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429s
+    ambiguous: int = 0  # retries after an answer that never came: possible duplicates
+    in_doubt: int = 0  # in flight when an earlier attempt died
+    unsent: int = 0  # left for a resume by a stop
+    codes: Counter[str] = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)  # "provider:code" -> the first error text seen
+    halts: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # alias -> (code, text)
+    by_encoding: Counter[str] = field(default_factory=Counter)
+    cost: float = 0.0
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, done, requests)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.rejected
+
+
+class Events:
+    """What the engine tells its owner, instead of being read into. Every method is a cheap,
+    synchronous notification; the default does nothing (the blast CLI needs none of them)."""
+
+    def halted(self, alias: str, why: Outcome) -> None:
+        """`alias` cannot take anything now (no credit, credentials refused, unreachable)."""
+
+    def revived(self, alias: str) -> None:
+        """`alias` takes messages again."""
+
+    def deferred(self, alias: str, seqs: list[int], why: Outcome) -> None:
+        """These records get no result now: their provider halted (or, with `defer_transient`, their
+        retries ran out). The daemon puts their rows back in the outbox."""
+
+    def idle(self) -> None:
+        """Every record that entered has left: nothing in flight."""
+
+
+class Ledger:
+    """Counts the records in flight and settles each one exactly once."""
+
+    def __init__(self, stats: Stats, journal: RunState, events: Events) -> None:
+        self.stats = stats
+        self.journal = journal
+        self.events = events
+        self.in_flight = 0
+        self.limit = 0  # records in flight before the reader waits (set by the engine)
+        self.source_done = False
+        self._buffer: list[Result] = []
+        self._room = asyncio.Event()
+        self._room.set()
+        self._drained = asyncio.Event()
+        self._pending = asyncio.Event()  # results wait for the writer
+
+    # -- entering ---------------------------------------------------------------------------
+    def enter(self, n: int) -> None:
+        self.in_flight += n
+        if self.limit and self.in_flight > self.limit:
+            self._room.clear()
+
+    @property
+    def full(self) -> bool:
+        return bool(self.limit) and self.in_flight > self.limit
+
+    async def room(self) -> None:
+        """Wait until the records in flight are back under the limit."""
+        await self._room.wait()
+
+    def room_for(self) -> int:
+        """How many more records may enter now (the limit when there is none)."""
+        return max(self.limit - self.in_flight, 0) if self.limit else 1 << 30
+
+    # -- leaving: the only three ways out ------------------------------------------------------
+    def finish(self, results: Sequence[Result]) -> None:
+        """Terminal results: they go to the sinks on the next loop turn, one write for a turn's results."""
+        if not results:
+            return
+        st = self.stats
+        codes, errors = st.codes, st.errors
+        for r in results:
+            s = r.status
+            if s == SENT:
+                st.sent += 1
+                st.parts += r.parts or 0
+                continue
+            key = f"{r.provider}:{r.code}" if s == FAILED else f"rejected:{r.code}"
+            if s == FAILED:
+                st.failed += 1
+            else:
+                st.rejected += 1
+            codes[key] += 1
+            if key not in errors and r.error:
+                errors[key] = r.error
+        self._buffer.extend(results)
+        self._pending.set()
+        self._settled(len(results))
+
+    def defer(self, alias: str, msgs: Sequence[Message], why: Outcome) -> None:
+        """No result: the provider cannot take these now. Not in doubt (the provider refused them or never
+        saw them) unless an earlier attempt went unanswered."""
+        if not msgs:
+            return
+        self.stats.deferred += len(msgs)
+        self.stats.halts.setdefault(alias, (why.code, why.error))
+        self._clear(msgs)
+        self.events.deferred(alias, [m.seq for m in msgs], why)
+        self._settled(len(msgs))
+
+    def leave(self, msgs: Sequence[Message]) -> None:
+        """No result: a stop came first. A resume sends them."""
+        if not msgs:
+            return
+        self.stats.unsent += len(msgs)
+        self._clear(msgs)
+        self._settled(len(msgs))
+
+    def leave_records(self, n: int) -> None:
+        """Records that never became messages (the daemon's rows for a halted provider, say)."""
+        self.stats.unsent += n
+        self._settled(n)
+
+    def _clear(self, msgs: Sequence[Message]) -> None:
+        # the journal marked them on the wire; an answered attempt means the provider does not hold them
+        sent = [m.seq for m in msgs if m.attempts and not m.ambiguous]
+        if sent:
+            self.journal.cleared(sent)
+
+    def _settled(self, n: int) -> None:
+        self.in_flight -= n
+        if not self.limit or self.in_flight <= self.limit:
+            self._room.set()
+        if self.in_flight == 0:
+            self.events.idle()
+            if self.source_done:
+                self._drained.set()
+                self._pending.set()
+
+    # -- the end ---------------------------------------------------------------------------------
+    def close_source(self) -> None:
+        """No more records will enter."""
+        self.source_done = True
+        self._room.set()
+        if self.in_flight == 0:
+            self._drained.set()
+            self._pending.set()
+
+    async def drained(self) -> None:
+        await self._drained.wait()
+
+    @property
+    def is_drained(self) -> bool:
+        return self._drained.is_set()
+
+    async def results(self) -> list[Result]:
+        """The next results to write; empty once everything has left and been handed out."""
+        while True:
+            if self._buffer:
+                self._pending.clear()
+                out, self._buffer = self._buffer, []
+                return out
+            if self._drained.is_set():
+                return []
+            self._pending.clear()
+            await self._pending.wait()
+
+    def wake(self) -> None:
+        """Let the writer look again (a stop)."""
+        self._pending.set()
+
+
+OnResults = Callable[[list[Result]], None]
