@@ -85,7 +85,7 @@ class Engine:
         self.stopping = False
         self.interrupted = False
         self.halted_all = False  # reading stopped because every provider halted
-        self.lanes: dict[str, Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._transports = transports
         self._on_progress = on_progress
         self.in_doubt: SeqSet = SeqSet()
@@ -101,27 +101,27 @@ class Engine:
 
     def snapshot(self) -> list[LaneStatus]:
         """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
-        return [lane.status() for lane in self.lanes.values()]
+        return [lane.status() for lane in self._lanes.values()]
 
     def halted(self) -> dict[str, Outcome]:
         """Providers that cannot take anything now, and why."""
-        return {a: lane.halted for a, lane in self.lanes.items() if lane.halted is not None}
+        return {a: lane.halted for a, lane in self._lanes.items() if lane.halted is not None}
 
     async def revive(self, alias: str) -> bool:
         """Try a halted provider again (the daemon's probe, or a command); True once it takes messages."""
-        lane = self.lanes.get(alias)
+        lane = self._lanes.get(alias)
         return True if lane is None else await lane.revive()
 
     def flush_idle(self) -> bool:
         """Partial batches go out on lanes with nothing queued; True while some still wait."""
         waiting = False
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             waiting = lane.flush_if_idle() or waiting
         return waiting
 
     def set_share(self, share: float) -> None:
         """This process's part of every provider's rate."""
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             lane.set_share(share)
 
     def stop(self) -> None:
@@ -131,18 +131,18 @@ class Engine:
         self.stopping = True
         self.interrupted = True
         self.ledger.close_source()
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             lane.abandon()
         self.ledger.wake()
 
     async def close(self) -> None:
         """After an abandoned run (its task cancelled): close every pooled session."""
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             await lane.close()
 
     # -- the run ------------------------------------------------------------------------------
     def _default_limit(self) -> int:
-        need = sum(lane.concurrency * lane.provider.batch_size for lane in self.lanes.values())
+        need = sum(lane.concurrency * lane.provider.batch_size for lane in self._lanes.values())
         return max(self.c.chunk_size * 4, min(int(need * 1.5) + self.c.chunk_size, 200_000))
 
     async def _resume_point(self) -> SeqSet:
@@ -194,10 +194,10 @@ class Engine:
         self.state.open()
         ledger = self.ledger
         for alias, provider in c.providers.items():
-            self.lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
-                                     self.lanes, lambda: self.stopping, c.defer_transient)
+            self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
+                                     self._lanes, lambda: self.stopping, c.defer_transient)
         ledger.limit = c.max_in_flight or self._default_limit()
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             await lane.start()
         if any(ch == "sms" for ch in c.channels.values()):
             codecs.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
@@ -213,11 +213,11 @@ class Engine:
         finally:
             await c.source.close()
         if not self.stopping:
-            for lane in self.lanes.values():
+            for lane in self._lanes.values():
                 lane.flush()
         ledger.close_source()
         await ledger.drained()
-        for lane in self.lanes.values():
+        for lane in self._lanes.values():
             await lane.stop()
         await writer
         progress.cancel()
@@ -261,12 +261,12 @@ class Engine:
                     for m in msgs:
                         if m.seq in doubt:
                             m.extra = {"in_doubt": True}
-                self.lanes[alias].add(msgs)
-            if c.stop_when_halted and self.lanes and all(lane.halted is not None for lane in self.lanes.values()):
+                self._lanes[alias].add(msgs)
+            if c.stop_when_halted and self._lanes and all(lane.halted is not None for lane in self._lanes.values()):
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
                 break
             if ledger.full:
-                for lane in self.lanes.values():
+                for lane in self._lanes.values():
                     lane.flush()
                 if ledger.full:
                     await ledger.room()
