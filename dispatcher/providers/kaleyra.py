@@ -3,11 +3,29 @@
 One request carries one body, one sender and one route type to a comma-separated `to` list,
 so only identical texts share a request, and how many depends on the route type
 (`[message] options = {type = "TXN"}`; kaleyra.md, "Per-type recipient rules"):
-OTP exactly one number (E404), TXN at most 100 (E405), bulk must be MKT (E400; no
+OTP exactly one number (E404), TXN up to `txn_batch` (below), bulk must be MKT (E400; no
 documented maximum, the simulator's cap 1000 is the default), DEFAULT (some pods) one.
 
-The success body is inferred from a public typed client (kaleyra.md, "Success response"):
-every name the adapter reads or writes is in `API` below, so a correction is one edit.
+TXN batching is the one setting where the seed contradicts itself: "E400 For bulk SMS type
+should be MKT" says a TXN request carries one number, "E405 If Type is TXN then mobile
+numbers should not be more than 100" says up to 100. E405 is the specific rule, so TXN
+goes up to 100 numbers a request (`txn_batch = 100`, the default); an account that answers
+E400 to TXN bulk sets `txn_batch = 1` in `[providers.X]`.
+
+What the adapter relies on, and where it comes from ([doc] the seed, [inf] inferred; the
+full list with the tests that check each is in CONFORMANCE.md):
+
+| what | source |
+| --- | --- |
+| parameters `to`, `body`, `sender`, `type`, `ref`, `time`, `dlrurl`; the E-codes | [doc] seed |
+| OTP one number (E404), TXN at most 100 (E405), bulk MKT (E400) | [doc] seed |
+| path `/v1/<SID>/messages`, header `api-key`, form body, `unicode`, `callback` | [inf] kaleyra.md, public clients |
+| success `202 {"id", "totalCount", "data": [{"message_id", "recipient"}], "error": {}}` | [inf] a public typed client |
+| error `4xx {"code": "E6xx", "message", "data": [], "error": {"<field>": "<text>"}}` | [inf] a public typed client |
+| HTTP statuses (401 bad key, 402 no credit, 429 rate, 5xx) | [inf] |
+
+The seed has no request or response bodies at all: every name read or written is in `API`
+below, so a correction is one edit.
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, cast
 
 import orjson
@@ -59,7 +78,7 @@ API: dict[str, str] = {
 # Options passed through unchanged from `[message] options` when present.
 PASSTHROUGH = ("template_id", "source", "ref", "ref1", "ref2", "flash", "duplicate", "time", "port")
 
-ROUTE_LIMITS = {"OTP": 1, "TXN": 100, "MKT": 1000, "DEFAULT": 1}  # numbers per request
+ROUTE_LIMITS = {"OTP": 1, "TXN": 100, "MKT": 1000, "DEFAULT": 1}  # numbers per request (TXN: `txn_batch`)
 UNICODE = {"GSM-7": "0", "GSM-PT": "1", "UCS-2": "1"}  # Kaleyra knows no national shift tables
 
 SUCCESS_CODES = frozenset({"E100", "E101"})  # submitted / campaign accepted
@@ -94,6 +113,7 @@ class KaleyraSettings(Settings):
     callback_interval: int = 10  # seconds between callback retries
     callback_profile_id: str = ""  # a callback profile from the console, instead of callback_url
     dlr_url: str = ""  # the seed's `dlrurl`
+    txn_batch: int = 100  # numbers per TXN request: E405 allows 100; 1 where the account enforces E400
 
 
 class Kaleyra(Provider):
@@ -110,6 +130,9 @@ class Kaleyra(Provider):
 
     def __init__(self, alias: str, settings: KaleyraSettings) -> None:
         super().__init__(alias, settings)
+        if not 1 <= settings.txn_batch <= ROUTE_LIMITS["TXN"]:
+            raise ConfigError(f"providers.{alias}.txn_batch: {settings.txn_batch} must be between 1 and "
+                              f"{ROUTE_LIMITS['TXN']} (E405: at most 100 numbers in a TXN request)")
         sid = secret(alias, "sid_env", settings.sid_env)
         key = secret(alias, "api_key_env", settings.api_key_env)
         path = API["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
@@ -127,6 +150,11 @@ class Kaleyra(Provider):
                 "url": settings.callback_url, "method": method,
                 "retry": {"count": str(n), "interval": [str(settings.callback_interval)] * n},
             }).decode()
+
+    @cached_property
+    def route_limits(self) -> dict[str, int]:
+        """Numbers per request by route type, with this provider's `txn_batch`."""
+        return {**ROUTE_LIMITS, "TXN": cast(KaleyraSettings, self.settings).txn_batch}
 
     # -- batch size by route type ----------------------------------------------------------------
     # The Lane asks one `batch_size` per provider, while Kaleyra's limit depends on the route type of
@@ -147,7 +175,7 @@ class Kaleyra(Provider):
 
     def check(self, m: Message) -> tuple[str, str] | None:
         route = self.route(m)
-        limit = ROUTE_LIMITS.get(route)
+        limit = self.route_limits.get(route)
         if limit is None:
             return "bad_type", f"route type '{route}' must be one of {', '.join(ROUTE_LIMITS)} (options.type)"
         if limit < self._cap:
@@ -157,7 +185,7 @@ class Kaleyra(Provider):
         return Provider.check(self, m)
 
     def batch_key(self, m: Message) -> Hashable:
-        if ROUTE_LIMITS.get(self.route(m), 1) == 1:
+        if self.route_limits.get(self.route(m), 1) == 1:
             return m.seq  # one number per request
         return (id(m.content), m.text)  # one body, sender and type per request
 
@@ -167,8 +195,9 @@ class Kaleyra(Provider):
         c = first.content
         opts: Mapping[str, Any] = c.options if c is not None else {}
         route = self.route(first)
-        if len(batch) > ROUTE_LIMITS.get(route, 1):  # never send what the provider must refuse
-            raise ValueError(f"{len(batch)} numbers in one {route} request (at most {ROUTE_LIMITS.get(route, 1)})")
+        limit = self.route_limits.get(route, 1)
+        if len(batch) > limit:  # never send what the provider must refuse
+            raise ValueError(f"{len(batch)} numbers in one {route} request (at most {limit})")
         s = cast(KaleyraSettings, self.settings)
         form: dict[str, str] = {
             API["to"]: ",".join([m.to for m in batch]),
