@@ -17,7 +17,8 @@ sender, per-message errors naming the index (`messages.1.to`), UUID ids. Voice: 
 (130), gender (131, some languages are female only), callers (132), at most 500 characters
 per recipient after substitution (105). The account-level event notifications (form POST,
 event `delivered`) go to `events_url` for these three channels when it is set
-(`--set nrs360.events_url=...` or live `POST /_sim/options`).
+(`--set nrs360.events_url=...` or live `POST /_sim/options`), as are `verified_domains` and
+`whatsapp_templates` (`id:body fields:header fields,...`).
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def _ucs2_parts(text: str) -> int:
 
 class Nrs360Simulator(Simulator):
     kind = "nrs360"
-    option_types = {"events_url": str}
+    option_types = {"events_url": str, "verified_domains": str, "whatsapp_templates": str}
     default_rate = 50.0
     default_max_batch = 1000
 
@@ -215,15 +216,26 @@ class Nrs360Simulator(Simulator):
         super().__init__(*args, **kw)
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self._sending = 100000
-        self.verified = {d.strip().lower() for d in verified_domains.split(",") if d.strip()}
         self.email_templates = {int(t) for t in email_templates.split(",") if t.strip()}
         self.whatsapp_senders = {s.strip() for s in whatsapp_senders.split(",") if s.strip()}
-        self.whatsapp_templates: dict[int, tuple[int, int]] = {}  # id -> (body fields, header fields)
-        for spec in filter(None, (t.strip() for t in whatsapp_templates.split(","))):
-            tid, body_n, header_n = ([*spec.split(":"), "0", "0"])[:3]
-            self.whatsapp_templates[int(tid)] = (int(body_n or 0), int(header_n or 0))
-        self.defaults = {"events_url": events_url}
+        self.defaults = {"events_url": events_url, "verified_domains": verified_domains,
+                         "whatsapp_templates": whatsapp_templates}
         self.options = dict(self.defaults)
+
+    @property
+    def verified(self) -> set[str]:
+        """The account's verified email domains (live option `verified_domains`, comma-separated)."""
+        return {d.strip().lower() for d in self.options["verified_domains"].split(",") if d.strip()}
+
+    @property
+    def whatsapp_templates(self) -> dict[int, tuple[int, int]]:
+        """id -> (body fields, header fields), from the live option `whatsapp_templates`
+        (`id:body:header,...`): the seed's examples use one id, 123, for templates of every shape."""
+        out = {}
+        for spec in filter(None, (t.strip() for t in self.options["whatsapp_templates"].split(","))):
+            tid, body_n, header_n = ([*spec.split(":"), "0", "0"])[:3]
+            out[int(tid)] = (int(body_n or 0), int(header_n or 0))
+        return out
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/rest/sms", self.sms), web.post("/api/rest/mailing", self.mailing),
@@ -495,7 +507,8 @@ class Nrs360Simulator(Simulator):
         tid = body.get("templateId")
         if tid is None:
             return error(140)
-        if isinstance(tid, bool) or not isinstance(tid, int) or tid not in self.whatsapp_templates:
+        templates = self.whatsapp_templates
+        if isinstance(tid, bool) or not isinstance(tid, int) or tid not in templates:
             return error(140, "Invalid template")
         sender = body.get("from")
         if not sender:
@@ -505,7 +518,7 @@ class Nrs360Simulator(Simulator):
         messages = self._recipients(body.get("messages"))
         if isinstance(messages, web.Response):
             return messages
-        want = dict(zip(("bodyFields", "headerFields"), self.whatsapp_templates[tid], strict=True))
+        want = dict(zip(("bodyFields", "headerFields"), templates[tid], strict=True))
         plan = []
         for i, m in enumerate(messages):
             to = m.get("to") if isinstance(m, dict) else None
