@@ -228,3 +228,12 @@ def test_adapter_template_body_is_a_template_email_message(adapter, options):
     model = TemplateEmailMessage.model_validate(body)
     assert model.to_dict() == body
     assert [t.custom_fields for t in model.to] == [{"name": "N0"}, {"name": "N1"}]
+
+
+def test_adapter_refuses_what_template_email_message_cannot_carry(adapter):
+    """`headers` is a field of XEmailMessage only: with a template it would be dropped, so it is refused."""
+    [m] = messages({"template": TEMPLATE, "headers": {"X-Campaign": "spring"}})[:1]
+    assert adapter.check(m) == ("bad_option", "options.headers cannot go with options.template: "
+                                              "SendX's /send/template takes no headers")
+    [m] = messages({"headers": {"X-Campaign": "spring"}})[:1]
+    assert adapter.check(m) is None
