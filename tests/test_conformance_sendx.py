@@ -21,23 +21,23 @@ import pytest
 from blastkit import sim_options
 from pydantic import TypeAdapter
 
-sdk = pytest.importorskip("sendx_python_sdk", reason="the dev extra installs the official SendX SDK")
-from sendx_python_sdk import ApiClient, Configuration  # noqa: E402
-from sendx_python_sdk.api.email_sending_api import EmailSendingApi  # noqa: E402
-from sendx_python_sdk.api.webhook_api import WebhookApi  # noqa: E402
-from sendx_python_sdk.exceptions import ApiException  # noqa: E402
-from sendx_python_sdk.models.delete_response import DeleteResponse  # noqa: E402
-from sendx_python_sdk.models.error_response import ErrorResponse  # noqa: E402
-from sendx_python_sdk.models.message_response import MessageResponse  # noqa: E402
-from sendx_python_sdk.models.rest_e_webhook import RestEWebhook  # noqa: E402
-from sendx_python_sdk.models.rest_r_webhook import RestRWebhook  # noqa: E402
-from sendx_python_sdk.models.template_email_message import TemplateEmailMessage  # noqa: E402
-from sendx_python_sdk.models.x_email_message import XEmailMessage  # noqa: E402
-from sendx_python_sdk.models.x_email_response import XEmailResponse  # noqa: E402
+# The official SDK is a dev dependency (pyproject.toml): a missing one fails here, it is never skipped.
+from sendx_python_sdk import ApiClient, Configuration
+from sendx_python_sdk.api.email_sending_api import EmailSendingApi
+from sendx_python_sdk.api.webhook_api import WebhookApi
+from sendx_python_sdk.exceptions import ApiException
+from sendx_python_sdk.models.delete_response import DeleteResponse
+from sendx_python_sdk.models.error_response import ErrorResponse
+from sendx_python_sdk.models.message_response import MessageResponse
+from sendx_python_sdk.models.rest_e_webhook import RestEWebhook
+from sendx_python_sdk.models.rest_r_webhook import RestRWebhook
+from sendx_python_sdk.models.template_email_message import TemplateEmailMessage
+from sendx_python_sdk.models.x_email_message import XEmailMessage
+from sendx_python_sdk.models.x_email_response import XEmailResponse
 
-from dispatcher.model import Content, Message  # noqa: E402
-from dispatcher.providers.sendx import Sendx, SendxSettings  # noqa: E402
-from dispatcher.render import compile_template  # noqa: E402
+from dispatcher.model import Content, Message
+from dispatcher.providers.sendx import Sendx, SendxSettings
+from dispatcher.render import compile_template
 
 KIND = "sendx"
 KEY = "demo-team-key"
