@@ -5,10 +5,11 @@ message is one join. Placeholders the provider fills itself (`{UNSUB_URL}`, `{OT
 are left as they are.
 
 `shorten` is the one filter only the server can apply (360nrs replaces the link with its own
-`https://sms.tl/xxxxxx`). The rendered text keeps the real link (what any other provider must
-send), `server_source` keeps the `|shorten` for the server, and `shortened(slots)` is the text
-as 360nrs will send it, with `SHORT_LINK` in place of each shortened link: that is the text
-whose parts 360nrs charges, so its adapter counts that one.
+`https://sms.tl/xxxxxx`). The rendered text and `server_source` keep the real link (what any
+other provider, or a channel without the filter, must send); `short_source` is the server
+template with the `|shorten` kept for the server, and `shortened(slots)` the text as 360nrs
+will send it, with `SHORT_LINK` in place of each shortened link: that is the text whose parts
+360nrs charges, so its adapter counts that one.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Template:
     """`fill(values) -> (text, slots)`: the rendered text and the per-slot values (filters applied),
     computed once, so `server_source` substituted with the slots equals the text (links left long).
     Raises KeyError naming a missing variable. Generated per template: it runs once per message."""
+    short_source: str = ""  # server_source with the `|shorten` kept for the server; "" if none
     short_format: str = ""  # %-format of the text with every `|shorten` link as SHORT_LINK; "" if none
     short_keys: tuple[str, ...] = ()  # the slots that fill short_format, in order
 
@@ -125,6 +127,7 @@ def compile_template(source: str) -> Template:
     names: list[str] = []
     slots: dict[str, Piece] = {}
     server: list[str] = []
+    shorting: list[str] = []  # server, with the server's own filters kept
     short: list[str] = []  # the %-format of the shortened text
     short_keys: list[str] = []
     shortens = False
@@ -150,9 +153,11 @@ def compile_template(source: str) -> Template:
             literal = source[pos:m.start()]
             pieces.append(literal)
             server.append(literal)
+            shorting.append(literal)
             short.append(literal.replace("%", "%%"))
         pieces.append(piece)
-        server.append("{" + "|".join([key, *remote]) + "}")  # the server applies its own filters
+        server.append("{" + key + "}")
+        shorting.append("{" + "|".join([key, *remote]) + "}")  # the server applies its own filters
         if remote:
             shortens = True
             short.append(SHORT_LINK.replace("%", "%%"))
@@ -165,7 +170,9 @@ def compile_template(source: str) -> Template:
     if pos < len(source):
         pieces.append(source[pos:])
         server.append(source[pos:])
+        shorting.append(source[pos:])
         short.append(source[pos:].replace("%", "%%"))
     slot_tuple = tuple(slots.values())
     return Template(source, pieces, tuple(names), "".join(server), slot_tuple, _compile_fill(pieces, slot_tuple),
-                    "".join(short) if shortens else "", tuple(short_keys) if shortens else ())
+                    "".join(shorting) if shortens else "", "".join(short) if shortens else "",
+                    tuple(short_keys) if shortens else ())

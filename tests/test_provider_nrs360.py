@@ -137,6 +137,14 @@ def test_shorten_goes_to_the_server_in_the_template(adapter):
     assert body["sub"] == [{"name_upper": "N0", "url": LONG}] and body["parts"] == 1
 
 
+def test_shorten_is_for_sms_only(adapter):
+    """The seed documents the filters for SMS; an email or a call gets the link as it is."""
+    batch = msgs("email", "<p>{name}: {code|shorten}</p>", "a@example.com", sender="news@example.com", subject="s")
+    assert adapter.check(batch[0]) is None
+    body = orjson.loads(adapter.build(batch).body)
+    assert body["body"] == "<p>{name}: {code}</p>" and body["sub"] == [{"name": "n0", "code": "c0"}]
+
+
 def test_shortened_link_keeps_a_message_within_15_parts(adapter):
     m = shortening("{url|shorten} " + "x" * 2273, "https://e.example/" + "p" * 200, parts=17)
     assert adapter.check(m) is None and m.parts == 15  # 21 + 1 + 2273 = 2295 septets: 15 parts of 153
