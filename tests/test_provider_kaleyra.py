@@ -531,3 +531,21 @@ def test_txn_batch_is_one_setting(sim, tmp_path):
 def test_txn_batch_outside_e405_is_a_config_error(value):
     with pytest.raises(ConfigError, match=r"providers\.k\.txn_batch: .* between 1 and 100"):
         provider(txn_batch=value)
+
+
+def test_the_inferred_bodies_can_be_renamed_from_the_config():
+    """The seed has no bodies: a user who knows the real names replaces them in `[providers.X.api]`."""
+    p = provider(api={"items": "messages", "item_id": "id", "item_to": "number", "request_id": "request",
+                      "to": "mobile"})
+    body = orjson.dumps({"request": "r-1", "messages": [{"id": "m-0", "number": number(0)},
+                                                        {"id": "m-1", "number": number(1)}]})
+    outs = p.parse(msgs(2), 202, {}, body)
+    assert [(o.verdict, o.message_id, o.trace_id) for o in outs] == [(Verdict.SENT, "m-0", "r-1"),
+                                                                     (Verdict.SENT, "m-1", "r-1")]
+    form = urllib.parse.parse_qs(p.build(msgs(2)).body.decode())
+    assert form["mobile"] == [f"{number(0)},{number(1)}"] and "to" not in form
+
+
+def test_a_wrong_name_in_the_api_table_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"providers\.k\.api\.itemz: unknown name; known: "):
+        provider(api={"itemz": "messages"})

@@ -25,7 +25,8 @@ full list with the tests that check each is in CONFORMANCE.md):
 | HTTP statuses (401 bad key, 402 no credit, 429 rate, 5xx) | [inf] |
 
 The seed has no request or response bodies at all: every name read or written is in `API`
-below, so a correction is one edit.
+below, and a user who knows better replaces any of them in the config file, without a code
+change (`[providers.X.api]`, as for Sendix: `items = "messages"`, `item_id = "id"`, ...).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
 
@@ -47,6 +48,7 @@ from .base import (
     Provider,
     Settings,
     Verdict,
+    contract,
     http_default,
     retry_after,
     secret,
@@ -114,6 +116,7 @@ class KaleyraSettings(Settings):
     callback_profile_id: str = ""  # a callback profile from the console, instead of callback_url
     dlr_url: str = ""  # the seed's `dlrurl`
     txn_batch: int = 100  # numbers per TXN request: E405 allows 100; 1 where the account enforces E400
+    api: dict[str, str] = field(default_factory=dict)  # replacements for names in `API` ([providers.X.api])
 
 
 class Kaleyra(Provider):
@@ -133,12 +136,13 @@ class Kaleyra(Provider):
         if not 1 <= settings.txn_batch <= ROUTE_LIMITS["TXN"]:
             raise ConfigError(f"providers.{alias}.txn_batch: {settings.txn_batch} must be between 1 and "
                               f"{ROUTE_LIMITS['TXN']} (E405: at most 100 numbers in a TXN request)")
+        api = self.api  # checked now: a wrong name is a config error before anything is sent
         sid = secret(alias, "sid_env", settings.sid_env)
         key = secret(alias, "api_key_env", settings.api_key_env)
-        path = API["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
+        path = api["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
                                   endpoint=settings.endpoint.strip("/"))
         self._url = settings.url.rstrip("/") + path
-        self._headers = {API["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
+        self._headers = {api["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json"}
         self._callback = ""
         if settings.callback_url:
@@ -150,6 +154,11 @@ class Kaleyra(Provider):
                 "url": settings.callback_url, "method": method,
                 "retry": {"count": str(n), "interval": [str(settings.callback_interval)] * n},
             }).decode()
+
+    @cached_property
+    def api(self) -> dict[str, str]:
+        """The wire names: `API` with this provider's `[providers.X.api]` replacements."""
+        return contract(self.alias, API, cast(KaleyraSettings, self.settings).api)
 
     @cached_property
     def route_limits(self) -> dict[str, int]:
@@ -199,12 +208,13 @@ class Kaleyra(Provider):
         if len(batch) > limit:  # never send what the provider must refuse
             raise ValueError(f"{len(batch)} numbers in one {route} request (at most {limit})")
         s = cast(KaleyraSettings, self.settings)
+        api = self.api
         form: dict[str, str] = {
-            API["to"]: ",".join([m.to for m in batch]),
-            API["body"]: first.text,
-            API["sender"]: (c.sender if c is not None else "") or str(opts.get("sender", "")),
-            API["type"]: route,
-            API["unicode"]: UNICODE.get(first.encoding, "AUTO"),
+            api["to"]: ",".join([m.to for m in batch]),
+            api["body"]: first.text,
+            api["sender"]: (c.sender if c is not None else "") or str(opts.get("sender", "")),
+            api["type"]: route,
+            api["unicode"]: UNICODE.get(first.encoding, "AUTO"),
         }
         for k in PASSTHROUGH:
             v = opts.get(k)
@@ -212,11 +222,11 @@ class Kaleyra(Provider):
                 form[k] = str(int(v)) if isinstance(v, bool) else str(v)
         profile = opts.get("callback_profile_id") or s.callback_profile_id
         if profile:
-            form[API["callback_profile_id"]] = str(profile)
+            form[api["callback_profile_id"]] = str(profile)
         elif self._callback:
-            form[API["callback"]] = self._callback
+            form[api["callback"]] = self._callback
         if s.dlr_url:
-            form[API["dlrurl"]] = s.dlr_url
+            form[api["dlrurl"]] = s.dlr_url
         return HttpRequest("POST", self._url, self._headers, urllib.parse.urlencode(form).encode())
 
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
@@ -226,27 +236,27 @@ class Kaleyra(Provider):
             data = None
         if not isinstance(data, dict):
             return [http_default(status, body[:200].decode("utf-8", "replace") if body else "", headers=headers)] * len(batch)
-        rid = data.get(API["request_id"])
+        api = self.api
+        rid = data.get(api["request_id"])
         trace = str(rid) if rid is not None else None
-        code = data.get(API["code"])
+        code = data.get(api["code"])
         code = str(code) if code is not None else None
         if 200 <= status < 300:
-            items = data.get(API["items"])
+            items = data.get(api["items"])
             if isinstance(items, list) and items:
                 return self._per_recipient(batch, items, trace)
-            if not _has_error(data) and (code is None or code in SUCCESS_CODES):
+            if not data.get(api["detail"]) and (code is None or code in SUCCESS_CODES):
                 # accepted without per-number ids (a scheduled or list campaign): nothing to pair
                 return [Outcome(Verdict.SENT, trace_id=trace, extra={"code": code} if code else None)] * len(batch)
-        text = _error_text(data) or (body[:200].decode("utf-8", "replace") if body else "")
+        text = _error_text(data, api) or (body[:200].decode("utf-8", "replace") if body else "")
         if code is None:
             o = http_default(status, text, trace, headers)
         else:
             o = Outcome(classify(code, status), code=code, error=text, trace_id=trace, retry_after=retry_after(headers))
         return [o] * len(batch)
 
-    @staticmethod
-    def _per_recipient(batch: Sequence[Message], items: list, trace: str | None) -> list[Outcome]:
-        id_key, to_key = API["item_id"], API["item_to"]
+    def _per_recipient(self, batch: Sequence[Message], items: list, trace: str | None) -> list[Outcome]:
+        id_key, to_key = self.api["item_id"], self.api["item_to"]
         numbered = all(isinstance(it, dict) and it.get(to_key) for it in items)
         if not numbered:
             if len(items) != len(batch):
@@ -275,15 +285,11 @@ def _sent(item: Any, id_key: str, trace: str | None) -> Outcome:
     return Outcome(Verdict.SENT, message_id=str(mid), trace_id=trace)
 
 
-def _has_error(data: dict) -> bool:
-    return bool(data.get(API["detail"]))
-
-
-def _error_text(data: dict) -> str:
-    msg = data.get(API["message"])
+def _error_text(data: dict, api: Mapping[str, str]) -> str:
+    msg = data.get(api["message"])
     if msg:
         return str(msg)
-    err = data.get(API["detail"])
+    err = data.get(api["detail"])
     if isinstance(err, dict) and err:
         return "; ".join(f"{k}: {v}" for k, v in err.items())
     return str(err) if err else ""
