@@ -145,11 +145,14 @@ def _blast(args: argparse.Namespace) -> int:
 
 
 async def _dry(campaign, args: argparse.Namespace) -> int:
+    from .codecs.tables import SHORT_LINK
     from .engine import dry_run
     st = await dry_run(campaign)
     report = {"records": st.read, "valid": st.sent, "rejected": st.rejected, "parts": st.parts,
               "cost": round(st.cost, 6), "by_encoding": dict(st.by_encoding),
               "rejected_by_code": {k.split(":", 1)[1]: n for k, n in st.codes.items()}}
+    if any(c.template.shortens for c in campaign.contents.values()):
+        report["links_counted_shortened"] = SHORT_LINK
     if args.json or args.quiet:
         print(orjson.dumps(report).decode())
     else:
@@ -159,6 +162,9 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
         print(f"  rejected  {st.rejected:>12,}   " + ", ".join(f"{k} {n:,}" for k, n in report["rejected_by_code"].items()))
         print(f"  parts     {st.parts:>12,}")
         print(f"  cost      {st.cost:>12,.4f}")
+        if "links_counted_shortened" in report:
+            print(f"  links     {{url|shorten}} counted shortened, as {SHORT_LINK} ({len(SHORT_LINK)} characters), "
+                  "where the provider shortens links")
     return EXIT_OK if not st.rejected else EXIT_FAILURES
 
 

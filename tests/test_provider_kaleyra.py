@@ -7,6 +7,7 @@ and request counts say what reached the provider, and the results file what the 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 import urllib.error
@@ -22,7 +23,7 @@ from aiohttp import web
 from blastkit import quiet_blast, with_deferred
 
 from dispatcher.model import Content, Message
-from dispatcher.providers.base import Verdict
+from dispatcher.providers.base import ConfigError, Verdict
 from dispatcher.providers.kaleyra import Kaleyra, KaleyraSettings
 from tests.conftest import CREDENTIALS
 
@@ -494,3 +495,57 @@ def test_batch_size_setting_caps_every_route():
 def test_build_refuses_more_numbers_than_the_route_allows():
     with pytest.raises(ValueError, match="OTP"):
         provider().build(msgs(2, route="OTP"))
+
+
+# -- the seed's E402 window and the one TXN batching setting ----------------------------------------------
+
+def _ahead(minutes: float) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).strftime("%d-%m-%Y %H:%M:%S")
+
+
+def test_schedule_gap_is_the_seeds_5_minutes(sim):
+    """Seed: "E402 | Invalid schedule time. Minimum 5 minutes time gap is required and 3 months from now"."""
+    url = f"{sim.url('kaleyra')}/v1/{SID}/messages"
+    status, body = call(url, _form(1, time=_ahead(7)))
+    assert status == 202, body  # 7 minutes ahead: accepted (the old 15-minute simulator refused it)
+    status, body = call(url, _form(1, time=_ahead(3)))
+    assert (status, body["code"]) == (400, "E402")
+    assert body["message"].startswith("Invalid schedule time. Minimum 5 minutes time gap is required")
+    status, body = call(url, _form(1, time=_ahead(60 * 24 * 100)))
+    assert (status, body["code"]) == (400, "E402")
+
+
+def test_txn_batch_is_one_setting(sim, tmp_path):
+    """E400 ("bulk SMS type should be MKT") against E405 ("TXN ... not more than 100"): 100 by default,
+    and an account that enforces E400 sets `txn_batch = 1`."""
+    assert provider().route_limits["TXN"] == 100
+    results = blast(tmp_path, sim.url("kaleyra"), 5, provider={"txn_batch": 1})
+    assert [r["status"] for r in results] == ["sent"] * 5
+    assert requests_made(sim) == 5
+    assert provider(txn_batch=40).build(msgs(40)).body.count(b"%2C") == 39  # 40 comma-separated numbers
+    with pytest.raises(ValueError, match="at most 40"):
+        provider(txn_batch=40).build(msgs(41))
+
+
+@pytest.mark.parametrize("value", [0, 101])
+def test_txn_batch_outside_e405_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=r"providers\.k\.txn_batch: .* between 1 and 100"):
+        provider(txn_batch=value)
+
+
+def test_the_inferred_bodies_can_be_renamed_from_the_config():
+    """The seed has no bodies: a user who knows the real names replaces them in `[providers.X.api]`."""
+    p = provider(api={"items": "messages", "item_id": "id", "item_to": "number", "request_id": "request",
+                      "to": "mobile"})
+    body = orjson.dumps({"request": "r-1", "messages": [{"id": "m-0", "number": number(0)},
+                                                        {"id": "m-1", "number": number(1)}]})
+    outs = p.parse(msgs(2), 202, {}, body)
+    assert [(o.verdict, o.message_id, o.trace_id) for o in outs] == [(Verdict.SENT, "m-0", "r-1"),
+                                                                     (Verdict.SENT, "m-1", "r-1")]
+    form = urllib.parse.parse_qs(p.build(msgs(2)).body.decode())
+    assert form["mobile"] == [f"{number(0)},{number(1)}"] and "to" not in form
+
+
+def test_a_wrong_name_in_the_api_table_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"providers\.k\.api\.itemz: unknown name; known: "):
+        provider(api={"itemz": "messages"})

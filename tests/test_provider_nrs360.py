@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from blastkit import Receiver, blast, sim_options
+from blastkit import Receiver, blast, call, sim_options
 
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict
@@ -76,6 +76,112 @@ def test_sms_still_goes_as_before(sim, tmp_path):
     assert ledger["r3"]["text"] == "Hi Name3, you owe 3,50 EUR" and ledger["r3"]["parts"] == 1
     assert all(r["parts"] == 1 and r["encoding"] == "GSM-7" for r in by_id.values())
     assert sim.stats(KIND)["requests"] == 3
+
+
+# -- {url|shorten}: the server shortens, parts are counted shortened -----------------------------------------
+
+LONG = "https://shop.example.com/campaigns/spring-2026/offers?customer=abcdefghijklmnopqrstuvwxyz&utm_source=sms"
+
+
+def test_shorten_reaches_the_server_and_parts_are_counted_short(sim, tmp_path):
+    """Seed: "shorten | Returns a shortened url. It must be a valid url. | {url|shorten} | https://sms.tl/xxxxxx"."""
+    rows = [{**r, "url": f"{LONG}&n={i}"} for i, r in enumerate(phones(4))]
+    text = "Hi {name|capitalize}, your spring offer is ready, open it before Sunday: {url|shorten}" + " ok" * 20
+    code, by_id = send(tmp_path, sim.url(KIND), "sms", rows, provider={"substitute": False},
+                       message={"template": text})
+    assert code == 0, by_id
+    ledger = assert_ledger_matches(sim, by_id, "sms")
+    e = ledger["r1"]
+    assert re.fullmatch(r"Hi Name1, your spring offer is ready, open it before Sunday: https://sms\.tl/[0-9A-Za-z]{6}"
+                        r"( ok){20}", e["text"]), e["text"]
+    # 141 characters shortened (one part); the long link would need two: the server and the result agree
+    assert e["parts"] == 1 and {r["parts"] for r in by_id.values()} == {1}
+    assert sim.stats(KIND)["requests"] == 1  # sent as one template with `sub`, though substitute = false
+
+
+def test_segment_and_dry_run_say_links_are_counted_shortened(sim, tmp_path, capsys):
+    from dispatcher.cli import main
+    rows = [{**r, "url": LONG} for r in phones(2)]
+    send(tmp_path, sim.url(KIND), "sms", rows, message={"template": "Offer: {url|shorten}"})
+    capsys.readouterr()
+    assert main(["blast", str(tmp_path / "campaign.toml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "links     {url|shorten} counted shortened, as https://sms.tl/xxxxxx (21 characters)" in out
+    assert main(["blast", str(tmp_path / "campaign.toml"), "--dry-run", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["links_counted_shortened"] == "https://sms.tl/xxxxxx" and report["parts"] == 2
+    assert main(["segment", "--json", "Offer: {url|shorten}"]) == 0
+    seg = orjson.loads(capsys.readouterr().out)
+    assert seg["links_counted_shortened"] == 1 and seg["characters"] == len("Offer: https://sms.tl/xxxxxx")
+    assert main(["segment", "--shorten", f"Offer: {LONG} " + "y" * 120]) == 0
+    out = capsys.readouterr().out
+    assert "links           1 counted shortened" in out and "parts           1 " in out
+
+
+def shortening(template: str, url: str, parts: int) -> Message:
+    """A message as the engine hands it over: rendered with the long link, counted with it."""
+    tpl = compile_template(template)
+    values = {"name": "n0", "url": url}
+    text, slots = tpl.fill(values)
+    return Message(0, "r0", "+34600000001", text, values, slots, "n", "sms", encoding="GSM-7", parts=parts,
+                   content=Content("sms", tpl, "ACME"))
+
+
+def test_shorten_goes_to_the_server_in_the_template(adapter):
+    m = shortening("Hi {name|upper} {url|shorten} " + "z" * 120, LONG, parts=2)
+    assert LONG in m.text and len(m.text) > 160
+    assert adapter.check(m) is None
+    assert (m.parts, m.encoding) == (1, "GSM-7")  # counted with https://sms.tl/xxxxxx, not the long link
+    body = orjson.loads(adapter.build([m]).body)
+    assert body["message"] == "Hi {name_upper} {url|shorten} " + "z" * 120
+    assert body["sub"] == [{"name_upper": "N0", "url": LONG}] and body["parts"] == 1
+
+
+def test_shorten_is_for_sms_only(adapter):
+    """The seed documents the filters for SMS; an email or a call gets the link as it is."""
+    batch = msgs("email", "<p>{name}: {code|shorten}</p>", "a@example.com", sender="news@example.com", subject="s")
+    assert adapter.check(batch[0]) is None
+    body = orjson.loads(adapter.build(batch).body)
+    assert body["body"] == "<p>{name}: {code}</p>" and body["sub"] == [{"name": "n0", "code": "c0"}]
+
+
+def test_shortened_link_keeps_a_message_within_15_parts(adapter):
+    m = shortening("{url|shorten} " + "x" * 2273, "https://e.example/" + "p" * 200, parts=17)
+    assert adapter.check(m) is None and m.parts == 15  # 21 + 1 + 2273 = 2295 septets: 15 parts of 153
+    m = shortening("{url|shorten} " + "x" * 2274, "https://e.example/", parts=15)
+    assert adapter.check(m)[0] == "too_many_parts" and m.parts == 16
+
+
+# -- campaign parameters the seed constrains ------------------------------------------------------------------
+
+SMS = {"to": ["34666555444"], "from": "TEST", "message": "SMS text message"}  # the seed's curl example
+AUTH = {"Authorization": "Basic ZGVtbzpkZW1vLXNlY3JldA=="}  # demo:demo-secret, the simulator's default
+
+
+@pytest.mark.parametrize(("extra", "code", "description"), [
+    ({"scheduleDate": "tomorrow"}, 108, "No valid Datetime for send"),
+    ({"scheduleDate": "20131302142000"}, 108, "No valid Datetime for send"),  # month 13
+    ({"expirationDate": "2013-02-15"}, 119, "Invalid expiration date"),
+    ({"tags": ["spring"]}, 126, "Empty campaign name"),
+    ({"tags": ["spring"], "campaignName": " "}, 126, "Empty campaign name"),
+    ({"trans": 2}, 422, "The trans field must be 0 or 1."),
+])
+def test_simulator_follows_the_seed_on_campaign_parameters(sim, extra, code, description):
+    status, _, body = call(sim.url(KIND), "/api/rest/sms", {**SMS, **extra}, AUTH)
+    assert status == (422 if code == 422 else 400)
+    assert body == {"error": {"code": code, "description": description}}
+
+
+def test_simulator_schedules_tags_and_transliterates(sim):
+    status, _, body = call(sim.url(KIND), "/api/rest/sms", {**SMS, "scheduleDate": "20300215142000",
+                                                            "tags": ["spring"], "campaignName": "c"}, AUTH)
+    assert status == 202 and body["result"][0]["scheduledAt"] == "2030-02-15 14:20:00"
+    text = "Atenção: promoção válida só até às 20h, não perca esta oportunidade única"  # UCS-2 as written
+    status, _, body = call(sim.url(KIND), "/api/rest/sms", {**SMS, "message": text, "trans": 1}, AUTH)
+    assert status == 202  # with trans = 1 the server makes it GSM-7 (one part), as the seed's table says
+    assert sim.ledger(KIND)[-1]["text"] == "AtenÇao: promoÇao valida so até às 20h, nao perca esta oportunidade unica"
+    status, _, body = call(sim.url(KIND), "/api/rest/sms", {**SMS, "message": text}, AUTH)
+    assert (status, body["error"]["code"]) == (400, 113)  # trans = 0: not GSM-7, and gsm was declared
 
 
 # -- email -----------------------------------------------------------------------------------------------

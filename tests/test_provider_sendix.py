@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from blastkit import Receiver, blast, call, people, sim_options
 
 from dispatcher.model import Content, Message
@@ -320,3 +321,64 @@ def test_success_and_odd_answers(adapter):
     assert o.verdict == Verdict.FAILED and o.code == "bad_answer"
     [o] = adapter.parse([message()], 502, {}, b"<html>bad gateway</html>")
     assert o.verdict == Verdict.RETRY and o.code == "502" and o.trace_id is None
+
+
+# -- the inferred contract, replaced from the config file --------------------------------------------
+
+OTHER_CONTRACT = {"token_path": "/oauth/token", "send_path": "/v2/whatsapp/send", "username": "user",
+                  "password": "secret", "token": "data.access", "auth_header": "X-Auth", "auth_scheme": "Token",
+                  "phone": "msisdn", "template": "template", "language": "lang", "parameters": "vars",
+                  "external_id": "ref", "message_id": "result.id"}
+
+
+class OtherSendix(Receiver):
+    """A Sendix that speaks another contract than the proposed one: its own paths, field names,
+    token answer and success shape. It records every request and answers only what it expects."""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await super()._handle(request)
+        got = self.got[-1]
+        if request.path == "/oauth/token" and got["data"] == {"user": "demo", "secret": "demo-secret"}:
+            return json_answer({"data": {"access": "tok-1"}})
+        body = got["data"] or {}
+        if (request.path == "/v2/whatsapp/send" and request.headers.get("X-Auth") == "Token tok-1"
+                and set(body) == {"msisdn", "template", "lang", "vars", "ref"}):
+            return json_answer({"result": {"id": "id-" + body["ref"]}}, headers={"TraceId": "t-" + body["ref"]})
+        return json_answer({"Title": "not this contract"}, status=404)
+
+
+def json_answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers)
+
+
+def test_the_contract_comes_from_the_config_file(tmp_path):
+    with OtherSendix() as server:
+        code, by_id = whatsapp(tmp_path, server.url, people(3), provider={"api": OTHER_CONTRACT})
+        assert code == 0, by_id
+        assert {r["id"]: (r["status"], r["message_id"], r["trace_id"]) for r in by_id.values()} == {
+            f"r{i}": ("sent", f"id-r{i}", f"t-r{i}") for i in (1, 2, 3)}
+        token, *sends = server.got
+        assert (token["path"], token["data"]) == ("/oauth/token", {"user": "demo", "secret": "demo-secret"})
+        assert sorted((s["path"], s["data"]["msisdn"], s["data"]["vars"][0]) for s in sends) == [
+            ("/v2/whatsapp/send", f"3461{i:07d}", f"name{i}") for i in (1, 2, 3)]
+        assert {s["data"]["template"] for s in sends} == {"promo"} and {s["data"]["lang"] for s in sends} == {"es"}
+
+
+def test_the_default_contract_fails_against_another_one(tmp_path):
+    """The proof above is not vacuous: without the `api` table the same server refuses the run."""
+    with OtherSendix() as server:
+        code, by_id = whatsapp(tmp_path, server.url, people(2))
+        assert code != 0 and {r["status"] for r in by_id.values()} != {"sent"}
+        assert [g["path"] for g in server.got] == ["/api/v1/auth/token"]
+
+
+@pytest.mark.parametrize(("api", "needle"), [
+    ({"send_pth": "/x"}, "providers.p.api.send_pth: unknown name; known: "),
+    ({"send_path": "v2/send"}, "providers.p.api.send_path: a path must start with '/'"),
+    ({"phone": 3}, "providers.p.api.phone: must be a non-empty string, not 3"),
+])
+def test_a_wrong_contract_override_is_a_clear_config_error(tmp_path, capsys, api, needle):
+    with pytest.raises(AssertionError):  # the run never starts: no result file
+        whatsapp(tmp_path, "http://127.0.0.1:9", people(1), provider={"api": api})
+    err = capsys.readouterr().err
+    assert needle in err and "campaign.toml" in err

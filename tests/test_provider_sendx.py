@@ -207,7 +207,7 @@ def test_simulator_documented_shapes(sim):
     url = sim.url(KIND) + "/api/v1/rest"
     good = {"from": {"email": "a@example.com"}, "to": [{"email": "b@example.com"}], "subject": "s", "htmlBody": "h"}
     status, _, body = call(url, "/send/email", good)
-    assert status == 401 and body == {"status": 401, "message": "The Team ID or API Key specified is not valid"}
+    assert status == 401 and body == {"status": "error", "message": "The Team ID or API Key specified is not valid"}
     status, _, body = call(url, "/send/email", good, KEY)
     assert status == 202 and body == {"status": "success", "message": "Email queued for delivery"}
     status, _, body = call(url, "/send/email", {**good, "to": []}, KEY)

@@ -287,6 +287,27 @@ def test_a_token_that_never_works_fails_after_two_refreshes(sim, tmp_path):
     assert sim.ledger(KIND) == []
 
 
+def test_an_expired_token_in_words_we_do_not_know_is_refreshed(sim, tmp_path):
+    """The seed gives `error: 1` and a free text only: an expiry that never says "token" must not
+    fail the batch; the unknown text makes the adapter log in again once, and the batch goes."""
+    sim.config(KIND, rate=1000)
+    control(sim, token_uses=1, expired_text="Sessão expirada")
+    results = blast(tmp_path, sim.url(KIND), 30, provider={"batch_size": 10, "concurrency": 1, "rate": 100})
+    assert [r["status"] for r in results] == ["sent"] * 30
+    assert_ledger_matches(sim, results)
+
+
+def test_an_unknown_error_that_persists_fails_after_a_login_and_retries(sim, tmp_path):
+    sim.config(KIND, rate=1000)
+    control(sim, token_uses=-1, expired_text="Erro 57")  # every token refused, in words no hint knows
+    results = blast(tmp_path, sim.url(KIND), 3, provider={"rate": 100, "concurrency": 1, "max_attempts": 3})
+    assert [(r["status"], r["code"], r["attempts"]) for r in results] == [("failed", "unrecognised", 3)] * 3
+    assert "not recognised" in results[0]["error"] and "Erro 57" in results[0]["error"]
+    # gettoken, the batch (unknown text), gettoken again (not an attempt), then 3 attempts with backoff
+    assert sim.stats(KIND)["requests"] == 2 + 1 + 3
+    assert sim.ledger(KIND) == []
+
+
 def test_429_is_retried_until_sent(sim, tmp_path):
     sim.config(KIND, rate=3)
     results = blast(tmp_path, sim.url(KIND), 30, provider={"batch_size": 5, "rate": 40, "concurrency": 4,
@@ -387,14 +408,25 @@ def msgs(n: int, channel: str = "sms", **options: Any) -> list[Message]:
 @pytest.mark.parametrize("message, verdict, code", [
     ("Token is invalid or expired", Verdict.REAUTH, "token"),
     ("Wrong token", Verdict.REAUTH, "token"),
+    ("Faça login novamente", Verdict.REAUTH, "login"),
     ("Device 999 not found on this account", Verdict.HALT, "device"),
     ("Not enough credits: the subscription limit is reached", Verdict.HALT, "no_credit"),
-    ("smsdata[3]: body is required", Verdict.FAILED, "error"),
 ])
 def test_parse_error_1_in_a_200(message, verdict, code):
     for flag in (1, "1", True):
         out = provider().parse(msgs(3), 200, {}, orjson.dumps({"error": flag, "message": message}))
         assert [(o.verdict, o.code, o.error) for o in out] == [(verdict, code, message)] * 3
+
+
+def test_an_unrecognised_error_logs_in_again_once_then_retries():
+    p = provider()
+    unknown = orjson.dumps({"error": 1, "message": "smsdata[3]: body is required"})
+    first, again = p.parse(msgs(3), 200, {}, unknown), p.parse(msgs(3), 200, {}, unknown)
+    assert [(o.verdict, o.code) for o in first] == [(Verdict.REAUTH, "unrecognised")] * 3
+    assert [(o.verdict, o.code) for o in again] == [(Verdict.RETRY, "unrecognised")] * 3
+    assert "not recognised" in again[0].error and "smsdata[3]: body is required" in again[0].error
+    p.parse(msgs(1), 200, {}, b'{"error":0,"message":"Sms has been saved successfully"}')  # a success...
+    assert p.parse(msgs(1), 200, {}, unknown)[0].verdict == Verdict.REAUTH  # ...earns the next one a login
 
 
 def test_parse_bulk_success_has_no_ids_but_the_customerid():

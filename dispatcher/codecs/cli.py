@@ -1,8 +1,10 @@
 """`dispatcher segment TEXT`: what a message will cost before sending it.
 
-    dispatcher segment TEXT [--gsm-pt] [--transliterate] [--price P] [--max-parts N] [--json]
+    dispatcher segment TEXT [--gsm-pt] [--transliterate] [--shorten] [--price P] [--max-parts N] [--json]
 
-TEXT "-" reads the text from standard input. Exit status: 0, or 1 when the text needs more than
+TEXT "-" reads the text from standard input. A `{url|shorten}` placeholder in TEXT is counted as
+the link 360nrs sends in its place (https://sms.tl/xxxxxx); with --shorten every http(s) link
+in TEXT is counted so, as a template sending it through `{url|shorten}` would be. Exit status: 0, or 1 when the text needs more than
 --max-parts parts, or 2 on a usage error.
 """
 
@@ -10,14 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
 from .reference import count, transliterate
 from .segmentation import Segmentation, non_gsm_chars, segment
+from .tables import SHORT_LINK
 
 KALEYRA_MAX_CHARS = 4000  # Kaleyra refuses longer bodies
+_SHORTENED = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.-]*(?:\|[A-Za-z]+)*\|shorten(?:\|[A-Za-z]+)*\}")
+_LINK = re.compile(r"https?://[^\s]+", re.I)
+
+
+def shortened(text: str, every_link: bool) -> tuple[str, int]:
+    """The text as a shortening server sends it, and how many links were counted short."""
+    text, n = _SHORTENED.subn(SHORT_LINK, text)
+    if every_link:
+        text, m = _LINK.subn(lambda x: x.group(0) if x.group(0) == SHORT_LINK else SHORT_LINK, text)
+        n += m
+    return text, n
 
 
 def _price(value: str) -> Decimal:
@@ -52,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace accented/typographic characters with GSM ones when that helps (360nrs trans=1)",
     )
+    p.add_argument("--shorten", action="store_true",
+                   help=f"count every http(s) link as {SHORT_LINK}, as 360nrs sends {{url|shorten}}")
     p.add_argument("--price", type=_price, metavar="P", help="price per part")
     p.add_argument("--max-parts", type=_positive_int, metavar="N", help="fail if more parts are needed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -99,6 +116,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # --help or a usage error
         return int(exc.code or 0)
     text = sys.stdin.read() if args.text == "-" else args.text
+    text, args.links = shortened(text, args.shorten)
 
     plain = segment(text, gsm_pt=args.gsm_pt, transliterate=False, max_parts=args.max_parts)
     trans = segment(text, gsm_pt=args.gsm_pt, transliterate=True, max_parts=args.max_parts)
@@ -116,6 +134,7 @@ def main(argv: list[str]) -> int:
             out["cost"] = str(cost)
         if args.max_parts is not None:
             out["max_parts"] = args.max_parts
+        out["links_counted_shortened"] = args.links
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         _print_text(seg, plain, trans, args, cost)
@@ -129,6 +148,9 @@ def _print_text(seg: Segmentation, plain: Segmentation, trans: Segmentation, arg
     if seg.transliterated:
         lines.append(f"transliterated  {json.dumps(seg.text, ensure_ascii=False)}")
     lines.append(f"characters      {seg.characters}")
+    if args.links:
+        lines.append(f"links           {args.links} counted shortened, as {SHORT_LINK} ({len(SHORT_LINK)} characters): "
+                     "360nrs sends {url|shorten} so")
     lines.append(f"units           {seg.units} {unit}")
     layout = (
         f"single message, up to {single} {unit}"

@@ -161,3 +161,7 @@ TRANSLATE_TABLE = {ord(k): v for k, v in TRANSLITERATION.items()}
 
 ENCODINGS = ("GSM-7", "GSM-PT", "UCS-2")
 GSM7, GSM_PT, UCS2 = 0, 1, 2
+
+# What 360nrs sends in place of a `{url|shorten}` link (its document: "{url|shorten} ->
+# https://sms.tl/xxxxxx"): parts are counted with this length, not the long link's.
+SHORT_LINK = "https://sms.tl/xxxxxx"

@@ -74,6 +74,26 @@ def secret(alias: str, key: str, var: str | None) -> str:
     return value
 
 
+def contract(alias: str, defaults: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, str]:
+    """A provider's wire names (paths, fields) with the user's `[providers.<alias>.api]` replacements.
+
+    For contracts that are inferred, not documented: a user who has the real one fixes it in the
+    config file. Only names the module uses can be replaced, so a typo is an error, not a no-op.
+    """
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"providers.{alias}.api: must be a table of names")
+    out = dict(defaults)
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise ConfigError(f"providers.{alias}.api.{key}: unknown name; known: {', '.join(sorted(defaults))}")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"providers.{alias}.api.{key}: must be a non-empty string, not {value!r}")
+        if key.endswith("_path") and not value.startswith("/"):
+            raise ConfigError(f"providers.{alias}.api.{key}: a path must start with '/', not {value!r}")
+        out[key] = value
+    return out
+
+
 def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 

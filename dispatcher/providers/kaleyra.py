@@ -3,11 +3,30 @@
 One request carries one body, one sender and one route type to a comma-separated `to` list,
 so only identical texts share a request, and how many depends on the route type
 (`[message] options = {type = "TXN"}`; kaleyra.md, "Per-type recipient rules"):
-OTP exactly one number (E404), TXN at most 100 (E405), bulk must be MKT (E400; no
+OTP exactly one number (E404), TXN up to `txn_batch` (below), bulk must be MKT (E400; no
 documented maximum, the simulator's cap 1000 is the default), DEFAULT (some pods) one.
 
-The success body is inferred from a public typed client (kaleyra.md, "Success response"):
-every name the adapter reads or writes is in `API` below, so a correction is one edit.
+TXN batching is the one setting where the seed contradicts itself: "E400 For bulk SMS type
+should be MKT" says a TXN request carries one number, "E405 If Type is TXN then mobile
+numbers should not be more than 100" says up to 100. E405 is the specific rule, so TXN
+goes up to 100 numbers a request (`txn_batch = 100`, the default); an account that answers
+E400 to TXN bulk sets `txn_batch = 1` in `[providers.X]`.
+
+What the adapter relies on, and where it comes from ([doc] the seed, [inf] inferred; the
+full list with the tests that check each is in CONFORMANCE.md):
+
+| what | source |
+| --- | --- |
+| parameters `to`, `body`, `sender`, `type`, `ref`, `time`, `dlrurl`; the E-codes | [doc] seed |
+| OTP one number (E404), TXN at most 100 (E405), bulk MKT (E400) | [doc] seed |
+| path `/v1/<SID>/messages`, header `api-key`, form body, `unicode`, `callback` | [inf] kaleyra.md, public clients |
+| success `202 {"id", "totalCount", "data": [{"message_id", "recipient"}], "error": {}}` | [inf] a public typed client |
+| error `4xx {"code": "E6xx", "message", "data": [], "error": {"<field>": "<text>"}}` | [inf] a public typed client |
+| HTTP statuses (401 bad key, 402 no credit, 429 rate, 5xx) | [inf] |
+
+The seed has no request or response bodies at all: every name read or written is in `API`
+below, and a user who knows better replaces any of them in the config file, without a code
+change (`[providers.X.api]`, as for Sendix: `items = "messages"`, `item_id = "id"`, ...).
 """
 
 from __future__ import annotations
@@ -15,7 +34,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, cast
 
 import orjson
@@ -28,6 +48,7 @@ from .base import (
     Provider,
     Settings,
     Verdict,
+    contract,
     http_default,
     retry_after,
     secret,
@@ -59,7 +80,7 @@ API: dict[str, str] = {
 # Options passed through unchanged from `[message] options` when present.
 PASSTHROUGH = ("template_id", "source", "ref", "ref1", "ref2", "flash", "duplicate", "time", "port")
 
-ROUTE_LIMITS = {"OTP": 1, "TXN": 100, "MKT": 1000, "DEFAULT": 1}  # numbers per request
+ROUTE_LIMITS = {"OTP": 1, "TXN": 100, "MKT": 1000, "DEFAULT": 1}  # numbers per request (TXN: `txn_batch`)
 UNICODE = {"GSM-7": "0", "GSM-PT": "1", "UCS-2": "1"}  # Kaleyra knows no national shift tables
 
 SUCCESS_CODES = frozenset({"E100", "E101"})  # submitted / campaign accepted
@@ -94,6 +115,8 @@ class KaleyraSettings(Settings):
     callback_interval: int = 10  # seconds between callback retries
     callback_profile_id: str = ""  # a callback profile from the console, instead of callback_url
     dlr_url: str = ""  # the seed's `dlrurl`
+    txn_batch: int = 100  # numbers per TXN request: E405 allows 100; 1 where the account enforces E400
+    api: dict[str, str] = field(default_factory=dict)  # replacements for names in `API` ([providers.X.api])
 
 
 class Kaleyra(Provider):
@@ -110,12 +133,16 @@ class Kaleyra(Provider):
 
     def __init__(self, alias: str, settings: KaleyraSettings) -> None:
         super().__init__(alias, settings)
+        if not 1 <= settings.txn_batch <= ROUTE_LIMITS["TXN"]:
+            raise ConfigError(f"providers.{alias}.txn_batch: {settings.txn_batch} must be between 1 and "
+                              f"{ROUTE_LIMITS['TXN']} (E405: at most 100 numbers in a TXN request)")
+        api = self.api  # checked now: a wrong name is a config error before anything is sent
         sid = secret(alias, "sid_env", settings.sid_env)
         key = secret(alias, "api_key_env", settings.api_key_env)
-        path = API["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
+        path = api["path"].format(version=settings.version.strip("/"), sid=urllib.parse.quote(sid, safe=""),
                                   endpoint=settings.endpoint.strip("/"))
         self._url = settings.url.rstrip("/") + path
-        self._headers = {API["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
+        self._headers = {api["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json"}
         self._callback = ""
         if settings.callback_url:
@@ -127,6 +154,16 @@ class Kaleyra(Provider):
                 "url": settings.callback_url, "method": method,
                 "retry": {"count": str(n), "interval": [str(settings.callback_interval)] * n},
             }).decode()
+
+    @cached_property
+    def api(self) -> dict[str, str]:
+        """The wire names: `API` with this provider's `[providers.X.api]` replacements."""
+        return contract(self.alias, API, cast(KaleyraSettings, self.settings).api)
+
+    @cached_property
+    def route_limits(self) -> dict[str, int]:
+        """Numbers per request by route type, with this provider's `txn_batch`."""
+        return {**ROUTE_LIMITS, "TXN": cast(KaleyraSettings, self.settings).txn_batch}
 
     # -- batch size by route type ----------------------------------------------------------------
     # The Lane asks one `batch_size` per provider, while Kaleyra's limit depends on the route type of
@@ -147,7 +184,7 @@ class Kaleyra(Provider):
 
     def check(self, m: Message) -> tuple[str, str] | None:
         route = self.route(m)
-        limit = ROUTE_LIMITS.get(route)
+        limit = self.route_limits.get(route)
         if limit is None:
             return "bad_type", f"route type '{route}' must be one of {', '.join(ROUTE_LIMITS)} (options.type)"
         if limit < self._cap:
@@ -157,7 +194,7 @@ class Kaleyra(Provider):
         return Provider.check(self, m)
 
     def batch_key(self, m: Message) -> Hashable:
-        if ROUTE_LIMITS.get(self.route(m), 1) == 1:
+        if self.route_limits.get(self.route(m), 1) == 1:
             return m.seq  # one number per request
         return (id(m.content), m.text)  # one body, sender and type per request
 
@@ -167,15 +204,17 @@ class Kaleyra(Provider):
         c = first.content
         opts: Mapping[str, Any] = c.options if c is not None else {}
         route = self.route(first)
-        if len(batch) > ROUTE_LIMITS.get(route, 1):  # never send what the provider must refuse
-            raise ValueError(f"{len(batch)} numbers in one {route} request (at most {ROUTE_LIMITS.get(route, 1)})")
+        limit = self.route_limits.get(route, 1)
+        if len(batch) > limit:  # never send what the provider must refuse
+            raise ValueError(f"{len(batch)} numbers in one {route} request (at most {limit})")
         s = cast(KaleyraSettings, self.settings)
+        api = self.api
         form: dict[str, str] = {
-            API["to"]: ",".join([m.to for m in batch]),
-            API["body"]: first.text,
-            API["sender"]: (c.sender if c is not None else "") or str(opts.get("sender", "")),
-            API["type"]: route,
-            API["unicode"]: UNICODE.get(first.encoding, "AUTO"),
+            api["to"]: ",".join([m.to for m in batch]),
+            api["body"]: first.text,
+            api["sender"]: (c.sender if c is not None else "") or str(opts.get("sender", "")),
+            api["type"]: route,
+            api["unicode"]: UNICODE.get(first.encoding, "AUTO"),
         }
         for k in PASSTHROUGH:
             v = opts.get(k)
@@ -183,11 +222,11 @@ class Kaleyra(Provider):
                 form[k] = str(int(v)) if isinstance(v, bool) else str(v)
         profile = opts.get("callback_profile_id") or s.callback_profile_id
         if profile:
-            form[API["callback_profile_id"]] = str(profile)
+            form[api["callback_profile_id"]] = str(profile)
         elif self._callback:
-            form[API["callback"]] = self._callback
+            form[api["callback"]] = self._callback
         if s.dlr_url:
-            form[API["dlrurl"]] = s.dlr_url
+            form[api["dlrurl"]] = s.dlr_url
         return HttpRequest("POST", self._url, self._headers, urllib.parse.urlencode(form).encode())
 
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
@@ -197,27 +236,27 @@ class Kaleyra(Provider):
             data = None
         if not isinstance(data, dict):
             return [http_default(status, body[:200].decode("utf-8", "replace") if body else "", headers=headers)] * len(batch)
-        rid = data.get(API["request_id"])
+        api = self.api
+        rid = data.get(api["request_id"])
         trace = str(rid) if rid is not None else None
-        code = data.get(API["code"])
+        code = data.get(api["code"])
         code = str(code) if code is not None else None
         if 200 <= status < 300:
-            items = data.get(API["items"])
+            items = data.get(api["items"])
             if isinstance(items, list) and items:
                 return self._per_recipient(batch, items, trace)
-            if not _has_error(data) and (code is None or code in SUCCESS_CODES):
+            if not data.get(api["detail"]) and (code is None or code in SUCCESS_CODES):
                 # accepted without per-number ids (a scheduled or list campaign): nothing to pair
                 return [Outcome(Verdict.SENT, trace_id=trace, extra={"code": code} if code else None)] * len(batch)
-        text = _error_text(data) or (body[:200].decode("utf-8", "replace") if body else "")
+        text = _error_text(data, api) or (body[:200].decode("utf-8", "replace") if body else "")
         if code is None:
             o = http_default(status, text, trace, headers)
         else:
             o = Outcome(classify(code, status), code=code, error=text, trace_id=trace, retry_after=retry_after(headers))
         return [o] * len(batch)
 
-    @staticmethod
-    def _per_recipient(batch: Sequence[Message], items: list, trace: str | None) -> list[Outcome]:
-        id_key, to_key = API["item_id"], API["item_to"]
+    def _per_recipient(self, batch: Sequence[Message], items: list, trace: str | None) -> list[Outcome]:
+        id_key, to_key = self.api["item_id"], self.api["item_to"]
         numbered = all(isinstance(it, dict) and it.get(to_key) for it in items)
         if not numbered:
             if len(items) != len(batch):
@@ -246,15 +285,11 @@ def _sent(item: Any, id_key: str, trace: str | None) -> Outcome:
     return Outcome(Verdict.SENT, message_id=str(mid), trace_id=trace)
 
 
-def _has_error(data: dict) -> bool:
-    return bool(data.get(API["detail"]))
-
-
-def _error_text(data: dict) -> str:
-    msg = data.get(API["message"])
+def _error_text(data: dict, api: Mapping[str, str]) -> str:
+    msg = data.get(api["message"])
     if msg:
         return str(msg)
-    err = data.get(API["detail"])
+    err = data.get(api["detail"])
     if isinstance(err, dict) and err:
         return "; ".join(f"{k}: {v}" for k, v in err.items())
     return str(err) if err else ""

@@ -6,6 +6,14 @@ request: the template goes as `message` (`body` for email) and each recipient's 
 request per `batch_size` recipients instead of one per recipient. Filters are applied here,
 not by the server, so the text the server builds is exactly the text the codec counted.
 
+The one exception is `{url|shorten}` in SMS (the channel the seed documents it for): only the
+server can shorten (to `https://sms.tl/xxxxxx`, the seed's example), so the filter goes to the
+server in the template, with the long link in `sub` (such templates always go with `sub`,
+whatever `substitute` says); email and voice send the link as it is. The engine's codec
+counted the rendered text with the long link (what any other provider sends); `check`, which
+sees each message before it is batched, counts this provider's text again with SHORT_LINK in
+place of each shortened link, so `parts`, the 15-part limit and the cost are what 360nrs charges.
+
 WhatsApp sends an approved template (`options.template_id`) from a registered number (the
 campaign's `sender`); each recipient's positional `bodyFields` are the record fields named
 by `options.parameters` (else the template's own placeholders, in order), `headerFields`
@@ -24,6 +32,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
 from ..model import Message
 from .base import (
@@ -93,7 +102,13 @@ class Nrs360(Provider):
         return "email" if channel == "email" else "phone"
 
     def _substituted(self, m: Message) -> bool:
-        return self.s.substitute and bool(m.content.template.slots)
+        t = m.content.template
+        return (self.s.substitute or self._shortens(m)) and bool(t.slots)
+
+    @staticmethod
+    def _shortens(m: Message) -> bool:
+        """`{url|shorten}` is documented for SMS only: other channels send the link as it is."""
+        return m.channel == "sms" and m.content.template.shortens
 
     def batch_key(self, m: Message) -> Hashable:
         if m.channel == "whatsapp":  # the template lives on the server: every recipient can share a request
@@ -102,6 +117,8 @@ class Nrs360(Provider):
         return (m.channel, m.encoding, m.transliterated, text_key)
 
     def check(self, m: Message) -> tuple[str, str] | None:
+        if self._shortens(m):
+            self._count_shortened(m)
         if m.channel == "voice" and len(m.text) > VOICE_MAX_CHARS:
             return "too_long", f"{len(m.text)} characters, 360nrs voice messages hold at most {VOICE_MAX_CHARS}"
         if m.channel == "whatsapp":
@@ -110,6 +127,16 @@ class Nrs360(Provider):
                     if m.vars.get(name) in (None, ""):
                         return "missing_variable", f"template field '{name}' has no value in this record"
         return super().check(m)
+
+    @staticmethod
+    def _count_shortened(m: Message) -> None:
+        """Encoding and parts of the text 360nrs will send: shortened links, not the long ones."""
+        text = m.content.template.shortened(m.slots)
+        if m.transliterated:
+            text = text.translate(TRANSLATE_TABLE)
+        a = codecs.analyze([text], gsm_pt=m.encoding == "GSM-PT")
+        m.encoding = codecs.ENCODINGS[int(a.encoding[0])]
+        m.parts = int(a.parts[0])
 
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         first = batch[0]
@@ -129,13 +156,14 @@ class Nrs360(Provider):
             else:  # voice
                 body.update({k: c.options[k] for k in VOICE_OPTIONS if k in c.options})
             text = "body" if first.channel == "email" else "message"
+            source = c.template.short_source if self._shortens(first) else c.template.server_source
             if self._substituted(first) and first.transliterated:
                 # transliteration maps character by character, so transliterating the template and
                 # each value gives exactly the transliterated text the codec counted
-                body[text] = c.template.server_source.translate(TRANSLATE_TABLE)
+                body[text] = source.translate(TRANSLATE_TABLE)
                 body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in m.slots.items()} for m in batch]
             elif self._substituted(first):
-                body[text] = c.template.server_source
+                body[text] = source
                 body["sub"] = [m.slots for m in batch]
             else:
                 body[text] = first.text

@@ -3,8 +3,15 @@
 Only the collection description of the Sendix API is published (base URL, status codes,
 the ValidationError body, 100 requests/s, the `TraceId` header). Every path and field
 name below is the contract proposed in docs/providers/sendix.md and shared with the
-simulator; they all live in `API` so they can be replaced in one place when the real
-collection is known.
+simulator; they all live in `API`, and a user who has the real contract replaces any of
+them in the config file without a code change:
+
+    [providers.wa.api]
+    token_path = "/oauth/token"
+    send_path = "/v2/whatsapp"
+    message_id = "data.id"        # response fields may be dotted paths into nested objects
+
+The table of what is documented and what is inferred is in CONFORMANCE.md.
 
 The campaign's options name the approved template and fill its positional parameters:
 `options = {template_name = "promo", language = "es", parameters = ["name", "amount"]}`,
@@ -16,36 +23,46 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
 
 from ..model import Message
-from .base import HttpRequest, Outcome, Provider, Settings, Verdict, http_default, retry_after, secret
+from .base import (
+    HttpRequest,
+    Outcome,
+    Provider,
+    ProviderError,
+    Settings,
+    Verdict,
+    contract,
+    http_default,
+    retry_after,
+    secret,
+)
 
-API = {  # the proposed contract [inf]: paths, request and response field names, headers
+API = {  # the proposed contract [inf] unless marked [doc]: paths, request and response field names, headers
     "token_path": "/api/v1/auth/token",
     "send_path": "/api/v1/messages",
-    "username": "username",
+    "username": "username",  # the token exchange's request fields
     "password": "password",
-    "token": "token",
+    "token": "token",  # the token in its answer (a dotted path for nested answers)
+    "auth_header": "Authorization",
+    "auth_scheme": "Bearer",
     "phone": "phone",
     "template": "templateName",
     "language": "language",
     "parameters": "parameters",
     "external_id": "externalId",
-    "message_id": "messageId",
-    "trace_header": "TraceId",
-    "trace": "TraceId",  # also in problem bodies
-    "errors": "Errors",
-    "title": "Title",
-    "app_status": "Status",  # the application code of a problem body (1000 validation, ...)
+    "message_id": "messageId",  # the success answer's id (a dotted path for nested answers)
+    "trace_header": "TraceId",  # [doc]
+    "trace": "TraceId",  # [doc] also in problem bodies
+    "errors": "Errors",  # [doc] the 400 ValidationError body
+    "title": "Title",  # [doc]
+    "app_status": "Status",  # [doc] the application code of a problem body (1000 validation, ...)
 }
-# Validation keys that are about this recipient's data (REJECTED); any other key is about the
-# campaign (template, language...) and fails the message as FAILED. Compared in lower case.
-RECIPIENT_KEYS = frozenset({API["phone"].lower(), API["parameters"].lower(), API["external_id"].lower()})
 TOKEN_ATTEMPTS = 5
 
 
@@ -53,6 +70,16 @@ TOKEN_ATTEMPTS = 5
 class SendixSettings(Settings):
     username_env: str = ""
     password_env: str = ""
+    api: dict[str, str] = field(default_factory=dict)  # replacements for names in `API` ([providers.X.api])
+
+
+def dig(data: Any, path: str) -> Any:
+    """`data["a"]["b"]` for the path "a.b"; None where the answer has no such field."""
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 def _field(key: str) -> str:
@@ -87,6 +114,11 @@ class Sendix(Provider):
         self._password = secret(alias, "password_env", settings.password_env)
         self._base = settings.url.rstrip("/")
         self._headers: dict[str, str] = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.api = api = contract(alias, API, settings.api)
+        # Validation keys that are about this recipient's data (REJECTED); any other key is about the
+        # campaign (template, language...) and fails the message as FAILED. Compared in lower case.
+        self._recipient_keys = frozenset({api["phone"].lower(), api["parameters"].lower(),
+                                          api["external_id"].lower()})
 
     def check(self, m: Message) -> tuple[str, str] | None:
         missing = [n for n in m.content.options.get("parameters") or () if m.vars.get(n) in (None, "")]
@@ -101,16 +133,19 @@ class Sendix(Provider):
         run must not halt the provider for a blip); any other answer raises, saying only
         "HTTP <status>", never the credentials.
         """
-        body = orjson.dumps({API["username"]: self._user, API["password"]: self._password})
+        api = self.api
+        body = orjson.dumps({api["username"]: self._user, api["password"]: self._password})
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         for attempt in range(1, TOKEN_ATTEMPTS + 1):
             wait = 0.2 * 2 ** attempt
             try:
-                async with session.post(self._base + API["token_path"], data=body, headers=headers) as resp:
+                async with session.post(self._base + api["token_path"], data=body, headers=headers) as resp:
                     data = await resp.read()
                     if resp.status == 200:
-                        token = orjson.loads(data)[API["token"]]
-                        self._headers = {**headers, "Authorization": f"Bearer {token}"}
+                        token = dig(orjson.loads(data), api["token"])
+                        if not isinstance(token, str) or not token:
+                            raise ProviderError(f"the token answer has no '{api['token']}' (set providers.{self.alias}.api.token)")
+                        self._headers = {**headers, api["auth_header"]: f"{api['auth_scheme']} {token}".strip()}
                         return
                     if not (resp.status == 429 or resp.status >= 500) or attempt == TOKEN_ATTEMPTS:
                         raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
@@ -124,14 +159,15 @@ class Sendix(Provider):
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         m = batch[0]
         opts = m.content.options
-        body: dict[str, Any] = {API["phone"]: m.to.lstrip("+"), API["template"]: opts.get("template_name", "")}
+        api = self.api
+        body: dict[str, Any] = {api["phone"]: m.to.lstrip("+"), api["template"]: opts.get("template_name", "")}
         if opts.get("language"):
-            body[API["language"]] = opts["language"]
+            body[api["language"]] = opts["language"]
         params = parameters(m)
         if params:
-            body[API["parameters"]] = params
-        body[API["external_id"]] = m.rid
-        return HttpRequest("POST", self._base + API["send_path"], self._headers, orjson.dumps(body))
+            body[api["parameters"]] = params
+        body[api["external_id"]] = m.rid
+        return HttpRequest("POST", self._base + api["send_path"], self._headers, orjson.dumps(body))
 
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
         try:
@@ -139,17 +175,18 @@ class Sendix(Provider):
         except orjson.JSONDecodeError:
             data = None
         problem = data if isinstance(data, dict) else {}
-        trace = headers.get(API["trace_header"])
-        if trace is None and problem.get(API["trace"]) is not None:
-            trace = str(problem[API["trace"]])
-        title = str(problem.get(API["title"]) or "")
-        code = str(problem.get(API["app_status"]) or status)
+        api = self.api
+        trace = headers.get(api["trace_header"])
+        if trace is None and problem.get(api["trace"]) is not None:
+            trace = str(problem[api["trace"]])
+        title = str(problem.get(api["title"]) or "")
+        code = str(problem.get(api["app_status"]) or status)
         if 200 <= status < 300:
-            mid = problem.get(API["message_id"])
+            mid = dig(problem, api["message_id"])
             o = (Outcome(Verdict.SENT, message_id=str(mid), trace_id=trace) if mid else
                  Outcome(Verdict.FAILED, code="bad_answer", error="accepted without a message id", trace_id=trace))
-        elif status == 400 and isinstance(problem.get(API["errors"]), dict):
-            o = self._validation(problem[API["errors"]], code, title, trace)
+        elif status == 400 and isinstance(problem.get(api["errors"]), dict):
+            o = self._validation(problem[api["errors"]], code, title, trace)
         elif status == 401:  # the token expired or was revoked: fetch another and resend
             o = Outcome(Verdict.REAUTH, code="401", error=title or "No valid token provided", trace_id=trace)
         elif status == 403:  # the API user has no API permission: nothing will pass
@@ -159,12 +196,11 @@ class Sendix(Provider):
             o = http_default(status, text, trace, headers)
         return [o] * len(batch)
 
-    @staticmethod
-    def _validation(errors: Mapping[str, Any], code: str, title: str, trace: str | None) -> Outcome:
+    def _validation(self, errors: Mapping[str, Any], code: str, title: str, trace: str | None) -> Outcome:
         texts, keys = [], set()
         for key, msgs in errors.items():
             keys.add(_field(key))
             for msg in msgs if isinstance(msgs, list) else [msgs]:
                 texts.append(f"{key}: {msg}")
-        verdict = Verdict.REJECTED if keys and keys <= RECIPIENT_KEYS else Verdict.FAILED
+        verdict = Verdict.REJECTED if keys and keys <= self._recipient_keys else Verdict.FAILED
         return Outcome(verdict, code=code, error="; ".join(texts) or title, trace_id=trace)

@@ -68,6 +68,12 @@ class Sendx(Provider):
             return m.seq
         return id(m.content) if m.content.options.get("template") else m.text
 
+    def check(self, m: Message) -> tuple[str, str] | None:
+        opts = m.content.options
+        if opts.get("template") and opts.get("headers"):  # the SDK's TemplateEmailMessage has no `headers`
+            return "bad_option", "options.headers cannot go with options.template: SendX's /send/template takes no headers"
+        return super().check(m)
+
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         first = batch[0]
         c = first.content

@@ -12,6 +12,14 @@ so a bulk result has `message_id` None and its `customerid` (the record's `seq`)
 that is the key to find the message with `getallsms?customerid=` and to pair status
 webhooks (by `sms_id`) afterwards. `addsms` answers one `sms_id`, which becomes the message id.
 Every reply carries `error` (0 / 1) in an HTTP 200: `error:1` is a failure whatever the status.
+
+The seed documents `error: 1` with a free "Mensagem de erro" and no codes or texts, so no
+text can be trusted to say what went wrong. A few words are read as hints (MESSAGES below:
+"token" or "login" logs in again, "device" or "credit" halts); any other text is handled safely: the
+first one logs in again (an expired token that does not say "token"), and if the gateway
+still refuses, the batch is retried with backoff; only after the attempts run out does it
+fail, saying the text was not recognised. One batch of up to 1,000 never fails on a text
+it has not seen before on the first try.
 """
 
 from __future__ import annotations
@@ -41,22 +49,26 @@ API: dict[str, str] = {
 }
 SIM_SLOTS = {"sms": (0, 1), "whatsapp": (2, 3), "rcs": (4, 5)}  # 2 WhatsApp Business, 3 WhatsApp; 4, 5 RCS
 
-# `error:1` carries only a text; the published material gives no codes, so the text is classified.
-# (pattern, verdict, code) in order; the texts are the simulator's [inf], kept loose on purpose.
+# `error:1` carries only a text; the published material gives no codes and no texts. These are
+# hints (pattern, verdict, code), in order, kept loose on purpose; a text none matches is not final
+# (see `SmsGateway24.unrecognised`).
 MESSAGES: tuple[tuple[re.Pattern[str], Verdict, str], ...] = (
     (re.compile(r"token", re.I), Verdict.REAUTH, "token"),
-    (re.compile(r"login|password", re.I), Verdict.HALT, "login"),
+    # a send refused with words about logging in: the session may have ended; a new login settles it
+    # (wrong credentials then fail `gettoken`, which halts the provider)
+    (re.compile(r"login|password", re.I), Verdict.REAUTH, "login"),
     (re.compile(r"credit|balance|subscription|tariff|payment", re.I), Verdict.HALT, "no_credit"),
     (re.compile(r"device", re.I), Verdict.HALT, "device"),
     (re.compile(r"too many|try again|temporar", re.I), Verdict.RETRY, "busy"),
 )
 
 
-def classify(message: str) -> tuple[Verdict, str]:
+def classify(message: str) -> tuple[Verdict, str] | None:
+    """The verdict a known text hints at, or None for a text no hint matches."""
     for pattern, verdict, code in MESSAGES:
         if pattern.search(message):
             return verdict, code
-    return Verdict.FAILED, "error"
+    return None
 
 
 class LoginRefused(Exception):
@@ -95,6 +107,7 @@ class SmsGateway24(Provider):
         self._base = base if base.endswith(API["base"]) else base + API["base"]
         self._headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         self._token = ""
+        self._relogged = False  # an unrecognised error already made us log in again (since the last success)
         if not settings.bulk:
             self.batch_size = 1
 
@@ -185,8 +198,9 @@ class SmsGateway24(Provider):
             return [http_default(status, _text(body), headers=headers)] * len(batch)
         if not _ok(data):
             message = str(data.get(API["message"]) or "error 1 without a message")
-            verdict, code = classify(message)
-            return [Outcome(verdict, code=code, error=message)] * len(batch)
+            hint = classify(message)
+            return [Outcome(hint[0], code=hint[1], error=message) if hint else self.unrecognised(message)] * len(batch)
+        self._relogged = False
         if 200 <= status < 300:
             if not self.s.bulk:
                 sid = data.get(API["sms_id"])
@@ -194,6 +208,15 @@ class SmsGateway24(Provider):
                                 extra={"customerid": m.seq}) for m in batch]
             return [Outcome(Verdict.SENT, extra={"customerid": m.seq}) for m in batch]
         return [http_default(status, _text(body), headers=headers)] * len(batch)
+
+    def unrecognised(self, message: str) -> Outcome:
+        """An `error:1` text no hint matches: log in again once (it may be an expired token in words
+        we do not know), then retry with backoff; the last attempt fails with this text."""
+        if not self._relogged:
+            self._relogged = True
+            return Outcome(Verdict.REAUTH, code="unrecognised", error=message)
+        return Outcome(Verdict.RETRY, code="unrecognised",
+                       error=f"the gateway's error text was not recognised (after a new login and retries): {message}")
 
 
 def _ok(data: dict) -> bool:

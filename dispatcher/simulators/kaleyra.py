@@ -9,7 +9,9 @@ simulator, so an adapter that picks the wrong flag is caught); credits per part 
 (402 NO-CREDITS); 202 with one `data` entry per accepted number; 429 E429 past the rate
 (default 20 requests/s: none is published); faults answer 500 E403. Delivery reports go to
 the `callback` JSON (GET query string or POST JSON) and to the seed's `dlrurl` (GET), and
-`GET .../messages/status?message_ids=` answers from the same state.
+`GET .../messages/status?message_ids=` answers from the same state. A scheduled `time` must
+be at least 5 minutes and at most 3 months ahead, as the seed's E402 says ("Minimum 5 minutes
+time gap is required and 3 months from now"; `schedule_min_minutes` changes the 5).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .base import Simulator, json_response
 
 ERRORS = {
     "E400": "For bulk SMS type should be MKT", "E401": "SMS length is exceeding 4000 characters",
-    "E402": "Invalid schedule time", "E403": "Some thing went wrong at our end please try again after some time",
+    "E402": "Invalid schedule time. Minimum 5 minutes time gap is required and 3 months from now", "E403": "Some thing went wrong at our end please try again after some time",
     "E404": "If Type is OTP then only one mobile number is allowed",
     "E405": "If Type is TXN then mobile numbers should not be more than 100", "E406": "No Valid mobile numbers found",
     "E600": "To field has to be filled", "E601": "Body cannot be left empty", "E602": "Sender-Id is required",
@@ -80,7 +82,7 @@ class KaleyraSimulator(Simulator):
     default_max_batch = 1000
 
     def __init__(self, *args: Any, sid: str = "HXAP1600000000IN", api_key: str = "A0123456789abcdef0123456789abcdef",
-                 schedule_min_minutes: str | float = 15, **kw: Any) -> None:
+                 schedule_min_minutes: str | float = 5, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.sid = sid
         self.api_key = api_key
@@ -168,8 +170,8 @@ class KaleyraSimulator(Simulator):
             now = dt.datetime.now(dt.UTC)
             if (when is None or when < now + dt.timedelta(minutes=self.schedule_min)
                     or when > now + dt.timedelta(days=92)):
-                return error("E402", f"Invalid schedule time. At least {self.schedule_min:g} minutes and at most "
-                             "3 months from now", field="time")
+                return error("E402", f"Invalid schedule time. Minimum {self.schedule_min:g} minutes time gap is "
+                             "required and 3 months from now", field="time")
         callbacks = self._callbacks(form)
         if callbacks is None:
             return error("INVALID-CALLBACK", field="callback")

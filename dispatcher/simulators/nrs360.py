@@ -1,8 +1,12 @@
 """360nrs simulator: `POST /api/rest/sms`, `/mailing`, `/whatsapp` and `/voice` as the 360nrs
 document describes them.
 
-Basic auth (103), the documented validation codes, per-recipient `sub` substitution with
-the 360nrs filters, `parts` checked against the text (105, 110 past 15), 202 / 207 / 400
+Basic auth (103), the documented validation codes (the seed's table, its descriptions),
+per-recipient `sub` substitution with the 360nrs filters (`shorten` gives `https://sms.tl/`
+and six characters, as the seed's example, and parts are counted on the shortened text),
+`parts` checked against the text (105, 110 past 15), `trans = 1` applying the seed's
+translation table before counting, `scheduleDate` / `expirationDate` only in the seed's
+`YYYYmmddHHiiss` (108 / 119), `tags` only with a `campaignName` (126), 202 / 207 / 400
 envelopes, credits (402 / 111), 429 past the configured rate, and per-part delivery
 reports to `notificationUrl` with its `%` escapes.
 
@@ -13,12 +17,15 @@ sender, per-message errors naming the index (`messages.1.to`), UUID ids. Voice: 
 (130), gender (131, some languages are female only), callers (132), at most 500 characters
 per recipient after substitution (105). The account-level event notifications (form POST,
 event `delivered`) go to `events_url` for these three channels when it is set
-(`--set nrs360.events_url=...` or live `POST /_sim/options`).
+(`--set nrs360.events_url=...` or live `POST /_sim/options`), as are `verified_domains` and
+`whatsapp_templates` (`id:body fields:header fields,...`).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import re
 import time
 import urllib.parse
@@ -31,15 +38,20 @@ from aiohttp import web
 from ..codecs import reference
 from .base import Simulator, json_response
 
+# The seed's error table ("Errors | Error Code | HTTP Code | Description"), descriptions as written there.
 ERRORS = {
-    101: (500, "Internal database error"), 102: (400, "No valid recipients"), 103: (401, "Invalid username or password"),
-    104: (400, "Text message missing"), 105: (400, "Text message too long"), 106: (400, "Sender missing"),
-    107: (400, "Sender too long"), 109: (400, "Invalid notification URL"), 110: (400, "Parts exceeded or invalid"),
-    111: (402, "Not enough credits"), 113: (400, "Invalid coding"), 125: (400, "Invalid JSON"),
+    101: (500, "Internal Database error"), 102: (400, "No valid recipients"),
+    103: (401, "Username or password unknown"), 104: (400, "Text message missing"),
+    105: (400, "Text message too long"), 106: (400, "Sender missing"), 107: (400, "Sender too long"),
+    108: (400, "No valid Datetime for send"), 109: (400, "Notification URL incorrect"),
+    110: (400, "Exceeded maximum parts allowed or incorrect number of parts"), 111: (402, "Not enough credits"),
+    112: (401, "IP address not allowed"), 113: (400, "Invalid coding"), 114: (400, "Invalid subject"),
+    115: (400, "Sender is not verified"), 116: (400, "Invalid replyTo"), 117: (400, "ReplyTo is not verified"),
+    119: (400, "Invalid expiration date"), 125: (400, "Invalid JSON"), 126: (400, "Empty campaign name"),
+    130: (400, "Invalid voice language"), 131: (400, "Invalid voice gender"), 132: (400, "Invalid voice caller"),
+    140: (400, "Template missing"),
+    # not in the seed's table [inf]: the body of a request with the right JSON but wrong types, and the rate
     422: (422, "Input validation error"), 429: (429, "Too many requests"),
-    114: (400, "Invalid subject"), 115: (400, "Sender is not verified"), 116: (400, "Invalid replyTo"),
-    117: (400, "ReplyTo is not verified"), 130: (400, "Invalid voice language"), 131: (400, "Invalid voice gender"),
-    132: (400, "Invalid voice caller"), 140: (400, "Template missing"),
 }
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 VOICE_LANGUAGES = {"en_GB", "en_US", "es_ES", "es_US", "pt_PT", "pt_BR", "cmn_CN", "arb", "de_DE", "fr_FR", "it_IT",
@@ -73,8 +85,64 @@ FILTERS = {
     "capitalize": lambda s: s[:1].upper() + s[1:],
     "capitalizeAll": lambda s: " ".join(w[:1].upper() + w[1:] for w in s.split(" ")),
     "formatDotComma": lambda s: _number(s, ".", ","), "formatCommaDot": lambda s: _number(s, ",", "."),
-    "shorten": lambda s: s,
+    "shorten": lambda s: shorten(s),
 }
+SHORT_BASE = "https://sms.tl/"  # the seed: "{url|shorten} -> https://sms.tl/xxxxxx"
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.I)
+# The seed's `trans = 1` table, as written there (the simulator's own copy: it never imports the adapter's).
+TRANS = str.maketrans({"á": "a", "í": "i", "ó": "o", "ú": "u", "ç": "Ç", "Á": "A", "Í": "I", "Ó": "O", "Ú": "U",
+                       "À": "A", "È": "E", "Ì": "I", "Ò": "O", "Ù": "U", "º": "", "ª": "", "Õ": "O", "õ": "o",
+                       "â": "a", "ê": "e", "î": "i", "ô": "o", "û": "u", "Â": "A", "Ê": "E", "Î": "I", "Ô": "O",
+                       "Û": "U", "ã": "a", "Ã": "A"})
+_STAMP = re.compile(r"[0-9]{14}")
+
+
+def shorten(url: str) -> str:
+    """`https://sms.tl/` and six characters, the same for the same link; not a URL: left as it is
+    (the seed: "It must be a valid url", with no error code for one that is not)."""
+    url = url.strip()
+    if not _URL.fullmatch(url):
+        return url
+    n = int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "big")
+    code = ""
+    for _ in range(6):
+        n, r = divmod(n, 62)
+        code += _ALPHABET[r]
+    return SHORT_BASE + code
+
+
+def stamp(value: Any) -> dt.datetime | None:
+    """A `YYYYmmddHHiiss` date (UTC) as the seed writes them, or None."""
+    if not isinstance(value, str) or not _STAMP.fullmatch(value):
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def campaign_fields(body: dict[str, Any]) -> web.Response | None:
+    """The parameters every channel shares: `scheduleDate` / `expirationDate` in the seed's
+    `YYYYmmddHHiiss` (108 / 119), `tags` only with a `campaignName` (126), `trans` 0 or 1."""
+    if "scheduleDate" in body and stamp(body["scheduleDate"]) is None:
+        return error(108)
+    if "expirationDate" in body and stamp(body["expirationDate"]) is None:
+        return error(119)
+    tags = body.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            return error(422, "The tags field must be an array of strings.")
+        if not isinstance(body.get("campaignName"), str) or not body["campaignName"].strip():
+            return error(126)
+    if body.get("trans", 0) not in (0, 1) or isinstance(body.get("trans"), bool):
+        return error(422, "The trans field must be 0 or 1.")
+    return None
+
+
+def scheduled_at(body: dict[str, Any]) -> str | None:
+    when = stamp(body.get("scheduleDate"))
+    return when.strftime("%Y-%m-%d %H:%M:%S") if when else None
 
 
 def compile_message(text: str) -> Any:
@@ -137,7 +205,7 @@ def _ucs2_parts(text: str) -> int:
 
 class Nrs360Simulator(Simulator):
     kind = "nrs360"
-    option_types = {"events_url": str}
+    option_types = {"events_url": str, "verified_domains": str, "whatsapp_templates": str}
     default_rate = 50.0
     default_max_batch = 1000
 
@@ -148,15 +216,26 @@ class Nrs360Simulator(Simulator):
         super().__init__(*args, **kw)
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self._sending = 100000
-        self.verified = {d.strip().lower() for d in verified_domains.split(",") if d.strip()}
         self.email_templates = {int(t) for t in email_templates.split(",") if t.strip()}
         self.whatsapp_senders = {s.strip() for s in whatsapp_senders.split(",") if s.strip()}
-        self.whatsapp_templates: dict[int, tuple[int, int]] = {}  # id -> (body fields, header fields)
-        for spec in filter(None, (t.strip() for t in whatsapp_templates.split(","))):
-            tid, body_n, header_n = ([*spec.split(":"), "0", "0"])[:3]
-            self.whatsapp_templates[int(tid)] = (int(body_n or 0), int(header_n or 0))
-        self.defaults = {"events_url": events_url}
+        self.defaults = {"events_url": events_url, "verified_domains": verified_domains,
+                         "whatsapp_templates": whatsapp_templates}
         self.options = dict(self.defaults)
+
+    @property
+    def verified(self) -> set[str]:
+        """The account's verified email domains (live option `verified_domains`, comma-separated)."""
+        return {d.strip().lower() for d in self.options["verified_domains"].split(",") if d.strip()}
+
+    @property
+    def whatsapp_templates(self) -> dict[int, tuple[int, int]]:
+        """id -> (body fields, header fields), from the live option `whatsapp_templates`
+        (`id:body:header,...`): the seed's examples use one id, 123, for templates of every shape."""
+        out = {}
+        for spec in filter(None, (t.strip() for t in self.options["whatsapp_templates"].split(","))):
+            tid, body_n, header_n = ([*spec.split(":"), "0", "0"])[:3]
+            out[int(tid)] = (int(body_n or 0), int(header_n or 0))
+        return out
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/rest/sms", self.sms), web.post("/api/rest/mailing", self.mailing),
@@ -204,6 +283,9 @@ class Nrs360Simulator(Simulator):
         if sub is not None and (not isinstance(sub, list) or len(sub) != len(to)
                                 or not all(isinstance(s, dict) for s in sub)):
             return error(422, "sub must hold one object per recipient")
+        refused = campaign_fields(body)
+        if refused is not None:
+            return refused
         notify = body.get("notificationUrl")
         if notify is not None:
             urls = notify if isinstance(notify, list) else [notify] * len(to)
@@ -217,6 +299,10 @@ class Nrs360Simulator(Simulator):
             texts = [render(s) for s in sub]
         else:
             texts = [message] * len(to)
+        if body.get("trans") == 1:
+            texts = [t.translate(TRANS) for t in texts]
+        when, expires = scheduled_at(body), stamp(body.get("expirationDate"))
+        expires_at = expires.strftime("%Y-%m-%d %H:%M:%S") if expires else None
         needed: dict[str, int | None] = {}
         plan = []  # (to, text, parts) of acceptable recipients, or (to, error code)
         cost = 0
@@ -249,7 +335,8 @@ class Nrs360Simulator(Simulator):
             number, text, n = p
             mid = self.next_id()
             accepted += 1
-            results.append({"accepted": True, "to": number, "id": mid, "parts": n, "scheduledAt": None, "expiresAt": None})
+            results.append({"accepted": True, "to": number, "id": mid, "parts": n, "scheduledAt": when,
+                            "expiresAt": expires_at})
             self.record({"id": mid, "to": number, "from": sender, "text": text, "parts": n, "encoding": encoding,
                          "channel": "sms", "sending": sending})
             if urls:
@@ -302,8 +389,14 @@ class Nrs360Simulator(Simulator):
         return isinstance(address, str) and bool(_EMAIL.fullmatch(address)) \
             and address.rsplit("@", 1)[1].lower() in self.verified
 
-    def _accept(self, channel: str, plan: list[tuple[Any, Any]]) -> web.Response:
+    def _accept(self, channel: str, plan: list[tuple[Any, Any]], body: dict[str, Any]) -> web.Response:
         """plan: per recipient (to, ledger fields) when acceptable, (to, (code, description)) when not."""
+        refused = campaign_fields(body)
+        if refused is not None:
+            return refused
+        fields = dict(RESULT_FIELDS[channel])
+        if "scheduledAt" in fields:
+            fields["scheduledAt"] = scheduled_at(body)
         cost = sum(1 for _, p in plan if isinstance(p, dict))
         if cost and not self.spend(cost):
             return error(111)
@@ -317,7 +410,7 @@ class Nrs360Simulator(Simulator):
             mid = str(uuid.UUID(int=self.random.getrandbits(128), version=4)) if channel == "whatsapp" \
                 else self.next_id()
             accepted += 1
-            results.append({"accepted": True, "to": to, "id": mid, **RESULT_FIELDS[channel]})
+            results.append({"accepted": True, "to": to, "id": mid, **fields})
             self.record({"id": mid, "to": to, **p, "channel": channel, "sending": sending})
             if self.options["events_url"]:
                 self._event(channel, mid, now)
@@ -372,7 +465,7 @@ class Nrs360Simulator(Simulator):
                 continue
             plan.append((address, {"from": sender, "fromName": body.get("fromName"), "replyTo": reply_to,
                                    "subject": subject, "text": text, "template": template}))
-        return self._accept("email", plan)
+        return self._accept("email", plan, body)
 
     async def voice(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -405,7 +498,7 @@ class Nrs360Simulator(Simulator):
                 plan.append((number, (105, f"Text message too long ({len(text)} characters, at most {VOICE_MAX})")))
             else:
                 plan.append((number, {"text": text, "language": language, "gender": gender}))
-        return self._accept("voice", plan)
+        return self._accept("voice", plan, body)
 
     async def whatsapp(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -414,7 +507,8 @@ class Nrs360Simulator(Simulator):
         tid = body.get("templateId")
         if tid is None:
             return error(140)
-        if isinstance(tid, bool) or not isinstance(tid, int) or tid not in self.whatsapp_templates:
+        templates = self.whatsapp_templates
+        if isinstance(tid, bool) or not isinstance(tid, int) or tid not in templates:
             return error(140, "Invalid template")
         sender = body.get("from")
         if not sender:
@@ -424,7 +518,7 @@ class Nrs360Simulator(Simulator):
         messages = self._recipients(body.get("messages"))
         if isinstance(messages, web.Response):
             return messages
-        want = dict(zip(("bodyFields", "headerFields"), self.whatsapp_templates[tid], strict=True))
+        want = dict(zip(("bodyFields", "headerFields"), templates[tid], strict=True))
         plan = []
         for i, m in enumerate(messages):
             to = m.get("to") if isinstance(m, dict) else None
@@ -445,7 +539,7 @@ class Nrs360Simulator(Simulator):
                 continue
             plan.append((to, {"from": sender, "templateId": tid, "bodyFields": m.get("bodyFields", []),
                               "headerFields": m.get("headerFields", [])}))
-        return self._accept("whatsapp", plan)
+        return self._accept("whatsapp", plan, body)
 
     # -- control ---------------------------------------------------------------------------------
     async def _reset(self, request: web.Request) -> web.Response:

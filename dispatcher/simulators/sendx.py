@@ -1,9 +1,8 @@
 """SendX simulator: transactional email and webhooks of the SendX REST API (docs/providers/sendx.md).
 
-`X-Team-ApiKey` auth (401 with the documented numeric-status body), `POST /send/email` and
-`POST /send/template` validated synchronously (400 `{"status":"error","message":...}`,
-422 for malformed JSON, 404 unknown template, at most 50 `to` entries), the two documented
-429s: the rate (10 requests/s by default, judged over any one second, `Retry-After: 1`) and
+`X-Team-ApiKey` auth (401), `POST /send/email` and `POST /send/template` validated
+synchronously (400; 422 for malformed JSON, 404 unknown template, at most 50 `to` entries),
+the two documented 429s: the rate (10 requests/s by default, judged over any one second, `Retry-After: 1`) and
 the plan's sending quota (the `credits` fault: one credit an email, "Email sending limit
 exceeded. Please upgrade your plan."), and the two documented success answers: 202
 `{"status":"success",...}` (`compat = "docs"`, the default) or the SDK's 200 array with a
@@ -14,6 +13,9 @@ event: 60 dropped for a suppressed address (`suppressed` setting), 5 bounce for 
 whose local part starts with "bounce", otherwise 7 open, each sent only to webhooks that
 subscribed to it. Suppressed addresses are refused per recipient (errorCode 1) in the SDK
 answer and accepted then dropped in the 202 one. The sender must be at a verified domain.
+
+Every error, whatever its status, has the seed's one shape: `{"status": "error", "message": ...}`
+("Error responses follow this format"); the official SDK's `ErrorResponse` accepts nothing else.
 
 Settings: constructor keywords (`--set sendx.compat=sdk`) or live `POST /_sim/options`.
 """
@@ -75,9 +77,9 @@ class SendxSimulator(Simulator):
         return prefix + "_" + "".join(self.random.choice(_ALNUM) for _ in range(22))
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        """The documented 401 (numeric `status`) when the team key is missing or wrong."""
+        """The 401 when the team key is missing or wrong, in the seed's one error shape."""
         if request.headers.get("X-Team-ApiKey") != self.api_key:
-            return json_response({"status": 401, "message": "The Team ID or API Key specified is not valid"}, 401)
+            return error("The Team ID or API Key specified is not valid", 401)
         return None
 
     async def _body(self, request: web.Request) -> Any:

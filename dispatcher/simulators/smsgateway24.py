@@ -13,8 +13,10 @@ The phone: each device drains its queue (urgent first) at `phone_rate` messages/
 each message 1 New -> 2 taken -> 6 sent -> 7 delivered, posting the status webhook
 (`{sms_id, status_id, status_message, sendto, senttime, channel_id, device_id}`) on each
 change. Webhooks are set per device in the real web UI; here through the control endpoint
-`POST /_sim/gateway {"webhook": url, "phone_rate": n, "token_uses": n, "revoke": true}`
-(`token_uses`: a token expires after that many calls; `revoke`: every issued token expires).
+`POST /_sim/gateway {"webhook": url, "phone_rate": n, "token_uses": n, "revoke": true, "expired_text": s}`
+(`token_uses`: a token expires after that many calls; `revoke`: every issued token expires;
+`expired_text`: the words a bad token is refused with. The seed documents only `error: 1` and
+a free text, so a client must not depend on these words: tests change them).
 The phone ignores `timetosend` and sends at once.
 """
 
@@ -33,6 +35,7 @@ from aiohttp import web
 from .base import Simulator, json_response
 
 SAVED = "Sms has been saved successfully"
+EXPIRED = "Token is invalid or expired"
 STATUS_TITLES = {1: "New", 2: "sending", 3: "queued on the phone", 5: "incoming", 6: "sent", 7: "delivered",
                  8: "not delivered", 9: "not sent"}
 SLOT_CHANNELS = {0: "sms", 1: "sms", 2: "whatsapp", 3: "whatsapp", 4: "rcs", 5: "rcs"}
@@ -80,6 +83,7 @@ class SmsGateway24Simulator(Simulator):
         self.phone_rate = self.default_phone_rate
         self.webhook = ""
         self.token_uses = 0  # calls a token allows; 0 = unlimited
+        self.expired_text = EXPIRED
         self.tokens: dict[str, int] = {}  # token -> calls made with it
         self.smss: dict[int, dict[str, Any]] = {}
         self.queues: dict[int, tuple[deque[int], deque[int]]] = {}  # device -> (urgent, normal)
@@ -105,7 +109,7 @@ class SmsGateway24Simulator(Simulator):
     async def gateway(self, request: web.Request) -> web.Response:
         if request.method == "POST" and request.can_read_body:
             data = orjson.loads(await request.read() or b"{}")
-            unknown = set(data) - {"webhook", "phone_rate", "token_uses", "revoke"}
+            unknown = set(data) - {"webhook", "phone_rate", "token_uses", "revoke", "expired_text"}
             if unknown:
                 return json_response({"error": f"unknown setting(s): {', '.join(sorted(unknown))}"}, 400)
             if "webhook" in data:
@@ -118,6 +122,8 @@ class SmsGateway24Simulator(Simulator):
                 self.token_uses = int(data["token_uses"])
             if data.get("revoke"):
                 self.tokens.clear()
+            if "expired_text" in data:
+                self.expired_text = str(data["expired_text"] or EXPIRED)
         return json_response({"webhook": self.webhook, "phone_rate": self.phone_rate, "token_uses": self.token_uses,
                               "tokens": len(self.tokens), "queued": sum(len(u) + len(n) for u, n in self.queues.values()),
                               "devices": self.devices})
@@ -126,6 +132,7 @@ class SmsGateway24Simulator(Simulator):
         self.webhook = ""
         self.phone_rate = self.default_phone_rate
         self.token_uses = 0
+        self.expired_text = EXPIRED
         self.tokens.clear()
         self.smss.clear()
         for urgent, normal in self.queues.values():
@@ -176,7 +183,7 @@ class SmsGateway24Simulator(Simulator):
     async def addsms(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         if not self._token_ok(p.get("token")):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         if "file" in p and not p.get("body"):
             p["body"] = f"https://files.smsgateway24.invalid/{p['file']}"
         try:
@@ -200,7 +207,7 @@ class SmsGateway24Simulator(Simulator):
             if not isinstance(doc, dict):
                 return fail("datajson must be a JSON object with token and smsdata")
         if not self._token_ok(doc.get("token", p.get("token"))):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         items = doc.get("smsdata")
         if not isinstance(items, list) or not items:
             return fail("smsdata is required: a list of messages")
@@ -314,7 +321,7 @@ class SmsGateway24Simulator(Simulator):
     async def getallsms(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         if not self._token_ok(p.get("token")):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         try:
             want = {k: _int(p.get(k), k) for k in ("device_id", "status", "customerid", "sim")}
             only_count = _int(p.get("onlycount"), "onlycount", 0)
@@ -335,7 +342,7 @@ class SmsGateway24Simulator(Simulator):
     async def getsmsstatus(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         if not self._token_ok(p.get("token")):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         try:
             sid = _int(p.get("sms_id"), "sms_id")
         except Invalid as e:
@@ -349,7 +356,7 @@ class SmsGateway24Simulator(Simulator):
     async def getalldevices(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         if not self._token_ok(p.get("token")):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         now = _date(dt.datetime.now(dt.UTC))
         devices = {str(d): {"id": d, "title": f"Simulated phone {d}", "number": None, "imei": "358240051111110",
                             "created": now, "lastseen": now, "serialnumber": f"SIM{d}",
@@ -363,7 +370,7 @@ class SmsGateway24Simulator(Simulator):
     async def getdevicestatus(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         if not self._token_ok(p.get("token")):
-            return fail("Token is invalid or expired")
+            return fail(self.expired_text)
         try:
             device = _int(p.get("device_id"), "device_id")
         except Invalid as e:
