@@ -23,8 +23,9 @@ import aiohttp
 from . import codecs
 from .limits import RateLimit
 from .model import FAILED, REJECTED, SENT, Content, Message, Record, Result, rejected
-from .phone import to_e164
+from .phone import number_problem, to_e164
 from .providers.base import Outcome, Provider, ProviderError, Verdict
+from .render import problem
 from .retry import ambiguous, backoff
 from .sinks.base import Sink
 from .sources.base import Source
@@ -505,10 +506,10 @@ class Engine:
             raw = f.get(column)
             raw = raw if type(raw) is str else ("" if raw is None else str(raw))
             if phone:
-                to = to_e164(raw, region)
+                to = to_e164(raw, region, content.mobile_only)
                 if to is None:
-                    bad.append(rejected(rec.seq, rid, raw, "invalid_number", f"'{raw}' is not a valid phone number"
-                                        + (f" (default region {region})" if region else ""), alias, channel))
+                    bad.append(rejected(rec.seq, rid, raw, *number_problem(raw, region, content.mobile_only),
+                                        alias, channel))
                     continue
             else:
                 to = raw.strip()
@@ -519,8 +520,7 @@ class Engine:
             try:
                 text, slots = content.template.fill(f)
             except KeyError as e:
-                bad.append(rejected(rec.seq, rid, to, "missing_variable",
-                                    f"template variable '{e.args[0]}' has no value in this record", alias, channel))
+                bad.append(rejected(rec.seq, rid, to, *problem(e), alias, channel))
                 continue
             m = Message(rec.seq, rid, to, text, f, slots, alias, channel, content=content)
             if in_doubt and rec.seq in in_doubt:
