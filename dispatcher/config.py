@@ -187,7 +187,10 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
             settings.concurrency = o.concurrency
         if o.url is not None:
             settings.url = o.url
-        _check_url(loc, section, settings.url)
+        try:
+            _check_url(settings.url)
+        except ConfigError as e:
+            raise (ConfigError(f"--url: {e}") if o.url is not None else loc.error(section, "url", str(e))) from None
         if "channel" in table:
             _known_channel(loc, section, table["channel"], known)
         channel = table.get("channel", default_channel if default_channel in cls.channels else sorted(cls.channels)[0])
@@ -278,20 +281,20 @@ def _known_channel(loc: Located, section: str, channel: object, known: list[str]
                         + f"; known: {', '.join(known)}")
 
 
-def _check_url(loc: Located, section: str, url: str) -> None:
+def _check_url(url: str) -> None:
     """A base URL that can be used; never echoed, since a wrong one may hold a password."""
     if not url:
-        raise loc.error(section, "url", "required: the provider's base URL")
+        raise ConfigError("required: the provider's base URL")
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise loc.error(section, "url", "is not a valid URL") from None
+        raise ConfigError("is not a valid URL") from None
     if parts.username is not None or parts.password is not None:
-        raise loc.error(section, "url", "must not hold credentials (user:password@): name the environment "
-                        "variables that hold them in this provider's *_env settings")
+        raise ConfigError("must not hold credentials (user:password@): name the environment variables that "
+                          "hold them in this provider's *_env settings")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise loc.error(section, "url", "must be an http:// or https:// URL with a host")
+        raise ConfigError("must be an http:// or https:// URL with a host")
 
 
 def _template(loc: Located, base: Path, section: str, table: dict[str, Any]) -> Template:

@@ -198,6 +198,15 @@ def test_a_provider_url_with_credentials_is_exit_2_without_echoing_them(sim, tmp
     assert_nothing_sent(sim)
 
 
+def test_credentials_in_the_url_override_are_refused_too(sim, tmp_path, capsys):
+    toml = write(tmp_path, HEADER + good(2), sim.url("nrs360"))
+    url = sim.url("nrs360").replace("http://", "http://demo:hunter2-secret@")
+    assert main(["blast", str(toml), "--quiet", "--run-id", "x", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dispatcher: --url: must not hold credentials") and "hunter2" not in err
+    assert_nothing_sent(sim)
+
+
 def test_an_unknown_channel_names_the_message_setting(sim, tmp_path, capsys):
     toml = write(tmp_path, HEADER + good(2), sim.url("nrs360"), message={**SMS, "channel": "smss"})
     assert main(["blast", str(toml), "--quiet", "--run-id", "x"]) == 2

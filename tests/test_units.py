@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import deque
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from dispatcher.limits import RateLimit
 from dispatcher.phone import number_problem, to_e164
-from dispatcher.render import TemplateError, compile_template
+from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
 from dispatcher.state import RunState, SeqSet, _parse, _ranges
 
 
@@ -114,6 +115,33 @@ def test_template_filters_and_slots():
         t.fill({"name": "x"})
     with pytest.raises(TemplateError, match="nope"):
         compile_template("{a|nope}")
+
+
+@pytest.mark.parametrize("source, line, column, what", [
+    ("Hola {name, su pedido", 1, 6, "unclosed '{'"), ("a }", 1, 3, "stray '}'"), ("ok\n  {name", 2, 3, "unclosed '{'"),
+    ("x { name }", 1, 3, "'{ name }' is not a placeholder"), ("{a|upper:x}", 1, 1, "takes no argument"),
+    ("{a|nope}", 1, 1, "unknown filter 'nope'"), ("{{a}", 1, 4, "stray '}'"),
+])
+def test_template_brace_errors_say_where(source, line, column, what):
+    with pytest.raises(TemplateError, match=re.escape(what)) as e:
+        compile_template(source)
+    assert (e.value.line, e.value.column) == (line, column)
+
+
+def test_template_literal_braces_defaults_and_empty_values():
+    t = compile_template("{{x}} {name|default:amigo mío|upper} {name} {{}}", allow_empty=())
+    assert t.render({"name": "ana"}) == "{x} ANA ana {}"
+    with pytest.raises(EmptyVariable, match="name"):  # `{name}` has no default, so an empty name is refused
+        t.fill({"name": ""})
+    assert problem(KeyError("x"))[0] == "missing_variable"
+    t = compile_template("Hola {name|default:amigo mío|capitalize} {amount}", allow_empty=["amount"])
+    text, slots = t.fill({"name": "", "amount": ""})
+    assert text == "Hola Amigo mío "
+    server = t.server_source
+    for k, v in slots.items():
+        server = server.replace("{" + k + "}", v)
+    assert server == text and re.fullmatch(r"Hola \{[A-Za-z0-9_]+\} \{amount\}", t.server_source)
+    assert compile_template("{a}").render({"a": ""}) == ""  # allow_empty defaults to all (the daemon's use)
 
 
 @given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.text(max_size=20), min_size=3),
