@@ -11,6 +11,7 @@ import dataclasses
 import re
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from .model import Content
 from .phone import valid_region
 from .providers import kinds
 from .providers.base import ConfigError, Provider, Settings
-from .render import TemplateError, compile_template
+from .render import Template, TemplateError, compile_template
 from .sinks.base import Sink, SinkError
 from .sources.base import Source, SourceError
 from .state import RunState
@@ -29,7 +30,8 @@ TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "prov
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
           "dsn_env", "table", "where", "query", "key", "fetch"}
 MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options",
-           "recipient"}
+           "recipient", "allow_empty", "allow_landlines"}
+MOBILE_CHANNELS = frozenset({"sms", "whatsapp", "rcs"})  # a landline or a premium number cannot receive these
 ENGINE = {"chunk_size", "max_in_flight"}
 SINK = {"type", "path", "dsn_env", "table", "mark_sent"}
 
@@ -180,6 +182,8 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     channels: dict[str, str] = {}
     msg = _table(loc, data, "message")
     default_channel = msg.get("channel", "sms")
+    known = sorted({ch for cls in kinds().values() for ch in cls.channels})
+    _known_channel(loc, "message", default_channel, known)
     for alias, table in ptables.items():
         section = f"providers.{alias}"
         if not isinstance(table, dict):
@@ -195,8 +199,12 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
             settings.concurrency = o.concurrency
         if o.url is not None:
             settings.url = o.url
-        if not settings.url:
-            raise loc.error(section, "url", "required: the provider's base URL")
+        try:
+            _check_url(settings.url)
+        except ConfigError as e:
+            raise (ConfigError(f"--url: {e}") if o.url is not None else loc.error(section, "url", str(e))) from None
+        if "channel" in table:
+            _known_channel(loc, section, table["channel"], known)
         channel = table.get("channel", default_channel if default_channel in cls.channels else sorted(cls.channels)[0])
         if channel not in cls.channels:
             raise loc.error(section, "channel", f"{kind} does not carry '{channel}' (it carries {', '.join(sorted(cls.channels))})")
@@ -218,21 +226,15 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
             raise loc.error(section, None, "must be a table")
         _check_keys(loc, section, table, MESSAGE)
         channel = table.get("channel", section.split(".", 1)[1] if "." in section else "sms")
-        source_text = table.get("template")
-        if "template_file" in table:
-            try:
-                source_text = (base / table["template_file"]).read_text(encoding="utf-8")
-            except OSError as e:
-                raise loc.error(section, "template_file", f"cannot read ({e.strerror or e})") from None
-        if not isinstance(source_text, str) or not source_text:
-            raise loc.error(section, "template", "required: the message text, with {variables}")
-        try:
-            template = compile_template(source_text)
-        except TemplateError as e:
-            raise loc.error(section, "template", str(e)) from None
+        _known_channel(loc, section, channel, known, key="channel" if "channel" in table else None)
+        template = _template(loc, base, section, table)
+        landlines = table.get("allow_landlines", False)
+        if not isinstance(landlines, bool):
+            raise loc.error(section, "allow_landlines", "must be true or false")
         sections[channel] = section
         contents[channel] = Content(channel, template, str(table.get("sender", "")), str(table.get("subject", "")),
-                                    dict(table.get("options", {})), str(table.get("recipient", "")))
+                                    dict(table.get("options", {})), str(table.get("recipient", "")),
+                                    mobile_only=channel in MOBILE_CHANNELS and not landlines)
         region = table.get("region", region)
     if not contents:
         raise loc.error("message", None, "required: a [message] table with a `template`")
@@ -241,6 +243,10 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     for alias, channel in channels.items():
         if channel not in contents:
             raise loc.error(f"providers.{alias}", "channel", f"no message for channel '{channel}': add [messages.{channel}]")
+        try:
+            contents[channel] = providers[alias].validate(channel, contents[channel])
+        except ConfigError as e:
+            raise _content_error(loc, sections[channel], alias, e) from None
 
     # -- source --------------------------------------------------------------------------------
     src = _table(loc, data, "source")
@@ -291,6 +297,71 @@ def _retry_run_id(state_dir: Path, old: str) -> str:
         if not (state_dir / "runs" / rid).exists():
             return rid
         n += 1
+def _known_channel(loc: Located, section: str, channel: object, known: list[str], key: str | None = "channel") -> None:
+    if channel not in known:
+        hint = _closest(str(channel), tuple(known))
+        raise loc.error(section, key, f"unknown channel {channel!r}" + (f" (did you mean '{hint}'?)" if hint else "")
+                        + f"; known: {', '.join(known)}")
+
+
+def _check_url(url: str) -> None:
+    """A base URL that can be used; never echoed, since a wrong one may hold a password."""
+    if not url:
+        raise ConfigError("required: the provider's base URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError("is not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("must not hold credentials (user:password@): name the environment variables that "
+                          "hold them in this provider's *_env settings")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("must be an http:// or https:// URL with a host")
+
+
+def _template(loc: Located, base: Path, section: str, table: dict[str, Any]) -> Template:
+    """The section's template, compiled; an error names the template's file, line and column."""
+    allow = table.get("allow_empty", [])
+    if not (allow is True or (isinstance(allow, list) and all(isinstance(a, str) for a in allow))):
+        raise loc.error(section, "allow_empty", "must be a list of template variable names (or true for all)")
+    source_text = table.get("template")
+    where: Path | None = None
+    if "template_file" in table:
+        where = base / str(table["template_file"])
+        try:
+            source_text = where.read_text(encoding="utf-8")
+        except OSError as e:
+            raise loc.error(section, "template_file", f"cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise loc.error(section, "template_file", f"{where} is not UTF-8 text") from None
+    if not isinstance(source_text, str) or not source_text:
+        raise loc.error(section, "template", "required: the message text, with {variables}")
+    try:
+        template = compile_template(source_text, allow_empty=allow)
+    except TemplateError as e:
+        if where is None:
+            raise loc.error(section, "template", str(e)) from None
+        raise ConfigError(f"{where}:{e.line}:{e.column}: {e} ({section}.template_file in "
+                          f"{loc.path}:{loc.line(section, 'template_file')})") from None
+    if allow is not True:
+        for name in allow:
+            if name not in template.variables:
+                raise loc.error(section, "allow_empty", f"'{name}' is not a variable of the template "
+                                f"(it reads: {', '.join(template.variables) or 'none'})")
+    return template
+
+
+def _content_error(loc: Located, section: str, alias: str, e: ConfigError) -> ConfigError:
+    """A provider's `message.KEY: ...` complaint, placed at the section and line it is about."""
+    text = str(e)
+    key, sep, rest = text.partition(": ")
+    path = key.split(".")
+    if not sep or path[0] != "message" or len(path) < 2:
+        return loc.error(section, None, f"{text} (providers.{alias})")
+    return loc.error(section, path[1], f"{rest} (providers.{alias})") if len(path) == 2 else \
+        ConfigError(f"{loc.path}:{loc.line(section, path[1]) or ''}: {'.'.join([section, *path[1:]])}: {rest} "
+                    f"(providers.{alias})")
 
 
 def _unauthenticated(cls: type[Provider], alias: str, settings: Settings) -> Provider:

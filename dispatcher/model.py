@@ -55,6 +55,7 @@ class Content:
     subject: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific (template ids, route type...)
     recipient: str = ""  # the column holding this channel's recipient, when not the source's
+    mobile_only: bool = False  # phone recipients must be mobile numbers (SMS, WhatsApp unless allow_landlines)
 
 
 @dataclass

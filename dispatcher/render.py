@@ -2,7 +2,14 @@
 
 A template is compiled once into a list of literal and variable pieces; rendering a
 message is one join. Placeholders the provider fills itself (`{UNSUB_URL}`, `{OTP_CODE}`)
-are left as they are.
+are left as they are. `{{` and `}}` are literal braces; any other brace that does not open
+or close a placeholder is an error at load, with its line and column, because a template
+that goes out with a literal `{name` in it has gone out wrong to every recipient.
+
+An empty value is an error for that record (`EmptyVariable`), since `debe  EUR` is as wrong
+as a missing field, unless the placeholder gives a default (`{name|default:cliente}`, a
+filter with an argument, so it composes with the others in the order written) or the
+campaign allows the variable to be empty.
 
 `shorten` is the one filter only the server can apply (360nrs replaces the link with its own
 `https://sms.tl/xxxxxx`). The rendered text and `server_source` keep the real link (what any
@@ -15,13 +22,14 @@ will send it, with `SHORT_LINK` in place of each shortened link: that is the tex
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .codecs.tables import SHORT_LINK
 
 SERVER_PLACEHOLDERS = frozenset({"UNSUB_URL", "OTP_CODE"})
-_TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)((?:\|[A-Za-z]+)*)\}")
+_TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)((?:\|[A-Za-z]+(?::[^{}|]*)?)*)\}")
+_FILTER = re.compile(r"\|([A-Za-z]+)(?::([^{}|]*))?")
 
 
 def _capitalize(s: str) -> str:
@@ -55,10 +63,29 @@ FILTERS: dict[str, Callable[[str], str]] = {
     "formatCommaDot": lambda s: _number(s, ",", "."),
 }
 SERVER_FILTERS = frozenset({"shorten"})  # the provider shortens links itself
+DEFAULT = "default"  # `{name|default:text}`: text when the value is empty (ours, not 360nrs')
 
 
 class TemplateError(ValueError):
-    pass
+    """A template that cannot be compiled; `line` and `column` (1-based) say where in the template."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+class EmptyVariable(KeyError):
+    """A record whose value for a template variable is empty (a KeyError, like a missing one)."""
+
+
+def problem(e: KeyError) -> tuple[str, str]:
+    """(code, reason) of a record the template could not be filled from."""
+    name = e.args[0] if e.args else "?"
+    if isinstance(e, EmptyVariable):
+        return "empty_variable", (f"template variable '{name}' is empty in this record (give a default, "
+                                  f"{{{name}|default:...}}, or list it in allow_empty)")
+    return "missing_variable", f"template variable '{name}' has no value in this record"
 
 
 Piece = tuple[str, str, tuple[Callable[[str], str], ...]]  # (slot key, variable, filters)
@@ -66,6 +93,10 @@ Piece = tuple[str, str, tuple[Callable[[str], str], ...]]  # (slot key, variable
 
 def _text(v: object) -> str:
     return v if type(v) is str else ("" if v is None else str(v))
+
+
+def _default(text: str) -> Callable[[str], str]:
+    return lambda s: s if s else text
 
 
 @dataclass(slots=True)
@@ -78,7 +109,9 @@ class Template:
     fill: Callable[[Mapping[str, object]], tuple[str, dict[str, str]]]
     """`fill(values) -> (text, slots)`: the rendered text and the per-slot values (filters applied),
     computed once, so `server_source` substituted with the slots equals the text (links left long).
-    Raises KeyError naming a missing variable. Generated per template: it runs once per message."""
+    Raises KeyError naming a missing variable, EmptyVariable naming an empty one. Generated per
+    template: it runs once per message."""
+    required: frozenset[str] = frozenset()  # variables that must not be empty
     short_source: str = ""  # server_source with the `|shorten` kept for the server; "" if none
     short_format: str = ""  # %-format of the text with every `|shorten` link as SHORT_LINK; "" if none
     short_keys: tuple[str, ...] = ()  # the slots that fill short_format, in order
@@ -96,10 +129,11 @@ class Template:
         return self.short_format % tuple(slots[k] for k in self.short_keys)
 
 
-def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...]) -> Callable[..., tuple[str, dict[str, str]]]:
+def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
+                  required: Collection[str]) -> Callable[..., tuple[str, dict[str, str]]]:
     """Straight-line Python for one template: no loop over pieces, no per-piece type test."""
-    env: dict[str, object] = {"_text": _text, "FMT": "".join(p.replace("%", "%%") if type(p) is str else "%s"
-                                                             for p in pieces)}
+    env: dict[str, object] = {"_text": _text, "Empty": EmptyVariable,
+                              "FMT": "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)}
     lines = ["def fill(v):"]
     var_of: dict[str, str] = {}
     slot_of: dict[str, str] = {}
@@ -108,6 +142,8 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...]) -> Callab
             x = var_of[name] = f"x{len(var_of)}"
             lines.append(f"    {x} = v[{name!r}]")
             lines.append(f"    if {x}.__class__ is not str: {x} = _text({x})")
+            if name in required:
+                lines.append(f"    if not {x}: raise Empty({name!r})")
         expr = var_of[name]
         for f in filters:
             fn = f"f{len(env)}"
@@ -122,7 +158,55 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...]) -> Callab
     return env["fill"]  # type: ignore[return-value]
 
 
-def compile_template(source: str) -> Template:
+def _where(source: str, pos: int) -> tuple[int, int]:
+    """1-based (line, column) of offset `pos` in `source`."""
+    line = source.count("\n", 0, pos) + 1
+    return line, pos - (source.rfind("\n", 0, pos) + 1) + 1
+
+
+def _fail(source: str, pos: int, what: str) -> TemplateError:
+    line, col = _where(source, pos)
+    return TemplateError(f"{what} at line {line}, column {col} of the template "
+                         "(write {{ and }} for literal braces)", line, col)
+
+
+def _scan(source: str) -> list[str | re.Match[str]]:
+    """The template as literal texts (`{{`/`}}` already folded) and placeholder matches, or an error
+    at the first brace that neither opens a placeholder nor is doubled."""
+    out: list[str | re.Match[str]] = []
+    literal: list[str] = []
+    pos, n = 0, len(source)
+    while pos < n:
+        i = min((j for j in (source.find("{", pos), source.find("}", pos)) if j >= 0), default=n)
+        literal.append(source[pos:i])
+        if i == n:
+            break
+        c = source[i]
+        if source.startswith(c * 2, i):
+            literal.append(c)
+            pos = i + 2
+            continue
+        if c == "}":
+            raise _fail(source, i, "stray '}'")
+        m = _TOKEN.match(source, i)
+        if m is None:
+            close, reopen = source.find("}", i + 1), source.find("{", i + 1)
+            if close < 0 or 0 <= reopen < close:
+                raise _fail(source, i, "unclosed '{'")
+            raise _fail(source, i, f"'{source[i:close + 1]}' is not a placeholder ({{name}} or {{name|filter}})")
+        if literal:
+            out.append("".join(literal))
+            literal = []
+        out.append(m)
+        pos = m.end()
+    if literal and "".join(literal):
+        out.append("".join(literal))
+    return out
+
+
+def compile_template(source: str, allow_empty: Collection[str] | bool = True) -> Template:
+    """Compile `source`; `allow_empty` is True (any variable may be empty), or the variables that
+    may be (every other one must have a value or a default)."""
     pieces: list[str | Piece] = []
     names: list[str] = []
     slots: dict[str, Piece] = {}
@@ -131,30 +215,53 @@ def compile_template(source: str) -> Template:
     short: list[str] = []  # the %-format of the shortened text
     short_keys: list[str] = []
     shortens = False
-    pos = 0
-    for m in _TOKEN.finditer(source):
-        name, chain = m.group(1), m.group(2)
-        if name in SERVER_PLACEHOLDERS:
+    strict: set[str] = set()
+    defaults: dict[str, str] = {}  # default text -> its slot-key suffix
+    for part in _scan(source):
+        if isinstance(part, str):
+            pieces.append(part)
+            server.append(part)
+            shorting.append(part)
+            short.append(part.replace("%", "%%"))
             continue
-        local = []
-        remote = []
-        for f in filter(None, chain.split("|")):
-            if f in SERVER_FILTERS:
-                remote.append(f)
+        m = part
+        name = m.group(1)
+        if name in SERVER_PLACEHOLDERS:
+            for out in (pieces, server, shorting):
+                out.append(m.group(0))
+            short.append(m.group(0).replace("%", "%%"))
+            continue
+        local: list[Callable[[str], str]] = []
+        remote: list[str] = []
+        tags = [name]
+        has_default = False
+        for f in _FILTER.finditer(m.group(2)):
+            fname, arg = f.group(1), f.group(2)
+            if fname in SERVER_FILTERS:
+                remote.append(fname)
                 continue
-            if f not in FILTERS:
-                known = ", ".join([*FILTERS, *SERVER_FILTERS])
-                raise TemplateError(f"unknown filter '{f}' in '{m.group(0)}' (known: {known})")
-            local.append(f)
-        key = "_".join([name, *local])
-        piece = (key, name, tuple(FILTERS[f] for f in local))
+            if fname == DEFAULT:
+                has_default = True
+                text = arg or ""
+                local.append(_default(text))
+                tags.append(defaults.setdefault(text, f"default{len(defaults) + 1}"))
+                continue
+            if fname not in FILTERS:
+                line, col = _where(source, m.start())
+                known = ", ".join([*FILTERS, DEFAULT, *SERVER_FILTERS])
+                raise TemplateError(f"unknown filter '{fname}' in '{m.group(0)}' at line {line}, column {col} "
+                                    f"of the template (known: {known})", line, col)
+            if arg is not None:
+                line, col = _where(source, m.start())
+                raise TemplateError(f"filter '{fname}' takes no argument in '{m.group(0)}' at line {line}, "
+                                    f"column {col} of the template", line, col)
+            local.append(FILTERS[fname])
+            tags.append(fname)
+        if not has_default and (allow_empty is not True and name not in allow_empty):
+            strict.add(name)
+        key = "_".join(tags)
+        piece = (key, name, tuple(local))
         slots.setdefault(key, piece)
-        if m.start() > pos:
-            literal = source[pos:m.start()]
-            pieces.append(literal)
-            server.append(literal)
-            shorting.append(literal)
-            short.append(literal.replace("%", "%%"))
         pieces.append(piece)
         server.append("{" + key + "}")
         shorting.append("{" + "|".join([key, *remote]) + "}")  # the server applies its own filters
@@ -166,13 +273,8 @@ def compile_template(source: str) -> Template:
             short_keys.append(key)
         if name not in names:
             names.append(name)
-        pos = m.end()
-    if pos < len(source):
-        pieces.append(source[pos:])
-        server.append(source[pos:])
-        shorting.append(source[pos:])
-        short.append(source[pos:].replace("%", "%%"))
     slot_tuple = tuple(slots.values())
-    return Template(source, pieces, tuple(names), "".join(server), slot_tuple, _compile_fill(pieces, slot_tuple),
+    return Template(source, pieces, tuple(names), "".join(server), slot_tuple,
+                    _compile_fill(pieces, slot_tuple, strict), frozenset(strict),
                     "".join(shorting) if shortens else "", "".join(short) if shortens else "",
                     tuple(short_keys) if shortens else ())

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 from enginekit import DROP, REFUSED, FakeProvider, FakeTransport, ListSource, MemorySink, Recorder, engine
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(60)
@@ -182,6 +182,7 @@ VERDICTS = ["SENT", "RETRY", "FAILED", "REJECTED", "HALT", "REAUTH", DROP, REFUS
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answers=st.lists(st.sampled_from(VERDICTS), min_size=1, max_size=40), n=st.integers(1, 30),
        batch=st.integers(1, 6), concurrency=st.integers(1, 3), stop_after=st.one_of(st.none(), st.integers(0, 20)))
+@example(answers=["FAILED"], n=8, batch=6, concurrency=1, stop_after=8)  # a stop while the lanes stop: hung once
 def test_every_record_ends_once_whatever_the_answers(tmp_path_factory, answers, n, batch, concurrency, stop_after):
     """Any sequence of answers: each record gets one result, or is deferred, or (after a stop) left unsent."""
     state = tmp_path_factory.mktemp("prop")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import deque
 
@@ -13,31 +14,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.limits import RateLimit
-from dispatcher.phone import to_e164
-from dispatcher.render import TemplateError, compile_template
+from dispatcher.phone import number_problem, to_e164
+from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
 from dispatcher.state import RunState, SeqSet, _parse, _ranges
 
 
-def _reference(raw: str, region: str | None) -> str | None:
+def _reference(raw: str, region: str | None, mobile: bool = False) -> str | None:
     try:
         n = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(n):
         return None
+    if mobile and phonenumbers.number_type(n) not in (phonenumbers.PhoneNumberType.MOBILE,
+                                                      phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        return None
     return phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+
+
+_KINDS = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+          phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+          phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.TOLL_FREE,
+          phonenumbers.PhoneNumberType.SHARED_COST, phonenumbers.PhoneNumberType.VOIP,
+          phonenumbers.PhoneNumberType.PERSONAL_NUMBER, phonenumbers.PhoneNumberType.PAGER,
+          phonenumbers.PhoneNumberType.UAN, phonenumbers.PhoneNumberType.VOICEMAIL]
 
 
 def _numbers(seed: int, n: int) -> list[tuple[str, str]]:
     rnd = random.Random(seed)
-    regions = ["ES", "GB", "US", "IT", "FR", "DE", "IN", "BR", "PT", "MX", "RU", "KZ", "AU", "JP"]
+    regions = ["ES", "GB", "US", "IT", "FR", "DE", "IN", "BR", "PT", "MX", "RU", "KZ", "AU", "JP", "CA", "AR", "NL"]
     out = []
     for _ in range(n):
         region = rnd.choice(regions)
         cc = str(phonenumbers.country_code_for_region(region))
         digits = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(6, 12)))
-        example = phonenumbers.example_number_for_type(region, rnd.choice(
-            [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]))
+        example = phonenumbers.example_number_for_type(region, rnd.choice(_KINDS))
         if example is not None and rnd.random() < 0.5:  # valid-looking: an example with its tail changed
             nsn = phonenumbers.national_significant_number(example)
             k = rnd.randint(0, 3)
@@ -53,6 +64,21 @@ def test_fast_numbers_never_accept_what_phonenumbers_refuses():
         assert to_e164(raw, region) == _reference(raw, region), (raw, region)
 
 
+def test_fast_numbers_are_mobile_exactly_when_phonenumbers_says_so():
+    """With `mobile`, the fast path accepts exactly the numbers whose phonenumbers type is MOBILE or
+    FIXED_LINE_OR_MOBILE: premium, toll-free, fixed-line... numbers are refused, landline-or-mobile kept."""
+    kinds = set()
+    for raw, region in _numbers(2, 6000):
+        want = _reference(raw, region, mobile=True)
+        assert to_e164(raw, region, mobile=True) == want, (raw, region)
+        valid = _reference(raw, region)
+        if valid:
+            kinds.add((phonenumbers.number_type(phonenumbers.parse(valid)), want is not None))
+    T = phonenumbers.PhoneNumberType
+    assert {(T.MOBILE, True), (T.FIXED_LINE, False), (T.FIXED_LINE_OR_MOBILE, True),
+            (T.TOLL_FREE, False), (T.PREMIUM_RATE, False)} <= kinds  # the sample covers what matters
+
+
 @pytest.mark.parametrize("raw, region, expected", [
     ("+34 666 555 444", None, "+34666555444"), ("0034666555444", "ES", "+34666555444"),
     ("666555444", "ES", "+34666555444"), ("34666555444", "ES", "+34666555444"),
@@ -61,6 +87,18 @@ def test_fast_numbers_never_accept_what_phonenumbers_refuses():
 ])
 def test_number_shapes(raw, region, expected):
     assert to_e164(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw, region, code", [
+    ("+34 913 456 789", None, "not_mobile"), ("213456789", "PT", "not_mobile"), ("+34 803 123 456", None, "not_mobile"),
+    ("+1 800 253 0000", None, "not_mobile"), ("+34 12", None, "invalid_number"),
+])
+def test_numbers_that_are_not_mobile_say_so(raw, region, code):
+    assert to_e164(raw, region) is not None or code == "invalid_number"
+    assert to_e164(raw, region, mobile=True) is None
+    got, why = number_problem(raw, region, True)
+    assert got == code and raw in why
+    assert to_e164("+12025550143", None, mobile=True) == "+12025550143"  # US: fixed and mobile look alike
 
 
 def test_template_filters_and_slots():
@@ -77,6 +115,33 @@ def test_template_filters_and_slots():
         t.fill({"name": "x"})
     with pytest.raises(TemplateError, match="nope"):
         compile_template("{a|nope}")
+
+
+@pytest.mark.parametrize("source, line, column, what", [
+    ("Hola {name, su pedido", 1, 6, "unclosed '{'"), ("a }", 1, 3, "stray '}'"), ("ok\n  {name", 2, 3, "unclosed '{'"),
+    ("x { name }", 1, 3, "'{ name }' is not a placeholder"), ("{a|upper:x}", 1, 1, "takes no argument"),
+    ("{a|nope}", 1, 1, "unknown filter 'nope'"), ("{{a}", 1, 4, "stray '}'"),
+])
+def test_template_brace_errors_say_where(source, line, column, what):
+    with pytest.raises(TemplateError, match=re.escape(what)) as e:
+        compile_template(source)
+    assert (e.value.line, e.value.column) == (line, column)
+
+
+def test_template_literal_braces_defaults_and_empty_values():
+    t = compile_template("{{x}} {name|default:amigo mío|upper} {name} {{}}", allow_empty=())
+    assert t.render({"name": "ana"}) == "{x} ANA ana {}"
+    with pytest.raises(EmptyVariable, match="name"):  # `{name}` has no default, so an empty name is refused
+        t.fill({"name": ""})
+    assert problem(KeyError("x"))[0] == "missing_variable"
+    t = compile_template("Hola {name|default:amigo mío|capitalize} {amount}", allow_empty=["amount"])
+    text, slots = t.fill({"name": "", "amount": ""})
+    assert text == "Hola Amigo mío "
+    server = t.server_source
+    for k, v in slots.items():
+        server = server.replace("{" + k + "}", v)
+    assert server == text and re.fullmatch(r"Hola \{[A-Za-z0-9_]+\} \{amount\}", t.server_source)
+    assert compile_template("{a}").render({"a": ""}) == ""  # allow_empty defaults to all (the daemon's use)
 
 
 @given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.text(max_size=20), min_size=3),

@@ -211,10 +211,19 @@ class Lane:
             ledger.leave(g)
         self._groups.clear()
         self._sizes.clear()
+        self._drain(ledger.leave)
+
+    def _drain(self, settle: Callable[[list[Message]], None]) -> None:
+        """Empty the queue into `settle`, keeping the workers' stop signals (a stop may come mid-`stop`)."""
+        stops = 0
         for _ in range(self._queue.qsize()):
             b = self._queue.get_nowait()
-            if b is not None:
-                ledger.leave(b)
+            if b is None:
+                stops += 1
+            else:
+                settle(b)
+        for _ in range(stops):
+            self._queue.put_nowait(None)
 
     # -- halting ------------------------------------------------------------------------------
     def _halt(self, why: Outcome) -> None:
@@ -233,12 +242,7 @@ class Lane:
         self._sizes.clear()
         for g in pending:
             ledger.defer(self.alias, g, why)
-        for _ in range(self._queue.qsize()):
-            b = self._queue.get_nowait()
-            if b is None:
-                self._queue.put_nowait(None)  # a worker's stop signal: keep it
-                continue
-            ledger.defer(self.alias, b, why)
+        self._drain(lambda b: ledger.defer(self.alias, b, why))
 
     # -- sending --------------------------------------------------------------------------
     async def _work(self) -> None:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from .. import codecs
 from ..model import REJECTED, Content, Message, Record, Result, rejected
-from ..phone import to_e164
+from ..phone import number_problem, to_e164
 from ..providers.base import Provider
+from ..render import problem
 
 if TYPE_CHECKING:
     from .core import Campaign
@@ -107,10 +108,10 @@ class CampaignPreparer:
             raw = f.get(column)
             raw = raw if type(raw) is str else ("" if raw is None else str(raw))
             if phone:
-                to = to_e164(raw, region)
+                to = to_e164(raw, region, content.mobile_only)
                 if to is None:
-                    bad.append(rejected(rec.seq, rid, raw, "invalid_number", f"'{raw}' is not a valid phone number"
-                                        + (f" (default region {region})" if region else ""), alias, channel))
+                    bad.append(rejected(rec.seq, rid, raw, *number_problem(raw, region, content.mobile_only),
+                                        alias, channel))
                     continue
             else:
                 to = raw.strip()
@@ -120,9 +121,8 @@ class CampaignPreparer:
                     continue
             try:
                 text, slots = content.template.fill(f)
-            except KeyError as e:
-                bad.append(rejected(rec.seq, rid, to, "missing_variable",
-                                    f"template variable '{e.args[0]}' has no value in this record", alias, channel))
+            except KeyError as e:  # a missing variable, or an empty one (EmptyVariable)
+                bad.append(rejected(rec.seq, rid, to, *problem(e), alias, channel))
                 continue
             m = Message(rec.seq, rid, to, text, f, slots, alias, channel, content=content)
             if channel == "sms":

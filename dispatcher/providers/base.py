@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import IntEnum
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from ..model import Message
+from ..model import Content, Message
 
 
 class Verdict(IntEnum):
@@ -145,6 +146,14 @@ class Provider:
         """What a recipient of `channel` is: "phone" or "email"."""
         return self.address
 
+    def validate(self, channel: str, content: Content) -> Content:
+        """The campaign's content for `channel` as this provider will send it (senders normalised,
+        ids cast), or a ConfigError naming the setting (`message.sender: ...`), so that what the
+        provider would refuse for every recipient stops the run at load, before anything is sent.
+        Called by the config loader for every provider and the channel it carries; it must not need
+        credentials (a dry run validates too). The default accepts everything."""
+        return content
+
     # -- lifecycle -------------------------------------------------------------------
     async def authenticate(self, session: aiohttp.ClientSession) -> None:
         """Fetch a token where the provider needs one. Called before the first request and on REAUTH."""
@@ -173,6 +182,19 @@ class Provider:
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
         """One Outcome per message of `batch`, in order."""
         raise NotImplementedError
+
+
+EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+
+
+def email_address(setting: str, value: object, what: str = "an email address") -> str:
+    """`value` as an address (surrounding blanks dropped), or a ConfigError naming `setting`: for the
+    email senders and reply-to addresses every email provider checks at load."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not EMAIL.fullmatch(text):
+        raise ConfigError(f"{setting}: {value!r} is not {what}" if text else f"{setting}: required: {what}")
+    return text
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -34,13 +34,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, cast
 
 import orjson
 
-from ..model import Message
+from ..model import Content, Message
 from .base import (
     ConfigError,
     HttpRequest,
@@ -90,6 +90,9 @@ PER_RECIPIENT = frozenset({"E401", "E406"})  # body too long, no valid number: b
 HALTING_STATUS = frozenset({401, 402, 403})  # bad key / SID, no credit, account blocked
 
 _NOT_DIGIT = re.compile(r"\D")
+# E619/E621 "Invalid Sender ID Pattern": the seed gives no pattern; an alphanumeric originator is at most 11
+# characters and a numeric one an MSISDN of at most 15 digits (GSM 03.40), as the simulator checks [inf]
+SENDER = re.compile(r"[A-Za-z0-9]{3,11}|\+?[0-9]{3,15}")
 
 
 def classify(code: str | None, status: int) -> Verdict:
@@ -164,6 +167,16 @@ class Kaleyra(Provider):
     def route_limits(self) -> dict[str, int]:
         """Numbers per request by route type, with this provider's `txn_batch`."""
         return {**ROUTE_LIMITS, "TXN": cast(KaleyraSettings, self.settings).txn_batch}
+
+    def validate(self, channel: str, content: Content) -> Content:
+        """The approved sender id goes in every request: missing (E602) or malformed (E619) fails them all."""
+        sender = (content.sender or str(content.options.get("sender", ""))).strip()
+        if not sender:
+            raise ConfigError("message.sender: required: the approved Kaleyra sender id (E602)")
+        if not SENDER.fullmatch(sender):
+            raise ConfigError(f"message.sender: {sender!r} is not a Kaleyra sender id: 3 to 11 letters and digits, "
+                              "or 3 to 15 digits (E619)")
+        return replace(content, sender=sender)
 
     # -- batch size by route type ----------------------------------------------------------------
     # The Lane asks one `batch_size` per provider, while Kaleyra's limit depends on the route type of

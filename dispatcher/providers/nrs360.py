@@ -27,21 +27,24 @@ optional `callers`, `retries`, `amd`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
-from ..model import Message
+from ..model import Content, Message
 from .base import (
+    ConfigError,
     HttpRequest,
     Outcome,
     Provider,
     Settings,
     Verdict,
     basic_auth,
+    email_address,
     http_default,
     retry_after,
     secret,
@@ -59,6 +62,9 @@ VOICE_MAX_CHARS = 500
 WHATSAPP_FIELDS = {"header_parameters": "headerFields", "parameters": "bodyFields",
                    "call_to_action_parameters": "callToActionFields"}
 VOICE_OPTIONS = ("language", "gender", "callers", "retries", "amd")
+# "Sender text, this label will consist of 15 numbers or 11 alphanumeric characters" (seed, `from`)
+SMS_SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9]{1,11}")
+WHATSAPP_SENDER = re.compile(r"[0-9]{6,15}")  # a registered number, digits with the country code ("34666777555")
 
 
 def classify(code: int, status: int) -> Verdict:
@@ -100,6 +106,40 @@ class Nrs360(Provider):
     def address_for(self, channel: str) -> str:
         """What a recipient of `channel` is: an email address for email, a phone number otherwise."""
         return "email" if channel == "email" else "phone"
+
+    def validate(self, channel: str, content: Content) -> Content:
+        """The seed's rules for what every request of the campaign carries: the SMS `from` (106 missing,
+        107 too long), the email `fromEmail` / `replyTo`, the WhatsApp `from` (digits, no `+`) and its
+        integer `templateId` (140 otherwise)."""
+        opts = dict(content.options)
+        sender = content.sender.strip()
+        if channel == "sms":
+            if sender.startswith("+") and sender[1:].isdigit():
+                sender = sender[1:]
+            if not sender:
+                raise ConfigError("message.sender: required: 360nrs SMS need a sender (`from`, code 106)")
+            if not SMS_SENDER.fullmatch(sender):
+                raise ConfigError(f"message.sender: {content.sender!r} is not a 360nrs SMS sender: at most 11 "
+                                  "letters and digits, or at most 15 digits (code 107)")
+        elif channel == "email":
+            sender = email_address("message.sender", sender, "an email address (`fromEmail`)")
+            if opts.get("reply_to"):
+                opts["reply_to"] = email_address("message.options.reply_to", opts["reply_to"])
+        elif channel == "whatsapp":
+            sender = re.sub(r"[\s().-]", "", sender).removeprefix("+")
+            if not WHATSAPP_SENDER.fullmatch(sender):
+                raise ConfigError(f"message.sender: {content.sender!r} is not a WhatsApp sender: the registered "
+                                  "number, digits with the country code (e.g. 34666777555)" if sender else
+                                  "message.sender: required: the registered WhatsApp number (`from`)")
+            tid = opts.get("template_id")
+            if isinstance(tid, str) and tid.strip().isdigit():
+                tid = int(tid)
+            if isinstance(tid, bool) or not isinstance(tid, int):
+                raise ConfigError("message.options.template_id: " + (
+                    "required: the approved WhatsApp template's id (an integer)" if tid is None else
+                    f"{tid!r} is not an integer: 360nrs WhatsApp template ids are integers (code 140)"))
+            opts["template_id"] = tid
+        return replace(content, sender=sender, options=opts)
 
     def _substituted(self, m: Message) -> bool:
         t = m.content.template

@@ -25,19 +25,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from ..model import Message
-from .base import HttpRequest, Outcome, Provider, Settings, Verdict, http_default, retry_after, secret
+from ..model import Content, Message
+from .base import (
+    EMAIL,
+    HttpRequest,
+    Outcome,
+    Provider,
+    Settings,
+    Verdict,
+    email_address,
+    http_default,
+    retry_after,
+    secret,
+)
 
 PREFIX = "/api/v1/rest"  # the documented base URL is https://api.sendx.io/api/v1/rest
 PATHS = {"email": "/send/email", "template": "/send/template"}
 _PLAN = re.compile(r"\b(plan|upgrade|quota|sending limit)\b", re.IGNORECASE)
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _MENTIONED = re.compile(r"[^\s:,;'\"<>()\[\]]+@[^\s,;'\"<>()\[\]]+")
 
 
@@ -62,9 +71,17 @@ class Sendx(Provider):
         base = settings.url.rstrip("/")
         self._base = base if base.endswith(PREFIX) else base + PREFIX
 
+    def validate(self, channel: str, content: Content) -> Content:
+        """`from.email` and `replyTo.email` must be addresses (SendX answers 400 for every email)."""
+        opts = dict(content.options)
+        sender = email_address("message.sender", content.sender, "an email address (the `from` of every email)")
+        if opts.get("reply_to"):
+            opts["reply_to"] = email_address("message.options.reply_to", opts["reply_to"])
+        return replace(content, sender=sender, options=opts)
+
     def batch_key(self, m: Message) -> Hashable:
         # An address SendX may refuse goes alone: a 400 names one address and refuses the whole request.
-        if self.batch_size == 1 or not _EMAIL.fullmatch(m.to):
+        if self.batch_size == 1 or not EMAIL.fullmatch(m.to):
             return m.seq
         return id(m.content) if m.content.options.get("template") else m.text
 

@@ -1,7 +1,13 @@
 """CSV and JSONL files, streamed: read line by line, never whole.
 
 A row that cannot be read (bad UTF-8, wrong number of fields, broken JSON) becomes a
-rejected result naming its line; the rest of the file goes on.
+rejected result naming its line, and its id when the id column can be read; the rest of
+the file goes on. Hostile files too: a control character (NUL, ESC...) in a field rejects
+the record (`bad_characters`: it would be sent, and a NUL turns an SMS into UCS-2), a field
+longer than FIELD_LIMIT rejects it (`field_too_large`), and a line longer than LINE_LIMIT
+is skipped in constant memory and rejected; tabs and newlines inside quoted fields are data.
+The checks cost nothing on clean input: a block of the file is searched once, and only rows
+on the lines it flags are looked at field by field.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import csv
 import hashlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,6 +26,28 @@ import orjson
 
 from ..model import Record, Result, rejected
 from .base import Source, SourceError
+
+FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
+LINE_LIMIT = 16 << 20  # bytes in one line: a longer one is skipped, not held in memory
+BLOCK = 1 << 20
+csv.field_size_limit(max(csv.field_size_limit(), LINE_LIMIT))  # fields are judged here, by FIELD_LIMIT
+# C0 controls but tab, line feed and carriage return; DEL; C1 controls
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_ESCAPED_CONTROL = re.compile(rb"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])")  # in JSON text
+
+
+def field_problem(fields: dict, limit: int = FIELD_LIMIT) -> tuple[str, str] | None:
+    """(code, reason) when a field holds a control character or is too long, naming the field."""
+    for name, value in fields.items():
+        if type(value) is not str:
+            continue
+        if len(value) > limit:
+            return "field_too_large", f"field '{name}' holds {len(value)} characters, more than {limit}"
+        m = CONTROL.search(value)
+        if m is not None:
+            return "bad_characters", (f"field '{name}' holds the control character U+{ord(m.group()):04X} "
+                                      f"at position {m.start() + 1}")
+    return None
 
 
 class FileSource(Source):
@@ -61,12 +90,20 @@ class FileSource(Source):
 
     def _read_header(self) -> list[str]:
         with self._open() as f:
-            first = f.readline()
+            first = f.readline(LINE_LIMIT + 1)
+        if len(first) > LINE_LIMIT:
+            raise SourceError(f"{self.path}:1: the header line is longer than {LINE_LIMIT} bytes "
+                              "(not a CSV file, or one without line breaks)")
         try:
             line = first.decode(self.encoding).lstrip("\ufeff")
         except UnicodeDecodeError:
             raise SourceError(f"{self.path}:1: header is not valid {self.encoding}") from None
-        header = next(csv.reader([line], delimiter=self.delimiter), [])
+        if CONTROL.search(line):
+            raise SourceError(f"{self.path}:1: the header holds control characters (not a CSV text file?)")
+        try:
+            header = next(csv.reader([line], delimiter=self.delimiter), [])
+        except csv.Error as e:
+            raise SourceError(f"{self.path}:1: unreadable header ({e})") from None
         header = [h.strip() for h in header]
         if not header or not any(header):
             raise SourceError(f"{self.path}:1: empty header line (a CSV source needs column names)")
@@ -98,19 +135,34 @@ class FileSource(Source):
         finally:
             self._file.close()
 
-    def _bad(self, seq: int, problem: str) -> Result:
-        return rejected(seq, str(seq), "", "bad_row", f"{self.name}:{seq}: {problem}")
+    def _bad(self, seq: int, problem: str, rid: str = "", to: str = "", code: str = "bad_row") -> Result:
+        return rejected(seq, rid or str(seq), to, code, f"{self.name}:{seq}: {problem}")
 
-    def _lines(self, bad_lines: set[int]) -> Iterator[str]:
-        """Decoded lines, decoded a block at a time; a line that is not valid text is replaced by an
-        empty one and its number remembered."""
+    def _lines(self, broken: dict[int, str], suspect: set[int]) -> Iterator[str]:
+        """Decoded lines, decoded a block at a time. A line that is not valid text, or is longer than
+        LINE_LIMIT, is replaced by an empty one and its number and problem put in `broken`; the numbers
+        of lines holding a control character or more than FIELD_LIMIT characters go in `suspect`."""
         assert self._file is not None
         enc = self.encoding
         read = self._file.read
         rest = b""
+        skipping = False  # inside a line longer than LINE_LIMIT: drop bytes up to its end
         n = 0  # lines yielded so far
         while True:
-            block = read(1 << 20)
+            block = read(BLOCK)
+            if skipping:
+                if not block:
+                    yield "\n"
+                    return
+                end = block.find(b"\n")
+                if end < 0:
+                    continue
+                skipping = False
+                n += 1
+                yield "\n"
+                block = block[end + 1:]
+                if not block:
+                    continue
             if not block:
                 if rest:
                     block, rest = rest, b""
@@ -121,14 +173,20 @@ class FileSource(Source):
                 cut = block.rfind(b"\n") + 1
                 if not cut:
                     rest = block
+                    if len(rest) > LINE_LIMIT:
+                        broken[n + 1] = f"line longer than {LINE_LIMIT} bytes (skipped)"
+                        rest, skipping = b"", True
                     continue
                 block, rest = block[:cut], block[cut:]
             try:
-                parts = block.decode(enc).split("\n")  # not splitlines(): \r, \u2028... are data
+                text = block.decode(enc)
+                odd = CONTROL.search(text) is not None
+                parts = text.split("\n")  # not splitlines(): \r, \u2028... are data
                 lines = [p + "\n" for p in parts[:-1]]
                 if parts[-1]:
                     lines.append(parts[-1])
             except UnicodeDecodeError:
+                odd = True
                 lines = []
                 for raw in block.split(b"\n"):
                     if not raw:
@@ -137,44 +195,56 @@ class FileSource(Source):
                     try:
                         lines.append(raw.decode(enc))
                     except UnicodeDecodeError:
-                        bad_lines.add(n + len(lines) + 1)
+                        broken[n + len(lines) + 1] = f"not valid {enc} text"
                         lines.append("\n")
+            if lines and (odd or max(map(len, lines)) > FIELD_LIMIT):
+                suspect.update(n + i + 1 for i, line in enumerate(lines)
+                               if len(line) > FIELD_LIMIT or CONTROL.search(line))
             n += len(lines)
             yield from lines
 
     def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[list[Record], list[Result]]]:
         """Chunks straight from the csv reader: the common row costs one dict and one Record."""
-        bad_lines: set[int] = set()
-        lines = self._lines(bad_lines)
+        broken: dict[int, str] = {}
+        suspect: set[int] = set()
+        lines = self._lines(broken, suspect)
         next(lines, None)  # header, already read
         reader = csv.reader(lines, delimiter=self.delimiter)
         header = self._header or []
         width = len(header)
         recipient = header.index(self.recipient)
+        ident = header.index(self.id_column) if self.id_column else -1
         size = self.chunk_size
         records: list[Record] = []
         bad: list[Result] = []
+        n = 1  # the last physical line read: the header
         while True:
             try:
                 for row in reader:
-                    n = reader.line_num + 1  # the header was read before the reader started
-                    if len(row) == width and row[recipient] and not (bad_lines and n in bad_lines):
+                    prev, n = n, reader.line_num + 1  # the header was read before the reader started
+                    if len(row) == width and row[recipient] and not (broken and n in broken):
                         if skip is None or not skip(n):
-                            records.append(Record(n, dict(zip(header, row, strict=True))))
+                            fields = dict(zip(header, row, strict=True))
+                            if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
+                                    and (why := field_problem(fields)) is not None:
+                                bad.append(self._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
+                                continue
+                            records.append(Record(n, fields))
                             if len(records) >= size:
                                 yield records, bad
                                 records, bad = [], []
                         continue
                     if skip is not None and skip(n):
                         continue  # finished earlier
-                    if bad_lines and n in bad_lines:
-                        bad.append(self._bad(n, f"not valid {self.encoding} text"))
+                    rid = row[ident] if 0 <= ident < len(row) else ""
+                    if broken and n in broken:
+                        bad.append(self._bad(n, broken[n]))
                     elif not row:
                         continue  # a blank line
                     elif len(row) != width:
-                        bad.append(self._bad(n, f"expected {width} fields, found {len(row)}"))
+                        bad.append(self._bad(n, f"expected {width} fields, found {len(row)}", rid))
                     else:
-                        bad.append(self._bad(n, f"empty '{self.recipient}'"))
+                        bad.append(self._bad(n, f"field '{self.recipient}' is empty", rid, code="empty_recipient"))
                 break
             except csv.Error as e:
                 n = reader.line_num + 1
@@ -187,11 +257,14 @@ class FileSource(Source):
         size = self.chunk_size
         records: list[Record] = []
         bad: list[Result] = []
-        for seq, fields, problem in self._jsonl_rows():
+        ident = self.id_column
+        for seq, fields, code, problem in self._jsonl_rows():
             if skip is not None and skip(seq):
                 continue
             if problem is not None:
-                bad.append(self._bad(seq, problem))
+                rid = fields.get(ident) if ident else None
+                to = fields.get(self.recipient)
+                bad.append(self._bad(seq, problem, "" if rid is None else str(rid), to if type(to) is str else "", code))
             else:
                 records.append(Record(seq, fields))
                 if len(records) >= size:
@@ -200,21 +273,41 @@ class FileSource(Source):
         if records or bad:
             yield records, bad
 
-    def _jsonl_rows(self) -> Iterator[tuple[int, dict, str | None]]:
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict, str, str | None]]:
+        """(line, object, code, problem) per non-blank line; lines are read with a length limit, so a
+        huge one costs its length in time, not in memory."""
         assert self._file is not None
         recipient = self.recipient
-        for n, raw in enumerate(self._file, 1):
+        readline = self._file.readline
+        n = 0
+        while True:
+            raw = readline(LINE_LIMIT + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > LINE_LIMIT and not raw.endswith(b"\n"):
+                while (more := readline(BLOCK)) and not more.endswith(b"\n"):
+                    pass
+                yield n, {}, "bad_row", f"line longer than {LINE_LIMIT} bytes (skipped)"
+                continue
             if not raw.strip():
                 continue
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
-                yield n, {}, f"invalid JSON ({e.msg})"
+                yield n, {}, "bad_row", f"invalid JSON ({e.msg})"
                 continue
             if not isinstance(obj, dict):
-                yield n, {}, "a line must hold a JSON object"
+                yield n, {}, "bad_row", "a line must hold a JSON object"
                 continue
-            if not obj.get(recipient):
-                yield n, obj, f"missing field '{recipient}'"
+            if len(raw) > FIELD_LIMIT or (b"\\u00" in raw and _ESCAPED_CONTROL.search(raw)) or b"\xc2" in raw:
+                why = field_problem(obj)
+                if why is not None:
+                    yield n, obj, why[0], why[1]
+                    continue
+            value = obj.get(recipient)
+            if not value:
+                yield n, obj, *(("missing_recipient", f"no field '{recipient}'") if value is None else
+                                ("empty_recipient", f"field '{recipient}' is empty"))
                 continue
-            yield n, obj, None
+            yield n, obj, "", None
