@@ -26,8 +26,21 @@ from ..model import Content
 from ..pg import explain
 from ..pipeline import Campaign
 from . import metrics, reports
+from .api import MAX_BODY, Api
 from .config import DaemonConfig
-from .outbox import BODY, Names, OutboxEngine, OutboxSink, OutboxSource, Rows, Store, init_connection
+from .health import JsonFormatter, Monitor
+from .outbox import (
+    BODY,
+    EVENTS_CHANNEL,
+    Names,
+    OutboxEngine,
+    OutboxSink,
+    OutboxSource,
+    Rows,
+    Store,
+    init_connection,
+)
+from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
@@ -53,6 +66,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._engine_task: asyncio.Task[object] | None = None
+        self.api: Api | None = None
+        self.webhooks: Webhooks | None = None
+        self.monitor: Monitor | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -70,8 +86,14 @@ class Daemon:
         self.sink.on_fatal.append(self.stop)
         self.source = OutboxSource(cfg, pool, self.store, Rows(cfg), ready=self.registry.ready)
 
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self))
+        if cfg.api_key:
+            self.api = Api(cfg, pool, self.names, Rows(cfg))
+        if cfg.webhooks:
+            self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
+            self.sink.on_write.append(self.webhooks.notify)
+
+        app = web.Application(client_max_size=MAX_BODY)
+        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self) + (self.api.routes() if self.api else []))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
@@ -113,6 +135,10 @@ class Daemon:
         self._registered = True  # from here on, claims of this name are this process's
         self.registry.start()
         self.reports.start()
+        self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
+        self.monitor.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
         self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
                        asyncio.create_task(self._revive(), name="revive")]
@@ -126,6 +152,8 @@ class Daemon:
         try:
             conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
+            if self.webhooks is not None:
+                await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
             log.warning("LISTEN failed (%s): polling every %g s", explain(e, self.cfg.dsn), self.cfg.poll)
@@ -229,6 +257,10 @@ class Daemon:
             await self.runner.cleanup()
         if hasattr(self, "reports"):
             await self.reports.stop()
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.webhooks is not None:  # what it did not deliver stays in the events table for the next start
+            await self.webhooks.stop()
         if started:
             await self.registry.leave()
         if self.listener is not None and not self.listener.is_closed():
@@ -243,6 +275,8 @@ class DaemonError(Exception):
     """The daemon cannot start: one line."""
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
