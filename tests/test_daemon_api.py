@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -27,6 +29,9 @@ from test_daemon import daemon, db, env, insert, metrics, nrs, number, run, tabl
 
 from dispatcher.daemon.health import JsonFormatter
 from dispatcher.daemon.openapi import document
+from dispatcher.model import Message
+from dispatcher.providers import HttpRequest, Outcome, Provider, Settings, Verdict, kinds
+from dispatcher.providers.reports import Report
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 API_KEY = "api-key-0123456789abcdef"
@@ -371,3 +376,84 @@ def test_json_log_lines_are_one_object_each():
     data = orjson.loads(line)
     assert data["level"] == "warning" and data["message"] == "provider sms: x\ny" and data["logger"] == "dispatcher.daemon"
     assert data["time"].endswith("+00:00")
+
+
+# -- a provider is one module: reports read by the provider, callbacks wired by it -----------------------
+
+@dataclass(slots=True)
+class PigeonSettings(Settings):
+    report_to: str = ""  # where the provider posts its delivery reports (set by `callback`)
+
+
+class Pigeon(Provider):
+    """A provider that exists only in this test: the daemon must send through it and read its reports
+    without a line of daemon code knowing it."""
+
+    kind = "pigeon"
+    channels = frozenset({"sms"})
+    default_rate = 100.0
+    settings_class = PigeonSettings
+
+    def build(self, batch: Sequence[Message]) -> HttpRequest:
+        s = cast(PigeonSettings, self.settings)
+        [m] = batch
+        return HttpRequest("POST", s.url + "/send", {"Content-Type": "application/json"},
+                           orjson.dumps({"msisdn": m.to, "text": m.text, "report_to": s.report_to}))
+
+    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
+        return [Outcome(Verdict.SENT, message_id=orjson.loads(body)["ref"])] if status == 200 else \
+            [Outcome(Verdict.FAILED, code=str(status))]
+
+    # -- delivery reports --
+    def callback(self, url: str) -> bool:
+        cast(PigeonSettings, self.settings).report_to = url
+        return True
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> Report:
+        return Report(self.alias, it["ref"], "+" + it["msisdn"].lstrip("+"),
+                      {"OK": "delivered", "KO": "undelivered"}[it["state"]], it["state"], now, it)
+
+
+@run
+async def test_a_provider_defined_only_here_sends_and_its_reports_are_read_by_its_own_module(
+        api_env, postgres_dsn, tmp_path, table, monkeypatch):
+    monkeypatch.setitem(kinds(), "pigeon", Pigeon)
+    monkeypatch.setenv("PIGEON_DLR_SECRET", "pigeon-secret-0123456789")
+    sent: list[dict[str, Any]] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def report(to: str, ref: str, url: str) -> None:
+        async with aiohttp.ClientSession() as http, \
+                http.post(url, json={"ref": ref, "msisdn": to, "state": "OK" if to.endswith("1") else "KO"}) as r:
+            assert r.status == 200
+
+    async def send(request: web.Request) -> web.Response:
+        m = await request.json()
+        sent.append(m)
+        ref = f"pg-{len(sent)}"
+        t = asyncio.create_task(report(m["msisdn"], ref, m["report_to"]))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        return web.json_response({"ref": ref})
+
+    app = web.Application()
+    app.router.add_post("/send", send)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    path = write_config(tmp_path, table, {"p": {"type": "pigeon", "url": url, "dlr_secret_env": "PIGEON_DLR_SECRET"}})
+    try:
+        async with daemon(path), db(postgres_dsn) as conn:
+            await insert(conn, table, [{"recipient": number(1), "body": "coo"}, {"recipient": number(2), "body": "coo"}])
+            await until(conn, f"SELECT count(*) = 2 FROM {table} WHERE delivery_status IS NOT NULL")
+            got = {r[0]: (r[1], r[2]) for r in await conn.fetch(
+                f"SELECT sent_to, delivery_status, provider_message_id FROM {table}")}
+            assert got == {number(1): ("delivered", "pg-1"), number(2): ("undelivered", "pg-2")} or \
+                got == {number(1): ("delivered", "pg-2"), number(2): ("undelivered", "pg-1")}
+            assert all(m["report_to"].startswith("http://127.0.0.1:") and "/dlr/p/" in m["report_to"] for m in sent)
+            events = {tuple(r) for r in await conn.fetch(f"SELECT status, code FROM {table}_events WHERE status "
+                                                         "IN ('delivered', 'undelivered')")}
+            assert events == {("delivered", None), ("undelivered", "undelivered")}
+    finally:
+        await runner.cleanup()

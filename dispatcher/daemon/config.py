@@ -7,6 +7,7 @@ variables that hold them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -32,8 +33,6 @@ PROVIDER_EXTRA = {"dlr_secret_env", "dlr_match_recipient"}
 CAMPAIGN = {"sender", "subject", "options", "template", "route", "provider", "window", "windows"}
 WINDOW = {"days", "hours", "tz"}
 ROUTE = {"default", "prefixes"}
-# kinds whose accept answer may carry no message id: their reports are paired by recipient
-MATCH_BY_RECIPIENT = frozenset({"sendx", "smsgateway24"})
 
 
 @dataclass
@@ -51,6 +50,12 @@ class ProviderSpec:
 
     def build(self) -> Provider:
         return self.cls(self.alias, self.settings)
+
+    @functools.cached_property
+    def reporter(self) -> Provider:
+        """The instance that reads this provider's delivery reports and wires its callback URL (into the
+        settings the engine's instance is built from later)."""
+        return self.build()
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
             if not re.fullmatch(r"[A-Za-z0-9._~-]+", secret):
                 raise loc.error(section, "dlr_secret_env", f"the secret in {env} must be letters, digits and . _ ~ - "
                                 "(it travels in callback URLs)")
-        match = t.get("dlr_match_recipient", kind in MATCH_BY_RECIPIENT)
+        match = t.get("dlr_match_recipient", not cls.ids_in_answers)  # else reports are paired by recipient
         if not isinstance(match, bool):
             raise loc.error(section, "dlr_match_recipient", f"must be true or false, not {match!r}")
         spec = ProviderSpec(alias, cls, settings, channel, secret, match)
