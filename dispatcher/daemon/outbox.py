@@ -229,38 +229,35 @@ def events_sql(n: Names) -> str:
                 given_up_at timestamptz                -- older than [webhooks] max_age, never delivered
             );
             CREATE INDEX {n.index("events_due")} ON {n.events} (id) WHERE delivered_at IS NULL AND given_up_at IS NULL;
-            CREATE INDEX {n.index("events_outbox")} ON {n.events} (outbox_id);
 
             CREATE FUNCTION {n.events_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-            DECLARE written bigint;
+            DECLARE written bigint := 0;
             BEGIN
                 IF TG_OP = 'INSERT' THEN
                     INSERT INTO {n.events} (outbox_id, key, status, code, error, provider)
                     SELECT id, key, CASE status WHEN 'pending' THEN 'queued' ELSE status END, code, error, provider
                     FROM new_rows ORDER BY id;
-                ELSE
+                    GET DIAGNOSTICS written = ROW_COUNT;
+                ELSIF EXISTS (SELECT 1 FROM new_rows WHERE status <> 'claimed') THEN  -- a claim changes nothing to say
                     INSERT INTO {n.events} (outbox_id, key, status, code, error, provider, message_id)
-                    SELECT id, key, status, code, error, provider, message_id FROM (
-                        SELECT n.id, n.key, n.status, n.code, n.error, n.sent_via AS provider,
-                               n.provider_message_id AS message_id, 1 AS k
-                        FROM new_rows n JOIN old_rows o ON o.id = n.id
-                        WHERE n.status IN ('sent', 'failed', 'rejected') AND n.status IS DISTINCT FROM o.status
-                        UNION ALL
-                        SELECT n.id, n.key, 'deferred', n.code, n.error, coalesce(o.sent_via, n.provider), NULL, 1
-                        FROM new_rows n JOIN old_rows o ON o.id = n.id
-                        WHERE o.status = 'claimed' AND n.status = 'pending' AND n.not_before > o.not_before
-                        UNION ALL
-                        SELECT n.id, n.key,
-                               CASE WHEN n.delivery_rank = 4 OR n.delivery_status = 'delivered' THEN n.delivery_status
-                                    ELSE 'undelivered' END,
-                               CASE WHEN n.delivery_rank = 3 AND n.delivery_status <> 'delivered'
-                                    THEN n.delivery_status END,
-                               NULL, n.sent_via, n.provider_message_id, 2
-                        FROM new_rows n JOIN old_rows o ON o.id = n.id
-                        WHERE n.delivery_rank >= 3 AND n.delivery_status IS DISTINCT FROM o.delivery_status
-                    ) e ORDER BY id, k;
+                    SELECT n.id, n.key, e.status, e.code, CASE WHEN e.k = 1 THEN n.error END, e.provider,
+                           CASE WHEN e.status <> 'deferred' THEN n.provider_message_id END
+                    FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    CROSS JOIN LATERAL (VALUES
+                        (1, CASE WHEN n.status IN ('sent', 'failed', 'rejected') AND n.status <> o.status THEN n.status
+                                 WHEN o.status = 'claimed' AND n.status = 'pending' AND n.not_before > o.not_before
+                                 THEN 'deferred' END,
+                         n.code, coalesce(n.sent_via, o.sent_via, n.provider)),
+                        (2, CASE WHEN n.delivery_rank >= 3 AND n.delivery_status IS DISTINCT FROM o.delivery_status
+                                 THEN CASE WHEN n.delivery_rank = 4 OR n.delivery_status = 'delivered'
+                                           THEN n.delivery_status ELSE 'undelivered' END END,
+                         CASE WHEN n.delivery_rank = 3 AND n.delivery_status <> 'delivered' THEN n.delivery_status END,
+                         n.sent_via)
+                    ) AS e(k, status, code, provider)
+                    WHERE e.status IS NOT NULL
+                    ORDER BY n.id, e.k;
+                    GET DIAGNOSTICS written = ROW_COUNT;
                 END IF;
-                GET DIAGNOSTICS written = ROW_COUNT;
                 IF written > 0 THEN
                     PERFORM pg_notify('{EVENTS_CHANNEL}', '{n.table}');
                 END IF;
