@@ -357,6 +357,8 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         # retention: finished rows go, pending ones stay
         assert await store.purge(a, 0) == 80
         assert await a.fetchval(f"SELECT count(*) FROM {table}") == 20
+        events = await a.fetchval(f"SELECT count(*) FROM {table}_events")
+        assert events > 0 and await store.purge_events(a, 0) == events  # no webhooks: every old event goes
 
 
 @run

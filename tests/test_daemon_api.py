@@ -360,12 +360,35 @@ async def test_a_halted_provider_is_logged_at_once_and_health_says_degraded(api_
         assert got[("dispatcher_provider_state", (("provider", "sms"), ("state", "halted")))] == 1
         assert got[("dispatcher_provider_state", (("provider", "sms"), ("state", "sending")))] == 0
         assert got[("dispatcher_provider_state_changes_total", (("provider", "sms"), ("state", "halted")))] == 1
+        await until(conn, f"SELECT count(*) >= 1 FROM {table}_events WHERE status = 'deferred'")  # not failed
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}_events WHERE status = 'failed'") == 0
         deadline = time.monotonic() + 5
         while not any(r.levelno == logging.INFO and r.getMessage().startswith("last 0.5 s: sms:")
                       for r in caplog.records):
             assert time.monotonic() < deadline, "no INFO line with counts"
             await asyncio.sleep(0.05)
     assert warned < 5, f"the halt was logged {warned:.1f} s after the row came"  # the sampling is every 0.5 s
+
+
+@run
+async def test_health_is_503_only_while_the_daemon_cannot_use_its_database(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        async def health() -> tuple[int, str]:
+            async with http.get(d.url + "/healthz") as r:
+                return r.status, (await r.json())["status"]
+
+        assert await health() == (200, "ok")
+        schema = table.split(".")[0]
+        await conn.execute(f"ALTER TABLE {table}_workers RENAME TO gone")  # every heartbeat fails now
+        deadline = time.monotonic() + 10
+        while await health() != (503, "unhealthy"):
+            assert time.monotonic() < deadline, "still healthy without a database"
+            await asyncio.sleep(0.1)
+        await conn.execute(f"ALTER TABLE {schema}.gone RENAME TO outbox_workers")
+        while await health() != (200, "ok"):
+            assert time.monotonic() < deadline + 10, "not healthy again with the database back"
+            await asyncio.sleep(0.1)
 
 
 def test_json_log_lines_are_one_object_each():

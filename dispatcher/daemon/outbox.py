@@ -424,6 +424,15 @@ class Store:
             SELECT count(*) FROM d""", days * 86400.0, limit)
         return int(gone)
 
+    async def purge_events(self, conn: asyncpg.Connection, days: float, limit: int = 10000) -> int:
+        """Events older than `days`: delivered or given up ones when webhooks are on, all of them when off."""
+        n = self.n
+        return int(await conn.fetchval(f"""WITH d AS (DELETE FROM {n.events} WHERE id IN (
+                SELECT id FROM {n.events} WHERE at < now() - make_interval(secs => $1)
+                  AND (NOT $3::boolean OR delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
+                ORDER BY id LIMIT $2) RETURNING 1)
+            SELECT count(*) FROM d""", days * 86400.0, limit, self.cfg.webhooks is not None) or 0)
+
 
 def _email(raw: str) -> str | None:
     to = raw.strip().lower()
