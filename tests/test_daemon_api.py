@@ -229,6 +229,9 @@ async def test_bad_requests_get_precise_errors_and_store_nothing(api_env, postgr
         assert c["field"] == "messages[1].key" and c["stored_hash"] != c["posted_hash"]
         assert c["stored_hash"] in c["message"] and c["posted_hash"] in c["message"]
         [c] = await refused(409, {"messages": [{**ok, "key": "k2"}, {**ok, "body": "other", "key": "k2"}]})
+        # the same payload spelled differently (field order, the default channel written out) is the same
+        status, same = await call(http, "POST", url, {"messages": [{"channel": "sms", "key": "k1", **ok}]})
+        assert status == 202 and same["messages"][0]["duplicate"]
         assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 1  # only k1's row
         status, answer = await call(http, "GET", d.url + "/v1/messages/999999")
         assert status == 404 and conforms(answer, "Error")

@@ -12,7 +12,8 @@ it, 403 with a wrong one; compared in constant time). A request is validated who
 anything is stored, with the same validator the claim path applies to rows applications
 insert in SQL (`Rows.check`), so both routes accept exactly the same messages; then it is
 one transaction. `key` makes a post idempotent: a key already stored answers the stored id
-and status and enqueues nothing, unless the payload differs (409, with both hashes).
+and status and enqueues nothing, unless the payload differs (409, with both hashes; a key
+stored by SQL has no payload hash, so any payload re-posted under it answers the stored row).
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def _unknown(name: str) -> str:
 
 
 def payload_hash(m: dict[str, Any]) -> str:
-    """What a key stands for: the message as posted without its key, canonical (sorted keys)."""
-    return hashlib.sha256(orjson.dumps({k: v for k, v in m.items() if k != "key"},
+    """What a key stands for: the message without its key and id, every field present (an omitted channel
+    is 'sms', others null), canonical JSON (sorted keys), so field order and spelled-out defaults do not
+    make another payload."""
+    return hashlib.sha256(orjson.dumps({k: v for k, v in m.items() if k not in ("key", "id")},
                                        option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -234,10 +237,12 @@ class Api:
             if type(got) is Problem:
                 _error(errors, i, got.field, got.code, got.message)
                 continue
-            out.append({"id": None, "key": key, "to": to, "channel": channel, "provider": m.get("provider"),
-                        "route": m.get("route"), "campaign": m.get("campaign"), "body": m.get("body"),
-                        "template": m.get("template"), "variables": variables, "priority": priority,
-                        "not_before": not_before, "hash": payload_hash(m) if key is not None else None})
+            row = {"id": None, "key": key, "to": to, "channel": channel, "provider": m.get("provider"),
+                   "route": m.get("route"), "campaign": m.get("campaign"), "body": m.get("body"),
+                   "template": m.get("template"), "variables": variables, "priority": priority,
+                   "not_before": not_before}
+            row["hash"] = payload_hash(row) if key is not None else None
+            out.append(row)
         if errors:
             raise Invalid(422, f"{len({e['index'] for e in errors})} message(s) refused; nothing was stored", errors)
         return out
