@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,7 +26,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from test_daemon import daemon, db, env, insert, metrics, nrs, number, run, table, until, write_config
+from test_daemon import Proc, daemon, db, env, insert, metrics, nrs, number, run, table, until, write_config
 
 from dispatcher.daemon.health import JsonFormatter
 from dispatcher.daemon.openapi import document
@@ -392,6 +393,18 @@ async def test_health_is_503_only_while_the_daemon_cannot_use_its_database(api_e
         while await health() != (200, "ok"):
             assert time.monotonic() < deadline + 10, "not healthy again with the database back"
             await asyncio.sleep(0.1)
+
+
+def test_a_daemon_with_log_format_json_writes_one_object_a_line(api_env, postgres_dsn, tmp_path, table):
+    path = config(tmp_path, table, api_env, log_format="json")
+    proc = Proc(path, "json-logs", tmp_path)
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0
+    lines = proc.log.read_text().splitlines()
+    records = [orjson.loads(line) for line in lines]  # every line is one JSON object
+    assert len(records) >= 2 and {r["level"] for r in records} <= {"info", "warning"}
+    assert any("json-logs on http://127.0.0.1:" in r["message"] for r in records)
+    assert API_KEY not in proc.log.read_text()
 
 
 def test_json_log_lines_are_one_object_each():
