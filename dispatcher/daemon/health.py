@@ -52,10 +52,13 @@ class Monitor:
         next_stats = time.monotonic() + self.stats_every
         while True:
             await asyncio.sleep(self.every)
-            self.observe(self.snapshot())
-            if self.stats_every and time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + self.stats_every
-                self.stats()
+            try:
+                self.observe(self.snapshot())
+                if self.stats_every and time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.stats_every
+                    self.stats()
+            except Exception as e:  # health reporting must outlive a bug in itself
+                log.error("health: %s: %s", type(e).__name__, e)
 
     def observe(self, lanes: list[LaneStatus], quiet: bool = False) -> None:
         """Log every provider whose state differs from the last sample."""

@@ -102,6 +102,9 @@ class Webhooks:
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
                     log.warning("webhooks: database: %s", explain(e, self.cfg.dsn))
                     sent = -1
+                except Exception as e:  # a bug must not end delivery for the life of the process
+                    log.error("webhooks: %s: %s", type(e).__name__, e)
+                    sent = -1
                 if sent < 0:  # the receiver (or the database) failed: back off
                     self.failures += 1
                     delay = min(self.spec.backoff_max, 0.5 * 2 ** min(self.failures, 16))
