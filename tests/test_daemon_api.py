@@ -241,6 +241,24 @@ async def test_bad_requests_get_precise_errors_and_store_nothing(api_env, postgr
 
 
 @run
+async def test_concurrent_posts_of_the_same_keys_store_each_key_once(api_env, postgres_dsn, tmp_path, table):
+    later = "2099-01-01T00:00:00+00:00"  # not sent: only the intake is under test
+    body = {"messages": [{"to": number(i), "body": "hi", "key": f"c{i}", "not_before": later} for i in range(200)]}
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        backwards = {"messages": body["messages"][::-1]}  # the same keys in the other order too
+        answers = await asyncio.gather(*(call(http, "POST", d.url + "/v1/messages", body) for _ in range(3)),
+                                       call(http, "POST", d.url + "/v1/messages", backwards))
+        answers[-1][1]["messages"].reverse()
+        assert [status for status, _ in answers] == [202] * 4
+        ids = {tuple(m["id"] for m in a["messages"]) for _, a in answers}
+        assert len(ids) == 1  # every request answered the same id for each key
+        assert sum(not m["duplicate"] for _, a in answers for m in a["messages"]) == 200  # each key queued once
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 200
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}_events WHERE status = 'queued'") == 200
+
+
+@run
 async def test_the_api_and_the_sql_route_reject_the_same_rows(api_env, postgres_dsn, tmp_path, table):
     """One validator (Rows.check): what the API refuses up front, the claim path rejects with the same code."""
     rows = [{"to": "not a number", "body": "x"}, {"to": number(1), "campaign": "promo", "variables": {}},

@@ -138,7 +138,7 @@ class Api:
                 except Invalid as e:
                     response = e.response()
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
-                        TimeoutError) as e:
+                        asyncpg.DeadlockDetectedError, TimeoutError) as e:
                     response = _json({"error": f"database: {explain(e, self.cfg.dsn)}; try again", "errors": []}, 503)
             self.requests[(name, response.status)] += 1
             return response
@@ -269,7 +269,8 @@ class Api:
             ids = await conn.fetchval(self.ids_sql, len(fresh))
             for m, oid in zip(fresh, ids, strict=True):
                 m["id"] = oid
-            inserted = {r[0] for r in await conn.fetch(self.insert_sql, fresh)}
+            # keys inserted in key order: concurrent requests with the same keys wait on each other, never deadlock
+            inserted = {r[0] for r in await conn.fetch(self.insert_sql, sorted(fresh, key=lambda m: m["key"] or ""))}
             stored: dict[str, Any] = {}
             taken = [m["key"] for m in fresh if m["id"] not in inserted]
             if taken:
