@@ -19,7 +19,7 @@ import orjson
 
 from bench.common import ROOT, machine
 
-SCENARIOS = ["codec", "blast", "providers", "concurrency", "memory", "profile", "postgres", "daemon"]
+SCENARIOS = ["codec", "blast", "providers", "concurrency", "memory", "profile", "postgres", "daemon", "api"]
 TITLES = {
     "codec": "Codec: numba kernel against pure Python and the gsm0338 package",
     "blast": "Blast: dispatcher against a bare aiohttp + uvloop loop, same requests, same simulator",
@@ -29,6 +29,7 @@ TITLES = {
     "profile": "Where the time goes",
     "postgres": "PostgreSQL source and sink against raw asyncpg",
     "daemon": "Daemon: one and two workers on a shared outbox",
+    "api": "Daemon HTTP API: POST /v1/messages against a raw asyncpg COPY of the same rows",
 }
 
 

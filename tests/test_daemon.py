@@ -301,10 +301,23 @@ def test_configuration_errors_name_the_file_line_and_setting(tmp_path, monkeypat
     r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(good), "--print-schema"], capture_output=True,
                        text=True, cwd=ROOT, env=os.environ.copy(), timeout=60)
     assert r.returncode == 0 and r.stdout.startswith('CREATE TABLE "outbox" (') and "outbox_suppressions" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(ROOT / "examples" / "daemon.toml"), "--check"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60,
-                       env={**os.environ, **{k: "x" * 20 for k in SECRETS}})
-    assert r.returncode == 0, r.stderr
+    secrets = {k: "x" * 20 for k in (*SECRETS, "DISPATCHER_API_KEY", "DISPATCHER_WEBHOOK_SECRET")}
+    for example in ("daemon.toml", "quickstart.toml"):
+        r = subprocess.run([sys.executable, "-m", "dispatcher", "daemon", str(ROOT / "examples" / example), "--check"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, **secrets})
+        assert r.returncode == 0, (example, r.stderr)
+    monkeypatch.setenv("SHORT_SECRET", "short")
+    for extra, where in (('[webhooks]\nsecret_env = "SHORT_SECRET"\n', "webhooks.url: '' must be an http(s) URL"),
+                         ('[webhooks]\nurl = "http://x/y"\nsecret_env = "SHORT_SECRET"\n',
+                          "webhooks.secret_env: the secret in SHORT_SECRET is too short"),
+                         ('[webhooks]\nurl = "http://x/y"\nsecert_env = "X"\n', "did you mean 'secret_env'"),
+                         ("", None)):
+        bad = tmp_path / "w.toml"
+        bad.write_text(good.read_text().replace('[http]\n', '[http]\napi_key_env = "NOPE_UNSET"\n') + extra
+                       if not extra else good.read_text() + extra)
+        with pytest.raises(ConfigError) as e:
+            load_daemon(bad)
+        assert (where or "http.api_key_env: environment variable NOPE_UNSET is not set") in str(e.value), str(e.value)
 
 
 # -- claims, leases, order -------------------------------------------------------------------------------
@@ -357,6 +370,8 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         # retention: finished rows go, pending ones stay
         assert await store.purge(a, 0) == 80
         assert await a.fetchval(f"SELECT count(*) FROM {table}") == 20
+        events = await a.fetchval(f"SELECT count(*) FROM {table}_events")
+        assert events > 0 and await store.purge_events(a, 0) == events  # no webhooks: every old event goes
 
 
 @run

@@ -323,8 +323,10 @@ def test_5xx_is_retried_then_sent_exactly_once(sim, tmp_path):
     sim.config(KIND, error_rate=0.3)
     results = blast(tmp_path, sim.url(KIND), 40, provider={"batch_size": 4, "max_attempts": 20})
     assert [r["status"] for r in results] == ["sent"] * 40
-    assert sim.stats(KIND)["errors_injected"] > 0
-    assert any(r["attempts"] > 1 for r in results)
+    stats = sim.stats(KIND)
+    assert stats["errors_injected"] > 0
+    # every injected 5xx was answered by a retry (of a batch, or of the token call): nothing given up
+    assert stats["requests"] >= 1 + 40 // 4 + stats["errors_injected"]
     assert_ledger_matches(sim, results)
 
 

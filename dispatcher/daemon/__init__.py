@@ -1,9 +1,13 @@
-"""`dispatcher daemon DAEMON.toml`: drain a PostgreSQL outbox, receive delivery reports, for months.
+"""`dispatcher daemon DAEMON.toml`: drain a PostgreSQL outbox, take messages over HTTP, send status
+webhooks, receive delivery reports, for months.
 
 - outbox.py   the tables, claims with leases, the Source / Sink / Engine of the outbox
 - workers.py  worker registry, heartbeats, reaping dead workers' claims, the rate split
-- reports.py  the delivery-report endpoint, parsers for every provider, matching, latest status
+- reports.py  the delivery-report endpoint (each provider module parses its own), matching, latest status
 - schedule.py sending windows (days and hours in a time zone)
+- api.py      the HTTP API: POST /v1/messages, GET /v1/messages/{id} and ?key=; openapi.py its document
+- webhooks.py signed status webhooks from the events table (written by triggers on the outbox)
+- health.py   provider states from the engine's snapshot: logged as they change, for /healthz
 - metrics.py  /metrics (Prometheus) and /healthz
 - config.py   the daemon's TOML, validated with file:line errors
 - service.py  the Daemon that puts them together; cli.py its command line

@@ -56,8 +56,9 @@ def main(argv: list[str]) -> int:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.print_schema:
-        from .outbox import Names, schema_sql
-        print(textwrap.dedent(schema_sql(Names(cfg.table))).strip())
+        from .outbox import Names, events_sql, schema_sql
+        names = Names(cfg.table)
+        print(textwrap.dedent(schema_sql(names)).strip() + "\n\n" + textwrap.dedent(events_sql(names)).strip())
         return EXIT_OK
     if args.retry_failed:
         if args.campaign and args.campaign not in cfg.campaigns:
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
         print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.campaigns)} campaign(s))")
         return EXIT_OK
     from .service import setup_logging
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     return uvloop.run(_run(cfg, init_only=args.init_db))
 
 

@@ -7,6 +7,7 @@ variables that hold them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -22,17 +23,16 @@ from ..providers.base import ConfigError, Provider, Settings
 from ..render import Template, TemplateError, compile_template
 from .schedule import Schedule, Window, WindowError
 
-TOP = {"daemon", "http", "providers", "routes", "defaults", "campaigns"}
+TOP = {"daemon", "http", "webhooks", "providers", "routes", "defaults", "campaigns"}
 DAEMON = {"dsn_env", "table", "worker", "region", "transliterate", "gsm_pt", "lease", "heartbeat", "dead_after",
           "poll", "claim", "max_in_flight", "stop_timeout", "max_claims", "retention_days", "rematch_hours",
-          "log_level", "retry_for", "retry_base", "retry_max"}
-HTTP = {"listen", "public_url"}
+          "log_level", "retry_for", "retry_base", "retry_max", "log_format", "stats_every"}
+HTTP = {"listen", "public_url", "api_key_env"}
+WEBHOOKS = {"url", "secret_env", "batch", "max_age", "timeout", "backoff_max"}
 PROVIDER_EXTRA = {"dlr_secret_env", "dlr_match_recipient"}
 CAMPAIGN = {"sender", "subject", "options", "template", "route", "provider", "window", "windows", "retry_for"}
 WINDOW = {"days", "hours", "tz"}
 ROUTE = {"default", "prefixes"}
-# kinds whose accept answer may carry no message id: their reports are paired by recipient
-MATCH_BY_RECIPIENT = frozenset({"sendx", "smsgateway24"})
 
 
 @dataclass
@@ -50,6 +50,22 @@ class ProviderSpec:
 
     def build(self) -> Provider:
         return self.cls(self.alias, self.settings)
+
+    @functools.cached_property
+    def reporter(self) -> Provider:
+        """The instance that reads this provider's delivery reports and wires its callback URL (into the
+        settings the engine's instance is built from later)."""
+        return self.build()
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    url: str
+    secret: str  # the HMAC key (from secret_env); never logged
+    batch: int = 100  # events per POST
+    max_age: float = 72 * 3600.0  # seconds an undelivered event is retried, then given up (kept, counted)
+    timeout: float = 10.0
+    backoff_max: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,10 @@ class DaemonConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8090
     public_url: str = ""  # what providers call back; default http://listen
+    api_key: str | None = None  # the HTTP API's bearer key (from [http] api_key_env); None: no API
+    log_format: str = "text"  # or "json": one object per line
+    stats_every: float = 60.0  # seconds between the INFO lines with counts per provider (0: none)
+    webhooks: WebhookSpec | None = None
     providers: dict[str, ProviderSpec] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     defaults: CampaignSpec = field(default_factory=lambda: CampaignSpec(""))
@@ -139,6 +159,17 @@ def _env_name(loc: Located, section: str, key: str, v: Any) -> str:
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
         raise loc.error(section, key, f"must name an environment variable, not {v!r}")
     return v
+
+
+def _secret(loc: Located, section: str, key: str, v: Any, minimum: int) -> str:
+    """A secret from the environment variable a setting names: present and long enough; never echoed."""
+    env = _env_name(loc, section, key, v)
+    value = os.environ.get(env) or ""
+    if not value:
+        raise loc.error(section, key, f"environment variable {env} is not set")
+    if len(value) < minimum:
+        raise loc.error(section, key, f"the secret in {env} is too short (at least {minimum} characters)")
+    return value
 
 
 def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
@@ -188,6 +219,10 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     cfg.log_level = _str(loc, "daemon", d, "log_level", "info").lower()
     if cfg.log_level not in ("debug", "info", "warning", "error"):
         raise loc.error("daemon", "log_level", f"'{cfg.log_level}' must be debug, info, warning or error")
+    cfg.log_format = _str(loc, "daemon", d, "log_format", "text").lower()
+    if cfg.log_format not in ("text", "json"):
+        raise loc.error("daemon", "log_format", f"'{cfg.log_format}' must be text or json")
+    cfg.stats_every = _num(loc, "daemon", d, "stats_every", cfg.stats_every)
 
     # -- [http] ----------------------------------------------------------------------------
     h = _table(loc, data, "http")
@@ -200,6 +235,25 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     cfg.public_url = (_str(loc, "http", h, "public_url", "") or "").rstrip("/")
     if cfg.public_url and not cfg.public_url.startswith(("http://", "https://")):
         raise loc.error("http", "public_url", f"'{cfg.public_url}' must be an http(s) URL")
+    if "api_key_env" in h:
+        cfg.api_key = _secret(loc, "http", "api_key_env", h["api_key_env"], 16)
+
+    # -- [webhooks] --------------------------------------------------------------------------
+    w = _table(loc, data, "webhooks")
+    _check_keys(loc, "webhooks", w, WEBHOOKS)
+    if w:
+        url = _str(loc, "webhooks", w, "url", "") or ""
+        if not url.startswith(("http://", "https://")):
+            raise loc.error("webhooks", "url", f"'{url}' must be an http(s) URL (required)")
+        if "secret_env" not in w:
+            raise loc.error("webhooks", None, "secret_env is required: the variable holding the signing secret")
+        d0 = WebhookSpec(url, "")
+        cfg.webhooks = WebhookSpec(
+            url, _secret(loc, "webhooks", "secret_env", w["secret_env"], 16),
+            batch=_num(loc, "webhooks", w, "batch", d0.batch, minimum=1, integer=True),
+            max_age=_num(loc, "webhooks", w, "max_age", d0.max_age, positive=True),
+            timeout=_num(loc, "webhooks", w, "timeout", d0.timeout, positive=True),
+            backoff_max=_num(loc, "webhooks", w, "backoff_max", d0.backoff_max, positive=True))
 
     # -- [providers.*] -----------------------------------------------------------------------
     ptables = _table(loc, data, "providers")
@@ -235,7 +289,7 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
             if not re.fullmatch(r"[A-Za-z0-9._~-]+", secret):
                 raise loc.error(section, "dlr_secret_env", f"the secret in {env} must be letters, digits and . _ ~ - "
                                 "(it travels in callback URLs)")
-        match = t.get("dlr_match_recipient", kind in MATCH_BY_RECIPIENT)
+        match = t.get("dlr_match_recipient", not cls.ids_in_answers)  # else reports are paired by recipient
         if not isinstance(match, bool):
             raise loc.error(section, "dlr_match_recipient", f"must be true or false, not {match!r}")
         spec = ProviderSpec(alias, cls, settings, channel, secret, match)

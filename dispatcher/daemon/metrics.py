@@ -19,6 +19,14 @@ time, what the engine, the sink, the registry and the report store keep anyway.
 | dispatcher_reports_total | counter | provider, status |
 | dispatcher_reports_refused_total | counter | provider, reason (missing, wrong, unknown) |
 | dispatcher_reports_unmatched_on_arrival_total, dispatcher_reports_matched_total | counter | |
+| dispatcher_provider_state | gauge | provider, state (1 for the state it is in) |
+| dispatcher_provider_state_changes_total | counter | provider, state (entered) |
+| dispatcher_retries_total, dispatcher_deferred_total | counter | (requests retried; rows put back for a halted provider) |
+| dispatcher_webhook_backlog, dispatcher_webhook_oldest_seconds | gauge | (undelivered events, age of the oldest; sampled) |
+| dispatcher_webhook_events_delivered_total, dispatcher_webhook_events_given_up_total | counter | |
+| dispatcher_webhook_posts_total | counter | result (ok, failed) |
+| dispatcher_api_requests_total | counter | route (post, get, lookup), status |
+| dispatcher_api_messages_total | counter | outcome (queued, duplicate) |
 """
 
 from __future__ import annotations
@@ -31,7 +39,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ..engine import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED
 from .outbox import Histogram
+
+STATES = (SENDING, THROTTLED, CIRCUIT_OPEN, HALTED)
 
 if TYPE_CHECKING:
     from .service import Daemon
@@ -104,6 +115,52 @@ class Collector:
                                   value=d.reports.matched)
         yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
                                   "Reports with no outbox row when they came", value=d.reports.unmatched_on_arrival)
+        yield from self._service()
+
+    def _service(self) -> Iterator[Metric]:
+        """Provider states, retries and deferrals, webhooks, API."""
+        d = self.d
+        if d.monitor is not None:
+            g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
+                                  labels=["provider", "state"])
+            for alias, s in sorted(d.monitor.lanes.items()):
+                for state in STATES:
+                    g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
+            yield g
+            c = CounterMetricFamily("dispatcher_provider_state_changes", "Provider state changes, by state entered",
+                                    labels=["provider", "state"])
+            for (alias, state), n in sorted(d.monitor.changes.items()):
+                c.add_metric([alias, state], n)
+            yield c
+        yield CounterMetricFamily("dispatcher_retries", "Requests retried after a transient failure",
+                                  value=d.engine.stats.retries if d.engine else 0)
+        yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
+                                  value=d.source.deferred_rows)
+        w = d.webhooks
+        if w is not None:
+            yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=w.backlog)
+            yield GaugeMetricFamily("dispatcher_webhook_oldest_seconds", "Age of the oldest undelivered event (sampled)",
+                                    value=w.oldest_age)
+            yield CounterMetricFamily("dispatcher_webhook_events_delivered", "Events the receiver took (2xx)",
+                                      value=w.delivered)
+            yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
+                                      value=w.given_up)
+            c = CounterMetricFamily("dispatcher_webhook_posts", "Webhook POSTs by result", labels=["result"])
+            for result, n in sorted(w.posts.items()):
+                c.add_metric([result], n)
+            yield c
+        a = d.api
+        if a is not None:
+            c = CounterMetricFamily("dispatcher_api_requests", "API requests by route and status",
+                                    labels=["route", "status"])
+            for (route, status), n in sorted(a.requests.items()):
+                c.add_metric([route, str(status)], n)
+            yield c
+            c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
+                                    labels=["outcome"])
+            c.add_metric(["queued"], a.accepted)
+            c.add_metric(["duplicate"], a.duplicates)
+            yield c
 
 
 def routes(daemon: Daemon) -> list[web.RouteDef]:
@@ -117,9 +174,11 @@ def routes(daemon: Daemon) -> list[web.RouteDef]:
     async def healthz(request: web.Request) -> web.Response:
         d = daemon
         age = time.monotonic() - d.registry.last_ok if d.registry.last_ok else None
-        ok = not d.stopping and d.registry.fresh() and d.running
+        ok = not d.stopping and d.registry.fresh() and d.running  # else it cannot work (database lost, stopping)
+        degraded = d.monitor.degraded() if d.monitor is not None else []
         info: dict[str, Any] = {
-            "status": "ok" if ok else ("stopping" if d.stopping else "unhealthy"),
+            "status": ("degraded" if degraded else "ok") if ok else ("stopping" if d.stopping else "unhealthy"),
+            "providers": d.monitor.providers() if d.monitor is not None else [],
             "worker": d.cfg.worker, "live_workers": d.registry.live, "share": d.registry.share,
             "heartbeat_age_s": round(age, 3) if age is not None else None,
             "in_flight": d.engine.in_flight if d.engine else 0, "claimed": d.source.claimed,

@@ -65,6 +65,7 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -97,6 +98,9 @@ class Names:
         self.reports = prefix + ident(base + "_reports")
         self.suppressions = prefix + ident(base + "_suppressions")
         self.workers = prefix + ident(base + "_workers")
+        self.events = prefix + ident(base + "_events")
+        self.events_fn = prefix + ident(base + "_events_fn")
+        self.table = table
         self.notify_fn = prefix + ident(base + "_notify")
         self.channel = table.replace(".", "_") + "_new"
         self.migration = f"daemon:{table}"
@@ -194,12 +198,87 @@ def schema_sql(n: Names) -> str:
 """
 
 
+EVENTS_CHANNEL = "dispatcher_events"  # NOTIFY channel: payload the outbox table's name, once per statement
+
+
+def events_sql(n: Names) -> str:
+    """Schema version 2: the status events every route produces (webhooks.py delivers them).
+
+    Statement-level triggers with transition tables write one event per status change, in the
+    statement that changes it, whoever runs it (the API, an application's SQL, the daemon's
+    results, the report matcher, the reaper): queued on insert; sent, failed, rejected when a
+    row finishes; deferred when a claimed row goes back to pending later than it was due; and
+    delivered, undelivered (code: the report's status) or an engagement (read, opened, clicked)
+    when a delivery report settles the row. `payload_hash` is what an API request with the row's
+    key posted (a re-post with another payload is refused).
+    """
+    return f"""
+            ALTER TABLE {n.outbox} ADD COLUMN payload_hash text;
+            CREATE TABLE {n.events} (
+                id bigserial PRIMARY KEY,
+                outbox_id bigint NOT NULL,
+                key text,
+                status text NOT NULL,
+                code text,
+                error text,
+                provider text,
+                message_id text,
+                at timestamptz NOT NULL DEFAULT now(),
+                attempts integer NOT NULL DEFAULT 0,   -- webhook POSTs that carried it
+                delivered_at timestamptz,              -- the webhook receiver answered 2xx
+                given_up_at timestamptz                -- older than [webhooks] max_age, never delivered
+            );
+            CREATE INDEX {n.index("events_due")} ON {n.events} (id) WHERE delivered_at IS NULL AND given_up_at IS NULL;
+
+            CREATE FUNCTION {n.events_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE written bigint := 0;
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO {n.events} (outbox_id, key, status, code, error, provider)
+                    SELECT id, key, CASE status WHEN 'pending' THEN 'queued' ELSE status END, code, error, provider
+                    FROM new_rows ORDER BY id;
+                    GET DIAGNOSTICS written = ROW_COUNT;
+                ELSIF EXISTS (SELECT 1 FROM new_rows WHERE status <> 'claimed') THEN  -- a claim changes nothing to say
+                    INSERT INTO {n.events} (outbox_id, key, status, code, error, provider, message_id)
+                    SELECT n.id, n.key, e.status, e.code, CASE WHEN e.k = 1 THEN n.error END, e.provider,
+                           CASE WHEN e.status <> 'deferred' THEN n.provider_message_id END
+                    FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    CROSS JOIN LATERAL (VALUES
+                        (1, CASE WHEN n.status IN ('sent', 'failed', 'rejected') AND n.status <> o.status THEN n.status
+                                 WHEN o.status = 'claimed' AND n.status = 'pending' AND n.not_before > o.not_before
+                                 THEN 'deferred' END,
+                         n.code, coalesce(n.sent_via, o.sent_via, n.provider)),
+                        (2, CASE WHEN n.delivery_rank >= 3 AND n.delivery_status IS DISTINCT FROM o.delivery_status
+                                 THEN CASE WHEN n.delivery_rank = 4 OR n.delivery_status = 'delivered'
+                                           THEN n.delivery_status ELSE 'undelivered' END END,
+                         CASE WHEN n.delivery_rank = 3 AND n.delivery_status <> 'delivered' THEN n.delivery_status END,
+                         n.sent_via)
+                    ) AS e(k, status, code, provider)
+                    WHERE e.status IS NOT NULL
+                    ORDER BY n.id, e.k;
+                    GET DIAGNOSTICS written = ROW_COUNT;
+                END IF;
+                IF written > 0 THEN
+                    PERFORM pg_notify('{EVENTS_CHANNEL}', '{n.table}');
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER {ident(n.base + "_events_insert")} AFTER INSERT ON {n.outbox}
+                REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {n.events_fn}();
+            CREATE TRIGGER {ident(n.base + "_events_update")} AFTER UPDATE ON {n.outbox}
+                REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {n.events_fn}();
+"""
+
+
 def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
     async def v1(conn: asyncpg.Connection) -> None:
         if n.schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
         await conn.execute(schema_sql(n))
-    return [v1]
+
+    async def v2(conn: asyncpg.Connection) -> None:
+        await conn.execute(events_sql(n))
+    return [v1, v2]
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -383,6 +462,15 @@ class Store:
             SELECT count(*) FROM d""", days * 86400.0, limit)
         return int(gone)
 
+    async def purge_events(self, conn: asyncpg.Connection, days: float, limit: int = 10000) -> int:
+        """Events older than `days`: delivered or given up ones when webhooks are on, all of them when off."""
+        n = self.n
+        return int(await conn.fetchval(f"""WITH d AS (DELETE FROM {n.events} WHERE id IN (
+                SELECT id FROM {n.events} WHERE at < now() - make_interval(secs => $1)
+                  AND (NOT $3::boolean OR delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
+                ORDER BY id LIMIT $2) RETURNING 1)
+            SELECT count(*) FROM d""", days * 86400.0, limit, self.cfg.webhooks is not None) or 0)
+
 
 def _email(raw: str) -> str | None:
     to = raw.strip().lower()
@@ -420,73 +508,75 @@ class Rows:
             raise t
         return t
 
+    def check(self, raw: str, channel: str, alias: str | None, route: str | None, campaign: str | None,
+              body: str | None, template: str | None, variables: Any) -> tuple[str, str, dict[str, Any]] | Problem:
+        """One row's (address, provider alias, fields with the rendered body), or the Problem that rejects it.
+
+        The one validator of outbox rows: the claim path (`build`) rejects with it what applications wrote
+        in SQL, and the HTTP API refuses with it before storing, so both routes accept exactly the same rows.
+        """
+        cfg = self.cfg
+        c = cfg.campaigns.get(campaign) if campaign else cfg.defaults
+        if c is None:
+            return Problem("unknown_campaign", "campaign", f"no campaign '{campaign}' in the daemon's configuration",
+                           raw)
+        region = cfg.region
+        to = _email(raw) if channel == "email" else to_e164(raw, region)
+        if to is None:
+            return Problem("invalid_address" if channel == "email" else "invalid_number", "to",
+                           f"'{raw}' is not {'an email address' if channel == 'email' else 'a valid phone number'}"
+                           + (f" (default region {region})" if region and channel != "email" else ""), raw)
+        alias = alias or c.provider
+        if alias is None:
+            name = route or c.route or channel
+            r = cfg.routes.get(name)
+            alias = r.pick(to) if r is not None else None
+            if alias is None:
+                return Problem("no_route", "route" if route else "channel", f"no provider for route '{name}'", to)
+        spec = cfg.providers.get(alias)
+        if spec is None:
+            return Problem("no_route", "provider", f"no provider named '{alias}'", to)
+        if spec.channel != channel:
+            return Problem("channel_mismatch", "channel", f"provider '{alias}' carries {spec.channel}, not {channel}",
+                           to, alias)
+        fields = dict(variables) if type(variables) is dict else {}
+        if body is None:
+            try:
+                t = self.template(template) if template is not None else c.template
+            except TemplateError as e:
+                return Problem("bad_template", "template", str(e), to, alias)
+            if t is not None:
+                try:
+                    body = t.render(fields)
+                except KeyError as e:
+                    return Problem("missing_variable", "variables",
+                                   f"template variable '{e.args[0]}' has no value in this row", to, alias)
+            elif channel == "whatsapp" or not PROVIDER_TEMPLATES.isdisjoint(c.options):
+                body = ""  # the provider's stored template, filled from the row's variables
+            else:
+                return Problem("no_body", "body", "the row has no body or template, and its campaign no template",
+                               to, alias)
+        fields["body"] = body
+        fields["_to"] = to
+        fields["_alias"] = alias
+        fields["_content"] = self.content(c, channel)
+        return to, alias, fields
+
     def build(self, rows: list[Any]) -> tuple[list[Record], list[Result], list[Record]]:
         """Records to send, rejected results, and the records whose suppression is still to be looked up
         (stored in another form than their normalised address)."""
-        cfg = self.cfg
-        providers, routes, campaigns, defaults, region = cfg.providers, cfg.routes, cfg.campaigns, cfg.defaults, cfg.region
-        content = self.content
         records: list[Record] = []
         bad: list[Result] = []
         unsure: list[Record] = []
-        last_campaign: Any = ()
-        c: CampaignSpec | None = defaults
+        check = self.check
         for row in rows:
             oid, raw, channel, alias, route, campaign, body, template, variables, opted_out = row
             raw = raw or ""
-            if campaign != last_campaign:
-                c = campaigns.get(campaign) if campaign else defaults
-                last_campaign = campaign
-            if c is None:
-                bad.append(_rejected(oid, raw, channel, "unknown_campaign",
-                                     f"no campaign '{campaign}' in the daemon's configuration"))
+            got = check(raw, channel, alias, route, campaign, body, template, variables)
+            if type(got) is Problem:
+                bad.append(_rejected(oid, got.to, channel, got.code, got.message, got.alias))
                 continue
-            to = _email(raw) if channel == "email" else to_e164(raw, region)
-            if to is None:
-                bad.append(_rejected(oid, raw, channel, "invalid_address" if channel == "email" else "invalid_number",
-                                     f"'{raw}' is not {'an email address' if channel == 'email' else 'a valid phone number'}"
-                                     + (f" (default region {region})" if region and channel != "email" else "")))
-                continue
-            alias = alias or c.provider
-            if alias is None:
-                name = route or c.route or channel
-                r = routes.get(name)
-                alias = r.pick(to) if r is not None else None
-                if alias is None:
-                    bad.append(_rejected(oid, to, channel, "no_route", f"no provider for route '{name}'"))
-                    continue
-            spec = providers.get(alias)
-            if spec is None:
-                bad.append(_rejected(oid, to, channel, "no_route", f"no provider named '{alias}'"))
-                continue
-            if spec.channel != channel:
-                bad.append(_rejected(oid, to, channel, "channel_mismatch",
-                                     f"provider '{alias}' carries {spec.channel}, not {channel}", alias))
-                continue
-            fields = dict(variables) if type(variables) is dict else {}
-            if body is None:
-                try:
-                    t = self.template(template) if template is not None else c.template
-                except TemplateError as e:
-                    bad.append(_rejected(oid, to, channel, "bad_template", str(e), alias))
-                    continue
-                if t is not None:
-                    try:
-                        body = t.render(fields)
-                    except KeyError as e:
-                        bad.append(_rejected(oid, to, channel, "missing_variable",
-                                             f"template variable '{e.args[0]}' has no value in this row", alias))
-                        continue
-                elif channel == "whatsapp" or not PROVIDER_TEMPLATES.isdisjoint(c.options):
-                    body = ""  # the provider's stored template, filled from the row's variables
-                else:
-                    bad.append(_rejected(oid, to, channel, "no_body",
-                                         "the row has no body or template, and its campaign no template", alias))
-                    continue
-            fields["body"] = body
-            fields["_to"] = to
-            fields["_alias"] = alias
-            fields["_content"] = content(c, channel)
+            to, alias, fields = got  # type: ignore[misc]
             if to != raw:
                 unsure.append(Record(oid, fields))
             elif opted_out:
@@ -494,6 +584,17 @@ class Rows:
             else:
                 records.append(Record(oid, fields))
         return records, bad, unsure
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a row cannot be sent: its result code, the field at fault (the API's name for it), and the text."""
+
+    code: str
+    field: str
+    message: str
+    to: str = ""  # the address as far as it was understood (the rejected result's recipient)
+    alias: str = ""
 
 
 def _rejected(oid: int, to: str, channel: str, code: str, error: str, provider: str = "") -> Result:
@@ -793,4 +894,4 @@ class OutboxSink(Sink):
         return await retrying(attempt, retry=Retry(RETRY.attempts + 3, RETRY.base, RETRY.cap), failed=failed)
 
 
-__all__ = ["Names", "OutboxSink", "OutboxSource", "Rows", "RowsPreparer", "Store", "init_connection"]
+__all__ = ["Names", "OutboxSink", "OutboxSource", "Problem", "Rows", "RowsPreparer", "Store", "init_connection"]

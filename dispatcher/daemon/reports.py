@@ -1,6 +1,6 @@
 """Delivery reports: one HTTP endpoint for every provider's callbacks, a reports table, the latest status.
 
-    GET|POST /dlr/{alias}/{secret}       the secret in the path (what 360nrs and Kaleyra are given), or
+    GET|POST /dlr/{alias}/{secret}       the secret in the path (what `Provider.callback` wires in), or
     GET|POST /dlr/{alias}?secret=...     in the query, or
     POST /dlr/{alias}                    with `X-Webhook-Secret: <secret>` or
                                          `X-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`
@@ -8,16 +8,8 @@
 `alias` is the provider's name in the daemon file and the secret comes from its
 `dlr_secret_env`. No secret: 401; a wrong one: 403; an unknown alias (or one without a
 secret): 404. A report is answered 200 once it is committed (503 when the database cannot
-take it, so the provider sends it again). What each provider sends (providers/*.md,
-"Delivery reports"):
-
-- nrs360: the per-message DLR GET to `notificationUrl` (set by the daemon to
-  `/dlr/{alias}/{secret}?id=%i&status=%s&to=%P&part=%n&done=%y&sent=%t`), and the
-  account-level event POSTs (form: id, channel, event, eventDate...);
-- kaleyra: the `callback` JSON (POST) or query string (GET): message_id, recipient, status...;
-- sendix: JSON {messageId, externalId, phone, status, timestamp, errorCode?};
-- sendx: JSON {type, time, provider_message_id, contact_email, ...} (type 7 open, 5 bounce, 73 unsubscribe...);
-- smsgateway24: JSON {sms_id, status_id, status_message, sendto, senttime, ...}.
+take it, so the provider sends it again). What each provider sends is read by its own
+module (providers/*.py, "delivery reports"; providers/*.md, "Delivery reports").
 
 Table (every report is kept, matched or not, duplicates included)::
 
@@ -38,13 +30,18 @@ Table (every report is kept, matched or not, duplicates included)::
         payload         jsonb NOT NULL      -- what was received (without the secret)
     );
 
+Each provider module reads its own callbacks (`Provider.parse_report`, `report_item`) and
+wires its callback URL into its requests where it can (`Provider.callback`): this module
+names no provider.
+
 Matching: on (provider alias, message id) against the outbox's `sent_via, provider_message_id`.
 A report that comes before its result is recorded (providers report at once, sometimes
 before the daemon has read the answer) is matched when the result lands (`rematch`:
 every half second for recent reports, every minute for `rematch_hours`). Providers whose
 accept answer has no id (SendX's documented 202, SmsGateway24's bulk call) are paired by
 recipient: the oldest sent row to that address through that provider that has no id yet
-takes the report's id (`dlr_match_recipient`, on for those two).
+takes the report's id (`dlr_match_recipient`, by default on where the provider module says
+`ids_in_answers = False`).
 
 Latest status: the outbox row's `delivery_status` is the report of highest rank, the
 latest event among equals; it is derived from all of the row's reports, so duplicates and
@@ -57,16 +54,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import logging
-import re
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -74,165 +67,14 @@ import orjson
 from aiohttp import web
 
 from ..pg import Retry, explain, retrying
+from ..providers.reports import Report
 from .config import DaemonConfig, ProviderSpec
 from .outbox import Names
 
 log = logging.getLogger("dispatcher.daemon")
 REPORT_RETRY = Retry(attempts=3, base=0.05, cap=0.4)  # a provider waits on the answer: retry briefly
 
-RANK = {"accepted": 1, "sent": 2, "soft_bounced": 2,
-        "delivered": 3, "undelivered": 3, "failed": 3, "expired": 3, "rejected": 3, "bounced": 3, "dropped": 3,
-        "deleted": 3, "read": 4, "opened": 4, "clicked": 4}
 SUPPRESS = ("unsubscribed", "complaint")
-NRS360_DLR = {"DELIVRD": "delivered", "UNDELIV": "undelivered", "EXPIRED": "expired", "REJECTD": "rejected",
-              "DELETED": "deleted", "ACCEPTD": "accepted", "RECEIVED": "accepted", "UNKNOWN": "unknown"}
-NRS360_EVENTS = {"hard_bounced": "bounced", "unsubscribed_landing": "unsubscribed"}
-SMSGATEWAY24 = {1: "accepted", 2: "accepted", 3: "accepted", 5: "incoming", 6: "sent", 7: "delivered",
-                8: "undelivered", 9: "failed"}
-# SendX event types (sendx.md): campaign, drip, RSS, workflow and seed-list events in the order the
-# docs list them (open, click, bounce, spam, dropped) [inferred for all but the campaign ones]
-SENDX: dict[int, str] = {73: "unsubscribed", 74: "contact_created"}
-for _codes in ((7, 8, 5, 6, 60), (32, 33, 63, 62, 61), (172, 173, 180, 179, 178), (189, 190, 197, 196, 195),
-               (271, 272, 276, 275, 278)):
-    SENDX.update(zip(_codes, ("opened", "clicked", "bounced", "complaint", "dropped"), strict=True))
-_PHONE = re.compile(r"\+?[0-9]{6,16}")
-
-
-@dataclass(slots=True)
-class Report:
-    provider: str
-    message_id: str | None
-    recipient: str | None
-    status: str
-    provider_status: str | None
-    event_at: dt.datetime
-    payload: dict[str, Any]
-    part: int | None = None
-
-    @property
-    def rank(self) -> int | None:
-        return RANK.get(self.status)
-
-
-def _recipient(v: Any) -> str | None:
-    if v is None or v == "":
-        return None
-    s = str(v).replace("\x00", "").strip()[:320]
-    if "@" in s:
-        return s.lower()
-    digits = s.replace(" ", "")
-    if _PHONE.fullmatch(digits):
-        return "+" + digits.lstrip("+")
-    return s
-
-
-def _when(v: Any, now: dt.datetime) -> dt.datetime:
-    """A provider's event time as UTC (naive times are taken as UTC); `now` when absent or unreadable."""
-    if v is None or v == "":
-        return now
-    if isinstance(v, int | float) or (isinstance(v, str) and v.isdigit()):
-        n = float(v)
-        if n > 1e12:
-            n /= 1000
-        if 1e9 < n < 1e11:
-            return dt.datetime.fromtimestamp(n, dt.UTC)
-        return now
-    s = str(v).strip()
-    try:
-        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return now
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
-
-
-def _str(v: Any) -> str | None:
-    return None if v is None or v == "" else str(v).replace("\x00", "")[:500]
-
-
-def _part(v: Any) -> int | None:
-    try:
-        return int(v) if v not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _items(body: bytes, content_type: str) -> list[dict[str, Any]]:
-    """A JSON object or list of objects, or a form, as a list of dicts."""
-    if not body:
-        return []
-    if "json" in content_type or body.lstrip()[:1] in (b"{", b"["):
-        data = orjson.loads(body)
-        items = data if isinstance(data, list) else [data]
-        return [i for i in items if isinstance(i, dict)]
-    text = body.decode("utf-8", "replace")
-    if "form" in content_type:
-        return [dict(urllib.parse.parse_qsl(text, keep_blank_values=True))]
-    return [{"raw": text[:10000]}]
-
-
-def parse(spec: ProviderSpec, method: str, query: Mapping[str, str], body: bytes, content_type: str,
-          now: dt.datetime | None = None) -> list[Report]:
-    """Normalised reports from one callback; what cannot be read is kept as status `unknown`."""
-    now = now or dt.datetime.now(dt.UTC)
-    alias, kind = spec.alias, spec.kind
-    params = {k: v for k, v in query.items() if k != "secret"}
-    try:
-        items = _items(body, content_type) if method != "GET" else []
-    except (orjson.JSONDecodeError, UnicodeDecodeError):
-        return [Report(alias, None, None, "unknown", None, now, {"raw": body[:10000].decode("utf-8", "replace")})]
-    if method == "GET" or not items:
-        items = [params] if params else []
-    out = []
-    for it in items:
-        try:
-            out.append(_one(alias, kind, it, now))
-        except (TypeError, ValueError):
-            out.append(Report(alias, None, None, "unknown", None, now, it))
-    if not out:
-        out.append(Report(alias, None, None, "unknown", None, now, {"raw": body[:10000].decode("utf-8", "replace"),
-                                                                    "query": params}))
-    return out
-
-
-def _one(alias: str, kind: str, it: dict[str, Any], now: dt.datetime) -> Report:
-    if kind == "nrs360":
-        if "event" in it:  # account-level event notification (form POST)
-            event = str(it["event"]).lower()
-            status = NRS360_EVENTS.get(event, event)
-            return Report(alias, _str(it.get("id")), _recipient(it.get("to") or it.get("email") or it.get("phone")),
-                          status, event, _when(it.get("eventDate"), now), it)
-        raw = str(it.get("status", "")).upper()
-        return Report(alias, _str(it.get("id")), _recipient(it.get("to")), NRS360_DLR.get(raw, raw.lower() or "unknown"),
-                      raw or None, _when(it.get("done") or it.get("sent"), now), it, _part(it.get("part")))
-    if kind == "kaleyra":
-        raw = str(it.get("status", ""))
-        when = it.get("delivered_at") or it.get("sent_at")
-        return Report(alias, _str(it.get("message_id") or it.get("id")), _recipient(it.get("recipient")),
-                      raw.lower() or "unknown", raw or None, _when(when, now), it)
-    if kind == "sendix":
-        raw = str(it.get("status", ""))
-        status = {"queued": "accepted"}.get(raw.lower(), raw.lower() or "unknown")
-        return Report(alias, _str(it.get("messageId")), _recipient(it.get("phone")), status, raw or None,
-                      _when(it.get("timestamp"), now), it)
-    if kind == "sendx":
-        t = it.get("type")
-        code = int(t) if t is not None and str(t).lstrip("-").isdigit() else None
-        status = SENDX.get(code, f"event_{code}") if code is not None else "unknown"
-        return Report(alias, _str(it.get("provider_message_id")), _recipient(it.get("contact_email")), status,
-                      _str(t), _when(it.get("time"), now), it)
-    if kind == "smsgateway24":
-        if "status_id" in it:
-            sid = int(it["status_id"])
-            return Report(alias, _str(it.get("sms_id")), _recipient(it.get("sendto")), SMSGATEWAY24.get(sid, "unknown"),
-                          f"{sid} {it.get('status_message') or ''}".strip(), _when(it.get("senttime"), now)
-                          if sid in (6, 7) else now, it)
-        return Report(alias, _str(it.get("sms_id") or it.get("internal_id")), _recipient(it.get("address")),
-                      "incoming", _str(it.get("type")), _when(it.get("date"), now), it)
-    # a provider module added later: the common names
-    mid = it.get("message_id") or it.get("messageId") or it.get("id")
-    raw = str(it.get("status", ""))
-    return Report(alias, _str(mid), _recipient(it.get("recipient") or it.get("to")), raw.lower() or "unknown",
-                  raw or None, _when(it.get("timestamp") or it.get("time"), now), it)
 
 
 def _json(payload: dict[str, Any]) -> str:
@@ -245,7 +87,7 @@ def callback_url(public: str, spec: ProviderSpec) -> str:
 
 
 def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[str, str]:
-    """Point the providers that take a callback URL per request at this daemon (unless set by hand).
+    """Point each provider that takes a callback URL in its requests at this daemon (unless set by hand).
 
     Returns, per alias, the URL to give the providers configured in their consoles (with the secret
     shown as `<secret>`, for the log).
@@ -255,11 +97,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[
         if spec.secret is None:
             continue
         url = callback_url(public, spec)
-        s: Any = spec.settings
-        if spec.kind == "nrs360" and not getattr(s, "notification_url", ""):
-            s.notification_url = url + "?id=%i&status=%s&to=%P&part=%n&done=%y&sent=%t"
-        elif spec.kind == "kaleyra" and not getattr(s, "callback_url", "") and not getattr(s, "callback_profile_id", ""):
-            s.callback_url = url
+        spec.reporter.callback(url)
         shown[alias] = url.replace(spec.secret, "<secret>")
     return shown
 
@@ -518,7 +356,8 @@ def routes(cfg: DaemonConfig, store: ReportStore) -> list[web.RouteDef]:
         if not ok:
             store.refused[(alias, "wrong")] += 1
             return web.Response(status=403, text="wrong secret\n")
-        reports = parse(spec, request.method, request.query, body, request.content_type or "")
+        query = {k: v for k, v in request.query.items() if k != "secret"}
+        reports = spec.reporter.parse_report(request.method, query, request.headers, body)
         try:
             await store.submit(reports)
         except Exception:

@@ -17,6 +17,7 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 import asyncpg
 from aiohttp import web
@@ -27,8 +28,21 @@ from ..model import Content
 from ..pg import explain
 from ..providers.base import Outcome, Verdict
 from . import metrics, reports
+from .api import MAX_BODY, Api
 from .config import DaemonConfig
-from .outbox import BODY, Names, OutboxSink, OutboxSource, Rows, RowsPreparer, Store, init_connection
+from .health import JsonFormatter, Monitor
+from .outbox import (
+    BODY,
+    EVENTS_CHANNEL,
+    Names,
+    OutboxSink,
+    OutboxSource,
+    Rows,
+    RowsPreparer,
+    Store,
+    init_connection,
+)
+from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
@@ -54,6 +68,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._engine_task: asyncio.Task[object] | None = None
+        self.api: Api | None = None
+        self.webhooks: Webhooks | None = None
+        self.monitor: Monitor | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -71,8 +88,14 @@ class Daemon:
         self.sink.on_fatal.append(self.stop)
         self.source = OutboxSource(cfg, pool, self.store, Rows(cfg), ready=self.registry.ready)
 
-        app = web.Application(client_max_size=4 * 1024 * 1024)
-        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self))
+        if cfg.api_key:
+            self.api = Api(cfg, pool, self.names, Rows(cfg))
+        if cfg.webhooks:
+            self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
+            self.sink.on_write.append(self.webhooks.notify)
+
+        app = web.Application(client_max_size=MAX_BODY)
+        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self) + (self.api.routes() if self.api else []))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
@@ -95,7 +118,8 @@ class Daemon:
             transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
             max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
         finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
-        self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=EngineEvents(self.source))
+        events = EngineEvents(self.source)
+        self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=events)
         self.source.attach(self.engine)
         self.registry.engine = self.engine
         if "sms" in channels.values():
@@ -114,6 +138,11 @@ class Daemon:
         self._registered = True  # from here on, claims of this name are this process's
         self.registry.start()
         self.reports.start()
+        self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
+        events.changed = lambda: self.monitor.observe(self.engine.snapshot()) if self.monitor and self.engine else None
+        self.monitor.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
         self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
                        asyncio.create_task(self._revive(), name="revive")]
@@ -127,6 +156,8 @@ class Daemon:
         try:
             conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
+            if self.webhooks is not None:
+                await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
             log.warning("LISTEN failed (%s): polling every %g s", explain(e, self.cfg.dsn), self.cfg.poll)
@@ -222,6 +253,10 @@ class Daemon:
             await self.runner.cleanup()
         if hasattr(self, "reports"):
             await self.reports.stop()
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.webhooks is not None:  # what it did not deliver stays in the events table for the next start
+            await self.webhooks.stop()
         if started:
             await self.registry.leave()
         if self.listener is not None and not self.listener.is_closed():
@@ -237,13 +272,17 @@ class EngineEvents(Events):
 
     def __init__(self, source: OutboxSource) -> None:
         self.source = source
+        self.changed: Callable[[], None] | None = None  # the health monitor's look at the lanes (logs the change)
 
     def halted(self, alias: str, why: Outcome) -> None:
-        log.warning("provider %s cannot take messages now (%s %s): its rows wait in the outbox; probing it every "
-                    "%g s", alias, why.code, why.error, HALT_PROBE)
+        if self.changed is not None:
+            self.changed()  # logged at once, in the monitor's words, with the reason
+        else:
+            log.warning("provider %s cannot take messages now: %s %s", alias, why.code, why.error)
 
     def revived(self, alias: str) -> None:
-        log.warning("provider %s takes messages again", alias)
+        if self.changed is not None:
+            self.changed()
 
     def deferred(self, alias: str, seqs: list[int], why: Outcome) -> None:
         if why.verdict == Verdict.HALT:
@@ -256,6 +295,8 @@ class DaemonError(Exception):
     """The daemon cannot start: one line."""
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])

@@ -159,11 +159,12 @@ class Registry:
                     self.depth = await self.store.depth(conn)
                 if cfg.retention_days and now - self._last_purge >= 300:
                     self._last_purge = now
-                    for _ in range(100):  # at most a million rows a round
-                        gone = await self.store.purge(conn, cfg.retention_days)
-                        self.purged += gone
-                        if gone < 10000:
-                            break
+                    for purge in (self.store.purge, self.store.purge_events):
+                        for _ in range(100):  # at most a million rows a round
+                            gone = await purge(conn, cfg.retention_days)
+                            self.purged += gone
+                            if gone < 10000:
+                                break
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
             self.failures += 1
             log.warning("heartbeat failed (%s)%s", explain(e, cfg.dsn),

@@ -14,6 +14,7 @@ It knows requests and responses, not where records come from or where results go
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from ..model import Content, Message
+from .reports import Report, items, recipient, text, when
 
 
 class Verdict(IntEnum):
@@ -182,6 +184,42 @@ class Provider:
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
         """One Outcome per message of `batch`, in order."""
         raise NotImplementedError
+
+    # -- delivery reports ---------------------------------------------------------------
+    # What the daemon's report endpoint asks: whether send answers carry ids (else reports are paired
+    # by recipient), how requests ask for reports, and what a callback says.
+    ids_in_answers: ClassVar[bool] = True
+
+    def callback(self, url: str) -> bool:
+        """Have this provider's requests ask for delivery reports at `url`, unless set by hand. False when
+        the provider is told its callback URL in its own console instead (the daemon logs the URL to give)."""
+        return False
+
+    def parse_report(self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
+                     now: dt.datetime | None = None) -> list[Report]:
+        """Normalised reports from one callback (its secret already checked and taken out of `query`);
+        what cannot be read is kept as status `unknown`, never dropped."""
+        now = now or dt.datetime.now(dt.UTC)
+        try:
+            found = items(method, query, headers, body)
+        except ValueError:
+            return [Report(self.alias, None, None, "unknown", None, now,
+                           {"raw": body[:10000].decode("utf-8", "replace")})]
+        out = []
+        for it in found:
+            try:
+                out.append(self.report_item(it, now))
+            except (TypeError, ValueError, KeyError):
+                out.append(Report(self.alias, None, None, "unknown", None, now, it))
+        return out or [Report(self.alias, None, None, "unknown", None, now,
+                              {"raw": body[:10000].decode("utf-8", "replace"), "query": dict(query)})]
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> Report:
+        """One callback item; here the common names (message_id or id, status, recipient or to, timestamp)."""
+        raw = str(it.get("status", ""))
+        return Report(self.alias, text(it.get("message_id") or it.get("messageId") or it.get("id")),
+                      recipient(it.get("recipient") or it.get("to")), raw.lower() or "unknown", raw or None,
+                      when(it.get("timestamp") or it.get("time"), now), it)
 
 
 EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"

@@ -31,6 +31,7 @@ change (`[providers.X.api]`, as for Sendix: `items = "messages"`, `item_id = "id
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
@@ -41,6 +42,7 @@ from typing import Any, cast
 import orjson
 
 from ..model import Content, Message
+from . import reports as dlr
 from .base import (
     ConfigError,
     HttpRequest,
@@ -289,6 +291,20 @@ class Kaleyra(Provider):
                 out.append(Outcome(Verdict.REJECTED, code="E406", trace_id=trace,
                                    error="the provider dropped this number as invalid (not in the answer's data)"))
         return out
+
+    # -- delivery reports ---------------------------------------------------------------------------
+    # The `callback` JSON (POST) or query string (GET): message_id, recipient, status, sent_at, delivered_at.
+    def callback(self, url: str) -> bool:
+        s = cast(KaleyraSettings, self.settings)
+        if not s.callback_url and not s.callback_profile_id:
+            s.callback_url = url
+        return True
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:
+        raw = str(it.get("status", ""))
+        return dlr.Report(self.alias, dlr.text(it.get("message_id") or it.get("id")), dlr.recipient(it.get("recipient")),
+                          raw.lower() or "unknown", raw or None,
+                          dlr.when(it.get("delivered_at") or it.get("sent_at"), now), it)
 
 
 def _sent(item: Any, id_key: str, trace: str | None) -> Outcome:

@@ -27,15 +27,18 @@ optional `callers`, `retries`, `amd`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import orjson
 
 from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
 from ..model import Content, Message
+from . import reports as dlr
 from .base import (
     ConfigError,
     HttpRequest,
@@ -263,3 +266,27 @@ class Nrs360(Provider):
             else:
                 out.append(Outcome(Verdict.FAILED, code="missing", error="no result for this recipient", trace_id=trace))
         return out
+
+    # -- delivery reports ---------------------------------------------------------------------------
+    # The per-message DLR GET to `notificationUrl` (id, status, to, part, done, sent: the % escapes below),
+    # and the account-level event POSTs (form: id, channel, event, eventDate...).
+    DLR: ClassVar[dict[str, str]] = {"DELIVRD": "delivered", "UNDELIV": "undelivered", "EXPIRED": "expired",
+                                     "REJECTD": "rejected", "DELETED": "deleted", "ACCEPTD": "accepted",
+                                     "RECEIVED": "accepted", "UNKNOWN": "unknown"}
+    EVENTS: ClassVar[dict[str, str]] = {"hard_bounced": "bounced", "unsubscribed_landing": "unsubscribed"}
+
+    def callback(self, url: str) -> bool:
+        if not self.s.notification_url:
+            self.s.notification_url = url + "?id=%i&status=%s&to=%P&part=%n&done=%y&sent=%t"
+        return True
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:
+        if "event" in it:  # account-level event notification (form POST)
+            event = str(it["event"]).lower()
+            return dlr.Report(self.alias, dlr.text(it.get("id")),
+                              dlr.recipient(it.get("to") or it.get("email") or it.get("phone")),
+                              self.EVENTS.get(event, event), event, dlr.when(it.get("eventDate"), now), it)
+        raw = str(it.get("status", "")).upper()
+        return dlr.Report(self.alias, dlr.text(it.get("id")), dlr.recipient(it.get("to")),
+                          self.DLR.get(raw, raw.lower() or "unknown"), raw or None,
+                          dlr.when(it.get("done") or it.get("sent"), now), it, dlr.part(it.get("part")))

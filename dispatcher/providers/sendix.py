@@ -22,6 +22,7 @@ order, are the parameters (so the campaign text can mirror the approved template
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ import aiohttp
 import orjson
 
 from ..model import Message
+from . import reports as dlr
 from .base import (
     HttpRequest,
     Outcome,
@@ -204,3 +206,11 @@ class Sendix(Provider):
                 texts.append(f"{key}: {msg}")
         verdict = Verdict.REJECTED if keys and keys <= self._recipient_keys else Verdict.FAILED
         return Outcome(verdict, code=code, error="; ".join(texts) or title, trace_id=trace)
+
+    # -- delivery reports ---------------------------------------------------------------------------
+    # JSON {messageId, externalId, phone, status, timestamp, errorCode?} to the webhook set in the console.
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:
+        raw = str(it.get("status", ""))
+        status = {"queued": "accepted"}.get(raw.lower(), raw.lower() or "unknown")
+        return dlr.Report(self.alias, dlr.text(it.get("messageId")), dlr.recipient(it.get("phone")), status,
+                          raw or None, dlr.when(it.get("timestamp"), now), it)

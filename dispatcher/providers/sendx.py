@@ -23,14 +23,16 @@ the campaign's `sender`, the subject its `subject`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from ..model import Content, Message
+from . import reports as dlr
 from .base import (
     EMAIL,
     HttpRequest,
@@ -179,3 +181,21 @@ class Sendx(Provider):
                 out.append(Outcome(Verdict.REJECTED, code=str(item.get("errorCode")),
                                    error=str(item.get("message") or "refused"), trace_id=trace))
         return out
+
+    # -- delivery reports ---------------------------------------------------------------------------
+    # JSON {type, time, provider_message_id, contact_email, ...} (type 7 open, 5 bounce, 73 unsubscribe...);
+    # the documented 202 to a send carries no id, so the first report of a message is paired by recipient.
+    ids_in_answers: ClassVar[bool] = False
+    # event types (sendx.md): campaign, drip, RSS, workflow and seed-list events in the order the docs list
+    # them (open, click, bounce, spam, dropped) [inferred for all but the campaign ones]
+    EVENTS: ClassVar[dict[int, str]] = {73: "unsubscribed", 74: "contact_created", **{
+        code: name for codes in ((7, 8, 5, 6, 60), (32, 33, 63, 62, 61), (172, 173, 180, 179, 178),
+                                 (189, 190, 197, 196, 195), (271, 272, 276, 275, 278))
+        for code, name in zip(codes, ("opened", "clicked", "bounced", "complaint", "dropped"), strict=True)}}
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:
+        t = it.get("type")
+        code = int(t) if t is not None and str(t).lstrip("-").isdigit() else None
+        status = self.EVENTS.get(code, f"event_{code}") if code is not None else "unknown"
+        return dlr.Report(self.alias, dlr.text(it.get("provider_message_id")), dlr.recipient(it.get("contact_email")),
+                          status, dlr.text(t), dlr.when(it.get("time"), now), it)

@@ -25,16 +25,18 @@ it has not seen before on the first try.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import urllib.parse
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import aiohttp
 import orjson
 
 from ..model import Message
+from . import reports as dlr
 from .base import HttpRequest, Outcome, Provider, Settings, Verdict, http_default, secret
 
 # -- every path and field name, in one place ----------------------------------------------------
@@ -217,6 +219,23 @@ class SmsGateway24(Provider):
             return Outcome(Verdict.REAUTH, code="unrecognised", error=message)
         return Outcome(Verdict.RETRY, code="unrecognised",
                        error=f"the gateway's error text was not recognised (after a new login and retries): {message}")
+
+    # -- delivery reports ---------------------------------------------------------------------------
+    # The device's status webhook, JSON {sms_id, status_id, status_message, sendto, senttime, ...}, and
+    # incoming messages; the bulk send answers no ids, so the first report is paired by recipient.
+    ids_in_answers: ClassVar[bool] = False
+    STATUSES: ClassVar[dict[int, str]] = {1: "accepted", 2: "accepted", 3: "accepted", 5: "incoming", 6: "sent",
+                                          7: "delivered", 8: "undelivered", 9: "failed"}
+
+    def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:
+        if "status_id" in it:
+            sid = int(it["status_id"])
+            return dlr.Report(self.alias, dlr.text(it.get("sms_id")), dlr.recipient(it.get("sendto")),
+                              self.STATUSES.get(sid, "unknown"), f"{sid} {it.get('status_message') or ''}".strip(),
+                              dlr.when(it.get("senttime"), now) if sid in (6, 7) else now, it)
+        return dlr.Report(self.alias, dlr.text(it.get("sms_id") or it.get("internal_id")),
+                          dlr.recipient(it.get("address")), "incoming", dlr.text(it.get("type")),
+                          dlr.when(it.get("date"), now), it)
 
 
 def _ok(data: dict) -> bool:

@@ -1,0 +1,330 @@
+"""The HTTP API on the daemon's listener: submit messages into the outbox and read them back.
+
+    POST /v1/messages        {"messages": [{to, channel, body | template + variables, campaign,
+                              provider | route, priority, not_before, key}, ...]}  (1 to 1,000)
+                             -> 202 {"messages": [{"id", "key", "status"}, ...]}
+    GET  /v1/messages/{id}   one message's state, delivery status included
+    GET  /v1/messages?key=K  the same, by idempotency key
+    GET  /v1/openapi.json    the OpenAPI 3.1 document (no key needed)
+
+Enabled by `[http] api_key_env`; requests carry `Authorization: Bearer <key>` (401 without
+it, 403 with a wrong one; compared in constant time). A request is validated whole before
+anything is stored, with the same validator the claim path applies to rows applications
+insert in SQL (`Rows.check`), so both routes accept exactly the same messages; then it is
+one transaction. `key` makes a post idempotent: a key already stored answers the stored id
+and status and enqueues nothing, unless the payload differs (409, with both hashes; a key
+stored by SQL has no payload hash, so any payload re-posted under it answers the stored row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import hmac
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from ..pg import explain
+from .config import DaemonConfig
+from .openapi import document
+from .outbox import Names, Problem, Rows
+
+MAX_MESSAGES = 1000
+MAX_BODY = 4 * 1024 * 1024  # bytes; the listener's client_max_size
+CHANNELS = ("sms", "whatsapp", "email", "voice", "rcs")
+FIELDS = ("to", "channel", "body", "template", "variables", "campaign", "provider", "route", "priority",
+          "not_before", "key")
+STRINGS = ("body", "template", "campaign", "provider", "route")
+STATUS = {"pending": "queued", "claimed": "sending"}  # the row's status as the API names it
+
+
+class Invalid(Exception):
+    """A request refused before anything was stored: its HTTP status and every error found."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+    def response(self) -> web.Response:
+        return _json({"error": self.message, "errors": self.errors}, self.status)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(errors: list[dict[str, Any]], index: int | None, field: str, code: str, message: str) -> None:
+    path = "messages" if index is None else f"messages[{index}]"
+    errors.append({"index": index, "field": f"{path}.{field}" if field else path, "code": code, "message": message})
+
+
+def _unknown(name: str) -> str:
+    near = difflib.get_close_matches(name, FIELDS, n=1)
+    return f"unknown field '{name}'" + (f"; did you mean '{near[0]}'?" if near else f"; known: {', '.join(FIELDS)}")
+
+
+def payload_hash(m: dict[str, Any]) -> str:
+    """What a key stands for: the message without its key and id, every field present (an omitted channel
+    is 'sms', others null), canonical JSON (sorted keys), so field order and spelled-out defaults do not
+    make another payload."""
+    return hashlib.sha256(orjson.dumps({k: v for k, v in m.items() if k not in ("key", "id")},
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Api:
+    """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names, rows: Rows) -> None:
+        assert cfg.api_key is not None
+        self.cfg = cfg
+        self.pool = pool
+        self.rows = rows
+        self.key = cfg.api_key.encode()
+        self.requests: Counter[tuple[str, int]] = Counter()  # (route, status)
+        self.accepted = 0
+        self.duplicates = 0
+        t = names.outbox
+        self.insert_sql = f"""
+            INSERT INTO {t} (id, key, recipient, channel, provider, route, campaign, body, template, variables,
+                             priority, not_before, payload_hash)
+            SELECT m.id, m.key, m.to, m.channel, m.provider, m.route, m.campaign, m.body, m.template,
+                   coalesce(m.variables, '{{}}'), coalesce(m.priority, 0), coalesce(m.not_before, now()), m.hash
+            FROM jsonb_to_recordset($1::jsonb) AS m(id bigint, key text, "to" text, channel text, provider text,
+                route text, campaign text, body text, template text, variables jsonb, priority smallint,
+                not_before timestamptz, hash text)
+            ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+            RETURNING id"""
+        self.ids_sql = f"SELECT array_agg(nextval(pg_get_serial_sequence('{names.table}', 'id'))) " \
+                       "FROM generate_series(1, $1)"
+        self.by_key_sql = f"SELECT id, key, status, payload_hash FROM {t} WHERE key = ANY($1::text[])"
+        self.row_sql = f"""
+            SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
+                   provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
+                   claimed_at, finished_at, delivery_status, delivery_at
+            FROM {t} WHERE """
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        doc = orjson.dumps(document())
+
+        async def openapi(request: web.Request) -> web.Response:
+            return web.Response(body=doc, content_type="application/json")
+
+        return [web.post("/v1/messages", self._guard("post", self.post)),
+                web.get("/v1/messages", self._guard("lookup", self.by_key)),
+                web.get("/v1/messages/{id}", self._guard("get", self.by_id)),
+                web.get("/v1/openapi.json", openapi)]
+
+    def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> Any:
+        async def guarded(request: web.Request) -> web.Response:
+            auth = request.headers.get("Authorization", "")
+            scheme, _, given = auth.partition(" ")
+            if not auth or scheme.lower() != "bearer" or not given.strip():
+                response = _json({"error": "an API key is required: Authorization: Bearer <key>", "errors": []}, 401)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="dispatcher"'
+            elif not hmac.compare_digest(given.strip().encode(), self.key):
+                response = _json({"error": "wrong API key", "errors": []}, 403)
+            else:
+                try:
+                    response = await handler(request)
+                except Invalid as e:
+                    response = e.response()
+                except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
+                        asyncpg.DeadlockDetectedError, TimeoutError) as e:
+                    response = _json({"error": f"database: {explain(e, self.cfg.dsn)}; try again", "errors": []}, 503)
+            self.requests[(name, response.status)] += 1
+            return response
+        return guarded
+
+    async def post(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            raise Invalid(415, f"Content-Type must be application/json, not '{request.content_type}'")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise Invalid(413, f"the body is larger than {MAX_BODY:,} bytes; send fewer messages per request") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise Invalid(400, f"malformed JSON: {e}") from None
+        messages = self.validate(data)
+        out = await self.store(messages)
+        return _json({"messages": out}, 202)
+
+    async def by_id(self, request: web.Request) -> web.Response:
+        raw = request.match_info["id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)")
+        return await self._one("id = $1", int(raw), f"no message {raw}")
+
+    async def by_key(self, request: web.Request) -> web.Response:
+        key = request.query.get("key")
+        if not key:
+            raise Invalid(400, "give ?key=K (or GET /v1/messages/{id})")
+        return await self._one("key = $1", key, f"no message with key '{key}'")
+
+    async def _one(self, where: str, arg: Any, missing: str) -> web.Response:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(self.row_sql + where, arg)
+        if row is None:
+            return _json({"error": missing, "errors": []}, 404)
+        return _json(view(row))
+
+    # -- validation ------------------------------------------------------------------------------
+    def validate(self, data: Any) -> list[dict[str, Any]]:
+        """The messages, each with its payload hash, or Invalid with every error of the request."""
+        if not isinstance(data, dict):
+            raise Invalid(400, "the body must be a JSON object {\"messages\": [...]}")
+        errors: list[dict[str, Any]] = []
+        for k in data:
+            if k != "messages":
+                near = " ; did you mean 'messages'?" if difflib.get_close_matches(k, ["messages"], n=1) else ""
+                errors.append({"index": None, "field": k, "code": "unknown_field",
+                               "message": f"unknown field '{k}'{near}".replace(" ;", ";")})
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            errors.append({"index": None, "field": "messages", "code": "required",
+                           "message": "a list of 1 to 1,000 messages is required"})
+            raise Invalid(422, "invalid request", errors)
+        if len(messages) > MAX_MESSAGES:
+            _error(errors, None, "", "too_many", f"{len(messages):,} messages; at most {MAX_MESSAGES:,} in one request")
+            raise Invalid(422, "invalid request", errors)
+        out = []
+        check = self.rows.check
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                _error(errors, i, "", "not_an_object", "each message must be a JSON object")
+                continue
+            before = len(errors)
+            for k in m:
+                if k not in FIELDS:
+                    _error(errors, i, k, "unknown_field", _unknown(k))
+            to = m.get("to")
+            if not isinstance(to, str) or not to.strip():
+                _error(errors, i, "to", "required", "a recipient (phone number or email address) is required")
+            channel = m.get("channel", "sms")
+            if channel not in CHANNELS:
+                _error(errors, i, "channel", "unknown_channel",
+                       f"unknown channel {channel!r}; known: {', '.join(CHANNELS)}")
+            for k in STRINGS:
+                if m.get(k) is not None and not isinstance(m[k], str):
+                    _error(errors, i, k, "type", f"must be a string, not {type(m[k]).__name__}")
+            variables = m.get("variables")
+            if variables is not None and not isinstance(variables, dict):
+                _error(errors, i, "variables", "type", "must be an object of template values")
+            priority = m.get("priority")
+            if priority is not None and (type(priority) is not int or not -32768 <= priority <= 32767):
+                _error(errors, i, "priority", "type", f"must be a whole number from -32768 to 32767, not {priority!r}")
+            not_before = m.get("not_before")
+            if not_before is not None and not _timestamp(not_before):
+                _error(errors, i, "not_before", "format",
+                       f"{not_before!r} is not an RFC 3339 time with a zone, e.g. 2025-01-31T09:00:00+01:00")
+            key = m.get("key")
+            if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+                _error(errors, i, "key", "type", "must be a string of 1 to 200 characters")
+            if len(errors) > before:
+                continue
+            got = check(to, channel, m.get("provider"), m.get("route"), m.get("campaign"), m.get("body"),
+                        m.get("template"), variables if variables is not None else {})
+            if type(got) is Problem:
+                _error(errors, i, got.field, got.code, got.message)
+                continue
+            row = {"id": None, "key": key, "to": to, "channel": channel, "provider": m.get("provider"),
+                   "route": m.get("route"), "campaign": m.get("campaign"), "body": m.get("body"),
+                   "template": m.get("template"), "variables": variables, "priority": priority,
+                   "not_before": not_before}
+            row["hash"] = payload_hash(row) if key is not None else None
+            out.append(row)
+        if errors:
+            raise Invalid(422, f"{len({e['index'] for e in errors})} message(s) refused; nothing was stored", errors)
+        return out
+
+    # -- storing --------------------------------------------------------------------------------
+    async def store(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One transaction: ids drawn in order, new keys inserted, stored keys answered (or 409)."""
+        first: dict[str, int] = {}  # key -> index of its first message in this request
+        conflicts: list[dict[str, Any]] = []
+        fresh: list[dict[str, Any]] = []
+        for i, m in enumerate(messages):
+            k = m["key"]
+            if k is None:
+                fresh.append(m)
+            elif k in first:
+                if messages[first[k]]["hash"] != m["hash"]:
+                    conflicts.append(_conflict(i, k, messages[first[k]]["hash"], m["hash"]))
+            else:
+                first[k] = i
+                fresh.append(m)
+        if conflicts:
+            raise Invalid(409, "a key was posted twice with different payloads; nothing was stored", conflicts)
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = await conn.fetchval(self.ids_sql, len(fresh))
+            for m, oid in zip(fresh, ids, strict=True):
+                m["id"] = oid
+            # keys inserted in key order: concurrent requests with the same keys wait on each other, never deadlock
+            inserted = {r[0] for r in await conn.fetch(self.insert_sql, sorted(fresh, key=lambda m: m["key"] or ""))}
+            stored: dict[str, Any] = {}
+            taken = [m["key"] for m in fresh if m["id"] not in inserted]
+            if taken:
+                stored = {r["key"]: r for r in await conn.fetch(self.by_key_sql, taken)}
+                for m in fresh:
+                    if m["id"] not in inserted:
+                        r = stored[m["key"]]
+                        if r["payload_hash"] is not None and r["payload_hash"] != m["hash"]:
+                            conflicts.append(_conflict(first[m["key"]], m["key"], r["payload_hash"], m["hash"]))
+                if conflicts:
+                    raise Invalid(409, "a key is already stored with a different payload; nothing was stored",
+                                  conflicts)
+        self.accepted += len(inserted)
+        self.duplicates += len(messages) - len(inserted)
+        out = []
+        for m in messages:
+            k = m["key"]
+            if k is not None and k in stored:
+                r = stored[k]
+                out.append({"id": r["id"], "key": k, "status": STATUS.get(r["status"], r["status"]), "duplicate": True})
+            elif k is not None:
+                src = messages[first[k]]
+                out.append({"id": src["id"], "key": k, "status": "queued", "duplicate": src is not m})
+            else:
+                out.append({"id": m["id"], "key": None, "status": "queued", "duplicate": False})
+        return out
+
+
+def _conflict(index: int, key: str, stored: str, posted: str) -> dict[str, Any]:
+    return {"index": index, "field": f"messages[{index}].key", "code": "key_conflict",
+            "message": f"key '{key}' stands for another payload (sha256 {stored}); this one is sha256 {posted}",
+            "stored_hash": stored, "posted_hash": posted}
+
+
+def _timestamp(v: Any) -> bool:
+    if not isinstance(v, str) or len(v) < 20 or "T" not in v.upper():
+        return False
+    try:
+        t = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return t.tzinfo is not None
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def view(r: asyncpg.Record) -> dict[str, Any]:
+    """A row as the API shows it (the shape of the OpenAPI `Message` schema)."""
+    return {"id": r["id"], "key": r["key"], "status": STATUS.get(r["status"], r["status"]), "to": r["recipient"],
+            "channel": r["channel"], "campaign": r["campaign"], "provider": r["provider"],
+            "message_id": r["provider_message_id"], "sent_to": r["sent_to"], "parts": r["parts"], "code": r["code"],
+            "error": r["error"], "attempts": r["attempts"], "priority": r["priority"],
+            "created_at": _iso(r["created_at"]), "not_before": _iso(r["not_before"]),
+            "claimed_at": _iso(r["claimed_at"]), "finished_at": _iso(r["finished_at"]),
+            "delivery": {"status": r["delivery_status"], "at": _iso(r["delivery_at"])}}

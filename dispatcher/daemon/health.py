@@ -1,0 +1,117 @@
+"""What the providers are doing, said once: state changes at WARNING, counts at INFO, /healthz's view.
+
+The one place the daemon reads `Engine.snapshot()` for health: a small task samples it
+every `every` seconds (the engine raises no state events yet; when it does, `observe` is
+what they call) and logs each provider's change of state at once with its code and reason,
+plus one INFO line every `stats_every` seconds with the counts per provider since the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from ..engine import SENDING, LaneStatus
+
+log = logging.getLogger("dispatcher.daemon")
+Counts = Callable[[], Mapping[tuple[str, str, str], int]]  # (provider, status, code) -> rows so far
+
+
+class Monitor:
+    def __init__(self, snapshot: Callable[[], list[LaneStatus]], counts: Counts, *, every: float = 0.5,
+                 stats_every: float = 60.0) -> None:
+        self.snapshot = snapshot
+        self.counts = counts
+        self.every = every
+        self.stats_every = stats_every
+        self.lanes: dict[str, LaneStatus] = {}
+        self.changes: Counter[tuple[str, str]] = Counter()  # (provider, state entered)
+        self._last_counts: Counter[tuple[str, str]] = Counter()
+        self._last_requests: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.observe(self.snapshot(), quiet=True)
+        self._task = asyncio.create_task(self._run(), name="health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        next_stats = time.monotonic() + self.stats_every
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                self.observe(self.snapshot())
+                if self.stats_every and time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.stats_every
+                    self.stats()
+            except Exception as e:  # health reporting must outlive a bug in itself
+                log.error("health: %s: %s", type(e).__name__, e)
+
+    def observe(self, lanes: list[LaneStatus], quiet: bool = False) -> None:
+        """Log every provider whose state differs from the last sample."""
+        for s in lanes:
+            before = self.lanes.get(s.alias)
+            self.lanes[s.alias] = s
+            if before is not None and before.state == s.state:
+                continue
+            if before is None and (quiet or s.state == SENDING):
+                continue
+            self.changes[(s.alias, s.state)] += 1
+            why = f": {s.code} {s.reason}" if s.code or s.reason else ""
+            log.warning("provider %s (%s): %s -> %s%s", s.alias, s.kind, before.state if before else "starting",
+                        s.state, why.rstrip())
+
+    def stats(self) -> None:
+        """One INFO line: rows finished per provider and status since the last line, requests, state."""
+        now: Counter[tuple[str, str]] = Counter()
+        for (provider, status, _code), n in self.counts().items():
+            now[(provider, status)] += n
+        delta = now - self._last_counts
+        self._last_counts = now
+        parts = []
+        for alias, s in sorted(self.lanes.items()):
+            done = " ".join(f"{st} {delta[(alias, st)]}" for st in ("sent", "failed", "rejected"))
+            reqs = s.requests - self._last_requests.get(alias, 0)
+            self._last_requests[alias] = s.requests
+            parts.append(f"{alias}: {done}, {reqs} requests, {s.state}")
+        other = sum(n for (p, _), n in delta.items() if p not in self.lanes)
+        if other:
+            parts.append(f"before routing: rejected {other}")
+        log.info("last %g s: %s", self.stats_every, "; ".join(parts) or "no providers")
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """The providers not sending, for /healthz."""
+        return [view(s) for s in self.lanes.values() if s.state != SENDING]
+
+    def providers(self) -> list[dict[str, Any]]:
+        return [view(s) for s in self.lanes.values()]
+
+
+def view(s: LaneStatus) -> dict[str, Any]:
+    return {"provider": s.alias, "kind": s.kind, "channel": s.channel, "state": s.state,
+            "since": dt.datetime.fromtimestamp(s.since, dt.UTC).isoformat(), "code": s.code, "reason": s.reason,
+            "pace": round(s.pace, 3), "in_flight": s.in_flight}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (`log_format = "json"`); the daemon's own until a shared one exists."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()

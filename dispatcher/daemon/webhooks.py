@@ -1,0 +1,165 @@
+"""Signed status webhooks: the outbox's events table POSTed to `[webhooks] url`, at least once, in order.
+
+The events are written by triggers on the outbox (outbox.events_sql), so every route that
+changes a status produces them. One daemon at a time delivers (a transaction-level advisory
+lock held while a batch is on the wire), the oldest events first, so each message's events
+arrive in the order they happened. A batch is
+
+    POST <url>   {"events": [{"event_id", "id", "key", "status", "code", "error", "provider",
+                              "message_id", "at"}, ...]}
+    X-Dispatcher-Signature: sha256=<hex HMAC-SHA256 of the raw body with the secret>
+
+and is marked delivered only on a 2xx answer; otherwise it is sent again after a backoff
+(doubling, with jitter, at most `backoff_max`), for as long as its events are younger than
+`max_age`. Older undelivered events are given up on: marked, counted, kept in the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from ..pg import explain
+from .config import DaemonConfig, WebhookSpec
+from .outbox import Names
+
+log = logging.getLogger("dispatcher.daemon")
+HEADER = "X-Dispatcher-Signature"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Webhooks:
+    """The delivery loop, and what /metrics says about it (backlog, oldest age, given up)."""
+
+    def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: asyncpg.Pool, names: Names) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.pool = pool
+        self.wake = asyncio.Event()
+        self.delivered = 0
+        self.posts: dict[str, int] = {"ok": 0, "failed": 0}
+        self.given_up = 0
+        self.backlog = 0
+        self.oldest_age = 0.0
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+        e = names.events
+        self.lock = f"{names.events}:webhooks"
+        self.give_up_sql = f"""
+            WITH g AS (UPDATE {e} SET given_up_at = now()
+                       WHERE delivered_at IS NULL AND given_up_at IS NULL AND at < now() - make_interval(secs => $1)
+                       RETURNING 1)
+            SELECT count(*) FROM g"""
+        self.batch_sql = f"""
+            SELECT id, outbox_id, key, status, code, error, provider, message_id, at FROM {e}
+            WHERE delivered_at IS NULL AND given_up_at IS NULL ORDER BY id LIMIT $1"""
+        self.done_sql = f"UPDATE {e} SET delivered_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+        self.tried_sql = f"UPDATE {e} SET attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+        self.backlog_sql = f"""
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM {e} WHERE delivered_at IS NULL AND given_up_at IS NULL
+                                          LIMIT 1000000) b),
+                   extract(epoch FROM now() - (SELECT at FROM {e} WHERE delivered_at IS NULL AND given_up_at IS NULL
+                                               ORDER BY id LIMIT 1))::float8,
+                   (SELECT count(*) FROM {e} WHERE given_up_at IS NOT NULL)"""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhooks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def notify(self, *args: Any) -> None:
+        """NOTIFY dispatcher_events (or results written): events may be waiting."""
+        self.wake.set()
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.spec.timeout)
+        last_backlog = 0.0
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                self.wake.clear()
+                try:
+                    if time.monotonic() - last_backlog >= 2.0:
+                        await self._measure()
+                        last_backlog = time.monotonic()
+                    sent = await self.deliver(http)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+                    log.warning("webhooks: database: %s", explain(e, self.cfg.dsn))
+                    sent = -1
+                except Exception as e:  # a bug must not end delivery for the life of the process
+                    log.error("webhooks: %s: %s", type(e).__name__, e)
+                    sent = -1
+                if sent < 0:  # the receiver (or the database) failed: back off
+                    self.failures += 1
+                    delay = min(self.spec.backoff_max, 0.5 * 2 ** min(self.failures, 16))
+                    await asyncio.sleep(random.uniform(delay / 2, delay))
+                elif sent == 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(self.cfg.poll, 0.2)):
+                            await self.wake.wait()
+
+    async def _measure(self) -> None:
+        async with self.pool.acquire() as conn:
+            backlog, age, given_up = await conn.fetchrow(self.backlog_sql)
+        self.backlog, self.oldest_age, self.given_up = backlog, max(age or 0.0, 0.0), given_up
+
+    async def deliver(self, http: aiohttp.ClientSession) -> int:
+        """One batch: the number of events delivered, 0 when none was waiting (or another daemon delivers),
+        -1 when the receiver did not take it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", self.lock):
+                return 0
+            gone = await conn.fetchval(self.give_up_sql, float(self.spec.max_age))
+            if gone:
+                log.warning("webhooks: gave up on %d event(s) older than %g s (kept in the events table)",
+                            gone, self.spec.max_age)
+            rows = await conn.fetch(self.batch_sql, self.spec.batch)
+            if not rows:
+                return 0
+            body = orjson.dumps({"events": [
+                {"event_id": r["id"], "id": r["outbox_id"], "key": r["key"], "status": r["status"], "code": r["code"],
+                 "error": r["error"], "provider": r["provider"], "message_id": r["message_id"],
+                 "at": r["at"].isoformat()} for r in rows]})
+            ids = [r["id"] for r in rows]
+            why = await self._post(http, body)
+            if why is None:
+                await conn.execute(self.done_sql, ids)
+            else:
+                await conn.execute(self.tried_sql, ids)
+        if why is not None:
+            self.posts["failed"] += 1
+            if self.failures == 0 or self.failures % 10 == 0:
+                log.warning("webhooks: %d event(s) not delivered (%s); retrying with backoff", len(ids), why)
+            return -1
+        if self.failures:
+            log.warning("webhooks: the receiver takes events again after %d failed attempt(s)", self.failures)
+        self.failures = 0
+        self.posts["ok"] += 1
+        self.delivered += len(ids)
+        self.backlog = max(0, self.backlog - len(ids))
+        return len(ids)
+
+    async def _post(self, http: aiohttp.ClientSession, body: bytes) -> str | None:
+        headers = {"Content-Type": "application/json", HEADER: sign(self.spec.secret, body)}
+        try:
+            async with http.post(self.spec.url, data=body, headers=headers) as r:
+                await r.read()
+                return None if 200 <= r.status < 300 else f"HTTP {r.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            return type(e).__name__
