@@ -139,7 +139,7 @@ class Lane:
         self.provider = provider
         s = provider.settings
         self.concurrency = s.concurrency or provider.default_concurrency
-        self.limit = RateLimit(provider.rate, s.burst)
+        self.limit = RateLimit(provider.rate)
         self.groups: dict[Hashable, list[Message]] = {}
         self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
         self.queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
@@ -272,7 +272,7 @@ class Lane:
     async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
                      unsure: bool, generation: int) -> None:
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
-            self.limit.throttle()
+            self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
             self.engine.stats.throttled += 1
         retry = self._settle(batch, outcomes, status, latency, unsure)
         if not retry:
