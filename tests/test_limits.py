@@ -306,6 +306,29 @@ def test_the_rate_climbs_back_once_the_429s_stop() -> None:
 
 # -- through the real simulator -------------------------------------------------------------------
 
+def test_the_throttle_fault_answers_the_modules_own_429_outside_the_window(sim) -> None:
+    """`throttle_rate`: SendX's 429 body, the configured Retry-After (or none), nothing accepted,
+    and no slot of the rate window taken."""
+    url = sim.url("sendx") + "/api/v1/rest/send/email"
+    body = b'{"from":{"email":"news@example.com"},"to":[{"email":"a@example.org"}],"subject":"Hi","htmlBody":"x"}'
+    headers = {"X-Team-ApiKey": "demo-team-key", "Content-Type": "application/json"}
+
+    async def post() -> tuple[int, str | None, bytes]:
+        async with aiohttp.ClientSession() as s, s.post(url, data=body, headers=headers) as r:
+            return r.status, r.headers.get("Retry-After"), await r.read()
+
+    sim.config("sendx", rate=1.0, throttle_rate=1.0, throttle_retry_after=2.0)
+    status, ra, text = asyncio.run(post())
+    assert status == 429 and ra == "2" and b"Rate limit exceeded" in text
+    sim.config("sendx", throttle_retry_after=0.0)
+    status, ra, _ = asyncio.run(post())
+    assert status == 429 and ra is None
+    sim.config("sendx", throttle_rate=0.0)
+    assert asyncio.run(post())[0] == 202  # the window of 1/s had room: the injected ones took none
+    stats = sim.stats("sendx")
+    assert stats["throttled_injected"] == 2 and stats["rate_limited"] == 0 and stats["accepted"] == 1
+
+
 def test_five_per_second_against_the_simulator_without_a_429(sim) -> None:
     """SendX's simulator judging 5/s over any one-second window; the limiter at 5/s for 3 s."""
     url = sim.url("sendx")
