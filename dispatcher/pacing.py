@@ -1,25 +1,28 @@
 """The exact part of a provider's pace: never `n + 1` requests inside one judged window.
 
-Providers (and our simulators) judge their limit over *any* one-second window, so a token
-bucket is the wrong shape: `aiolimiter.AsyncLimiter` admits its whole capacity at once and
-then its rate again within the same second. A sliding log is the right one: keep the send
-times of the last `n` requests, and let the next one go only when the oldest of them is a
-full window old. That is the most a window allows and never more, so it needs no leak-rate
-fudge and reaches the limit at every rate, from one request a second to thousands.
+Providers (and our simulators) judge their limit over *any* one-second window, which a token
+bucket alone cannot keep: `aiolimiter.AsyncLimiter` admits its capacity at once and then its
+rate again within the same second. So two parts, each doing what it is good at:
+- the aiolimiter bucket *spaces* requests at the window's rate with a small capacity: sends
+  are even (no bursts after an idle spell or a pause, which a provider that stamps arrivals
+  would see bunched), and a timer that wakes late is absorbed by the next request;
+- a sliding log of the last `n` send times *guarantees* the window: the next request goes only
+  when the oldest of them is a full window old. That is the most a window allows and never
+  more, so no leak-rate fudge is needed and the limit is reached at every rate, from one
+  request a second to thousands.
 
-Two things lie between our clock and the provider's:
-- travel time: the provider stamps *arrival*, and two requests sent exactly one window apart
-  can arrive less than a window apart when the first is delayed more than the second. The
-  window we keep is therefore `1 s + margin` (15 ms by default, 1.5% of the rate).
-- timer granularity: an event loop cannot sleep for microseconds. Waiters queue behind one
-  lock and only the head sleeps, until the oldest slot frees; when it wakes late, every slot
-  that freed meanwhile goes at once, so at high rates requests leave in small groups (one
-  timer each) while every window still holds at most `n`.
+Between our clock and the provider's lies travel time: the provider stamps *arrival*, and two
+requests sent exactly one window apart arrive less than a window apart when the first was
+delayed more than the second. The window kept is therefore `1 s + margin` (15 ms, 1.5%).
+
+An event loop cannot sleep for microseconds: the bucket's capacity grows with the rate
+(`n / 200`, 5 ms of sending), so at high rates requests leave in small groups, one timer
+each, while the log still holds every window to `n`.
 
 A rate that is not a whole number of requests per second rounds down (a window holds whole
-requests); below one a second the window stretches to `1 / rate`.
-
-The clock and the sleep are injectable so tests drive the log exactly and instantly.
+requests); below one a second the window stretches to `1 / rate`. The clock and the sleep
+are injectable so tests drive the log exactly and instantly (the bucket runs on the loop's
+clock, which a virtual-time loop provides).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from aiolimiter import AsyncLimiter
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -37,7 +42,7 @@ MARGIN = 0.015  # seconds added to every window: arrival jitter between our send
 
 
 class Window:
-    """A sliding log of send times: at most `n` sends in any `period`, and nothing before `paused_until`."""
+    """Requests spaced by a bucket, at most `n` in any `period` by a log, and none before `paused_until`."""
 
     def __init__(self, rate: float, *, margin: float = MARGIN, clock: Clock = time.monotonic,
                  sleep: Sleep = asyncio.sleep) -> None:
@@ -49,6 +54,7 @@ class Window:
         self._lock = asyncio.Lock()
         self.n = 0
         self.period = 0.0
+        self._bucket: AsyncLimiter | None = None
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
@@ -61,16 +67,8 @@ class Window:
         self.period = max(1.0, self.n / rate) + self.margin
         if self._log.maxlen != self.n:
             self._log = deque(self._log, maxlen=self.n)
-
-    def prime(self) -> None:
-        """Start as if the last window had been sent evenly: the first second is paced, not a burst
-        that every later window would repeat (a sliding log keeps whatever pattern it starts with)."""
-        if not self.n:
-            return
-        t = self.clock()
-        step = self.period / self.n
-        self._log.clear()
-        self._log.extend(t - self.period + i * step for i in range(self.n))  # the first goes now
+        room = max(2, self.n // 200)
+        self._bucket = AsyncLimiter(room, room * self.period / self.n)  # a new one: aiolimiter sets its rate once
 
     def pause(self, seconds: float) -> None:
         """Nothing leaves for `seconds` (a provider's Retry-After); a longer pause already set stands."""
@@ -83,19 +81,30 @@ class Window:
         return max(at, self.paused_until)
 
     async def acquire(self) -> float:
-        """Wait for a slot and take it; returns the time it was taken."""
+        """Wait for a slot and take it; returns the time it was taken.
+
+        One waiter at a time (behind a lock) waits for the log, then for the bucket, so no
+        waiter holds a bucket token while the log keeps it back: tokens hoarded that way would
+        all leave together when the log frees, a burst the bucket is there to prevent."""
         if not self.n:
             return self.clock()
+        bucket = self._bucket
+        assert bucket is not None
         if not self._lock.locked():
             t = self.clock()
-            if self.ready_at(t) <= t:
+            if self.ready_at(t) <= t and bucket.has_capacity():
+                await bucket.acquire()  # has capacity: returns without yielding
                 self._log.append(t)
                 return t
         async with self._lock:
             while True:
                 t = self.clock()
                 wait = self.ready_at(t) - t
-                if wait <= 0:
+                if wait > 0:
+                    await self.sleep(wait)
+                    continue
+                await self._bucket.acquire()  # type: ignore[union-attr]
+                t = self.clock()
+                if self.ready_at(t) <= t:  # no pause was set meanwhile
                     self._log.append(t)
                     return t
-                await self.sleep(wait)

@@ -158,7 +158,6 @@ class Lane:
             connector=connector, timeout=aiohttp.ClientTimeout(total=s.timeout),
             skip_auto_headers=("User-Agent",), raise_for_status=False,
         )
-        await self.limit.prime()
         try:
             await self.limit.acquire()  # a token exchange is a request the provider counts
             await self.provider.authenticate(self.session)
