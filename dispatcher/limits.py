@@ -4,9 +4,12 @@ A 429 is read by its cause, not by its count:
 - *The provider says when*: a `Retry-After` pauses the lane for that long (the request itself
   is retried after it by the Lane's backoff). The rate stays.
 - *Our pace is too high* (the account is really limited below the configured rate): 429s
-  persist, at least `threshold` of them and at least `fraction` of our last `evidence` sends.
-  Only then is the rate lowered, straight to what the provider accepted meanwhile (one request
-  a window less at the least). Once the lowered rate has settled, its 429s tell which it was:
+  persist: at least `threshold` of them over at least one of the provider's windows, and at
+  least `fraction` of what we sent meanwhile (or the one in `n + 1` that a window of one
+  request too many draws). Only then is the rate lowered: to the most that the provider let
+  through in the window before any of those 429s, when that is far below ours (it is exactly
+  the limit when the limit refused us), else by one request a window. Once the lowered rate
+  has settled, its 429s tell which it was:
   - as many as before (at least `fraction` of the sends): still ours, lower again;
   - a few, a smaller share: background noise (a proxy, another client of the account): the
     rate climbs straight back, a tenth of the ceiling every half second;
