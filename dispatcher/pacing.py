@@ -15,9 +15,9 @@ Between our clock and the provider's lies travel time: the provider stamps *arri
 requests sent exactly one window apart arrive less than a window apart when the first was
 delayed more than the second. The window kept is therefore `1 s + margin` (15 ms, 1.5%).
 
-An event loop cannot sleep for microseconds: the bucket's capacity grows with the rate
-(`n / 200`, 5 ms of sending), so at high rates requests leave in small groups, one timer
-each, while the log still holds every window to `n`.
+An event loop cannot sleep for microseconds: above 1,000/s one wake-up takes a group of
+tokens (a millisecond's worth) and releases that many requests, while the log still holds
+every window to `n`; the bucket's capacity (`n / 200`, 5 ms of sending) absorbs late timers.
 
 A rate that is not a whole number of requests per second rounds down (a window holds whole
 requests); below one a second the window stretches to `1 / rate`. The clock and the sleep
@@ -55,6 +55,8 @@ class Window:
         self.n = 0
         self.period = 0.0
         self._bucket: AsyncLimiter | None = None
+        self._group = 1
+        self._credit = 0
         self.set_rate(rate)
 
     def set_rate(self, rate: float) -> None:
@@ -69,6 +71,8 @@ class Window:
             self._log = deque(self._log, maxlen=self.n)
         room = max(2, self.n // 200)
         self._bucket = AsyncLimiter(room, room * self.period / self.n)  # a new one: aiolimiter sets its rate once
+        self._group = max(1, self.n // 1000)  # requests released by one wake-up of the bucket (1 ms of them)
+        self._credit = 0  # bucket tokens taken for a group and not used yet
 
     def pause(self, seconds: float) -> None:
         """Nothing leaves for `seconds` (a provider's Retry-After); a longer pause already set stands."""
@@ -85,15 +89,19 @@ class Window:
 
         One waiter at a time (behind a lock) waits for the log, then for the bucket, so no
         waiter holds a bucket token while the log keeps it back: tokens hoarded that way would
-        all leave together when the log frees, a burst the bucket is there to prevent."""
+        all leave together when the log frees, a burst the bucket is there to prevent. At high
+        rates one wake-up takes tokens for a group; the waiters after it use them at once."""
         if not self.n:
             return self.clock()
         bucket = self._bucket
         assert bucket is not None
         if not self._lock.locked():
             t = self.clock()
-            if self.ready_at(t) <= t and bucket.has_capacity():
-                await bucket.acquire()  # has capacity: returns without yielding
+            if self.ready_at(t) <= t and (self._credit or bucket.has_capacity()):
+                if self._credit:
+                    self._credit -= 1
+                else:
+                    await bucket.acquire()  # has capacity: returns without yielding
                 self._log.append(t)
                 return t
         async with self._lock:
@@ -103,8 +111,16 @@ class Window:
                 if wait > 0:
                     await self.sleep(wait)
                     continue
-                await self._bucket.acquire()  # type: ignore[union-attr]
-                t = self.clock()
-                if self.ready_at(t) <= t:  # no pause was set meanwhile
-                    self._log.append(t)
-                    return t
+                if not self._credit:
+                    bucket = self._bucket  # set_rate may have replaced it meanwhile
+                    assert bucket is not None
+                    if bucket.has_capacity():
+                        await bucket.acquire()  # returns without yielding
+                        self._credit = 1
+                    else:  # one wake-up for a group of requests
+                        await bucket.acquire(self._group)
+                        self._credit = self._group
+                        continue  # time has passed: the log and the pause again
+                self._credit -= 1
+                self._log.append(t)
+                return t
