@@ -23,6 +23,7 @@ A sporadic 429 therefore costs its own retry, not the campaign's pace.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 
@@ -105,12 +106,8 @@ class RateLimit:
     # -- deciding -----------------------------------------------------------------------------
     @staticmethod
     def _since(times: deque[float], since: float) -> int:
-        n = 0
-        for h in reversed(times):
-            if h < since:
-                break
-            n += 1
-        return n
+        """How many of `times` (in order) are at or after `since`."""
+        return len(times) - bisect.bisect_left(times, since)
 
     def _set(self, rate: float) -> None:
         self.current = rate
