@@ -19,11 +19,12 @@ import orjson
 
 from bench.common import ROOT, machine
 
-SCENARIOS = ["codec", "blast", "providers", "concurrency", "memory", "profile", "postgres", "daemon", "api"]
+SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon", "api"]
 TITLES = {
     "codec": "Codec: numba kernel against pure Python and the gsm0338 package",
     "blast": "Blast: dispatcher against a bare aiohttp + uvloop loop, same requests, same simulator",
     "providers": "Providers: each adapter against a bare loop on its simulator; rate precision",
+    "pacing": "Pacing: the window-aware limiter beside the previous one, against a strict simulator",
     "concurrency": "Scaling with concurrency (20 ms simulated round trip)",
     "memory": "Memory against audience size",
     "profile": "Where the time goes",

@@ -58,7 +58,8 @@ class Sims:
 
     def reset(self, kind: str | None = None) -> None:
         defaults = {"rate": 0.0, "latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0, "drop_rate": 0.0,
-                    "drop_after_rate": 0.0, "max_batch": 0, "credits": -1.0, "dlr_delay_ms": 0.0, "ledger": True}
+                    "drop_after_rate": 0.0, "throttle_rate": 0.0, "throttle_retry_after": 0.0, "max_batch": 0,
+                    "credits": -1.0, "dlr_delay_ms": 0.0, "ledger": True}
         for k in [kind] if kind else list(self.urls):
             self._call(k, "/_sim/reset", {})
             self._call(k, "/_sim/config", defaults)

@@ -22,12 +22,13 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     report = orjson.loads(reports[0].read_bytes())
     assert report["machine"]["cores"] and report["machine"]["packages"]["aiohttp"]
     scenarios = report["scenarios"]
-    for name in ("codec", "blast", "providers", "concurrency", "memory", "profile", "postgres", "daemon"):
+    for name in ("codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon"):
         assert name in scenarios and not {"error", "skipped"} & set(scenarios[name]), (name, scenarios.get(name))
     blast = scenarios["blast"]
     for k in ("batched", "single"):
         assert blast[k]["dispatcher_msgs_per_s"] > 0 and blast[k]["bare_requests_per_s"] > 0 and blast[k]["ratio"] > 0
     assert scenarios["providers"]["precision"]["requests"] > 0
+    assert {r["limiter"] for r in scenarios["pacing"]["strict"]} == {"new", "previous"}
     md = (tmp_path / "latest.md").read_text()
     assert "bare loop" in md and "Memory" in md
     assert {p.name for p in tmp_path.glob("*.png")} >= {"throughput.png", "codec.png", "memory.png"}

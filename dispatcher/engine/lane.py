@@ -80,7 +80,7 @@ class Lane:
         self._defer_transient = defer_transient  # the daemon: ran-out retries go back to the outbox
         s = provider.settings
         self.concurrency = s.concurrency or provider.default_concurrency
-        self.limit = RateLimit(provider.rate, s.burst)
+        self.limit = RateLimit(provider.rate)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self._groups: dict[Hashable, list[Message]] = {}
         self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
@@ -99,7 +99,6 @@ class Lane:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         self._transport = self._transports(self.alias, self.concurrency, self.provider.settings.timeout)
-        await self.limit.prime()
         try:
             await self.limit.acquire()  # a token exchange is a request the provider counts
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
@@ -147,6 +146,8 @@ class Lane:
             now = (HALTED, self._halted.code, self._halted.error)
         elif self.circuit.is_open:
             now = (CIRCUIT_OPEN, None, "no answer from the provider: paused")
+        elif self.limit.paused:
+            now = (THROTTLED, "429", "waiting on the provider's Retry-After")
         elif self.limit.current < self.limit.ceiling:
             now = (THROTTLED, "429", "the provider answered 429: pace lowered")
         else:
@@ -318,7 +319,7 @@ class Lane:
     async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
                      unsure: bool, generation: int) -> None:
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
-            self.limit.throttle()
+            self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
             self.stats.throttled += 1
         retry = self._settle(batch, outcomes, status, latency, unsure)
         if not retry:

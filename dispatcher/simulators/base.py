@@ -34,6 +34,8 @@ class Faults:
     error_rate: float = 0.0  # fraction answered 5xx (nothing accepted)
     drop_rate: float = 0.0  # fraction whose connection is closed before anything is accepted
     drop_after_rate: float = 0.0  # fraction accepted, then the connection closed with no answer
+    throttle_rate: float = 0.0  # fraction answered the module's 429 whatever the rate (a proxy's, a shared account's)
+    throttle_retry_after: float = 0.0  # the Retry-After those 429s carry; 0 = none
     max_batch: int = 0  # recipients per request; 0 = the module's default
     credits: float = -1.0  # units of credit left; -1 = unlimited
     dlr_delay_ms: float = 0.0  # delay before a delivery report is sent
@@ -61,7 +63,7 @@ class Simulator:
         self.ledger: list[dict[str, Any]] = []
         self.accepted = 0
         self.stats = {"requests": 0, "admitted": 0, "rate_limited": 0, "errors_injected": 0, "dropped": 0,
-                      "dropped_after": 0, "max_window": 0, "dlr_sent": 0, "dlr_failed": 0}
+                      "dropped_after": 0, "throttled_injected": 0, "max_window": 0, "dlr_sent": 0, "dlr_failed": 0}
         self._window: deque[float] = deque()
         self._dlr: asyncio.Queue[tuple[str, str, Any]] | None = None
         self._dlr_tasks: list[asyncio.Task[None]] = []
@@ -137,6 +139,13 @@ class Simulator:
             return self._drop(request)
         if f.latency_ms or f.jitter_ms:
             await asyncio.sleep((f.latency_ms + self.random.random() * f.jitter_ms) / 1000)
+        if f.throttle_rate and self.random.random() < f.throttle_rate:
+            s["throttled_injected"] += 1
+            r = self.too_many()
+            r.headers.popall("Retry-After", None)
+            if f.throttle_retry_after:
+                r.headers["Retry-After"] = f"{f.throttle_retry_after:g}"
+            return r
         if not self._admit():
             s["rate_limited"] += 1
             return self.too_many()
