@@ -802,3 +802,21 @@ async def test_a_row_fails_once_its_retry_for_is_over(env, postgres_dsn, tmp_pat
         assert row["code"] == "101" and row["error"] and row["retries"] >= 1  # 360nrs: 101 Internal database error
         assert d.source.retries_failed == 5
     assert env.ledger("nrs360") == []
+
+
+@run
+async def test_a_campaign_the_provider_would_refuse_rejects_its_rows_before_sending(env, postgres_dsn, tmp_path,
+                                                                                     table):
+    """A 17-character 360nrs sender (code 107 for every request): the campaign's rows are rejected at claim,
+    naming the campaign and the rule; the other campaign's rows go out; nothing wrong reaches the provider."""
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"},
+                          campaigns={"long": {"sender": "ACME-Seventeen-Ch"}})
+    async with daemon(config), db(postgres_dsn) as conn:
+        await bulk(conn, table, 3, campaign="long")
+        await bulk(conn, table, 2, start=10)
+        await until(conn, f"SELECT count(*) = 5 FROM {table} WHERE status IN ('sent', 'rejected')")
+        bad = await conn.fetch(f"SELECT code, error FROM {table} WHERE campaign = 'long'")
+        assert {r["code"] for r in bad} == {"bad_campaign"}
+        assert "campaign 'long'" in bad[0]["error"] and "code 107" in bad[0]["error"]
+    assert len(env.ledger("nrs360")) == 2

@@ -75,6 +75,7 @@ from ..engine import Engine, Finisher, Prepared
 from ..model import REJECTED, Content, Message, Record, Result
 from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
+from ..providers.base import ConfigError, Provider
 from ..render import Template, TemplateError, compile_template
 from ..sinks.base import Sink, SinkError
 from ..sources.base import Source
@@ -485,13 +486,26 @@ class Rows:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
         self._templates: dict[str, Template | TemplateError] = {}
-        self._contents: dict[tuple[str, str], Content] = {}
+        self._contents: dict[tuple[str, str], Content | ConfigError] = {}
+        self._providers: dict[str, Provider] = {}
 
-    def content(self, c: CampaignSpec, channel: str) -> Content:
-        key = (c.name, channel)
+    def content(self, c: CampaignSpec, channel: str, alias: str) -> Content:
+        """The campaign's content as `alias` will send it, checked by that provider once (sender rules,
+        template ids...): a campaign the provider would refuse for every row raises ConfigError, so its
+        rows are rejected before anything is sent."""
+        key = (c.name, alias)
         content = self._contents.get(key)
         if content is None:
-            content = self._contents[key] = Content(channel, BODY, c.sender, c.subject, dict(c.options))
+            provider = self._providers.get(alias)
+            if provider is None:
+                provider = self._providers[alias] = self.cfg.providers[alias].build()
+            try:
+                content = provider.validate(channel, Content(channel, BODY, c.sender, c.subject, dict(c.options)))
+            except ConfigError as e:
+                content = e
+            self._contents[key] = content
+        if isinstance(content, ConfigError):
+            raise content
         return content
 
     def template(self, source: str) -> Template:
@@ -559,7 +573,11 @@ class Rows:
         fields["body"] = body
         fields["_to"] = to
         fields["_alias"] = alias
-        fields["_content"] = self.content(c, channel)
+        try:
+            fields["_content"] = self.content(c, channel, alias)
+        except ConfigError as e:
+            where = f"campaign '{c.name}'" if c.name else "the [defaults]"
+            return Problem("bad_campaign", "campaign", f"{where} cannot go through {alias}: {e}", to, alias)
         return to, alias, fields
 
     def build(self, rows: list[Any]) -> tuple[list[Record], list[Result], list[Record]]:
