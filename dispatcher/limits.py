@@ -29,6 +29,8 @@ from collections import deque
 
 from .pacing import MARGIN, Clock, Sleep, Window
 
+SHARED_MARGIN = 0.05  # seconds added to a shared window: about 95% of each worker's part
+
 MAX_PAUSE = 60.0  # a Retry-After longer than this is honoured only this long: the lane keeps moving
 QUIET = 1.0  # seconds without a 429 before climbing
 SETTLE = 1.0  # after lowering, the provider's window still holds what we sent at the old rate
@@ -49,7 +51,8 @@ class RateLimit:
         self.ceiling = rate * share
         self.current = self.ceiling
         self.clock = clock
-        self.window = Window(self.ceiling, margin=margin, clock=clock, sleep=sleep)
+        self._margin = margin
+        self.window = Window(self.ceiling, margin=SHARED_MARGIN if share < 1 else margin, clock=clock, sleep=sleep)
         self.threshold = max(1, threshold)
         self.fraction = fraction
         self.probe_base = probe
@@ -104,7 +107,11 @@ class RateLimit:
         return self.window.paused_until > self.clock()
 
     def set_share(self, share: float) -> None:
-        """This process's part of the provider's rate (daemon workers split it between them)."""
+        """This process's part of the provider's rate (daemon workers split it between them). A share is
+        paced with a wider margin (SHARED_MARGIN): each worker is exact on its own clock, but their
+        requests reach the provider through separate loops and connections, and the jitter of one adds
+        to the other's in the provider's window."""
+        self.window.margin = SHARED_MARGIN if share < 1 else self._margin
         self.ceiling = self.rate * share
         self._set(min(self.current, self.ceiling) if self._limit else self.ceiling)
 
