@@ -11,6 +11,7 @@ import textwrap
 
 import uvloop
 
+from .. import logs
 from ..providers.base import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -24,27 +25,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", help="this worker's name (default: [daemon] worker, else host-pid-random)")
     p.add_argument("--check", action="store_true", help="validate the file and exit")
     p.add_argument("--init-db", action="store_true", help="create or migrate the tables and exit")
-    p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit")
+    p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit (no secrets needed)")
+    logs.add_arguments(p)
     return p
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from .config import load_daemon
+    from .config import load_daemon, outbox_table
+    if args.print_schema:
+        try:
+            table = outbox_table(args.config)
+        except ConfigError as e:
+            print(f"dispatcher daemon: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        from .outbox import Names, schema_sql
+        print(textwrap.dedent(schema_sql(Names(table))).strip())
+        return EXIT_OK
     try:
         cfg = load_daemon(args.config, worker=args.worker)
     except ConfigError as e:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.print_schema:
-        from .outbox import Names, schema_sql
-        print(textwrap.dedent(schema_sql(Names(cfg.table))).strip())
-        return EXIT_OK
     if args.check:
         print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.campaigns)} campaign(s))")
         return EXIT_OK
-    from .service import setup_logging
-    setup_logging(cfg.log_level)
+    logs.setup_logging(logs.level_of(args, cfg.log_level), args.log_format)
     return uvloop.run(_run(cfg, init_only=args.init_db))
 
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sys
 import time
 
 import asyncpg
@@ -241,8 +240,3 @@ class Daemon:
 
 class DaemonError(Exception):
     """The daemon cannot start: one line."""
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
