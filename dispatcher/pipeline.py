@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ class Stats:
     in_doubt: int = 0  # in flight when an earlier attempt died
     unsent: int = 0  # left for a resume by a stop
     codes: Counter[str] = field(default_factory=Counter)
+    texts: dict[str, str] = field(default_factory=dict)  # per key of `codes`, the first error text seen
     by_encoding: Counter[str] = field(default_factory=Counter)
     cost: float = 0.0
     timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, done, requests)
@@ -463,6 +464,7 @@ class Engine:
         self.state = RunState(campaign.state_dir, campaign.run_id)
         self.stopping = False
         self.interrupted = False
+        self.running = False  # sinks, source and journal are open: a failure from now on is mid-run
         self.lanes: dict[str, Lane] = {}
         self.in_flight = 0
         self._room = asyncio.Event()
@@ -493,12 +495,16 @@ class Engine:
             if s == SENT:
                 st.sent += 1
                 st.parts += r.parts or 0
-            elif s == FAILED:
-                st.failed += 1
-                st.codes[f"{r.provider}:{r.code}"] += 1
             else:
-                st.rejected += 1
-                st.codes[f"rejected:{r.code}"] += 1
+                if s == FAILED:
+                    st.failed += 1
+                    k = f"{r.provider}:{r.code}"
+                else:
+                    st.rejected += 1
+                    k = f"rejected:{r.code}"
+                if k not in st.codes:
+                    st.texts[k] = r.error or ""
+                st.codes[k] += 1
         self._buffer.extend(results)
         self._flush.set()  # the writer runs on the next loop turn: results of one turn go in one write
         self._settled(len(results))
@@ -642,6 +648,20 @@ class Engine:
                 if b is not None:
                     self.forget(b)
 
+    def abandon(self) -> None:
+        """Second Ctrl-C / SIGTERM: give up the requests on the wire. Their records get no result
+        (the journal holds them as sent, so a resume treats them as in doubt); everything settled
+        so far still reaches the sinks and the run ends as a stopped one, sessions closed."""
+        self.stop()
+        for lane in self.lanes.values():
+            for w in lane.workers:
+                w.cancel()
+        self.stats.unsent += max(self.in_flight, 0)
+        self.in_flight = 0
+        if self._source_done:
+            self._drained.set()
+            self._flush.set()
+
     def _default_limit(self) -> int:
         need = sum(lane.concurrency * lane.provider.batch_size for lane in self.lanes.values())
         return max(self.c.chunk_size * 4, min(int(need * 1.5) + self.c.chunk_size, 200_000))
@@ -667,6 +687,7 @@ class Engine:
         done = await self.resume_point()
         self.stats.skipped = 0
         self.state.open()
+        self.running = True
         for alias, provider in c.providers.items():
             self.lanes[alias] = Lane(self, alias, provider)
         if not c.max_in_flight:
@@ -758,8 +779,11 @@ class Engine:
                 self._on_progress(self)
 
 
-async def dry_run(campaign: Campaign) -> Stats:
-    """Render, normalise, encode and price every record; send nothing, write nothing."""
+async def dry_run(campaign: Campaign,
+                  on_chunk: Callable[[dict[str, list[Message]], list[Result]], Awaitable[None]] | None = None
+                  ) -> Stats:
+    """Render, normalise, encode and price every record; send nothing, write nothing.
+    `on_chunk(messages by alias, rejected results)` sees each chunk (the CLI's samples and --rejects)."""
     campaign.dry_run = True
     engine = Engine(campaign)
     st = engine.stats
@@ -780,5 +804,7 @@ async def dry_run(campaign: Campaign) -> Stats:
                 st.parts += units
                 st.cost += units * price
                 st.by_encoding[m.encoding or m.channel] += 1
+        if on_chunk is not None:
+            await on_chunk(by_lane, bad + rejects if bad else rejects)
     await campaign.source.close()
     return st
