@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pty
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,10 @@ from bench.common import ROOT, audience, simulator
 
 
 def _blast(toml: Path, run_id: str, live: bool) -> dict[str, Any]:
-    """One blast; with `live`, stderr is a terminal (drained by a thread, as a terminal would read it)."""
+    """One blast; with `live`, stderr is a terminal (drained by a thread, as a terminal would read it).
+    Also its CPU seconds (user + system, from the reaped child): steadier than wall-clock throughput
+    on a machine others share."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     args = [sys.executable, "-m", "dispatcher", "blast", str(toml), "--json", "--run-id", run_id]
     if not live:
         done = subprocess.run([*args, "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=1800)
@@ -57,8 +61,10 @@ def _blast(toml: Path, run_id: str, live: bool) -> dict[str, Any]:
         drawn = b"".join(chunks).count(b"\x1b[J")
     if code not in (0, 1):
         raise RuntimeError(f"blast failed ({code})")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = orjson.loads(out.strip().splitlines()[-1])
     result["redraws"] = drawn
+    result["cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return result
 
 
@@ -119,22 +125,30 @@ def run(quick: bool = False) -> dict[str, Any]:
 
             pairs = [(one("live"), one("quiet")) for _ in range(reps)]  # alternated: drift hits both
     live, quiet = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    live_cpu = statistics.median(r["cpu_s"] for r in runs["live"])
+    quiet_cpu = statistics.median(r["cpu_s"] for r in runs["quiet"])
     cost = draw_cost_us(2_000 if quick else 20_000)
     return {"draw_us": round(cost, 1), "share_of_a_core_at_2_per_s": round(cost * 2 / 1e6, 7),
             "messages": n, "repetitions": reps, "live_msgs_per_s": round(live), "quiet_msgs_per_s": round(quiet),
             "ratio": round(live / quiet, 3), "live_runs": [round(p[0]) for p in pairs],
             "quiet_runs": [round(p[1]) for p in pairs],
-            "redraws": [r["redraws"] for r in runs["live"]]}
+            "redraws": [r["redraws"] for r in runs["live"]],
+            "live_cpu_s": round(live_cpu, 2), "quiet_cpu_s": round(quiet_cpu, 2),
+            "cpu_ratio": round(live_cpu / quiet_cpu, 3),
+            "live_cpu_runs": [round(r["cpu_s"], 2) for r in runs["live"]],
+            "quiet_cpu_runs": [round(r["cpu_s"], 2) for r in runs["quiet"]]}
 
 
 def table(r: dict[str, Any]) -> str:
     return "\n".join([
-        "| display | messages | msg/s (median) | runs | live / quiet |",
-        "|---|---:|---:|---|---:|",
+        "| display | messages | msg/s (median) | runs | CPU s (median) | runs | live / quiet: msg/s, CPU |",
+        "|---|---:|---:|---|---:|---|---:|",
         f"| live, on a terminal ({', '.join(map(str, r['redraws']))} redraws) | {r['messages']:,} | "
-        f"{r['live_msgs_per_s']:,} | {', '.join(f'{x:,}' for x in r['live_runs'])} | {r['ratio']:.2f}x |",
+        f"{r['live_msgs_per_s']:,} | {', '.join(f'{x:,}' for x in r['live_runs'])} | {r['live_cpu_s']} | "
+        f"{', '.join(map(str, r['live_cpu_runs']))} | {r['ratio']:.2f}x, {r['cpu_ratio']:.2f}x |",
         f"| `--quiet` | {r['messages']:,} | {r['quiet_msgs_per_s']:,} | "
-        f"{', '.join(f'{x:,}' for x in r['quiet_runs'])} | |",
+        f"{', '.join(f'{x:,}' for x in r['quiet_runs'])} | {r['quiet_cpu_s']} | "
+        f"{', '.join(map(str, r['quiet_cpu_runs']))} | |",
         "",
         f"One redraw (five providers, error texts) costs {r['draw_us']:,.1f} us: at two a second, "
         f"{r['share_of_a_core_at_2_per_s']:.4%} of a core. The blasts' spread is this shared machine's noise.",
