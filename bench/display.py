@@ -58,7 +58,7 @@ def _blast(toml: Path, run_id: str, live: bool) -> dict[str, Any]:
         code = proc.returncode
         reader.join(5)
         os.close(master)
-        drawn = b"".join(chunks).count(b"\x1b[J")
+        drawn = b"".join(chunks).count(b" done  ETA ")  # one head line per redraw
     if code not in (0, 1):
         raise RuntimeError(f"blast failed ({code})")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -104,7 +104,9 @@ def draw_cost_us(calls: int = 20_000) -> float:
         if i % 1000 == 0:
             out.seek(0)
             out.truncate()
-    return (time.perf_counter() - t0) / calls * 1e6
+    cost = (time.perf_counter() - t0) / calls * 1e6
+    p.end()  # the live display gives sys.stdout and sys.stderr back
+    return cost
 
 
 def run(quick: bool = False) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import shlex
 import signal
 import sys
@@ -17,6 +18,8 @@ import orjson
 import uvloop
 
 from . import logs
+
+log = logging.getLogger("dispatcher.blast")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 SAMPLES = 3  # rendered messages per channel that --dry-run shows
@@ -219,21 +222,26 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
+    log.info("run %s: source %s, providers %s, results %s", campaign.run_id, campaign.source.name,
+             ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
+             ", ".join(s.name for s in campaign.sinks))
     try:
         st = await engine.run()
     except (SinkError, SourceError, OSError) as e:
-        if progress is not None:
-            progress.end()
+        _end(progress)
         print(f"dispatcher: {_error_text(e)}", file=sys.stderr)
         if engine.running:  # it failed mid-run: what was written stays, a resume goes on from there
             print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
         return EXIT_CONFIG
     except asyncio.CancelledError:
+        _end(progress)
         print("dispatcher: exited at once; requests that were on the wire are in doubt and resent by a resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if progress is not None:
-        progress.end()
+    finally:
+        _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
+    log.info("run %s %s: %d sent, %d failed, %d rejected, %d unsent", campaign.run_id,
+             "stopped" if engine.interrupted else "finished", st.sent, st.failed, st.rejected, st.unsent)
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
         d = {k: v for k, v in asdict(st).items()
@@ -251,6 +259,11 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     if engine.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES
+
+
+def _end(progress: Any) -> None:
+    if progress is not None:
+        progress.end()
 
 
 def _error_text(e: BaseException) -> str:

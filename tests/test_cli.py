@@ -208,3 +208,16 @@ def test_rejects_needs_dry_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["blast", str(tmp_path / "c.toml"), "--rejects", str(tmp_path / "r.csv")])
     assert e.value.code == 2 and "--rejects goes with --dry-run" in capsys.readouterr().err
+
+
+def test_blast_logs_its_lifecycle_as_json_with_v(sim, tmp_path):
+    audience(tmp_path / "audience.csv", 10)
+    toml = campaign(tmp_path, sim.url("nrs360"))
+    done = run_cli("blast", str(toml), "--run-id", "logs", "--quiet", "-v", "--log-format", "json")
+    assert done.returncode == 0, done.stderr
+    events = [orjson.loads(line) for line in done.stderr.splitlines()]  # every stderr line is one JSON object
+    assert [e["msg"].split(":")[0] for e in events] == ["run logs", "run logs finished"]
+    assert "10 sent" in events[1]["msg"] and events[0]["logger"] == "dispatcher.blast"
+    assert "demo-secret" not in done.stderr
+    quiet = run_cli("blast", str(toml), "--run-id", "logs2", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # warnings only by default

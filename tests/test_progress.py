@@ -155,23 +155,32 @@ def test_terminal_redraws_in_place_with_colour_unless_no_color(monkeypatch):
                                  0, 0)
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: no line cut short
     tty = FakeTTY()
     p = Progress(FakeSource(100), out=tty, clock=clock)
     assert p.tty and p.colour and p.interval == 0.5
     for _ in range(3):
         clock.now += 0.5
         p(engine)
+    p(engine)  # called again at once: not redrawn (at most twice a second)
     out = tty.getvalue()
+    assert out.count("authentication failed") == 3
     assert "\x1b[31m" in out  # a halted provider in red
-    assert out.count("\x1b[2A\r\x1b[J") == 2  # the two-line block redrawn in place
+    assert out.count("\x1b[1A\x1b[2K") >= 2  # the earlier block erased, line by line, before each redraw
     p.end()
-    assert tty.getvalue().endswith("\x1b[2A\r\x1b[J")
+    tail = tty.getvalue()[len(out):]
+    assert "\x1b[?25h" in tail and tail.endswith("\x1b[1A\x1b[2K")  # cursor back, the block erased
 
     monkeypatch.setenv("NO_COLOR", "1")
     plain_tty = FakeTTY()
     p = Progress(FakeSource(100), out=plain_tty, clock=clock)
     p(engine)
-    assert p.tty and not p.colour and "\x1b[31m" not in plain_tty.getvalue()
+    p.end()
+    assert p.tty and not p.colour
+    assert "authentication failed" in plain_tty.getvalue() and "\x1b[31m" not in plain_tty.getvalue()
+
+    monkeypatch.setenv("TERM", "dumb")
+    assert not Progress(FakeSource(100), out=FakeTTY(), clock=clock).tty  # plain lines, as off a terminal
 
 
 def test_off_a_terminal_plain_lines_every_ten_seconds(monkeypatch):
