@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--only a,b] [--out DIR]`: every scenario, each beside its baseline.
 
 Writes DIR/<timestamp>.json (with the machine described), DIR/latest.md (tables), PNG charts,
-and the README's Performance section (between its bench markers) from latest.md.
+bench/README.md's tables (between its bench markers) from latest.md, and the short table of
+headline figures in the README's Performance section (between its headline markers).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="every scenario small (a smoke test, ~2 minutes)")
     p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's Performance section")
+    p.add_argument("--no-readme", action="store_true",
+                   help="do not rewrite bench/README.md's tables and the README's headline figures")
     a = p.parse_args()
     names = a.only.split(",") if a.only else SCENARIOS
     out = Path(a.out)
@@ -79,7 +81,7 @@ def main() -> int:
     text = "\n".join(md) + "\n"
     (out / "latest.md").write_text(text)
     if not a.no_readme and not a.quick:
-        readme(text)
+        readme(text, report)
     print(f"\nwrote {out / (stamp + '.json')}, {out / 'latest.md'} and {len(charts)} charts")
     return 0 if not any("error" in r for r in report["scenarios"].values()) else 1
 
@@ -151,13 +153,50 @@ def draw(report: dict[str, Any], out: Path) -> list[Path]:
     return made
 
 
-def readme(md: str) -> None:
-    path = ROOT / "README.md"
+# The README's headline figures: (what, figure from the report's scenarios, goal). A scenario
+# missing from the run leaves its row out.
+HEADLINES: list[tuple[str, Any, str]] = [
+    ("360nrs blast, 1000 recipients a request, one core",
+     lambda s: f"{s['blast']['batched']['dispatcher_msgs_per_s']:,} msg/s", "100,000 msg/s"),
+    ("One message a request (360nrs), against a bare aiohttp loop",
+     lambda s: f"{s['blast']['single']['ratio']:.2f}x", "0.8x"),
+    ("Rate precision, Sendix at 100 requests/s",
+     lambda s: f"{s['providers']['precision']['share_of_limit']:.1%} of the limit, "
+               f"{s['providers']['precision']['answered_429']} answered 429", "97%, no 429"),
+    ("Codec: numba kernel against the fastest pure Python",
+     lambda s: f"{s['codec']['ratios']['numba_over_fastest_pure_python']:.1f}x", "10x"),
+    ("Memory, 100,000 to 10,000,000 recipients",
+     lambda s: f"{s['memory']['max_mb']:.0f} MB peak, {s['memory']['growth']:+.1%}", "flat (within 10%), under 150 MB"),
+    ("PostgreSQL sink against raw COPY",
+     lambda s: f"{s['postgres']['sink']['ratio']:.2f}x", "0.7x"),
+    ("PostgreSQL source against a raw cursor",
+     lambda s: f"{s['postgres']['source']['ratio']:.2f}x", "0.7x"),
+    ("Daemon: two workers against one on a shared outbox",
+     lambda s: f"{s['daemon']['cpu_bound']['scaling']:.2f}x", "more than 1x"),
+]
+
+
+def headlines(report: dict[str, Any]) -> str:
+    rows = ["| what | measured | goal |", "|---|---:|---:|"]
+    for what, figure, goal in HEADLINES:
+        try:
+            rows.append(f"| {what} | {figure(report['scenarios'])} | {goal} |")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return "\n".join(rows) + f"\n\nMeasured {report['machine']['time']} on {report['machine']['cores']} cores."
+
+
+def _between(path: Path, start: str, end: str, body: str) -> None:
     text = path.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in text and end in text:
         a, b = text.index(start) + len(start), text.index(end)
-        path.write_text(text[:a] + "\n" + md + text[b:])
+        path.write_text(text[:a] + "\n" + body + text[b:])
+
+
+def readme(md: str, report: dict[str, Any]) -> None:
+    """The full tables go to bench/README.md; the README keeps the headline figures and a link."""
+    _between(ROOT / "bench" / "README.md", "<!-- bench:start -->", "<!-- bench:end -->", md)
+    _between(ROOT / "README.md", "<!-- headline:start -->", "<!-- headline:end -->", headlines(report) + "\n")
 
 
 if __name__ == "__main__":

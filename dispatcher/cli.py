@@ -5,14 +5,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import shlex
 import signal
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import orjson
 import uvloop
+
+from . import logs
+
+log = logging.getLogger("dispatcher.blast")
+
+SAMPLES = 3  # rendered messages per channel that --dry-run shows
+
+
+def version() -> str:
+    """The installed package's version; from pyproject.toml when run from a checkout."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("dispatcher")
+    except PackageNotFoundError:
+        import tomllib
+        try:
+            with open(Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
+                return str(tomllib.load(f)["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_DEFERRED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -32,6 +56,7 @@ def _positive(kind: type[float] | type[int]):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatcher", description="Bulk SMS / WhatsApp / email through HTTP providers, "
                                 "as fast as each provider allows and no faster.")
+    p.add_argument("--version", action="version", version=f"dispatcher {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("blast", help="send one campaign file to its audience")
@@ -50,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-changed", action="store_true",
                    help="resume (or retry) although the source file or the campaign's messages changed")
     b.add_argument("--dry-run", action="store_true", help="render, encode, count parts and cost; send nothing")
+    b.add_argument("--rejects", metavar="FILE", help="with --dry-run: write the rejected rows with their reasons "
+                   "(CSV if FILE ends in .csv, else JSONL)")
     b.add_argument("--quiet", action="store_true", help="no live progress; a one-line JSON summary")
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
+    logs.add_arguments(b)
 
     r = sub.add_parser("runs", help="list the blast runs under a state directory, with counts and whether resumable")
     r.add_argument("campaign", nargs="?", help="a campaign file: its runs (default: the state directory given)")
@@ -64,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="serve the provider simulators on local ports")
     from .simulators.serve import add_arguments
     add_arguments(s)
+    logs.add_arguments(s)
 
     g = sub.add_parser("segment", help="encoding, parts and cost of an SMS text", add_help=False)
     g.add_argument("rest", nargs=argparse.REMAINDER)
@@ -74,17 +103,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("segment", "daemon"):
-        _parser().parse_args(argv)  # the usual error for unknown arguments
+        parser.parse_args(argv)  # the usual error for unknown arguments
     if args.command in ("segment", "daemon"):
-        args.rest = [*extra, *args.rest]  # their own parsers read them (--help included)
+        args.rest = [*extra, *args.rest]  # their own parsers read them (--help and logging flags included)
     if args.command == "blast":
+        if args.rejects and not args.dry_run:
+            parser.error("--rejects goes with --dry-run")
+        logs.setup_logging(logs.level_of(args), args.log_format)
         return _blast(args)
     if args.command in ("runs", "status"):
         return _runs(args)
     if args.command == "simulate":
         from .simulators.serve import serve
+        logs.setup_logging(logs.level_of(args), args.log_format)
         return uvloop.run(serve(args))
     if args.command == "segment":
         from .codecs.cli import main as segment
@@ -144,13 +178,57 @@ def _blast(args: argparse.Namespace) -> int:
     return uvloop.run(_run(campaign, args))
 
 
+def resume_command(args: argparse.Namespace, run_id: str) -> str:
+    """The command that resumes this run: the same campaign and run id, and every override in force."""
+    words = ["dispatcher", "blast", args.campaign, "--run-id", run_id]
+    for flag, value in (("--source", args.source), ("--rate", args.rate), ("--concurrency", args.concurrency),
+                        ("--url", args.url), ("--on-doubt", args.on_doubt), ("--state-dir", args.state_dir)):
+        if value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _rejects_sink(path: str) -> Any:
+    from .sinks.files import CsvSink, JsonlSink
+    return (CsvSink if path.lower().endswith(".csv") else JsonlSink)(path)
+
+
 async def _dry(campaign, args: argparse.Namespace) -> int:
     from .codecs.tables import SHORT_LINK
     from .engine import dry_run
-    st = await dry_run(campaign)
+    from .sinks.base import SinkError
+
+    samples: dict[str, list[dict[str, Any]]] = {}
+    rejects = None
+    if args.rejects:
+        rejects = _rejects_sink(args.rejects)
+        try:
+            Path(args.rejects).unlink(missing_ok=True)  # a new list each dry run, not an appended one
+            await rejects.open(resume=False)
+        except (OSError, SinkError) as e:
+            print(f"dispatcher: --rejects {e}", file=sys.stderr)
+            return EXIT_CONFIG
+
+    async def look(by_alias, bad) -> None:
+        for alias, msgs in by_alias.items():
+            for m in msgs:
+                got = samples.setdefault(m.channel, [])
+                if len(got) >= SAMPLES:
+                    break
+                got.append({"id": m.rid, "to": m.to, "provider": alias, "text": m.text,
+                            "encoding": m.encoding or None, "parts": m.parts or None})
+        if bad and rejects is not None:
+            await rejects.write(bad)
+
+    try:
+        st = await dry_run(campaign, on_chunk=look)
+    finally:
+        if rejects is not None:
+            await rejects.close()
     report = {"records": st.read, "valid": st.sent, "rejected": st.rejected, "parts": st.parts,
               "cost": round(st.cost, 6), "by_encoding": dict(st.by_encoding),
-              "rejected_by_code": {k.split(":", 1)[1]: n for k, n in st.codes.items()}}
+              "rejected_by_code": {k.split(":", 1)[1]: n for k, n in st.codes.items()},
+              "samples": samples, "rejects": args.rejects}
     if any(c.template.shortens for c in campaign.contents.values()):
         report["links_counted_shortened"] = SHORT_LINK
     if args.json or args.quiet:
@@ -165,6 +243,15 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
         if "links_counted_shortened" in report:
             print(f"  links     {{url|shorten}} counted shortened, as {SHORT_LINK} ({len(SHORT_LINK)} characters), "
                   "where the provider shortens links")
+        if args.rejects:
+            print(f"  rejects   {args.rejects} (one line per rejected row, with its code and reason)")
+        for channel, got in samples.items():
+            print(f"  samples of {channel}:")
+            for smp in got:
+                how = f"{smp['encoding']}, {smp['parts']} part{'s' if smp['parts'] != 1 else ''}" \
+                    if smp["encoding"] else channel
+                print(f"    {smp['id']} -> {smp['to']} via {smp['provider']} ({how})")
+                print(f"      {orjson.dumps(smp['text']).decode()}")
     return EXIT_OK if not st.rejected else EXIT_FAILURES
 
 
@@ -175,10 +262,11 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     from .sources.base import SourceError
     from .state import RunError
 
-    progress = None if args.quiet else Progress()
+    progress = None if args.quiet else Progress(campaign.source)
     engine = Engine(campaign, on_progress=progress)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
+    hint = resume_command(args, campaign.run_id)
     signals = 0
 
     def on_signal() -> None:
@@ -188,38 +276,51 @@ async def _run(campaign, args: argparse.Namespace) -> int:
             print("\nstopping: no more reading; waiting for requests on the wire (signal again to abandon them)",
                   file=sys.stderr, flush=True)
             engine.stop()
+        elif signals == 2:
+            print("\nabandoning the requests on the wire (in doubt: a resume resends them); writing what is "
+                  "settled (signal again to exit at once)", file=sys.stderr, flush=True)
+            engine.abandon()
         elif task is not None:
             task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
+    log.info("run %s: source %s, providers %s, results %s", campaign.run_id, campaign.source.name,
+             ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
+             ", ".join(s.name for s in campaign.sinks))
     try:
         st = await engine.run()
     except RunError as e:
+        _end(progress)
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except (SinkError, SourceError) as e:
-        print(f"dispatcher: {e}", file=sys.stderr)
-        print(f"dispatcher: stopped; what was written is kept. Resume with: dispatcher blast {args.campaign} "
-              f"--run-id {campaign.run_id}", file=sys.stderr)
+    except (SinkError, SourceError, OSError) as e:
+        _end(progress)
+        print(f"dispatcher: {_error_text(e)}", file=sys.stderr)
+        if engine.running:  # it failed mid-run: what was written stays, a resume goes on from there
+            print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
         return EXIT_CONFIG
     except asyncio.CancelledError:
-        print("dispatcher: abandoned; requests that were on the wire are in doubt and resent by a resume",
+        _end(progress)
+        print("dispatcher: exited at once; requests that were on the wire are in doubt and resent by a resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    if progress is not None:
-        progress.end()
-    hint = "dispatcher blast " + " ".join(shlex.quote(a) for a in [args.campaign, "--run-id", campaign.run_id])
+    finally:
+        _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
+    log.info("run %s %s: %d sent, %d failed, %d rejected, %d unsent", campaign.run_id,
+             "stopped" if engine.interrupted else "finished", st.sent, st.failed, st.rejected, st.unsent)
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
-        d = {k: v for k, v in asdict(st).items() if k not in ("codes", "by_encoding", "started", "cost", "timeline")}
+        d = {k: v for k, v in asdict(st).items()
+             if k not in ("codes", "texts", "by_encoding", "started", "cost", "timeline")}
         if args.json:
             d["timeline"] = st.timeline
         elapsed = time.monotonic() - st.started
         d.update(run_id=campaign.run_id, interrupted=engine.interrupted, results=results,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
-                 codes=dict(st.codes), halts={a: list(w) for a, w in st.halts.items()}, halted_all=engine.halted_all,
+                 codes=dict(st.codes), errors={k: st.texts.get(k, "") for k in st.codes},
+                 halts={a: list(w) for a, w in st.halts.items()}, halted_all=engine.halted_all,
                  resume=hint if engine.interrupted or st.deferred or engine.halted_all else None)
         print(orjson.dumps(d).decode())
     else:
@@ -230,3 +331,15 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     if st.deferred or engine.halted_all:
         return EXIT_DEFERRED
     return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES
+
+
+def _end(progress: Any) -> None:
+    if progress is not None:
+        progress.end()
+
+
+def _error_text(e: BaseException) -> str:
+    """One line; an OSError (the journal's directory, say) names its path and reason, not its errno."""
+    if isinstance(e, OSError) and not isinstance(e, ConnectionError) and e.filename:
+        return f"{e.filename}: {e.strerror or type(e).__name__}"
+    return str(e)

@@ -28,8 +28,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from test_daemon import Proc, daemon, db, env, insert, metrics, nrs, number, run, table, until, write_config
 
-from dispatcher.daemon.health import JsonFormatter
 from dispatcher.daemon.openapi import document
+from dispatcher.logs import JsonFormatter
 from dispatcher.model import Message
 from dispatcher.providers import HttpRequest, Outcome, Provider, Settings, Verdict, kinds
 from dispatcher.providers.reports import Report

@@ -2,9 +2,10 @@
 
     dispatcher segment TEXT [--gsm-pt] [--transliterate] [--shorten] [--price P] [--max-parts N] [--json]
 
-TEXT "-" reads the text from standard input. A `{url|shorten}` placeholder in TEXT is counted as
-the link 360nrs sends in its place (https://sms.tl/xxxxxx); with --shorten every http(s) link
-in TEXT is counted so, as a template sending it through `{url|shorten}` would be. Exit status: 0, or 1 when the text needs more than
+TEXT "-" reads the text from standard input (one trailing newline, which `echo` and editors add,
+is not part of the message). A `{url|shorten}` placeholder in TEXT is counted as the link 360nrs
+sends in its place (https://sms.tl/xxxxxx); with --shorten every http(s) link in TEXT is counted
+so, as a template sending it through `{url|shorten}` would be. Exit status: 0, or 1 when the text needs more than
 --max-parts parts, or 2 on a usage error.
 """
 
@@ -17,6 +18,7 @@ import sys
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
+from .. import logs
 from .reference import count, transliterate
 from .segmentation import Segmentation, non_gsm_chars, segment
 from .tables import SHORT_LINK
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price", type=_price, metavar="P", help="price per part")
     p.add_argument("--max-parts", type=_positive_int, metavar="N", help="fail if more parts are needed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    logs.add_arguments(p)
     return p
 
 
@@ -115,7 +118,11 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error
         return int(exc.code or 0)
-    text = sys.stdin.read() if args.text == "-" else args.text
+    logs.setup_logging(logs.level_of(args), args.log_format)
+    text = args.text
+    if text == "-":
+        text = sys.stdin.read()
+        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
     text, args.links = shortened(text, args.shorten)
 
     plain = segment(text, gsm_pt=args.gsm_pt, transliterate=False, max_parts=args.max_parts)

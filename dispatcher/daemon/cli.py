@@ -12,6 +12,7 @@ import textwrap
 
 import uvloop
 
+from .. import logs
 from ..providers.base import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", help="this worker's name (default: [daemon] worker, else host-pid-random)")
     p.add_argument("--check", action="store_true", help="validate the file and exit")
     p.add_argument("--init-db", action="store_true", help="create or migrate the tables and exit")
-    p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit")
+    p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit (no secrets needed)")
     p.add_argument("--retry-failed", action="store_true",
                    help="put failed rows back to pending (narrowed by --campaign, --code, --since) and exit; "
                         "rejected rows stay: they are bad input")
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--code", help="with --retry-failed: only rows that failed with this provider code")
     p.add_argument("--since", type=_when, help="with --retry-failed: only rows that failed at or after this time "
                    "(ISO 8601, e.g. 2026-12-01T09:00:00+01:00; without an offset, UTC)")
+    logs.add_arguments(p)
     return p
 
 
@@ -49,17 +51,22 @@ def main(argv: list[str]) -> int:
     if (args.campaign or args.code or args.since) and not args.retry_failed:
         print("dispatcher daemon: --campaign, --code and --since go with --retry-failed", file=sys.stderr)
         return EXIT_CONFIG
-    from .config import load_daemon
+    from .config import load_daemon, outbox_table
+    if args.print_schema:
+        try:
+            table = outbox_table(args.config)
+        except ConfigError as e:
+            print(f"dispatcher daemon: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+        from .outbox import Names, events_sql, schema_sql
+        names = Names(table)
+        print(textwrap.dedent(schema_sql(names)).strip() + "\n\n" + textwrap.dedent(events_sql(names)).strip())
+        return EXIT_OK
     try:
         cfg = load_daemon(args.config, worker=args.worker)
     except ConfigError as e:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.print_schema:
-        from .outbox import Names, events_sql, schema_sql
-        names = Names(cfg.table)
-        print(textwrap.dedent(schema_sql(names)).strip() + "\n\n" + textwrap.dedent(events_sql(names)).strip())
-        return EXIT_OK
     if args.retry_failed:
         if args.campaign and args.campaign not in cfg.campaigns:
             print(f"dispatcher daemon: --campaign {args.campaign}: no such campaign in {args.config} "
@@ -69,8 +76,7 @@ def main(argv: list[str]) -> int:
     if args.check:
         print(f"{args.config}: ok ({len(cfg.providers)} provider(s), {len(cfg.campaigns)} campaign(s))")
         return EXIT_OK
-    from .service import setup_logging
-    setup_logging(cfg.log_level, cfg.log_format)
+    logs.setup_logging(logs.level_of(args, cfg.log_level), args.log_format or cfg.log_format)
     return uvloop.run(_run(cfg, init_only=args.init_db))
 
 

@@ -172,6 +172,22 @@ def _secret(loc: Located, section: str, key: str, v: Any, minimum: int) -> str:
     return value
 
 
+def _table_name(loc: Located, d: dict[str, Any]) -> str:
+    table = _str(loc, "daemon", d, "table", "outbox")
+    if not re.fullmatch(r"([a-z_][a-z0-9_]{0,40}\.)?[a-z_][a-z0-9_]{0,40}", table):
+        raise loc.error("daemon", "table", f"'{table}' must be a lower-case name, optionally schema.name")
+    return table
+
+
+def outbox_table(path: str | Path) -> str:
+    """The outbox table a daemon file names, without reading any secret: `--print-schema` needs only this."""
+    data, loc = read_toml(Path(path), "daemon")
+    _check_keys(loc, "", data, TOP)
+    d = _table(loc, data, "daemon")
+    _check_keys(loc, "daemon", d, DAEMON)
+    return _table_name(loc, d)
+
+
 def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     path = Path(path)
     data, loc = read_toml(path, "daemon")
@@ -186,9 +202,7 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
         raise loc.error("daemon", "dsn_env" if "dsn_env" in d else None,
                         f"environment variable {dsn_env} is not set: it must hold the database URL, "
                         "postgresql://user:password@host:port/db")
-    table = _str(loc, "daemon", d, "table", "outbox")
-    if not re.fullmatch(r"([a-z_][a-z0-9_]{0,40}\.)?[a-z_][a-z0-9_]{0,40}", table):
-        raise loc.error("daemon", "table", f"'{table}' must be a lower-case name, optionally schema.name")
+    table = _table_name(loc, d)
     region = _str(loc, "daemon", d, "region")
     if region is not None and not valid_region(region):
         raise loc.error("daemon", "region", f"'{region}' is not a region code (ISO 3166 alpha-2, e.g. ES)")

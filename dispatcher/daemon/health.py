@@ -17,8 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from ..engine import SENDING, LaneStatus
 
 log = logging.getLogger("dispatcher.daemon")
@@ -104,14 +102,3 @@ def view(s: LaneStatus) -> dict[str, Any]:
     return {"provider": s.alias, "kind": s.kind, "channel": s.channel, "state": s.state,
             "since": dt.datetime.fromtimestamp(s.since, dt.UTC).isoformat(), "code": s.code, "reason": s.reason,
             "pace": round(s.pace, 3), "in_flight": s.in_flight}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (`log_format = "json"`); the daemon's own until a shared one exists."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-               "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(out).decode()

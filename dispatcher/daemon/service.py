@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sys
 import time
 from collections.abc import Callable
 
@@ -30,7 +29,7 @@ from ..providers.base import Outcome, Verdict
 from . import metrics, reports
 from .api import MAX_BODY, Api
 from .config import DaemonConfig
-from .health import JsonFormatter, Monitor
+from .health import Monitor
 from .outbox import (
     BODY,
     EVENTS_CHANNEL,
@@ -293,10 +292,3 @@ class EngineEvents(Events):
 
 class DaemonError(Exception):
     """The daemon cannot start: one line."""
-
-
-def setup_logging(level: str, fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])

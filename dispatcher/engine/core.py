@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from .. import codecs
-from ..model import FAILED, Content, Record, Result
+from ..model import FAILED, Content, Message, Record, Result
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
 from ..sources.base import Source
@@ -85,6 +85,7 @@ class Engine:
         self.stopping = False
         self.interrupted = False
         self.halted_all = False  # reading stopped because every provider halted
+        self.running = False  # sinks, source and journal are open: a failure from now on is mid-run
         self._lanes: dict[str, Lane] = {}
         self._transports = transports
         self._on_progress = on_progress
@@ -134,6 +135,14 @@ class Engine:
         for lane in self._lanes.values():
             lane.abandon()
         self.ledger.wake()
+
+    def abandon(self) -> None:
+        """Second Ctrl-C / SIGTERM: give up the requests on the wire. Their records get no result (in doubt
+        for a resume); everything settled so far still reaches the sinks and the run ends as a stopped one."""
+        self.stop()
+        for lane in self._lanes.values():
+            lane.cancel()
+        self.ledger.abandon()
 
     async def close(self) -> None:
         """After an abandoned run (its task cancelled): close every pooled session."""
@@ -192,6 +201,7 @@ class Engine:
             await sink.open(resume=resuming)
         done = await self._resume_point()
         self.state.open()
+        self.running = True
         ledger = self.ledger
         for alias, provider in c.providers.items():
             self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
@@ -324,8 +334,11 @@ class Engine:
                 self._on_progress(self)
 
 
-async def dry_run(campaign: Campaign) -> Stats:
-    """Render, normalise, encode and price every record; send nothing, write nothing."""
+async def dry_run(campaign: Campaign,
+                  on_chunk: Callable[[dict[str, list[Message]], list[Result]], Awaitable[None]] | None = None
+                  ) -> Stats:
+    """Render, normalise, encode and price every record; send nothing, write nothing.
+    `on_chunk(messages by alias, rejected results)` sees each chunk (the CLI's samples and --rejects)."""
     campaign.dry_run = True
     st = Stats()
     preparer = CampaignPreparer(campaign)
@@ -346,5 +359,7 @@ async def dry_run(campaign: Campaign) -> Stats:
                 st.parts += units
                 st.cost += units * price
                 st.by_encoding[m.encoding or m.channel] += 1
+        if on_chunk is not None:
+            await on_chunk(by_lane, bad + rejects if bad else rejects)
     await campaign.source.close()
     return st

@@ -113,6 +113,11 @@ class Lane:
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.close()
 
+    def cancel(self) -> None:
+        """Abandon the requests on the wire (a second signal): the workers stop where they are."""
+        for w in self._workers:
+            w.cancel()
+
     async def close(self) -> None:
         """Close the pooled connections now (after an abandon, requests on the wire are cut)."""
         if self._transport is not None:

@@ -42,7 +42,7 @@ class Stats:
     in_doubt: int = 0  # in flight when an earlier attempt died
     unsent: int = 0  # left for a resume by a stop
     codes: Counter[str] = field(default_factory=Counter)
-    errors: dict[str, str] = field(default_factory=dict)  # "provider:code" -> the first error text seen
+    texts: dict[str, str] = field(default_factory=dict)  # per key of `codes`, the first error text seen
     halts: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # alias -> (code, text)
     by_encoding: Counter[str] = field(default_factory=Counter)
     cost: float = 0.0
@@ -111,7 +111,7 @@ class Ledger:
         if not results:
             return
         st = self.stats
-        codes, errors = st.codes, st.errors
+        codes, texts = st.codes, st.texts
         for r in results:
             s = r.status
             if s == SENT:
@@ -124,8 +124,8 @@ class Ledger:
             else:
                 st.rejected += 1
             codes[key] += 1
-            if key not in errors and r.error:
-                errors[key] = r.error
+            if key not in texts:
+                texts[key] = r.error or ""
         self._buffer.extend(results)
         self._pending.set()
         self._settled(len(results))
@@ -169,6 +169,16 @@ class Ledger:
             if self.source_done:
                 self._drained.set()
                 self._pending.set()
+
+    def abandon(self) -> None:
+        """A second signal: the records still in flight (on the wire) leave with no result; the journal
+        holds them as sent, so a resume treats them as in doubt."""
+        self.stats.unsent += max(self.in_flight, 0)
+        self.in_flight = 0
+        self._room.set()
+        if self.source_done:
+            self._drained.set()
+            self._pending.set()
 
     # -- the end ---------------------------------------------------------------------------------
     def close_source(self) -> None:

@@ -30,5 +30,10 @@ class Source:
         """Fraction read so far, for the ETA, when it can be known cheaply."""
         return None
 
+    def estimate_total(self) -> int | None:
+        """How many records the source holds, for percent done and the ETA: exact once it has been
+        read through, a cheap estimate before (None: no idea yet). Records a resume skips count."""
+        return None
+
     async def close(self) -> None:
         pass

@@ -66,6 +66,9 @@ class FileSource(Source):
         self._size = 0
         self._file: IO[bytes] | None = None
         self._header: list[str] | None = None
+        self._scanned = (0, 0)  # (bytes, lines) decoded so far: the estimate's sample
+        self._yielded = 0  # records given out or skipped so far
+        self._count: int | None = None  # every record, once read through
         try:
             self._size = os.path.getsize(self.path)
         except OSError as e:
@@ -116,10 +119,17 @@ class FileSource(Source):
     def columns(self) -> list[str] | None:
         return self._header
 
-    def progress(self) -> float | None:
-        if not self._size or self._file is None or self._file.closed:
+    def estimate_total(self) -> int | None:
+        """Exact once read; before, the lines decoded so far scaled by the file's size (a file of up
+        to 1 MiB is decoded in one block, so its count is exact at once)."""
+        if self._count is not None:
+            return self._count
+        nbytes, lines = self._scanned
+        if not nbytes:
             return None
-        return min(1.0, self._file.tell() / self._size)
+        data = lines - (1 if self.fmt == "csv" else 0)  # the header
+        estimate = data if nbytes >= self._size else round(data * self._size / nbytes)
+        return max(estimate, self._yielded)
 
     async def close(self) -> None:
         if self._file is not None:
@@ -127,11 +137,21 @@ class FileSource(Source):
 
     async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
         self._file = self._open()
-        parts = self._csv_chunks(skip) if self.fmt == "csv" else self._jsonl_chunks(skip)
+        self._scanned, self._yielded, self._count = (0, 0), 0, None
+        counted = skip
+        if skip is not None:
+            def counted(seq: int) -> bool:
+                if skip(seq):
+                    self._yielded += 1
+                    return True
+                return False
+        parts = self._csv_chunks(counted) if self.fmt == "csv" else self._jsonl_chunks(counted)
         try:
             for records, bad in parts:
+                self._yielded += len(records) + len(bad)
                 yield records, bad
                 await asyncio.sleep(0)
+            self._count = self._yielded
         finally:
             self._file.close()
 
@@ -148,6 +168,7 @@ class FileSource(Source):
         rest = b""
         skipping = False  # inside a line longer than LINE_LIMIT: drop bytes up to its end
         n = 0  # lines yielded so far
+        scanned = 0  # bytes of whole lines decoded so far
         while True:
             block = read(BLOCK)
             if skipping:
@@ -201,6 +222,8 @@ class FileSource(Source):
                 suspect.update(n + i + 1 for i, line in enumerate(lines)
                                if len(line) > FIELD_LIMIT or CONTROL.search(line))
             n += len(lines)
+            scanned += len(block)
+            self._scanned = (scanned, n)
             yield from lines
 
     def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[list[Record], list[Result]]]:
@@ -268,6 +291,7 @@ class FileSource(Source):
             else:
                 records.append(Record(seq, fields))
                 if len(records) >= size:
+                    self._scanned = (self._file.tell(), seq) if self._file is not None else self._scanned
                     yield records, bad
                     records, bad = [], []
         if records or bad:

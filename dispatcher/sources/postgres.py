@@ -58,7 +58,7 @@ class _Plan:
     first: str  # the statement for the first page / the cursor from the start
     after: str  # the same from just after key $1
     bounds: str | None  # min(key), max(key) cheaply (an index leads with the key)
-    estimate: str | None  # EXPLAIN of the whole read, for its row estimate
+    estimate: str  # EXPLAIN of the whole read, for its row estimate (the planner's, from reltuples)
 
 
 def _builder(columns: list[str], key: str) -> Callable[..., list[Record]]:
@@ -226,8 +226,7 @@ class PostgresSource(Source):
             first = f"SELECT {sel} FROM {qt} AS t WHERE {cond} ORDER BY t.{k}"
             after = f"SELECT {sel} FROM {qt} AS t WHERE t.{k} > $1 AND {cond} ORDER BY t.{k}"
         bounds = f"SELECT min({k}), max({k}) FROM {qt}" if info["leading"] else None
-        estimate = None if bounds else f"SELECT * FROM {qt} WHERE {cond}"
-        return _Plan(names, keyset, keyset, first, after, bounds, estimate)
+        return _Plan(names, keyset, keyset, first, after, bounds, f"SELECT * FROM {qt} WHERE {cond}")
 
     async def _describe_query(self, conn: asyncpg.Connection) -> _Plan:
         assert self.query is not None
@@ -260,6 +259,17 @@ class PostgresSource(Source):
         if self._estimate > 0:
             return min(0.99, self._read / self._estimate)
         return None
+
+    def estimate_total(self) -> int | None:
+        """Exact once read; before, the rows read scaled by how far through the key range they are
+        (keys of a table index), else the planner's row estimate (EXPLAIN: no scan, no count)."""
+        if self._finished:
+            return self._read
+        if self._read and self._lo is not None:
+            frac = self.progress()
+            if frac:
+                return max(self._read, round(self._read / frac))
+        return max(self._read, self._estimate) if self._estimate > 0 else None
 
     # -- reading -------------------------------------------------------------------------------------
     async def _open(self) -> None:
@@ -349,7 +359,7 @@ class PostgresSource(Source):
             assert self._conn is not None
             if plan.bounds:
                 self._lo, self._hi = await self._conn.fetchrow(plan.bounds)  # type: ignore[misc]
-            elif plan.estimate:
+            if plan.estimate:
                 explained = await self._conn.fetchval(f"EXPLAIN (FORMAT JSON) {plan.estimate}")
                 with contextlib.suppress(Exception):
                     import orjson
