@@ -76,7 +76,6 @@ def draw_cost_us(calls: int = 20_000) -> float:
     from collections import Counter
 
     from dispatcher.engine import SENDING, LaneStatus, Stats
-
     from dispatcher.progress import Progress
     from dispatcher.sources.base import Source
 

@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 import pytest
 from blastkit import audience, campaign
-from dispatcher.engine import HALTED, SENDING, THROTTLED, Engine, LaneStatus, Stats
 from test_postgres import audience as pg_audience
 from test_postgres import dsn as dsn  # the fixture
 from test_postgres import run, sql
 from test_postgres import source as pg_source
 
 from dispatcher.config import Overrides, load_campaign
+from dispatcher.engine import HALTED, SENDING, THROTTLED, Engine, LaneStatus, Stats
 from dispatcher.progress import Progress, View, clock_text
 from dispatcher.sources.base import Source
 from dispatcher.sources.files import FileSource
