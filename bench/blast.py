@@ -115,17 +115,17 @@ def head(csv: Path, rows: int = 1) -> Path:
 
 
 def against(server: str, kind: str, name: str, source: Path, n: int, concurrency: int, reps: int, tmp: Path,
-            campaign: Callable[[str], Path], latency_ms: float = 0, bare: bool = True,
-            wrk_seconds: int = 0) -> dict[str, Any]:
+            campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, Any]:
     """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against
     one server: `server` is a key of SERVERS; `campaign(url)` writes the campaign TOML (reading `source`,
-    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. A one-recipient run first warms the codec's cache and measures the CPU a run
-    costs besides its messages (interpreter, imports, setup), which the CPU a message leaves out."""
+    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. A one-recipient run
+    first warms the codec's cache and measures the CPU a run costs besides its messages (interpreter,
+    imports, setup), which the engine's CPU a message leaves out."""
     with SERVERS[server](kind, latency_ms) as url:
         toml = campaign(url)
         fixed_cpu = run_blast(toml, f"{name}-{server}-warm", head(source))["cpu_s"]
         reqfile = tmp / f"requests-{name}-{server}.jsonl"
-        n_requests = build_requests(toml, reqfile) if bare else 0
+        n_requests = build_requests(toml, reqfile)
         counter = iter(range(1000))
         runs: list[dict[str, Any]] = []
 
@@ -144,9 +144,8 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
             return out["requests"] / out["seconds"]
 
         blast_mps, blast_all = median_of(reps, one_blast)
-        bare_rps, bare_all = median_of(reps, one_bare) if bare else (0.0, [])
-        wrk_rps = run_wrk(reqfile, concurrency, wrk_seconds) if bare and wrk_seconds else None
-    n_requests = n_requests or runs[-1]["requests"]
+        bare_rps, bare_all = median_of(reps, one_bare)
+        wrk_rps = run_wrk(reqfile, concurrency, wrk_seconds) if wrk_seconds else None
     per_request = n / n_requests
     blast_rps = blast_mps / per_request
     last = tmp / "out" / f"{runs[-1]['run_id']}.jsonl"
@@ -157,13 +156,13 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
         "msgs_per_request": round(per_request, 1),
         "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
         "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * per_request),
-        "ratio": round(blast_rps / bare_rps, 3) if bare_rps else None, "repetitions": reps,
+        "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
         "cpu_us_per_msg": round((statistics.median(r["cpu_s"] for r in runs) - fixed_cpu) / n * 1e6, 2),
         "run_fixed_cpu_s": round(fixed_cpu, 3),
-        "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2) if bare_runs else None,
+        "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2),  # with start-up
         "wrk_requests_per_s": round(wrk_rps, 1) if wrk_rps else None,
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
-        "bare_statuses": bare_runs[-1]["statuses"] if bare_runs else {},
+        "bare_statuses": bare_runs[-1]["statuses"],
         "sent": runs[-1]["sent"], "timeline": runs[-1].get("timeline", []), "latency_ms_sample": sample,
     }
 
