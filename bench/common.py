@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,9 +32,40 @@ for _k, _v in CREDENTIALS.items():
 @contextlib.contextmanager
 def simulator(kind: str, *args: str) -> Iterator[str]:
     """A simulator in its own process (its own core), with no ledger kept; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "simulate", "--only", kind, "--base-port", "0",
-                             "--ledger", "false", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    with serving([sys.executable, "-m", "dispatcher", "simulate", "--only", kind, "--base-port", "0",
+                  "--ledger", "false", *args], f"simulator {kind}") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def upstream(kind: str, latency_ms: float = 0) -> Iterator[str]:
+    """The fast upstream of this provider's shape (bench/upstream.py) in its own process; yields its URL."""
+    with serving([sys.executable, "-m", "bench.upstream", kind, "--latency-ms", str(latency_ms)],
+                 f"upstream {kind}") as url:
+        yield url
+
+
+def unlimited_simulator(kind: str, latency_ms: float = 0) -> contextlib.AbstractContextManager[str]:
+    """The simulator with its rate limit lifted (and a round trip added when asked)."""
+    return simulator(kind, "--rate", f"{kind}=1000000000", *(("--latency-ms", str(latency_ms)) if latency_ms else ()))
+
+
+# Every throughput figure is measured against both, in this order: the fast upstream says what the
+# engine can do (the engine's ceiling), the simulator that it still does it against the real API (fidelity).
+SERVERS: dict[str, Callable[[str, float], contextlib.AbstractContextManager[str]]] = {
+    "upstream": upstream, "simulator": unlimited_simulator}
+
+
+def child_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far: deltas give one child's."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], what: str) -> Iterator[str]:
+    """A server process that prints `<word> URL` lines then `ready`; yields the last URL, stops it after."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     url = ""
     try:
@@ -42,7 +74,7 @@ def simulator(kind: str, *args: str) -> Iterator[str]:
                 break
             url = line.split()[1]
         if not url:
-            raise RuntimeError(f"simulator {kind} did not start: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(f"{what} did not start: {proc.stderr.read() if proc.stderr else ''}")
         yield url
     finally:
         proc.terminate()

@@ -264,8 +264,9 @@ def bench_blast(dsn: str, n: int) -> dict[str, Any]:
         uvloop.run(export_csv(dsn, tmp / "audience.csv"))
         pg_toml, file_toml = campaign(tmp, url), file_campaign(tmp, url, tmp / "audience.csv")
         for rep in range(REPEATS):
-            for kind, out, path in (("pg", runs, pg_toml), ("file", files, file_toml)):
-                one = blast_once(path, f"blast-{kind}-{rep}", tmp / "state")  # a run id per source
+            for out, path, source in ((runs, pg_toml, "pg"), (files, file_toml, "file")):
+                # one run id per source: the run journal refuses to resume a run with another source
+                one = blast_once(path, f"blast-{source}-{rep}", tmp / "state")
                 if one["sent"] != n:
                     raise RuntimeError(f"blast sent {one['sent']} of {n}: {one}")
                 out.append(one)

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from bench.blast import run_bare, run_blast
-from bench.common import build_requests, median_of, sim_stats, simulator
+from bench.blast import against, run_blast
+from bench.common import SERVERS, sim_stats, simulator
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "nrs360": {"settings": {"username_env": "NRS360_USER", "password_env": "NRS360_PASSWORD", "batch_size": 1000,
@@ -66,34 +66,13 @@ def campaign(tmp: Path, kind: str, url: str, csv: Path, rate: float) -> Path:
 
 
 def throughput(kind: str, n: int, reps: int, tmp: Path) -> dict[str, Any]:
+    """Against the fast upstream (the engine's ceiling) and the simulator (fidelity): the simulator's
+    figures at the top level, as before the upstream existed, the upstream's under "upstream"."""
     csv = audience(tmp / f"a-{kind}.csv", n)
     conc = PROVIDERS[kind]["settings"].get("concurrency", 32)
-    with simulator(kind, "--rate", f"{kind}=1000000000") as url:
-        toml = campaign(tmp, kind, url, csv, 1_000_000)
-        reqfile = tmp / f"req-{kind}.jsonl"
-        n_req = build_requests(toml, reqfile)
-        runs: list[dict[str, Any]] = []
-        counter = iter(range(100))
-
-        def one() -> float:
-            out = run_blast(toml, f"{kind}-{next(counter)}")
-            runs.append(out)
-            return out["msgs_per_s"]
-
-        bare: list[dict[str, Any]] = []
-
-        def one_bare() -> float:
-            out = run_bare(reqfile, conc)
-            bare.append(out)
-            return out["requests"] / out["seconds"]
-
-        mps, _ = median_of(reps, one)
-        brps, _ = median_of(reps, one_bare)
-    per_req = n / n_req
-    return {"messages": n, "requests": n_req, "msgs_per_request": round(per_req, 1),
-            "dispatcher_msgs_per_s": round(mps), "dispatcher_requests_per_s": round(mps / per_req, 1),
-            "bare_requests_per_s": round(brps, 1), "ratio": round(mps / per_req / brps, 3),
-            "bare_statuses": bare[-1]["statuses"], "sent": runs[-1]["sent"], "timeline": runs[-1].get("timeline", [])}
+    sides = {server: against(server, kind, kind, csv, n, conc, reps, tmp,
+                             lambda url: campaign(tmp, kind, url, csv, 1_000_000)) for server in SERVERS}
+    return {**sides["simulator"], "upstream": sides["upstream"]}
 
 
 def precision(seconds: float, tmp: Path) -> dict[str, Any]:
@@ -130,14 +109,16 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["| provider | messages | msg/request | dispatcher msg/s | dispatcher req/s | bare loop req/s | ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| provider | server | messages | msg/request | dispatcher msg/s | dispatcher req/s | bare loop req/s "
+             "| ratio | engine CPU us/msg |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, s in r["providers"].items():
         if "error" in s:
-            lines.append(f"| {kind} | failed: {s['error']} | | | | | |")
+            lines.append(f"| {kind} | failed: {s['error']} | | | | | | | |")
             continue
-        lines.append(f"| {kind} | {s['messages']:,} | {s['msgs_per_request']} | {s['dispatcher_msgs_per_s']:,} | "
-                     f"{s['dispatcher_requests_per_s']:,} | {s['bare_requests_per_s']:,} | {s['ratio']:.2f}x |")
+        for side in (s["upstream"], s):
+            lines.append(f"| {kind} | {side['server']} | {side['messages']:,} | {side['msgs_per_request']} | "
+                         f"{side['dispatcher_msgs_per_s']:,} | {side['dispatcher_requests_per_s']:,} | "
+                         f"{side['bare_requests_per_s']:,} | {side['ratio']:.2f}x | {side['cpu_us_per_msg']} |")
     p = r["precision"]
     lines.append(f"\nRate precision, Sendix at {p['limit']} requests/s for {p['seconds']:.0f} s: "
                  f"{p['achieved_requests_per_s']} requests/s ({p['share_of_limit']:.1%} of the limit), "

@@ -26,9 +26,72 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
         assert name in scenarios and not {"error", "skipped"} & set(scenarios[name]), (name, scenarios.get(name))
     blast = scenarios["blast"]
     for k in ("batched", "single"):
-        assert blast[k]["dispatcher_msgs_per_s"] > 0 and blast[k]["bare_requests_per_s"] > 0 and blast[k]["ratio"] > 0
+        for side, server in ((blast[k], "simulator"), (blast[k]["upstream"], "upstream")):
+            assert side["server"] == server
+            assert side["dispatcher_msgs_per_s"] > 0 and side["bare_requests_per_s"] > 0 and side["ratio"] > 0
+            assert side["sent"] == side["messages"], (k, server, side["sent"])  # the fast upstream answers validly
+    assert blast["batched"]["floor_rows_per_s"] > 0 and blast["batched"]["upstream"]["over_floor"] > 0
+    for kind, r in scenarios["providers"]["providers"].items():
+        assert r["upstream"]["sent"] == r["upstream"]["messages"] == r["sent"], kind
     assert scenarios["providers"]["precision"]["requests"] > 0
     assert {r["limiter"] for r in scenarios["pacing"]["strict"]} == {"new", "previous"}
+    for level in scenarios["concurrency"]["levels"]:
+        assert level["upstream_msgs_per_s"] > 0 and level["simulator_msgs_per_s"] > 0
+    for k in ("batched", "single"):
+        prof = scenarios["profile"][k]
+        assert abs(sum(row["share"] for row in prof["stages"]) - 1) < 0.01
+        assert {"CSV read (source)", "HTTP: aiohttp client", "JSON sink"} <= {row["stage"] for row in prof["stages"]}
     md = (tmp_path / "latest.md").read_text()
-    assert "bare loop" in md and "Memory" in md
+    assert "bare loop" in md and "Memory" in md and "upstream" in md and "Floor" in md
     assert {p.name for p in tmp_path.glob("*.png")} >= {"throughput.png", "codec.png", "memory.png"}
+
+
+def _exchange(url: str, chunks: list[bytes], answers: int) -> list[tuple[bytes, bytes]]:
+    """Write the chunks on one connection, read `answers` responses: (status line, body) each."""
+    import socket
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        for chunk in chunks:
+            s.sendall(chunk)
+        got, buf = [], b""
+        while len(got) < answers:
+            data = s.recv(65536)
+            assert data, "the upstream closed the connection"
+            buf += data
+            while b"\r\n\r\n" in buf:
+                head, rest = buf.split(b"\r\n\r\n", 1)
+                length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(b":")[1])
+                if len(rest) < length:
+                    break
+                got.append((head.split(b"\r\n")[0], rest[:length]))
+                buf = rest[length:]
+    return got
+
+
+def _post(path: str, body: bytes, header: str = "Content-Length") -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\n{header}: {len(body)}\r\n\r\n".encode() + body
+
+
+def test_fast_upstream_answers_one_result_per_recipient_and_keeps_alive():
+    """Batched shapes answer one accepted result per recipient; requests split across writes and two in one
+    write are both answered, in order, on one kept-alive connection."""
+    from bench.common import upstream
+
+    to = ["34600000001", "34600000002", "34600000003"]
+    with upstream("nrs360") as url:
+        first = _post("/api/rest/sms", orjson.dumps({"to": to, "message": "hi"}))
+        second = _post("/api/rest/sms", orjson.dumps({"to": to[:1], "message": "hi"}), header="content-length")
+        (s1, b1), (s2, b2), (s3, b3) = _exchange(url, [first[:10], first[10:] + second[:7], second[7:] + first], 3)
+    assert s1 == s2 == s3 == b"HTTP/1.1 202 Accepted"
+    assert [r["to"] for r in orjson.loads(b1)["result"]] == to and all(r["accepted"] for r in orjson.loads(b1)["result"])
+    assert [r["to"] for r in orjson.loads(b2)["result"]] == to[:1]
+    assert len({r["id"] for r in orjson.loads(b1)["result"] + orjson.loads(b3)["result"]}) == 6  # ids never repeat
+    with upstream("kaleyra") as url:
+        ((status, body),) = _exchange(url, [_post("/v1/HX/messages", b"to=34600000001%2C34600000002&body=hi")], 1)
+    assert status == b"HTTP/1.1 202 Accepted"
+    assert [d["recipient"] for d in orjson.loads(body)["data"]] == ["34600000001", "34600000002"]
+    with upstream("sendix") as url:
+        (token, sent) = _exchange(url, [_post("/api/v1/auth/token", b"{}") + _post("/api/v1/messages", b"{}")], 2)
+    assert orjson.loads(token[1])["token"] and orjson.loads(sent[1])["messageId"]
