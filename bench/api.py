@@ -23,8 +23,8 @@ import aiohttp
 import asyncpg
 import orjson
 
-from bench.common import ROOT, simulator
-from bench.daemon import _reset, postgres, write_config
+from bench.common import ROOT, on_postgres, simulator
+from bench.daemon import _reset, write_config
 
 KEY = "bench-api-key-0123456789"
 BATCH = 500
@@ -86,10 +86,14 @@ async def _copy(dsn: str, table: str, messages: list[dict[str, Any]]) -> float:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    n = 10_000 if quick else 100_000
+    return on_postgres(lambda dsn: measure(dsn, quick))
+
+
+def measure(dsn: str, quick: bool) -> dict[str, Any]:
+    n = 5_000 if quick else 100_000
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     out: dict[str, Any] = {"messages": n, "batch": BATCH, "in_flight": IN_FLIGHT}
-    with postgres() as dsn, simulator("nrs360", "--rate", "nrs360=1000000") as sim, \
+    with simulator("nrs360", "--rate", "nrs360=1000000") as sim, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-api-") as tmp:
         schema = "bench_api"
         table = f"{schema}.outbox"

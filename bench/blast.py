@@ -209,8 +209,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         tmp = Path(d)
         reps = 1 if quick else 3
         wrk = 2 if quick else 5
-        batched = scenario("batched", 50_000 if quick else 1_000_000, 1000, 4, reps, tmp, floor=True, wrk_seconds=wrk)
-        single = scenario("single", 3_000 if quick else 100_000, 1, 64, reps, tmp, floor=False, wrk_seconds=wrk)
+        batched = scenario("batched", 20_000 if quick else 1_000_000, 1000, 4, reps, tmp, floor=True, wrk_seconds=wrk)
+        single = scenario("single", 1_500 if quick else 100_000, 1, 64, reps, tmp, floor=False, wrk_seconds=wrk)
     return {"batched": batched, "single": single}
 
 

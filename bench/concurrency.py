@@ -27,7 +27,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             with serve("nrs360", LATENCY_MS) as url:
                 for c in LEVELS:
                     ideal = c * 1000 // LATENCY_MS
-                    n = sizes.setdefault(c, max(100, min(ideal * (1 if quick else 6), 60_000)))
+                    n = sizes.setdefault(c, max(100, min(int(ideal * (0.5 if quick else 6)), 60_000)))
                     csv = audience(tmp / f"a-{n}.csv", n)
                     toml = write_campaign(tmp, url, csv, 1, c)
                     by_server.setdefault(server, {})[c] = run_blast(toml, f"{server}-c{c}")["msgs_per_s"]

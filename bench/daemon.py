@@ -275,11 +275,11 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
     with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-daemon-") as tmp:
         # the simulator answers at once: one worker, PostgreSQL and the simulator share the cores
-        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 20_000 if quick else 100_000)
+        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 8_000 if quick else 100_000)
         # a provider 20 ms away and two connections a worker: each worker is bound by its round trips
         _sim_latency(url, 20)
         try:
-            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 10_000 if quick else 40_000,
+            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 4_000 if quick else 40_000,
                                          concurrency=2, batch_size=100)
         finally:
             _sim_latency(url, 0)
@@ -288,7 +288,7 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
         workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500), dsn, 1)
         try:
             asyncio.run(_wait_live(dsn, f"{schema}.outbox", 1))
-            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 5 if quick else 10))
+            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 3 if quick else 10))
         finally:
             workers.stop()
     return out

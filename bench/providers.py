@@ -93,9 +93,9 @@ def precision(seconds: float, tmp: Path) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     reps = 1 if quick else 3
-    sizes = {"nrs360": 20_000 if quick else 500_000, "kaleyra": 5_000 if quick else 100_000,
-             "smsgateway24": 5_000 if quick else 100_000, "sendix": 2_000 if quick else 50_000,
-             "sendx": 2_000 if quick else 50_000}
+    sizes = {"nrs360": 10_000 if quick else 500_000, "kaleyra": 2_000 if quick else 100_000,
+             "smsgateway24": 2_000 if quick else 100_000, "sendix": 1_000 if quick else 50_000,
+             "sendx": 1_000 if quick else 50_000}
     out: dict[str, Any] = {"providers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-prov-") as d:
         tmp = Path(d)
@@ -104,7 +104,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 out["providers"][kind] = throughput(kind, n, reps, tmp)
             except Exception as e:
                 out["providers"][kind] = {"error": f"{type(e).__name__}: {e}"}
-        out["precision"] = precision(5 if quick else 32, tmp)
+        out["precision"] = precision(3 if quick else 32, tmp)
     return out
 
 
