@@ -22,7 +22,10 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     report = orjson.loads(reports[0].read_bytes())
     assert report["machine"]["cores"] and report["machine"]["packages"]["aiohttp"]
     scenarios = report["scenarios"]
-    for name in ("codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon"):
+    from bench.__main__ import SCENARIOS
+    assert {"codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon",
+            "api"} <= set(SCENARIOS)
+    for name in SCENARIOS:  # every registered scenario ran: none skipped (an import error) or failed
         assert name in scenarios and not {"error", "skipped"} & set(scenarios[name]), (name, scenarios.get(name))
     blast = scenarios["blast"]
     for k in ("batched", "single"):
@@ -34,6 +37,7 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     for kind, r in scenarios["providers"]["providers"].items():
         assert r["upstream"]["sent"] == r["upstream"]["messages"] == r["sent"], kind
     assert scenarios["providers"]["precision"]["requests"] > 0
+    assert scenarios["api"]["api_msgs_per_s"] > 0 and scenarios["api"]["copy_msgs_per_s"] > 0
     assert {r["limiter"] for r in scenarios["pacing"]["strict"]} == {"new", "previous"}
     for level in scenarios["concurrency"]["levels"]:
         assert level["upstream_msgs_per_s"] > 0 and level["simulator_msgs_per_s"] > 0
