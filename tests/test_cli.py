@@ -221,3 +221,16 @@ def test_blast_logs_its_lifecycle_as_json_with_v(sim, tmp_path):
     assert "demo-secret" not in done.stderr
     quiet = run_cli("blast", str(toml), "--run-id", "logs2", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr == ""  # warnings only by default
+
+
+def test_simulate_on_a_taken_port_is_one_line_and_exit_2():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "dispatcher", "simulate", "--only", "nrs360", "--base-port",
+                               str(port)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "Traceback" not in done.stderr

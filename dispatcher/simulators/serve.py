@@ -65,7 +65,15 @@ async def serve(args: argparse.Namespace) -> int:
         await runner.setup()
         port = DEFAULT_PORTS.get(name, 8370 + i) if args.base_port is None else (args.base_port and args.base_port + i)
         site = web.TCPSite(runner, args.host, port, backlog=1024, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:  # one line, not a traceback: the usual cause is another simulator still running
+            print(f"dispatcher simulate: {name}: cannot listen on {args.host}:{port} ({e.strerror or e}); "
+                  f"is another simulator running? (--base-port 0 picks free ports)", file=sys.stderr)
+            runners.append(runner)
+            for r in runners:
+                await r.cleanup()
+            return 2
         bound = site._server.sockets[0].getsockname()[1] if site._server else port  # type: ignore[union-attr]
         print(f"{name} http://{args.host}:{bound}", flush=True)
         runners.append(runner)
