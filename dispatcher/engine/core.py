@@ -344,11 +344,8 @@ async def dry_run(campaign: Campaign,
     preparer = CampaignPreparer(campaign)
     async for records, bad in campaign.source.chunks():
         st.read += len(records) + len(bad)
-        for r in bad:
-            st.rejected += 1
-            st.codes[f"rejected:{r.code}"] += 1
         by_lane, rejects = preparer.prepare(records)
-        for r in rejects:
+        for r in (*bad, *rejects):
             st.rejected += 1
             st.codes[f"rejected:{r.code}"] += 1
         for alias, msgs in by_lane.items():

@@ -269,10 +269,10 @@ class Lane:
                     continue
                 await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
                 if self.circuit.exhausted:
-                    self._halt(Outcome(Verdict.HALT, code="unreachable",
-                                       error=f"no answer from the provider for {self.circuit.open_total:.0f} s "
-                                             f"of open circuit"))
-                    self.ledger.defer(self.alias, batch, self._halted or Outcome(Verdict.HALT))
+                    why = Outcome(Verdict.HALT, code="unreachable",
+                                  error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                    self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
+                    self.ledger.defer(self.alias, batch, self._halted or why)
                     continue
             await self.limit.acquire()
             if self._stopping():

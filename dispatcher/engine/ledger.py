@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..model import FAILED, SENT, Message, Result
@@ -149,11 +149,6 @@ class Ledger:
         self._clear(msgs)
         self._settled(len(msgs))
 
-    def leave_records(self, n: int) -> None:
-        """Records that never became messages (the daemon's rows for a halted provider, say)."""
-        self.stats.unsent += n
-        self._settled(n)
-
     def _clear(self, msgs: Sequence[Message]) -> None:
         # the journal marked them on the wire; an answered attempt means the provider does not hold them
         sent = [m.seq for m in msgs if m.attempts and not m.ambiguous]
@@ -192,10 +187,6 @@ class Ledger:
     async def drained(self) -> None:
         await self._drained.wait()
 
-    @property
-    def is_drained(self) -> bool:
-        return self._drained.is_set()
-
     async def results(self) -> list[Result]:
         """The next results to write; empty once everything has left and been handed out."""
         while True:
@@ -212,5 +203,3 @@ class Ledger:
         """Let the writer look again (a stop)."""
         self._pending.set()
 
-
-OnResults = Callable[[list[Result]], None]
