@@ -137,19 +137,17 @@ def _runs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .runs import list_runs, show_run
-    if args.state_dir:
-        state = Path(args.state_dir)
-    elif args.campaign:
-        from .config import read_toml
+    if args.campaign and not args.state_dir:
+        from .config import read_toml, state_dir_of
         from .providers.base import ConfigError
         try:
             data, _ = read_toml(Path(args.campaign), "campaign")
         except ConfigError as e:
             print(f"dispatcher: {e}", file=sys.stderr)
             return EXIT_CONFIG
-        state = Path(args.campaign).parent / str(data.get("state_dir", ".dispatcher"))
+        state = state_dir_of(Path(args.campaign), data)
     else:
-        state = Path(".dispatcher")
+        state = Path(args.state_dir or ".dispatcher")
     if args.command == "runs":
         print(list_runs(state))
         return EXIT_OK

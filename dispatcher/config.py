@@ -152,7 +152,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     base = path.parent
     _check_keys(loc, "", data, TOP)
 
-    state_dir = Path(o.state_dir) if o.state_dir else base / str(data.get("state_dir", ".dispatcher"))
+    state_dir = state_dir_of(path, data, o.state_dir)
     if o.retry_failed and not o.run_id:
         run_id = _retry_run_id(state_dir, o.retry_failed)
     else:
@@ -289,12 +289,17 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     )
 
 
+def state_dir_of(path: Path, data: dict[str, Any], override: str | None = None) -> Path:
+    """Where a campaign's runs live: --state-dir, else its `state_dir` (default .dispatcher) beside the file."""
+    return Path(override) if override else path.parent / str(data.get("state_dir", ".dispatcher"))
+
+
 def _retry_run_id(state_dir: Path, old: str) -> str:
     """`OLD-retry`, or `OLD-retry2`, ... : the first that is not a run already (a retry of a retry is fine)."""
     n = 1
     while True:
         rid = f"{old}-retry" if n == 1 else f"{old}-retry{n}"
-        if not (state_dir / "runs" / rid).exists():
+        if not RunState(state_dir, rid).exists:
             return rid
         n += 1
 def _known_channel(loc: Located, section: str, channel: object, known: list[str], key: str | None = "channel") -> None:

@@ -13,19 +13,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import orjson
+from .state import RunState, run_ids
 
 COUNTS = ("sent", "failed", "rejected")
 
 
 def manifests(state_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted((state_dir / "runs").glob("*/run.json")):
-        try:
-            out.append(orjson.loads(p.read_bytes()))
-        except (OSError, orjson.JSONDecodeError):
-            continue
-    return sorted(out, key=lambda m: m.get("created") or 0)
+    found = (RunState(state_dir, rid).manifest for rid in run_ids(state_dir))
+    return sorted((m for m in found if m is not None), key=lambda m: m.get("created") or 0)
 
 
 def totals(m: dict[str, Any]) -> dict[str, int]:
@@ -78,10 +73,8 @@ def list_runs(state_dir: Path) -> str:
 
 
 def show_run(state_dir: Path, run_id: str) -> str | None:
-    p = state_dir / "runs" / run_id / "run.json"
-    try:
-        m = orjson.loads(p.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+    m = RunState(state_dir, run_id).manifest
+    if m is None:
         return None
     src = (m.get("identity") or {}).get("source") or {}
     lines = [f"run {run_id}", f"  campaign  {(m.get('origin') or {}).get('campaign', '-')}",

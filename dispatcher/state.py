@@ -100,6 +100,12 @@ def _describe_source(ident: dict[str, Any]) -> str:
     return str(ident.get("statement") or ident.get("name") or ident)
 
 
+def run_ids(root: str | Path) -> list[str]:
+    """The ids of the runs kept under a state directory."""
+    runs = Path(root) / "runs"
+    return sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+
 class RunState:
     """The journal and the manifest of one run; with no root (the daemon, whose outbox leases do this job)
     it keeps nothing.
