@@ -784,6 +784,10 @@ async def test_an_outage_costs_time_not_messages(env, postgres_dsn, tmp_path, ta
         env.config("nrs360", error_rate=0.0)  # back
         await until(conn, f"SELECT count(*) = 50 FROM {table} WHERE status = 'sent'", timeout=60)
         assert d.source.rescheduled >= 100 and d.source.retries_failed == 0
+        async with aiohttp.ClientSession() as http, http.get(d.url + "/metrics") as r:
+            got = metrics(await r.text())
+        assert got[("dispatcher_rescheduled_total", ())] == d.source.rescheduled
+        assert got[("dispatcher_retry_for_expired_total", ())] == 0
     per_number = Counter(e["to"] for e in env.ledger("nrs360"))
     assert len(per_number) == 50 and max(per_number.values()) == 1
 

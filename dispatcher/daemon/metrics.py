@@ -22,6 +22,7 @@ time, what the engine, the sink, the registry and the report store keep anyway.
 | dispatcher_provider_state | gauge | provider, state (1 for the state it is in) |
 | dispatcher_provider_state_changes_total | counter | provider, state (entered) |
 | dispatcher_retries_total, dispatcher_deferred_total | counter | (requests retried; rows put back for a halted provider) |
+| dispatcher_rescheduled_total, dispatcher_retry_for_expired_total | counter | (rows rescheduled in the outbox after a transient failure; rows failed once retry_for ran out) |
 | dispatcher_webhook_backlog, dispatcher_webhook_oldest_seconds | gauge | (undelivered events, age of the oldest; sampled) |
 | dispatcher_webhook_events_delivered_total, dispatcher_webhook_events_given_up_total | counter | |
 | dispatcher_webhook_posts_total | counter | result (ok, failed) |
@@ -32,7 +33,7 @@ time, what the engine, the sink, the registry and the report store keep anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -46,6 +47,14 @@ STATES = (SENDING, THROTTLED, CIRCUIT_OPEN, HALTED)
 
 if TYPE_CHECKING:
     from .service import Daemon
+
+
+def _counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
+    """A labelled counter from a mapping of label tuple (or one label) to count, in label order."""
+    fam = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in sorted(counts.items()):
+        fam.add_metric([str(k) for k in key] if isinstance(key, tuple) else [str(key)], n)
+    return fam
 
 
 def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[str], Histogram]]) -> Metric:
@@ -68,11 +77,8 @@ class Collector:
 
     def collect(self) -> Iterator[Metric]:
         d = self.d
-        m = CounterMetricFamily("dispatcher_messages", "Outbox rows finished, by provider, status and code",
-                                labels=["provider", "status", "code"])
-        for (p, s, c), n in sorted(d.sink.results.items()):
-            m.add_metric([p, s, c], n)
-        yield m
+        yield _counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
+                       ["provider", "status", "code"], d.sink.results)
         g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
         for state, n in d.registry.depth.items():
             g.add_metric([state], n)
@@ -102,15 +108,9 @@ class Collector:
                          ["provider"], [([p], h) for p, h in sorted(d.sink.request_latency.items())])
         yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
                          [([], d.sink.queue_latency)])
-        r = CounterMetricFamily("dispatcher_reports", "Delivery reports stored", labels=["provider", "status"])
-        for (p, s), n in sorted(d.reports.received.items()):
-            r.add_metric([p, s], n)
-        yield r
-        r = CounterMetricFamily("dispatcher_reports_refused", "Delivery report calls refused",
-                                labels=["provider", "reason"])
-        for (p, s), n in sorted(d.reports.refused.items()):
-            r.add_metric([p, s], n)
-        yield r
+        yield _counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], d.reports.received)
+        yield _counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
+                       d.reports.refused)
         yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
                                   value=d.reports.matched)
         yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
@@ -127,15 +127,16 @@ class Collector:
                 for state in STATES:
                     g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
             yield g
-            c = CounterMetricFamily("dispatcher_provider_state_changes", "Provider state changes, by state entered",
-                                    labels=["provider", "state"])
-            for (alias, state), n in sorted(d.monitor.changes.items()):
-                c.add_metric([alias, state], n)
-            yield c
+            yield _counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
+                           ["provider", "state"], d.monitor.changes)
         yield CounterMetricFamily("dispatcher_retries", "Requests retried after a transient failure",
                                   value=d.engine.stats.retries if d.engine else 0)
         yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
                                   value=d.source.deferred_rows)
+        yield CounterMetricFamily("dispatcher_rescheduled", "Rows rescheduled in the outbox after a transient failure",
+                                  value=d.source.rescheduled)
+        yield CounterMetricFamily("dispatcher_retry_for_expired", "Rows failed: transient failures past retry_for",
+                                  value=d.source.retries_failed)
         w = d.webhooks
         if w is not None:
             yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=w.backlog)
@@ -145,17 +146,11 @@ class Collector:
                                       value=w.delivered)
             yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
                                       value=w.given_up)
-            c = CounterMetricFamily("dispatcher_webhook_posts", "Webhook POSTs by result", labels=["result"])
-            for result, n in sorted(w.posts.items()):
-                c.add_metric([result], n)
-            yield c
+            yield _counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], w.posts)
         a = d.api
         if a is not None:
-            c = CounterMetricFamily("dispatcher_api_requests", "API requests by route and status",
-                                    labels=["route", "status"])
-            for (route, status), n in sorted(a.requests.items()):
-                c.add_metric([route, str(status)], n)
-            yield c
+            yield _counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"],
+                           a.requests)
             c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
                                     labels=["outcome"])
             c.add_metric(["queued"], a.accepted)
