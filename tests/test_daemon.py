@@ -285,6 +285,8 @@ def test_configuration_errors_name_the_file_line_and_setting(tmp_path, monkeypat
     monkeypatch.setenv("SHORT_SECRET", "abc")
     assert "too short" in error(providers={"sms": {**p, "dlr_secret_env": "SHORT_SECRET"}})
     assert "nrs360 does not carry 'fax'" in error(providers={"sms": {**p, "channel": "fax"}})
+    e = error(providers={"sms": {**p, "url": "http://user:hunter2@127.0.0.1:1"}})
+    assert "providers.sms.url: must not hold credentials" in e and "hunter2" not in e
     assert "daemon.table: 'Bad Name' must be a lower-case name" in error(table="Bad Name")
     monkeypatch.delenv("DISPATCHER_DSN")
     assert "environment variable DISPATCHER_DSN is not set" in error()

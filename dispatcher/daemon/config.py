@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Located, _check_keys, _settings, _table, read_toml
+from ..config import Located, _check_keys, _check_url, _settings, _table, read_toml
 from ..phone import valid_region
 from ..providers import kinds
 from ..providers.base import ConfigError, Provider, Settings
@@ -286,8 +286,10 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
         cls = kinds()[kind]
         _check_keys(loc, section, t, set(cls.settings_class.keys()) | {"type", "channel"} | PROVIDER_EXTRA)
         settings = _settings(loc, alias, cls.settings_class, {k: v for k, v in t.items() if k not in PROVIDER_EXTRA})
-        if not settings.url:
-            raise loc.error(section, "url", "required: the provider's base URL")
+        try:
+            _check_url(settings.url)  # the campaign's check: required, http(s), no credentials in it (never echoed)
+        except ConfigError as e:
+            raise loc.error(section, "url", str(e)) from None
         channel = t.get("channel", "sms" if "sms" in cls.channels else sorted(cls.channels)[0])
         if channel not in cls.channels:
             raise loc.error(section, "channel",
