@@ -64,7 +64,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -483,11 +483,12 @@ def _email(raw: str) -> str | None:
 class Rows:
     """Claimed rows into engine records: campaign, route, address, text, content; or a rejected result."""
 
-    def __init__(self, cfg: DaemonConfig) -> None:
+    def __init__(self, cfg: DaemonConfig, providers: Mapping[str, Provider] | None = None) -> None:
         self.cfg = cfg
         self._templates: dict[str, Template | TemplateError] = {}
         self._contents: dict[tuple[str, str], Content | ConfigError] = {}
-        self._providers: dict[str, Provider] = {}
+        self._engine_providers = providers if providers is not None else {}  # the engine's, once built
+        self._providers: dict[str, Provider] = {}  # built here only where the engine's are not at hand
 
     def content(self, c: CampaignSpec, channel: str, alias: str) -> Content:
         """The campaign's content as `alias` will send it, checked by that provider once (sender rules,
@@ -496,7 +497,7 @@ class Rows:
         key = (c.name, alias)
         content = self._contents.get(key)
         if content is None:
-            provider = self._providers.get(alias)
+            provider = self._engine_providers.get(alias) or self._providers.get(alias)
             if provider is None:
                 provider = self._providers[alias] = self.cfg.providers[alias].build()
             try:

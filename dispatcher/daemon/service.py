@@ -25,7 +25,7 @@ from .. import codecs
 from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
-from ..providers.base import Outcome, Verdict
+from ..providers.base import Outcome, Provider, Verdict
 from . import metrics, reports
 from .api import MAX_BODY, Api
 from .config import DaemonConfig
@@ -85,10 +85,11 @@ class Daemon:
         self.sink = OutboxSink(cfg, pool, self.store)
         self.sink.on_write.append(self.reports.poke)
         self.sink.on_fatal.append(self.stop)
-        self.source = OutboxSource(cfg, pool, self.store, Rows(cfg), ready=self.registry.ready)
+        providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
+        self.source = OutboxSource(cfg, pool, self.store, Rows(cfg, providers), ready=self.registry.ready)
 
         if cfg.api_key:
-            self.api = Api(cfg, pool, self.names, Rows(cfg))
+            self.api = Api(cfg, pool, self.names, Rows(cfg, providers))
         if cfg.webhooks:
             self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
             self.sink.on_write.append(self.webhooks.notify)
@@ -108,7 +109,7 @@ class Daemon:
         for alias, url in reports.configure_callbacks(public, cfg.providers).items():
             log.info("delivery reports for %s: %s", alias, url)
 
-        providers = {alias: spec.build() for alias, spec in cfg.providers.items()}
+        providers.update({alias: spec.build() for alias, spec in cfg.providers.items()})
         channels = {alias: spec.channel for alias, spec in cfg.providers.items()}
         campaign = Campaign(
             run_id=f"daemon-{cfg.worker}", source=self.source, sinks=[self.sink], providers=providers,
