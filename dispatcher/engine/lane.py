@@ -208,19 +208,20 @@ class Lane:
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
-        ledger = self.ledger
-        for handle, msgs in self._waiting.items():
+        self._release(self.ledger.leave)
+
+    def _release(self, settle: Callable[[list[Message]], None]) -> None:
+        """Everything the lane holds and has not sent (waiting retries, open groups, queued batches) into
+        `settle`, keeping the workers' stop signals (a stop may come while the lane itself stops)."""
+        waiting, self._waiting = list(self._waiting.items()), {}
+        for handle, msgs in waiting:
             handle.cancel()
-            ledger.leave(msgs)
-        self._waiting.clear()
-        for g in self._groups.values():
-            ledger.leave(g)
+            settle(msgs)
+        groups = list(self._groups.values())
         self._groups.clear()
         self._sizes.clear()
-        self._drain(ledger.leave)
-
-    def _drain(self, settle: Callable[[list[Message]], None]) -> None:
-        """Empty the queue into `settle`, keeping the workers' stop signals (a stop may come mid-`stop`)."""
+        for g in groups:
+            settle(g)
         stops = 0
         for _ in range(self._queue.qsize()):
             b = self._queue.get_nowait()
@@ -238,17 +239,7 @@ class Lane:
             return
         self._halted = why
         self.events.halted(self.alias, why)
-        ledger = self.ledger
-        for handle, msgs in list(self._waiting.items()):
-            handle.cancel()
-            ledger.defer(self.alias, msgs, why)
-        self._waiting.clear()
-        pending = list(self._groups.values())
-        self._groups.clear()
-        self._sizes.clear()
-        for g in pending:
-            ledger.defer(self.alias, g, why)
-        self._drain(lambda b: ledger.defer(self.alias, b, why))
+        self._release(lambda msgs: self.ledger.defer(self.alias, msgs, why))
 
     # -- sending --------------------------------------------------------------------------
     async def _work(self) -> None:
