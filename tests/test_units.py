@@ -6,12 +6,12 @@ import asyncio
 import random
 import re
 import time
-from collections import deque
 
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_limits import max_window
 
 from dispatcher.limits import RateLimit
 from dispatcher.phone import number_problem, to_e164
@@ -168,13 +168,7 @@ def test_rate_limit_never_exceeds_its_rate_in_any_second():
 
     for rate in (100.0, 2000.0):
         stamps = asyncio.run(go(rate, 2.5))
-        window: deque[float] = deque()
-        worst = 0
-        for t in stamps:
-            window.append(t)
-            while window[0] <= t - 1.0:
-                window.popleft()
-            worst = max(worst, len(window))
+        worst = max_window(stamps)
         assert worst <= rate, (rate, worst)
         steady = [t for t in stamps if t >= stamps[0] + 1.0]
         assert len(steady) / (stamps[-1] - steady[0]) >= rate * 0.95
