@@ -194,6 +194,7 @@ def _rejects_sink(path: str) -> Any:
 async def _dry(campaign, args: argparse.Namespace) -> int:
     from .codecs.tables import SHORT_LINK
     from .engine import dry_run
+    from .model import Results
     from .sinks.base import SinkError
 
     samples: dict[str, list[dict[str, Any]]] = {}
@@ -216,7 +217,7 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
                 got.append({"id": m.rid, "to": m.to, "provider": alias, "text": m.text,
                             "encoding": m.encoding or None, "parts": m.parts or None})
         if bad and rejects is not None:
-            await rejects.write(bad)
+            await rejects.write(Results.of(bad))
 
     try:
         st = await dry_run(campaign, on_chunk=look)

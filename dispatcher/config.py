@@ -22,6 +22,7 @@ from .phone import valid_region
 from .providers import kinds
 from .providers.base import ConfigError, Provider, Settings
 from .render import Template, TemplateError, compile_template
+from .routing import Fixed, build_router
 from .sinks.base import Sink, SinkError
 from .sources.base import Source, SourceError
 from .state import RunState
@@ -434,9 +435,7 @@ def _router(loc: Located, data: dict[str, Any], providers: dict[str, Provider], 
         standby = {p.settings.failover for p in providers.values()}
         if len(set(providers) - standby) > 1:
             raise loc.error("", None, "several providers: add a [routing] table saying which records go where")
-        only = next(a for a in providers if a not in standby)
-        return lambda fields: only
-    from .routing import build_router
+        return Fixed(next(a for a in providers if a not in standby))
     try:
         return build_router(routing, providers, channels, recipient, region)
     except ConfigError as e:

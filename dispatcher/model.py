@@ -7,12 +7,61 @@ natively, so a result goes to a sink without an intermediate dict.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 SENT = "sent"
 FAILED = "failed"
 REJECTED = "rejected"
 TERMINAL = (SENT, FAILED, REJECTED)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One chunk of input rows as columns: `seq` (the resume key of each row) and one list of values per
+    field, all of one length. A field a row does not have (a JSON line without that key) holds MISSING,
+    which a template reads as a missing variable, unlike None (an empty value)."""
+
+    seq: list[int]
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def column(self, name: str) -> list[Any]:
+        """The values of `name`, MISSING where a row lacks it."""
+        col = self.columns.get(name)
+        return [MISSING] * len(self.seq) if col is None else col
+
+    def fields(self, i: int) -> dict[str, Any]:
+        """Row `i` as a dict (its missing fields left out): for the slow paths that need one."""
+        return {k: c[i] for k, c in self.columns.items() if c[i] is not MISSING}
+
+    def take(self, keep: list[int]) -> Chunk:
+        """The rows at the indexes `keep`, in that order."""
+        return Chunk([self.seq[i] for i in keep], {k: [c[i] for i in keep] for k, c in self.columns.items()})
+
+    @classmethod
+    def of_dicts(cls, seqs: list[int], dicts: list[dict[str, Any]]) -> Chunk:
+        """A chunk from one dict per row (JSON lines, outbox rows), their keys not always the same."""
+        names: dict[str, None] = {}
+        for d in dicts:
+            if len(d) != len(names) or d.keys() != names.keys():
+                names.update(dict.fromkeys(d))
+        return cls(seqs, {k: [d.get(k, MISSING) for d in dicts] for k in names})
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
 
 
 @dataclass(slots=True)
@@ -85,6 +134,49 @@ class Result:
 
 
 RESULT_FIELDS = tuple(Result.__dataclass_fields__)
+
+
+class Results:
+    """Terminal results as columns, one list per field of `Result`, in its order: what the ledger counts
+    and the sinks write in bulk. A request whose recipients were all accepted becomes one `Results` built
+    from its batch's columns (no `Result` per record); the rare per-record outcomes (failures, rejects)
+    come as `Result`s and are turned into columns once (`of`)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: list[list[Any]]) -> None:
+        self.columns = columns  # in RESULT_FIELDS order, all of one length
+
+    @classmethod
+    def of(cls, results: list[Result]) -> Results:
+        if not results:
+            return EMPTY
+        return cls([list(c) for c in zip(*[list(r.__dict__.values()) for r in results], strict=True)])
+
+    @classmethod
+    def concat(cls, parts: list[Results]) -> Results:
+        parts = [p for p in parts if len(p)]
+        if len(parts) <= 1:
+            return parts[0] if parts else EMPTY
+        return cls([list(chain.from_iterable(p.columns[i] for p in parts)) for i in range(len(RESULT_FIELDS))])
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def column(self, name: str) -> list[Any]:
+        return self.columns[_FIELD[name]]
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """One tuple per result, fields in RESULT_FIELDS order (for row-wise writers)."""
+        return list(zip(*self.columns, strict=True))
+
+    def results(self) -> list[Result]:
+        """One `Result` per row: for tests and the rare reader that wants objects."""
+        return [Result(*row) for row in zip(*self.columns, strict=True)]
+
+
+_FIELD = {name: i for i, name in enumerate(RESULT_FIELDS)}
+EMPTY = Results([[] for _ in RESULT_FIELDS])
 
 
 def rejected(seq: int, rid: str, to: str, code: str, error: str, provider: str = "", channel: str | None = None) -> Result:

@@ -195,3 +195,8 @@ def number_problem(raw: str, region: str | None, mobile: bool) -> tuple[str, str
 
 def valid_region(region: str) -> bool:
     return region.upper() in phonenumbers.SUPPORTED_REGIONS
+
+
+def to_e164_column(raws: list[str], region: str | None = None, mobile: bool = False) -> list[str | None]:
+    """`to_e164` of every number of a column."""
+    return [to_e164(r, region, mobile) for r in raws]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .codecs.tables import SHORT_LINK
+from .model import MISSING
 
 SERVER_PLACEHOLDERS = frozenset({"UNSUB_URL", "OTP_CODE"})
 _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)((?:\|[A-Za-z]+(?::[^{}|]*)?)*)\}")
@@ -111,6 +112,11 @@ class Template:
     computed once, so `server_source` substituted with the slots equals the text (links left long).
     Raises KeyError naming a missing variable, EmptyVariable naming an empty one. Generated per
     template: it runs once per message."""
+    fill_columns: Callable[..., tuple[list[str], list[dict[str, str]], dict[int, KeyError]]] | None = None
+    """`fill_columns(column, n) -> (texts, slots, problems)`: `fill` over a chunk of n rows, `column(name)`
+    giving one value per row (MISSING where a row lacks the field); `problems` maps the index of each
+    row `fill` would refuse to the KeyError / EmptyVariable it would raise (its text and slots there are
+    meaningless). A list operation a slot instead of a call a row."""
     required: frozenset[str] = frozenset()  # variables that must not be empty
     short_source: str = ""  # server_source with the `|shorten` kept for the server; "" if none
     short_format: str = ""  # %-format of the text with every `|shorten` link as SHORT_LINK; "" if none
@@ -156,6 +162,55 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
     lines.append(f"    return FMT % ({args}), {{{mapping}}}")
     exec("\n".join(lines), env)
     return env["fill"]  # type: ignore[return-value]
+
+
+def _values(name: str, col: list[object], required: bool, problems: dict[int, KeyError]) -> list[str]:
+    """One variable's column as text, noting the rows `fill` refuses (first problem of a row wins)."""
+    if set(map(type, col)) != {str}:
+        for i, v in enumerate(col):
+            if v is MISSING and i not in problems:
+                problems[i] = KeyError(name)
+        col = [v if type(v) is str else "" if v is None or v is MISSING else str(v) for v in col]
+    if required and "" in col:
+        for i, v in enumerate(col):
+            if not v and i not in problems:
+                problems[i] = EmptyVariable(name)
+    return col
+
+
+def _compile_fill_columns(pieces: list[str | Piece], slots: tuple[Piece, ...],
+                          required: Collection[str]) -> Callable[..., tuple[list[str], list[dict[str, str]],
+                                                                          dict[int, KeyError]]]:
+    """`fill` for a chunk of rows: each variable read and checked as a column, each filter mapped over
+    its column, then one %-format and one dict display a row in two comprehensions."""
+    env: dict[str, object] = {"_values": _values,
+                              "FMT": "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)}
+    lines = ["def fill_columns(column, n):", "    problems = {}"]
+    var_of: dict[str, str] = {}
+    slot_of: dict[str, str] = {}
+    for key, name, filters in slots:
+        if name not in var_of:
+            x = var_of[name] = f"x{len(var_of)}"
+            lines.append(f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems)")
+        expr = var_of[name]
+        for f in filters:
+            fn = f"f{len(env)}"
+            env[fn] = f
+            expr = f"list(map({fn}, {expr}))"
+        s = slot_of[key] = f"s{len(slot_of)}"
+        lines.append(f"    {s} = {expr}")
+    used = [slot_of[p[0]] for p in pieces if type(p) is not str]
+    if not slot_of:
+        lines.append("    return [FMT % ()] * n, [{} for _ in range(n)], problems")
+    else:
+        names = list(slot_of.values())
+        row = ", ".join(f"_{v}" for v in names)
+        texts = ("[FMT % (" + "".join(f"_{v}, " for v in used) + f") for {row}, in zip({', '.join(names)})]"
+                 if used else "[FMT % ()] * n")
+        mapping = ", ".join(f"{k!r}: _{v}" for k, v in slot_of.items())
+        lines.append(f"    return {texts}, [{{{mapping}}} for {row}, in zip({', '.join(names)})], problems")
+    exec("\n".join(lines), env)
+    return env["fill_columns"]  # type: ignore[return-value]
 
 
 def _where(source: str, pos: int) -> tuple[int, int]:
@@ -275,6 +330,7 @@ def compile_template(source: str, allow_empty: Collection[str] | bool = True) ->
             names.append(name)
     slot_tuple = tuple(slots.values())
     return Template(source, pieces, tuple(names), "".join(server), slot_tuple,
-                    _compile_fill(pieces, slot_tuple, strict), frozenset(strict),
+                    _compile_fill(pieces, slot_tuple, strict), _compile_fill_columns(pieces, slot_tuple, strict),
+                    frozenset(strict),
                     "".join(shorting) if shortens else "", "".join(short) if shortens else "",
                     tuple(short_keys) if shortens else ())

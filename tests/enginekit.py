@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from dispatcher.engine import Campaign, Engine, Events
-from dispatcher.model import Content, Message, Record, Result
+from dispatcher.model import Chunk, Content, Message, Result, Results
 from dispatcher.providers.base import HttpRequest, Outcome, Provider, Settings, Verdict
 from dispatcher.render import compile_template
 from dispatcher.sinks.base import Sink
@@ -108,18 +108,22 @@ class ListSource(Source):
         return {"name": "list", "seqs": [self.seqs[0], self.seqs[-1]] if self.seqs else []}
 
     async def chunks(self, skip: Callable[[int], bool] | None = None
-                     ) -> AsyncIterator[tuple[list[Record], list[Result]]]:
-        batch: list[Record] = []
+                     ) -> AsyncIterator[tuple[Chunk, list[Result]]]:
+        batch: list[int] = []
         for s in self.seqs:
             if skip is not None and skip(s):
                 continue
-            batch.append(Record(s, {"email": f"u{s}@example.com", "name": f"n{s}"}))
+            batch.append(s)
             if len(batch) >= self.chunk:
-                yield batch, []
+                yield rows(batch), []
                 batch = []
                 await asyncio.sleep(0)
         if batch:
-            yield batch, []
+            yield rows(batch), []
+
+
+def rows(seqs: list[int]) -> Chunk:
+    return Chunk(seqs, {"email": [f"u{s}@example.com" for s in seqs], "name": [f"n{s}" for s in seqs]})
 
 
 class MemorySink(Sink):
@@ -134,8 +138,8 @@ class MemorySink(Sink):
     async def failed(self) -> Iterable[int]:
         return [r.seq for r in self.results if r.status == "failed"]
 
-    async def write(self, results: list[Result]) -> None:
-        self.results.extend(results)
+    async def write(self, results: Results) -> None:
+        self.results.extend(results.results())
 
 
 @dataclass

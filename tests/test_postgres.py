@@ -15,7 +15,7 @@ import pytest
 from dispatcher import cli, pg
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import Engine
-from dispatcher.model import Result
+from dispatcher.model import Chunk, Record, Result, Results
 from dispatcher.providers.base import ConfigError
 from dispatcher.sinks import postgres as pgsink
 from dispatcher.sinks.base import SinkError
@@ -86,6 +86,10 @@ def audience(dsn: str, n: int, *, name: str | None = None, step: int = 1, bad_ev
     return table
 
 
+def records(c: Chunk) -> list[Record]:
+    return [Record(seq, c.fields(i)) for i, seq in enumerate(c.seq)]
+
+
 async def read_all(source: PostgresSource, skip: Any = None) -> list[tuple[list, list]]:
     return [(recs, bad) async for recs, bad in source.chunks(skip)]
 
@@ -117,7 +121,7 @@ def test_source_keyset_chunks_fields_and_progress(dsn: str) -> None:
     sizes = [len(r) for r, _ in chunks]
     assert sizes == [128] * 7 + [104]
     assert all(not bad for _, bad in chunks)
-    recs = [r for c, _ in chunks for r in c]
+    recs = [r for c, _ in chunks for r in records(c)]
     assert [r.seq for r in recs] == [1 + 3 * i for i in range(1000)]
     assert recs[0].fields == {"id": "1", "phone": "+34610000001", "name": "name1", "amount": "0.13",
                               "active": "false", "born": "2000-01-02", "status": None}
@@ -127,17 +131,17 @@ def test_source_keyset_chunks_fields_and_progress(dsn: str) -> None:
 def test_source_where_skip_and_cursor_mode(dsn: str) -> None:
     t = audience(dsn, 500)
     s = source(t, where="id % 5 = 0 AND active")
-    seqs = [r.seq for c, _ in run(read_all(s)) for r in c]
+    seqs = [seq for c, _ in run(read_all(s)) for seq in c.seq]
     assert seqs == list(range(10, 501, 10))
     s = source(t, chunk=64, fetch=50)
-    seqs = [r.seq for c, _ in run(read_all(s, skip=lambda q: q % 2 == 1)) for r in c]
+    seqs = [seq for c, _ in run(read_all(s, skip=lambda q: q % 2 == 1)) for seq in c.seq]
     assert seqs == list(range(2, 501, 2))
     # no unique index on the key: one cursor in key order instead of keyset pages
     t2 = audience(dsn, 300, key="id bigint")
     run(sql(dsn, f"UPDATE {t2} SET id = 301 - id"))
     s = source(t2, fetch=70)
     assert s._plan is not None and not s._plan.keyset
-    assert [r.seq for c, _ in run(read_all(s)) for r in c] == list(range(1, 301))
+    assert [seq for c, _ in run(read_all(s)) for seq in c.seq] == list(range(1, 301))
 
 
 def test_source_built_inside_a_running_loop(dsn: str) -> None:
@@ -146,7 +150,7 @@ def test_source_built_inside_a_running_loop(dsn: str) -> None:
 
     async def go() -> list[int]:
         s = source(t)
-        return [r.seq for c, _ in await read_all(s) for r in c]
+        return [seq for c, _ in await read_all(s) for seq in c.seq]
 
     assert run(go()) == [1, 2, 3, 4, 5]
 
@@ -156,7 +160,7 @@ def test_source_query_mode(dsn: str) -> None:
     q = f"SELECT a.id * 10 AS uid, a.phone, upper(a.name) AS name, a.amount * 2 AS twice FROM {t} a WHERE a.active;"
     s = source(query=q, key="uid", fetch=33, chunk=50)
     assert s.columns() == ["uid", "phone", "name", "twice"]
-    recs = [r for c, _ in run(read_all(s)) for r in c]
+    recs = [r for c, _ in run(read_all(s)) for r in records(c)]
     assert [r.seq for r in recs] == list(range(20, 4001, 20))
     assert recs[0].fields == {"uid": "20", "phone": "+34610000002", "name": "NAME2", "twice": "0.50"}
     assert s.progress() == 1.0
@@ -221,7 +225,7 @@ def test_source_survives_killed_connection(dsn: str, mode: str) -> None:
         seqs: list[int] = []
         kills = 0
         async for recs, _ in s.chunks():
-            seqs.extend(r.seq for r in recs)
+            seqs.extend(recs.seq)
             if len(seqs) in (300, 1200):
                 kills += await kill_ours(dsn)
         assert kills >= 2
@@ -249,8 +253,8 @@ def test_sink_copy_schema_and_done(dsn: str, monkeypatch: pytest.MonkeyPatch) ->
     async def go() -> None:
         s = sink(table, "run-a")
         await s.open(resume=False)
-        await s.write(results(range(1, 1001)))
-        await s.write(results(range(5000, 900_000, 4000), "failed"))
+        await s.write(Results.of(results(range(1, 1001))))
+        await s.write(Results.of(results(range(5000, 900_000, 4000), "failed")))
         await s.close()
         rows = await fetch(dsn, f"SELECT * FROM {table} ORDER BY seq")
         assert len(rows) == 1000 + len(range(5000, 900_000, 4000))
@@ -268,7 +272,7 @@ def test_sink_copy_schema_and_done(dsn: str, monkeypatch: pytest.MonkeyPatch) ->
         # a second run id in the same table; done() is per run, paged, dense and sparse
         other = sink(table, "run-b")
         await other.open(resume=False)
-        await other.write(results(range(1, 11)))
+        await other.write(Results.of(results(range(1, 11))))
         await other.close()
         monkeypatch.setattr(pgsink, "DONE_PAGE", 128)
         again = sink(table, "run-a")
@@ -305,7 +309,7 @@ def test_sink_migrations_are_versioned(dsn: str, monkeypatch: pytest.MonkeyPatch
         for i in range(2):
             s = sink(table, "m")
             await s.open(resume=True)
-            await s.write(results(range(10 * i + 1, 10 * i + 4)))
+            await s.write(Results.of(results(range(10 * i + 1, 10 * i + 4))))
             await s.close()
         rows = await fetch(dsn, "SELECT version FROM dispatcher_schema WHERE name = $1", f"results:{table}")
         assert rows[0]["version"] == 2
@@ -313,7 +317,7 @@ def test_sink_migrations_are_versioned(dsn: str, monkeypatch: pytest.MonkeyPatch
         with pytest.raises(SinkError, match="already has a result"):
             s = sink(table, "m")
             await s.open(resume=True)
-            await s.write(results([12]))
+            await s.write(Results.of(results([12])))
 
     run(go())
     # a table of the same name that is not ours
@@ -335,11 +339,11 @@ def test_sink_mark_sent(dsn: str) -> None:
         s = PostgresSink.from_config({"type": "postgres", "dsn_env": ENV, "table": table, "mark_sent": "status"},
                                      "mk", source={"type": "postgres", "table": t, "key": "id"})
         await s.open(resume=False)
-        await s.write(results(range(1, 101)) + results(range(101, 151), "failed"))
+        await s.write(Results.of(results(range(1, 101)) + results(range(101, 151), "failed")))
         await s.close()
         s = sink(table, "mk2", mark_sent=f"{t}.state")
         await s.open(resume=False)
-        await s.write(results(range(1, 51), "rejected"))
+        await s.write(Results.of(results(range(1, 51), "rejected")))
         await s.close()
         rows = await fetch(dsn, f"SELECT status, state::text AS state, count(*) FROM {t} GROUP BY 1, 2 ORDER BY 1, 2")
         assert [tuple(r) for r in rows] == [("failed", None, 50), ("sent", "rejected", 50), ("sent", None, 50),
@@ -372,15 +376,15 @@ def test_sink_retries_a_lost_connection_without_duplicates(dsn: str, monkeypatch
     async def go() -> None:
         s = sink(table, "lost")
         await s.open(resume=False)
-        await s.write(results(range(1, 501)))
+        await s.write(Results.of(results(range(1, 501))))
         assert await kill_ours(dsn) == 1  # between two writes
-        await s.write(results(range(501, 1001)))
+        await s.write(Results.of(results(range(501, 1001))))
         assert s.reconnects >= 1
         lose_answer[0] = True  # committed, but the sink cannot know: it asks, and copies nothing twice
-        await s.write(results(range(1001, 1501)))
+        await s.write(Results.of(results(range(1001, 1501))))
         assert s.retries >= 1 and not lose_answer[0]
         await kill_ours(dsn)  # while a COPY is running
-        await asyncio.gather(s.write(results(range(1501, 41_501))), kill_soon())
+        await asyncio.gather(s.write(Results.of(results(range(1501, 41_501)))), kill_soon())
         done = await s.done()
         await s.close()
         assert list(done) == list(range(1, 41_501))

@@ -72,7 +72,7 @@ import asyncpg
 import orjson
 
 from ..engine import Engine, Finisher, Prepared
-from ..model import REJECTED, Content, Message, Record, Result
+from ..model import REJECTED, Chunk, Content, Message, Record, Result, Results
 from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
 from ..providers.base import ConfigError, Provider
@@ -701,7 +701,7 @@ class OutboxSource(Source):
         self.claimed += len(rows)
         return rows, records, bad
 
-    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Rows, list[Result]]]:
         """Claim, yield, repeat; the next claim is already on its way while the engine takes a chunk in."""
         cfg = self.cfg
         failures = 0
@@ -736,7 +736,7 @@ class OutboxSource(Source):
                 if not partial and e is not None and self.ready() and e.room() >= len(rows) + want:
                     self.wake.clear()
                     self._ahead = (asyncio.ensure_future(self._claim(want)), want)
-                yield records, bad
+                yield Chunk.of_dicts([r.seq for r in records], [r.fields for r in records]), bad
                 continue
             partial = False
             # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
@@ -801,16 +801,15 @@ class RowsPreparer:
         self.finish = finish
         self.channels = channels
 
-    def prepare(self, records: list[Record]) -> Prepared:
+    def prepare(self, rows: Chunk) -> Prepared:
         channels = self.channels
         out: dict[str, list[Message]] = {}
         sms: list[Message] = []
-        for rec in records:
-            f = rec.fields
-            alias = f["_alias"]
-            text = f["body"]
-            m = Message(rec.seq, str(rec.seq), f["_to"], text, f, {"body": text}, alias, channels[alias],
-                        content=f["_content"])
+        for i, (seq, alias, text, to, content) in enumerate(zip(
+                rows.seq, rows.column("_alias"), rows.column("body"), rows.column("_to"), rows.column("_content"),
+                strict=True)):
+            m = Message(seq, str(seq), to, text, rows.fields(i), {"body": text}, alias, channels[alias],
+                        content=content)
             if m.channel == "sms":
                 sms.append(m)
             g = out.get(alias)
@@ -868,10 +867,12 @@ class OutboxSink(Sink):
         self.on_write: list[Callable[[], None]] = []
         self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
 
-    async def write(self, results: list[Result]) -> None:
+    async def write(self, results: Results) -> None:
+        col = results.column
+        seqs, providers, latencies = col("seq"), col("provider"), col("latency_ms")
         rows = await self._update([  # the connections' jsonb codec is orjson
-            [r.seq, r.status, r.provider, r.to, r.message_id, r.parts, r.code, r.error, r.latency_ms, r.meta]
-            for r in results])
+            list(r) for r in zip(seqs, col("status"), providers, col("to"), col("message_id"), col("parts"),
+                                 col("code"), col("error"), latencies, col("meta"), strict=True)])
         counts = self.results
         q = self.queue_latency
         written = 0
@@ -887,7 +888,7 @@ class OutboxSink(Sink):
             self.lost += len(results) - written
             log.warning("%d results for rows this worker no longer holds (its claims were taken back)",
                         len(results) - written)
-        for provider, ms in {(r.provider, r.latency_ms) for r in results}:  # one observation a request
+        for provider, ms in set(zip(providers, latencies, strict=True)):  # one observation a request
             if ms is None:
                 continue
             h = self.request_latency.get(provider)

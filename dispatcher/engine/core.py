@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from .. import codecs
-from ..model import FAILED, Content, Message, Record, Result
+from ..model import FAILED, Chunk, Content, Message, Result, Results
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
 from ..sources.base import Source
@@ -258,11 +258,11 @@ class Engine:
                 break
             stats.read += len(records) + len(bad)
             ledger.enter(len(records) + len(bad))
-            ledger.finish(bad)
+            ledger.finish(Results.of(bad))
             if len(self.in_doubt):
                 records = self._doubts(records, hold)
             by_lane, rejects = self.preparer.prepare(records)
-            ledger.finish(rejects)
+            ledger.finish(Results.of(rejects))
             doubt = self.in_doubt if len(self.in_doubt) else None
             for alias, msgs in by_lane.items():
                 if not msgs:
@@ -281,20 +281,21 @@ class Engine:
                 if ledger.full:
                     await ledger.room()
 
-    def _doubts(self, records: list[Record], hold: bool) -> list[Record]:
+    def _doubts(self, rows: Chunk, hold: bool) -> Chunk:
         """`on_doubt = "hold"`: records in flight when an earlier attempt died fail as in doubt, unsent."""
         if not hold:
-            return records
-        held = [r for r in records if r.seq in self.in_doubt]
+            return rows
+        doubt = self.in_doubt
+        held = [i for i, seq in enumerate(rows.seq) if seq in doubt]
         if not held:
-            return records
-        self.ledger.finish([self._held(r) for r in held])
-        return [r for r in records if r.seq not in self.in_doubt]
+            return rows
+        self.ledger.finish(Results.of([self._held(rows.seq[i], rows.fields(i)) for i in held]))
+        return rows.take([i for i, seq in enumerate(rows.seq) if seq not in doubt])
 
-    def _held(self, r: Record) -> Result:
-        rid = str(r.fields.get(self.c.id_column) or r.seq) if self.c.id_column else str(r.seq)
-        to = r.fields.get(self.c.recipient)
-        return Result(r.seq, rid, str(to or ""), "", FAILED, code="in_doubt",
+    def _held(self, seq: int, fields: dict[str, Any]) -> Result:
+        rid = str(fields.get(self.c.id_column) or seq) if self.c.id_column else str(seq)
+        to = fields.get(self.c.recipient)
+        return Result(seq, rid, str(to or ""), "", FAILED, code="in_doubt",
                       error="in flight when an earlier attempt of this run died: the provider may have it; "
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 

@@ -11,13 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import aiohttp
 
 from ..limits import RateLimit
-from ..model import FAILED, REJECTED, SENT, Message, Result
-from ..providers.base import Outcome, Provider, ProviderError, Verdict
+from ..model import FAILED, REJECTED, SENT, Message, Result, Results
+from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
 from ..retry import ambiguous, backoff
 from .circuit import Circuit
 from .ledger import Events, Ledger
@@ -298,6 +299,8 @@ class Lane:
             assert self._transport is not None
             status, headers, body = await self._transport.send(req)
             outcomes = provider.parse(batch, status, headers, body)
+            if type(outcomes) is Accepted and len(outcomes.message_ids) != len(batch):
+                raise ValueError(f"{len(outcomes.message_ids)} ids for a batch of {len(batch)}")
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             status = 0
             unsure = ambiguous(e)
@@ -312,8 +315,11 @@ class Lane:
         self.circuit.record(0 < status < 500)
         await self._after(batch, outcomes, status, latency, unsure, generation)
 
-    async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+    async def _after(self, batch: list[Message], outcomes: list[Outcome] | Accepted, status: int, latency: float,
                      unsure: bool, generation: int) -> None:
+        if type(outcomes) is Accepted:
+            self._accepted(batch, outcomes, latency)
+            return
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
             self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
             self.stats.throttled += 1
@@ -348,6 +354,20 @@ class Lane:
             loop = asyncio.get_running_loop()
             handle = loop.call_later(wait, lambda: self._requeue(msgs, handle))
             self._waiting[handle] = msgs
+
+    def _accepted(self, batch: list[Message], a: Accepted, latency: float) -> None:
+        """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
+        n = len(batch)
+        seq, rid, to, parts, enc, attempts, channel, translit = map(list, zip(*map(_RESULT_ATTRS, batch), strict=True))
+        if 0 in parts:
+            parts = [p or None for p in parts]
+        if "" in enc:
+            enc = [e or None for e in enc]
+        meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else [None] * n
+        nothing = [None] * n
+        self.ledger.finish(Results([seq, rid, to, [self.alias] * n, [SENT] * n, a.message_ids, parts, enc,
+                                    nothing, nothing, attempts, [round(latency, 2)] * n, [a.trace_id] * n,
+                                    channel, translit, meta]))
 
     def _settle(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
                 unsure: bool) -> list[tuple[Message, Outcome]]:
@@ -394,7 +414,7 @@ class Lane:
             results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
                                   o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
                                   _meta(m, o)))
-        self.ledger.finish(results)
+        self.ledger.finish(Results.of(results))
         if spent and last_retry is not None:
             self.ledger.defer(alias, spent, last_retry)
         if halt is not None:
@@ -418,10 +438,14 @@ class Lane:
         return keep
 
 
-def _meta(m: Message, o: Outcome) -> dict[str, Any] | None:
-    if not m.ambiguous and not o.extra and not m.extra:
+_RESULT_ATTRS = attrgetter("seq", "rid", "to", "parts", "encoding", "attempts", "channel", "transliterated")
+
+
+def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:
+    extra = o.extra if o is not None else None
+    if not m.ambiguous and not extra and not m.extra:
         return None
-    meta: dict[str, Any] = dict(o.extra or {})
+    meta: dict[str, Any] = dict(extra or {})
     if m.ambiguous:
         meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
     if m.extra:

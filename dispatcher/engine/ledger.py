@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import FAILED, SENT, Message, Result
+from ..model import FAILED, SENT, Message, Results
 from ..providers.base import Outcome
 from ..state import RunState
 
@@ -81,7 +81,7 @@ class Ledger:
         self.in_flight = 0
         self.limit = 0  # records in flight before the reader waits (set by the engine)
         self.source_done = False
-        self._buffer: list[Result] = []
+        self._buffer: list[Results] = []
         self._room = asyncio.Event()
         self._room.set()
         self._drained = asyncio.Event()
@@ -106,29 +106,36 @@ class Ledger:
         return max(self.limit - self.in_flight, 0) if self.limit else 1 << 30
 
     # -- leaving: the only three ways out ------------------------------------------------------
-    def finish(self, results: Sequence[Result]) -> None:
+    def finish(self, results: Results) -> None:
         """Terminal results: they go to the sinks on the next loop turn, one write for a turn's results."""
-        if not results:
+        n = len(results)
+        if not n:
             return
         st = self.stats
-        codes, texts = st.codes, st.texts
-        for r in results:
-            s = r.status
-            if s == SENT:
-                st.sent += 1
-                st.parts += r.parts or 0
-                continue
-            key = f"{r.provider}:{r.code}" if s == FAILED else f"rejected:{r.code}"
-            if s == FAILED:
-                st.failed += 1
-            else:
-                st.rejected += 1
-            codes[key] += 1
-            if key not in texts:
-                texts[key] = r.error or ""
-        self._buffer.extend(results)
+        status = results.column("status")
+        parts = results.column("parts")
+        sent = status.count(SENT)
+        st.sent += sent
+        if sent == n:
+            st.parts += sum(filter(None, parts))
+        else:
+            codes, texts = st.codes, st.texts
+            for s, p, provider, code, error in zip(status, parts, results.column("provider"), results.column("code"),
+                                                   results.column("error"), strict=True):
+                if s == SENT:
+                    st.parts += p or 0
+                    continue
+                key = f"{provider}:{code}" if s == FAILED else f"rejected:{code}"
+                if s == FAILED:
+                    st.failed += 1
+                else:
+                    st.rejected += 1
+                codes[key] += 1
+                if key not in texts:
+                    texts[key] = error or ""
+        self._buffer.append(results)
         self._pending.set()
-        self._settled(len(results))
+        self._settled(n)
 
     def defer(self, alias: str, msgs: Sequence[Message], why: Outcome) -> None:
         """No result: the provider cannot take these now. Not in doubt (the provider refused them or never
@@ -187,15 +194,15 @@ class Ledger:
     async def drained(self) -> None:
         await self._drained.wait()
 
-    async def results(self) -> list[Result]:
+    async def results(self) -> Results:
         """The next results to write; empty once everything has left and been handed out."""
         while True:
             if self._buffer:
                 self._pending.clear()
                 out, self._buffer = self._buffer, []
-                return out
+                return Results.concat(out)
             if self._drained.is_set():
-                return []
+                return Results.concat([])
             self._pending.clear()
             await self._pending.wait()
 

@@ -10,13 +10,15 @@ is sent, whoever prepared it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
-from ..model import REJECTED, Content, Message, Record, Result, rejected
-from ..phone import number_problem, to_e164
+from ..model import MISSING, REJECTED, Chunk, Content, Message, Result, rejected
+from ..phone import number_problem, to_e164_column
 from ..providers.base import Provider
 from ..render import problem
+from ..routing import Fixed
 
 if TYPE_CHECKING:
     from .core import Campaign
@@ -25,13 +27,13 @@ Prepared = tuple[dict[str, list[Message]], list[Result]]  # messages by provider
 
 
 class Preparer(Protocol):
-    def prepare(self, records: list[Record]) -> Prepared:
-        """Messages by provider alias for one chunk; bad records as rejected results."""
+    def prepare(self, rows: Chunk) -> Prepared:
+        """Messages by provider alias for one chunk; bad rows as rejected results."""
         ...
 
 
 class Finisher:
-    """Encode the chunk's SMS texts in one codec call, then ask each provider whether it can take each message."""
+    """Encode a chunk's SMS texts in one codec call, then ask each provider whether it can take each message."""
 
     def __init__(self, providers: Mapping[str, Provider], *, gsm_pt: bool = False, transliterate: bool = False) -> None:
         self.providers = providers
@@ -39,44 +41,42 @@ class Finisher:
         self.transliterate = transliterate
 
     def __call__(self, out: dict[str, list[Message]], sms: list[Message], bad: list[Result]) -> Prepared:
+        """Messages built already (the daemon's rows): set their encodings, then `screen` them."""
         if sms:
-            self._encode(sms)
+            enc, parts, translit, texts = self.encode([m.text for m in sms])
+            for m, e, p, t, text in zip(sms, enc, parts, translit, texts, strict=True):
+                m.encoding, m.parts, m.transliterated, m.text = e, p, t, text
         for alias, msgs in out.items():
-            check = self.providers[alias].check
-            keep = []
-            for m in msgs:
-                why = check(m)
-                if why is None:
-                    keep.append(m)
-                else:
-                    bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None,
-                                      m.encoding or None, why[0], why[1], channel=m.channel,
-                                      transliterated=m.transliterated))
-            out[alias] = keep
+            out[alias] = self.screen(alias, msgs, bad)
         return out, bad
 
-    def _encode(self, msgs: list[Message]) -> None:
-        a = codecs.analyze([m.text for m in msgs], gsm_pt=self.gsm_pt, transliterate=self.transliterate)
+    def encode(self, texts: list[str]) -> tuple[list[str], list[int], list[bool], list[str]]:
+        """(encoding, parts, transliterated, text as sent) of each text, in one codec call."""
+        if not texts:
+            return [], [], [], texts
+        a = codecs.analyze(texts, gsm_pt=self.gsm_pt, transliterate=self.transliterate)
         names = codecs.ENCODINGS
-        enc = a.encoding.tolist()
+        enc = [names[e] for e in a.encoding.tolist()]
         parts = a.parts.tolist()
         if self.transliterate:
-            tr = a.transliterated.tolist()
-            texts = a.texts
-            for i, m in enumerate(msgs):
-                m.encoding = names[enc[i]]
-                m.parts = parts[i]
-                if tr[i]:
-                    m.transliterated = True
-                    m.text = texts[i]
-        else:
-            for i, m in enumerate(msgs):
-                m.encoding = names[enc[i]]
-                m.parts = parts[i]
+            return enc, parts, a.transliterated.tolist(), a.texts
+        return enc, parts, [False] * len(texts), texts
+
+    def screen(self, alias: str, msgs: list[Message], bad: list[Result]) -> list[Message]:
+        """The messages `alias` can take; the others become rejected results in `bad`."""
+        refused = self.providers[alias].check_all(msgs)
+        if not refused:
+            return msgs
+        for i, (code, why) in refused.items():
+            m = msgs[i]
+            bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None, m.encoding or None,
+                              code, why, channel=m.channel, transliterated=m.transliterated))
+        return [m for i, m in enumerate(msgs) if i not in refused]
 
 
 class CampaignPreparer:
-    """A campaign's records: route, normalise the recipient, render the template, then `Finisher`."""
+    """A campaign's rows, a column at a time: route, normalise the recipients, render the template,
+    encode, check; then one Message per row that can be sent (what lanes batch and retry)."""
 
     def __init__(self, c: Campaign) -> None:
         self.c = c
@@ -86,49 +86,80 @@ class CampaignPreparer:
             alias: (ch, c.contents[ch], c.contents[ch].recipient or c.recipient, p.address_for(ch) == "phone")
             for alias, p in c.providers.items() for ch in (c.channels[alias],)
         }
+        self._fixed = c.route.alias if type(c.route) is Fixed else None
 
-    def prepare(self, records: list[Record]) -> Prepared:
+    def prepare(self, rows: Chunk) -> Prepared:
         c = self.c
-        out: dict[str, list[Message]] = {}
         bad: list[Result] = []
-        sms: list[Message] = []
-        recipient, id_col, region = c.recipient, c.id_column, c.region
-        route, routes = c.route, self._routes
-        for rec in records:
-            f = rec.fields
-            rid = str(f.get(id_col) or rec.seq) if id_col else str(rec.seq)
+        seqs = rows.seq
+        if c.id_column:
+            rids = [v if v.__class__ is str and v else str(v or s)
+                    for v, s in zip(rows.column(c.id_column), seqs, strict=True)]
+        else:
+            rids = list(map(str, seqs))
+        out: dict[str, list[Message]] = {}
+        if self._fixed is not None:
+            out[self._fixed] = self._messages(self._fixed, rows, rids, bad)
+            return out, bad
+        by_alias: dict[str, list[int]] = {}
+        route = c.route
+        for i in range(len(rows)):
+            f = rows.fields(i)
             try:
-                alias = route(f)
+                by_alias.setdefault(route(f), []).append(i)
             except KeyError as e:
-                raw = f.get(recipient)
-                bad.append(rejected(rec.seq, rid, "" if raw is None else str(raw), "no_route",
+                raw = f.get(c.recipient)
+                bad.append(rejected(seqs[i], rids[i], "" if raw is None else str(raw), "no_route",
                                     str(e.args[0]) if e.args else "no route"))
-                continue
-            channel, content, column, phone = routes[alias]
-            raw = f.get(column)
-            raw = raw if type(raw) is str else ("" if raw is None else str(raw))
-            if phone:
-                to = to_e164(raw, region, content.mobile_only)
+        for alias, idx in by_alias.items():
+            out[alias] = self._messages(alias, rows.take(idx), [rids[i] for i in idx], bad)
+        return out, bad
+
+    def _messages(self, alias: str, rows: Chunk, rids: list[str], bad: list[Result]) -> list[Message]:
+        c = self.c
+        channel, content, column, phone = self._routes[alias]
+        n = len(rows)
+        seqs = rows.seq
+        raws = rows.column(column)
+        if set(map(type, raws)) - {str}:
+            raws = [v if type(v) is str else "" if v is None or v is MISSING else str(v) for v in raws]
+        mobile = content.mobile_only
+        tos = to_e164_column(raws, c.region, mobile) if phone else [_email(raw) for raw in raws]
+        texts, slots, problems = content.template.fill_columns(rows.column, n)
+        if None in tos or problems:
+            keep = []
+            for i, to in enumerate(tos):
                 if to is None:
-                    bad.append(rejected(rec.seq, rid, raw, *number_problem(raw, region, content.mobile_only),
-                                        alias, channel))
-                    continue
-            else:
-                to = raw.strip()
-                if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
-                    bad.append(rejected(rec.seq, rid, raw, "invalid_address", f"'{raw}' is not an email address",
-                                        alias, channel))
-                    continue
-            try:
-                text, slots = content.template.fill(f)
-            except KeyError as e:  # a missing variable, or an empty one (EmptyVariable)
-                bad.append(rejected(rec.seq, rid, to, *problem(e), alias, channel))
-                continue
-            m = Message(rec.seq, rid, to, text, f, slots, alias, channel, content=content)
-            if channel == "sms":
-                sms.append(m)
-            g = out.get(alias)
-            if g is None:
-                g = out[alias] = []
-            g.append(m)
-        return self.finish(out, sms, bad)
+                    raw = raws[i]
+                    why = number_problem(raw, c.region, mobile) if phone else (
+                        "invalid_address", f"'{raw}' is not an email address")
+                    bad.append(rejected(seqs[i], rids[i], raw, *why, alias, channel))
+                elif i in problems:
+                    bad.append(rejected(seqs[i], rids[i], to, *problem(problems[i]), alias, channel))
+                else:
+                    keep.append(i)
+            seqs, rids, tos, texts, slots = ([col[i] for i in keep] for col in (seqs, rids, tos, texts, slots))
+        else:
+            keep = None
+        provider = c.providers[alias]
+        if provider.reads_fields(channel, content):
+            fields = [rows.fields(i) for i in (range(n) if keep is None else keep)]
+        else:
+            fields = [_NO_FIELDS] * len(seqs)
+        if channel == "sms":
+            enc, parts, translit, texts = self.finish.encode(texts)
+        else:
+            enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
+        msgs = [Message(*m, content=content) for m in zip(seqs, rids, tos, texts, fields, slots, repeat(alias),
+                                                           repeat(channel), enc, parts, translit)]
+        return self.finish.screen(alias, msgs, bad)
+
+
+_NO_FIELDS: dict[str, Any] = {}  # shared by the messages of providers that read no field of their own
+
+
+def _email(raw: str) -> str | None:
+    to = raw.strip()
+    if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
+        return None
+    return to

@@ -52,6 +52,16 @@ class Outcome:
 
 
 @dataclass(slots=True)
+class Accepted:
+    """What `parse` may return instead of one Outcome per message when the provider accepted every message
+    of the batch: their ids in batch order. The lane turns it into one block of `sent` results built from
+    the batch's columns, with no object per message (the common answer of a batched provider)."""
+
+    message_ids: list[str | None]
+    trace_id: str | None = None
+
+
+@dataclass(slots=True)
 class HttpRequest:
     method: str
     url: str
@@ -169,6 +179,29 @@ class Provider:
         """How many messages of one key a request carries (a provider's rules may differ by key)."""
         return self.batch_size
 
+    def reads_fields(self, channel: str, content: Content) -> bool:
+        """Whether building this channel's requests reads record fields by name (`Message.vars`) beyond the
+        template's slots; when not, messages carry no copy of their row's fields."""
+        return False
+
+    def check_all(self, msgs: Sequence[Message]) -> dict[int, tuple[str, str]]:
+        """`check` over a chunk: (code, reason) by index of each message that can never be accepted. The
+        limits every provider has are checked over the columns; a provider with rules of its own says
+        whether a chunk needs `check` message by message."""
+        if not msgs:
+            return {}
+        if not self.checks_each(msgs):
+            over = ((self.max_parts and max([m.parts for m in msgs]) > self.max_parts)
+                    or (self.max_chars and max([len(m.text) for m in msgs]) > self.max_chars))
+            if not over:
+                return {}
+        check = self.check
+        return {i: why for i, m in enumerate(msgs) if (why := check(m)) is not None}
+
+    def checks_each(self, msgs: Sequence[Message]) -> bool:
+        """Whether `check` has rules beyond the part and character limits for these messages."""
+        return type(self).check is not Provider.check
+
     def check(self, m: Message) -> tuple[str, str] | None:
         """(code, reason) when this message can never be accepted: it becomes `rejected`."""
         if self.max_parts and m.parts > self.max_parts:
@@ -181,8 +214,9 @@ class Provider:
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         raise NotImplementedError
 
-    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
-        """One Outcome per message of `batch`, in order."""
+    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str],
+              body: bytes) -> list[Outcome] | Accepted:
+        """One Outcome per message of `batch`, in order; or `Accepted` when every message was accepted."""
         raise NotImplementedError
 
     # -- delivery reports ---------------------------------------------------------------

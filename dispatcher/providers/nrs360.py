@@ -40,6 +40,7 @@ from ..codecs.tables import TRANSLATE_TABLE
 from ..model import Content, Message
 from . import reports as dlr
 from .base import (
+    Accepted,
     ConfigError,
     HttpRequest,
     Outcome,
@@ -159,6 +160,14 @@ class Nrs360(Provider):
         text_key = id(m.content) if self._substituted(m) else m.text
         return (m.channel, m.encoding, m.transliterated, text_key)
 
+    def reads_fields(self, channel: str, content: Content) -> bool:
+        return channel == "whatsapp" and any(content.options.get(o) for o in WHATSAPP_FIELDS)
+
+    def checks_each(self, msgs: Sequence[Message]) -> bool:
+        """Shortened links, voice lengths and WhatsApp fields are checked a message at a time; plain SMS and
+        email only against the limits."""
+        return any([m.channel in ("voice", "whatsapp") or self._shortens(m) for m in msgs])
+
     def check(self, m: Message) -> tuple[str, str] | None:
         if self._shortens(m):
             self._count_shortened(m)
@@ -231,7 +240,8 @@ class Nrs360(Provider):
             messages.append(entry)
         return {"templateId": opts.get("template_id"), "from": batch[0].content.sender, "messages": messages}
 
-    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str], body: bytes) -> list[Outcome]:
+    def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str],
+              body: bytes) -> list[Outcome] | Accepted:
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
@@ -248,7 +258,9 @@ class Nrs360(Provider):
             o = http_default(status, body[:200].decode("utf-8", "replace") if body else "", headers=headers)
         return [o] * len(batch)
 
-    def _per_recipient(self, batch: Sequence[Message], results: list, trace: str | None) -> list[Outcome]:
+    def _per_recipient(self, batch: Sequence[Message], results: list, trace: str | None) -> list[Outcome] | Accepted:
+        if len(results) == len(batch) and all([type(r) is dict and r.get("accepted") for r in results]):
+            return Accepted([r.get("id") for r in results], trace)
         if len(results) != len(batch):  # pair by number when the server did not keep the order
             by_to: dict[str, list] = {}
             for r in results:

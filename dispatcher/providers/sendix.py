@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..model import Message
+from ..model import Content, Message
 from . import reports as dlr
 from .base import (
     HttpRequest,
@@ -121,6 +121,9 @@ class Sendix(Provider):
         # campaign (template, language...) and fails the message as FAILED. Compared in lower case.
         self._recipient_keys = frozenset({api["phone"].lower(), api["parameters"].lower(),
                                           api["external_id"].lower()})
+
+    def reads_fields(self, channel: str, content: Content) -> bool:
+        return content.options.get("parameters") is not None
 
     def check(self, m: Message) -> tuple[str, str] | None:
         missing = [n for n in m.content.options.get("parameters") or () if m.vars.get(n) in (None, "")]

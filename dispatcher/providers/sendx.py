@@ -87,6 +87,9 @@ class Sendx(Provider):
             return m.seq
         return id(m.content) if m.content.options.get("template") else m.text
 
+    def reads_fields(self, channel: str, content: Content) -> bool:
+        return bool(content.options.get("name_field"))
+
     def check(self, m: Message) -> tuple[str, str] | None:
         opts = m.content.options
         if opts.get("template") and opts.get("headers"):  # the SDK's TemplateEmailMessage has no `headers`

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..model import Result
+from ..model import Results
 
 
 class SinkError(Exception):
@@ -23,7 +23,7 @@ class Sink:
         """The `seq` of every record whose result here is `failed` (for --retry-failed)."""
         raise SinkError(f"{self.name}: cannot list failed records")
 
-    async def write(self, results: list[Result]) -> None:
+    async def write(self, results: Results) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:

@@ -15,10 +15,47 @@ from pathlib import Path
 
 import orjson
 
-from ..model import RESULT_FIELDS, Result
+from ..model import RESULT_FIELDS, Results
 from .base import Sink, SinkError
 
-_OPTS = orjson.OPT_APPEND_NEWLINE
+_NUMBERS = frozenset({int, float, bool, type(None)})  # JSON forms without a comma inside
+
+
+def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, bool]:
+    """One column as JSON: (the one value every row has, or None; else each row's JSON; whether those are
+    strings given without their quotes). One orjson call for a column of strings or of numbers: inside an
+    encoded string every quote is escaped, so `","` occurs only between elements; numbers, null, true and
+    false hold no comma."""
+    first = col[0]
+    kinds = set(map(type, col))
+    if len(kinds) == 1 and type(first) is not float and col.count(first) == len(col):  # (0.1 + 0.2 != 0.3)
+        return orjson.dumps(first), None, False
+    if kinds == {str}:
+        return None, orjson.dumps(col)[2:-2].split(b'","'), True
+    if kinds <= _NUMBERS:
+        return None, orjson.dumps(col)[1:-1].split(b","), False
+    dumps = orjson.dumps
+    return None, [dumps(v) for v in col], False
+
+
+def json_lines(results: Results) -> bytes:
+    """Every result as one compact JSON object a line, keys in RESULT_FIELDS order: byte for byte what
+    `orjson.dumps(Result, option=OPT_APPEND_NEWLINE)` gives, at a fraction of the cost (one orjson call a
+    column and one %-format a row, instead of an object and an orjson call a row)."""
+    if not len(results):
+        return b""
+    fmt: list[bytes] = []
+    varying: list[list[bytes]] = []
+    for name, col in zip(RESULT_FIELDS, results.columns, strict=True):
+        key = b'"' + name.encode() + b'":'
+        once, each, quoted = _json_column(col)
+        fmt.append(key + once.replace(b"%", b"%%") if once is not None else key + (b'"%b"' if quoted else b"%b"))
+        if each is not None:
+            varying.append(each)
+    line = b"{" + b",".join(fmt) + b"}\n"
+    if not varying:
+        return (line % ()) * len(results)
+    return b"".join([line % t for t in zip(*varying, strict=True)])
 
 
 class _FileSink(Sink):
@@ -78,9 +115,8 @@ class _FileSink(Sink):
 
 
 class JsonlSink(_FileSink):
-    async def write(self, results: list[Result]) -> None:
-        dumps = orjson.dumps
-        self._write(b"".join([dumps(r, option=_OPTS) for r in results]))
+    async def write(self, results: Results) -> None:
+        self._write(json_lines(results))
 
     async def done(self) -> Iterator[int]:
         return self._done()
@@ -98,21 +134,21 @@ class JsonlSink(_FileSink):
                 yield int(line[7:line.index(b",", 7)]), line
 
 
+_TRANSLITERATED, _META = RESULT_FIELDS.index("transliterated"), RESULT_FIELDS.index("meta")
+
+
 class CsvSink(_FileSink):
     """Flat CSV: `meta` as a JSON string."""
 
     def header(self) -> bytes:
         return (",".join(RESULT_FIELDS) + "\r\n").encode()
 
-    async def write(self, results: list[Result]) -> None:
+    async def write(self, results: Results) -> None:
         buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerows([
-            (r.seq, r.id, r.to, r.provider, r.status, r.message_id, r.parts, r.encoding, r.code, r.error,
-             r.attempts, r.latency_ms, r.trace_id, r.channel, int(r.transliterated),
-             orjson.dumps(r.meta).decode() if r.meta else "")
-            for r in results
-        ])
+        cols = list(results.columns)
+        cols[_TRANSLITERATED] = [int(t) for t in cols[_TRANSLITERATED]]
+        cols[_META] = [orjson.dumps(m).decode() if m else "" for m in cols[_META]]
+        csv.writer(buf).writerows(zip(*cols, strict=True))
         self._write(buf.getvalue().encode())
 
     async def done(self) -> Iterator[int]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..model import Record, Result
+from ..model import Chunk, Result
 
 
 class SourceError(Exception):
@@ -11,7 +11,8 @@ class SourceError(Exception):
 
 
 class Source:
-    """Chunks of records; `skip(seq)` is true for records a resumed run already finished."""
+    """Chunks of rows as columns (`Chunk`) beside the rows it could not read (rejected results);
+    `skip(seq)` is true for records a resumed run already finished."""
 
     name: str = "source"
 
@@ -19,7 +20,7 @@ class Source:
         """The fields every record has, when known before reading (CSV header, table columns)."""
         return None
 
-    def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+    def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:

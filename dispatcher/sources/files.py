@@ -20,11 +20,11 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
-from ..model import Record, Result, rejected
+from ..model import Chunk, Result, rejected
 from .base import Source, SourceError
 
 FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
@@ -135,7 +135,7 @@ class FileSource(Source):
         if self._file is not None:
             self._file.close()
 
-    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         self._file = self._open()
         self._scanned, self._yielded, self._count = (0, 0), 0, None
         counted = skip
@@ -226,8 +226,9 @@ class FileSource(Source):
             self._scanned = (scanned, n)
             yield from lines
 
-    def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[list[Record], list[Result]]]:
-        """Chunks straight from the csv reader: the common row costs one dict and one Record."""
+    def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
+        """Chunks straight from the csv reader: the common row costs its list and its line number, and a
+        chunk's columns are one transposition of its rows."""
         broken: dict[int, str] = {}
         suspect: set[int] = set()
         lines = self._lines(broken, suspect)
@@ -238,8 +239,13 @@ class FileSource(Source):
         recipient = header.index(self.recipient)
         ident = header.index(self.id_column) if self.id_column else -1
         size = self.chunk_size
-        records: list[Record] = []
+        rows: list[list[str]] = []
+        seqs: list[int] = []
         bad: list[Result] = []
+
+        def chunk() -> Chunk:
+            return Chunk(seqs, dict(zip(header, map(list, zip(*rows, strict=True)), strict=True)) if rows
+                        else {name: [] for name in header})
         n = 1  # the last physical line read: the header
         while True:
             try:
@@ -247,15 +253,15 @@ class FileSource(Source):
                     prev, n = n, reader.line_num + 1  # the header was read before the reader started
                     if len(row) == width and row[recipient] and not (broken and n in broken):
                         if skip is None or not skip(n):
-                            fields = dict(zip(header, row, strict=True))
                             if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
-                                    and (why := field_problem(fields)) is not None:
+                                    and (why := field_problem(dict(zip(header, row, strict=True)))) is not None:
                                 bad.append(self._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
                                 continue
-                            records.append(Record(n, fields))
-                            if len(records) >= size:
-                                yield records, bad
-                                records, bad = [], []
+                            rows.append(row)
+                            seqs.append(n)
+                            if len(rows) >= size:
+                                yield chunk(), bad
+                                rows, seqs, bad = [], [], []
                         continue
                     if skip is not None and skip(n):
                         continue  # finished earlier
@@ -273,12 +279,13 @@ class FileSource(Source):
                 n = reader.line_num + 1
                 if skip is None or not skip(n):
                     bad.append(self._bad(n, f"unreadable CSV row ({e})"))
-        if records or bad:
-            yield records, bad
+        if rows or bad:
+            yield chunk(), bad
 
-    def _jsonl_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[list[Record], list[Result]]]:
+    def _jsonl_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
         size = self.chunk_size
-        records: list[Record] = []
+        seqs: list[int] = []
+        dicts: list[dict[str, Any]] = []
         bad: list[Result] = []
         ident = self.id_column
         for seq, fields, code, problem in self._jsonl_rows():
@@ -289,13 +296,14 @@ class FileSource(Source):
                 to = fields.get(self.recipient)
                 bad.append(self._bad(seq, problem, "" if rid is None else str(rid), to if type(to) is str else "", code))
             else:
-                records.append(Record(seq, fields))
-                if len(records) >= size:
+                seqs.append(seq)
+                dicts.append(fields)
+                if len(dicts) >= size:
                     self._scanned = (self._file.tell(), seq) if self._file is not None else self._scanned
-                    yield records, bad
-                    records, bad = [], []
-        if records or bad:
-            yield records, bad
+                    yield Chunk.of_dicts(seqs, dicts), bad
+                    seqs, dicts, bad = [], [], []
+        if dicts or bad:
+            yield Chunk.of_dicts(seqs, dicts), bad
 
     def _jsonl_rows(self) -> Iterator[tuple[int, dict, str, str | None]]:
         """(line, object, code, problem) per non-blank line; lines are read with a length limit, so a

@@ -40,7 +40,7 @@ from typing import Any
 import asyncpg
 
 from .. import pg
-from ..model import Record, Result
+from ..model import Chunk, Result
 from .base import Source, SourceError
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
@@ -61,22 +61,22 @@ class _Plan:
     estimate: str  # EXPLAIN of the whole read, for its row estimate (the planner's, from reltuples)
 
 
-def _builder(columns: list[str], key: str) -> Callable[..., list[Record]]:
-    """A function turning fetched rows (the key, then every other column) into Records, with one
-    dict display per row: about twice as fast as dict(zip(...)). The key comes once, as an int
-    (the seq); its field is that number as text, like every other field."""
+def _builder(columns: list[str], key: str) -> Callable[[list[Any]], Chunk]:
+    """A function turning fetched rows (the key, then every other column) into columns: one C-level
+    transposition. The key comes once, as an int (the seq); its field is that number as text, like
+    every other field."""
     others = [c for c in columns if c != key]
-    args = ", ".join(f"_{i}" for i in range(len(others)))
-    pos = {name: i for i, name in enumerate(others)}
-    items = ", ".join(f"{name!r}: " + ("_str(_k)" if name == key else f"_{pos[name]}") for name in columns)
-    target = f"_k, {args}" if others else "(_k,)"
-    src = (f"def build(rows, skip, Record, _str=str):\n"
-           f"    if skip is None:\n"
-           f"        return [Record(_k, {{{items}}}) for {target} in rows]\n"
-           f"    return [Record(_k, {{{items}}}) for {target} in rows if not skip(_k)]\n")
-    scope: dict[str, Any] = {}
-    exec(compile(src, "<postgres source rows>", "exec"), scope)
-    return scope["build"]
+
+    def build(rows: list[Any]) -> Chunk:
+        if not rows:
+            return Chunk([], {name: [] for name in columns})
+        cols = list(zip(*rows, strict=True))
+        seqs = list(cols[0])
+        by_name = dict(zip(others, map(list, cols[1:]), strict=True))
+        if key in columns:
+            by_name[key] = list(map(str, seqs))
+        return Chunk(seqs, {name: by_name[name] for name in columns})
+    return build
 
 
 class PostgresSource(Source):
@@ -377,13 +377,13 @@ class PostgresSource(Source):
             self._plan = await self._describe_once()
         return self._plan
 
-    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[list[Record], list[Result]]]:
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         await self._start()
         plan = self._plan
         assert plan is not None
         build = _builder(plan.columns, self.key)
         size = self.chunk_size
-        buf: list[Record] = []
+        buf: list[Any] = []
         try:
             self._pending = asyncio.ensure_future(self._page())
             while True:
@@ -396,22 +396,23 @@ class PostgresSource(Source):
                     # the next page is asked for now and computed by the server while this one is used
                     self._pending = asyncio.ensure_future(self._page())
                     await asyncio.sleep(0)  # let the request go out
-                records = build(rows, skip, Record)
+                if skip is not None:
+                    rows = [r for r in rows if not skip(r[0])]
                 if buf:
-                    buf.extend(records)
-                    records, buf = buf, []
-                n = len(records)
+                    buf.extend(rows)
+                    rows, buf = buf, []
+                n = len(rows)
                 start = 0
                 while n - start >= size:
-                    yield records[start:start + size], []
+                    yield build(rows[start:start + size]), []
                     start += size
                 if start < n:
-                    buf = records[start:] if start else records
+                    buf = rows[start:] if start else rows
                 if last_page:
                     break
             self._finished = True
             if buf:
-                yield buf, []
+                yield build(buf), []
         finally:
             await self.close()
 
