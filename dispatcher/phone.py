@@ -18,7 +18,7 @@ check costs one regex match, not a parse.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -57,13 +57,19 @@ def _mobile(md: PhoneMetadata, general: str | None) -> re.Pattern[str] | None:
     return re.compile(f"(?={general}$){exclude}(?:{mobile})")
 
 
+def _metadata(region: str) -> PhoneMetadata | None:
+    """A region's metadata; a country code (digits) for the non-geographic ones (+800, +882...)."""
+    md = PhoneMetadata.metadata_for_region(region)
+    if md is None and region.isdigit():
+        md = PhoneMetadata.metadata_for_nongeo_region(int(region))
+    return md
+
+
 @cache
 def _region(region: str) -> tuple[Any, ...] | None:
     """(country code, leading-digits regex, validity regex, plain trunk prefix, general regex,
     international prefix is 00, mobile regex) of a region."""
-    md = PhoneMetadata.metadata_for_region(region)
-    if md is None and region.isdigit():
-        md = PhoneMetadata.metadata_for_nongeo_region(int(region))
+    md = _metadata(region)
     if md is None:
         return None
     general = _desc(md.general_desc)
@@ -179,6 +185,16 @@ def to_e164(raw: str, region: str | None = None, mobile: bool = False) -> str | 
     if not s or len(s) > 20:
         return None
     return _slow(raw, region, mobile)
+
+
+def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
+    """`[to_e164(r, region, mobile) for r in raws]`, at a tenth of the cost: one numba call runs the
+    fast path over the whole column (see phone_column); the numbers it leaves go through `to_e164`."""
+    if not raws:
+        return []
+    from .phone_column import to_e164_column as column  # numba and numpy: only for callers of columns
+
+    return column(raws, region, mobile)
 
 
 def number_problem(raw: str, region: str | None, mobile: bool) -> tuple[str, str]:
