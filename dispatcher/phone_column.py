@@ -309,7 +309,7 @@ class _Tables:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.trans = np.zeros((0, 10), dtype=np.int32)
+        self.trans = np.zeros(0, dtype=np.int32)  # [state * 10 + digit] -> state
         self.flags = np.zeros(0, dtype=np.uint8)
         self.cc_start = np.full(1000, -1, dtype=np.int32)
         self.general: dict[str, int] = {}
@@ -322,7 +322,7 @@ class _Tables:
         trans, flags = dfa
         base = len(self.flags)
         # a new array each time (never resized in place): a kernel running in another thread keeps its own
-        self.trans = np.concatenate([self.trans, trans + base])
+        self.trans = np.concatenate([self.trans, (trans + base).ravel()])
         self.flags = np.concatenate([self.flags, flags])
         return base
 
@@ -353,11 +353,35 @@ TABLES = _Tables()
 # The kernel.
 
 
+# Character classes of the kernel's input bytes: digits are themselves.
+PLUS, OTHER, SKIP, NEWLINE, HIGH = 10, 11, 12, 13, 14
+
+
+def _classes() -> np.ndarray:
+    cls = np.full(256, OTHER, dtype=np.uint8)
+    cls[48:58] = np.arange(10)
+    cls[ord("+")] = PLUS
+    for c in phone._STRIP:  # the characters to_e164 strips (code points: only the ASCII ones are bytes)
+        if c < 128:
+            cls[c] = SKIP
+    cls[10] = NEWLINE
+    cls[128:] = HIGH  # non-ASCII (\u00a0 among them): to_e164 decides
+    return cls
+
+
+CLASSES = _classes()
+
+# Indices are uint64 inside the loops (as in codecs.kernels): numba then skips its negative-index
+# wraparound checks.
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _accepts(trans, flags, start, s, a, b, mask):  # pragma: no cover - compiled
-    st = start
-    for i in range(a, b):
-        st = trans[st, s[i]]
+    """Whether the DFA from state `start` ends in a state with a `mask` flag over s[a:b] (trans flat, 10 a state)."""
+    st = np.uint64(start)
+    ten = np.uint64(10)
+    for i in range(np.uint64(a), np.uint64(b)):
+        st = np.uint64(trans[st * ten + np.uint64(s[i])])
     return flags[st] & mask != 0
 
 
@@ -369,11 +393,11 @@ def _international(s, off, slen, trans, flags, cc_start, is_code, mask):  # prag
     v = 0
     for n in range(1, 4):
         if n <= length:
-            v = v * 10 + s[off + n - 1]
-        if is_code[v]:
+            v = v * 10 + s[np.uint64(off + n - 1)]
+        if is_code[np.uint64(v)]:
             if length <= n:
                 return NONE, v
-            st = cc_start[v]
+            st = cc_start[np.uint64(v)]
             if st == -1:
                 return MISSING, v
             if st < 0:
@@ -383,43 +407,46 @@ def _international(s, off, slen, trans, flags, cc_start, is_code, mask):  # prag
 
 
 @njit(cache=True, nogil=True)
-def column(buf, n, trans, flags, cc_start, is_code, mask, has_region, intl00, ccd, prefix, gen_start,
+def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, intl00, ccd, prefix, gen_start,
            check_start, out, status, missing):  # pragma: no cover - compiled
     """Every number of `buf` ("\\n"-separated, n of them): status[i] OK (its E.164 written in `out`),
     NONE, ASK (to_e164 decides) or MISSING (the DFA of code c is not built: missing[c] set). `out`
-    gets one line per number (empty unless OK); returns its length.
+    gets one line per number (empty unless OK). Returns the length of `out`, -1 when `buf` does not
+    hold n lines (a number with a newline in it).
 
     ccd, prefix, gen_start, check_start: the default region's country code digits, plain trunk prefix
     (empty: none), general-pattern DFA (-1: none) and DFA of its country code (built before the call)."""
-    s = np.empty(SCRATCH, np.uint8)  # the stripped number: digits as 0-9, other characters as byte | 128
-    pos = 0
-    w = 0
+    s = np.empty(SCRATCH, np.uint8)  # the stripped number, as classes
+    one = np.uint64(1)
+    pos = np.uint64(0)
+    w = np.uint64(0)
     lc = ccd.shape[0]
     lp = prefix.shape[0]
-    total = buf.shape[0]
-    for i in range(n):
+    total = np.uint64(buf.shape[0])
+    for i in range(np.uint64(n)):
         if i:
             out[w] = 10
-            w += 1
-        slen = 0
+            w += one
+        slen = np.uint64(0)
         odd = False  # a byte past ASCII, or too long for the scratch
         others = 0  # characters after the first that are not digits
-        while pos < total and buf[pos] != 10:
-            c = buf[pos]
-            pos += 1
-            if c == 32 or c == 45 or c == 40 or c == 41 or c == 46 or c == 47:  # " -()./"
-                continue
-            if c >= 128 or slen == SCRATCH:
-                odd = True
-                continue
-            if 48 <= c <= 57:
-                s[slen] = c - 48
-            else:
-                s[slen] = c | 128
-                if slen:
+        nl = False
+        while pos < total:
+            c = classes[buf[pos]]
+            pos += one
+            if c < SKIP:
+                if slen == SCRATCH:
+                    odd = True
+                    continue
+                s[slen] = c
+                if c > 9 and slen:
                     others += 1
-            slen += 1
-        pos += 1
+                slen += one
+            elif c == NEWLINE:
+                nl = True
+                break
+            elif c == HIGH:
+                odd = True
         if odd:
             status[i] = ASK
             continue
@@ -427,53 +454,55 @@ def column(buf, n, trans, flags, cc_start, is_code, mask, has_region, intl00, cc
         code = 0
         a = 0  # the answer is "+" then s[a:slen] (after the region's country code when `national`)
         national = False
-        if slen and s[0] == 43 | 128:  # '+'
-            if slen >= 2 and others == 0:
-                res, code = _international(s, 1, slen, trans, flags, cc_start, is_code, mask)
+        length = np.int64(slen)
+        if length and s[0] == PLUS:
+            if length >= 2 and others == 0:
+                res, code = _international(s, 1, length, trans, flags, cc_start, is_code, mask)
                 a = 1
-        elif slen >= 2 and s[0] == 0 and s[1] == 0:
+        elif length >= 2 and s[0] == 0 and s[1] == 0:
             if has_region and intl00 and others == 0:
-                res, code = _international(s, 2, slen, trans, flags, cc_start, is_code, mask)
+                res, code = _international(s, 2, length, trans, flags, cc_start, is_code, mask)
                 a = 2
-        elif has_region and slen and others == 0 and s[0] < 10:
-            lead = slen >= lc
-            for k in range(min(lc, slen)):
-                if s[k] != ccd[k]:
+        elif has_region and length and others == 0 and s[0] < 10:
+            lead = length >= lc
+            for k in range(min(lc, length)):
+                if s[np.uint64(k)] != ccd[np.uint64(k)]:
                     lead = False
             if check_start < 0 or (lead and gen_start == UNKNOWN):
                 res = ASK
-            elif lead and gen_start >= 0 and not _accepts(trans, flags, gen_start, s, 0, slen, 1) \
-                    and _accepts(trans, flags, gen_start, s, lc, slen, 1) \
-                    and _accepts(trans, flags, check_start, s, lc, slen, mask):
+            elif lead and gen_start >= 0 and not _accepts(trans, flags, gen_start, s, 0, length, 1) \
+                    and _accepts(trans, flags, gen_start, s, lc, length, 1) \
+                    and _accepts(trans, flags, check_start, s, lc, length, mask):
                 res = OK
             else:
-                a = lp if lp and slen >= lp else 0
+                a = lp if lp and length >= lp else 0
                 for k in range(a):
-                    if s[k] != prefix[k]:
+                    if s[np.uint64(k)] != prefix[np.uint64(k)]:
                         a = 0
-                if _accepts(trans, flags, check_start, s, a, slen, mask):
+                if _accepts(trans, flags, check_start, s, a, length, mask):
                     res = OK
                     national = True
         if res == OK:
             out[w] = 43  # '+'
-            w += 1
+            w += one
             if national:
-                for k in range(lc):
+                for k in range(np.uint64(lc)):
                     out[w] = ccd[k] + 48
-                    w += 1
-            for k in range(a, slen):
+                    w += one
+            for k in range(np.uint64(a), slen):
                 out[w] = s[k] + 48
-                w += 1
+                w += one
             status[i] = OK
         elif res == MISSING:
             status[i] = MISSING
-            missing[code] = True
-        elif res == NONE and (slen == 0 or slen > 20):
+            missing[np.uint64(code)] = True
+        elif res == NONE and (length == 0 or length > 20):
             status[i] = NONE
         else:
             status[i] = ASK  # the fast path said no: phonenumbers decides
-    return w
-
+    if pos < total or nl:  # more lines than numbers
+        return -1
+    return np.int64(w)
 
 def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
     """phone.to_e164_column (see there)."""
@@ -485,9 +514,6 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
     except TypeError:  # not all str: to_e164 says what it says about them
         return [phone.to_e164(x, region, mobile) for x in raws]
     data = joined.encode("utf-8", "surrogatepass")
-    if data.count(b"\n") != len(raws) - 1:  # a number with a newline in it: not one line, to_e164 decides
-        data = "\n".join("\x80" if "\n" in x else x for x in raws).encode("utf-8", "surrogatepass")
-    buf = np.frombuffer(data, dtype=np.uint8)
     if r is not None:
         TABLES.code(r[0])
         gen_start = TABLES.region_general(region) if r[4] is not None else -1
@@ -502,8 +528,12 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
         t = TABLES
         missing = np.zeros(1000, dtype=np.bool_)
         check_start = t.cc_start[r[0]] if r is not None else -1
-        w = column(buf, n, t.trans, t.flags, t.cc_start, t.is_code, 2 if mobile else 1, r is not None,
-                   bool(r and r[5]), ccd, prefix, gen_start, check_start, out, status, missing)
+        w = column(np.frombuffer(data, dtype=np.uint8), n, CLASSES, t.trans, t.flags, t.cc_start, t.is_code,
+                   2 if mobile else 1, r is not None, bool(r and r[5]), ccd, prefix, gen_start, check_start,
+                   out, status, missing)
+        if w < 0:  # a number with a newline in it: not one line, to_e164 decides ("\x80": always asks)
+            data = "\n".join("\x80" if "\n" in x else x for x in raws).encode("utf-8", "surrogatepass")
+            continue
         if not missing.any():
             break
         for cc in np.flatnonzero(missing).tolist():  # country codes seen for the first time: build, again
