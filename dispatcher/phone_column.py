@@ -190,6 +190,9 @@ class _NFA:
         """(transitions [state, digit] -> state, flags [state]) of the subset construction, state 0
         the start; `answer(accepts)` gives a state's flags from the set of components accepting."""
         closure: list[frozenset[int] | None] = [None] * len(self.eps)
+        # sets keep only the states that matter (with a move, or final): fewer and smaller sets
+        finals = frozenset().union(*self.finals)
+        kept = [bool(m) or i in finals for i, m in enumerate(self.moves)]
 
         def close(s: int) -> frozenset[int]:
             if closure[s] is None:
@@ -199,29 +202,31 @@ class _NFA:
                         if t not in seen:
                             seen.add(t)
                             todo.append(t)
-                closure[s] = frozenset(seen)
+                closure[s] = frozenset(t for t in seen if kept[t])
             return closure[s]  # type: ignore[return-value]
 
-        step: dict[int, list[frozenset[int]]] = {}
+        moves = self.moves
 
-        def steps(s: int) -> list[frozenset[int]]:
-            if s not in step:
-                out = [set() for _ in range(10)]
-                for mask, t in self.moves[s]:
-                    for d in range(10):
-                        if mask >> d & 1:
-                            out[d] |= close(t)
-                step[s] = [frozenset(x) for x in out]
-            return step[s]
+        class Step(dict):
+            """NFA state -> the (kept, closed) states one digit leads to, computed on first use."""
 
+            def __init__(self, digit: int) -> None:
+                super().__init__()
+                self.bit = 1 << digit
+
+            def __missing__(self, s: int) -> frozenset[int]:
+                v = self[s] = frozenset().union(*(close(t) for mask, t in moves[s] if mask & self.bit))
+                return v
+
+        steps = [Step(d) for d in range(10)]
         first = frozenset().union(*(close(s) for s in self.starts))
         ids = {first: 0}
         order = [first]
         rows: list[list[int]] = []
         for current in order:  # grows while iterating: breadth-first over the reachable sets
             row = []
-            for d in range(10):
-                nxt = frozenset().union(*(steps(s)[d] for s in current))
+            for step in steps:
+                nxt = frozenset(itertools.chain.from_iterable(map(step.__getitem__, current)))
                 if nxt not in ids:
                     ids[nxt] = len(order)
                     order.append(nxt)
