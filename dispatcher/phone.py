@@ -13,6 +13,10 @@ calls MOBILE or FIXED_LINE_OR_MOBILE (a country whose fixed and mobile numbers l
 by a second regex per region built from the same metadata in the same order as
 `number_type` decides (general, then no premium/toll-free/... type, then mobile), so the
 check costs one regex match, not a parse.
+
+`to_e164_column` gives the same answers for a whole column at ~0.15 us a number: the same metadata
+compiled into DFAs, run by one numba call (phone_column); what its fast path cannot decide goes
+through `to_e164`.
 """
 
 from __future__ import annotations
@@ -189,7 +193,8 @@ def to_e164(raw: str, region: str | None = None, mobile: bool = False) -> str | 
 
 def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
     """`[to_e164(r, region, mobile) for r in raws]`, at a tenth of the cost: one numba call runs the
-    fast path over the whole column (see phone_column); the numbers it leaves go through `to_e164`."""
+    fast path over the whole column (see phone_column); the numbers it leaves go through `to_e164`.
+    The first call in a process loads the kernel (~0.5 s; ~3 s to compile it on the very first run)."""
     if not raws:
         return []
     from .phone_column import to_e164_column as column  # numba and numpy: only for callers of columns
