@@ -131,7 +131,7 @@ class _ByPrefix(dict):
         self.checks = checks
 
     def __missing__(self, digits: str) -> tuple[int, Callable[[str], bool]] | None:
-        cc = int(digits) if digits.isdigit() else -1
+        cc = int(digits) if digits.isdigit() and digits[0] != "0" else -1  # no code starts with 0: +034 is not +34
         v = self[digits] = (cc, self.checks[cc]) if cc in COUNTRY_CODE_TO_REGION_CODE else None
         return v
 

@@ -404,6 +404,8 @@ def _international(s, off, slen, trans, flags, cc_start, is_code, mask):  # prag
     """phone._international over the digits s[off:slen]: (OK, NONE: the fast path says no, ASK: a code
     this module cannot compile, MISSING: a code not built yet; the code)."""
     length = slen - off
+    if s[np.uint64(off)] == 0:  # no country code starts with 0 (phone._ByPrefix)
+        return NONE, 0
     v = 0
     for n in range(1, 4):
         if n <= length:

@@ -85,6 +85,7 @@ def test_fast_numbers_are_mobile_exactly_when_phonenumbers_says_so():
     ("666555444", "ES", "+34666555444"), ("34666555444", "ES", "+34666555444"),
     ("07400 123456", "GB", "+447400123456"), ("(202) 555-0143", "US", "+12025550143"), ("12345", "ES", None),
     ("", "ES", None), ("not a number", "ES", None), ("+39 06 1234 5678", None, "+390612345678"),
+    ("+034666555444", "ES", None), ("+012025550143", None, None),
 ])
 def test_number_shapes(raw, region, expected):
     assert to_e164(raw, region) == expected
