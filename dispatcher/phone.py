@@ -13,12 +13,16 @@ calls MOBILE or FIXED_LINE_OR_MOBILE (a country whose fixed and mobile numbers l
 by a second regex per region built from the same metadata in the same order as
 `number_type` decides (general, then no premium/toll-free/... type, then mobile), so the
 check costs one regex match, not a parse.
+
+`to_e164_column` gives the same answers for a whole column at ~0.15 us a number: the same metadata
+compiled into DFAs, run by one numba call (phone_column); what its fast path cannot decide goes
+through `to_e164`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -57,13 +61,19 @@ def _mobile(md: PhoneMetadata, general: str | None) -> re.Pattern[str] | None:
     return re.compile(f"(?={general}$){exclude}(?:{mobile})")
 
 
+def _metadata(region: str) -> PhoneMetadata | None:
+    """A region's metadata; a country code (digits) for the non-geographic ones (+800, +882...)."""
+    md = PhoneMetadata.metadata_for_region(region)
+    if md is None and region.isdigit():
+        md = PhoneMetadata.metadata_for_nongeo_region(int(region))
+    return md
+
+
 @cache
 def _region(region: str) -> tuple[Any, ...] | None:
     """(country code, leading-digits regex, validity regex, plain trunk prefix, general regex,
     international prefix is 00, mobile regex) of a region."""
-    md = PhoneMetadata.metadata_for_region(region)
-    if md is None and region.isdigit():
-        md = PhoneMetadata.metadata_for_nongeo_region(int(region))
+    md = _metadata(region)
     if md is None:
         return None
     general = _desc(md.general_desc)
@@ -121,7 +131,7 @@ class _ByPrefix(dict):
         self.checks = checks
 
     def __missing__(self, digits: str) -> tuple[int, Callable[[str], bool]] | None:
-        cc = int(digits) if digits.isdigit() else -1
+        cc = int(digits) if digits.isdigit() and digits[0] != "0" else -1  # no code starts with 0: +034 is not +34
         v = self[digits] = (cc, self.checks[cc]) if cc in COUNTRY_CODE_TO_REGION_CODE else None
         return v
 
@@ -179,6 +189,17 @@ def to_e164(raw: str, region: str | None = None, mobile: bool = False) -> str | 
     if not s or len(s) > 20:
         return None
     return _slow(raw, region, mobile)
+
+
+def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
+    """`[to_e164(r, region, mobile) for r in raws]`, at a tenth of the cost: one numba call runs the
+    fast path over the whole column (see phone_column); the numbers it leaves go through `to_e164`.
+    The first call in a process loads the kernel (~0.5 s; ~3 s to compile it on the very first run)."""
+    if not raws:
+        return []
+    from .phone_column import to_e164_column as column  # numba and numpy: only for callers of columns
+
+    return column(raws, region, mobile)
 
 
 def number_problem(raw: str, region: str | None, mobile: bool) -> tuple[str, str]:

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_limits import max_window
 
+from dispatcher import phone, phone_column
 from dispatcher.limits import RateLimit
-from dispatcher.phone import number_problem, to_e164
+from dispatcher.phone import number_problem, to_e164, to_e164_column
 from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
 from dispatcher.state import RunState, SeqSet, _parse, _ranges
 
@@ -84,6 +85,7 @@ def test_fast_numbers_are_mobile_exactly_when_phonenumbers_says_so():
     ("666555444", "ES", "+34666555444"), ("34666555444", "ES", "+34666555444"),
     ("07400 123456", "GB", "+447400123456"), ("(202) 555-0143", "US", "+12025550143"), ("12345", "ES", None),
     ("", "ES", None), ("not a number", "ES", None), ("+39 06 1234 5678", None, "+390612345678"),
+    ("+034666555444", "ES", None), ("+012025550143", None, None),
 ])
 def test_number_shapes(raw, region, expected):
     assert to_e164(raw, region) == expected
@@ -99,6 +101,56 @@ def test_numbers_that_are_not_mobile_say_so(raw, region, code):
     got, why = number_problem(raw, region, True)
     assert got == code and raw in why
     assert to_e164("+12025550143", None, mobile=True) == "+12025550143"  # US: fixed and mobile look alike
+
+
+_JUNK = ["", " ", "+", "++34666555444", "00", "0", "+0", "+034666555444", "+012025550143", "0" * 30, "+" + "3" * 40,
+         "6" * 21, "+34 666 555 444 " * 3, "+34\u00a0666555444", "+34 666\n555444", "\u0666\u0666\u0666\u0665\u0665",
+         "+4407400123456", "447400123456", "07400123456", "34666555444", "3466655544", "+1 (202) 555-0143",
+         "202.555.0143", "8 800 555 35 35", "88005553535", "+7 912 345 67 89", "+800 1234 5678", "+882 1234 5678",
+         "+34 6a6 555 444", "tel:+34666555444", "+34666555444 ext. 12", "\ud800", "\t+34666555444", "+34/666/555/444"]
+
+
+@pytest.mark.parametrize("mobile", [False, True])
+def test_column_numbers_are_to_e164s(mobile):
+    """to_e164_column gives, number for number, what to_e164 gives: mixed shapes, every default region
+    the generator uses (and none, an unknown one, a non-geographic code), invalid numbers, junk."""
+    raws = [r for r, _ in _numbers(3 + mobile, 1200)] + _JUNK
+    for region in ["ES", "GB", "US", "CA", "IT", "FR", "DE", "IN", "BR", "PT", "MX", "RU", "KZ", "AU", "JP", "AR",
+                   "NL", None, "es", "XX", "800"]:
+        got = to_e164_column(raws, region, mobile)
+        assert got == [to_e164(r, region, mobile) for r in raws], region
+    assert to_e164_column([], "ES") == []
+    assert to_e164_column(["+34 666 555 444", "a\nb", ""], "ES") == ["+34666555444", None, None]
+    assert to_e164_column(["666555444", "+34666555444\n"], "ES") == ["+34666555444", "+34666555444"]
+
+
+@pytest.mark.parametrize("cc", [34, 44, 39, 7, 61, 590, 91, 49, 55, 351, 800, 882, 999])
+def test_column_dfas_decide_as_the_regexes(cc):
+    """A country code's DFA flags (bit 0 valid, bit 1 mobile) are what phone._validator's regexes say,
+    for national numbers around the examples of every type of every region of the code, and random ones."""
+    trans, flags = phone_column._cc_dfa(cc)
+    checks = [phone._validator(cc, phone.VALID), phone._validator(cc, phone.MOBILE)]
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
+    examples = [phonenumbers.example_number_for_non_geo_entity(cc)] if regions == ("001",) else \
+        [phonenumbers.example_number_for_type(r, k) for r in regions for k in _KINDS]
+    seeds = [phonenumbers.national_significant_number(e) for e in examples if e is not None]
+    assert seeds or cc == 999
+    rnd = random.Random(cc)
+    seen = set()
+    for _ in range(3000):
+        if seeds and rnd.random() < 0.8:
+            base = rnd.choice(seeds)
+            k = rnd.randint(0, min(len(base), 6))
+            nsn = base[: len(base) - k] + "".join(rnd.choice("0123456789") for _ in range(rnd.randint(max(0, k - 2), k + 2)))
+        else:
+            nsn = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(0, 18)))
+        state = 0
+        for d in nsn:
+            state = trans[state, int(d)]
+        got = (bool(flags[state] & 1), bool(flags[state] & 2))
+        assert got == (checks[0](nsn), checks[1](nsn)), (cc, nsn)
+        seen.add(got)
+    assert (False, False) in seen and (cc == 999 or (True, cc != 800) in seen)  # the sample says yes and no
 
 
 def test_template_filters_and_slots():
