@@ -71,6 +71,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from .. import codecs
 from ..engine import Engine, Finisher, Prepared
 from ..model import REJECTED, Chunk, Content, Message, Record, Result, Results
 from ..pg import RETRY, Retry, explain, ident, qualified, retrying
@@ -800,6 +801,10 @@ class RowsPreparer:
     def __init__(self, finish: Finisher, channels: dict[str, str]) -> None:
         self.finish = finish
         self.channels = channels
+
+    def warm_up(self) -> None:
+        if "sms" in self.channels.values():
+            codecs.warm_up()
 
     def prepare(self, rows: Chunk) -> Prepared:
         channels = self.channels

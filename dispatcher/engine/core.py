@@ -10,16 +10,17 @@ through its public methods and hears from it through `Events`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .. import codecs
 from ..model import FAILED, Chunk, Content, Message, Result, Results
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
@@ -59,6 +60,23 @@ class Campaign:
     stop_when_halted: bool = True  # stop reading once every provider halted (the daemon waits instead)
     defer_transient: bool = False  # retries that run out defer the record (the daemon reschedules its row)
     origin: dict[str, Any] = field(default_factory=dict)  # what the run was started as (campaign file, overrides)
+
+
+@contextlib.contextmanager
+def _collector_for_streams() -> Iterator[None]:
+    """The cyclic garbage collector tuned for a stream of short-lived chunks: what exists before the run
+    (modules, compiled kernels, settings) is frozen out of its scans, and young collections run every
+    50,000 allocations instead of 700. With the defaults, the collector's scans of the messages in flight
+    took a third of a batched run's time (79k against 110k msg/s, 200k recipients, 360nrs, measured).
+    Cycles are still collected; the settings are put back after the run."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def identity(c: Campaign) -> dict[str, Any]:
@@ -209,8 +227,21 @@ class Engine:
         ledger.limit = c.max_in_flight or self._default_limit()
         for lane in self._lanes.values():
             await lane.start()
-        if any(ch == "sms" for ch in c.channels.values()):
-            codecs.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
+        self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
+        with _collector_for_streams():
+            failure = await self._stream(done, only)
+        for sink in c.sinks:
+            await sink.close()
+        self.state.end(self._counts())
+        self.state.close()
+        if failure is not None:
+            raise failure
+        return self.stats
+
+    async def _stream(self, done: SeqSet, only: SeqSet | None) -> Exception | None:
+        """Read, send and write until every record has left; the source's failure, if it failed mid-run."""
+        c = self.c
+        ledger = self.ledger
         self.stats.started = time.monotonic()
         writer = asyncio.create_task(self._writer())
         progress = asyncio.create_task(self._progress())
@@ -233,13 +264,7 @@ class Engine:
         progress.cancel()
         self.stats.timeline.append((round(time.monotonic() - self.stats.started, 2), self.stats.done,
                                     self.stats.requests))
-        for sink in c.sinks:
-            await sink.close()
-        self.state.end(self._counts())
-        self.state.close()
-        if failure is not None:
-            raise failure
-        return self.stats
+        return failure
 
     async def _read(self, done: SeqSet, only: SeqSet | None) -> None:
         c = self.c

@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 import aiohttp
@@ -168,22 +167,47 @@ class Lane:
         if self._halted is not None:
             self.ledger.defer(self.alias, msgs, self._halted)
             return
-        limit = self.provider.batch_limit
-        key = self.provider.batch_key
-        groups = self._groups
-        sizes = self._sizes
+        if not msgs:
+            return
         put = self._queue.put_nowait
-        for m in msgs:
-            k = key(m)
-            g = groups.get(k)
+        if self.provider.batch_size == 1:  # every message is a request of its own
+            for m in msgs:
+                put([m])
+            return
+        keys = self.provider.batch_keys(msgs)
+        first = keys[0]
+        if keys.count(first) == len(keys):  # a campaign's chunk: one group
+            self._group(first, msgs)
+            return
+        by_key: dict[Hashable, list[Message]] = {}
+        for k, m in zip(keys, msgs, strict=True):
+            g = by_key.get(k)
             if g is None:
-                g = groups[k] = []
-                sizes[k] = limit(k)
-            g.append(m)
-            if len(g) >= sizes[k]:
-                put(g)
-                del groups[k]
-                del sizes[k]
+                by_key[k] = [m]
+            else:
+                g.append(m)
+        for k, g in by_key.items():
+            self._group(k, g)
+
+    def _group(self, key: Hashable, msgs: Sequence[Message]) -> None:
+        """Messages of one key into its open group; each full group goes to the workers."""
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = []
+            self._sizes[key] = self.provider.batch_limit(key)
+        size = self._sizes[key]
+        g.extend(msgs)
+        if len(g) < size:
+            return
+        put = self._queue.put_nowait
+        for i in range(0, len(g) - size + 1, size):
+            put(g[i:i + size])
+        rest = len(g) % size
+        if rest:
+            self._groups[key] = g[len(g) - rest:]
+        else:
+            del self._groups[key]
+            del self._sizes[key]
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
@@ -358,7 +382,14 @@ class Lane:
     def _accepted(self, batch: list[Message], a: Accepted, latency: float) -> None:
         """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
         n = len(batch)
-        seq, rid, to, parts, enc, attempts, channel, translit = map(list, zip(*map(_RESULT_ATTRS, batch), strict=True))
+        seq = [m.seq for m in batch]
+        rid = [m.rid for m in batch]
+        to = [m.to for m in batch]
+        parts = [m.parts for m in batch]
+        enc = [m.encoding for m in batch]
+        attempts = [m.attempts for m in batch]
+        channel = [m.channel for m in batch]
+        translit = [m.transliterated for m in batch]
         if 0 in parts:
             parts = [p or None for p in parts]
         if "" in enc:
@@ -436,9 +467,6 @@ class Lane:
             other.add(moving)
             other.flush()
         return keep
-
-
-_RESULT_ATTRS = attrgetter("seq", "rid", "to", "parts", "encoding", "attempts", "channel", "transliterated")
 
 
 def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:

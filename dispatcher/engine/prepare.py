@@ -10,12 +10,12 @@ is sent, whoever prepared it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
 from ..model import MISSING, REJECTED, Chunk, Content, Message, Result, rejected
 from ..phone import number_problem, to_e164_column
+from ..phone import warm_up as warm_phones
 from ..providers.base import Provider
 from ..render import problem
 from ..routing import Fixed
@@ -29,6 +29,10 @@ Prepared = tuple[dict[str, list[Message]], list[Result]]  # messages by provider
 class Preparer(Protocol):
     def prepare(self, rows: Chunk) -> Prepared:
         """Messages by provider alias for one chunk; bad rows as rejected results."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load what the first chunk would otherwise pay for (compiled kernels, tables) before the clock starts."""
         ...
 
 
@@ -87,6 +91,13 @@ class CampaignPreparer:
             for alias, p in c.providers.items() for ch in (c.channels[alias],)
         }
         self._fixed = c.route.alias if type(c.route) is Fixed else None
+
+    def warm_up(self) -> None:
+        c = self.c
+        if any(ch == "sms" for ch in c.channels.values()):
+            codecs.warm_up()
+        if any(phone for _, _, _, phone in self._routes.values()):
+            warm_phones(c.region)
 
     def prepare(self, rows: Chunk) -> Prepared:
         c = self.c
@@ -150,8 +161,9 @@ class CampaignPreparer:
             enc, parts, translit, texts = self.finish.encode(texts)
         else:
             enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
-        msgs = [Message(*m, content=content) for m in zip(seqs, rids, tos, texts, fields, slots, repeat(alias),
-                                                           repeat(channel), enc, parts, translit)]
+        msgs = [Message(s, r, to, text, f, slot, alias, channel, e, p, t, 0, 0.0, 0, content)
+                for s, r, to, text, f, slot, e, p, t in zip(seqs, rids, tos, texts, fields, slots, enc, parts, translit,
+                                                            strict=True)]
         return self.finish.screen(alias, msgs, bad)
 
 

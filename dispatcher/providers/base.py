@@ -175,6 +175,10 @@ class Provider:
         """Messages with equal keys may share one request (up to `batch_limit(key)`)."""
         return m.seq if self.batch_size == 1 else (m.channel, m.encoding)
 
+    def batch_keys(self, msgs: Sequence[Message]) -> list[Hashable]:
+        """`batch_key` of each message of a chunk (a provider may decide once for a chunk's messages)."""
+        return [self.batch_key(m) for m in msgs]
+
     def batch_limit(self, key: Hashable) -> int:
         """How many messages of one key a request carries (a provider's rules may differ by key)."""
         return self.batch_size

@@ -71,6 +71,16 @@ SMS_SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9]{1,11}")
 WHATSAPP_SENDER = re.compile(r"[0-9]{6,15}")  # a registered number, digits with the country code ("34666777555")
 
 
+def _kinds(msgs: Sequence[Message]) -> list[Message]:
+    """One message for each (channel, content) of a chunk: what the per-content decisions need to see
+    (a campaign's chunk has one; the daemon's may have several)."""
+    first = msgs[0]
+    content, channel = first.content, first.channel
+    if all([m.content is content and m.channel == channel for m in msgs]):
+        return [first]
+    return list({(m.channel, id(m.content)): m for m in msgs}.values())
+
+
 def classify(code: int, status: int) -> Verdict:
     if code in RETRYABLE or status >= 500 or status == 429:
         return Verdict.RETRY
@@ -166,7 +176,15 @@ class Nrs360(Provider):
     def checks_each(self, msgs: Sequence[Message]) -> bool:
         """Shortened links, voice lengths and WhatsApp fields are checked a message at a time; plain SMS and
         email only against the limits."""
-        return any([m.channel in ("voice", "whatsapp") or self._shortens(m) for m in msgs])
+        return any(m.channel in ("voice", "whatsapp") or self._shortens(m) for m in _kinds(msgs))
+
+    def batch_keys(self, msgs: Sequence[Message]) -> list[Hashable]:
+        first = msgs[0]
+        content = first.content
+        if first.channel != "whatsapp" and self._substituted(first) and len(_kinds(msgs)) == 1:
+            channel, cid = first.channel, id(content)
+            return [(channel, m.encoding, m.transliterated, cid) for m in msgs]
+        return [self.batch_key(m) for m in msgs]
 
     def check(self, m: Message) -> tuple[str, str] | None:
         if self._shortens(m):

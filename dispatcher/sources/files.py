@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, Any
 
@@ -158,10 +159,12 @@ class FileSource(Source):
     def _bad(self, seq: int, problem: str, rid: str = "", to: str = "", code: str = "bad_row") -> Result:
         return rejected(seq, rid or str(seq), to, code, f"{self.name}:{seq}: {problem}")
 
-    def _lines(self, broken: dict[int, str], suspect: set[int]) -> Iterator[str]:
-        """Decoded lines, decoded a block at a time. A line that is not valid text, or is longer than
-        LINE_LIMIT, is replaced by an empty one and its number and problem put in `broken`; the numbers
-        of lines holding a control character or more than FIELD_LIMIT characters go in `suspect`."""
+    def _blocks(self, broken: dict[int, str], suspect: set[int]) -> Iterator[tuple[int, list[str], bool]]:
+        """Decoded lines, without their line ends, a block at a time: (lines before the block, its lines,
+        whether it is plain: no quote and no carriage return but in line ends, so one row a line).
+        A line that is not valid text, or is longer than LINE_LIMIT, is replaced by an empty one and its
+        number and problem put in `broken`; the numbers of lines holding a control character or more than
+        FIELD_LIMIT characters go in `suspect`."""
         assert self._file is not None
         enc = self.encoding
         read = self._file.read
@@ -173,14 +176,14 @@ class FileSource(Source):
             block = read(BLOCK)
             if skipping:
                 if not block:
-                    yield "\n"
+                    yield n, [""], False
                     return
                 end = block.find(b"\n")
                 if end < 0:
                     continue
                 skipping = False
                 n += 1
-                yield "\n"
+                yield n - 1, [""], False
                 block = block[end + 1:]
                 if not block:
                     continue
@@ -201,86 +204,147 @@ class FileSource(Source):
                 block, rest = block[:cut], block[cut:]
             try:
                 text = block.decode(enc)
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n")
+                plain = '"' not in text and "\r" not in text  # one row a line, no quoting to undo
                 odd = CONTROL.search(text) is not None
-                parts = text.split("\n")  # not splitlines(): \r, \u2028... are data
-                lines = [p + "\n" for p in parts[:-1]]
-                if parts[-1]:
-                    lines.append(parts[-1])
+                lines = text.split("\n")  # not splitlines(): \r, \u2028... are data
+                if not lines[-1]:
+                    lines.pop()
             except UnicodeDecodeError:
-                odd = True
+                odd, plain = True, False
                 lines = []
                 for raw in block.split(b"\n"):
                     if not raw:
                         continue
-                    raw += b"\n"
                     try:
                         lines.append(raw.decode(enc))
                     except UnicodeDecodeError:
                         broken[n + len(lines) + 1] = f"not valid {enc} text"
-                        lines.append("\n")
+                        lines.append("")
             if lines and (odd or max(map(len, lines)) > FIELD_LIMIT):
                 suspect.update(n + i + 1 for i, line in enumerate(lines)
                                if len(line) > FIELD_LIMIT or CONTROL.search(line))
-            n += len(lines)
             scanned += len(block)
-            self._scanned = (scanned, n)
-            yield from lines
+            self._scanned = (scanned, n + len(lines))
+            yield n, lines, plain
+            n += len(lines)
 
     def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
-        """Chunks straight from the csv reader: the common row costs its list and its line number, and a
-        chunk's columns are one transposition of its rows."""
+        """Chunks of columns, a block of lines at a time. A plain block (no quote, no broken or suspect
+        line) whose every line has the header's number of delimiters is split into columns by two string
+        calls for the whole block: no Python work a row. Other blocks go line by line through the csv
+        module; from the first block holding a quote on, a row may span lines, and one reader takes the
+        rest, counting physical lines."""
         broken: dict[int, str] = {}
         suspect: set[int] = set()
-        lines = self._lines(broken, suspect)
-        next(lines, None)  # header, already read
-        reader = csv.reader(lines, delimiter=self.delimiter)
         header = self._header or []
         width = len(header)
         recipient = header.index(self.recipient)
         ident = header.index(self.id_column) if self.id_column else -1
         size = self.chunk_size
-        rows: list[list[str]] = []
+        d = self.delimiter
+        cols: list[list[str]] = [[] for _ in header]  # rows read, as columns, not yet yielded
         seqs: list[int] = []
+        rows: list[list[str]] = []  # rows read one by one, not yet in `cols`
         bad: list[Result] = []
 
-        def chunk() -> Chunk:
-            return Chunk(seqs, dict(zip(header, map(list, zip(*rows, strict=True)), strict=True)) if rows
-                        else {name: [] for name in header})
-        n = 1  # the last physical line read: the header
-        while True:
-            try:
-                for row in reader:
-                    prev, n = n, reader.line_num + 1  # the header was read before the reader started
-                    if len(row) == width and row[recipient] and not (broken and n in broken):
-                        if skip is None or not skip(n):
-                            if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
-                                    and (why := field_problem(dict(zip(header, row, strict=True)))) is not None:
-                                bad.append(self._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
-                                continue
-                            rows.append(row)
-                            seqs.append(n)
-                            if len(rows) >= size:
-                                yield chunk(), bad
-                                rows, seqs, bad = [], [], []
-                        continue
-                    if skip is not None and skip(n):
-                        continue  # finished earlier
-                    rid = row[ident] if 0 <= ident < len(row) else ""
-                    if broken and n in broken:
-                        bad.append(self._bad(n, broken[n]))
-                    elif not row:
-                        continue  # a blank line
-                    elif len(row) != width:
-                        bad.append(self._bad(n, f"expected {width} fields, found {len(row)}", rid))
-                    else:
-                        bad.append(self._bad(n, f"field '{self.recipient}' is empty", rid, code="empty_recipient"))
-                break
-            except csv.Error as e:
-                n = reader.line_num + 1
+        def take(row: list[str], n: int, prev: int) -> None:
+            """One row whose last physical line is `n` (its first is after `prev`)."""
+            if len(row) == width and row[recipient] and not (broken and n in broken):
                 if skip is None or not skip(n):
-                    bad.append(self._bad(n, f"unreadable CSV row ({e})"))
-        if rows or bad:
-            yield chunk(), bad
+                    if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
+                            and (why := field_problem(dict(zip(header, row, strict=True)))) is not None:
+                        bad.append(self._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
+                        return
+                    rows.append(row)
+                    seqs.append(n)
+                return
+            if skip is not None and skip(n):
+                return  # finished earlier
+            rid = row[ident] if 0 <= ident < len(row) else ""
+            if broken and n in broken:
+                bad.append(self._bad(n, broken[n]))
+            elif not row:
+                return  # a blank line
+            elif len(row) != width:
+                bad.append(self._bad(n, f"expected {width} fields, found {len(row)}", rid))
+            else:
+                bad.append(self._bad(n, f"field '{self.recipient}' is empty", rid, code="empty_recipient"))
+
+        def ready(final: bool = False) -> Iterator[tuple[Chunk, list[Result]]]:
+            nonlocal cols, seqs, bad
+            if rows:
+                for col, values in zip(cols, zip(*rows, strict=True), strict=True):
+                    col.extend(values)
+                rows.clear()
+            n = len(seqs)
+            cut = 0
+            while n - cut >= size or (final and n > cut):
+                end = min(cut + size, n)
+                yield Chunk(seqs[cut:end], {name: col[cut:end] for name, col in zip(header, cols, strict=True)}), bad
+                bad = []
+                cut = end
+            if final and bad:
+                yield Chunk([], {name: [] for name in header}), bad
+                bad = []
+            if cut:
+                cols = [col[cut:] for col in cols]
+                seqs = seqs[cut:]
+
+        blocks = self._blocks(broken, suspect)
+        quoted_from: tuple[int, list[str]] | None = None
+        for start, lines, plain in blocks:
+            if start == 0:
+                lines, start = lines[1:], 1  # the header, already read
+            if not plain and any('"' in line for line in lines):
+                quoted_from = (start, lines)
+                break
+            end = start + len(lines)
+            clean = plain and not (broken and any(start < k <= end for k in broken)) \
+                and not (suspect and any(start < k <= end for k in suspect))
+            if clean and lines and set(map(str.count, lines, repeat(d))) == {width - 1}:
+                flat = d.join(lines).split(d)
+                block = [flat[j::width] for j in range(width)]
+                if all(block[recipient]):
+                    if skip is None:
+                        for col, values in zip(cols, block, strict=True):
+                            col.extend(values)
+                        seqs.extend(range(start + 1, end + 1))
+                    else:
+                        keep = [i for i, n in enumerate(range(start + 1, end + 1)) if not skip(n)]
+                        for col, values in zip(cols, block, strict=True):
+                            col.extend([values[i] for i in keep])
+                        seqs.extend([start + 1 + i for i in keep])
+                    yield from ready()
+                    continue
+            for n, line in enumerate(lines, start + 1):
+                try:
+                    row = next(csv.reader([line], delimiter=d), [])
+                except csv.Error as e:
+                    if skip is None or not skip(n):
+                        bad.append(self._bad(n, f"unreadable CSV row ({e})"))
+                    continue
+                take(row, n, n - 1)
+            yield from ready()
+        if quoted_from is not None:
+            base, first = quoted_from
+            lines_on = chain(first, chain.from_iterable(lines for _, lines, _ in blocks))
+            reader = csv.reader((line + "\n" for line in lines_on), delimiter=d)
+            n = base  # the last physical line read
+            while True:
+                try:
+                    for row in reader:
+                        prev, n = n, base + reader.line_num
+                        take(row, n, prev)
+                        if len(rows) >= size:
+                            yield from ready()
+                    break
+                except csv.Error as e:
+                    n = base + reader.line_num
+                    if skip is None or not skip(n):
+                        bad.append(self._bad(n, f"unreadable CSV row ({e})"))
+        yield from ready(final=True)
 
     def _jsonl_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
         size = self.chunk_size
