@@ -88,7 +88,6 @@ class Message:
     parts: int = 0
     transliterated: bool = False
     attempts: int = 0
-    started: float = 0.0  # monotonic time of the first attempt
     ambiguous: int = 0  # attempts that may have reached the provider without an answer
     content: Any = None  # the campaign's Content (template, sender, subject...), shared by its messages
     extra: dict[str, Any] | None = None

@@ -300,11 +300,8 @@ class Lane:
             await self._send(provider, batch)
 
     async def _send(self, provider: Provider, batch: list[Message]) -> None:
-        now = time.monotonic()
         for m in batch:
             m.attempts += 1
-            if not m.started:
-                m.started = now
         try:
             req = provider.build(batch)
         except Exception as e:  # a bug or bad data in one batch must not stop the run
@@ -388,7 +385,7 @@ class Lane:
         parts = [m.parts for m in batch]
         enc = [m.encoding for m in batch]
         attempts = [m.attempts for m in batch]
-        channel = [m.channel for m in batch]
+        channel = [self.channel] * n  # a lane carries one channel
         translit = [m.transliterated for m in batch]
         if 0 in parts:
             parts = [p or None for p in parts]

@@ -161,7 +161,7 @@ class CampaignPreparer:
             enc, parts, translit, texts = self.finish.encode(texts)
         else:
             enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
-        msgs = [Message(s, r, to, text, f, slot, alias, channel, e, p, t, 0, 0.0, 0, content)
+        msgs = [Message(s, r, to, text, f, slot, alias, channel, e, p, t, 0, 0, content)
                 for s, r, to, text, f, slot, e, p, t in zip(seqs, rids, tos, texts, fields, slots, enc, parts, translit,
                                                             strict=True)]
         return self.finish.screen(alias, msgs, bad)

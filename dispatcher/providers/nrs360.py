@@ -31,6 +31,7 @@ import datetime as dt
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import orjson
@@ -69,6 +70,15 @@ VOICE_OPTIONS = ("language", "gender", "callers", "retries", "amd")
 # "Sender text, this label will consist of 15 numbers or 11 alphanumeric characters" (seed, `from`)
 SMS_SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9]{1,11}")
 WHATSAPP_SENDER = re.compile(r"[0-9]{6,15}")  # a registered number, digits with the country code ("34666777555")
+
+
+_ACCEPTED, _ID = itemgetter("accepted"), itemgetter("id")
+
+
+def _digits(numbers: list[str]) -> list[str]:
+    """E.164 numbers without their "+", as 360nrs takes them: one join, replace and split for the batch
+    (a "+" only ever leads an E.164 number, and the separator is in none)."""
+    return "\n".join(numbers).replace("+", "").split("\n")
 
 
 def _kinds(msgs: Sequence[Message]) -> list[Message]:
@@ -214,7 +224,8 @@ class Nrs360(Provider):
         if first.channel == "whatsapp":
             body = self._whatsapp(batch)
         else:
-            body = {"to": [m.to if first.channel == "email" else m.to.lstrip("+") for m in batch]}
+            to = [m.to for m in batch]
+            body = {"to": to if first.channel == "email" else _digits(to)}
             if first.channel == "sms":
                 body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
                              "parts": max(m.parts for m in batch) or 1})
@@ -277,8 +288,12 @@ class Nrs360(Provider):
         return [o] * len(batch)
 
     def _per_recipient(self, batch: Sequence[Message], results: list, trace: str | None) -> list[Outcome] | Accepted:
-        if len(results) == len(batch) and all([type(r) is dict and r.get("accepted") for r in results]):
-            return Accepted([r.get("id") for r in results], trace)
+        if len(results) == len(batch):
+            try:
+                if all(map(_ACCEPTED, results)):
+                    return Accepted(list(map(_ID, results)), trace)
+            except (KeyError, TypeError):  # an entry without the key, or not an object: one at a time below
+                pass
         if len(results) != len(batch):  # pair by number when the server did not keep the order
             by_to: dict[str, list] = {}
             for r in results:
