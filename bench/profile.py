@@ -31,10 +31,10 @@ from bench.common import audience, upstream
 Key = tuple[str, int, str]  # pstats: (file, line, function)
 
 PROVIDER = "/dispatcher/providers/"
-BUILD = {"build", "_whatsapp", "_item", "_substituted", "_slot"}
-BATCHING = {"batch_key", "batch_limit", "check", "batch_size"}
-LANE_BATCHING = {"add", "flush", "flush_if_idle", "_requeue", "_work"}
-LANE_RESULTS = {"_after", "_settle", "_meta", "_fail_over"}
+BUILD = {"build", "_whatsapp", "_item", "_substituted", "_slot", "_digits"}
+BATCHING = {"batch_key", "batch_keys", "batch_limit", "check", "check_all", "checks_each", "_kinds", "batch_size"}
+LANE_BATCHING = {"add", "_group", "flush", "flush_if_idle", "_requeue", "_work"}
+LANE_RESULTS = {"_after", "_accepted", "_settle", "_meta", "_fail_over"}
 
 
 def _in(*parts: str) -> Callable[[str, str], bool]:
@@ -48,7 +48,7 @@ def _fn(part: str, names: set[str]) -> Callable[[str, str], bool]:
 # (stage, does this function belong to it), first match wins; a function matching none is its callers'
 STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("CSV read (source)", _in("/dispatcher/sources/")),
-    ("prepare: phone number", _in("/dispatcher/phone.py", "/phonenumbers/")),
+    ("prepare: phone number", _in("/dispatcher/phone.py", "/dispatcher/phone_column.py", "/phonenumbers/")),
     ("prepare: template", _in("/dispatcher/render.py")),
     ("codec (encoding, parts)", _in("/dispatcher/codecs/", "/numba/", "/llvmlite/")),
     ("prepare: routing, message objects", _in("/dispatcher/engine/prepare.py", "/dispatcher/routing.py",
@@ -61,7 +61,7 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
      or _fn("/dispatcher/engine/lane.py", {"_send"})(f, n)),
     ("HTTP: aiohttp client", _in("/aiohttp/", "/multidict/", "/yarl/", "/propcache/", "/aiohappyeyeballs/")),
     ("parse response (provider)", _in(PROVIDER)),
-    ("result objects (outcome -> result)", _fn("/dispatcher/engine/lane.py", LANE_RESULTS)),
+    ("results (outcomes -> result columns)", _fn("/dispatcher/engine/lane.py", LANE_RESULTS)),
     ("ledger and run journal", _in("/dispatcher/engine/ledger.py", "/dispatcher/state.py", "/dispatcher/runs.py")),
     ("JSON sink", lambda f, n: "/dispatcher/sinks/" in f or _fn("/dispatcher/engine/core.py", {"_writer"})(f, n)),
     ("event loop (asyncio, uvloop)", _in("/asyncio/", "/uvloop/")),

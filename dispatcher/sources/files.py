@@ -204,9 +204,10 @@ class FileSource(Source):
                 block, rest = block[:cut], block[cut:]
             try:
                 text = block.decode(enc)
-                if "\r" in text:
+                quoted = '"' in text
+                if "\r" in text and not quoted:  # quoted fields keep their CRLFs: only line ends go
                     text = text.replace("\r\n", "\n")
-                plain = '"' not in text and "\r" not in text  # one row a line, no quoting to undo
+                plain = not quoted and "\r" not in text  # one row a line, no quoting to undo
                 odd = CONTROL.search(text) is not None
                 lines = text.split("\n")  # not splitlines(): \r, \u2028... are data
                 if not lines[-1]:
@@ -297,7 +298,7 @@ class FileSource(Source):
         for start, lines, plain in blocks:
             if start == 0:
                 lines, start = lines[1:], 1  # the header, already read
-            if not plain and any('"' in line for line in lines):
+            if not plain and any(['"' in line for line in lines]):
                 quoted_from = (start, lines)
                 break
             end = start + len(lines)
