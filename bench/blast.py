@@ -28,8 +28,8 @@ from bench.common import ROOT, SERVERS, audience, build_requests, child_cpu, med
 TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
 
 
-def write_campaign(tmp: Path, url: str, csv: Path, batch: int, concurrency: int) -> Path:
-    toml = tmp / f"bench-{batch}.toml"
+def write_campaign(tmp: Path, url: str, csv: Path, batch: int, concurrency: int, name: str = "") -> Path:
+    toml = tmp / f"bench-{name or batch}.toml"
     toml.write_text(f"""
 [source]
 path = "{csv}"
@@ -57,15 +57,33 @@ path = "{tmp}/out/{{run_id}}.jsonl"
     return toml
 
 
-def run_blast(toml: Path, run_id: str, source: Path | None = None) -> dict[str, Any]:
-    """One `dispatcher blast` in its own process; its summary, with the CPU seconds that process used."""
-    cpu = child_cpu()
-    done = subprocess.run([sys.executable, "-m", "dispatcher", "blast", str(toml), "--quiet", "--json",
-                           "--run-id", run_id, *(("--source", str(source)) if source else ())],
-                          capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"blast failed: {done.stderr[-2000:]}")
-    return {**orjson.loads(done.stdout.strip().splitlines()[-1]), "cpu_s": child_cpu() - cpu}
+def blast_args(toml: Path, run_id: str, source: Path | None = None) -> list[str]:
+    return ["blast", str(toml), "--quiet", "--json", "--run-id", run_id, *(("--source", str(source)) if source else ())]
+
+
+def run_many(runs: list[list[str]], timeout: float = 1800) -> tuple[list[dict[str, Any]], int]:
+    """Several CLI runs in one process (bench/runner.py): each run's summary with the CPU seconds of its own
+    call (`cpu_s`) and what the process had used before it (`before_cpu_s`); and the process's peak RSS (kB)."""
+    done = subprocess.run([sys.executable, "-m", "bench.runner", orjson.dumps(runs).decode()],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    lines = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode not in (0, 1) or len(lines) != len(runs) + 1:
+        raise RuntimeError(f"blast failed ({done.returncode}): {done.stderr[-2000:]}")
+    out = []
+    for line in lines[:-1]:
+        if line["code"] not in (0, 1) or not isinstance(line["summary"], dict):
+            raise RuntimeError(f"blast failed ({line['code']}): {done.stderr[-2000:]}")
+        out.append({**line["summary"], "cpu_s": line["cpu_s"], "before_cpu_s": line["before_cpu_s"]})
+    return out, lines[-1]["vmhwm_kb"]
+
+
+def run_blast(toml: Path, run_id: str, source: Path | None = None, warm: Path | None = None) -> dict[str, Any]:
+    """One `dispatcher blast` in its own process; its summary, with the CPU seconds of the run itself
+    (`cpu_s`, start-up left out). With `warm` (a small CSV, see `head`), a run of it comes first in the same
+    process, so `cpu_s` also leaves out what a first run pays once (kernels, metadata, first connection)
+    and `before_cpu_s` is that fixed cost with the interpreter's start-up."""
+    runs = ([blast_args(toml, f"{run_id}-warm", warm)] if warm else []) + [blast_args(toml, run_id, source)]
+    return run_many(runs)[0][-1]
 
 
 def run_bare(requests: Path, concurrency: int) -> dict[str, Any]:
@@ -118,19 +136,20 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
             campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, Any]:
     """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against
     one server: `server` is a key of SERVERS; `campaign(url)` writes the campaign TOML (reading `source`,
-    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. A one-recipient run
-    first warms the codec's cache and measures the CPU a run costs besides its messages (interpreter,
-    imports, setup), which the engine's CPU a message leaves out."""
+    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. Each blast
+    process runs one recipient first (the codec's kernels loaded, metadata read, first connection made), then
+    the measured run, whose CPU is read around its own call: the engine's CPU a message leaves out what a run
+    costs besides its messages (interpreter, imports, that warm-up), without a process of its own for it."""
     with SERVERS[server](kind, latency_ms) as url:
         toml = campaign(url)
-        fixed_cpu = run_blast(toml, f"{name}-{server}-warm", head(source))["cpu_s"]
+        warm = head(source)
         reqfile = tmp / f"requests-{name}-{server}.jsonl"
         n_requests = build_requests(toml, reqfile)
         counter = iter(range(1000))
         runs: list[dict[str, Any]] = []
 
         def one_blast() -> float:
-            out = run_blast(toml, f"{name}-{server}-{next(counter)}")
+            out = run_blast(toml, f"{name}-{server}-{next(counter)}", warm=warm)
             if runs:  # the last run's results are kept for its latencies; the others only cost disk
                 (tmp / "out" / f"{runs[-1]['run_id']}.jsonl").unlink(missing_ok=True)
             runs.append(out)
@@ -157,8 +176,8 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
         "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
         "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * per_request),
         "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
-        "cpu_us_per_msg": round((statistics.median(r["cpu_s"] for r in runs) - fixed_cpu) / n * 1e6, 2),
-        "run_fixed_cpu_s": round(fixed_cpu, 3),
+        "cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in runs) / n * 1e6, 2),
+        "run_fixed_cpu_s": round(statistics.median(r["before_cpu_s"] for r in runs), 3),
         "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2),  # with start-up
         "wrk_requests_per_s": round(wrk_rps, 1) if wrk_rps else None,
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
