@@ -87,6 +87,8 @@ async def drive(url: str, paced: Paced, seconds: float, workers: int) -> dict[st
         async def work() -> None:
             while time.monotonic() < end:
                 await paced.limit.acquire()
+                if time.monotonic() >= end:  # granted after the end: unused, or every worker queued in the
+                    break                     # limiter would still send, up to workers / rate seconds more
                 t = time.monotonic() - t0
                 async with session.post(target, data=BODY, headers=HEADERS) as r:
                     await r.read()
