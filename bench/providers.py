@@ -104,7 +104,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 out["providers"][kind] = throughput(kind, n, reps, tmp)
             except Exception as e:
                 out["providers"][kind] = {"error": f"{type(e).__name__}: {e}"}
-        out["precision"] = precision(3 if quick else 32, tmp)
+        out["precision"] = precision(2 if quick else 32, tmp)
     return out
 
 
