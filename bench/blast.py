@@ -12,6 +12,7 @@ itself, so the two send byte-for-byte the same requests.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -132,39 +133,50 @@ def head(csv: Path, rows: int = 1) -> Path:
     return path
 
 
-def against(server: str, kind: str, name: str, source: Path, n: int, concurrency: int, reps: int, tmp: Path,
-            campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, Any]:
-    """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against
-    one server: `server` is a key of SERVERS; `campaign(url)` writes the campaign TOML (reading `source`,
-    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. Each blast
-    process runs one recipient first (the codec's kernels loaded, metadata read, first connection made), then
-    the measured run, whose CPU is read around its own call: the engine's CPU a message leaves out what a run
-    costs besides its messages (interpreter, imports, that warm-up), without a process of its own for it."""
-    with SERVERS[server](kind, latency_ms) as url:
-        toml = campaign(url)
+def against(kind: str, name: str, source: Path, n: int, concurrency: int, reps: int, tmp: Path,
+            campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, dict[str, Any]]:
+    """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against each
+    server of SERVERS, all of them up at once; `campaign(url)` writes the campaign TOML (reading `source`, `n`
+    rows) for that URL; wrk measures each server's own ceiling for `wrk_seconds`. Returns {server: figures}.
+
+    A repetition is one blast process (bench/runner.py) that runs one recipient first (the codec's kernels
+    loaded, metadata read, first connection made), then the measured run against each server in turn, each
+    one's CPU read around its own call: the engine's CPU a message leaves out what a run costs besides its
+    messages (interpreter, imports, that warm-up), and the interpreter starts once a repetition, not twice a
+    server (it was most of a quick run's time)."""
+    with contextlib.ExitStack() as stack:
+        tomls, reqfiles, n_requests = {}, {}, {}
+        for server in SERVERS:
+            url = stack.enter_context(SERVERS[server](kind, latency_ms))
+            first = campaign(url)
+            tomls[server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
+            reqfiles[server] = tmp / f"requests-{name}-{server}.jsonl"
+            n_requests[server] = build_requests(tomls[server], reqfiles[server])
         warm = head(source)
-        reqfile = tmp / f"requests-{name}-{server}.jsonl"
-        n_requests = build_requests(toml, reqfile)
-        counter = iter(range(1000))
-        runs: list[dict[str, Any]] = []
+        runs: dict[str, list[dict[str, Any]]] = {server: [] for server in SERVERS}
+        for rep in range(reps):
+            args = [blast_args(tomls[next(iter(SERVERS))], f"{name}-warm-{rep}", warm)]
+            args += [blast_args(tomls[server], f"{name}-{server}-{rep}") for server in SERVERS]
+            for server, out in zip(SERVERS, run_many(args)[0][1:], strict=True):
+                if runs[server]:  # the last run's results are kept for its latencies; the others only cost disk
+                    (tmp / "out" / f"{runs[server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
+                runs[server].append(out)
+        bare_runs: dict[str, list[dict[str, Any]]] = {server: [] for server in SERVERS}
+        for _ in range(reps):
+            for server in SERVERS:
+                bare_runs[server].append(run_bare(reqfiles[server], concurrency))
+        wrk = {server: run_wrk(reqfiles[server], concurrency, wrk_seconds) if wrk_seconds else None
+               for server in SERVERS}
+    return {server: _figures(server, n, concurrency, reps, n_requests[server], runs[server], bare_runs[server],
+                             wrk[server], tmp) for server in SERVERS}
 
-        def one_blast() -> float:
-            out = run_blast(toml, f"{name}-{server}-{next(counter)}", warm=warm)
-            if runs:  # the last run's results are kept for its latencies; the others only cost disk
-                (tmp / "out" / f"{runs[-1]['run_id']}.jsonl").unlink(missing_ok=True)
-            runs.append(out)
-            return out["msgs_per_s"]
 
-        bare_runs: list[dict[str, Any]] = []
-
-        def one_bare() -> float:
-            out = run_bare(reqfile, concurrency)
-            bare_runs.append(out)
-            return out["requests"] / out["seconds"]
-
-        blast_mps, blast_all = median_of(reps, one_blast)
-        bare_rps, bare_all = median_of(reps, one_bare)
-        wrk_rps = run_wrk(reqfile, concurrency, wrk_seconds) if wrk_seconds else None
+def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, runs: list[dict[str, Any]],
+             bare_runs: list[dict[str, Any]], wrk_rps: float | None, tmp: Path) -> dict[str, Any]:
+    """One server's side: medians of the dispatcher's and the bare loop's runs, the last run's latencies."""
+    blast_all = [r["msgs_per_s"] for r in runs]
+    bare_all = [r["requests"] / r["seconds"] for r in bare_runs]
+    blast_mps, bare_rps = statistics.median(blast_all), statistics.median(bare_all)
     per_request = n / n_requests
     blast_rps = blast_mps / per_request
     last = tmp / "out" / f"{runs[-1]['run_id']}.jsonl"
@@ -191,9 +203,8 @@ def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Pa
     """Both servers, the upstream first; the simulator's figures stay at the top level (as before the
     upstream existed), the upstream's under "upstream", the floor beside them when asked."""
     csv = audience(tmp / f"audience-{n}.csv", n)
-    sides = {server: against(server, "nrs360", name, csv, n, concurrency, reps, tmp,
-                             lambda url: write_campaign(tmp, url, csv, batch, concurrency), wrk_seconds=wrk_seconds)
-             for server in SERVERS}
+    sides = against("nrs360", name, csv, n, concurrency, reps, tmp,
+                    lambda url: write_campaign(tmp, url, csv, batch, concurrency), wrk_seconds=wrk_seconds)
     result: dict[str, Any] = {"scenario": name, "batch_size": batch, **sides["simulator"], "upstream": sides["upstream"]}
     if floor:
         def one_floor() -> float:

@@ -50,7 +50,7 @@ def _blast(tmp: Path, url: str, csv: Path, n: int, label: str) -> dict[str, Any]
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = [10_000, 50_000] if quick else [100_000, 1_000_000, 10_000_000]
     floors = [floor_mb() for _ in range(1 if quick else 3)]
-    floor = statistics.median(floors)
+    floor = round(statistics.median(floors), 1)
     rows: list[dict[str, Any]] = []
     fidelity = None
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as d:
@@ -68,7 +68,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         row["engine_mb"] = round(row["peak_rss_mb"] - floor, 1)
     engine = [r["engine_mb"] for r in rows]
     peaks = [r["peak_rss_mb"] for r in rows]
-    return {"server": "fast upstream (bench/upstream.py)", "floor_mb": round(floor, 1),
+    return {"server": "fast upstream (bench/upstream.py)", "floor_mb": floor,
             "floor_runs_mb": [round(f, 1) for f in floors], "sizes": rows, "simulator": fidelity,
             "max_mb": max(peaks), "max_engine_mb": max(engine),
             # smallest to largest, and the spread of all sizes (the largest share over the smallest)

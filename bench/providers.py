@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from bench.blast import against, run_blast
-from bench.common import SERVERS, sim_stats, simulator
+from bench.common import sim_stats, simulator
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "nrs360": {"settings": {"username_env": "NRS360_USER", "password_env": "NRS360_PASSWORD", "batch_size": 1000,
@@ -70,8 +70,7 @@ def throughput(kind: str, n: int, reps: int, tmp: Path) -> dict[str, Any]:
     figures at the top level, as before the upstream existed, the upstream's under "upstream"."""
     csv = audience(tmp / f"a-{kind}.csv", n)
     conc = PROVIDERS[kind]["settings"].get("concurrency", 32)
-    sides = {server: against(server, kind, kind, csv, n, conc, reps, tmp,
-                             lambda url: campaign(tmp, kind, url, csv, 1_000_000)) for server in SERVERS}
+    sides = against(kind, kind, csv, n, conc, reps, tmp, lambda url: campaign(tmp, kind, url, csv, 1_000_000))
     return {**sides["simulator"], "upstream": sides["upstream"]}
 
 
