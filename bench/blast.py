@@ -20,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -133,42 +133,65 @@ def head(csv: Path, rows: int = 1) -> Path:
     return path
 
 
-def against(kind: str, name: str, source: Path, n: int, concurrency: int, reps: int, tmp: Path,
-            campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, dict[str, Any]]:
-    """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against each
-    server of SERVERS, all of them up at once; `campaign(url)` writes the campaign TOML (reading `source`, `n`
-    rows) for that URL; wrk measures each server's own ceiling for `wrk_seconds`. Returns {server: figures}.
+class Job(NamedTuple):
+    """One campaign measured by `against`: `campaign(url)` writes its TOML (reading `source`, `n` rows)."""
+    kind: str
+    name: str
+    source: Path
+    n: int
+    concurrency: int
+    campaign: Callable[[str], Path]
 
-    A repetition is one blast process (bench/runner.py) that runs one recipient first (the codec's kernels
-    loaded, metadata read, first connection made), then the measured run against each server in turn, each
-    one's CPU read around its own call: the engine's CPU a message leaves out what a run costs besides its
-    messages (interpreter, imports, that warm-up), and the interpreter starts once a repetition, not twice a
-    server (it was most of a quick run's time)."""
+
+def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
+            wrk_seconds: int = 0) -> list[dict[str, dict[str, Any]]]:
+    """Each job's dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency)
+    against each server of SERVERS, every job's servers up at once; wrk measures each server's own ceiling
+    for `wrk_seconds`. Returns {server: figures} for each job, in order.
+
+    A repetition is one blast process (bench/runner.py) that runs, for each job in turn, one recipient first
+    (the codec's kernels loaded, metadata read, first connection made), then the measured run against each
+    server, each one's CPU read around its own call: the engine's CPU a message leaves out what a run costs
+    besides its messages (interpreter, imports, that warm-up), and the interpreter starts once a repetition,
+    not twice a server and job (that was most of a quick run's time)."""
     with contextlib.ExitStack() as stack:
-        tomls, reqfiles, n_requests = {}, {}, {}
-        for server in SERVERS:
-            url = stack.enter_context(SERVERS[server](kind, latency_ms))
-            first = campaign(url)
-            tomls[server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
-            reqfiles[server] = tmp / f"requests-{name}-{server}.jsonl"
-            n_requests[server] = build_requests(tomls[server], reqfiles[server])
-        warm = head(source)
-        runs: dict[str, list[dict[str, Any]]] = {server: [] for server in SERVERS}
-        for rep in range(reps):
-            args = [blast_args(tomls[next(iter(SERVERS))], f"{name}-warm-{rep}", warm)]
-            args += [blast_args(tomls[server], f"{name}-{server}-{rep}") for server in SERVERS]
-            for server, out in zip(SERVERS, run_many(args)[0][1:], strict=True):
-                if runs[server]:  # the last run's results are kept for its latencies; the others only cost disk
-                    (tmp / "out" / f"{runs[server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
-                runs[server].append(out)
-        bare_runs: dict[str, list[dict[str, Any]]] = {server: [] for server in SERVERS}
-        for _ in range(reps):
+        tomls: list[dict[str, Path]] = []
+        reqfiles: list[dict[str, Path]] = []
+        n_requests: list[dict[str, int]] = []
+        for job in jobs:
+            tomls.append({})
+            reqfiles.append({})
+            n_requests.append({})
             for server in SERVERS:
-                bare_runs[server].append(run_bare(reqfiles[server], concurrency))
-        wrk = {server: run_wrk(reqfiles[server], concurrency, wrk_seconds) if wrk_seconds else None
-               for server in SERVERS}
-    return {server: _figures(server, n, concurrency, reps, n_requests[server], runs[server], bare_runs[server],
-                             wrk[server], tmp) for server in SERVERS}
+                url = stack.enter_context(SERVERS[server](job.kind, latency_ms))
+                first = job.campaign(url)
+                tomls[-1][server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
+                reqfiles[-1][server] = tmp / f"requests-{job.name}-{server}.jsonl"
+                n_requests[-1][server] = build_requests(tomls[-1][server], reqfiles[-1][server])
+        warm = [head(job.source) for job in jobs]
+        runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
+        for rep in range(reps):
+            args = []
+            for j, job in enumerate(jobs):
+                args.append(blast_args(tomls[j][next(iter(SERVERS))], f"{job.name}-warm-{rep}", warm[j]))
+                args += [blast_args(tomls[j][server], f"{job.name}-{server}-{rep}") for server in SERVERS]
+            outs = iter(run_many(args)[0])
+            for j in range(len(jobs)):
+                next(outs)  # the warm-up run
+                for server in SERVERS:
+                    if runs[j][server]:  # the last run's results are kept for its latencies; the others cost disk
+                        (tmp / "out" / f"{runs[j][server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
+                    runs[j][server].append(next(outs))
+        bare_runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
+        for _ in range(reps):
+            for j, job in enumerate(jobs):
+                for server in SERVERS:
+                    bare_runs[j][server].append(run_bare(reqfiles[j][server], job.concurrency))
+        wrk = [{server: run_wrk(reqfiles[j][server], job.concurrency, wrk_seconds) if wrk_seconds else None
+                for server in SERVERS} for j, job in enumerate(jobs)]
+    return [{server: _figures(server, job.n, job.concurrency, reps, n_requests[j][server], runs[j][server],
+                              bare_runs[j][server], wrk[j][server], tmp) for server in SERVERS}
+            for j, job in enumerate(jobs)]
 
 
 def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, runs: list[dict[str, Any]],
@@ -198,17 +221,22 @@ def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, 
     }
 
 
-def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Path, floor: bool,
-             wrk_seconds: int) -> dict[str, Any]:
-    """Both servers, the upstream first; the simulator's figures stay at the top level (as before the
-    upstream existed), the upstream's under "upstream", the floor beside them when asked."""
+def scenario(name: str, n: int, batch: int, concurrency: int, tmp: Path) -> Job:
+    """The 360nrs job of one path: `batch` recipients a request, `concurrency` requests in flight."""
     csv = audience(tmp / f"audience-{n}.csv", n)
-    sides = against("nrs360", name, csv, n, concurrency, reps, tmp,
-                    lambda url: write_campaign(tmp, url, csv, batch, concurrency), wrk_seconds=wrk_seconds)
-    result: dict[str, Any] = {"scenario": name, "batch_size": batch, **sides["simulator"], "upstream": sides["upstream"]}
+    return Job("nrs360", name, csv, n, concurrency,
+               lambda url: write_campaign(tmp, url, csv, batch, concurrency, name=f"{name}-{batch}"))
+
+
+def figures(job: Job, batch: int, sides: dict[str, dict[str, Any]], reps: int, tmp: Path,
+            floor: bool) -> dict[str, Any]:
+    """The simulator's figures stay at the top level (as before the upstream existed), the upstream's under
+    "upstream", the floor beside them when asked."""
+    result: dict[str, Any] = {"scenario": job.name, "batch_size": batch, **sides["simulator"],
+                              "upstream": sides["upstream"]}
     if floor:
         def one_floor() -> float:
-            r = run_floor(csv, tmp / "floor.jsonl")
+            r = run_floor(job.source, tmp / "floor.jsonl")
             return r["rows"] / r["seconds"]
 
         rows_per_s, runs = median_of(reps, one_floor)
@@ -235,13 +263,16 @@ def latency_sample(path: Path, k: int = 5000) -> list[float]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """Both paths, both servers, the upstream first in each repetition."""
     with tempfile.TemporaryDirectory(prefix="bench-blast-") as d:
         tmp = Path(d)
         reps = 1 if quick else 3
         wrk = 2 if quick else 5
-        batched = scenario("batched", 20_000 if quick else 1_000_000, 1000, 4, reps, tmp, floor=True, wrk_seconds=wrk)
-        single = scenario("single", 1_500 if quick else 100_000, 1, 64, reps, tmp, floor=False, wrk_seconds=wrk)
-    return {"batched": batched, "single": single}
+        batched = scenario("batched", 20_000 if quick else 1_000_000, 1000, 4, tmp)
+        single = scenario("single", 1_500 if quick else 100_000, 1, 64, tmp)
+        b, s = against([batched, single], reps, tmp, wrk_seconds=wrk)
+        return {"batched": figures(batched, 1000, b, reps, tmp, floor=True),
+                "single": figures(single, 1, s, reps, tmp, floor=False)}
 
 
 def table(r: dict[str, Any]) -> str:
