@@ -12,6 +12,7 @@ itself, so the two send byte-for-byte the same requests.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -19,7 +20,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -28,8 +29,8 @@ from bench.common import ROOT, SERVERS, audience, build_requests, child_cpu, med
 TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
 
 
-def write_campaign(tmp: Path, url: str, csv: Path, batch: int, concurrency: int) -> Path:
-    toml = tmp / f"bench-{batch}.toml"
+def write_campaign(tmp: Path, url: str, csv: Path, batch: int, concurrency: int, name: str = "") -> Path:
+    toml = tmp / f"bench-{name or batch}.toml"
     toml.write_text(f"""
 [source]
 path = "{csv}"
@@ -57,15 +58,33 @@ path = "{tmp}/out/{{run_id}}.jsonl"
     return toml
 
 
-def run_blast(toml: Path, run_id: str, source: Path | None = None) -> dict[str, Any]:
-    """One `dispatcher blast` in its own process; its summary, with the CPU seconds that process used."""
-    cpu = child_cpu()
-    done = subprocess.run([sys.executable, "-m", "dispatcher", "blast", str(toml), "--quiet", "--json",
-                           "--run-id", run_id, *(("--source", str(source)) if source else ())],
-                          capture_output=True, text=True, cwd=ROOT, timeout=1800)
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"blast failed: {done.stderr[-2000:]}")
-    return {**orjson.loads(done.stdout.strip().splitlines()[-1]), "cpu_s": child_cpu() - cpu}
+def blast_args(toml: Path, run_id: str, source: Path | None = None) -> list[str]:
+    return ["blast", str(toml), "--quiet", "--json", "--run-id", run_id, *(("--source", str(source)) if source else ())]
+
+
+def run_many(runs: list[list[str]], timeout: float = 1800) -> tuple[list[dict[str, Any]], int]:
+    """Several CLI runs in one process (bench/runner.py): each run's summary with the CPU seconds of its own
+    call (`cpu_s`) and what the process had used before it (`before_cpu_s`); and the process's peak RSS (kB)."""
+    done = subprocess.run([sys.executable, "-m", "bench.runner", orjson.dumps(runs).decode()],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    lines = [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode not in (0, 1) or len(lines) != len(runs) + 1:
+        raise RuntimeError(f"blast failed ({done.returncode}): {done.stderr[-2000:]}")
+    out = []
+    for line in lines[:-1]:
+        if line["code"] not in (0, 1) or not isinstance(line["summary"], dict):
+            raise RuntimeError(f"blast failed ({line['code']}): {done.stderr[-2000:]}")
+        out.append({**line["summary"], "cpu_s": line["cpu_s"], "before_cpu_s": line["before_cpu_s"]})
+    return out, lines[-1]["vmhwm_kb"]
+
+
+def run_blast(toml: Path, run_id: str, source: Path | None = None, warm: Path | None = None) -> dict[str, Any]:
+    """One `dispatcher blast` in its own process; its summary, with the CPU seconds of the run itself
+    (`cpu_s`, start-up left out). With `warm` (a small CSV, see `head`), a run of it comes first in the same
+    process, so `cpu_s` also leaves out what a first run pays once (kernels, metadata, first connection)
+    and `before_cpu_s` is that fixed cost with the interpreter's start-up."""
+    runs = ([blast_args(toml, f"{run_id}-warm", warm)] if warm else []) + [blast_args(toml, run_id, source)]
+    return run_many(runs)[0][-1]
 
 
 def run_bare(requests: Path, concurrency: int) -> dict[str, Any]:
@@ -114,38 +133,73 @@ def head(csv: Path, rows: int = 1) -> Path:
     return path
 
 
-def against(server: str, kind: str, name: str, source: Path, n: int, concurrency: int, reps: int, tmp: Path,
-            campaign: Callable[[str], Path], latency_ms: float = 0, wrk_seconds: int = 0) -> dict[str, Any]:
-    """The dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency) against
-    one server: `server` is a key of SERVERS; `campaign(url)` writes the campaign TOML (reading `source`,
-    `n` rows) for that URL; wrk measures the server's own ceiling for `wrk_seconds`. A one-recipient run
-    first warms the codec's cache and measures the CPU a run costs besides its messages (interpreter,
-    imports, setup), which the engine's CPU a message leaves out."""
-    with SERVERS[server](kind, latency_ms) as url:
-        toml = campaign(url)
-        fixed_cpu = run_blast(toml, f"{name}-{server}-warm", head(source))["cpu_s"]
-        reqfile = tmp / f"requests-{name}-{server}.jsonl"
-        n_requests = build_requests(toml, reqfile)
-        counter = iter(range(1000))
-        runs: list[dict[str, Any]] = []
+class Job(NamedTuple):
+    """One campaign measured by `against`: `campaign(url)` writes its TOML (reading `source`, `n` rows)."""
+    kind: str
+    name: str
+    source: Path
+    n: int
+    concurrency: int
+    campaign: Callable[[str], Path]
 
-        def one_blast() -> float:
-            out = run_blast(toml, f"{name}-{server}-{next(counter)}")
-            if runs:  # the last run's results are kept for its latencies; the others only cost disk
-                (tmp / "out" / f"{runs[-1]['run_id']}.jsonl").unlink(missing_ok=True)
-            runs.append(out)
-            return out["msgs_per_s"]
 
-        bare_runs: list[dict[str, Any]] = []
+def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
+            wrk_seconds: int = 0) -> list[dict[str, dict[str, Any]]]:
+    """Each job's dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency)
+    against each server of SERVERS, every job's servers up at once; wrk measures each server's own ceiling
+    for `wrk_seconds`. Returns {server: figures} for each job, in order.
 
-        def one_bare() -> float:
-            out = run_bare(reqfile, concurrency)
-            bare_runs.append(out)
-            return out["requests"] / out["seconds"]
+    A repetition is one blast process (bench/runner.py) that runs, for each job in turn, one recipient first
+    (the codec's kernels loaded, metadata read, first connection made), then the measured run against each
+    server, each one's CPU read around its own call: the engine's CPU a message leaves out what a run costs
+    besides its messages (interpreter, imports, that warm-up), and the interpreter starts once a repetition,
+    not twice a server and job (that was most of a quick run's time)."""
+    with contextlib.ExitStack() as stack:
+        tomls: list[dict[str, Path]] = []
+        reqfiles: list[dict[str, Path]] = []
+        n_requests: list[dict[str, int]] = []
+        for job in jobs:
+            tomls.append({})
+            reqfiles.append({})
+            n_requests.append({})
+            for server in SERVERS:
+                url = stack.enter_context(SERVERS[server](job.kind, latency_ms))
+                first = job.campaign(url)
+                tomls[-1][server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
+                reqfiles[-1][server] = tmp / f"requests-{job.name}-{server}.jsonl"
+                n_requests[-1][server] = build_requests(tomls[-1][server], reqfiles[-1][server])
+        warm = [head(job.source) for job in jobs]
+        runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
+        for rep in range(reps):
+            args = []
+            for j, job in enumerate(jobs):
+                args.append(blast_args(tomls[j][next(iter(SERVERS))], f"{job.name}-warm-{rep}", warm[j]))
+                args += [blast_args(tomls[j][server], f"{job.name}-{server}-{rep}") for server in SERVERS]
+            outs = iter(run_many(args)[0])
+            for j in range(len(jobs)):
+                next(outs)  # the warm-up run
+                for server in SERVERS:
+                    if runs[j][server]:  # the last run's results are kept for its latencies; the others cost disk
+                        (tmp / "out" / f"{runs[j][server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
+                    runs[j][server].append(next(outs))
+        bare_runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
+        for _ in range(reps):
+            for j, job in enumerate(jobs):
+                for server in SERVERS:
+                    bare_runs[j][server].append(run_bare(reqfiles[j][server], job.concurrency))
+        wrk = [{server: run_wrk(reqfiles[j][server], job.concurrency, wrk_seconds) if wrk_seconds else None
+                for server in SERVERS} for j, job in enumerate(jobs)]
+    return [{server: _figures(server, job.n, job.concurrency, reps, n_requests[j][server], runs[j][server],
+                              bare_runs[j][server], wrk[j][server], tmp) for server in SERVERS}
+            for j, job in enumerate(jobs)]
 
-        blast_mps, blast_all = median_of(reps, one_blast)
-        bare_rps, bare_all = median_of(reps, one_bare)
-        wrk_rps = run_wrk(reqfile, concurrency, wrk_seconds) if wrk_seconds else None
+
+def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, runs: list[dict[str, Any]],
+             bare_runs: list[dict[str, Any]], wrk_rps: float | None, tmp: Path) -> dict[str, Any]:
+    """One server's side: medians of the dispatcher's and the bare loop's runs, the last run's latencies."""
+    blast_all = [r["msgs_per_s"] for r in runs]
+    bare_all = [r["requests"] / r["seconds"] for r in bare_runs]
+    blast_mps, bare_rps = statistics.median(blast_all), statistics.median(bare_all)
     per_request = n / n_requests
     blast_rps = blast_mps / per_request
     last = tmp / "out" / f"{runs[-1]['run_id']}.jsonl"
@@ -157,8 +211,8 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
         "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
         "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * per_request),
         "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
-        "cpu_us_per_msg": round((statistics.median(r["cpu_s"] for r in runs) - fixed_cpu) / n * 1e6, 2),
-        "run_fixed_cpu_s": round(fixed_cpu, 3),
+        "cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in runs) / n * 1e6, 2),
+        "run_fixed_cpu_s": round(statistics.median(r["before_cpu_s"] for r in runs), 3),
         "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2),  # with start-up
         "wrk_requests_per_s": round(wrk_rps, 1) if wrk_rps else None,
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
@@ -167,18 +221,22 @@ def against(server: str, kind: str, name: str, source: Path, n: int, concurrency
     }
 
 
-def scenario(name: str, n: int, batch: int, concurrency: int, reps: int, tmp: Path, floor: bool,
-             wrk_seconds: int) -> dict[str, Any]:
-    """Both servers, the upstream first; the simulator's figures stay at the top level (as before the
-    upstream existed), the upstream's under "upstream", the floor beside them when asked."""
+def scenario(name: str, n: int, batch: int, concurrency: int, tmp: Path) -> Job:
+    """The 360nrs job of one path: `batch` recipients a request, `concurrency` requests in flight."""
     csv = audience(tmp / f"audience-{n}.csv", n)
-    sides = {server: against(server, "nrs360", name, csv, n, concurrency, reps, tmp,
-                             lambda url: write_campaign(tmp, url, csv, batch, concurrency), wrk_seconds=wrk_seconds)
-             for server in SERVERS}
-    result: dict[str, Any] = {"scenario": name, "batch_size": batch, **sides["simulator"], "upstream": sides["upstream"]}
+    return Job("nrs360", name, csv, n, concurrency,
+               lambda url: write_campaign(tmp, url, csv, batch, concurrency, name=f"{name}-{batch}"))
+
+
+def figures(job: Job, batch: int, sides: dict[str, dict[str, Any]], reps: int, tmp: Path,
+            floor: bool) -> dict[str, Any]:
+    """The simulator's figures stay at the top level (as before the upstream existed), the upstream's under
+    "upstream", the floor beside them when asked."""
+    result: dict[str, Any] = {"scenario": job.name, "batch_size": batch, **sides["simulator"],
+                              "upstream": sides["upstream"]}
     if floor:
         def one_floor() -> float:
-            r = run_floor(csv, tmp / "floor.jsonl")
+            r = run_floor(job.source, tmp / "floor.jsonl")
             return r["rows"] / r["seconds"]
 
         rows_per_s, runs = median_of(reps, one_floor)
@@ -205,13 +263,16 @@ def latency_sample(path: Path, k: int = 5000) -> list[float]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
+    """Both paths, both servers, the upstream first in each repetition."""
     with tempfile.TemporaryDirectory(prefix="bench-blast-") as d:
         tmp = Path(d)
         reps = 1 if quick else 3
         wrk = 2 if quick else 5
-        batched = scenario("batched", 20_000 if quick else 1_000_000, 1000, 4, reps, tmp, floor=True, wrk_seconds=wrk)
-        single = scenario("single", 1_500 if quick else 100_000, 1, 64, reps, tmp, floor=False, wrk_seconds=wrk)
-    return {"batched": batched, "single": single}
+        batched = scenario("batched", 20_000 if quick else 1_000_000, 1000, 4, tmp)
+        single = scenario("single", 1_500 if quick else 100_000, 1, 64, tmp)
+        b, s = against([batched, single], reps, tmp, wrk_seconds=wrk)
+        return {"batched": figures(batched, 1000, b, reps, tmp, floor=True),
+                "single": figures(single, 1, s, reps, tmp, floor=False)}
 
 
 def table(r: dict[str, Any]) -> str:

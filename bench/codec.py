@@ -1,6 +1,6 @@
 """Codec benchmark: classify and count parts for a million realistic SMS texts.
 
-Paths, all on the same messages, each figure the median of 3 repetitions:
+Paths, all on the same messages, each figure the median of 3 repetitions (quick: one):
   numba      dispatcher.codecs.analyze per chunk of 2048 (as the pipeline calls it), including the
              conversion from Python strings to the code-point array
   reference  dispatcher.codecs.reference.count, the plain-Python reference, one text at a time
@@ -324,6 +324,7 @@ def run(quick: bool = False) -> dict:
     startup = startup_times()  # before anything is compiled in this process
 
     n = N_QUICK if quick else N_FULL
+    repeats = 1 if quick else REPEATS  # quick: one pass of each path (the pure-Python ones are most of the time)
     t0 = time.perf_counter()
     messages = generate_messages(n)
     gen_s = time.perf_counter() - t0
@@ -355,7 +356,7 @@ def run(quick: bool = False) -> dict:
     def kernel_only() -> dict:
         """The kernel calls alone: each chunk converted first (untimed), as fresh in cache as in analyze."""
         wall, cpu = [], []
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             w = c = 0.0
             for chunk in chunks:
                 cps, lens = to_codepoints(chunk)
@@ -391,8 +392,8 @@ def run(quick: bool = False) -> dict:
         "gsm0338": lambda: results.__setitem__("gsm0338", [gsm0338_count(t) for t in messages]),
         "charmap": lambda: results.__setitem__("charmap", [charmap_count(t) for t in messages]),
     }
-    timings = {name: _measure(fn, n) for name, fn in paths.items()}
-    conv = {name: _measure(convert_all(fn), n) for name, fn in conversions.items()}
+    timings = {name: _measure(fn, n, repeats) for name, fn in paths.items()}
+    conv = {name: _measure(convert_all(fn), n, repeats) for name, fn in conversions.items()}
     kernel = kernel_only()
 
     # every path must agree with the reference
@@ -420,7 +421,7 @@ def run(quick: bool = False) -> dict:
         "quick": quick,
         "messages": n,
         "chunk": CHUNK,
-        "repeats": REPEATS,
+        "repeats": repeats,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),

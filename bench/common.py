@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -84,25 +85,32 @@ def serving(cmd: list[str], what: str) -> Iterator[str]:
             proc.kill()
 
 
+_CLUSTER: dict[str, Any] = {}  # the throwaway cluster this process started: {"dsn": ...} or {"error": ...}
+
+
 def on_postgres(measure: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    """measure(dsn) on DISPATCHER_BENCH_DSN, else on a throwaway cluster (tests/pgserver.py: a temp dir of its own,
-    removed afterwards). A cluster that does not start is this scenario's error, pgserver's one line that
-    names the failed command and its output, not a traceback; the other scenarios still run."""
+    """measure(dsn) on DISPATCHER_BENCH_DSN, else on a throwaway cluster (tests/pgserver.py: a temp dir of its own),
+    started by the first scenario that needs one and shared by the others (each works in tables or schemas of
+    its own and drops them), removed when this process exits. A cluster that does not start is this
+    scenario's error, pgserver's one line that names the failed command and its output, not a traceback; the
+    other scenarios still run."""
     dsn = os.environ.get("DISPATCHER_BENCH_DSN")
     if dsn:
         return measure(dsn)
-    spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
-    assert spec is not None and spec.loader is not None
-    pgserver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pgserver)
-    try:
-        root, dsn = pgserver.start()
-    except pgserver.PgServerError as e:
-        return {"error": f"pgserver: {e}"}
-    try:
-        return measure(dsn)
-    finally:
-        pgserver.stop(root)
+    if not _CLUSTER:
+        spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
+        assert spec is not None and spec.loader is not None
+        pgserver = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pgserver)
+        try:
+            root, _CLUSTER["dsn"] = pgserver.start()
+        except pgserver.PgServerError as e:
+            _CLUSTER["error"] = f"pgserver: {e}"
+        else:
+            atexit.register(pgserver.stop, root)
+    if "error" in _CLUSTER:
+        return {"error": _CLUSTER["error"]}
+    return measure(_CLUSTER["dsn"])
 
 
 def sim_stats(url: str) -> dict[str, Any]:

@@ -37,14 +37,14 @@ from bench.common import ROOT, on_postgres, simulator
 
 
 def write_config(tmp: Path, url: str, table: str, claim: int = 2000, concurrency: int = 8,
-                 batch_size: int = 1000) -> Path:
+                 batch_size: int = 1000, heartbeat: float = 0.5) -> Path:
     path = tmp / f"{table.replace('.', '_')}.toml"
     path.write_text(f"""
 [daemon]
 dsn_env = "DISPATCHER_DSN"
 table = "{table}"
 region = "ES"
-heartbeat = 0.5
+heartbeat = {heartbeat}
 dead_after = 3
 lease = 10
 poll = 0.5
@@ -160,7 +160,7 @@ async def _reset(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-async def _wait_live(dsn: str, table: str, n: int, timeout: float = 30) -> None:
+async def _wait_live(dsn: str, table: str, n: int, heartbeat: float, timeout: float = 30) -> None:
     """Until every worker has joined (registered, waited its 1.5 heartbeats)."""
     import asyncpg
     conn = await asyncpg.connect(dsn)
@@ -169,7 +169,7 @@ async def _wait_live(dsn: str, table: str, n: int, timeout: float = 30) -> None:
         while time.monotonic() < deadline:
             live = await conn.fetchval(f"SELECT count(*) FROM {table}_workers WHERE heartbeat_at > now() - interval '2 s'")
             if live >= n:
-                await asyncio.sleep(1.0)  # the joining wait (1.5 heartbeats)
+                await asyncio.sleep(1.5 * heartbeat + 0.25)  # the joining wait (1.5 heartbeats), and a margin
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError(f"{n} workers did not register within {timeout} s")
@@ -244,17 +244,17 @@ def _sim_latency(url: str, ms: float) -> None:
     urllib.request.urlopen(req, timeout=10).read()
 
 
-def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, **provider: Any) -> dict[str, Any]:
+def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, heartbeat: float, **provider: Any) -> dict[str, Any]:
     """The same drain with one worker, then with two."""
     out: dict[str, Any] = {"rows": rows, "provider": provider}
     for n in (1, 2):
         schema = f"bench_{name}{n}"
         table = f"{schema}.outbox"
         asyncio.run(_reset(dsn, schema))
-        workers = Workers(write_config(tmp, url, table, **provider), dsn, n)
+        workers = Workers(write_config(tmp, url, table, heartbeat=heartbeat, **provider), dsn, n)
         result: dict[str, Any] = {}
         try:
-            asyncio.run(_wait_live(dsn, table, n))
+            asyncio.run(_wait_live(dsn, table, n, heartbeat))
             cpu = Cpu([p.pid for p in workers.procs], dsn, url)
             result = asyncio.run(_drain(dsn, table, rows, timeout=600))
             result.update(cpu.done())
@@ -271,24 +271,26 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def measure(dsn: str, quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"cores": os.cpu_count()}
+    # quick: heartbeats every 0.2 s, so a joining worker waits 0.3 s before it sends (not 0.75 s), five times
+    heartbeat = 0.2 if quick else 0.5
+    out: dict[str, Any] = {"cores": os.cpu_count(), "heartbeat_s": heartbeat}
     with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-daemon-") as tmp:
         # the simulator answers at once: one worker, PostgreSQL and the simulator share the cores
-        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 8_000 if quick else 100_000)
+        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 8_000 if quick else 100_000, heartbeat)
         # a provider 20 ms away and two connections a worker: each worker is bound by its round trips
         _sim_latency(url, 20)
         try:
-            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 4_000 if quick else 40_000,
+            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 4_000 if quick else 40_000, heartbeat,
                                          concurrency=2, batch_size=100)
         finally:
             _sim_latency(url, 0)
         schema = "bench_steady"
         asyncio.run(_reset(dsn, schema))
-        workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500), dsn, 1)
+        workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500, heartbeat=heartbeat), dsn, 1)
         try:
-            asyncio.run(_wait_live(dsn, f"{schema}.outbox", 1))
-            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 3 if quick else 10))
+            asyncio.run(_wait_live(dsn, f"{schema}.outbox", 1, heartbeat))
+            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 2 if quick else 10))
         finally:
             workers.stop()
     return out

@@ -85,8 +85,11 @@ async def drive(url: str, paced: Paced, seconds: float, workers: int) -> dict[st
         end = t0 + seconds
 
         async def work() -> None:
-            while time.monotonic() < end:
-                await paced.limit.acquire()
+            while (left := end - time.monotonic()) > 0:
+                try:  # a wait for a slot ends with the run: else every worker queued in the limiter at the
+                    await asyncio.wait_for(paced.limit.acquire(), left)  # end still waits and sends,
+                except TimeoutError:  # up to workers / rate seconds more
+                    return
                 t = time.monotonic() - t0
                 async with session.post(target, data=BODY, headers=HEADERS) as r:
                     await r.read()

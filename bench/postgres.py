@@ -1,7 +1,7 @@
 """PostgreSQL source and sink beside raw asyncpg, and a whole blast Postgres -> 360nrs -> Postgres.
 
 On the same table of N recipients (1,000,000; quick: 20,000) in one run, each figure the
-median of 3 repetitions, the two sides of each pair interleaved so a noisy neighbour hits both:
+median of 3 repetitions (quick: one), the two sides of each pair interleaved so a noisy neighbour hits both:
   source   PostgresSource.chunks() (keyset pages, rows turned into Records with text fields,
            as the engine consumes them)  beside  a raw asyncpg server-side cursor fetching
            `SELECT * FROM audience` in pages of the same size (rows left as asyncpg Records);
@@ -97,13 +97,13 @@ async def source_read(dsn: str) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def bench_source(dsn: str, n: int) -> dict[str, Any]:
+def bench_source(dsn: str, n: int, reps: int = REPEATS) -> dict[str, Any]:
     from dispatcher.sources.postgres import PostgresSource
     plan = uvloop.run(PostgresSource(dsn, table=TABLE, fetch=FETCH).describe_async())
     own_sql = plan.first.replace(f" LIMIT {FETCH}", "")
     uvloop.run(raw_cursor(dsn, f"SELECT * FROM {TABLE}"))  # warm the cache
     raw, same, ours = [], [], []
-    for _ in range(REPEATS):
+    for _ in range(reps):
         for out, fn in ((raw, lambda: raw_cursor(dsn, f"SELECT * FROM {TABLE}")), (ours, lambda: source_read(dsn)),
                         (same, lambda: raw_cursor(dsn, own_sql))):
             count, secs = uvloop.run(fn())
@@ -175,10 +175,10 @@ async def truncate(dsn: str, table: str) -> None:
         await conn.close()
 
 
-def bench_sink(dsn: str, n: int) -> dict[str, Any]:
+def bench_sink(dsn: str, n: int, reps: int = REPEATS) -> dict[str, Any]:
     uvloop.run(sink_write(dsn, min(n, 1000), "warm-up"))  # creates bench_results (and its schema version)
     raw, ours, marked = [], [], []
-    for rep in range(REPEATS):
+    for rep in range(reps):
         uvloop.run(truncate(dsn, "bench_results"))
         ours.append(n / uvloop.run(sink_write(dsn, n, f"sink-{rep}")))
         raw.append(n / uvloop.run(raw_copy(dsn, n, f"raw-{rep}")))
@@ -254,7 +254,7 @@ def blast_once(path: Path, run_id: str, state: Path) -> dict[str, Any]:
             "msgs_per_s": (st.sent + st.failed + st.rejected) / secs}
 
 
-def bench_blast(dsn: str, n: int) -> dict[str, Any]:
+def bench_blast(dsn: str, n: int, reps: int = REPEATS) -> dict[str, Any]:
     os.environ.setdefault("NRS360_USER", "demo")
     os.environ.setdefault("NRS360_PASSWORD", "demo-secret")
     os.environ[ENV] = dsn
@@ -263,7 +263,7 @@ def bench_blast(dsn: str, n: int) -> dict[str, Any]:
         tmp = Path(d)
         uvloop.run(export_csv(dsn, tmp / "audience.csv"))
         pg_toml, file_toml = campaign(tmp, url), file_campaign(tmp, url, tmp / "audience.csv")
-        for rep in range(REPEATS):
+        for rep in range(reps):
             for out, path, source in ((runs, pg_toml, "pg"), (files, file_toml, "file")):
                 # one run id per source: the run journal refuses to resume a run with another source
                 one = blast_once(path, f"blast-{source}-{rep}", tmp / "state")
@@ -272,8 +272,8 @@ def bench_blast(dsn: str, n: int) -> dict[str, Any]:
                 out.append(one)
             shutil.rmtree(tmp / "out", ignore_errors=True)
     rows = uvloop.run(_count(dsn, "SELECT count(*) FROM bench_blast_results"))
-    if rows != n * REPEATS:
-        raise RuntimeError(f"{rows} result rows for {REPEATS} blasts of {n}")
+    if rows != n * reps:
+        raise RuntimeError(f"{rows} result rows for {reps} blasts of {n}")
     mps = statistics.median(r["msgs_per_s"] for r in runs)
     fmps = statistics.median(r["msgs_per_s"] for r in files)
     return {"messages": n, "msgs_per_s": round(mps), "files_msgs_per_s": round(fmps), "ratio_to_files": round(mps / fmps, 3),
@@ -309,21 +309,22 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 def measure(dsn: str, quick: bool) -> dict[str, Any]:
     n = N_QUICK if quick else N_FULL
+    reps = 1 if quick else REPEATS
     step: Callable[[str], None] = lambda s: print(f"  postgres: {s}", file=sys.stderr, flush=True)  # noqa: E731
     try:
         t0 = time.perf_counter()
         uvloop.run(cleanup(dsn))  # what an interrupted earlier run may have left
         uvloop.run(setup(dsn, n))
         step(f"table of {n:,} rows in {time.perf_counter() - t0:.1f} s")
-        source = bench_source(dsn, n)
+        source = bench_source(dsn, n, reps)
         step(f"source {source['source_rows_per_s']:,} rows/s ({source['ratio']:.2f}x raw)")
-        sink = bench_sink(dsn, n)
+        sink = bench_sink(dsn, n, reps)
         step(f"sink {sink['sink_rows_per_s']:,} rows/s ({sink['ratio']:.2f}x raw)")
-        blast = bench_blast(dsn, n)
+        blast = bench_blast(dsn, n, reps)
         step(f"blast {blast['msgs_per_s']:,} msg/s")
     finally:
         uvloop.run(cleanup(dsn))
-    return {"rows": n, "repetitions": REPEATS, "goal_ratio": GOAL, "source": source, "sink": sink, "blast": blast,
+    return {"rows": n, "repetitions": reps, "goal_ratio": GOAL, "source": source, "sink": sink, "blast": blast,
             "server": "DISPATCHER_BENCH_DSN" if os.environ.get("DISPATCHER_BENCH_DSN") else "throwaway cluster"}
 
 

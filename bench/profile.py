@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.blast import head, run_blast, write_campaign
+from bench.blast import blast_args, head, run_many, write_campaign
 from bench.common import audience, upstream
 
 Key = tuple[str, int, str]  # pstats: (file, line, function)
@@ -112,23 +112,24 @@ def attribute(stats: dict[Key, tuple]) -> dict[str, float]:
     return out
 
 
-def profile_path(name: str, n: int, batch: int, concurrency: int, tmp: Path) -> dict[str, Any]:
+PATHS = {"batched": (1000, 4), "single": (1, 64)}  # recipients a request, requests in flight
+
+
+def profile_path(name: str, n: int, toml: Path, warm: Path, plain: dict[str, Any]) -> dict[str, Any]:
+    """The campaign at `toml` (on a live upstream) profiled in this process after a warm-up run of `warm`;
+    `plain` is the same campaign's unprofiled run (its own process, its cpu_s start-up and warm-up left out)."""
     from dispatcher.cli import main
 
-    csv = audience(tmp / f"a-{n}.csv", n)
-    with upstream("nrs360") as url:
-        toml = write_campaign(tmp, url, csv, batch, concurrency)
-        fixed = run_blast(toml, f"{name}-fixed", head(csv))["cpu_s"]
-        plain = run_blast(toml, f"{name}-plain")
-        main(["blast", str(toml), "--quiet", "--run-id", f"{name}-warm", "--source", str(head(csv))])  # imports, JIT
-        prof = cProfile.Profile()
-        prof.enable()
-        main(["blast", str(toml), "--quiet", "--run-id", f"{name}-prof"])
-        prof.disable()
+    batch, concurrency = PATHS[name]
+    main(["blast", str(toml), "--quiet", "--run-id", f"{name}-warm", "--source", str(warm)])  # imports, JIT
+    prof = cProfile.Profile()
+    prof.enable()
+    main(["blast", str(toml), "--quiet", "--run-id", f"{name}-prof"])
+    prof.disable()
     raw = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     by_stage = attribute(raw)
     profiled = sum(by_stage.values())
-    cpu_us = (plain["cpu_s"] - fixed) / n * 1e6
+    cpu_us = plain["cpu_s"] / n * 1e6
     rows = [{"stage": stage, "profiled_us_per_msg": round(s / n * 1e6, 3), "share": round(s / profiled, 4),
              "estimated_us_per_msg": round(s / profiled * cpu_us, 3)}
             for stage, s in sorted(by_stage.items(), key=lambda kv: -kv[1])]
@@ -146,13 +147,19 @@ def profile_path(name: str, n: int, batch: int, concurrency: int, tmp: Path) -> 
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-prof-") as d:
+    sizes = {"batched": 20_000 if quick else 200_000, "single": 2_000 if quick else 20_000}
+    with tempfile.TemporaryDirectory(prefix="bench-prof-") as d, upstream("nrs360") as url:
         tmp = Path(d)
-        return {"server": "fast upstream (bench/upstream.py)",
-                "batched": profile_path("batched", 20_000 if quick else 200_000, 1000, 4, tmp),
-                "single": profile_path("single", 2_000 if quick else 20_000, 1, 64, tmp),
-                "note": "cProfile inflates small Python calls: read the shares; 'estimated' scales them to the "
-                        "unprofiled run's CPU a message"}
+        csvs = {name: audience(tmp / f"a-{n}.csv", n) for name, n in sizes.items()}
+        tomls = {name: write_campaign(tmp, url, csvs[name], *PATHS[name], name=f"prof-{name}") for name in sizes}
+        # both unprofiled runs in one process, each after its own warm-up run (bench/runner.py)
+        plains, _ = run_many([args for name in sizes for args in (
+            blast_args(tomls[name], f"{name}-plain-warm", head(csvs[name])), blast_args(tomls[name], f"{name}-plain"))])
+        out = {name: profile_path(name, sizes[name], tomls[name], head(csvs[name]), plains[2 * i + 1])
+               for i, name in enumerate(sizes)}
+    return {"server": "fast upstream (bench/upstream.py)", **out,
+            "note": "cProfile inflates small Python calls: read the shares; 'estimated' scales them to the "
+                    "unprofiled run's CPU a message"}
 
 
 def table(r: dict[str, Any]) -> str:

@@ -41,12 +41,18 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     assert {r["limiter"] for r in scenarios["pacing"]["strict"]} == {"new", "previous"}
     for level in scenarios["concurrency"]["levels"]:
         assert level["upstream_msgs_per_s"] > 0 and level["simulator_msgs_per_s"] > 0
+    mem = scenarios["memory"]  # each blast's peak against the import-and-warm floor, measured in its own process
+    assert mem["floor_mb"] > 0 and len(mem["sizes"]) >= 2
+    for row in mem["sizes"]:
+        assert row["sent"] == row["recipients"], row  # the fast upstream accepted every one
+        assert row["peak_rss_mb"] > mem["floor_mb"] and row["engine_mb"] == round(row["peak_rss_mb"] - mem["floor_mb"], 1)
+    assert mem["max_engine_mb"] == max(row["engine_mb"] for row in mem["sizes"]) and mem["flatness"] >= 0
     for k in ("batched", "single"):
         prof = scenarios["profile"][k]
         assert abs(sum(row["share"] for row in prof["stages"]) - 1) < 0.01
         assert {"CSV read (source)", "HTTP: aiohttp client", "JSON sink"} <= {row["stage"] for row in prof["stages"]}
     md = (tmp_path / "latest.md").read_text()
-    assert "bare loop" in md and "Memory" in md and "upstream" in md and "Floor" in md
+    assert "bare loop" in md and "Memory" in md and "upstream" in md and "Floor" in md and "Import-and-warm floor" in md
     assert {p.name for p in tmp_path.glob("*.png")} >= {"throughput.png", "codec.png", "memory.png"}
 
 
