@@ -2,7 +2,7 @@
 audience sizes, above the import-and-warm floor.
 
 - floor: a process that imports the dispatcher (`dispatcher.cli`, what a blast process imports first) and
-  warms the numba codec (`dispatcher.codecs.warm_up()`), and nothing else: its peak RSS, read the same way
+  warms the numba kernels (`dispatcher.codecs.warm_up()`, `dispatcher.phone.warm_up("ES")`), and nothing else: its peak RSS, read the same way
   as a blast's (bench/runner.py, VmHWM from /proc/self/status), in a process of its own;
 - engine: each blast's peak RSS minus that floor, which is what the engine itself holds (its queues,
   batches, buffers, the HTTP client and whatever it imports beyond the floor) and what must not grow.

@@ -11,7 +11,8 @@ That used to be a one-recipient run in a process of its own before every measure
 start-up (~0.7 s here) each time; here that warm-up run comes first in the same process, and the measured
 run's CPU is read around its own call, so start-up is left out without being paid twice.
 
-With `--floor` (and no runs) it imports `dispatcher.cli`, warms the codec (`dispatcher.codecs.warm_up()`)
+With `--floor` (and no runs) it imports `dispatcher.cli`, warms the codec (`dispatcher.codecs.warm_up()`) and
+the phone kernel (`dispatcher.phone.warm_up("ES")`)
 and reports its peak RSS: the import-and-warm floor the memory scenario measures a blast against, read the
 same way as a blast's.
 """
@@ -46,7 +47,9 @@ def main(argv: list[str]) -> int:
 
     if argv == ["--floor"]:
         from dispatcher.codecs import warm_up
+        from dispatcher.phone import warm_up as warm_phones
         warm_up()
+        warm_phones("ES")  # the audiences' region: the phone kernel and that country's tables, as a blast warms them
         print(orjson.dumps({"vmhwm_kb": vmhwm_kb()}).decode(), flush=True)
         return 0
     worst = 0

@@ -157,7 +157,7 @@ class Results:
         parts = [p for p in parts if len(p)]
         if len(parts) <= 1:
             return parts[0] if parts else EMPTY
-        return cls([list(chain.from_iterable(p.columns[i] for p in parts)) for i in range(len(RESULT_FIELDS))])
+        return cls([list(chain.from_iterable(cols)) for cols in zip(*[p.columns for p in parts], strict=True)])
 
     def __len__(self) -> int:
         return len(self.columns[0])

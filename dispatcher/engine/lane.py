@@ -334,13 +334,13 @@ class Lane:
             self._on_wire -= 1
         latency = (time.monotonic() - t0) * 1000
         self.circuit.record(0 < status < 500)
-        await self._after(batch, outcomes, status, latency, unsure, generation)
-
-    async def _after(self, batch: list[Message], outcomes: list[Outcome] | Accepted, status: int, latency: float,
-                     unsure: bool, generation: int) -> None:
-        if type(outcomes) is Accepted:
+        if type(outcomes) is Accepted:  # settled at once, without a coroutine for the common answer
             self._accepted(batch, outcomes, latency)
             return
+        await self._after(batch, outcomes, status, latency, unsure, generation)
+
+    async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+                     unsure: bool, generation: int) -> None:
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
             self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
             self.stats.throttled += 1
@@ -379,6 +379,13 @@ class Lane:
     def _accepted(self, batch: list[Message], a: Accepted, latency: float) -> None:
         """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
         n = len(batch)
+        if n == 1:  # one message a request: the common answer of single-message providers
+            m = batch[0]
+            self.ledger.finish(Results([[m.seq], [m.rid], [m.to], [self.alias], [SENT], a.message_ids,
+                                        [m.parts or None], [m.encoding or None], [None], [None], [m.attempts],
+                                        [round(latency, 2)], [a.trace_id], [self.channel], [m.transliterated],
+                                        [_meta(m, None)]]))
+            return
         seq = [m.seq for m in batch]
         rid = [m.rid for m in batch]
         to = [m.to for m in batch]
