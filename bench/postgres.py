@@ -2,11 +2,11 @@
 
 On the same table of N recipients (1,000,000; quick: 20,000) in one run, each figure the
 median of 3 repetitions (quick: one), the two sides of each pair interleaved so a noisy neighbour hits both:
-  source   PostgresSource.chunks() (keyset pages, rows turned into Records with text fields,
+  source   PostgresSource.chunks() (keyset pages, rows turned into columns of text fields,
            as the engine consumes them)  beside  a raw asyncpg server-side cursor fetching
            `SELECT * FROM audience` in pages of the same size (rows left as asyncpg Records);
            also beside the raw cursor on the source's own statement (the same text casts).
-  sink     PostgresSink.write() of Result chunks of 2048 (the engine's chunk) into its results
+  sink     PostgresSink.write() of result columns in chunks of 2048 (the engine's chunk) into its results
            table  beside  raw `copy_records_to_table` of the same rows, already as tuples, into an
            identical table (same columns and primary key); also the sink with `mark_sent`.
   blast    the engine, Postgres table -> 360nrs simulator (own process, no ledger, 100,000
@@ -148,6 +148,7 @@ async def raw_copy(dsn: str, n: int, run_id: str) -> float:
 
 
 async def sink_write(dsn: str, n: int, run_id: str, mark: bool = False) -> float:
+    from dispatcher.model import Results
     from dispatcher.sinks.postgres import PostgresSink
     if mark:
         conn = await asyncpg.connect(dsn)
@@ -158,8 +159,9 @@ async def sink_write(dsn: str, n: int, run_id: str, mark: bool = False) -> float
     spent = 0.0
     try:
         for chunk in result_chunks(n):
+            columns = Results.of(chunk)  # what the engine hands a sink: result columns
             t0 = time.perf_counter()
-            await s.write(chunk)
+            await s.write(columns)
             spent += time.perf_counter() - t0
     finally:
         await s.close()
@@ -332,11 +334,11 @@ def table(r: dict[str, Any]) -> str:
     s, k, b = r["source"], r["sink"], r["blast"]
     rows = [f"{r['rows']:,} rows, median of {r['repetitions']}; goal: at least {r['goal_ratio']}x raw asyncpg.", "",
             "| path | dispatcher | raw asyncpg | ratio |", "|---|---:|---:|---:|",
-            f"| source (keyset pages -> Records) vs server-side cursor `SELECT *` | {s['source_rows_per_s']:,} rows/s | "
+            f"| source (keyset pages -> columns) vs server-side cursor `SELECT *` | {s['source_rows_per_s']:,} rows/s | "
             f"{s['raw_cursor_rows_per_s']:,} rows/s | {s['ratio']:.2f}x |",
             f"| source vs cursor on the source's own statement (text casts) | {s['source_rows_per_s']:,} rows/s | "
             f"{s['raw_cursor_same_sql_rows_per_s']:,} rows/s | {s['ratio_same_sql']:.2f}x |",
-            f"| sink (Results -> COPY) vs `copy_records_to_table` of ready tuples | {k['sink_rows_per_s']:,} rows/s | "
+            f"| sink (result columns -> COPY) vs `copy_records_to_table` of ready tuples | {k['sink_rows_per_s']:,} rows/s | "
             f"{k['raw_copy_rows_per_s']:,} rows/s | {k['ratio']:.2f}x |",
             f"| sink with `mark_sent` (COPY + UPDATE of the source, one transaction) | "
             f"{k['sink_mark_sent_rows_per_s']:,} rows/s | | |",

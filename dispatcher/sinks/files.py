@@ -27,8 +27,11 @@ def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, b
     encoded string every quote is escaped, so `","` occurs only between elements; numbers, null, true and
     false hold no comma."""
     first = col[0]
+    same = col.count(first) == len(col)  # cheap for a block's constant columns: one object, compared by identity
+    if same and (first is None or type(first) is str):  # only None equals None; a str equals only strs
+        return orjson.dumps(first), None, False
     kinds = set(map(type, col))
-    if len(kinds) == 1 and type(first) is not float and col.count(first) == len(col):  # (0.1 + 0.2 != 0.3)
+    if same and len(kinds) == 1 and type(first) is not float:  # 1 == 1.0 == True; -0.0 == 0.0
         return orjson.dumps(first), None, False
     if kinds == {str}:
         return None, orjson.dumps(col)[2:-2].split(b'","'), True
