@@ -90,7 +90,8 @@ def table(r: dict[str, Any]) -> str:
     spread = "n/a" if flat is None else f"{flat:+.1%}"
     ends = "n/a" if growth is None else f"{growth:+.1%}"
     lines.append(f"\nImport-and-warm floor (a process that imports `dispatcher.cli` and runs "
-                 f"`dispatcher.codecs.warm_up()`, its own VmHWM): {r['floor_mb']} MB. Engine's share at most "
+                 "`dispatcher.codecs.warm_up()` and `dispatcher.phone.warm_up('ES')`, its own VmHWM): "
+                 f"{r['floor_mb']} MB. Engine's share at most "
                  f"{r['max_engine_mb']} MB; flatness (largest share over smallest) {spread}, smallest to largest "
                  f"{ends} (goal: at most {r['goal_engine_mb']} MB, flat within {r['goal_flatness']:.0%}: "
                  f"{'met' if ok else 'not met'}).")

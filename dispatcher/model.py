@@ -1,7 +1,11 @@
-"""The records that flow through the pipeline.
+"""What flows through the engine, source -> prepare -> lanes -> sinks.
 
-Slotted dataclasses: cheap to build by the hundred thousand, and orjson serialises them
-natively, so a result goes to a sink without an intermediate dict.
+Input comes as a `Chunk`: one list per field, so normalising, rendering and encoding run a
+column at a time. Each row that can be sent becomes one `Message`, the unit a lane batches,
+paces and retries (it carries the per-record state: attempts, unanswered attempts). Outcomes
+leave as `Results`, one list per result field: a request whose recipients were all accepted is
+one block built from its batch, and sinks write whole columns. A `Result` object exists only
+for the rare per-record outcome (a failure, a rejected row) and for readers that want one.
 """
 
 from __future__ import annotations
