@@ -135,28 +135,42 @@ class Template:
         return self.short_format % tuple(slots[k] for k in self.short_keys)
 
 
-def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
-                  required: Collection[str]) -> Callable[..., tuple[str, dict[str, str]]]:
-    """Straight-line Python for one template: no loop over pieces, no per-piece type test."""
-    env: dict[str, object] = {"_text": _text, "Empty": EmptyVariable,
-                              "FMT": "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)}
-    lines = ["def fill(v):"]
+def _format(pieces: list[str | Piece]) -> str:
+    """The %-format of a template's text: literal pieces escaped, one %s a placeholder."""
+    return "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)
+
+
+def _slot_lines(slots: tuple[Piece, ...], env: dict[str, object], read: Callable[[str, str], list[str]],
+                call: str) -> tuple[list[str], dict[str, str]]:
+    """Generated lines reading each variable once (`read(name, local)`) and computing each slot with its
+    filters applied by `call` (a format of {fn} and {expr}); and the local name of each slot key."""
+    lines: list[str] = []
     var_of: dict[str, str] = {}
     slot_of: dict[str, str] = {}
     for key, name, filters in slots:
         if name not in var_of:
             x = var_of[name] = f"x{len(var_of)}"
-            lines.append(f"    {x} = v[{name!r}]")
-            lines.append(f"    if {x}.__class__ is not str: {x} = _text({x})")
-            if name in required:
-                lines.append(f"    if not {x}: raise Empty({name!r})")
+            lines.extend(read(name, x))
         expr = var_of[name]
         for f in filters:
             fn = f"f{len(env)}"
             env[fn] = f
-            expr = f"{fn}({expr})"
+            expr = call.format(fn=fn, expr=expr)
         s = slot_of[key] = f"s{len(slot_of)}"
         lines.append(f"    {s} = {expr}")
+    return lines, slot_of
+
+
+def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
+                  required: Collection[str]) -> Callable[..., tuple[str, dict[str, str]]]:
+    """Straight-line Python for one template: no loop over pieces, no per-piece type test."""
+    env: dict[str, object] = {"_text": _text, "Empty": EmptyVariable, "FMT": _format(pieces)}
+
+    def read(name: str, x: str) -> list[str]:
+        return [f"    {x} = v[{name!r}]", f"    if {x}.__class__ is not str: {x} = _text({x})",
+                *([f"    if not {x}: raise Empty({name!r})"] if name in required else [])]
+    body, slot_of = _slot_lines(slots, env, read, "{fn}({expr})")
+    lines = ["def fill(v):", *body]
     args = "".join(slot_of[p[0]] + ", " for p in pieces if type(p) is not str)
     mapping = ", ".join(f"{k!r}: {v}" for k, v in slot_of.items())
     lines.append(f"    return FMT % ({args}), {{{mapping}}}")
@@ -183,22 +197,12 @@ def _compile_fill_columns(pieces: list[str | Piece], slots: tuple[Piece, ...],
                                                                           dict[int, KeyError]]]:
     """`fill` for a chunk of rows: each variable read and checked as a column, each filter mapped over
     its column, then one %-format and one dict display a row in two comprehensions."""
-    env: dict[str, object] = {"_values": _values,
-                              "FMT": "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)}
-    lines = ["def fill_columns(column, n):", "    problems = {}"]
-    var_of: dict[str, str] = {}
-    slot_of: dict[str, str] = {}
-    for key, name, filters in slots:
-        if name not in var_of:
-            x = var_of[name] = f"x{len(var_of)}"
-            lines.append(f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems)")
-        expr = var_of[name]
-        for f in filters:
-            fn = f"f{len(env)}"
-            env[fn] = f
-            expr = f"list(map({fn}, {expr}))"
-        s = slot_of[key] = f"s{len(slot_of)}"
-        lines.append(f"    {s} = {expr}")
+    env: dict[str, object] = {"_values": _values, "FMT": _format(pieces)}
+
+    def read(name: str, x: str) -> list[str]:
+        return [f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems)"]
+    body, slot_of = _slot_lines(slots, env, read, "list(map({fn}, {expr}))")
+    lines = ["def fill_columns(column, n):", "    problems = {}", *body]
     used = [slot_of[p[0]] for p in pieces if type(p) is not str]
     if not slot_of:
         lines.append("    return [FMT % ()] * n, [{} for _ in range(n)], problems")
