@@ -68,6 +68,11 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+def as_text(v: object) -> str:
+    """A field's value as the text a template or an address reads: None and MISSING as ""."""
+    return v if type(v) is str else "" if v is None or v is MISSING else str(v)
+
+
 @dataclass(slots=True)
 class Record:
     """One input row: where it came from and its raw fields."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .codecs.tables import SHORT_LINK
-from .model import MISSING
+from .model import MISSING, as_text
 
 SERVER_PLACEHOLDERS = frozenset({"UNSUB_URL", "OTP_CODE"})
 _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)((?:\|[A-Za-z]+(?::[^{}|]*)?)*)\}")
@@ -90,10 +90,6 @@ def problem(e: KeyError) -> tuple[str, str]:
 
 
 Piece = tuple[str, str, tuple[Callable[[str], str], ...]]  # (slot key, variable, filters)
-
-
-def _text(v: object) -> str:
-    return v if type(v) is str else ("" if v is None else str(v))
 
 
 def _default(text: str) -> Callable[[str], str]:
@@ -164,7 +160,7 @@ def _slot_lines(slots: tuple[Piece, ...], env: dict[str, object], read: Callable
 def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
                   required: Collection[str]) -> Callable[..., tuple[str, dict[str, str]]]:
     """Straight-line Python for one template: no loop over pieces, no per-piece type test."""
-    env: dict[str, object] = {"_text": _text, "Empty": EmptyVariable, "FMT": _format(pieces)}
+    env: dict[str, object] = {"_text": as_text, "Empty": EmptyVariable, "FMT": _format(pieces)}
 
     def read(name: str, x: str) -> list[str]:
         return [f"    {x} = v[{name!r}]", f"    if {x}.__class__ is not str: {x} = _text({x})",
@@ -184,7 +180,7 @@ def _values(name: str, col: list[object], required: bool, problems: dict[int, Ke
         for i, v in enumerate(col):
             if v is MISSING and i not in problems:
                 problems[i] = KeyError(name)
-        col = [v if type(v) is str else "" if v is None or v is MISSING else str(v) for v in col]
+        col = list(map(as_text, col))
     if required and "" in col:
         for i, v in enumerate(col):
             if not v and i not in problems:

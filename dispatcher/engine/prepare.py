@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
-from ..model import MISSING, REJECTED, Chunk, Content, Message, Result, rejected
+from ..model import REJECTED, Chunk, Content, Message, Result, as_text, rejected
 from ..phone import number_problem, to_e164_column
 from ..phone import warm_up as warm_phones
 from ..providers.base import Provider
@@ -133,7 +133,7 @@ class CampaignPreparer:
         seqs = rows.seq
         raws = rows.column(column)
         if set(map(type, raws)) - {str}:
-            raws = [v if type(v) is str else "" if v is None or v is MISSING else str(v) for v in raws]
+            raws = list(map(as_text, raws))
         mobile = content.mobile_only
         tos = to_e164_column(raws, c.region, mobile) if phone else [_email(raw) for raw in raws]
         texts, slots, problems = content.template.fill_columns(rows.column, n)
