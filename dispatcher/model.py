@@ -174,10 +174,6 @@ class Results:
     def column(self, name: str) -> list[Any]:
         return self.columns[_FIELD[name]]
 
-    def rows(self) -> list[tuple[Any, ...]]:
-        """One tuple per result, fields in RESULT_FIELDS order (for row-wise writers)."""
-        return list(zip(*self.columns, strict=True))
-
     def results(self) -> list[Result]:
         """One `Result` per row: for tests and the rare reader that wants objects."""
         return [Result(*row) for row in zip(*self.columns, strict=True)]

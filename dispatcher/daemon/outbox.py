@@ -702,7 +702,7 @@ class OutboxSource(Source):
         self.claimed += len(rows)
         return rows, records, bad
 
-    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Rows, list[Result]]]:
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         """Claim, yield, repeat; the next claim is already on its way while the engine takes a chunk in."""
         cfg = self.cfg
         failures = 0

@@ -379,13 +379,6 @@ class Lane:
     def _accepted(self, batch: list[Message], a: Accepted, latency: float) -> None:
         """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
         n = len(batch)
-        if n == 1:  # one message a request: the common answer of single-message providers
-            m = batch[0]
-            self.ledger.finish(Results([[m.seq], [m.rid], [m.to], [self.alias], [SENT], a.message_ids,
-                                        [m.parts or None], [m.encoding or None], [None], [None], [m.attempts],
-                                        [round(latency, 2)], [a.trace_id], [self.channel], [m.transliterated],
-                                        [_meta(m, None)]]))
-            return
         seq = [m.seq for m in batch]
         rid = [m.rid for m in batch]
         to = [m.to for m in batch]
