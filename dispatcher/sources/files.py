@@ -302,8 +302,10 @@ class FileSource(Source):
                 quoted_from = (start, lines)
                 break
             end = start + len(lines)
-            clean = plain and not (broken and any(start < k <= end for k in broken)) \
-                and not (suspect and any(start < k <= end for k in suspect))
+            lines_of_block = range(start + 1, end + 1)
+            # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
+            clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
+                and not (suspect and not suspect.isdisjoint(lines_of_block))
             if clean and lines and set(map(str.count, lines, repeat(d))) == {width - 1}:
                 flat = d.join(lines).split(d)
                 block = [flat[j::width] for j in range(width)]
@@ -311,9 +313,9 @@ class FileSource(Source):
                     if skip is None:
                         for col, values in zip(cols, block, strict=True):
                             col.extend(values)
-                        seqs.extend(range(start + 1, end + 1))
+                        seqs.extend(lines_of_block)
                     else:
-                        keep = [i for i, n in enumerate(range(start + 1, end + 1)) if not skip(n)]
+                        keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
                         for col, values in zip(cols, block, strict=True):
                             col.extend([values[i] for i in keep])
                         seqs.extend([start + 1 + i for i in keep])
