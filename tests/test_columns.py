@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.model import MISSING, Chunk, Result, Results
+from dispatcher.model import MISSING, RESULT_FIELDS, Chunk, Result, Results
 from dispatcher.render import compile_template
 from dispatcher.sinks.files import json_lines
 from dispatcher.sources import files
@@ -41,6 +41,25 @@ def test_result_lines_are_orjson_of_each_result(rs: list[Result], copies: int) -
     want = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rs)
     assert json_lines(Results.of(rs)) == want
     assert Results.of(rs).results() == rs
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 2.5]) | st.text(",\"ab\\", max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("ab", max_size=2), inner, max_size=2),
+    max_leaves=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda n: st.lists(st.lists(json_value, min_size=n, max_size=n),
+                                                   min_size=len(RESULT_FIELDS), max_size=len(RESULT_FIELDS))),
+       st.integers(1, 3))
+def test_result_lines_of_any_values_are_orjson_of_each_row(columns: list[list[object]], copies: int) -> None:
+    """Columns mixing 1, 1.0 and True, 0.0 and -0.0, strings with commas and quotes, lists of strings:
+    each line is still what orjson gives that row."""
+    columns = [c * copies for c in columns]
+    want = b"".join(orjson.dumps(dict(zip(RESULT_FIELDS, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+                    for row in zip(*columns, strict=True))
+    assert json_lines(Results(columns)) == want
 
 
 TEMPLATES = ["Hola {name}, {amount|formatDotComma} EUR {name|upper}", "fixed text 100%", "{a|default:x}{b}",

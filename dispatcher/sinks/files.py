@@ -18,27 +18,33 @@ import orjson
 from ..model import RESULT_FIELDS, Results
 from .base import Sink, SinkError
 
-_NUMBERS = frozenset({int, float, bool, type(None)})  # JSON forms without a comma inside
-
 
 def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, bool]:
     """One column as JSON: (the one value every row has, or None; else each row's JSON; whether those are
-    strings given without their quotes). One orjson call for a column of strings or of numbers: inside an
-    encoded string every quote is escaped, so `","` occurs only between elements; numbers, null, true and
-    false hold no comma."""
+    strings given without their quotes). One orjson call for the column, then its body is cut apart:
+    on "," when that gives exactly one piece a row (then no value's JSON holds a comma, so each piece is
+    one value's JSON), else on '","' when every value is a string (inside an encoded string every quote
+    is escaped, so '","' occurs only between elements). A column whose every value has the same JSON
+    is written once (compared as JSON, so 1, 1.0 and True, or 0.0 and -0.0, are never confused)."""
     first = col[0]
-    same = col.count(first) == len(col)  # cheap for a block's constant columns: one object, compared by identity
-    if same and (first is None or type(first) is str):  # only None equals None; a str equals only strs
-        return orjson.dumps(first), None, False
-    kinds = set(map(type, col))
-    if same and len(kinds) == 1 and type(first) is not float:  # 1 == 1.0 == True; -0.0 == 0.0
-        return orjson.dumps(first), None, False
-    if kinds == {str}:
-        return None, orjson.dumps(col)[2:-2].split(b'","'), True
-    if kinds <= _NUMBERS:
-        return None, orjson.dumps(col)[1:-1].split(b","), False
-    dumps = orjson.dumps
-    return None, [dumps(v) for v in col], False
+    n = len(col)
+    if first is None or type(first) is str:  # such a value equals only values with its own JSON
+        last = col[-1]
+        if (last is first or last == first) and col.count(first) == n:  # identity first: cheap for constants
+            return orjson.dumps(first), None, False
+    body = orjson.dumps(col)
+    one = orjson.dumps(first)
+    if len(body) == n * (len(one) + 1) + 1 and body == b"[" + (one + b",") * (n - 1) + one + b"]":
+        return one, None, False
+    each = body[1:-1].split(b",")
+    if len(each) == n:
+        return None, each, False
+    try:
+        "".join(col)  # type: ignore[arg-type]  # raises unless every value is a str
+    except TypeError:
+        dumps = orjson.dumps
+        return None, [dumps(v) for v in col], False
+    return None, body[2:-2].split(b'","'), True
 
 
 def json_lines(results: Results) -> bytes:
