@@ -10,8 +10,10 @@ for the rare per-record outcome (a failure, a rejected row) and for readers that
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 SENT = "sent"
@@ -43,7 +45,7 @@ class Chunk:
 
     def take(self, keep: list[int]) -> Chunk:
         """The rows at the indexes `keep`, in that order."""
-        return Chunk([self.seq[i] for i in keep], {k: [c[i] for i in keep] for k, c in self.columns.items()})
+        return Chunk(_pick(self.seq, keep), {k: _pick(c, keep) for k, c in self.columns.items()})
 
     @classmethod
     def of_dicts(cls, seqs: list[int], dicts: list[dict[str, Any]]) -> Chunk:
@@ -102,6 +104,102 @@ class Message:
     extra: dict[str, Any] | None = None
 
 
+_ROW_FIELDS = ("seq", "rid", "to", "text", "vars", "slots", "encoding", "parts", "transliterated")
+
+
+class Batch(Sequence[Message]):
+    """Messages of one provider alias, channel and content as columns: what a preparer hands the lanes,
+    and what a lane groups and sends as one request while all of them share one state (sent `attempts`
+    times, every attempt answered, nothing of their own). Then a request costs no object a message: the
+    provider builds from the columns and an accepted answer becomes one block of results.
+
+    It is a sequence of `Message`s for everything else: reading a message (a retry, a failure, a flag,
+    a provider that builds a message at a time) makes one `Message` a row, once (`messages`), and from
+    then on those are the truth for the per-message state (attempts, ambiguous, extra). The columns
+    keep what never changes once prepared (seq, rid, to, text, vars, slots, encoding, parts, transliterated).
+    """
+
+    __slots__ = (*_ROW_FIELDS, "route", "channel", "content", "attempts", "_msgs")
+
+    def __init__(self, seq: list[int], rid: list[str], to: list[str], text: list[str], vars: list[dict[str, Any]],
+                 slots: list[dict[str, str] | None], encoding: list[str], parts: list[int],
+                 transliterated: list[bool], route: str, channel: str, content: Content | None,
+                 attempts: int = 0) -> None:
+        self.seq, self.rid, self.to, self.text, self.vars, self.slots = seq, rid, to, text, vars, slots
+        self.encoding, self.parts, self.transliterated = encoding, parts, transliterated
+        self.route, self.channel, self.content, self.attempts = route, channel, content, attempts
+        self._msgs: list[Message] | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """No `Message` made yet: the columns and `attempts` are the whole state."""
+        return self._msgs is None
+
+    def messages(self) -> list[Message]:
+        """One `Message` a row (made on the first call; the same objects after)."""
+        if self._msgs is None:
+            r, ch, c, a = self.route, self.channel, self.content, self.attempts
+            self._msgs = [Message(s, i, to, t, v, sl, r, ch, e, p, tr, a, 0, c) for s, i, to, t, v, sl, e, p, tr
+                          in zip(*(getattr(self, f) for f in _ROW_FIELDS), strict=True)]
+        return self._msgs
+
+    def head(self) -> Message:
+        """Row 0 as a `Message`, to read what a batch's messages share (channel, content, encoding of a
+        batch key) without making the others; not to be changed."""
+        if self._msgs is not None:
+            return self._msgs[0]
+        return Message(route=self.route, channel=self.channel, attempts=self.attempts, content=self.content,
+                       **{f: getattr(self, f)[0] for f in _ROW_FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def,override]
+        return self.messages()[i]
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages())
+
+    def take(self, keep: Sequence[int]) -> Batch:
+        """A fresh batch of the rows at `keep` (only of a fresh batch: its columns are its state)."""
+        assert self._msgs is None
+        return Batch(*(_pick(getattr(self, f), keep) for f in _ROW_FIELDS),  # type: ignore[arg-type]
+                     self.route, self.channel, self.content, self.attempts)
+
+    def cut(self, start: int, stop: int) -> Batch:
+        """Rows start..stop of a fresh batch, as a fresh batch."""
+        assert self._msgs is None
+        return Batch(*(getattr(self, f)[start:stop] for f in _ROW_FIELDS),  # type: ignore[arg-type]
+                     self.route, self.channel, self.content, self.attempts)
+
+    def joins(self, other: Batch) -> bool:
+        """Whether `other` can be appended as one batch (both fresh, one route, channel, content, state)."""
+        return (self._msgs is None and other._msgs is None and other.content is self.content
+                and other.channel == self.channel and other.route == self.route and other.attempts == self.attempts)
+
+    def __add__(self, other: Batch) -> Batch:
+        assert self.joins(other)
+        return Batch(*(getattr(self, f) + getattr(other, f) for f in _ROW_FIELDS),  # type: ignore[arg-type]
+                     self.route, self.channel, self.content, self.attempts)
+
+
+def _pick(col: list[Any], keep: Sequence[int]) -> list[Any]:
+    """col[i] for each i of keep, in one C call (an itemgetter) for more than one."""
+    if len(keep) > 1:
+        return list(itemgetter(*keep)(col))
+    return [col[i] for i in keep]
+
+
+def column(msgs: Sequence[Message], name: str) -> list[Any]:
+    """One unchanging field (seq, to, parts...) of every message: a batch's own column, else each message's."""
+    return getattr(msgs, name) if type(msgs) is Batch and msgs.fresh else [getattr(m, name) for m in msgs]
+
+
+def head(msgs: Sequence[Message]) -> Message:
+    """The first message, to read what messages batched together share (without making a fresh batch's)."""
+    return msgs.head() if type(msgs) is Batch else msgs[0]
+
+
 @dataclass(slots=True)
 class Content:
     """What a campaign says to every recipient of one channel; shared, never copied per message."""
@@ -150,10 +248,25 @@ class Results:
     from its batch's columns (no `Result` per record); the rare per-record outcomes (failures, rejects)
     come as `Result`s and are turned into columns once (`of`)."""
 
-    __slots__ = ("columns",)
+    __slots__ = ("_blocks", "_columns", "_n")
 
     def __init__(self, columns: list[list[Any]]) -> None:
-        self.columns = columns  # in RESULT_FIELDS order, all of one length
+        self._columns: list[list[Any]] | None = columns  # in RESULT_FIELDS order, all of one length
+        self._blocks: list[Results] | None = None
+        self._n = len(columns[0])
+
+    @property
+    def columns(self) -> list[list[Any]]:
+        """The columns (of a concatenation: joined on the first read)."""
+        if self._columns is None:
+            assert self._blocks is not None
+            self._columns = [list(chain.from_iterable(cols))
+                             for cols in zip(*[b.columns for b in self._blocks], strict=True)]
+        return self._columns
+
+    def blocks(self) -> list[Results]:
+        """The results as the blocks they were made in (a sink that writes block by block needs no join)."""
+        return self._blocks if self._blocks is not None else [self]
 
     @classmethod
     def of(cls, results: list[Result]) -> Results:
@@ -163,13 +276,16 @@ class Results:
 
     @classmethod
     def concat(cls, parts: list[Results]) -> Results:
-        parts = [p for p in parts if len(p)]
-        if len(parts) <= 1:
-            return parts[0] if parts else EMPTY
-        return cls([list(chain.from_iterable(cols)) for cols in zip(*[p.columns for p in parts], strict=True)])
+        """The parts as one, kept as blocks: their columns are joined only if a reader asks for them."""
+        blocks = [b for p in parts if len(p) for b in p.blocks()]
+        if len(blocks) <= 1:
+            return blocks[0] if blocks else EMPTY
+        r = cls.__new__(cls)
+        r._columns, r._blocks, r._n = None, blocks, sum(map(len, blocks))
+        return r
 
     def __len__(self) -> int:
-        return len(self.columns[0])
+        return self._n
 
     def column(self, name: str) -> list[Any]:
         return self.columns[_FIELD[name]]

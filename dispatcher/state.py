@@ -71,7 +71,7 @@ class SeqSet:
 def _ranges(seqs: list[int]) -> bytes:
     """`3-7,9,12-13`: batches are mostly consecutive lines, so the journal stays small."""
     start = seqs[0]
-    if seqs[-1] - start == len(seqs) - 1 and len(set(seqs)) == len(seqs):  # one run of lines: no loop
+    if seqs[-1] - start == len(seqs) - 1 and seqs == list(range(start, seqs[-1] + 1)):  # one run of lines: no loop
         return (f"{start}-{seqs[-1]}\n" if len(seqs) > 1 else f"{start}\n").encode()
     out = []
     prev = start

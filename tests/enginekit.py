@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from dispatcher.engine import Campaign, Engine, Events
-from dispatcher.model import Chunk, Content, Message, Result, Results
+from dispatcher.model import Chunk, Content, Message, Result, Results, column
 from dispatcher.providers.base import Accepted, HttpRequest, Outcome, Provider, Settings, Verdict
 from dispatcher.render import compile_template
 from dispatcher.sinks.base import Sink
@@ -85,14 +85,17 @@ class FakeProvider(Provider):
     def batch_key(self, m: Message) -> Any:
         return 0
 
+    def batch_keys(self, msgs: Sequence[Message]) -> list[Any]:
+        return [0] * len(msgs)  # without reading a message: a fresh Batch stays columns, as with 360nrs
+
     def build(self, batch: Sequence[Message]) -> HttpRequest:
-        return HttpRequest("POST", "fake://send", {}, orjson.dumps([m.seq for m in batch]))
+        return HttpRequest("POST", "fake://send", {}, orjson.dumps(column(batch, "seq")))
 
     def parse(self, batch: Sequence[Message], status: int, headers: Mapping[str, str],
               body: bytes) -> list[Outcome] | Accepted:
         verdicts = orjson.loads(body)
         if verdicts.count("SENT") == len(batch):  # the lane's block path, as a batched provider answers
-            return Accepted([f"id{m.seq}" for m in batch])
+            return Accepted([f"id{s}" for s in column(batch, "seq")])
         out = []
         for m, v in zip(batch, verdicts, strict=True):
             verdict = Verdict[v]

@@ -41,6 +41,10 @@ def test_result_lines_are_orjson_of_each_result(rs: list[Result], copies: int) -
     want = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rs)
     assert json_lines(Results.of(rs)) == want
     assert Results.of(rs).results() == rs
+    k = len(rs) // 3
+    blocks = Results.concat([Results.of(rs[:k]), Results.concat([Results.of(rs[k:2 * k]), Results.of(rs[2 * k:])])])
+    assert json_lines(blocks) == want  # written block by block
+    assert blocks.results() == rs and len(blocks) == len(rs)  # joined on reading
 
 
 json_value = st.recursive(

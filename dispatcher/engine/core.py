@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..model import FAILED, Chunk, Content, Message, Result, Results
+from ..model import FAILED, Chunk, Content, Message, Result, Results, column
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
 from ..sources.base import Source
@@ -292,7 +292,7 @@ class Engine:
             for alias, msgs in by_lane.items():
                 if not msgs:
                     continue
-                if doubt is not None:
+                if doubt is not None and any([s in doubt for s in column(msgs, "seq")]):
                     for m in msgs:
                         if m.seq in doubt:
                             m.extra = {"in_doubt": True}
@@ -376,12 +376,13 @@ async def dry_run(campaign: Campaign,
             st.codes[f"rejected:{r.code}"] += 1
         for alias, msgs in by_lane.items():
             price = campaign.providers[alias].settings.price
-            for m in msgs:
+            channel = campaign.channels[alias]
+            for p, e in zip(column(msgs, "parts"), column(msgs, "encoding"), strict=True):
                 st.sent += 1
-                units = m.parts or 1
+                units = p or 1
                 st.parts += units
                 st.cost += units * price
-                st.by_encoding[m.encoding or m.channel] += 1
+                st.by_encoding[e or channel] += 1
         if on_chunk is not None:
             await on_chunk(by_lane, bad + rejects if bad else rejects)
     await campaign.source.close()

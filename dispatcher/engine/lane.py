@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from ..limits import RateLimit
-from ..model import FAILED, REJECTED, SENT, Message, Result, Results
+from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
 from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
 from ..retry import ambiguous, backoff
 from .circuit import Circuit
@@ -82,9 +82,9 @@ class Lane:
         self.concurrency = s.concurrency or provider.default_concurrency
         self.limit = RateLimit(provider.rate)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
-        self._groups: dict[Hashable, list[Message]] = {}
+        self._groups: dict[Hashable, Sequence[Message]] = {}  # a fresh Batch while it can stay one, else a list
         self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
-        self._queue: asyncio.Queue[list[Message] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue()
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
@@ -179,34 +179,42 @@ class Lane:
         if keys.count(first) == len(keys):  # a campaign's chunk: one group
             self._group(first, msgs)
             return
-        by_key: dict[Hashable, list[Message]] = {}
-        for k, m in zip(keys, msgs, strict=True):
+        by_key: dict[Hashable, list[int]] = {}
+        for i, k in enumerate(keys):
             g = by_key.get(k)
             if g is None:
-                by_key[k] = [m]
+                by_key[k] = [i]
             else:
-                g.append(m)
-        for k, g in by_key.items():
-            self._group(k, g)
+                g.append(i)
+        whole = type(msgs) is Batch and msgs.fresh
+        for k, idx in by_key.items():
+            self._group(k, msgs.take(idx) if whole else [msgs[i] for i in idx])  # type: ignore[attr-defined]
 
     def _group(self, key: Hashable, msgs: Sequence[Message]) -> None:
-        """Messages of one key into its open group; each full group goes to the workers."""
+        """Messages of one key into its open group; each full group goes to the workers. Fresh batches of
+        one content stay a Batch (sliced and joined by columns); anything else is grouped as messages."""
         g = self._groups.get(key)
         if g is None:
-            g = self._groups[key] = []
+            g = msgs if type(msgs) is Batch and msgs.fresh else list(msgs)
             self._sizes[key] = self.provider.batch_limit(key)
+        elif type(g) is Batch and type(msgs) is Batch and g.joins(msgs):
+            g = g + msgs
+        else:
+            g = [*g, *msgs]
         size = self._sizes[key]
-        g.extend(msgs)
-        if len(g) < size:
+        n = len(g)
+        if n < size:
+            self._groups[key] = g
             return
         put = self._queue.put_nowait
-        for i in range(0, len(g) - size + 1, size):
-            put(g[i:i + size])
-        rest = len(g) % size
+        cut = g.cut if type(g) is Batch else (lambda i, j: g[i:j])  # type: ignore[attr-defined,index]
+        for i in range(0, n - size + 1, size):
+            put(cut(i, i + size))
+        rest = n % size
         if rest:
-            self._groups[key] = g[len(g) - rest:]
+            self._groups[key] = cut(n - rest, n)
         else:
-            del self._groups[key]
+            self._groups.pop(key, None)
             del self._sizes[key]
 
     def flush(self) -> None:
@@ -299,16 +307,19 @@ class Lane:
                 continue
             await self._send(provider, batch)
 
-    async def _send(self, provider: Provider, batch: list[Message]) -> None:
-        for m in batch:
-            m.attempts += 1
+    async def _send(self, provider: Provider, batch: Sequence[Message]) -> None:
+        if type(batch) is Batch and batch.fresh:
+            batch.attempts += 1
+        else:
+            for m in batch:
+                m.attempts += 1
         try:
             req = provider.build(batch)
         except Exception as e:  # a bug or bad data in one batch must not stop the run
             o = Outcome(Verdict.FAILED, code="build_error", error=f"could not build the request: {type(e).__name__}: {e}")
             self._settle(batch, [o] * len(batch), 0, 0.0, False)
             return
-        self.ledger.journal.sending([m.seq for m in batch])
+        self.ledger.journal.sending(column(batch, "seq"))
         self.stats.requests += 1
         self.requests += 1
         self._on_wire += 1
@@ -339,7 +350,7 @@ class Lane:
             return
         await self._after(batch, outcomes, status, latency, unsure, generation)
 
-    async def _after(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+    async def _after(self, batch: Sequence[Message], outcomes: list[Outcome], status: int, latency: float,
                      unsure: bool, generation: int) -> None:
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
             self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
@@ -376,28 +387,27 @@ class Lane:
             handle = loop.call_later(wait, lambda: self._requeue(msgs, handle))
             self._waiting[handle] = msgs
 
-    def _accepted(self, batch: list[Message], a: Accepted, latency: float) -> None:
+    def _accepted(self, batch: Sequence[Message], a: Accepted, latency: float) -> None:
         """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
         n = len(batch)
-        seq = [m.seq for m in batch]
-        rid = [m.rid for m in batch]
-        to = [m.to for m in batch]
-        parts = [m.parts for m in batch]
-        enc = [m.encoding for m in batch]
-        attempts = [m.attempts for m in batch]
+        seq, rid, to, parts, enc, translit = (column(batch, f) for f in
+                                              ("seq", "rid", "to", "parts", "encoding", "transliterated"))
+        nothing = [None] * n
+        if type(batch) is Batch and batch.fresh:  # one state for all: no message of its own to read
+            attempts, meta = [batch.attempts] * n, nothing
+        else:
+            attempts = [m.attempts for m in batch]
+            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else nothing
         channel = [self.channel] * n  # a lane carries one channel
-        translit = [m.transliterated for m in batch]
         if 0 in parts:
             parts = [p or None for p in parts]
         if "" in enc:
             enc = [e or None for e in enc]
-        meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else [None] * n
-        nothing = [None] * n
         self.ledger.finish(Results([seq, rid, to, [self.alias] * n, [SENT] * n, a.message_ids, parts, enc,
                                     nothing, nothing, attempts, [round(latency, 2)] * n, [a.trace_id] * n,
                                     channel, translit, meta]))
 
-    def _settle(self, batch: list[Message], outcomes: list[Outcome], status: int, latency: float,
+    def _settle(self, batch: Sequence[Message], outcomes: list[Outcome], status: int, latency: float,
                 unsure: bool) -> list[tuple[Message, Outcome]]:
         """Turn outcomes into results or deferrals; return what must be tried again."""
         max_attempts = self.provider.settings.max_attempts
@@ -450,7 +460,7 @@ class Lane:
             self.ledger.defer(alias, halted, halt)
         return retry
 
-    def _fail_over(self, batch: list[Message]) -> list[Message]:
+    def _fail_over(self, batch: Sequence[Message]) -> Sequence[Message]:
         """Hand to the failover provider what this one never received; keep what it may hold."""
         other = self._peers.get(self.provider.settings.failover)
         if other is None or other.halted is not None or other.circuit.is_open:

@@ -9,11 +9,11 @@ is sent, whoever prepared it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
-from ..model import REJECTED, Chunk, Content, Message, Result, as_text, rejected
+from ..model import REJECTED, Batch, Chunk, Content, Message, Result, as_text, rejected
 from ..phone import number_problem, to_e164_column
 from ..phone import warm_up as warm_phones
 from ..providers.base import Provider
@@ -23,7 +23,8 @@ from ..routing import Fixed
 if TYPE_CHECKING:
     from .core import Campaign
 
-Prepared = tuple[dict[str, list[Message]], list[Result]]  # messages by provider alias, rejected results
+Prepared = tuple[dict[str, Sequence[Message]], list[Result]]  # messages by provider alias (a Batch from a
+# campaign, a list from the daemon), rejected results
 
 
 class Preparer(Protocol):
@@ -44,7 +45,7 @@ class Finisher:
         self.gsm_pt = gsm_pt
         self.transliterate = transliterate
 
-    def __call__(self, out: dict[str, list[Message]], sms: list[Message], bad: list[Result]) -> Prepared:
+    def __call__(self, out: dict[str, Sequence[Message]], sms: list[Message], bad: list[Result]) -> Prepared:
         """Messages built already (the daemon's rows): set their encodings, then `screen` them."""
         if sms:
             enc, parts, translit, texts = self.encode([m.text for m in sms])
@@ -66,9 +67,12 @@ class Finisher:
             return enc, parts, a.transliterated.tolist(), a.texts
         return enc, parts, [False] * len(texts), texts
 
-    def screen(self, alias: str, msgs: list[Message], bad: list[Result]) -> list[Message]:
-        """The messages `alias` can take; the others become rejected results in `bad`."""
+    def screen(self, alias: str, msgs: Sequence[Message], bad: list[Result]) -> Sequence[Message]:
+        """The messages `alias` can take; the others become rejected results in `bad`. A batch checked a
+        message at a time goes on as its messages (a check may have recounted their parts)."""
         refused = self.providers[alias].check_all(msgs)
+        if type(msgs) is Batch and not msgs.fresh:
+            msgs = msgs.messages()
         if not refused:
             return msgs
         for i, (code, why) in refused.items():
@@ -80,7 +84,7 @@ class Finisher:
 
 class CampaignPreparer:
     """A campaign's rows, a column at a time: route, normalise the recipients, render the template,
-    encode, check; then one Message per row that can be sent (what lanes batch and retry)."""
+    encode, check; the rows that can be sent as one `Batch` a provider (what lanes group and send)."""
 
     def __init__(self, c: Campaign) -> None:
         self.c = c
@@ -104,11 +108,12 @@ class CampaignPreparer:
         bad: list[Result] = []
         seqs = rows.seq
         if c.id_column:
-            rids = [v if v.__class__ is str and v else str(v or s)
-                    for v, s in zip(rows.column(c.id_column), seqs, strict=True)]
+            rids = rows.column(c.id_column)
+            if not _all_text(rids):  # an empty or missing id is the row's seq; other values as text
+                rids = [v if v.__class__ is str and v else str(v or s) for v, s in zip(rids, seqs, strict=True)]
         else:
             rids = list(map(str, seqs))
-        out: dict[str, list[Message]] = {}
+        out: dict[str, Sequence[Message]] = {}
         if self._fixed is not None:
             out[self._fixed] = self._messages(self._fixed, rows, rids, bad)
             return out, bad
@@ -126,7 +131,7 @@ class CampaignPreparer:
             out[alias] = self._messages(alias, rows.take(idx), [rids[i] for i in idx], bad)
         return out, bad
 
-    def _messages(self, alias: str, rows: Chunk, rids: list[str], bad: list[Result]) -> list[Message]:
+    def _messages(self, alias: str, rows: Chunk, rids: list[str], bad: list[Result]) -> Sequence[Message]:
         c = self.c
         channel, content, column, phone = self._routes[alias]
         n = len(rows)
@@ -161,13 +166,20 @@ class CampaignPreparer:
             enc, parts, translit, texts = self.finish.encode(texts)
         else:
             enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
-        msgs = [Message(s, r, to, text, f, slot, alias, channel, e, p, t, 0, 0, content)
-                for s, r, to, text, f, slot, e, p, t in zip(seqs, rids, tos, texts, fields, slots, enc, parts, translit,
-                                                            strict=True)]
-        return self.finish.screen(alias, msgs, bad)
+        batch = Batch(seqs, rids, tos, texts, fields, slots, enc, parts, translit, alias, channel, content)
+        return self.finish.screen(alias, batch, bad)
 
 
 _NO_FIELDS: dict[str, Any] = {}  # shared by the messages of providers that read no field of their own
+
+
+def _all_text(col: list[Any]) -> bool:
+    """Every value a non-empty str: the join raises on anything else (a C loop, not a Python one)."""
+    try:
+        "".join(col)
+    except TypeError:
+        return False
+    return "" not in col
 
 
 def _email(raw: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from ..model import Content, Message
+from ..model import Content, Message, column
 from .reports import Report, items, recipient, text, when
 
 
@@ -195,8 +195,8 @@ class Provider:
         if not msgs:
             return {}
         if not self.checks_each(msgs):
-            over = ((self.max_parts and max([m.parts for m in msgs]) > self.max_parts)
-                    or (self.max_chars and max([len(m.text) for m in msgs]) > self.max_chars))
+            over = ((self.max_parts and max(column(msgs, "parts")) > self.max_parts)
+                    or (self.max_chars and max(map(len, column(msgs, "text"))) > self.max_chars))
             if not over:
                 return {}
         check = self.check

@@ -38,7 +38,7 @@ import orjson
 
 from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
-from ..model import Content, Message
+from ..model import Batch, Content, Message, column, head
 from . import reports as dlr
 from .base import (
     Accepted,
@@ -83,8 +83,10 @@ def _digits(numbers: list[str]) -> list[str]:
 
 def _kinds(msgs: Sequence[Message]) -> list[Message]:
     """One message for each (channel, content) of a chunk: what the per-content decisions need to see
-    (a campaign's chunk has one; the daemon's may have several)."""
-    first = msgs[0]
+    (a campaign's chunk has one, a batch always; the daemon's may have several)."""
+    first = head(msgs)
+    if type(msgs) is Batch:
+        return [first]
     content, channel = first.content, first.channel
     if all([m.content is content and m.channel == channel for m in msgs]):
         return [first]
@@ -189,11 +191,15 @@ class Nrs360(Provider):
         return any(m.channel in ("voice", "whatsapp") or self._shortens(m) for m in _kinds(msgs))
 
     def batch_keys(self, msgs: Sequence[Message]) -> list[Hashable]:
-        first = msgs[0]
-        content = first.content
+        first = head(msgs)
         if first.channel != "whatsapp" and self._substituted(first) and len(_kinds(msgs)) == 1:
-            channel, cid = first.channel, id(content)
-            return [(channel, m.encoding, m.transliterated, cid) for m in msgs]
+            # batch_key's tuple, made for the whole chunk at once: one tuple a (encoding, transliterated)
+            channel, cid = first.channel, id(first.content)
+            enc, tr = column(msgs, "encoding"), column(msgs, "transliterated")
+            if tr.count(tr[0]) == len(tr):
+                key = {e: (channel, e, tr[0], cid) for e in set(enc)}
+                return list(map(key.__getitem__, enc))
+            return [(channel, e, t, cid) for e, t in zip(enc, tr, strict=True)]
         return [self.batch_key(m) for m in msgs]
 
     def check(self, m: Message) -> tuple[str, str] | None:
@@ -219,16 +225,16 @@ class Nrs360(Provider):
         m.parts = int(a.parts[0])
 
     def build(self, batch: Sequence[Message]) -> HttpRequest:
-        first = batch[0]
+        first = head(batch)
         c = first.content
         if first.channel == "whatsapp":
             body = self._whatsapp(batch)
         else:
-            to = [m.to for m in batch]
+            to = column(batch, "to")
             body = {"to": to if first.channel == "email" else _digits(to)}
             if first.channel == "sms":
                 body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
-                             "parts": max(m.parts for m in batch) or 1})
+                             "parts": max(column(batch, "parts")) or 1})
             elif first.channel == "email":
                 opts = c.options
                 body.update({"fromEmail": c.sender, "replyTo": opts.get("reply_to") or c.sender, "subject": c.subject})
@@ -242,10 +248,11 @@ class Nrs360(Provider):
                 # transliteration maps character by character, so transliterating the template and
                 # each value gives exactly the transliterated text the codec counted
                 body[text] = source.translate(TRANSLATE_TABLE)
-                body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in m.slots.items()} for m in batch]
+                body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in slots.items()}
+                               for slots in column(batch, "slots")]
             elif self._substituted(first):
                 body[text] = source
-                body["sub"] = [m.slots for m in batch]
+                body["sub"] = column(batch, "slots")
             else:
                 body[text] = first.text
             if self.s.notification_url and first.channel == "sms":

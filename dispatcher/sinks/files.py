@@ -53,6 +53,9 @@ def json_lines(results: Results) -> bytes:
     column and one %-format a row, instead of an object and an orjson call a row)."""
     if not len(results):
         return b""
+    blocks = results.blocks()
+    if len(blocks) > 1:  # block by block: no join of columns, and a block's constant columns stay constant
+        return b"".join(map(json_lines, blocks))
     fmt: list[bytes] = []
     varying: list[list[bytes]] = []
     for name, col in zip(RESULT_FIELDS, results.columns, strict=True):
