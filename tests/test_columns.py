@@ -89,9 +89,11 @@ def test_a_column_fill_is_the_row_fill_of_each_row(source: str, allow: object, r
         assert (texts[i], slots[i]) == want
 
 
-def _audience(rng: random.Random, n: int, crlf: bool, quotes: bool) -> tuple[bytes, dict[int, list[str]], dict[int, str]]:
+def _audience(rng: random.Random, n: int, crlf: bool | str, quotes: bool
+              ) -> tuple[bytes, dict[int, list[str]], dict[int, str]]:
     """A CSV of id,phone,name with blank, short, long and empty-recipient lines among good rows; what a
-    reader must find: good rows by the line they end on, and the code of each bad line."""
+    reader must find: good rows by the line they end on, and the code of each bad line. `crlf` "mixed":
+    each line ends with CRLF or LF at random."""
     end = "\r\n" if crlf else "\n"
     out = io.StringIO()
     out.write("id,phone,name" + end)
@@ -99,6 +101,8 @@ def _audience(rng: random.Random, n: int, crlf: bool, quotes: bool) -> tuple[byt
     bad: dict[int, str] = {}
     line = 1
     for i in range(n):
+        if crlf == "mixed":
+            end = rng.choice(["\r\n", "\n"])
         kind = rng.random()
         name = rng.choice(["ana", "bo b", "c-d", "é", ""])
         if kind < 0.05:
@@ -123,13 +127,13 @@ def _audience(rng: random.Random, n: int, crlf: bool, quotes: bool) -> tuple[byt
     return out.getvalue().encode(), good, bad
 
 
-@pytest.mark.parametrize("crlf", [False, True])
+@pytest.mark.parametrize("crlf", [False, True, "mixed"])
 @pytest.mark.parametrize("quotes", [False, True])
 @pytest.mark.parametrize("block", [64, 333, 1 << 20])
 def test_csv_blocks_read_what_the_csv_module_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   crlf: bool, quotes: bool, block: int) -> None:
+                                                   crlf: bool | str, quotes: bool, block: int) -> None:
     monkeypatch.setattr(files, "BLOCK", block)
-    data, good, bad = _audience(random.Random(block * 4 + crlf * 2 + quotes), 600, crlf, quotes)
+    data, good, bad = _audience(random.Random(block * 4 + (crlf is True) * 2 + quotes), 600, crlf, quotes)
     path = tmp_path / "a.csv"
     path.write_bytes(data)
     # the expectation holds what the csv module itself makes of the file

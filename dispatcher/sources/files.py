@@ -205,11 +205,17 @@ class FileSource(Source):
             try:
                 text = block.decode(enc)
                 quoted = '"' in text
+                lines = []
                 if "\r" in text and not quoted:  # quoted fields keep their CRLFs: only line ends go
-                    text = text.replace("\r\n", "\n")
-                plain = not quoted and "\r" not in text  # one row a line, no quoting to undo
+                    lines = text.split("\r\n")
+                    ends = len(lines) - 1
+                    if text.count("\r") != ends or text.count("\n") != ends:  # a \r or \n of its own
+                        text = text.replace("\r\n", "\n")
+                        lines = []
+                plain = not quoted and (bool(lines) or "\r" not in text)  # one row a line, no quoting to undo
                 odd = CONTROL.search(text) is not None
-                lines = text.split("\n")  # not splitlines(): \r, \u2028... are data
+                if not lines:
+                    lines = text.split("\n")  # not splitlines(): \r, \u2028... are data
                 if not lines[-1]:
                     lines.pop()
             except UnicodeDecodeError:
@@ -223,7 +229,7 @@ class FileSource(Source):
                     except UnicodeDecodeError:
                         broken[n + len(lines) + 1] = f"not valid {enc} text"
                         lines.append("")
-            if lines and (odd or max(map(len, lines)) > FIELD_LIMIT):
+            if lines and (odd or (len(text) > FIELD_LIMIT and max(map(len, lines)) > FIELD_LIMIT)):
                 suspect.update(n + i + 1 for i, line in enumerate(lines)
                                if len(line) > FIELD_LIMIT or CONTROL.search(line))
             scanned += len(block)
