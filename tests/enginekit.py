@@ -69,11 +69,13 @@ class FakeProvider(Provider):
     max_batch = 5
     default_concurrency = 4
 
-    def __init__(self, alias: str = "a", batch: int = 5, concurrency: int = 4, **settings: Any) -> None:
+    def __init__(self, alias: str = "a", batch: int = 5, concurrency: int = 4, split: bool = False,
+                 **settings: Any) -> None:
         s = Settings(url="fake://", batch_size=batch, concurrency=concurrency, backoff_base=0.0005,
                      backoff_max=0.002, **settings)
         super().__init__(alias, s)
         self.batch_size = batch
+        self.split = split  # odd and even seqs never share a request (a chunk's Batch is split by key)
         self.logins = 0
         self.login_fails = False
 
@@ -83,10 +85,11 @@ class FakeProvider(Provider):
             raise aiohttp.ClientResponseError(None, (), status=401)  # type: ignore[arg-type]
 
     def batch_key(self, m: Message) -> Any:
-        return 0
+        return m.seq % 2 if self.split else 0
 
     def batch_keys(self, msgs: Sequence[Message]) -> list[Any]:
-        return [0] * len(msgs)  # without reading a message: a fresh Batch stays columns, as with 360nrs
+        # without reading a message: a fresh Batch stays columns, as with 360nrs
+        return [s % 2 for s in column(msgs, "seq")] if self.split else [0] * len(msgs)
 
     def build(self, batch: Sequence[Message]) -> HttpRequest:
         return HttpRequest("POST", "fake://send", {}, orjson.dumps(column(batch, "seq")))

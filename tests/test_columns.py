@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.model import MISSING, RESULT_FIELDS, Chunk, Result, Results
+from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Result, Results, column
 from dispatcher.render import compile_template
 from dispatcher.sinks.files import json_lines
 from dispatcher.sources import files
@@ -178,3 +178,26 @@ def test_a_run_puts_the_collector_settings_back(tmp_path: Path) -> None:
     assert len(sink.results) == 40
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def _batch(n: int) -> Batch:
+    return Batch(list(range(1, n + 1)), [f"r{i}" for i in range(n)], [f"+3460000{i:04d}" for i in range(n)],
+                 [f"text {i}" for i in range(n)], [{}] * n, [{"a": str(i)} for i in range(n)],
+                 ["GSM-7", "UCS-2"] * (n // 2) + ["GSM-7"] * (n % 2), [1 + i % 3 for i in range(n)],
+                 [i % 5 == 0 for i in range(n)], "sms", "sms", None)
+
+
+def test_a_batch_is_its_messages_made_once_and_columns_until_then() -> None:
+    b = _batch(7)
+    assert b.fresh and b.head().to == b.to[0] and b.fresh  # reading the head makes no message
+    assert column(b, "parts") is b.parts
+    picked, cut = b.take([5, 0, 3]), b.cut(2, 6)
+    joined = b.cut(0, 3) + b.cut(3, 7)
+    assert joined.joins(b) and joined.seq == b.seq and joined.slots == b.slots
+    msgs = b.messages()
+    assert not b.fresh and b.messages() is msgs and list(b) == msgs and b[2] is msgs[2]
+    assert [(m.seq, m.rid, m.to, m.text, m.slots, m.encoding, m.parts, m.transliterated) for m in msgs] == list(
+        zip(b.seq, b.rid, b.to, b.text, b.slots, b.encoding, b.parts, b.transliterated, strict=True))
+    assert [m.seq for m in picked] == [6, 1, 4] and [m.seq for m in cut] == [3, 4, 5, 6]
+    msgs[0].attempts = 3  # from here the messages hold the state
+    assert column(b, "attempts")[0] == 3 and not b.joins(joined) and not joined.joins(b)

@@ -181,10 +181,13 @@ VERDICTS = ["SENT", "RETRY", "FAILED", "REJECTED", "HALT", "REAUTH", DROP, REFUS
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(answers=st.lists(st.sampled_from(VERDICTS), min_size=1, max_size=40), n=st.integers(1, 30),
-       batch=st.integers(1, 6), concurrency=st.integers(1, 3), stop_after=st.one_of(st.none(), st.integers(0, 20)))
-@example(answers=["FAILED"], n=8, batch=6, concurrency=1, stop_after=8)  # a stop while the lanes stop: hung once
-def test_every_record_ends_once_whatever_the_answers(tmp_path_factory, answers, n, batch, concurrency, stop_after):
-    """Any sequence of answers: each record gets one result, or is deferred, or (after a stop) left unsent."""
+       batch=st.integers(1, 6), concurrency=st.integers(1, 3), stop_after=st.one_of(st.none(), st.integers(0, 20)),
+       split=st.booleans())
+@example(answers=["FAILED"], n=8, batch=6, concurrency=1, stop_after=8, split=False)  # a stop while the lanes stop: hung once
+def test_every_record_ends_once_whatever_the_answers(tmp_path_factory, answers, n, batch, concurrency, stop_after,
+                                                      split):
+    """Any sequence of answers: each record gets one result, or is deferred, or (after a stop) left unsent.
+    `split`: the provider's batch keys split each chunk's Batch in two (odd and even seqs)."""
     state = tmp_path_factory.mktemp("prop")
 
     def script(seqs, k):
@@ -197,7 +200,7 @@ def test_every_record_ends_once_whatever_the_answers(tmp_path_factory, answers, 
     t = FakeTransport(script)
     sink, events = MemorySink(), Recorder()
     p = FakeProvider(batch=batch, concurrency=concurrency, max_attempts=3, circuit_failures=3,
-                     circuit_cooldown=0.001, give_up_after=0.005)
+                     circuit_cooldown=0.001, give_up_after=0.005, split=split)
 
     async def go():
         e = engine({"a": p}, {"a": t}, ListSource(n, chunk=4), sink, state, events)
@@ -219,3 +222,6 @@ def test_every_record_ends_once_whatever_the_answers(tmp_path_factory, answers, 
         assert st_.read == n and st_.unsent == 0
         assert set(results) | set(deferred) == set(range(1, n + 1))
     assert e.in_flight == 0
+    assert all(len(r) <= batch for r in t.requests)
+    if split:
+        assert all(len({s % 2 for s in r}) == 1 for r in t.requests), "odd and even seqs in one request"
