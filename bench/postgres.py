@@ -9,7 +9,7 @@ median of 3 repetitions (quick: one), the two sides of each pair interleaved so 
            Both sides run under the engine's garbage-collector settings (`collector_for_streams`:
            what exists is frozen, young collections every 50,000 allocations), as the source does in
            every blast: under the interpreter's defaults (a young collection every 700) the collector's
-           scans of the Records in flight took about 45% of the source's CPU and 35% of the raw
+           scans of the Records in flight took about 40% of the source's CPU and 35% of the raw
            cursor's (measured), a cost neither side pays in the engine.
   sink     PostgresSink.write() of result columns in chunks of 2048 (the engine's chunk) into its results
            table  beside  raw `copy_records_to_table` of the same rows, already as tuples, into an
@@ -74,8 +74,9 @@ async def setup(dsn: str, n: int) -> None:
 
 # -- source ---------------------------------------------------------------------------------------
 
-async def raw_cursor(dsn: str, query: str) -> tuple[int, float]:
-    t0 = time.perf_counter()  # with its connection, as the source opens its own
+async def raw_cursor(dsn: str, query: str) -> tuple[int, float, float]:
+    """Rows, seconds and this process's CPU seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()  # with its connection, as the source opens its own
     conn = await asyncpg.connect(dsn)
     try:
         n = 0
@@ -86,20 +87,20 @@ async def raw_cursor(dsn: str, query: str) -> tuple[int, float]:
                 if not rows:
                     break
                 n += len(rows)
-        return n, time.perf_counter() - t0
+        return n, time.perf_counter() - t0, time.process_time() - c0
     finally:
         await conn.close()
 
 
-async def source_read(dsn: str) -> tuple[int, float]:
+async def source_read(dsn: str) -> tuple[int, float, float]:
     from dispatcher.sources.postgres import PostgresSource
     s = PostgresSource(dsn, table=TABLE, fetch=FETCH, chunk_size=CHUNK)
     await s.describe_async()  # done when the campaign is loaded, not while reading
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     async for records, _bad in s.chunks():
         n += len(records)
-    return n, time.perf_counter() - t0
+    return n, time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_source(dsn: str, n: int, reps: int = REPEATS) -> dict[str, Any]:
@@ -109,18 +110,25 @@ def bench_source(dsn: str, n: int, reps: int = REPEATS) -> dict[str, Any]:
     own_sql = plan.statement  # every row the source reads, in key order, as one plain statement
     uvloop.run(raw_cursor(dsn, f"SELECT * FROM {TABLE}"))  # warm the cache
     raw, same, ours = [], [], []
+    cpu: dict[str, list[float]] = {"source": [], "raw_cursor": [], "raw_cursor_same_sql": []}
     for _ in range(reps):
-        for out, fn in ((raw, lambda: raw_cursor(dsn, f"SELECT * FROM {TABLE}")), (ours, lambda: source_read(dsn)),
-                        (same, lambda: raw_cursor(dsn, own_sql))):
+        for out, name, fn in ((raw, "raw_cursor", lambda: raw_cursor(dsn, f"SELECT * FROM {TABLE}")),
+                              (ours, "source", lambda: source_read(dsn)),
+                              (same, "raw_cursor_same_sql", lambda: raw_cursor(dsn, own_sql))):
             with collector_for_streams():  # the engine's settings, for both sides (see the module's docstring)
-                count, secs = uvloop.run(fn())
+                count, secs, cpu_s = uvloop.run(fn())
             assert count == n, (count, n)
             out.append(count / secs)
+            cpu[name].append(cpu_s / count * 1e6)
     r, s, o = statistics.median(raw), statistics.median(same), statistics.median(ours)
+    # this process's CPU a row: steadier than rows/s on a shared machine (the server's CPU is not in it)
+    us = {k: round(statistics.median(v), 3) for k, v in cpu.items()}
     return {"rows": n, "source_rows_per_s": round(o), "raw_cursor_rows_per_s": round(r),
             "raw_cursor_same_sql_rows_per_s": round(s), "ratio": round(o / r, 3), "ratio_same_sql": round(o / s, 3),
+            "cpu_us_per_row": us, "cpu_ratio_same_sql": round(us["raw_cursor_same_sql"] / us["source"], 3),
             "runs": {"source": [round(x) for x in ours], "raw_cursor": [round(x) for x in raw],
-                     "raw_cursor_same_sql": [round(x) for x in same]}}
+                     "raw_cursor_same_sql": [round(x) for x in same]},
+            "cpu_runs_us_per_row": {k: [round(x, 3) for x in v] for k, v in cpu.items()}}
 
 
 # -- sink -----------------------------------------------------------------------------------------
@@ -332,7 +340,7 @@ def measure(dsn: str, quick: bool, parts: tuple[str, ...] = PARTS) -> dict[str, 
         if "source" in parts:
             out["source"] = s = bench_source(dsn, n, reps)
             step(f"source {s['source_rows_per_s']:,} rows/s ({s['ratio']:.2f}x raw, "
-                 f"{s['ratio_same_sql']:.2f}x on its own statement)")
+                 f"{s['ratio_same_sql']:.2f}x on its own statement; CPU a row {s['cpu_ratio_same_sql']:.2f}x)")
         if "sink" in parts:
             out["sink"] = k = bench_sink(dsn, n, reps)
             step(f"sink {k['sink_rows_per_s']:,} rows/s ({k['ratio']:.2f}x raw)")
@@ -353,6 +361,9 @@ def table(r: dict[str, Any]) -> str:
                  f"{s['raw_cursor_rows_per_s']:,} rows/s | {s['ratio']:.2f}x |",
                  f"| source vs cursor on the source's own statement (text casts) | {s['source_rows_per_s']:,} rows/s | "
                  f"{s['raw_cursor_same_sql_rows_per_s']:,} rows/s | {s['ratio_same_sql']:.2f}x |"]
+        if u := s.get("cpu_us_per_row"):
+            rows.append(f"| the same, client CPU a row (this process; speed ratio) | {u['source']:.2f} us | "
+                        f"{u['raw_cursor_same_sql']:.2f} us | {s['cpu_ratio_same_sql']:.2f}x |")
     if k := r.get("sink"):
         rows += [f"| sink (result columns -> COPY) vs `copy_records_to_table` of ready tuples | "
                  f"{k['sink_rows_per_s']:,} rows/s | {k['raw_copy_rows_per_s']:,} rows/s | {k['ratio']:.2f}x |",
