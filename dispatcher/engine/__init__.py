@@ -4,7 +4,7 @@
 `revive`, `flush_idle`, `set_share`, `room` and `close`, and hears from it through `Events`.
 """
 
-from .core import Campaign, Engine, Router, dry_run, identity
+from .core import Campaign, Engine, Router, collector_for_streams, dry_run, identity
 from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus, describe
 from .ledger import Events, Stats
 from .prepare import CampaignPreparer, Finisher, Prepared, Preparer
@@ -12,4 +12,4 @@ from .transport import HttpTransport, Transport, TransportFactory, http_transpor
 
 __all__ = ["CIRCUIT_OPEN", "HALTED", "SENDING", "THROTTLED", "Campaign", "CampaignPreparer", "Engine", "Events",
            "Finisher", "HttpTransport", "LaneStatus", "Prepared", "Preparer", "Router", "Stats", "Transport",
-           "TransportFactory", "describe", "dry_run", "http_transport", "identity"]
+           "TransportFactory", "collector_for_streams", "describe", "dry_run", "http_transport", "identity"]
