@@ -176,7 +176,9 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
 
 def _values(name: str, col: list[object], required: bool, problems: dict[int, KeyError]) -> list[str]:
     """One variable's column as text, noting the rows `fill` refuses (first problem of a row wins)."""
-    if set(map(type, col)) != {str}:
+    try:
+        "".join(col)  # type: ignore[arg-type]  # raises unless every value is a str (a C loop)
+    except TypeError:
         for i, v in enumerate(col):
             if v is MISSING and i not in problems:
                 problems[i] = KeyError(name)

@@ -105,16 +105,14 @@ def _view(s: str) -> np.ndarray | None:
 def _copy(s: str) -> np.ndarray:
     if s.isascii():
         return np.frombuffer(s.encode("ascii"), dtype=np.uint8)
-    kind = (sys.getsizeof(s) - _COMPACT_HEADER) // (len(s) + 1)  # a hint only: each step checks
-    if kind == 1:
-        try:
-            return np.frombuffer(s.encode("latin-1"), dtype=np.uint8)
-        except UnicodeEncodeError:  # pragma: no cover
-            pass
-    if kind <= 2:
-        data = s.encode("utf-16-le", "surrogatepass")
-        if len(data) == 2 * len(s):  # no code point above U+FFFF: one unit per code point
-            return np.frombuffer(data, dtype=np.uint16)
+    # not sys.getsizeof's kind: a string whose UTF-8 form is cached (a C API asked for it) looks wider
+    try:
+        return np.frombuffer(s.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        pass
+    data = s.encode("utf-16-le", "surrogatepass")
+    if len(data) == 2 * len(s):  # no code point above U+FFFF: one unit per code point
+        return np.frombuffer(data, dtype=np.uint16)
     return np.frombuffer(s.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 

@@ -61,7 +61,7 @@ class Finisher:
             return [], [], [], texts
         a = codecs.analyze(texts, gsm_pt=self.gsm_pt, transliterate=self.transliterate)
         names = codecs.ENCODINGS
-        enc = [names[e] for e in a.encoding.tolist()]
+        enc = list(map(names.__getitem__, a.encoding.tolist()))
         parts = a.parts.tolist()
         if self.transliterate:
             return enc, parts, a.transliterated.tolist(), a.texts
