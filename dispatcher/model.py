@@ -1,11 +1,13 @@
 """What flows through the engine, source -> prepare -> lanes -> sinks.
 
 Input comes as a `Chunk`: one list per field, so normalising, rendering and encoding run a
-column at a time. Each row that can be sent becomes one `Message`, the unit a lane batches,
-paces and retries (it carries the per-record state: attempts, unanswered attempts). Outcomes
-leave as `Results`, one list per result field: a request whose recipients were all accepted is
-one block built from its batch, and sinks write whole columns. A `Result` object exists only
-for the rare per-record outcome (a failure, a rejected row) and for readers that want one.
+column at a time. The rows that can be sent leave prepare as a `Batch` (columns again), which
+lanes group, slice and send; a `Message` per row (the per-record state: attempts, unanswered
+attempts) is made only when a row needs state of its own: a retry, a failure, a flag, or a
+provider that builds one message at a time. Outcomes leave as `Results`, one list per result
+field: a request whose recipients were all accepted is one block built from its batch's columns,
+and sinks write whole columns. A `Result` object exists only for the rare per-record outcome (a
+failure, a rejected row) and for readers that want one.
 """
 
 from __future__ import annotations
