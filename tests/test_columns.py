@@ -156,6 +156,28 @@ def test_csv_blocks_read_what_the_csv_module_reads(tmp_path: Path, monkeypatch: 
     assert refused == bad
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_control_characters_are_found_in_utf8_bytes_as_in_text(tmp_path: Path, encoding: str) -> None:
+    """C0, DEL and C1 controls in a field reject its row, whichever way a block is scanned (UTF-8 bytes,
+    or the decoded text for other encodings); other characters sharing their lead byte (\xc2) do not."""
+    names = {2: "ana\x7f", 3: "b\x85x", 4: "c\x9bx", 5: "©ana", 6: "n\xa0o", 7: "d\x01"}
+    text = "id,phone,name\n" + "".join(f"c{n},+3460000{n:04d},{v}\n" for n, v in names.items())
+    path = tmp_path / "a.csv"
+    path.write_bytes(text.encode(encoding))
+
+    async def read() -> tuple[list[int], dict[int, str]]:
+        src = files.FileSource(path, recipient="phone", id_column="id", encoding=encoding)
+        seqs: list[int] = []
+        refused: dict[int, str] = {}
+        async for chunk, rejected in src.chunks():
+            seqs += chunk.seq
+            refused.update({r.seq: r.code for r in rejected})
+        return seqs, refused
+
+    seqs, refused = asyncio.run(read())
+    assert seqs == [5, 6] and refused == dict.fromkeys([2, 3, 4, 7], "bad_characters")
+
+
 def test_a_resume_skips_rows_in_plain_blocks(tmp_path: Path) -> None:
     lines = ["id,phone,name"] + [f"c{i},+3460000{i:04d},n{i}" for i in range(1, 201)]
     path = tmp_path / "a.csv"

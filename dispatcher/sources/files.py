@@ -13,6 +13,7 @@ on the lines it flags are looked at field by field.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
 import hashlib
 import os
@@ -34,6 +35,10 @@ BLOCK = 1 << 16  # bytes decoded at once: 64 KiB keeps a run's peak 4 MB below 2
 csv.field_size_limit(max(csv.field_size_limit(), LINE_LIMIT))  # fields are judged here, by FIELD_LIMIT
 # C0 controls but tab, line feed and carriage return; DEL; C1 controls
 CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# the same characters in UTF-8 bytes: C0 and DEL are single bytes (never inside a multi-byte sequence),
+# C1 is \xc2 followed by \x80-\x9f
+_C0_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
 _ESCAPED_CONTROL = re.compile(rb"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])")  # in JSON text
 
 
@@ -49,6 +54,14 @@ def field_problem(fields: dict, limit: int = FIELD_LIMIT) -> tuple[str, str] | N
             return "bad_characters", (f"field '{name}' holds the control character U+{ord(m.group()):04X} "
                                       f"at position {m.start() + 1}")
     return None
+
+
+def _has_control(block: bytes) -> bool:
+    """Whether UTF-8 `block` holds a CONTROL character: a byte deletion and a byte search, several times
+    faster than the regex over the decoded text."""
+    if len(block.translate(None, _C0_BYTES)) != len(block):
+        return True
+    return b"\xc2" in block and _C1_UTF8.search(block) is not None
 
 
 class FileSource(Source):
@@ -167,6 +180,7 @@ class FileSource(Source):
         FIELD_LIMIT characters go in `suspect`."""
         assert self._file is not None
         enc = self.encoding
+        utf8 = codecs.lookup(enc).name == "utf-8"
         read = self._file.read
         rest = b""
         skipping = False  # inside a line longer than LINE_LIMIT: drop bytes up to its end
@@ -213,7 +227,7 @@ class FileSource(Source):
                         text = text.replace("\r\n", "\n")
                         lines = []
                 plain = not quoted and (bool(lines) or "\r" not in text)  # one row a line, no quoting to undo
-                odd = CONTROL.search(text) is not None
+                odd = _has_control(block) if utf8 else CONTROL.search(text) is not None
                 if not lines:
                     lines = text.split("\n")  # not splitlines(): \r, \u2028... are data
                 if not lines[-1]:
