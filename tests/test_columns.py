@@ -223,3 +223,19 @@ def test_a_batch_is_its_messages_made_once_and_columns_until_then() -> None:
     assert [m.seq for m in picked] == [6, 1, 4] and [m.seq for m in cut] == [3, 4, 5, 6]
     msgs[0].attempts = 3  # from here the messages hold the state
     assert column(b, "attempts")[0] == 3 and not b.joins(joined) and not joined.joins(b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.text("ab,;\t é", max_size=3), min_size=1, max_size=4), min_size=1, max_size=8),
+       st.sampled_from([",", ";", "\t"]), st.integers(1, 4))
+def test_a_plain_block_splits_into_columns_only_when_every_line_has_the_width(
+        rows: list[list[str]], d: str, width: int) -> None:
+    """One join and split for a block; lines with one delimiter too many and one too few (the same total)
+    are not taken for a block of rows."""
+    lines = [d.join(r) for r in rows]
+    got = files._split_plain(lines, d, width)
+    fields = [line.split(d) for line in lines]
+    if all(len(f) == width for f in fields):
+        assert got == [[f[j] for f in fields] for j in range(width)]
+    else:
+        assert got is None

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,6 +54,18 @@ def field_problem(fields: dict, limit: int = FIELD_LIMIT) -> tuple[str, str] | N
             return "bad_characters", (f"field '{name}' holds the control character U+{ord(m.group()):04X} "
                                       f"at position {m.start() + 1}")
     return None
+
+
+def _split_plain(lines: list[str], d: str, width: int) -> list[list[str]] | None:
+    """The columns of lines that each hold `width` fields, or None when one does not: one join and one
+    split for the block. Lines are joined with a NUL field between them (a clean block holds no control
+    character, so the only NULs are those): every line has `width` fields exactly when the NULs fall
+    every `width + 1` fields."""
+    flat = (d + "\x00" + d).join(lines).split(d)
+    n = len(lines)
+    if len(flat) != (width + 1) * n - 1 or flat[width::width + 1].count("\x00") != n - 1:
+        return None
+    return [flat[j::width + 1] for j in range(width)]
 
 
 def _has_control(block: bytes) -> bool:
@@ -326,21 +338,19 @@ class FileSource(Source):
             # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
             clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
                 and not (suspect and not suspect.isdisjoint(lines_of_block))
-            if clean and lines and set(map(str.count, lines, repeat(d))) == {width - 1}:
-                flat = d.join(lines).split(d)
-                block = [flat[j::width] for j in range(width)]
-                if all(block[recipient]):
-                    if skip is None:
-                        for col, values in zip(cols, block, strict=True):
-                            col.extend(values)
-                        seqs.extend(lines_of_block)
-                    else:
-                        keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
-                        for col, values in zip(cols, block, strict=True):
-                            col.extend([values[i] for i in keep])
-                        seqs.extend([start + 1 + i for i in keep])
-                    yield from ready()
-                    continue
+            block = _split_plain(lines, d, width) if clean and lines else None
+            if block is not None and all(block[recipient]):
+                if skip is None:
+                    for col, values in zip(cols, block, strict=True):
+                        col.extend(values)
+                    seqs.extend(lines_of_block)
+                else:
+                    keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
+                    for col, values in zip(cols, block, strict=True):
+                        col.extend([values[i] for i in keep])
+                    seqs.extend([start + 1 + i for i in keep])
+                yield from ready()
+                continue
             for n, line in enumerate(lines, start + 1):
                 try:
                     row = next(csv.reader([line], delimiter=d), [])
