@@ -162,6 +162,11 @@ class Results:
         return cls([list(c) for c in zip(*[list(r.__dict__.values()) for r in results], strict=True)])
 
     @classmethod
+    def of_rows(cls, rows: list[tuple]) -> Results:
+        """Rows in RESULT_FIELDS order (the ledger's single results) as columns."""
+        return cls([list(c) for c in zip(*rows, strict=True)]) if rows else EMPTY
+
+    @classmethod
     def concat(cls, parts: list[Results]) -> Results:
         parts = [p for p in parts if len(p)]
         if len(parts) <= 1:

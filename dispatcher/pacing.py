@@ -97,13 +97,17 @@ class Window:
         assert bucket is not None
         if not self._lock.locked():
             t = self.clock()
-            if self.ready_at(t) <= t and (self._credit or bucket.has_capacity()):
+            if self.ready_at(t) <= t:
                 if self._credit:
                     self._credit -= 1
-                else:
-                    await bucket.acquire()  # has capacity: returns without yielding
-                self._log.append(t)
-                return t
+                    self._log.append(t)
+                    return t
+                group = self._group  # above 1,000/s a group's tokens at once: one bucket call a group
+                if bucket.has_capacity(group):
+                    await bucket.acquire(group)  # has capacity: returns without yielding
+                    self._credit = group - 1
+                    self._log.append(t)
+                    return t
         async with self._lock:
             while True:
                 t = self.clock()

@@ -228,7 +228,7 @@ class Nrs360(Provider):
             body = {"to": to if first.channel == "email" else _digits(to)}
             if first.channel == "sms":
                 body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
-                             "parts": max(m.parts for m in batch) or 1})
+                             "parts": (first.parts if len(batch) == 1 else max([m.parts for m in batch])) or 1})
             elif first.channel == "email":
                 opts = c.options
                 body.update({"fromEmail": c.sender, "replyTo": opts.get("reply_to") or c.sender, "subject": c.subject})
@@ -238,12 +238,13 @@ class Nrs360(Provider):
                 body.update({k: c.options[k] for k in VOICE_OPTIONS if k in c.options})
             text = "body" if first.channel == "email" else "message"
             source = c.template.short_source if self._shortens(first) else c.template.server_source
-            if self._substituted(first) and first.transliterated:
+            substituted = self._substituted(first)
+            if substituted and first.transliterated:
                 # transliteration maps character by character, so transliterating the template and
                 # each value gives exactly the transliterated text the codec counted
                 body[text] = source.translate(TRANSLATE_TABLE)
                 body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in m.slots.items()} for m in batch]
-            elif self._substituted(first):
+            elif substituted:
                 body[text] = source
                 body["sub"] = [m.slots for m in batch]
             else:
