@@ -90,7 +90,8 @@ class Window:
         One waiter at a time (behind a lock) waits for the log, then for the bucket, so no
         waiter holds a bucket token while the log keeps it back: tokens hoarded that way would
         all leave together when the log frees, a burst the bucket is there to prevent. At high
-        rates one wake-up takes tokens for a group; the waiters after it use them at once."""
+        rates one wake-up takes tokens for a group, and so does a request that finds the bucket free;
+        the requests after it use them at once (the log still holds every window to `n`)."""
         if not self.n:
             return self.clock()
         bucket = self._bucket
