@@ -277,6 +277,11 @@ class Results:
         return cls([list(c) for c in zip(*[list(r.__dict__.values()) for r in results], strict=True)])
 
     @classmethod
+    def of_rows(cls, rows: list[tuple]) -> Results:
+        """Rows in RESULT_FIELDS order (the ledger's single results) as columns."""
+        return cls([list(c) for c in zip(*rows, strict=True)]) if rows else EMPTY
+
+    @classmethod
     def concat(cls, parts: list[Results]) -> Results:
         """The parts as one, kept as blocks: their columns are joined only if a reader asks for them."""
         blocks = [b for p in parts if len(p) for b in p.blocks()]

@@ -90,20 +90,25 @@ class Window:
         One waiter at a time (behind a lock) waits for the log, then for the bucket, so no
         waiter holds a bucket token while the log keeps it back: tokens hoarded that way would
         all leave together when the log frees, a burst the bucket is there to prevent. At high
-        rates one wake-up takes tokens for a group; the waiters after it use them at once."""
+        rates one wake-up takes tokens for a group, and so does a request that finds the bucket free;
+        the requests after it use them at once (the log still holds every window to `n`)."""
         if not self.n:
             return self.clock()
         bucket = self._bucket
         assert bucket is not None
         if not self._lock.locked():
             t = self.clock()
-            if self.ready_at(t) <= t and (self._credit or bucket.has_capacity()):
+            if self.ready_at(t) <= t:
                 if self._credit:
                     self._credit -= 1
-                else:
-                    await bucket.acquire()  # has capacity: returns without yielding
-                self._log.append(t)
-                return t
+                    self._log.append(t)
+                    return t
+                group = self._group  # above 1,000/s a group's tokens at once: one bucket call a group
+                if bucket.has_capacity(group):
+                    await bucket.acquire(group)  # has capacity: returns without yielding
+                    self._credit = group - 1
+                    self._log.append(t)
+                    return t
         async with self._lock:
             while True:
                 t = self.clock()

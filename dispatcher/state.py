@@ -190,7 +190,7 @@ class RunState:
     def sending(self, seqs: list[int]) -> None:
         """Note a batch as on the wire, before its request leaves."""
         if self._fd >= 0:
-            os.write(self._fd, _ranges(sorted(seqs)))
+            os.write(self._fd, b"%d\n" % seqs[0] if len(seqs) == 1 else _ranges(sorted(seqs)))
 
     def cleared(self, seqs: list[int]) -> None:
         """Note records known not to have been accepted (a stopped run's pending retries)."""

@@ -239,3 +239,49 @@ def test_a_plain_block_splits_into_columns_only_when_every_line_has_the_width(
         assert got == [[f[j] for f in fields] for j in range(width)]
     else:
         assert got is None
+
+
+def test_one_message_requests_settle_as_rows_in_order_with_blocks() -> None:
+    """The ledger's rows (one-message requests accepted) are the results a block of one would have been,
+    counted at once, and handed to the writer before any block that settled after them."""
+    from dispatcher.engine.ledger import Events, Ledger, Stats
+    from dispatcher.state import RunState
+
+    async def go() -> tuple[Stats, list[Result], list[Result]]:
+        ledger = Ledger(Stats(), RunState(None, "rows"), Events())
+        ledger.enter(4)
+        one = Result(1, "c1", "+34600000001", "a", "sent", "m1", 2, "GSM-7", attempts=1, latency_ms=1.5,
+                     trace_id="t", channel="sms")
+        two = Result(2, "c2", "+34600000002", "a", "sent", "m2", None, None, attempts=1, channel="sms",
+                     meta={"in_doubt": True})
+        ledger.finish_sent(tuple(one.__dict__.values()))
+        ledger.finish_sent(tuple(two.__dict__.values()))
+        failed = Result(3, "c3", "+34600000003", "a", "failed", code="x", error="no", attempts=3)
+        ledger.finish(Results.of([failed]))
+        first = (await ledger.results()).results()
+        ledger.finish_sent(tuple(one.__dict__.values()))
+        ledger.close_source()
+        return ledger.stats, first, (await ledger.results()).results()
+
+    stats, first, then = asyncio.run(go())
+    assert [r.seq for r in first] == [1, 2, 3]
+    assert first[0] == Result(1, "c1", "+34600000001", "a", "sent", "m1", 2, "GSM-7", attempts=1, latency_ms=1.5,
+                              trace_id="t", channel="sms")
+    assert first[1].meta == {"in_doubt": True} and first[2].status == "failed"
+    assert [r.seq for r in then] == [1]
+    assert (stats.sent, stats.failed, stats.parts) == (3, 1, 4)
+
+
+def test_a_one_message_lane_gives_one_result_per_record(tmp_path: Path) -> None:
+    """Batch size 1: accepted requests settle as rows, failed ones as blocks; every record once, each sent
+    one with its own id and attempt count."""
+    from enginekit import FakeProvider, FakeTransport, ListSource, MemorySink, engine
+
+    sink = MemorySink()
+    t = FakeTransport(lambda seqs, n: ["FAILED" if seqs[0] % 7 == 0 else "SENT"])
+    st_ = asyncio.run(engine({"a": FakeProvider(batch=1, concurrency=3)}, {"a": t}, ListSource(100), sink,
+                             tmp_path).run())
+    assert sorted(r.seq for r in sink.results) == list(range(1, 101))
+    sent = [r for r in sink.results if r.status == "sent"]
+    assert all(r.message_id == f"id{r.seq}" and r.attempts == 1 and r.provider == "a" for r in sent)
+    assert len(sent) == st_.sent == 100 - 14 and st_.failed == 14

@@ -388,8 +388,15 @@ class Lane:
             self._waiting[handle] = msgs
 
     def _accepted(self, batch: Sequence[Message], a: Accepted, latency: float) -> None:
-        """Every message of the batch accepted: one block of `sent` results from the batch's columns."""
+        """Every message of the batch accepted: one block of `sent` results from the batch's columns (a row
+        for a batch of one, which the ledger joins with the turn's other rows)."""
         n = len(batch)
+        if n == 1:
+            m = batch[0]
+            self.ledger.finish_sent((m.seq, m.rid, m.to, self.alias, SENT, a.message_ids[0], m.parts or None,
+                                     m.encoding or None, None, None, m.attempts, round(latency, 2), a.trace_id,
+                                     self.channel, m.transliterated, _meta(m, None)))
+            return
         seq, rid, to, parts, enc, translit = (column(batch, f) for f in
                                               ("seq", "rid", "to", "parts", "encoding", "transliterated"))
         nothing = [None] * n

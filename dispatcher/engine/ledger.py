@@ -82,6 +82,7 @@ class Ledger:
         self.limit = 0  # records in flight before the reader waits (set by the engine)
         self.source_done = False
         self._buffer: list[Results] = []
+        self._rows: list[tuple] = []  # single accepted results since the last block (finish_sent)
         self._room = asyncio.Event()
         self._room.set()
         self._drained = asyncio.Event()
@@ -111,6 +112,9 @@ class Ledger:
         n = len(results)
         if not n:
             return
+        if self._rows:  # the single results before these stay before them
+            self._buffer.append(Results.of_rows(self._rows))
+            self._rows = []
         st = self.stats
         status = results.column("status")
         parts = results.column("parts")
@@ -136,6 +140,17 @@ class Ledger:
         self._buffer.append(results)
         self._pending.set()
         self._settled(n)
+
+    def finish_sent(self, row: tuple) -> None:
+        """One `sent` result as a row of RESULT_FIELDS: a one-message request's accepted answer. The rows of
+        a turn become one block when the writer takes them (or when a block comes after them), so a message
+        a request costs a tuple here, not a block of sixteen one-item columns and its concatenation."""
+        st = self.stats
+        st.sent += 1
+        st.parts += row[6] or 0
+        self._rows.append(row)
+        self._pending.set()
+        self._settled(1)
 
     def defer(self, alias: str, msgs: Sequence[Message], why: Outcome) -> None:
         """No result: the provider cannot take these now. Not in doubt (the provider refused them or never
@@ -197,6 +212,9 @@ class Ledger:
     async def results(self) -> Results:
         """The next results to write; empty once everything has left and been handed out."""
         while True:
+            if self._rows:
+                self._buffer.append(Results.of_rows(self._rows))
+                self._rows = []
             if self._buffer:
                 self._pending.clear()
                 out, self._buffer = self._buffer, []

@@ -244,13 +244,14 @@ class Nrs360(Provider):
                 body.update({k: c.options[k] for k in VOICE_OPTIONS if k in c.options})
             text = "body" if first.channel == "email" else "message"
             source = c.template.short_source if self._shortens(first) else c.template.server_source
-            if self._substituted(first) and first.transliterated:
+            substituted = self._substituted(first)
+            if substituted and first.transliterated:
                 # transliteration maps character by character, so transliterating the template and
                 # each value gives exactly the transliterated text the codec counted
                 body[text] = source.translate(TRANSLATE_TABLE)
                 body["sub"] = [{k: v.translate(TRANSLATE_TABLE) for k, v in slots.items()}
                                for slots in column(batch, "slots")]
-            elif self._substituted(first):
+            elif substituted:
                 body[text] = source
                 body["sub"] = column(batch, "slots")
             else:
