@@ -12,7 +12,7 @@ failure, a rejected row) and for readers that want one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -70,6 +70,15 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+def all_str(col: list[Any]) -> bool:
+    """Every value of a column a str: the join raises on anything else (a C loop, not a Python one)."""
+    try:
+        "".join(col)
+    except TypeError:
+        return False
+    return True
 
 
 def as_text(v: object) -> str:
@@ -165,14 +174,12 @@ class Batch(Sequence[Message]):
     def take(self, keep: Sequence[int]) -> Batch:
         """A fresh batch of the rows at `keep` (only of a fresh batch: its columns are its state)."""
         assert self._msgs is None
-        return Batch(*(_pick(getattr(self, f), keep) for f in _ROW_FIELDS),  # type: ignore[arg-type]
-                     self.route, self.channel, self.content, self.attempts)
+        return self._like(_pick(getattr(self, f), keep) for f in _ROW_FIELDS)
 
     def cut(self, start: int, stop: int) -> Batch:
         """Rows start..stop of a fresh batch, as a fresh batch."""
         assert self._msgs is None
-        return Batch(*(getattr(self, f)[start:stop] for f in _ROW_FIELDS),  # type: ignore[arg-type]
-                     self.route, self.channel, self.content, self.attempts)
+        return self._like(getattr(self, f)[start:stop] for f in _ROW_FIELDS)
 
     def joins(self, other: Batch) -> bool:
         """Whether `other` can be appended as one batch (both fresh, one route, channel, content, state)."""
@@ -181,8 +188,11 @@ class Batch(Sequence[Message]):
 
     def __add__(self, other: Batch) -> Batch:
         assert self.joins(other)
-        return Batch(*(getattr(self, f) + getattr(other, f) for f in _ROW_FIELDS),  # type: ignore[arg-type]
-                     self.route, self.channel, self.content, self.attempts)
+        return self._like(getattr(self, f) + getattr(other, f) for f in _ROW_FIELDS)
+
+    def _like(self, columns: Iterable[list[Any]]) -> Batch:
+        """A batch of this one's route, channel, content and state, with these row columns."""
+        return Batch(*columns, self.route, self.channel, self.content, self.attempts)  # type: ignore[arg-type]
 
 
 def _pick(col: list[Any], keep: Sequence[int]) -> list[Any]:
@@ -272,9 +282,7 @@ class Results:
 
     @classmethod
     def of(cls, results: list[Result]) -> Results:
-        if not results:
-            return EMPTY
-        return cls([list(c) for c in zip(*[list(r.__dict__.values()) for r in results], strict=True)])
+        return cls.of_rows([tuple(r.__dict__.values()) for r in results])
 
     @classmethod
     def of_rows(cls, rows: list[tuple]) -> Results:

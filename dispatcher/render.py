@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from .codecs.tables import SHORT_LINK
-from .model import MISSING, as_text
+from .model import MISSING, all_str, as_text
 
 SERVER_PLACEHOLDERS = frozenset({"UNSUB_URL", "OTP_CODE"})
 _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)((?:\|[A-Za-z]+(?::[^{}|]*)?)*)\}")
@@ -176,9 +176,7 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
 
 def _values(name: str, col: list[object], required: bool, problems: dict[int, KeyError]) -> list[str]:
     """One variable's column as text, noting the rows `fill` refuses (first problem of a row wins)."""
-    try:
-        "".join(col)  # type: ignore[arg-type]  # raises unless every value is a str (a C loop)
-    except TypeError:
+    if not all_str(col):
         for i, v in enumerate(col):
             if v is MISSING and i not in problems:
                 problems[i] = KeyError(name)

@@ -70,9 +70,11 @@ class SeqSet:
 
 def _ranges(seqs: list[int]) -> bytes:
     """`3-7,9,12-13`: batches are mostly consecutive lines, so the journal stays small."""
+    if len(seqs) == 1:  # a one-message request: no run to find
+        return b"%d\n" % seqs[0]
     start = seqs[0]
     if seqs[-1] - start == len(seqs) - 1 and seqs == list(range(start, seqs[-1] + 1)):  # one run of lines: no loop
-        return (f"{start}-{seqs[-1]}\n" if len(seqs) > 1 else f"{start}\n").encode()
+        return f"{start}-{seqs[-1]}\n".encode()
     out = []
     prev = start
     for s in seqs[1:]:
@@ -190,7 +192,7 @@ class RunState:
     def sending(self, seqs: list[int]) -> None:
         """Note a batch as on the wire, before its request leaves."""
         if self._fd >= 0:
-            os.write(self._fd, b"%d\n" % seqs[0] if len(seqs) == 1 else _ranges(sorted(seqs)))
+            os.write(self._fd, _ranges(sorted(seqs)))
 
     def cleared(self, seqs: list[int]) -> None:
         """Note records known not to have been accepted (a stopped run's pending retries)."""

@@ -112,9 +112,7 @@ class Ledger:
         n = len(results)
         if not n:
             return
-        if self._rows:  # the single results before these stay before them
-            self._buffer.append(Results.of_rows(self._rows))
-            self._rows = []
+        self._close_rows()  # the single results before these stay before them
         st = self.stats
         status = results.column("status")
         parts = results.column("parts")
@@ -151,6 +149,12 @@ class Ledger:
         self._rows.append(row)
         self._pending.set()
         self._settled(1)
+
+    def _close_rows(self) -> None:
+        """The single results settled so far, as one block at the end of the buffer."""
+        if self._rows:
+            self._buffer.append(Results.of_rows(self._rows))
+            self._rows = []
 
     def defer(self, alias: str, msgs: Sequence[Message], why: Outcome) -> None:
         """No result: the provider cannot take these now. Not in doubt (the provider refused them or never
@@ -212,9 +216,7 @@ class Ledger:
     async def results(self) -> Results:
         """The next results to write; empty once everything has left and been handed out."""
         while True:
-            if self._rows:
-                self._buffer.append(Results.of_rows(self._rows))
-                self._rows = []
+            self._close_rows()
             if self._buffer:
                 self._pending.clear()
                 out, self._buffer = self._buffer, []

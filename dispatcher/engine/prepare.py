@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
-from ..model import REJECTED, Batch, Chunk, Content, Message, Result, as_text, rejected
+from ..model import REJECTED, Batch, Chunk, Content, Message, Result, all_str, as_text, rejected
 from ..phone import number_problem, to_e164_column
 from ..phone import warm_up as warm_phones
 from ..providers.base import Provider
@@ -137,12 +137,12 @@ class CampaignPreparer:
         n = len(rows)
         seqs = rows.seq
         raws = rows.column(column)
-        if not _all_str(raws):
+        if not all_str(raws):
             raws = list(map(as_text, raws))
         mobile = content.mobile_only
         tos = to_e164_column(raws, c.region, mobile) if phone else [_email(raw) for raw in raws]
         texts, slots, problems = content.template.fill_columns(rows.column, n)
-        if problems or not _all_str(tos):  # a None: a recipient refused
+        if problems or not all_str(tos):  # a None: a recipient refused
             keep = []
             for i, to in enumerate(tos):
                 if to is None:
@@ -173,18 +173,9 @@ class CampaignPreparer:
 _NO_FIELDS: dict[str, Any] = {}  # shared by the messages of providers that read no field of their own
 
 
-def _all_str(col: list[Any]) -> bool:
-    """Every value a str: the join raises on anything else (a C loop, not a Python one)."""
-    try:
-        "".join(col)
-    except TypeError:
-        return False
-    return True
-
-
 def _all_text(col: list[Any]) -> bool:
     """Every value a non-empty str."""
-    return _all_str(col) and "" not in col
+    return all_str(col) and "" not in col
 
 
 def _email(raw: str) -> str | None:

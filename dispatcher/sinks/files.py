@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from ..model import RESULT_FIELDS, Results
+from ..model import RESULT_FIELDS, Results, all_str
 from .base import Sink, SinkError
 
 
@@ -39,12 +39,10 @@ def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, b
     each = body[1:-1].split(b",")
     if len(each) == n:
         return None, each, False
-    try:
-        "".join(col)  # type: ignore[arg-type]  # raises unless every value is a str
-    except TypeError:
-        dumps = orjson.dumps
-        return None, [dumps(v) for v in col], False
-    return None, body[2:-2].split(b'","'), True
+    if all_str(col):
+        return None, body[2:-2].split(b'","'), True
+    dumps = orjson.dumps
+    return None, [dumps(v) for v in col], False
 
 
 def json_lines(results: Results) -> bytes:
