@@ -31,6 +31,7 @@ from .pacing import MARGIN, Clock, Sleep, Window
 
 SHARED_MARGIN = 0.05  # seconds added to a shared window: about 95% of each worker's part
 
+LATE = 0.002  # seconds a request may leave after its slot before the window counts it from when it left
 MAX_PAUSE = 60.0  # a Retry-After longer than this is honoured only this long: the lane keeps moving
 QUIET = 1.0  # seconds without a 429 before climbing
 SETTLE = 1.0  # after lowering, the provider's window still holds what we sent at the old rate
@@ -73,10 +74,18 @@ class RateLimit:
         self._next_step = 0.0
 
     # -- the Lane's calls ---------------------------------------------------------------------
-    async def acquire(self) -> None:
+    async def acquire(self) -> float:
+        """Wait for a slot and take it; returns the slot's time, for `left_at`."""
         if self.current < self.ceiling:
             self._climb(self.clock())
-        self._sends.append(await self.window.acquire())
+        slot = await self.window.acquire()
+        self._sends.append(slot)
+        return slot
+
+    def left_at(self, slot: float, at: float) -> None:
+        """The request given `slot` could leave only at `at` (0.0: not known); later than LATE counts from then."""
+        if at - slot > LATE:
+            self.window.left_at(slot, at)
 
     def on_throttled(self, retry_after: float | None) -> None:
         """A 429: pause for its Retry-After; lower the rate only if 429s persist (see the module doc)."""

@@ -13,7 +13,10 @@ rate again within the same second. So two parts, each doing what it is good at:
 
 Between our clock and the provider's lies travel time: the provider stamps *arrival*, and two
 requests sent exactly one window apart arrive less than a window apart when the first was
-delayed more than the second. The window kept is therefore `1 s + margin` (15 ms, 1.5%).
+delayed more than the second. The window kept is therefore `1 s + margin` (15 ms, 1.5%). A
+request that had to open its connection first leaves later than that (the event loop runs
+other work while it connects): the lane reports when it could leave (`left_at`), and the log
+counts it from then.
 
 An event loop cannot sleep for microseconds: above 1,000/s one wake-up takes a group of
 tokens (a millisecond's worth) and releases that many requests, while the log still holds
@@ -77,6 +80,21 @@ class Window:
     def pause(self, seconds: float) -> None:
         """Nothing leaves for `seconds` (a provider's Retry-After); a longer pause already set stands."""
         self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    def left_at(self, slot: float, at: float) -> None:
+        """The request given `slot` left only at `at` (it had to open its connection): count it from then.
+
+        The log is what keeps the provider's window, and the provider stamps the request when it arrives;
+        so the next `n` are held a full window from `at`. When `n` newer requests have taken slots since,
+        the log no longer holds `slot` and there is nothing left to hold back."""
+        log = self._log
+        try:
+            log.remove(slot)
+        except ValueError:
+            return
+        log.append(at)
+        if len(log) > 1 and log[-2] > at:
+            self._log = deque(sorted(log), maxlen=log.maxlen)
 
     def ready_at(self, now: float) -> float:
         """When the next request may leave (<= now: at once)."""

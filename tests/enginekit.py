@@ -41,7 +41,7 @@ class FakeTransport:
         self.requests: list[list[int]] = []
         self.accepted: list[int] = []  # what the "provider" holds: SENT answers, and drops after acceptance
 
-    async def send(self, req: HttpRequest) -> tuple[int, Mapping[str, str], bytes]:
+    async def send(self, req: HttpRequest) -> tuple[int, Mapping[str, str], bytes, float]:
         seqs = orjson.loads(req.body or b"[]")
         self.requests.append(seqs)
         n = self.answered
@@ -55,7 +55,7 @@ class FakeTransport:
             self.accepted.extend(seqs)
             raise aiohttp.ServerDisconnectedError()
         self.accepted.extend(s for s, v in zip(seqs, answer, strict=True) if v == "SENT")
-        return 200, {}, orjson.dumps(answer)
+        return 200, {}, orjson.dumps(answer), 0.0
 
     async def close(self) -> None:
         pass

@@ -142,6 +142,58 @@ def test_requests_are_spaced_not_bunched() -> None:
     assert sum(g < 0.05 for g in gaps) <= 1 and min(gaps[1:]) == pytest.approx(1.015 / 10, rel=0.01)
 
 
+def test_a_request_that_left_late_counts_from_when_it_left() -> None:
+    """The log holds a request reported late (`left_at`) from when it left; a slot the log no longer holds is let be."""
+    async def go(loop: VirtualLoop) -> tuple[list[float], float, list[float]]:
+        w = Window(5, clock=loop.time)
+        first = [await w.acquire() for _ in range(5)]
+        for slot in first:  # each opened its connection first
+            w.left_at(slot, slot + 0.3)
+        sixth = await w.acquire()
+        more = [await w.acquire() for _ in range(5)]
+        w.left_at(sixth, sixth + 5.0)  # five newer slots since: no longer in the log
+        return first, sixth, [*more, await w.acquire()]
+
+    first, sixth, more = run_virtual(go)
+    assert sixth == pytest.approx(first[0] + 0.3 + 1.015)
+    assert more[-1] < sixth + 5.0  # the slot no longer in the log held nothing back
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_requests_that_open_their_connection_late_keep_the_providers_window(report: bool) -> None:
+    """Each worker's first request opens its connection while the loop is busy, and leaves 40 ms after its
+    slot (what `make demo` drew a 429 from); the provider stamps when requests leave. Reported through
+    `left_at`, no window of the provider's holds more than the rate; unreported, one does."""
+    rate, workers = 50, 8
+
+    async def go(loop: VirtualLoop) -> list[float]:
+        limit = RateLimit(rate, clock=loop.time)
+        stamps: list[float] = []
+        end = loop.time() + 3.0
+
+        async def work() -> None:
+            fresh = True
+            while loop.time() < end:
+                slot = await limit.acquire()
+                left = slot + (0.04 if fresh else 0.0005)
+                fresh = False
+                await asyncio.sleep(left - loop.time())
+                stamps.append(loop.time())
+                await asyncio.sleep(0.005)  # the answer
+                if report:
+                    limit.left_at(slot, left)
+        await asyncio.gather(*(work() for _ in range(workers)))
+        return stamps
+
+    stamps = run_virtual(go)
+    if report:
+        assert max_window(stamps) <= rate
+        achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        assert achieved >= 0.95 * rate, achieved
+    else:
+        assert max_window(stamps) > rate  # the case the report is there for
+
+
 def test_set_share_changes_the_window_at_once() -> None:
     async def go(loop: VirtualLoop) -> tuple[list[float], list[float]]:
         limit = RateLimit(100, clock=loop.time)
@@ -364,3 +416,41 @@ def test_five_per_second_against_the_simulator_without_a_429(sim) -> None:
     assert stats["admitted"] >= 14  # 3 s at 5/s, the first at once
     assert set(statuses) == {202}
 
+
+
+def test_the_transport_reports_when_a_new_connection_let_the_request_leave() -> None:
+    """A request that opens its connection while the loop is busy for 50 ms leaves after that; the transport
+    says when (the lane hands it to `left_at`). On the pooled connection the next one leaves at once."""
+    from aiohttp import web
+
+    from dispatcher.engine.transport import HttpTransport
+    from dispatcher.providers.base import HttpRequest
+
+    async def go() -> tuple[float, float, float, float]:
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+        app = web.Application()
+        app.router.add_post("/", ok)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        transport = HttpTransport(1, 10.0)
+        req = HttpRequest("POST", f"http://127.0.0.1:{port}/", {}, b"{}")
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = time.monotonic()
+            loop.call_soon(time.sleep, 0.05)  # the rest of the engine's work, while the connection opens
+            status, _, _, left0 = await transport.send(req)
+            assert status == 200
+            t1 = time.monotonic()
+            loop.call_soon(time.sleep, 0.05)
+            _, _, _, left1 = await transport.send(req)
+            return t0, left0, t1, left1
+        finally:
+            await transport.close()
+            await runner.cleanup()
+
+    t0, left0, t1, left1 = asyncio.run(go())
+    assert left0 >= t0 + 0.05
+    assert t1 <= left1 < t1 + 0.05

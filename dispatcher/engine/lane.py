@@ -298,16 +298,16 @@ class Lane:
                     self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
                     self.ledger.defer(self.alias, batch, self._halted or why)
                     continue
-            await self.limit.acquire()
+            slot = await self.limit.acquire()
             if self._stopping():
                 self.ledger.leave(batch)
                 continue
             if self._halted is not None:  # halted while this worker waited for the limiter
                 self.ledger.defer(self.alias, batch, self._halted)
                 continue
-            await self._send(provider, batch)
+            await self._send(provider, batch, slot)
 
-    async def _send(self, provider: Provider, batch: Sequence[Message]) -> None:
+    async def _send(self, provider: Provider, batch: Sequence[Message], slot: float) -> None:
         if type(batch) is Batch and batch.fresh:
             batch.attempts += 1
         else:
@@ -329,7 +329,8 @@ class Lane:
         unsure = False
         try:
             assert self._transport is not None
-            status, headers, body = await self._transport.send(req)
+            status, headers, body, left = await self._transport.send(req)
+            self.limit.left_at(slot, left)
             outcomes = provider.parse(batch, status, headers, body)
             if type(outcomes) is Accepted and len(outcomes.message_ids) != len(batch):
                 raise ValueError(f"{len(outcomes.message_ids)} ids for a batch of {len(batch)}")
