@@ -5,10 +5,15 @@ request the engine appends the batch's `seq`s to a journal; a record in the jour
 no result was in flight when the run died, so the provider may or may not have accepted
 it: it is "in doubt". A resumed run resends those (at-least-once, the default) or holds
 them as `failed` with code `in_doubt` (at-most-once), and says how many in its summary.
+
+One process runs a run at a time: a second `blast` of the same run id while the first is
+still going would send its records again. The run's lock file (`flock`, released by the
+kernel when the process dies, SIGKILL included) refuses it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Iterable
@@ -128,6 +133,7 @@ class RunState:
         self.resuming = self.journal_path is not None and self.journal_path.exists()
         self.manifest: dict[str, Any] | None = self._read_manifest()
         self._fd = -1
+        self._lock_fd = -1
 
     @property
     def exists(self) -> bool:
@@ -183,10 +189,26 @@ class RunState:
     def source_identity(self) -> dict[str, Any] | None:
         return (self.manifest or {}).get("identity", {}).get("source")
 
+    def lock(self) -> None:
+        """Take the run for this process; RunError when another process holds it (a run still going)."""
+        if self.dir is None or self._lock_fd >= 0:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunError(f"run '{self.run_id}' is running in another process (it holds {path}): a second run of "
+                           f"it at once would send its records again; wait for it to end, or stop it, then resume "
+                           f"it") from None
+        self._lock_fd = fd
+
     def open(self) -> None:
         if self.dir is None or self.journal_path is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock()
         self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def sending(self, seqs: list[int]) -> None:
@@ -217,6 +239,10 @@ class RunState:
         return out
 
     def close(self) -> None:
+        """The journal closed, the run let go."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the file releases its flock
+            self._lock_fd = -1

@@ -126,6 +126,23 @@ def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
     assert Counter(Counter(e["to"] for e in sim.ledger("nrs360")).values()) == {1: 3000}
 
 
+def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_path):
+    audience(tmp_path / "audience.csv", 400)
+    sim.config("nrs360", latency_ms=30)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", "twice", "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out_file = tmp_path / "out" / "twice.jsonl"
+    _wait_for_results(out_file, 40, proc)
+    second = run_cli("blast", str(toml), "--run-id", "twice", "--quiet")
+    assert second.returncode == 2, second.stderr
+    assert "running in another process" in second.stderr
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert sorted(r["seq"] for r in results(out_file)) == list(range(2, 402))
+    assert Counter(Counter(e["to"] for e in sim.ledger("nrs360")).values()) == {1: 400}
+
+
 @pytest.mark.parametrize("on_doubt", ["resend", "hold"])
 def test_sigkill_then_resume_bounds_duplicates(sim, tmp_path, on_doubt):
     """SIGKILL mid-run: requests on the wire are 'in doubt'. Resend: nothing lost, duplicates <= in doubt.

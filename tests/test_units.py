@@ -17,7 +17,7 @@ from dispatcher import phone, phone_column
 from dispatcher.limits import RateLimit
 from dispatcher.phone import number_problem, to_e164, to_e164_column
 from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
-from dispatcher.state import RunState, SeqSet, _parse, _ranges
+from dispatcher.state import RunError, RunState, SeqSet, _parse, _ranges
 
 
 def _reference(raw: str, region: str | None, mobile: bool = False) -> str | None:
@@ -245,3 +245,15 @@ def test_seqset_and_journal_ranges(tmp_path):
     with open(state.journal_path, "ab") as f:
         f.write(b"20-2")  # a torn last line from a killed run is ignored
     assert sorted(RunState(tmp_path, "r").attempted()) == [1, 3, 10]
+
+
+def test_a_run_is_run_by_one_process_at_a_time(tmp_path):
+    first = RunState(tmp_path, "one")
+    first.open()
+    second = RunState(tmp_path, "one")
+    with pytest.raises(RunError, match="running in another process"):
+        second.lock()
+    RunState(tmp_path, "other").lock()  # another run is free
+    first.close()
+    second.open()  # let go with the first's close
+    second.close()

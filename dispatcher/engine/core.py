@@ -222,28 +222,31 @@ class Engine:
         c = self.c
         ident = identity(c)
         only = await self._only(ident)
-        self.state.begin(ident, allow_changed=c.allow_changed, retry_of=c.retry_of[0] if c.retry_of else None,
-                         origin=c.origin)
-        resuming = self.state.resuming
-        for sink in c.sinks:
-            await sink.open(resume=resuming)
-        done = await self._resume_point()
-        self.state.open()
-        self.running = True
-        ledger = self.ledger
-        for alias, provider in c.providers.items():
-            self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
-                                     self._lanes, lambda: self.stopping, c.defer_transient)
-        ledger.limit = c.max_in_flight or self._default_limit()
-        for lane in self._lanes.values():
-            await lane.start()
-        self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
-        with collector_for_streams():
-            failure = await self._stream(done, only)
-        for sink in c.sinks:
-            await sink.close()
-        self.state.end(self._counts())
-        self.state.close()
+        self.state.lock()  # before anything of the run is read or written: one process runs a run at a time
+        try:
+            self.state.begin(ident, allow_changed=c.allow_changed, retry_of=c.retry_of[0] if c.retry_of else None,
+                             origin=c.origin)
+            resuming = self.state.resuming
+            for sink in c.sinks:
+                await sink.open(resume=resuming)
+            done = await self._resume_point()
+            self.state.open()
+            self.running = True
+            ledger = self.ledger
+            for alias, provider in c.providers.items():
+                self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
+                                         self._lanes, lambda: self.stopping, c.defer_transient)
+            ledger.limit = c.max_in_flight or self._default_limit()
+            for lane in self._lanes.values():
+                await lane.start()
+            self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
+            with collector_for_streams():
+                failure = await self._stream(done, only)
+            for sink in c.sinks:
+                await sink.close()
+            self.state.end(self._counts())
+        finally:
+            self.state.close()  # the journal closed, the run's lock let go
         if failure is not None:
             raise failure
         return self.stats
