@@ -87,14 +87,6 @@ def as_text(v: object) -> str:
 
 
 @dataclass(slots=True)
-class Record:
-    """One input row: where it came from and its raw fields."""
-
-    seq: int  # resume key: line number in a file, id in a database
-    fields: dict[str, Any]
-
-
-@dataclass(slots=True)
 class Message:
     """A record rendered for one provider: what the provider module builds requests from."""
 

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from dispatcher import cli, pg
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import Engine
-from dispatcher.model import Chunk, Record, Result, Results
+from dispatcher.model import Chunk, Result, Results
 from dispatcher.providers.base import ConfigError
 from dispatcher.sinks import postgres as pgsink
 from dispatcher.sinks.base import SinkError
@@ -86,8 +86,13 @@ def audience(dsn: str, n: int, *, name: str | None = None, step: int = 1, bad_ev
     return table
 
 
-def records(c: Chunk) -> list[Record]:
-    return [Record(seq, c.fields(i)) for i, seq in enumerate(c.seq)]
+class Row(NamedTuple):
+    seq: int
+    fields: dict[str, Any]
+
+
+def records(c: Chunk) -> list[Row]:
+    return [Row(seq, c.fields(i)) for i, seq in enumerate(c.seq)]
 
 
 async def read_all(source: PostgresSource, skip: Any = None) -> list[tuple[list, list]]:

@@ -73,7 +73,7 @@ import orjson
 
 from .. import codecs
 from ..engine import Engine, Finisher, Prepared
-from ..model import REJECTED, Chunk, Content, Message, Record, Result, Results
+from ..model import REJECTED, Chunk, Content, Message, Result, Results
 from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
 from ..providers.base import ConfigError, Provider
@@ -87,6 +87,7 @@ BODY = compile_template("{body}")  # the engine's template: each row brings its 
 PROVIDER_TEMPLATES = frozenset({"template", "template_id", "template_name"})  # options naming a stored template
 OPTED_OUT = "the recipient opted out (suppression list); not sent"
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
+Claimed = tuple[list[int], list[dict[str, Any]]]  # claimed rows to send: their outbox ids and fields, as columns
 
 
 class Names:
@@ -582,12 +583,12 @@ class Rows:
             return Problem("bad_campaign", "campaign", f"{where} cannot go through {alias}: {e}", to, alias)
         return to, alias, fields
 
-    def build(self, rows: list[Any]) -> tuple[list[Record], list[Result], list[Record]]:
-        """Records to send, rejected results, and the records whose suppression is still to be looked up
-        (stored in another form than their normalised address)."""
-        records: list[Record] = []
+    def build(self, rows: list[Any]) -> tuple[Claimed, list[Result], Claimed]:
+        """Rows to send (their outbox ids and fields), rejected results, and the rows whose suppression is
+        still to be looked up (stored in another form than their normalised address)."""
+        send: Claimed = ([], [])
         bad: list[Result] = []
-        unsure: list[Record] = []
+        unsure: Claimed = ([], [])
         check = self.check
         for row in rows:
             oid, raw, channel, alias, route, campaign, body, template, variables, opted_out = row
@@ -598,12 +599,14 @@ class Rows:
                 continue
             to, alias, fields = got  # type: ignore[misc]
             if to != raw:
-                unsure.append(Record(oid, fields))
+                unsure[0].append(oid)
+                unsure[1].append(fields)
             elif opted_out:
                 bad.append(_rejected(oid, to, channel, "suppressed", OPTED_OUT, alias))
             else:
-                records.append(Record(oid, fields))
-        return records, bad, unsure
+                send[0].append(oid)
+                send[1].append(fields)
+        return send, bad, unsure
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,7 +638,7 @@ class OutboxSource(Source):
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
         self.engine: Engine | None = None
         self.wake = asyncio.Event()
-        self._ahead: tuple[asyncio.Future[tuple[list[Any], list[Record], list[Result]]], int] | None = None
+        self._ahead: tuple[asyncio.Future[tuple[list[Any], Claimed, list[Result]]], int] | None = None
         self.stopping = False
         self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
         self.deferred_rows = 0  # rows put back so far
@@ -687,20 +690,23 @@ class OutboxSource(Source):
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
 
-    async def _claim(self, want: int) -> tuple[list[Any], list[Record], list[Result]]:
-        """One claim: rows, their records, and the rows rejected already (bad input, opted out)."""
+    async def _claim(self, want: int) -> tuple[list[Any], Claimed, list[Result]]:
+        """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out)."""
         async with self.pool.acquire() as conn:
             closed, default_closed = self._closed()
             rows = await self.store.claim(conn, want, closed, default_closed)
-            records, bad, unsure = self.rows.build(rows) if rows else ([], [], [])
-            if unsure:
-                unsure, more = await self._suppress(conn, unsure)
-                records.extend(unsure)
+            if not rows:
+                return rows, ([], []), []
+            send, bad, unsure = self.rows.build(rows)
+            if unsure[0]:
+                (oids, fields), more = await self._suppress(conn, unsure)
+                send[0].extend(oids)
+                send[1].extend(fields)
                 bad.extend(more)
         self.suppressed += sum(1 for r in bad if r.code == "suppressed")
         self.claims += 1
         self.claimed += len(rows)
-        return rows, records, bad
+        return rows, send, bad
 
     async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         """Claim, yield, repeat; the next claim is already on its way while the engine takes a chunk in."""
@@ -721,7 +727,7 @@ class OutboxSource(Source):
             if ahead is None:
                 self.wake.clear()
             try:
-                rows, records, bad = await (ahead[0] if ahead is not None else self._claim(want))
+                rows, send, bad = await (ahead[0] if ahead is not None else self._claim(want))
                 failures = 0
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
                 self.errors += 1
@@ -737,7 +743,7 @@ class OutboxSource(Source):
                 if not partial and e is not None and self.ready() and e.room() >= len(rows) + want:
                     self.wake.clear()
                     self._ahead = (asyncio.ensure_future(self._claim(want)), want)
-                yield Chunk.of_dicts([r.seq for r in records], [r.fields for r in records]), bad
+                yield Chunk.of_dicts(*send), bad
                 continue
             partial = False
             # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
@@ -776,19 +782,22 @@ class OutboxSource(Source):
             log.warning("could not put %d row(s) back (%s): their claims end with their lease",
                         len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
 
-    async def _suppress(self, conn: asyncpg.Connection, records: list[Record]) -> tuple[list[Record], list[Result]]:
-        found = await self.store.suppressed(conn, list({r.fields["_to"] for r in records}))
+    async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
+        """`rows` split into the ones to send and the opted-out ones, rejected."""
+        oids, fields = rows
+        found = await self.store.suppressed(conn, list({f["_to"] for f in fields}))
         if not found:
-            return records, []
-        keep, bad = [], []
-        for r in records:
-            f = r.fields
+            return rows, []
+        keep: Claimed = ([], [])
+        bad = []
+        for oid, f in zip(oids, fields, strict=True):
             channels = found.get(f["_to"])
             ch = f["_content"].channel
             if channels and ("*" in channels or ch in channels):
-                bad.append(_rejected(r.seq, f["_to"], ch, "suppressed", OPTED_OUT, f["_alias"]))
+                bad.append(_rejected(oid, f["_to"], ch, "suppressed", OPTED_OUT, f["_alias"]))
             else:
-                keep.append(r)
+                keep[0].append(oid)
+                keep[1].append(f)
         return keep, bad
 
 
