@@ -103,6 +103,11 @@ def classify(code: int, status: int) -> Verdict:
     return Verdict.FAILED
 
 
+def _text_key(channel: str, encoding: str, transliterated: bool, text: Hashable) -> Hashable:
+    """The batch key of a text message: one request carries one channel, encoding and text (or template)."""
+    return (channel, encoding, transliterated, text)
+
+
 @dataclass(slots=True)
 class Nrs360Settings(Settings):
     username_env: str = ""
@@ -179,8 +184,7 @@ class Nrs360(Provider):
     def batch_key(self, m: Message) -> Hashable:
         if m.channel == "whatsapp":  # the template lives on the server: every recipient can share a request
             return (m.channel, id(m.content))
-        text_key = id(m.content) if self._substituted(m) else m.text
-        return (m.channel, m.encoding, m.transliterated, text_key)
+        return _text_key(m.channel, m.encoding, m.transliterated, id(m.content) if self._substituted(m) else m.text)
 
     def reads_fields(self, channel: str, content: Content) -> bool:
         return channel == "whatsapp" and any(content.options.get(o) for o in WHATSAPP_FIELDS)
@@ -193,13 +197,13 @@ class Nrs360(Provider):
     def batch_keys(self, msgs: Sequence[Message]) -> list[Hashable]:
         first = head(msgs)
         if first.channel != "whatsapp" and self._substituted(first) and len(_kinds(msgs)) == 1:
-            # batch_key's tuple, made for the whole chunk at once: one tuple a (encoding, transliterated)
+            # batch_key for the whole chunk at once: one key a (encoding, transliterated)
             channel, cid = first.channel, id(first.content)
             enc, tr = column(msgs, "encoding"), column(msgs, "transliterated")
             if tr.count(tr[0]) == len(tr):
-                key = {e: (channel, e, tr[0], cid) for e in set(enc)}
+                key = {e: _text_key(channel, e, tr[0], cid) for e in set(enc)}
                 return list(map(key.__getitem__, enc))
-            return [(channel, e, t, cid) for e, t in zip(enc, tr, strict=True)]
+            return [_text_key(channel, e, t, cid) for e, t in zip(enc, tr, strict=True)]
         return [self.batch_key(m) for m in msgs]
 
     def check(self, m: Message) -> tuple[str, str] | None:
