@@ -105,8 +105,7 @@ def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
     audience(tmp_path / "audience.csv", 3000)
     sim.config("nrs360", latency_ms=30)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", "t", "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _blast_in_background(toml, "t")
     out_file = tmp_path / "out" / "t.jsonl"
     _wait_for_results(out_file, 200, proc)
     proc.send_signal(signal.SIGTERM)
@@ -130,8 +129,7 @@ def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_p
     audience(tmp_path / "audience.csv", 400)
     sim.config("nrs360", latency_ms=30)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", "twice", "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _blast_in_background(toml, "twice")
     out_file = tmp_path / "out" / "twice.jsonl"
     _wait_for_results(out_file, 40, proc)
     second = run_cli("blast", str(toml), "--run-id", "twice", "--quiet")
@@ -150,8 +148,7 @@ def test_sigkill_then_resume_bounds_duplicates(sim, tmp_path, on_doubt):
     audience(tmp_path / "audience.csv", 3000)
     sim.config("nrs360", latency_ms=150)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 40, "batch_size": 20, "concurrency": 4})
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", "k", "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _blast_in_background(toml, "k")
     out_file = tmp_path / "out" / "k.jsonl"
     _wait_for_results(out_file, 300, proc)
     time.sleep(0.1)  # let a request reach the (slow) simulator; the journal has it on the wire
@@ -180,6 +177,11 @@ def test_sigkill_then_resume_bounds_duplicates(sim, tmp_path, on_doubt):
         assert len(held) == in_doubt
         assert len(per_number) + len(held) >= 3000  # each held one may or may not have been accepted
         assert len(per_number) <= 3000
+
+
+def _blast_in_background(toml: Path, run_id: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", run_id, "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_results(path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
