@@ -12,19 +12,22 @@ the table is the engine's own cost.
 cProfile inflates many small Python calls far more than a few C calls, so the profiled microseconds are
 not the real ones: the table also gives each stage's share of the unprofiled run's CPU a message (the
 same campaign in its own process, its fixed start-up CPU left out), which is the better estimate; read
-the shares, not the decimals.
+the shares, not the decimals. Where py-spy can run, the same campaigns are also *sampled*
+(bench/sampled.py), which inflates nothing: those shares are the ones to quote for "our code or aiohttp's".
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import sampled
 from bench.blast import blast_args, head, run_many, write_campaign
 from bench.common import audience, upstream
 
@@ -133,15 +136,11 @@ def profile_path(name: str, n: int, toml: Path, warm: Path, plain: dict[str, Any
     rows = [{"stage": stage, "profiled_us_per_msg": round(s / n * 1e6, 3), "share": round(s / profiled, 4),
              "estimated_us_per_msg": round(s / profiled * cpu_us, 3)}
             for stage, s in sorted(by_stage.items(), key=lambda kv: -kv[1])]
-    ours = sum(r["share"] for r in rows if r["stage"] in OURS)
-    aiohttp = sum(r["share"] for r in rows if r["stage"].startswith("HTTP: aiohttp"))
-    loop = sum(r["share"] for r in rows if r["stage"].startswith("event loop"))
     top = sorted(((k, v[2]) for k, v in raw.items()), key=lambda kv: -kv[1])[:12]
     return {"messages": n, "batch_size": batch, "concurrency": concurrency,
             "unprofiled_msgs_per_s": plain["msgs_per_s"], "unprofiled_cpu_us_per_msg": round(cpu_us, 2),
             "profiled_us_per_msg": round(profiled / n * 1e6, 2), "stages": rows,
-            "split": {"our code": round(ours, 4), "aiohttp": round(aiohttp, 4), "event loop": round(loop, 4),
-                      "other": round(1 - ours - aiohttp - loop, 4)},
+            "split": whose(rows),
             "top_functions": [{"function": f"{Path(k[0]).name}:{k[1]}({k[2]})", "self_us_per_msg": round(tt / n * 1e6, 3)}
                               for k, tt in top]}
 
@@ -157,34 +156,67 @@ def run(quick: bool = False) -> dict[str, Any]:
             blast_args(tomls[name], f"{name}-plain-warm", head(csvs[name])), blast_args(tomls[name], f"{name}-plain"))])
         out = {name: profile_path(name, sizes[name], tomls[name], head(csvs[name]), plains[2 * i + 1])
                for i, name in enumerate(sizes)}
+        if not quick and sampled.available():
+            for name in sizes:
+                try:
+                    out[name]["sampled"] = sampled.profile(blast_args(tomls[name], f"{name}-sampled"), tmp, name,
+                                                           out[name]["unprofiled_cpu_us_per_msg"])
+                except (subprocess.SubprocessError, OSError) as e:  # the cProfile table stands without it
+                    out[name]["sampled"] = {"error": f"{type(e).__name__}: {e}"}
     return {"server": "fast upstream (bench/upstream.py)", **out,
             "note": "cProfile inflates small Python calls: read the shares; 'estimated' scales them to the "
                     "unprofiled run's CPU a message"}
 
 
+def whose(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Whose code a path's time is in, from its stages' shares."""
+    ours = sum(r["share"] for r in rows if r["stage"] in OURS)
+    aiohttp = sum(r["share"] for r in rows if r["stage"].startswith("HTTP: aiohttp"))
+    loop = sum(r["share"] for r in rows if r["stage"].startswith("event loop"))
+    return {"our code": round(ours, 4), "aiohttp": round(aiohttp, 4), "event loop": round(loop, 4),
+            "other": round(max(0.0, 1 - ours - aiohttp - loop), 4)}
+
+
+def _split(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in whose(rows).items())
+
+
 def table(r: dict[str, Any]) -> str:
     b, s = r["batched"], r["single"]
+    paths = ("batched", "single")
+    sampled_ok = all("stages" in r[k].get("sampled", {}) for k in paths)
     stages = [row["stage"] for row in b["stages"]]
     stages += [row["stage"] for row in s["stages"] if row["stage"] not in stages]
-    by = {k: {row["stage"]: row for row in r[k]["stages"]} for k in ("batched", "single")}
+    by = {k: {row["stage"]: row for row in r[k]["stages"]} for k in paths}
+    sby = {k: {row["stage"]: row for row in r[k]["sampled"]["stages"]} for k in paths} if sampled_ok else {}
+    head = "| stage | batched est. us/msg | batched share |" + (" batched sampled |" if sampled_ok else "")
+    head += " single est. us/msg | single share |" + (" single sampled |" if sampled_ok else "")
     lines = [f"Against the {r['server']}. Batched: 360nrs, {b['batch_size']} a request, {b['messages']:,} messages, "
              f"unprofiled {b['unprofiled_msgs_per_s']:,.0f} msg/s at {b['unprofiled_cpu_us_per_msg']} us CPU a message. "
              f"Single: one a request, {s['concurrency']} in flight, {s['messages']:,} messages, unprofiled "
              f"{s['unprofiled_msgs_per_s']:,.0f} msg/s at {s['unprofiled_cpu_us_per_msg']} us CPU a message. "
-             f"Estimated = share x unprofiled CPU a message ({r['note']}).", "",
-             "| stage | batched est. us/msg | batched share | single est. us/msg | single share |",
-             "|---|---:|---:|---:|---:|"]
+             f"Estimated = share x unprofiled CPU a message ({r['note']})."
+             + (" Sampled: the share of py-spy's stacks (bench/sampled.py), and that share of the unprofiled "
+                "CPU a message." if sampled_ok else ""), "", head,
+             "|---|" + "---:|" * (6 if sampled_ok else 4)]
     for stage in stages:
         cells = []
-        for k in ("batched", "single"):
+        for k in paths:
             row = by[k].get(stage)
             cells.append(f"{row['estimated_us_per_msg']:.2f} | {row['share']:.1%}" if row else "- | -")
+            if sampled_ok:
+                srow = sby[k].get(stage)
+                cells.append(f"{srow['estimated_us_per_msg']:.2f} ({srow['share']:.1%})" if srow else "-")
         lines.append(f"| {stage} | {' | '.join(cells)} |")
-    lines.append(f"| **total** | {b['unprofiled_cpu_us_per_msg']:.2f} | 100% | {s['unprofiled_cpu_us_per_msg']:.2f} | 100% |")
-    for k in ("batched", "single"):
-        sp = r[k]["split"]
-        lines.append(f"\n{k.capitalize()} path, by whose code: ours {sp['our code']:.0%}, aiohttp {sp['aiohttp']:.0%}, "
-                     f"event loop {sp['event loop']:.0%}, other {sp['other']:.0%}.")
+    total = [f"{b['unprofiled_cpu_us_per_msg']:.2f} | 100% |", f"{s['unprofiled_cpu_us_per_msg']:.2f} | 100% |"]
+    if sampled_ok:
+        total = [t + " 100% |" for t in total]
+    lines.append(f"| **total** | {total[0]} {total[1]}")
+    for k in paths:
+        line = f"\n{k.capitalize()} path, by whose code: {_split(r[k]['stages'])} (cProfile)"
+        if sampled_ok:
+            line += f"; sampled: {_split(r[k]['sampled']['stages'])}"
+        lines.append(line + ".")
     return "\n".join(lines)
 
 

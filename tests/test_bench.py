@@ -105,3 +105,23 @@ def test_fast_upstream_answers_one_result_per_recipient_and_keeps_alive():
     with upstream("sendix") as url:
         (token, sent) = _exchange(url, [_post("/api/v1/auth/token", b"{}") + _post("/api/v1/messages", b"{}")], 2)
     assert orjson.loads(token[1])["token"] and orjson.loads(sent[1])["messageId"]
+
+
+def test_sampled_stacks_go_to_the_innermost_frame_that_names_a_stage(tmp_path):
+    """bench/sampled.py: a stack is its innermost named frame's (generated code is its caller's); stacks
+    outside the event loop (imports, the codec's warm-up) are left out."""
+    from bench.sampled import stages
+
+    loop = "main (dispatcher/cli.py:116);Runner.run (asyncio/runners.py:118);"
+    folded = tmp_path / "run.folded"
+    folded.write_text("\n".join([
+        loop + "Lane._send (dispatcher/engine/lane.py:332);HttpTransport.send (dispatcher/engine/transport.py:61);"
+        "ClientSession._request (aiohttp/client.py:854) 7",
+        loop + "Engine._read (dispatcher/engine/core.py:300);CampaignPreparer._messages "
+        "(dispatcher/engine/prepare.py:144);fill_columns.<locals>.<listcomp> (<string>:7) 3",
+        loop + "JsonlSink.write (dispatcher/sinks/files.py:120) 2",
+        loop + "Engine.run (dispatcher/engine/core.py:240);CampaignPreparer.warm_up (dispatcher/engine/prepare.py:102);"
+        "analyze (dispatcher/codecs/batch.py:148) 50",
+        "<module> (dispatcher/__main__.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 40",
+    ]) + "\n")
+    assert stages(folded) == {"HTTP: aiohttp client": 7, "prepare: routing, message objects": 3, "JSON sink": 2}
