@@ -208,10 +208,8 @@ def table(r: dict[str, Any]) -> str:
                 srow = sby[k].get(stage)
                 cells.append(f"{srow['estimated_us_per_msg']:.2f} ({srow['share']:.1%})" if srow else "-")
         lines.append(f"| {stage} | {' | '.join(cells)} |")
-    total = [f"{b['unprofiled_cpu_us_per_msg']:.2f} | 100% |", f"{s['unprofiled_cpu_us_per_msg']:.2f} | 100% |"]
-    if sampled_ok:
-        total = [t + " 100% |" for t in total]
-    lines.append(f"| **total** | {total[0]} {total[1]}")
+    lines.append("| **total** | " + " | ".join(f"{r[k]['unprofiled_cpu_us_per_msg']:.2f} | 100%" + (" | 100%" if sampled_ok else "")
+                                              for k in paths) + " |")
     for k in paths:
         line = f"\n{k.capitalize()} path, by whose code: {_split(r[k]['stages'])} (cProfile)"
         if sampled_ok:

@@ -16,7 +16,7 @@ import aiohttp
 
 from ..providers.base import HttpRequest
 
-Answer = tuple[int, Mapping[str, str], bytes, float]  # status, headers, body, when the request could leave (0: at once)
+Answer = tuple[int, Mapping[str, str], bytes, float]  # status, headers, body, when its connection was ready (0.0: not known)
 
 
 class Transport(Protocol):
