@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--source", help="recipients file, instead of the campaign's [source] path")
     b.add_argument("--rate", type=_positive(float), help="requests/s for every provider, instead of the configured rate")
     b.add_argument("--concurrency", type=_positive(int), help="requests in flight per provider")
+    b.add_argument("--workers", type=_positive(int),
+                   help="processes that share the run, each reading its part of the file (default: engine.workers, 1)")
     b.add_argument("--url", help="base URL for every provider (e.g. a simulator)")
     b.add_argument("--on-doubt", choices=("resend", "hold"),
                    help="records in flight when an earlier attempt died: resend them (default) or hold them as failed")
@@ -165,7 +167,7 @@ def _blast(args: argparse.Namespace) -> int:
 
     o = Overrides(run_id=args.run_id, source=args.source, rate=args.rate, concurrency=args.concurrency, url=args.url,
                   on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run,
-                  retry_failed=args.retry_failed, allow_changed=args.allow_changed)
+                  retry_failed=args.retry_failed, allow_changed=args.allow_changed, workers=args.workers)
     try:
         campaign = load_campaign(args.campaign, o)
     except ConfigError as e:
@@ -173,6 +175,8 @@ def _blast(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.dry_run:
         return uvloop.run(_dry(campaign, args))
+    if campaign.workers > 1:
+        return _run_shared(campaign, args)
     return uvloop.run(_run(campaign, args))
 
 
@@ -180,7 +184,8 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
     """The command that resumes this run: the same campaign and run id, and every override in force."""
     words = ["dispatcher", "blast", args.campaign, "--run-id", run_id]
     for flag, value in (("--source", args.source), ("--rate", args.rate), ("--concurrency", args.concurrency),
-                        ("--url", args.url), ("--on-doubt", args.on_doubt), ("--state-dir", args.state_dir)):
+                        ("--workers", args.workers), ("--url", args.url), ("--on-doubt", args.on_doubt),
+                        ("--state-dir", args.state_dir)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return " ".join(shlex.quote(w) for w in words)
@@ -256,7 +261,7 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
 
 async def _run(campaign, args: argparse.Namespace) -> int:
     from .engine import Engine
-    from .progress import Progress, summary
+    from .progress import Progress
     from .sinks.base import SinkError
     from .sources.base import SourceError
     from .state import RunError
@@ -271,13 +276,10 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     def on_signal() -> None:
         nonlocal signals
         signals += 1
+        _stop_notice(signals)
         if signals == 1:
-            print("\nstopping: no more reading; waiting for requests on the wire (signal again to abandon them)",
-                  file=sys.stderr, flush=True)
             engine.stop()
         elif signals == 2:
-            print("\nabandoning the requests on the wire (in doubt: a resume resends them); writing what is "
-                  "settled (signal again to exit at once)", file=sys.stderr, flush=True)
             engine.abandon()
         elif task is not None:
             task.cancel()
@@ -296,7 +298,7 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     except (SinkError, SourceError, OSError) as e:
         _end(progress)
-        print(f"dispatcher: {_error_text(e)}", file=sys.stderr)
+        print(f"dispatcher: {logs.error_text(e)}", file=sys.stderr)
         if engine.running:  # it failed mid-run: what was written stays, a resume goes on from there
             print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
         return EXIT_CONFIG
@@ -307,8 +309,16 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
+    return _report(campaign, args, st, interrupted=engine.interrupted, halted_all=engine.halted_all)
+
+
+def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted_all: bool) -> int:
+    """The run's summary (one JSON line with --quiet / --json) and its exit code."""
+    from .progress import summary
+
+    hint = resume_command(args, campaign.run_id)
     log.info("run %s %s: %d sent, %d failed, %d rejected, %d unsent", campaign.run_id,
-             "stopped" if engine.interrupted else "finished", st.sent, st.failed, st.rejected, st.unsent)
+             "stopped" if interrupted else "finished", st.sent, st.failed, st.rejected, st.unsent)
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
         d = {k: v for k, v in asdict(st).items()
@@ -316,20 +326,69 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         if args.json:
             d["timeline"] = st.timeline
         elapsed = time.monotonic() - st.started
-        d.update(run_id=campaign.run_id, interrupted=engine.interrupted, results=results,
+        d.update(run_id=campaign.run_id, interrupted=interrupted, results=results,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
                  codes=dict(st.codes), errors={k: st.texts.get(k, "") for k in st.codes},
-                 halts={a: list(w) for a, w in st.halts.items()}, halted_all=engine.halted_all,
-                 resume=hint if engine.interrupted or st.deferred or engine.halted_all else None)
+                 halts={a: list(w) for a, w in st.halts.items()}, halted_all=halted_all,
+                 resume=hint if interrupted or st.deferred or halted_all else None)
         print(orjson.dumps(d).decode())
     else:
-        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, interrupted=engine.interrupted,
-                      halted_all=engine.halted_all))
-    if engine.interrupted:
+        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, interrupted=interrupted,
+                      halted_all=halted_all))
+    if interrupted:
         return EXIT_INTERRUPTED
-    if st.deferred or engine.halted_all:
+    if st.deferred or halted_all:
         return EXIT_DEFERRED
     return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES
+
+
+def _run_shared(campaign, args: argparse.Namespace) -> int:
+    """The run by `campaign.workers` processes (dispatcher/workers.py): the same errors, signals, progress
+    and summary as a run in one process."""
+    from . import workers
+    from .progress import Progress, Totals
+    from .sinks.base import SinkError
+    from .sources.base import SourceError
+    from .state import RunError
+
+    totals = Totals()
+    progress = None if args.quiet else Progress(totals)
+
+    def show(st, lanes, total) -> None:
+        totals.total = total
+        if progress is not None:
+            progress.show(st, lanes)
+
+    hint = resume_command(args, campaign.run_id)
+    log.info("run %s: source %s, providers %s, results %s, %d workers", campaign.run_id, campaign.source.name,
+             ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
+             ", ".join(s.name for s in campaign.sinks), campaign.workers)
+    try:
+        ran = workers.run(campaign, show, _stop_notice)
+    except RunError as e:
+        print(f"dispatcher: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (SinkError, SourceError, OSError) as e:
+        print(f"dispatcher: {logs.error_text(e)}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        _end(progress)
+    if ran.failures:
+        for line in ran.failures:
+            print(f"dispatcher: {line}", file=sys.stderr)
+        print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    return _report(campaign, args, ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all)
+
+
+def _stop_notice(signals: int) -> None:
+    """What the n-th Ctrl-C / SIGTERM of a run does, said once, as it happens."""
+    if signals == 1:
+        print("\nstopping: no more reading; waiting for requests on the wire (signal again to abandon them)",
+              file=sys.stderr, flush=True)
+    elif signals == 2:
+        print("\nabandoning the requests on the wire (in doubt: a resume resends them); writing what is "
+              "settled (signal again to exit at once)", file=sys.stderr, flush=True)
 
 
 def _end(progress: Any) -> None:
@@ -337,8 +396,4 @@ def _end(progress: Any) -> None:
         progress.end()
 
 
-def _error_text(e: BaseException) -> str:
-    """One line; an OSError (the journal's directory, say) names its path and reason, not its errno."""
-    if isinstance(e, OSError) and not isinstance(e, ConnectionError) and e.filename:
-        return f"{e.filename}: {e.strerror or type(e).__name__}"
-    return str(e)
+

@@ -33,7 +33,7 @@ SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
 MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options",
            "recipient", "allow_empty", "allow_landlines"}
 MOBILE_CHANNELS = frozenset({"sms", "whatsapp", "rcs"})  # a landline or a premium number cannot receive these
-ENGINE = {"chunk_size", "max_in_flight"}
+ENGINE = {"chunk_size", "max_in_flight", "workers"}
 SINK = {"type", "path", "dsn_env", "table", "mark_sent"}
 
 
@@ -129,6 +129,7 @@ class Overrides:
     dry_run: bool = False
     retry_failed: str | None = None  # run id whose failed records this run sends
     allow_changed: bool = False  # resume although the source or the message changed
+    workers: int | None = None  # processes sharing the run (engine.workers)
 
 
 def read_toml(path: Path, what: str) -> tuple[dict[str, Any], Located]:
@@ -276,6 +277,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
                             f"the same channel ({channels[alias]})")
 
     sinks = _sinks(loc, base, data, run_id)
+    workers = _workers(loc, engine, o, providers, source, sinks)
     # a resumed retry run stays a retry: it must not send the records its original run finished
     retried = o.retry_failed or (RunState(state_dir, str(run_id)).manifest or {}).get("retry_of")
     retry_of = (retried, _sinks(loc, base, data, retried)[0]) if retried else None
@@ -286,8 +288,34 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
         transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
         chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
         state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
-        origin={"campaign": str(path.resolve())},
+        origin={"campaign": str(path.resolve())}, workers=workers,
     )
+
+
+def _workers(loc: Located, engine: dict[str, Any], o: Overrides, providers: dict[str, Provider], source: Source,
+             sinks: list[Sink]) -> int:
+    """engine.workers (or --workers): processes sharing the run, each reading its part of a file source
+    and appending to the same result files. Each needs a connection of its own to every provider, and
+    what it writes must be a file it can append to beside the others."""
+    workers = o.workers if o.workers is not None else engine.get("workers", 1)
+    where = "--workers" if o.workers is not None else None
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"--workers {workers}: {why}") if where else loc.error("engine", "workers", why)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+        raise bad("must be a whole number from 1 to 64")
+    if workers == 1:
+        return 1
+    if not source.splits:
+        raise bad(f"several workers read a CSV or JSONL file; {source.name} is not one (use 1)")
+    for sink in sinks:
+        if not sink.shared:
+            raise bad(f"several workers append to JSONL or CSV result files; {sink.name} is not one (use 1)")
+    for alias, p in providers.items():
+        concurrency = p.settings.concurrency or p.default_concurrency
+        if concurrency < workers:
+            raise bad(f"providers.{alias} allows {concurrency} request(s) in flight, fewer than the workers "
+                      f"(each worker needs one of its own)")
+    return workers
 
 
 def state_dir_of(path: Path, data: dict[str, Any], override: str | None = None) -> Path:

@@ -56,3 +56,10 @@ def setup_logging(level: str = "warning", fmt: str | None = "text", stream: Text
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.WARNING))
+
+
+def error_text(e: BaseException) -> str:
+    """One line; an OSError (the journal's directory, say) names its path and reason, not its errno."""
+    if isinstance(e, OSError) and not isinstance(e, ConnectionError) and e.filename:
+        return f"{e.filename}: {e.strerror or type(e).__name__}"
+    return str(e) or type(e).__name__

@@ -92,6 +92,16 @@ def _lane_line(lv: LaneView, now: float) -> tuple[str, str]:
 _STYLES = {HALTED: "red", CIRCUIT_OPEN: "yellow", THROTTLED: "yellow"}
 
 
+class Totals(Source):
+    """The total a run's workers report (each reads the whole file's line count): what Progress shows
+    of a shared run's source, which its owner never reads itself."""
+
+    total: int | None = None
+
+    def estimate_total(self) -> int | None:
+        return self.total
+
+
 class Progress:
     """Called by the engine twice a second. On a terminal: a block of lines redrawn in place (at
     most every `interval` s). Otherwise (a pipe, a log, TERM=dumb): plain lines every 10 s. No
@@ -111,11 +121,15 @@ class Progress:
         self._last_draw: float | None = None
 
     def __call__(self, engine: Engine) -> None:
-        self.view = self.read(engine.stats, engine.snapshot())
+        self.show(engine.stats, engine.snapshot())
+
+    def show(self, st: Stats, lanes: list[LaneStatus]) -> None:
+        """One reading (a run's stats, its lanes), drawn when the interval has passed."""
+        self.view = self.read(st, lanes)
         now = self.clock()
         if self._last_draw is None or now - self._last_draw >= self.interval - 1e-3:
             self._last_draw = now
-            self.draw(self.lines(self.view, engine.stats))
+            self.draw(self.lines(self.view, st))
 
     def read(self, st: Stats, lanes: list[LaneStatus]) -> View:
         now = self.clock()

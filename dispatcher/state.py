@@ -8,7 +8,10 @@ them as `failed` with code `in_doubt` (at-most-once), and says how many in its s
 
 One process runs a run at a time: a second `blast` of the same run id while the first is
 still going would send its records again. The run's lock file (`flock`, released by the
-kernel when the process dies, SIGKILL included) refuses it.
+kernel when the process dies, SIGKILL included) refuses it. A run with several workers
+(engine.workers) is still one run: its first process holds the lock, and each worker it forks
+keeps a journal of its own (`journal.K`, so no two processes append to one file); a resume
+reads them all.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 _DENSE_LIMIT = 1 << 27  # seqs below this live in a bytearray (1 byte each); beyond, in a set
@@ -53,6 +57,20 @@ class SeqSet:
         elif seq in self._sparse:
             self._sparse.remove(seq)
             self.count -= 1
+
+    def merge(self, other: SeqSet) -> None:
+        """Every seq of `other` added: the dense parts OR-ed a vector at a time (a journal of millions)."""
+        if not other.count:
+            return
+        if not self.count:
+            self._dense, self._sparse, self.count = bytearray(other._dense), set(other._sparse), other.count
+            return
+        if len(self._dense) < len(other._dense):
+            self._dense.extend(bytes(len(other._dense) - len(self._dense)))
+        mine = np.frombuffer(self._dense, dtype=np.uint8)
+        mine[:len(other._dense)] |= np.frombuffer(other._dense, dtype=np.uint8)
+        self._sparse |= other._sparse
+        self.count = int(np.count_nonzero(mine)) + len(self._sparse)
 
     def update(self, seqs: Iterable[int]) -> None:
         for s in seqs:
@@ -130,10 +148,17 @@ class RunState:
         self.dir = Path(root) / "runs" / run_id if root is not None else None
         self.journal_path = self.dir / "journal" if self.dir is not None else None
         self.manifest_path = self.dir / "run.json" if self.dir is not None else None
-        self.resuming = self.journal_path is not None and self.journal_path.exists()
+        self.resuming = any(p.exists() for p in self.journals())
         self.manifest: dict[str, Any] | None = self._read_manifest()
         self._fd = -1
         self._lock_fd = -1
+
+    def journals(self) -> list[Path]:
+        """Every journal of the run: the one a single process keeps, and each worker's."""
+        if self.dir is None or self.journal_path is None:
+            return []
+        workers = sorted(self.dir.glob("journal.*"), key=lambda p: p.suffix) if self.dir.is_dir() else []
+        return [self.journal_path, *(p for p in workers if p.suffix[1:].isdigit())]
 
     @property
     def exists(self) -> bool:
@@ -205,11 +230,15 @@ class RunState:
                            f"it") from None
         self._lock_fd = fd
 
-    def open(self) -> None:
+    def open(self, worker: int | None = None) -> None:
+        """The journal opened for appending: the run's own, taking its lock; or, for `worker` K of a run
+        whose first process holds the lock (it forked this one), `journal.K`."""
         if self.dir is None or self.journal_path is None:
             return
-        self.lock()
-        self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if worker is None:
+            self.lock()
+        path = self.journal_path if worker is None else self.journal_path.with_name(f"journal.{worker}")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def sending(self, seqs: list[int]) -> None:
         """Note a batch as on the wire, before its request leaves."""
@@ -222,20 +251,26 @@ class RunState:
             os.write(self._fd, b"-" + _ranges(sorted(seqs)))
 
     def attempted(self) -> SeqSet:
+        """Records some journal notes as sent and not cleared since (each journal read on its own: a
+        clear in one says nothing of a request another process made)."""
         out = SeqSet()
-        if self.journal_path is not None and self.journal_path.exists():
-            with open(self.journal_path, encoding="ascii", errors="replace") as f:
+        for path in self.journals():
+            if not path.exists():
+                continue
+            mine = SeqSet()
+            with open(path, encoding="ascii", errors="replace") as f:
                 for line in f:
                     if not line.endswith("\n"):
                         continue  # a torn line from a killed run: it was never acted on
                     try:
                         if line.startswith("-"):
                             for s in _parse(line[1:]):
-                                out.discard(s)
+                                mine.discard(s)
                         else:
-                            out.update(_parse(line))
+                            mine.update(_parse(line))
                     except ValueError:
                         continue
+            out.merge(mine)
         return out
 
     def close(self) -> None:

@@ -28,7 +28,8 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     for name in SCENARIOS:  # every registered scenario ran: none skipped (an import error) or failed
         assert name in scenarios and not {"error", "skipped"} & set(scenarios[name]), (name, scenarios.get(name))
     blast = scenarios["blast"]
-    for k in ("batched", "single"):
+    assert blast["batched_workers"]["workers"] >= 2 and blast["single_workers"]["workers"] >= 2
+    for k in ("batched", "single", "batched_workers", "single_workers"):
         for side, server in ((blast[k], "simulator"), (blast[k]["upstream"], "upstream")):
             assert side["server"] == server
             assert side["dispatcher_msgs_per_s"] > 0 and side["bare_requests_per_s"] > 0 and side["ratio"] > 0

@@ -1,15 +1,16 @@
 """The engine: a thin public surface over its parts (ledger, lanes, preparers, transport).
 
-`Engine` runs a `Campaign`; its owner drives it through `stop`, `snapshot`, `halted`,
-`revive`, `flush_idle`, `set_share`, `room` and `close`, and hears from it through `Events`.
+`Engine` runs a `Campaign` (`run`, or its three steps `begin`, `send`, `end`, which a run shared by
+worker processes takes in different processes); its owner drives it through `stop`, `snapshot`,
+`halted`, `revive`, `flush_idle`, `set_share`, `room` and `close`, and hears from it through `Events`.
 """
 
-from .core import Campaign, Engine, Router, collector_for_streams, dry_run, identity
+from .core import Campaign, Engine, Router, Start, collector_for_streams, dry_run, identity
 from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus, describe
 from .ledger import Events, Stats
 from .prepare import CampaignPreparer, Finisher, Prepared, Preparer
 from .transport import HttpTransport, Transport, TransportFactory, http_transport
 
 __all__ = ["CIRCUIT_OPEN", "HALTED", "SENDING", "THROTTLED", "Campaign", "CampaignPreparer", "Engine", "Events",
-           "Finisher", "HttpTransport", "LaneStatus", "Prepared", "Preparer", "Router", "Stats", "Transport",
+           "Finisher", "HttpTransport", "LaneStatus", "Prepared", "Preparer", "Router", "Start", "Stats", "Transport",
            "TransportFactory", "collector_for_streams", "describe", "dry_run", "http_transport", "identity"]

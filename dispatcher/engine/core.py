@@ -24,7 +24,7 @@ import orjson
 from ..model import FAILED, Chunk, Content, Message, Result, Results, column
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
-from ..sources.base import Source
+from ..sources.base import Part, Source
 from ..state import RunError, RunState, SeqSet
 from .lane import Lane, LaneStatus
 from .ledger import Events, Ledger, Stats
@@ -60,6 +60,19 @@ class Campaign:
     stop_when_halted: bool = True  # stop reading once every provider halted (the daemon waits instead)
     defer_transient: bool = False  # retries that run out defer the record (the daemon reschedules its row)
     origin: dict[str, Any] = field(default_factory=dict)  # what the run was started as (campaign file, overrides)
+    workers: int = 1  # processes that share the run (engine.workers): see dispatcher/workers.py
+    part: Part | None = None  # in a worker: the part of the source it reads
+    share: float = 1.0  # in a worker: its part of every provider's rate and concurrency
+
+
+@dataclass(slots=True)
+class Start:
+    """What a run found before its first record was read (`Engine.begin`): records already finished,
+    the only ones a retry may send, the ones in doubt. A worker forked after `begin` starts from it."""
+
+    done: SeqSet
+    only: SeqSet | None
+    in_doubt: SeqSet
 
 
 @contextlib.contextmanager
@@ -219,6 +232,21 @@ class Engine:
         return failed
 
     async def run(self) -> Stats:
+        """The whole run in this process: `begin`, `send`, `end`."""
+        start = await self.begin()
+        try:
+            failure = await self.send(start)
+            await self.end(self.counts())
+        finally:
+            self.state.close()  # the journal closed, the run's lock let go
+        if failure is not None:
+            raise failure
+        return self.stats
+
+    async def begin(self) -> Start:
+        """Everything before the first record is read: the run taken (its lock), the attempt noted in its
+        manifest, the sinks opened, what an earlier attempt finished read back. Raises RunError,
+        SinkError; on failure the lock is let go, else `end` or `state.close()` lets it go."""
         c = self.c
         ident = identity(c)
         only = await self._only(ident)
@@ -226,30 +254,43 @@ class Engine:
         try:
             self.state.begin(ident, allow_changed=c.allow_changed, retry_of=c.retry_of[0] if c.retry_of else None,
                              origin=c.origin)
-            resuming = self.state.resuming
             for sink in c.sinks:
-                await sink.open(resume=resuming)
+                await sink.open(resume=self.state.resuming)
             done = await self._resume_point()
-            self.state.open()
-            self.running = True
-            ledger = self.ledger
-            for alias, provider in c.providers.items():
-                self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
-                                         self._lanes, lambda: self.stopping, c.defer_transient)
-            ledger.limit = c.max_in_flight or self._default_limit()
-            for lane in self._lanes.values():
-                await lane.start()
-            self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
-            with collector_for_streams():
-                failure = await self._stream(done, only)
-            for sink in c.sinks:
-                await sink.close()
-            self.state.end(self._counts())
-        finally:
-            self.state.close()  # the journal closed, the run's lock let go
-        if failure is not None:
-            raise failure
-        return self.stats
+        except BaseException:
+            self.state.close()
+            raise
+        return Start(done, only, self.in_doubt)
+
+    async def send(self, start: Start, worker: int | None = None) -> Exception | None:
+        """Read, send and write from `start` until every record has left, then close the sinks; the
+        source's failure, if it failed mid-run. `worker` K: this process is one of a run's workers (its
+        first process holds the lock and opened the sinks), keeping journal K."""
+        c = self.c
+        self.in_doubt = start.in_doubt
+        self.state.open(worker)
+        self.running = True
+        ledger = self.ledger
+        for alias, provider in c.providers.items():
+            self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
+                                     self._lanes, lambda: self.stopping, c.defer_transient, share=c.share)
+        ledger.limit = int(c.max_in_flight * c.share) or self._default_limit()
+        for lane in self._lanes.values():
+            await lane.start()
+        self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
+        with collector_for_streams():
+            failure = await self._stream(start.done, start.only)
+        for sink in c.sinks:
+            await sink.close()
+        return failure
+
+    async def end(self, counts: dict[str, Any]) -> None:
+        """The attempt's counts noted in the manifest, the sinks closed (again: closing is idempotent),
+        the journal closed and the run let go."""
+        for sink in self.c.sinks:
+            await sink.close()
+        self.state.end(counts)
+        self.state.close()
 
     async def _stream(self, done: SeqSet, only: SeqSet | None) -> Exception | None:
         """Read, send and write until every record has left; the source's failure, if it failed mid-run."""
@@ -291,7 +332,10 @@ class Engine:
                 return True
             return False
 
-        async for records, bad in c.source.chunks(skip if len(done) or only is not None else None):
+        wanted = skip if len(done) or only is not None else None
+        # a part only for a source that splits (config checks it): the others keep the one-argument form
+        chunks = c.source.chunks(wanted) if c.part is None else c.source.chunks(wanted, c.part)
+        async for records, bad in chunks:
             if self.stopping:
                 break
             stats.read += len(records) + len(bad)
@@ -337,7 +381,8 @@ class Engine:
                       error="in flight when an earlier attempt of this run died: the provider may have it; "
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 
-    def _counts(self) -> dict[str, Any]:
+    def counts(self) -> dict[str, Any]:
+        """What the manifest notes of an attempt (and a worker tells the process that forked it)."""
         st = self.stats
         return {"read": st.read, "skipped": st.skipped, "sent": st.sent, "failed": st.failed,
                 "rejected": st.rejected, "deferred": st.deferred, "unsent": st.unsent, "in_doubt": st.in_doubt,

@@ -67,7 +67,9 @@ def describe(exc: BaseException) -> str:
 class Lane:
     def __init__(self, alias: str, provider: Provider, channel: str, ledger: Ledger, events: Events,
                  transports: TransportFactory, peers: Mapping[str, Lane], stopping: Callable[[], bool],
-                 defer_transient: bool = False) -> None:
+                 defer_transient: bool = False, share: float = 1.0) -> None:
+        """`share`: this process's part of the provider (one of a run's workers): of its rate, and of its
+        concurrency (at least one request)."""
         self.alias = alias
         self.provider = provider
         self.channel = channel
@@ -79,8 +81,10 @@ class Lane:
         self._stopping = stopping
         self._defer_transient = defer_transient  # the daemon: ran-out retries go back to the outbox
         s = provider.settings
-        self.concurrency = s.concurrency or provider.default_concurrency
+        self.concurrency = max(1, int((s.concurrency or provider.default_concurrency) * share))
         self.limit = RateLimit(provider.rate)
+        if share != 1.0:
+            self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self._groups: dict[Hashable, Sequence[Message]] = {}  # a fresh Batch while it can stay one, else a list
         self._sizes: dict[Hashable, int] = {}  # batch limit of each open group

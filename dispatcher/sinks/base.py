@@ -11,6 +11,7 @@ class SinkError(Exception):
 
 class Sink:
     name: str = "sink"
+    shared: bool = False  # opened once, then written by the processes forked after (a run's workers) at once
 
     async def open(self, resume: bool) -> None:
         """Prepare to write; on `resume`, keep what an earlier attempt of the same run wrote."""

@@ -69,6 +69,8 @@ def json_lines(results: Results) -> bytes:
 
 
 class _FileSink(Sink):
+    shared = True  # each chunk one write on an O_APPEND descriptor: writers' chunks never interleave
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = str(path)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, NamedTuple
 
 from ..model import Chunk, Result
 
@@ -10,17 +10,43 @@ class SourceError(Exception):
     """The source cannot be read at all (missing file, bad query): one clear line."""
 
 
+class Part(NamedTuple):
+    """The share of a source one of `of` worker processes reads: the records whose `seq` falls in its
+    runs of `span` consecutive seqs (run r belongs to worker r % of). Every record belongs to exactly one
+    worker whatever the chunking, so the workers of a run read disjoint parts that add up to the whole,
+    and a resume (with any number of workers) pairs the same seqs with the same records."""
+
+    index: int
+    of: int
+    span: int = 4096
+
+    def owns(self, seq: int) -> bool:
+        return seq // self.span % self.of == self.index
+
+    def runs(self, first: int, last: int) -> Iterator[tuple[int, int]]:
+        """The owned (start, stop) ranges of seqs within first..last (inclusive), in order."""
+        span, of, index = self.span, self.of, self.index
+        r = first // span
+        r += (index - r) % of  # the first owned run at or after first's
+        while r * span <= last:
+            yield max(first, r * span), min(last, r * span + span - 1) + 1
+            r += of
+
+
 class Source:
     """Chunks of rows as columns (`Chunk`) beside the rows it could not read (rejected results);
-    `skip(seq)` is true for records a resumed run already finished."""
+    `skip(seq)` is true for records a resumed run already finished, and with `part` only the records of
+    that part are given (rows of other parts, read or rejected, are not this reader's to count)."""
 
     name: str = "source"
+    splits: bool = False  # read by a run's workers, each its `part`, in processes forked after it was made
 
     def columns(self) -> list[str] | None:
         """The fields every record has, when known before reading (CSV header, table columns)."""
         return None
 
-    def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
+    def chunks(self, skip: Callable[[int], bool] | None = None,
+               part: Part | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from ..model import Chunk, Result, rejected
-from .base import Source, SourceError
+from .base import Part, Source, SourceError
 
 FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
 LINE_LIMIT = 16 << 20  # bytes in one line: a longer one is skipped, not held in memory
@@ -77,6 +77,7 @@ def _has_control(block: bytes) -> bool:
 
 
 class FileSource(Source):
+    splits = True  # a file each worker opens for itself
     def __init__(self, path: str | Path, *, fmt: str = "", recipient: str = "phone", id_column: str = "",
                  delimiter: str = ",", encoding: str = "utf-8", chunk_size: int = 2048) -> None:
         self.path = Path(path)
@@ -161,7 +162,8 @@ class FileSource(Source):
         if self._file is not None:
             self._file.close()
 
-    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
+    async def chunks(self, skip: Callable[[int], bool] | None = None,
+                     part: Part | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
         self._file = self._open()
         self._scanned, self._yielded, self._count = (0, 0), 0, None
         counted = skip
@@ -171,13 +173,14 @@ class FileSource(Source):
                     self._yielded += 1
                     return True
                 return False
-        parts = self._csv_chunks(counted) if self.fmt == "csv" else self._jsonl_chunks(counted)
+        parts = self._csv_chunks(counted, part) if self.fmt == "csv" else self._jsonl_chunks(counted, part)
         try:
             for records, bad in parts:
                 self._yielded += len(records) + len(bad)
                 yield records, bad
                 await asyncio.sleep(0)
-            self._count = self._yielded
+            if part is None:  # a part's count is not the file's: its estimate, exact once scanned, stands
+                self._count = self._yielded
         finally:
             self._file.close()
 
@@ -263,12 +266,14 @@ class FileSource(Source):
             yield n, lines, plain
             n += len(lines)
 
-    def _csv_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
+    def _csv_chunks(self, skip: Callable[[int], bool] | None,
+                    part: Part | None = None) -> Iterator[tuple[Chunk, list[Result]]]:
         """Chunks of columns, a block of lines at a time. A plain block (no quote, no broken or suspect
         line) whose every line has the header's number of delimiters is split into columns by two string
         calls for the whole block: no Python work a row. Other blocks go line by line through the csv
         module; from the first block holding a quote on, a row may span lines, and one reader takes the
-        rest, counting physical lines."""
+        rest, counting physical lines. With `part`, every block is still scanned (the line numbers are
+        the seqs), but only the part's lines of a plain block are split, and only its rows are taken."""
         broken: dict[int, str] = {}
         suspect: set[int] = set()
         header = self._header or []
@@ -284,6 +289,8 @@ class FileSource(Source):
 
         def take(row: list[str], n: int, prev: int) -> None:
             """One row whose last physical line is `n` (its first is after `prev`)."""
+            if part is not None and not part.owns(n):
+                return
             if len(row) == width and row[recipient] and not (broken and n in broken):
                 if skip is None or not skip(n):
                     if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
@@ -305,12 +312,16 @@ class FileSource(Source):
             else:
                 bad.append(self._bad(n, f"field '{self.recipient}' is empty", rid, code="empty_recipient"))
 
+        def settle() -> None:
+            """The rows taken one by one into `cols`, before a block's columns are (seqs are in order)."""
+            for col, values in zip(cols, zip(*rows, strict=True), strict=True):
+                col.extend(values)
+            rows.clear()
+
         def ready(final: bool = False) -> Iterator[tuple[Chunk, list[Result]]]:
             nonlocal cols, seqs, bad
             if rows:
-                for col, values in zip(cols, zip(*rows, strict=True), strict=True):
-                    col.extend(values)
-                rows.clear()
+                settle()
             n = len(seqs)
             cut = 0
             while n - cut >= size or (final and n > cut):
@@ -327,38 +338,42 @@ class FileSource(Source):
 
         blocks = self._blocks(broken, suspect)
         quoted_from: tuple[int, list[str]] | None = None
-        for start, lines, plain in blocks:
-            if start == 0:
-                lines, start = lines[1:], 1  # the header, already read
-            if not plain and any(['"' in line for line in lines]):
-                quoted_from = (start, lines)
+        for first, block_lines, plain in blocks:
+            if first == 0:
+                block_lines, first = block_lines[1:], 1  # the header, already read
+            if not plain and any(['"' in line for line in block_lines]):
+                quoted_from = (first, block_lines)
                 break
-            end = start + len(lines)
-            lines_of_block = range(start + 1, end + 1)
-            # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
-            clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
-                and not (suspect and not suspect.isdisjoint(lines_of_block))
-            block = _split_plain(lines, d, width) if clean and lines else None
-            if block is not None and all(block[recipient]):
-                if skip is None:
-                    for col, values in zip(cols, block, strict=True):
-                        col.extend(values)
-                    seqs.extend(lines_of_block)
-                else:
-                    keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
-                    for col, values in zip(cols, block, strict=True):
-                        col.extend([values[i] for i in keep])
-                    seqs.extend([start + 1 + i for i in keep])
-                yield from ready()
-                continue
-            for n, line in enumerate(lines, start + 1):
-                try:
-                    row = next(csv.reader([line], delimiter=d), [])
-                except csv.Error as e:
-                    if skip is None or not skip(n):
-                        bad.append(self._bad(n, f"unreadable CSV row ({e})"))
+            pieces = [(first, block_lines)] if part is None else \
+                [(a - 1, block_lines[a - first - 1:b - first - 1]) for a, b in part.runs(first + 1, first + len(block_lines))]
+            for start, lines in pieces:
+                end = start + len(lines)
+                lines_of_block = range(start + 1, end + 1)
+                # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
+                clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
+                    and not (suspect and not suspect.isdisjoint(lines_of_block))
+                block = _split_plain(lines, d, width) if clean and lines else None
+                if block is not None and all(block[recipient]):
+                    if rows:  # an earlier piece of this block went line by line
+                        settle()
+                    if skip is None:
+                        for col, values in zip(cols, block, strict=True):
+                            col.extend(values)
+                        seqs.extend(lines_of_block)
+                    else:
+                        keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
+                        for col, values in zip(cols, block, strict=True):
+                            col.extend([values[i] for i in keep])
+                        seqs.extend([start + 1 + i for i in keep])
                     continue
-                take(row, n, n - 1)
+                for n, line in enumerate(lines, start + 1):
+                    try:
+                        row = next(csv.reader([line], delimiter=d), [])
+                    except csv.Error as e:
+                        if skip is None or not skip(n):
+                            bad.append(self._bad(n, f"unreadable CSV row ({e})"))
+                        continue
+                    take(row, n, n - 1)
             yield from ready()
         if quoted_from is not None:
             base, first = quoted_from
@@ -375,17 +390,18 @@ class FileSource(Source):
                     break
                 except csv.Error as e:
                     n = base + reader.line_num
-                    if skip is None or not skip(n):
+                    if (part is None or part.owns(n)) and (skip is None or not skip(n)):
                         bad.append(self._bad(n, f"unreadable CSV row ({e})"))
         yield from ready(final=True)
 
-    def _jsonl_chunks(self, skip: Callable[[int], bool] | None) -> Iterator[tuple[Chunk, list[Result]]]:
+    def _jsonl_chunks(self, skip: Callable[[int], bool] | None,
+                      part: Part | None = None) -> Iterator[tuple[Chunk, list[Result]]]:
         size = self.chunk_size
         seqs: list[int] = []
         dicts: list[dict[str, Any]] = []
         bad: list[Result] = []
         ident = self.id_column
-        for seq, fields, code, problem in self._jsonl_rows():
+        for seq, fields, code, problem in self._jsonl_rows(part):
             if skip is not None and skip(seq):
                 continue
             if problem is not None:
@@ -402,9 +418,9 @@ class FileSource(Source):
         if dicts or bad:
             yield Chunk.of_dicts(seqs, dicts), bad
 
-    def _jsonl_rows(self) -> Iterator[tuple[int, dict, str, str | None]]:
-        """(line, object, code, problem) per non-blank line; lines are read with a length limit, so a
-        huge one costs its length in time, not in memory."""
+    def _jsonl_rows(self, part: Part | None = None) -> Iterator[tuple[int, dict, str, str | None]]:
+        """(line, object, code, problem) per non-blank line (of `part`'s lines only); lines are read with
+        a length limit, so a huge one costs its length in time, not in memory."""
         assert self._file is not None
         recipient = self.recipient
         readline = self._file.readline
@@ -417,9 +433,10 @@ class FileSource(Source):
             if len(raw) > LINE_LIMIT and not raw.endswith(b"\n"):
                 while (more := readline(BLOCK)) and not more.endswith(b"\n"):
                     pass
-                yield n, {}, "bad_row", f"line longer than {LINE_LIMIT} bytes (skipped)"
+                if part is None or part.owns(n):
+                    yield n, {}, "bad_row", f"line longer than {LINE_LIMIT} bytes (skipped)"
                 continue
-            if not raw.strip():
+            if (part is not None and not part.owns(n)) or not raw.strip():
                 continue
             try:
                 obj = orjson.loads(raw)
