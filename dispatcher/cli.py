@@ -39,6 +39,7 @@ def version() -> str:
             return "unknown"
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_DEFERRED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXITED = "dispatcher: exited at once; requests that were on the wire are in doubt and resent by a resume"
 
 
 def _positive(kind: type[float] | type[int]):
@@ -304,8 +305,7 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     except asyncio.CancelledError:
         _end(progress)
-        print("dispatcher: exited at once; requests that were on the wire are in doubt and resent by a resume",
-              file=sys.stderr)
+        print(EXITED, file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
@@ -373,6 +373,9 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         _end(progress)
+    if ran.exited:
+        print(EXITED, file=sys.stderr)
+        return EXIT_INTERRUPTED
     if ran.failures:
         for line in ran.failures:
             print(f"dispatcher: {line}", file=sys.stderr)

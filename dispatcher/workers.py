@@ -54,6 +54,7 @@ class Ran:
     stats: Stats
     interrupted: bool = False
     halted_all: bool = False
+    exited: bool = False  # the third signal: the workers left at once, their requests on the wire in doubt
     failures: list[str] = field(default_factory=list)  # a worker's source failure, crash or death, one line each
 
 
@@ -70,7 +71,7 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
         ran = _supervise(campaign, start, on_progress, on_stop)
         ran.stats.in_doubt = len(start.in_doubt)
         counts = _counts(ran)
-        uvloop.run(owner.end(counts) if not ran.failures else _close_sinks(owner))
+        uvloop.run(owner.end(counts) if not (ran.failures or ran.exited) else _close_sinks(owner))
     finally:
         owner.state.close()
     return ran
@@ -96,6 +97,7 @@ def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, tuple[int, int]] = {}  # fd -> (worker, pid)
+    owner = os.getpid()
     for k in range(n):
         r, w = os.pipe()
         pid = os.fork()
@@ -104,7 +106,7 @@ def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
                 os.close(r)
                 for fd in children:
                     os.close(fd)
-                _worker(campaign, start, k, n, w)
+                _worker(campaign, start, k, n, w, owner)
             finally:
                 os._exit(70)
         os.close(w)
@@ -130,9 +132,12 @@ def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
     finals = [r for r in reports.values() if "final" in r]
     ran.interrupted = any(r["final"]["interrupted"] for r in finals)
     ran.halted_all = bool(finals) and all(r["final"]["halted_all"] for r in finals)
+    ran.exited = any(r.get("exited") for r in reports.values())
     for _, (k, pid) in sorted(children.items(), key=lambda kv: kv[1][0]):
         _, status = os.waitpid(pid, 0)
         report = reports.get(k, {})
+        if report.get("exited"):
+            continue
         if report.get("failure"):
             ran.failures.append(f"worker {k}: {report['failure']}")
         elif "final" not in report:
@@ -210,33 +215,42 @@ def _lanes(per_worker: list[list[dict[str, Any]]]) -> list[LaneStatus]:
     return [LaneStatus(**m) for m in merged.values()]
 
 
-def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int) -> None:
+def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: int) -> None:
     """Worker k of n: its part of the run, its reports on `fd`; ends the process, whatever happens."""
     code = 70
+    out = os.fdopen(fd, "wb")
+
+    def say(report: dict[str, Any]) -> None:
+        out.write(orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE))
+        out.flush()
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # the owner gone, so is this worker
-        if os.getppid() == 1:  # the owner died before the line above
+        if os.getppid() != owner:  # the owner died before the line above
             os._exit(code)
         os.setpgid(0, 0)  # the owner relays signals; a terminal's Ctrl-C would reach this process twice
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        out = os.fdopen(fd, "wb", buffering=0)
         c = dataclasses.replace(campaign, part=Part(k, n), share=1.0 / n)
 
         def report(engine: Engine) -> None:
-            out.write(_line({"stats": _fields(engine.stats), "lanes": engine.snapshot(),
-                              "total": c.source.estimate_total()}))
+            say({"stats": _fields(engine.stats), "lanes": engine.snapshot(), "total": c.source.estimate_total()})
 
         engine = Engine(c, on_progress=report)
-        failure = uvloop.run(_send(engine, start, k))
+        try:
+            failure = uvloop.run(_send(engine, start, k))
+        except asyncio.CancelledError:  # the third signal: out at once, what was on the wire in doubt
+            say({"exited": True})
+            code = 0
+            return
         final = {"interrupted": engine.interrupted, "halted_all": engine.halted_all}
-        out.write(_line({"stats": _fields(engine.stats), "final": final,
-                         "failure": error_text(failure) if failure is not None else None}))
+        say({"stats": _fields(engine.stats), "final": final,
+             "failure": error_text(failure) if failure is not None else None})
         code = 0
     except BaseException as e:  # the owner must hear of it, whatever it was
         with contextlib.suppress(Exception):
-            os.write(fd, _line({"failure": error_text(e)}))
+            say({"failure": error_text(e)})
     finally:
         os._exit(code)
 
@@ -244,11 +258,6 @@ def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int) -> None:
 def _fields(st: Stats) -> dict[str, Any]:
     """Stats as a dict, one level deep (`asdict` rebuilds a Counter from its items: a Counter of pairs)."""
     return {f.name: getattr(st, f.name) for f in dataclasses.fields(st)}
-
-
-def _line(report: dict[str, Any]) -> bytes:
-    """One report to the owner: a JSON line."""
-    return orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE)
 
 
 async def _send(engine: Engine, start: Start, k: int) -> Exception | None:
