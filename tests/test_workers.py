@@ -268,28 +268,6 @@ def test_a_shared_run_ends_with_the_same_summary_as_one_process(sim, tmp_path):
     assert len(results(tmp_path / "out" / "s.jsonl")) == 300 == len(sim.ledger("nrs360"))
 
 
-def test_a_third_signal_exits_every_worker_at_once_and_a_resume_bounds_duplicates(sim, tmp_path):
-    audience(tmp_path / "audience.csv", 2000)
-    sim.config("nrs360", latency_ms=150)
-    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 40, "batch_size": 20, "concurrency": 4},
-                    extra=TWO)
-    proc = _shared(toml, "x")
-    out_file = tmp_path / "out" / "x.jsonl"
-    _wait_for(out_file, 200, proc)
-    for _ in range(3):
-        proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "exited at once" in stderr, stderr
-    sim.config("nrs360", latency_ms=0)
-    done = run_cli("blast", str(toml), "--run-id", "x", "--quiet", "--rate", "200")
-    assert done.returncode == 0, done.stderr
-    summary = orjson.loads(done.stdout.strip().splitlines()[-1])
-    per_seq = Counter(r["seq"] for r in results(out_file))
-    assert sorted(per_seq) == list(range(2, 2002)) and max(per_seq.values()) == 1
-    per_number = Counter(e["to"] for e in sim.ledger("nrs360"))
-    assert len(per_number) == 2000 and sum(n - 1 for n in per_number.values()) <= summary["in_doubt"]
-
-
 def test_a_retry_by_workers_sends_exactly_the_failed_records(sim, tmp_path):
     audience(tmp_path / "audience.csv", 600)
     sim.config("nrs360", error_rate=0.3)  # one attempt a request: a 5xx fails its records
