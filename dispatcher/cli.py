@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import shlex
-import signal
 import sys
 import time
 from dataclasses import asdict
@@ -263,31 +261,15 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
 async def _run(campaign, args: argparse.Namespace) -> int:
     from .engine import Engine
     from .progress import Progress
+    from .signals import on_signals
     from .sinks.base import SinkError
     from .sources.base import SourceError
     from .state import RunError
 
     progress = None if args.quiet else Progress(campaign.source)
     engine = Engine(campaign, on_progress=progress)
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
     hint = resume_command(args, campaign.run_id)
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        _stop_notice(signals)
-        if signals == 1:
-            engine.stop()
-        elif signals == 2:
-            engine.abandon()
-        elif task is not None:
-            task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
+    on_signals(engine, _stop_notice)
     log.info("run %s: source %s, providers %s, results %s", campaign.run_id, campaign.source.name,
              ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
              ", ".join(s.name for s in campaign.sinks))

@@ -38,6 +38,7 @@ import uvloop
 
 from .engine import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, Campaign, Engine, LaneStatus, Start, Stats
 from .logs import error_text
+from .signals import on_signals
 from .sources.base import Part
 
 _PR_SET_PDEATHSIG = 1
@@ -262,22 +263,7 @@ def _fields(st: Stats) -> dict[str, Any]:
 
 async def _send(engine: Engine, start: Start, k: int) -> Exception | None:
     """The worker's part of the run, with a run's signal meanings: stop reading, abandon, exit."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            engine.stop()
-        elif signals == 2:
-            engine.abandon()
-        elif task is not None:
-            task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    on_signals(engine)
     try:
         return await engine.send(start, worker=k)
     finally:

@@ -233,3 +233,22 @@ class Receiver:
             time.sleep(0.02)
         time.sleep(0.1)  # nothing more than expected arrives
         return self.got
+
+
+def blast_in_background(toml: Path, run_id: str, *extra: str) -> subprocess.Popen[str]:
+    """`dispatcher blast --quiet` in its own process, for tests that signal or kill it mid-run."""
+    return subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", run_id, "--quiet",
+                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_results(path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Until `path` holds n result lines (the run is mid-way); fails if the run ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"blast ended early: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no {n} results within {timeout} s")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from blastkit import ROOT, audience, campaign, read_csv, results, run_cli, statuses
+from blastkit import (
+    audience,
+    blast_in_background,
+    campaign,
+    read_csv,
+    results,
+    run_cli,
+    statuses,
+    wait_for_results,
+)
 
 from dispatcher.cli import main
 
@@ -105,9 +112,9 @@ def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
     audience(tmp_path / "audience.csv", 3000)
     sim.config("nrs360", latency_ms=30)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
-    proc = _blast_in_background(toml, "t")
+    proc = blast_in_background(toml, "t")
     out_file = tmp_path / "out" / "t.jsonl"
-    _wait_for_results(out_file, 200, proc)
+    wait_for_results(out_file, 200, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -129,9 +136,9 @@ def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_p
     audience(tmp_path / "audience.csv", 400)
     sim.config("nrs360", latency_ms=30)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
-    proc = _blast_in_background(toml, "twice")
+    proc = blast_in_background(toml, "twice")
     out_file = tmp_path / "out" / "twice.jsonl"
-    _wait_for_results(out_file, 40, proc)
+    wait_for_results(out_file, 40, proc)
     second = run_cli("blast", str(toml), "--run-id", "twice", "--quiet")
     assert second.returncode == 2, second.stderr
     assert "running in another process" in second.stderr
@@ -148,9 +155,9 @@ def test_sigkill_then_resume_bounds_duplicates(sim, tmp_path, on_doubt):
     audience(tmp_path / "audience.csv", 3000)
     sim.config("nrs360", latency_ms=150)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 40, "batch_size": 20, "concurrency": 4})
-    proc = _blast_in_background(toml, "k")
+    proc = blast_in_background(toml, "k")
     out_file = tmp_path / "out" / "k.jsonl"
-    _wait_for_results(out_file, 300, proc)
+    wait_for_results(out_file, 300, proc)
     time.sleep(0.1)  # let a request reach the (slow) simulator; the journal has it on the wire
     proc.kill()
     proc.wait(10)
@@ -177,23 +184,6 @@ def test_sigkill_then_resume_bounds_duplicates(sim, tmp_path, on_doubt):
         assert len(held) == in_doubt
         assert len(per_number) + len(held) >= 3000  # each held one may or may not have been accepted
         assert len(per_number) <= 3000
-
-
-def _blast_in_background(toml: Path, run_id: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", run_id, "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_results(path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"blast ended early: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"no {n} results within {timeout} s")
 
 
 def test_csv_sink_and_dry_run(sim, tmp_path, capsys):

@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from blastkit import ROOT, audience, campaign, results, run_cli
+from blastkit import audience, blast_in_background, campaign, results, run_cli, wait_for_results
 
 from dispatcher.sources.base import Part
 from dispatcher.sources.files import FileSource
@@ -107,23 +105,6 @@ def test_a_resume_reads_every_workers_journal(tmp_path):
 
 
 # -- end to end ----------------------------------------------------------------------------------------
-def _shared(toml: Path, run_id: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", run_id, "--quiet",
-                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"blast ended early: {proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"no {n} results within {timeout} s")
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -173,9 +154,9 @@ def test_sigterm_stops_every_worker_and_a_resume_with_one_completes(sim, tmp_pat
     sim.config("nrs360", latency_ms=30)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2},
                     extra=TWO)
-    proc = _shared(toml, "t")
+    proc = blast_in_background(toml, "t")
     out_file = tmp_path / "out" / "t.jsonl"
-    _wait_for(out_file, 200, proc)
+    wait_for_results(out_file, 200, proc)
     second = run_cli("blast", str(toml), "--run-id", "t", "--quiet")  # the owner holds the run
     assert second.returncode == 2 and "running in another process" in second.stderr
     proc.send_signal(signal.SIGTERM)
@@ -199,9 +180,9 @@ def test_sigkill_of_the_owner_takes_its_workers_and_a_resume_bounds_duplicates(s
     sim.config("nrs360", latency_ms=150)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 40, "batch_size": 20, "concurrency": 4},
                     extra=TWO)
-    proc = _shared(toml, "k")
+    proc = blast_in_background(toml, "k")
     out_file = tmp_path / "out" / "k.jsonl"
-    _wait_for(out_file, 300, proc)
+    wait_for_results(out_file, 300, proc)
     workers = _children(proc.pid)
     assert len(workers) == 2
     proc.kill()
