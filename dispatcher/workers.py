@@ -36,7 +36,18 @@ from typing import Any
 import orjson
 import uvloop
 
-from .engine import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, Campaign, Engine, LaneStatus, Start, Stats
+from .engine import (
+    CIRCUIT_OPEN,
+    HALTED,
+    SENDING,
+    THROTTLED,
+    Campaign,
+    Engine,
+    LaneStatus,
+    Start,
+    Stats,
+    counts,
+)
 from .logs import error_text
 from .signals import on_signals
 from .sources.base import Part
@@ -71,8 +82,8 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
     try:
         ran = _supervise(campaign, start, on_progress, on_stop)
         ran.stats.in_doubt = len(start.in_doubt)
-        counts = _counts(ran)
-        uvloop.run(owner.end(counts) if not (ran.failures or ran.exited) else _close_sinks(owner))
+        done = counts(ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all)
+        uvloop.run(owner.end(done) if not (ran.failures or ran.exited) else _close_sinks(owner))
     finally:
         owner.state.close()
     return ran
@@ -82,14 +93,6 @@ async def _close_sinks(owner: Engine) -> None:
     """A failed shared run: the sinks closed, the attempt left without counts (`runs` says it did not finish)."""
     for sink in owner.c.sinks:
         await sink.close()
-
-
-def _counts(ran: Ran) -> dict[str, Any]:
-    st = ran.stats
-    return {"read": st.read, "skipped": st.skipped, "sent": st.sent, "failed": st.failed, "rejected": st.rejected,
-            "deferred": st.deferred, "unsent": st.unsent, "in_doubt": st.in_doubt, "requests": st.requests,
-            "interrupted": ran.interrupted, "halted_all": ran.halted_all,
-            "halts": {a: list(w) for a, w in st.halts.items()}}
 
 
 def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,

@@ -5,7 +5,7 @@ worker processes takes in different processes); its owner drives it through `sto
 `halted`, `revive`, `flush_idle`, `set_share`, `room` and `close`, and hears from it through `Events`.
 """
 
-from .core import Campaign, Engine, Router, Start, collector_for_streams, dry_run, identity
+from .core import Campaign, Engine, Router, Start, collector_for_streams, counts, dry_run, identity
 from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus, describe
 from .ledger import Events, Stats
 from .prepare import CampaignPreparer, Finisher, Prepared, Preparer
@@ -13,4 +13,4 @@ from .transport import HttpTransport, Transport, TransportFactory, http_transpor
 
 __all__ = ["CIRCUIT_OPEN", "HALTED", "SENDING", "THROTTLED", "Campaign", "CampaignPreparer", "Engine", "Events",
            "Finisher", "HttpTransport", "LaneStatus", "Prepared", "Preparer", "Router", "Start", "Stats", "Transport",
-           "TransportFactory", "collector_for_streams", "describe", "dry_run", "http_transport", "identity"]
+           "TransportFactory", "collector_for_streams", "counts", "describe", "dry_run", "http_transport", "identity"]

@@ -93,6 +93,14 @@ def collector_for_streams() -> Iterator[None]:
         gc.unfreeze()
 
 
+def counts(st: Stats, *, interrupted: bool, halted_all: bool) -> dict[str, Any]:
+    """What the manifest notes of an attempt: a run's, or the sum of its workers'."""
+    return {"read": st.read, "skipped": st.skipped, "sent": st.sent, "failed": st.failed,
+            "rejected": st.rejected, "deferred": st.deferred, "unsent": st.unsent, "in_doubt": st.in_doubt,
+            "requests": st.requests, "interrupted": interrupted, "halted_all": halted_all,
+            "halts": {a: list(w) for a, w in st.halts.items()}}
+
+
 def identity(c: Campaign) -> dict[str, Any]:
     """What a run is a run of: its source, and a digest of its messages and providers. A resume with
     another source or another message would pair old results with new records: refused."""
@@ -382,12 +390,7 @@ class Engine:
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 
     def counts(self) -> dict[str, Any]:
-        """What the manifest notes of an attempt (and a worker tells the process that forked it)."""
-        st = self.stats
-        return {"read": st.read, "skipped": st.skipped, "sent": st.sent, "failed": st.failed,
-                "rejected": st.rejected, "deferred": st.deferred, "unsent": st.unsent, "in_doubt": st.in_doubt,
-                "requests": st.requests, "interrupted": self.interrupted, "halted_all": self.halted_all,
-                "halts": {a: list(w) for a, w in st.halts.items()}}
+        return counts(self.stats, interrupted=self.interrupted, halted_all=self.halted_all)
 
     async def _writer(self) -> None:
         """Results reach the sinks one loop turn after they exist, so a SIGKILL leaves few in doubt."""
