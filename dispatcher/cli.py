@@ -140,7 +140,7 @@ def _runs(args: argparse.Namespace) -> int:
     from .runs import list_runs, show_run
     if args.campaign and not args.state_dir:
         from .config import read_toml, state_dir_of
-        from .providers.base import ConfigError
+        from .errors import ConfigError
         try:
             data, _ = read_toml(Path(args.campaign), "campaign")
         except ConfigError as e:
@@ -162,7 +162,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _blast(args: argparse.Namespace) -> int:
     from .config import Overrides, load_campaign
-    from .providers.base import ConfigError
+    from .errors import ConfigError
 
     o = Overrides(run_id=args.run_id, source=args.source, rate=args.rate, concurrency=args.concurrency, url=args.url,
                   on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run,
@@ -198,8 +198,8 @@ def _rejects_sink(path: str) -> Any:
 async def _dry(campaign, args: argparse.Namespace) -> int:
     from .codecs.tables import SHORT_LINK
     from .engine import dry_run
+    from .errors import SinkError
     from .model import Results
-    from .sinks.base import SinkError
 
     samples: dict[str, list[dict[str, Any]]] = {}
     rejects = None
@@ -260,11 +260,9 @@ async def _dry(campaign, args: argparse.Namespace) -> int:
 
 async def _run(campaign, args: argparse.Namespace) -> int:
     from .engine import Engine
+    from .errors import RunError, SinkError, SourceError
     from .progress import Progress
     from .signals import on_signals
-    from .sinks.base import SinkError
-    from .sources.base import SourceError
-    from .state import RunError
 
     progress = None if args.quiet else Progress(campaign.source)
     engine = Engine(campaign, on_progress=progress)
@@ -328,25 +326,22 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
     """The run by `campaign.workers` processes (dispatcher/workers.py): the same errors, signals, progress
     and summary as a run in one process."""
     from . import workers
+    from .errors import RunError, SinkError, SourceError
     from .progress import Progress, Totals
-    from .sinks.base import SinkError
-    from .sources.base import SourceError
-    from .state import RunError
 
     totals = Totals()
     progress = None if args.quiet else Progress(totals)
 
     def show(st, lanes, total) -> None:
         totals.total = total
-        if progress is not None:
-            progress.show(st, lanes)
+        progress.show(st, lanes)
 
     hint = resume_command(args, campaign.run_id)
     log.info("run %s: source %s, providers %s, results %s, %d workers", campaign.run_id, campaign.source.name,
              ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
              ", ".join(s.name for s in campaign.sinks), campaign.workers)
     try:
-        ran = workers.run(campaign, show, _stop_notice)
+        ran = workers.run(campaign, show if progress is not None else None, _stop_notice)
     except RunError as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -379,6 +374,3 @@ def _stop_notice(signals: int) -> None:
 def _end(progress: Any) -> None:
     if progress is not None:
         progress.end()
-
-
-

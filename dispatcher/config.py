@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Campaign
+from .errors import ConfigError, SinkError, SourceError
 from .model import Content
 from .phone import valid_region
 from .providers import kinds
-from .providers.base import ConfigError, Provider, Settings
+from .providers.base import Provider, Settings
 from .render import Template, TemplateError, compile_template
 from .routing import Fixed, build_router
-from .sinks.base import Sink, SinkError
-from .sources.base import Source, SourceError
+from .sinks.base import Sink
+from .sources.base import Source
 from .state import RunState
 
 TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
@@ -298,9 +299,10 @@ def _workers(loc: Located, engine: dict[str, Any], o: Overrides, providers: dict
     and appending to the same result files. Each needs a connection of its own to every provider, and
     what it writes must be a file it can append to beside the others."""
     workers = o.workers if o.workers is not None else engine.get("workers", 1)
-    where = "--workers" if o.workers is not None else None
+
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"--workers {workers}: {why}") if where else loc.error("engine", "workers", why)
+        return ConfigError(f"--workers {workers}: {why}") if o.workers is not None else \
+            loc.error("engine", "workers", why)
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
         raise bad("must be a whole number from 1 to 64")
     if workers == 1:

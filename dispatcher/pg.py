@@ -164,9 +164,22 @@ async def retrying(op: Callable[[int], Awaitable[T]], *, retry: Retry | None = N
 APPLICATION_NAME = "dispatcher"  # what pg_stat_activity shows for our connections
 
 
+# What "the database failed" means to a caller that carries on (logs, counts, tries again later): the
+# server's errors, the socket's, the driver's own, and a statement or connect that timed out.
+PG_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
+
+
 async def connect(dsn: str, timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:
+    """One connection, named in pg_stat_activity, with a statement cache."""
     return await asyncpg.connect(dsn, timeout=timeout, statement_cache_size=64,
                                  server_settings={"application_name": APPLICATION_NAME})
+
+
+async def pool(dsn: str, *, timeout: float = CONNECT_TIMEOUT, **kw: Any) -> asyncpg.Pool:
+    """A pool of connections made as `connect` makes one (named, with a statement cache); `kw` goes to
+    asyncpg.create_pool (min_size, max_size, init, ...)."""
+    return await asyncpg.create_pool(dsn, timeout=timeout, statement_cache_size=64,
+                                     server_settings={"application_name": APPLICATION_NAME}, **kw)
 
 
 def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

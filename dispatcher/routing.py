@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .errors import ConfigError
 from .phone import to_e164
-from .providers.base import ConfigError, Provider
+from .providers.base import Provider
 
 KEYS = {"by", "column", "map", "prefixes", "default", "recipient", "region"}
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .errors import RunError
+
 _DENSE_LIMIT = 1 << 27  # seqs below this live in a bytearray (1 byte each); beyond, in a set
 
 
@@ -117,9 +119,6 @@ def _parse(line: str) -> Iterable[int]:
         a, _, b = part.partition("-")
         yield from range(int(a), int(b or a) + 1)
 
-
-class RunError(Exception):
-    """A run cannot start as asked (a resume of something else, nothing to retry): one line, nothing sent."""
 
 
 def _describe_source(ident: dict[str, Any]) -> str:

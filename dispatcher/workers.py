@@ -83,16 +83,11 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
         ran = _supervise(campaign, start, on_progress, on_stop)
         ran.stats.in_doubt = len(start.in_doubt)
         done = counts(ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all)
-        uvloop.run(owner.end(done) if not (ran.failures or ran.exited) else _close_sinks(owner))
+        # a failed or abandoned shared run leaves its attempt without counts: `runs` says it did not finish
+        uvloop.run(owner.end(done) if not (ran.failures or ran.exited) else owner.close_sinks())
     finally:
         owner.state.close()
     return ran
-
-
-async def _close_sinks(owner: Engine) -> None:
-    """A failed shared run: the sinks closed, the attempt left without counts (`runs` says it did not finish)."""
-    for sink in owner.c.sinks:
-        await sink.close()
 
 
 def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
@@ -110,7 +105,7 @@ def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
                 os.close(r)
                 for fd in children:
                     os.close(fd)
-                _worker(campaign, start, k, n, w, owner)
+                _worker(campaign, start, k, n, w, owner, on_progress is not None)
             finally:
                 os._exit(70)
         os.close(w)
@@ -219,8 +214,9 @@ def _lanes(per_worker: list[list[dict[str, Any]]]) -> list[LaneStatus]:
     return [LaneStatus(**m) for m in merged.values()]
 
 
-def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: int) -> None:
-    """Worker k of n: its part of the run, its reports on `fd`; ends the process, whatever happens."""
+def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: int, watched: bool) -> None:
+    """Worker k of n: its part of the run, its reports on `fd` (progress too when `watched`); ends the
+    process, whatever happens."""
     code = 70
     out = os.fdopen(fd, "wb")
 
@@ -236,12 +232,13 @@ def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: in
         os.setpgid(0, 0)  # the owner relays signals; a terminal's Ctrl-C would reach this process twice
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
-        c = dataclasses.replace(campaign, part=Part(k, n), share=1.0 / n)
+        c = dataclasses.replace(campaign, part=Part(k, n))
 
-        def report(engine: Engine) -> None:
-            say({"stats": _fields(engine.stats), "lanes": engine.snapshot(), "total": c.source.estimate_total()})
+        def report(engine: Engine) -> None:  # the timeline only in the last report: the summary's
+            say({"stats": {**_fields(engine.stats), "timeline": []}, "lanes": engine.snapshot(),
+                 "total": c.source.estimate_total()})
 
-        engine = Engine(c, on_progress=report)
+        engine = Engine(c, on_progress=report if watched else None)
         try:
             failure = uvloop.run(_send(engine, start, k))
         except asyncio.CancelledError:  # the third signal: out at once, what was on the wire in doubt
@@ -270,4 +267,5 @@ async def _send(engine: Engine, start: Start, k: int) -> Exception | None:
     try:
         return await engine.send(start, worker=k)
     finally:
+        await engine.close_sinks()
         engine.state.close()

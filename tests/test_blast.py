@@ -108,10 +108,14 @@ def test_resume_after_a_finished_run_sends_nothing(sim, tmp_path):
     assert len(sim.ledger("nrs360")) == 300
 
 
-def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path, workers):
+    """SIGTERM: what is on the wire settles and is written, the rest is left; a resume (by one process,
+    whether the run had one or a worker a core: the owner passes the signal on to each) completes it."""
     audience(tmp_path / "audience.csv", 3000)
     sim.config("nrs360", latency_ms=30)
-    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2},
+                    extra=f"[engine]\nworkers = {workers}\n")
     proc = blast_in_background(toml, "t")
     out_file = tmp_path / "out" / "t.jsonl"
     wait_for_results(out_file, 200, proc)
@@ -122,20 +126,24 @@ def test_sigterm_settles_flushes_and_resume_completes(sim, tmp_path):
     assert summary["interrupted"] and "--run-id t" in summary["resume"]
     partial = results(out_file)
     assert 200 <= len(partial) < 3000
-    assert len(partial) == len(sim.ledger("nrs360"))  # settled: every accepted message has its result
+    # settled: every accepted message has its result, and the summary counts each once
+    assert len(partial) == len(sim.ledger("nrs360")) == summary["sent"]
 
     sim.config("nrs360", latency_ms=0)
-    done = run_cli("blast", str(toml), "--run-id", "t", "--quiet", "--rate", "200")
+    done = run_cli("blast", str(toml), "--run-id", "t", "--quiet", "--rate", "200", "--workers", "1")
     assert done.returncode == 0, done.stderr
     rows = results(out_file)
     assert sorted(r["seq"] for r in rows) == list(range(2, 3002))
     assert Counter(Counter(e["to"] for e in sim.ledger("nrs360")).values()) == {1: 3000}
 
 
-def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_path, workers):
+    """One process runs a run at a time: with workers, the owner holds the run for all of them."""
     audience(tmp_path / "audience.csv", 400)
     sim.config("nrs360", latency_ms=30)
-    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2})
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2},
+                    extra=f"[engine]\nworkers = {workers}\n")
     proc = blast_in_background(toml, "twice")
     out_file = tmp_path / "out" / "twice.jsonl"
     wait_for_results(out_file, 40, proc)

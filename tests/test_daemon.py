@@ -36,7 +36,7 @@ from dispatcher.daemon.config import load_daemon
 from dispatcher.daemon.outbox import Names, Store, init_connection
 from dispatcher.daemon.schedule import Schedule, Window, WindowError
 from dispatcher.daemon.service import Daemon, DaemonError
-from dispatcher.providers.base import ConfigError
+from dispatcher.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("DISPATCHER_FULL") == "1"

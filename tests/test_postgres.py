@@ -15,12 +15,10 @@ import pytest
 from dispatcher import cli, pg
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import Engine
+from dispatcher.errors import ConfigError, SinkError, SourceError
 from dispatcher.model import Chunk, Result, Results
-from dispatcher.providers.base import ConfigError
 from dispatcher.sinks import postgres as pgsink
-from dispatcher.sinks.base import SinkError
 from dispatcher.sinks.postgres import PostgresSink
-from dispatcher.sources.base import SourceError
 from dispatcher.sources.postgres import PostgresSource
 
 ENV = "DISPATCHER_TEST_PG"

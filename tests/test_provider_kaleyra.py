@@ -22,8 +22,9 @@ import pytest
 from aiohttp import web
 from blastkit import quiet_blast, with_deferred
 
+from dispatcher.errors import ConfigError
 from dispatcher.model import Content, Message
-from dispatcher.providers.base import ConfigError, Verdict
+from dispatcher.providers.base import Verdict
 from dispatcher.providers.kaleyra import Kaleyra, KaleyraSettings
 from tests.conftest import CREDENTIALS
 

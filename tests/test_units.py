@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from test_limits import max_window
 
 from dispatcher import phone, phone_column
+from dispatcher.errors import RunError
 from dispatcher.limits import RateLimit
 from dispatcher.phone import number_problem, to_e164, to_e164_column
 from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
-from dispatcher.state import RunError, RunState, SeqSet, _parse, _ranges
+from dispatcher.state import RunState, SeqSet, _parse, _ranges
 
 
 def _reference(raw: str, region: str | None, mobile: bool = False) -> str | None:

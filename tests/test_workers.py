@@ -2,16 +2,16 @@
 
 Unit: every record is in exactly one part, whatever the file holds (plain blocks, bad rows, a quoted
 row spanning lines, JSON lines, a resume's skips); a resume reads every worker's journal. End to end
-through the 360nrs simulator: one result a record under faults with the rate shared, a SIGTERM that
-stops every worker and a resume that completes, a SIGKILL of the owner that takes its workers with
-it, and the campaigns that cannot be shared refused before anything is sent.
+through the 360nrs simulator: one result a record under faults with the rate shared, a SIGKILL of
+the owner that takes its workers with it, a retry, and the campaigns that cannot be shared refused
+before anything is sent. SIGTERM and a second blast of a running run are test_blast's, with workers
+among their cases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -147,32 +147,6 @@ def test_two_workers_give_one_result_a_record_under_faults_at_the_shared_rate(si
     assert journals == ["journal.0", "journal.1"]
     manifest = orjson.loads((tmp_path / ".dispatcher" / "runs" / "w" / "run.json").read_bytes())
     assert manifest["attempts"][-1]["counts"]["sent"] == len(sent)
-
-
-def test_sigterm_stops_every_worker_and_a_resume_with_one_completes(sim, tmp_path):
-    audience(tmp_path / "audience.csv", 3000)
-    sim.config("nrs360", latency_ms=30)
-    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 20, "batch_size": 20, "concurrency": 2},
-                    extra=TWO)
-    proc = blast_in_background(toml, "t")
-    out_file = tmp_path / "out" / "t.jsonl"
-    wait_for_results(out_file, 200, proc)
-    second = run_cli("blast", str(toml), "--run-id", "t", "--quiet")  # the owner holds the run
-    assert second.returncode == 2 and "running in another process" in second.stderr
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    summary = orjson.loads(stdout.strip().splitlines()[-1])
-    assert summary["interrupted"] and "--run-id t" in summary["resume"]
-    partial = results(out_file)
-    assert 200 <= len(partial) < 3000
-    assert len(partial) == len(sim.ledger("nrs360")) == summary["sent"]  # both settled what they had on the wire
-
-    sim.config("nrs360", latency_ms=0)
-    done = run_cli("blast", str(toml), "--run-id", "t", "--quiet", "--rate", "200", "--workers", "1")
-    assert done.returncode == 0, done.stderr
-    assert sorted(r["seq"] for r in results(out_file)) == list(range(2, 3002))
-    assert Counter(Counter(e["to"] for e in sim.ledger("nrs360")).values()) == {1: 3000}
 
 
 def test_sigkill_of_the_owner_takes_its_workers_and_a_resume_bounds_duplicates(sim, tmp_path):

@@ -13,7 +13,7 @@ import textwrap
 import uvloop
 
 from .. import logs
-from ..providers.base import ConfigError
+from ..errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 

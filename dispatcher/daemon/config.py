@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Located, _check_keys, _check_url, _settings, _table, read_toml
+from ..errors import ConfigError
 from ..phone import valid_region
 from ..providers import kinds
-from ..providers.base import ConfigError, Provider, Settings
+from ..providers.base import Provider, Settings
 from ..render import Template, TemplateError, compile_template
 from .schedule import Schedule, Window, WindowError
 

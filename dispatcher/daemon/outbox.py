@@ -72,13 +72,15 @@ import asyncpg
 import orjson
 
 from .. import codecs
+from ..address import normalize_email
 from ..engine import Engine, Finisher, Prepared
+from ..errors import ConfigError, SinkError
 from ..model import REJECTED, Chunk, Content, Message, Result, Results
 from ..pg import RETRY, Retry, explain, ident, qualified, retrying
 from ..phone import to_e164
-from ..providers.base import ConfigError, Provider
+from ..providers.base import Provider
 from ..render import Template, TemplateError, compile_template
-from ..sinks.base import Sink, SinkError
+from ..sinks.base import Sink
 from ..sources.base import Source
 from .config import CampaignSpec, DaemonConfig
 
@@ -475,11 +477,6 @@ class Store:
             SELECT count(*) FROM d""", days * 86400.0, limit, self.cfg.webhooks is not None) or 0)
 
 
-def _email(raw: str) -> str | None:
-    to = raw.strip().lower()
-    if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
-        return None
-    return to
 
 
 class Rows:
@@ -538,7 +535,7 @@ class Rows:
             return Problem("unknown_campaign", "campaign", f"no campaign '{campaign}' in the daemon's configuration",
                            raw)
         region = cfg.region
-        to = _email(raw) if channel == "email" else to_e164(raw, region)
+        to = normalize_email(raw) if channel == "email" else to_e164(raw, region)
         if to is None:
             return Problem("invalid_address" if channel == "email" else "invalid_number", "to",
                            f"'{raw}' is not {'an email address' if channel == 'email' else 'a valid phone number'}"

@@ -21,11 +21,12 @@ from typing import Any
 
 import orjson
 
+from ..errors import RunError
 from ..model import FAILED, Chunk, Content, Message, Result, Results, column
 from ..providers.base import Outcome, Provider
 from ..sinks.base import Sink
 from ..sources.base import Part, Source
-from ..state import RunError, RunState, SeqSet
+from ..state import RunState, SeqSet
 from .lane import Lane, LaneStatus
 from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
@@ -62,7 +63,11 @@ class Campaign:
     origin: dict[str, Any] = field(default_factory=dict)  # what the run was started as (campaign file, overrides)
     workers: int = 1  # processes that share the run (engine.workers): see dispatcher/workers.py
     part: Part | None = None  # in a worker: the part of the source it reads
-    share: float = 1.0  # in a worker: its part of every provider's rate and concurrency
+
+    @property
+    def share(self) -> float:
+        """This process's part of every provider's rate and concurrency: a worker's, 1/N."""
+        return 1.0 / self.part.of if self.part is not None else 1.0
 
 
 @dataclass(slots=True)
@@ -271,9 +276,9 @@ class Engine:
         return Start(done, only, self.in_doubt)
 
     async def send(self, start: Start, worker: int | None = None) -> Exception | None:
-        """Read, send and write from `start` until every record has left, then close the sinks; the
-        source's failure, if it failed mid-run. `worker` K: this process is one of a run's workers (its
-        first process holds the lock and opened the sinks), keeping journal K."""
+        """Read, send and write from `start` until every record has left; the source's failure, if it
+        failed mid-run. `worker` K: this process is one of a run's workers (its first process holds the
+        lock and opened the sinks), keeping journal K."""
         c = self.c
         self.in_doubt = start.in_doubt
         self.state.open(worker)
@@ -288,15 +293,17 @@ class Engine:
         self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
         with collector_for_streams():
             failure = await self._stream(start.done, start.only)
-        for sink in c.sinks:
-            await sink.close()
         return failure
 
-    async def end(self, counts: dict[str, Any]) -> None:
-        """The attempt's counts noted in the manifest, the sinks closed (again: closing is idempotent),
-        the journal closed and the run let go."""
+    async def close_sinks(self) -> None:
+        """This process's hold on the sinks let go (a worker's copies, or the run's own)."""
         for sink in self.c.sinks:
             await sink.close()
+
+    async def end(self, counts: dict[str, Any]) -> None:
+        """The sinks closed, the attempt's counts noted in the manifest, the journal closed and the run
+        let go."""
+        await self.close_sinks()
         self.state.end(counts)
         self.state.close()
 

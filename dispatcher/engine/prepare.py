@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codecs
+from ..address import normalize_email
 from ..model import REJECTED, Batch, Chunk, Content, Message, Result, all_str, as_text, rejected
 from ..phone import number_problem, to_e164_column
 from ..phone import warm_up as warm_phones
@@ -140,7 +141,7 @@ class CampaignPreparer:
         if not all_str(raws):
             raws = list(map(as_text, raws))
         mobile = content.mobile_only
-        tos = to_e164_column(raws, c.region, mobile) if phone else [_email(raw) for raw in raws]
+        tos = to_e164_column(raws, c.region, mobile) if phone else [normalize_email(raw) for raw in raws]
         texts, slots, problems = content.template.fill_columns(rows.column, n)
         if problems or not all_str(tos):  # a None: a recipient refused
             keep = []
@@ -178,8 +179,3 @@ def _all_text(col: list[Any]) -> bool:
     return all_str(col) and "" not in col
 
 
-def _email(raw: str) -> str | None:
-    to = raw.strip()
-    if "@" not in to or " " in to or to.startswith("@") or to.endswith("@"):
-        return None
-    return to

@@ -6,7 +6,8 @@ import importlib
 import pkgutil
 from functools import cache
 
-from .base import ConfigError, HttpRequest, Outcome, Provider, Settings, Verdict
+from ..errors import ConfigError
+from .base import HttpRequest, Outcome, Provider, Settings, Verdict
 
 __all__ = ["ConfigError", "HttpRequest", "Outcome", "Provider", "Settings", "Verdict", "kinds"]
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from ..errors import ConfigError
 from ..model import Content, Message, column
 from .reports import Report, items, recipient, text, when
 
@@ -67,10 +68,6 @@ class HttpRequest:
     url: str
     headers: Mapping[str, str]
     body: bytes | None = None
-
-
-class ConfigError(ValueError):
-    """A configuration problem, said in one line naming the setting."""
 
 
 class ProviderError(Exception):

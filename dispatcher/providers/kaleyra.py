@@ -41,10 +41,10 @@ from typing import Any, cast
 
 import orjson
 
+from ..errors import ConfigError
 from ..model import Content, Message
 from . import reports as dlr
 from .base import (
-    ConfigError,
     HttpRequest,
     Outcome,
     Provider,

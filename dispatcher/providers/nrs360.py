@@ -38,11 +38,11 @@ import orjson
 
 from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
+from ..errors import ConfigError
 from ..model import Batch, Content, Message, column, head
 from . import reports as dlr
 from .base import (
     Accepted,
-    ConfigError,
     HttpRequest,
     Outcome,
     Provider,

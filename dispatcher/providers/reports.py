@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from ..address import normalize_email
+
 # 1 accepted < 2 sent < 3 final < 4 engagement; a status not here has no bearing on delivery
 RANK = {"accepted": 1, "sent": 2, "soft_bounced": 2,
         "delivered": 3, "undelivered": 3, "failed": 3, "expired": 3, "rejected": 3, "bounced": 3, "dropped": 3,
@@ -45,7 +47,7 @@ def recipient(v: Any) -> str | None:
         return None
     s = str(v).replace("\x00", "").strip()[:320]
     if "@" in s:
-        return s.lower()
+        return normalize_email(s) or s
     digits = s.replace(" ", "")
     if _PHONE.fullmatch(digits):
         return "+" + digits.lstrip("+")

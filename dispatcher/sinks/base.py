@@ -2,11 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..errors import SinkError
 from ..model import Results
-
-
-class SinkError(Exception):
-    """The sink cannot be opened or written: one clear line."""
 
 
 class Sink:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import orjson
 
+from ..errors import SinkError
 from ..model import RESULT_FIELDS, Results, all_str
-from .base import Sink, SinkError
+from .base import Sink
 
 
 def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, bool]:

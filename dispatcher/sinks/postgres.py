@@ -71,8 +71,9 @@ import numpy as np
 import orjson
 
 from .. import pg
+from ..errors import SinkError
 from ..model import RESULT_FIELDS, Results
-from .base import Sink, SinkError
+from .base import Sink
 
 DEFAULT_TABLE = "dispatcher_results"
 COLUMNS = ("run_id", *RESULT_FIELDS)

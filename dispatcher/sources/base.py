@@ -6,10 +6,6 @@ from typing import Any, NamedTuple
 from ..model import Chunk, Result
 
 
-class SourceError(Exception):
-    """The source cannot be read at all (missing file, bad query): one clear line."""
-
-
 class Part(NamedTuple):
     """The share of a source one of `of` worker processes reads: the records whose `seq` falls in its
     runs of `span` consecutive seqs (run r belongs to worker r % of). Every record belongs to exactly one

@@ -26,8 +26,9 @@ from typing import IO, Any
 
 import orjson
 
+from ..errors import SourceError
 from ..model import Chunk, Result, rejected
-from .base import Part, Source, SourceError
+from .base import Part, Source
 
 FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
 LINE_LIMIT = 16 << 20  # bytes in one line: a longer one is skipped, not held in memory

@@ -40,8 +40,9 @@ from typing import Any
 import asyncpg
 
 from .. import pg
+from ..errors import SourceError
 from ..model import Chunk, Result
-from .base import Source, SourceError
+from .base import Source
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
