@@ -51,7 +51,7 @@ def _fn(part: str, names: set[str]) -> Callable[[str, str], bool]:
 # (stage, does this function belong to it), first match wins; a function matching none is its callers'
 STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("CSV read (source)", _in("/dispatcher/sources/")),
-    ("prepare: phone number", _in("/dispatcher/phone.py", "/dispatcher/phone_column.py", "/phonenumbers/")),
+    ("prepare: phone number", _in("/dispatcher/phone/", "/phonenumbers/")),
     ("prepare: template", _in("/dispatcher/render.py")),
     ("codec (encoding, parts)", _in("/dispatcher/codecs/", "/numba/", "/llvmlite/")),
     ("prepare: routing, message objects", _in("/dispatcher/engine/prepare.py", "/dispatcher/routing.py",

@@ -109,13 +109,14 @@ def cycles(known: dict[str, Path]) -> list[list[str]]:
 
 @pytest.mark.parametrize("package", ["dispatcher", "bench"])
 def test_no_import_cycles(package: str) -> None:
-    assert cycles(modules(package)) == []
+    found = cycles(modules(package))
+    assert not found, "\n".join(" <-> ".join(c) for c in found)
 
 
 def test_no_private_names_across_modules() -> None:
     known = modules("dispatcher")
     found = [p for m, path in known.items() for p in imports(m, path, known)[1]]
-    assert found == []
+    assert not found, "\n".join(found)
 
 
 def test_files_and_functions_stay_small() -> None:
@@ -130,7 +131,7 @@ def test_files_and_functions_stay_small() -> None:
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
                     too_long.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
-    assert too_long == []
+    assert not too_long, "\n".join(too_long)
 
 
 def test_the_checks_see_a_cycle_and_a_private_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

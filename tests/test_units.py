@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_limits import max_window
 
-from dispatcher import phone, phone_column
 from dispatcher.errors import RunError
 from dispatcher.limits import RateLimit
-from dispatcher.phone import number_problem, to_e164, to_e164_column
+from dispatcher.phone import column as phone_column
+from dispatcher.phone import e164, number_problem, to_e164, to_e164_column
+from dispatcher.phone.metadata import MOBILE, VALID
 from dispatcher.render import EmptyVariable, TemplateError, compile_template, problem
 from dispatcher.state import RunState, SeqSet, _parse, _ranges
 
@@ -127,10 +128,10 @@ def test_column_numbers_are_to_e164s(mobile):
 
 @pytest.mark.parametrize("cc", [34, 44, 39, 7, 61, 590, 91, 49, 55, 351, 800, 882, 999])
 def test_column_dfas_decide_as_the_regexes(cc):
-    """A country code's DFA flags (bit 0 valid, bit 1 mobile) are what phone._validator's regexes say,
+    """A country code's DFA flags (bit 0 valid, bit 1 mobile) are what e164._validator's regexes say,
     for national numbers around the examples of every type of every region of the code, and random ones."""
     trans, flags = phone_column._cc_dfa(cc)
-    checks = [phone._validator(cc, phone.VALID), phone._validator(cc, phone.MOBILE)]
+    checks = [e164._validator(cc, VALID), e164._validator(cc, MOBILE)]
     regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ())
     examples = [phonenumbers.example_number_for_non_geo_entity(cc)] if regions == ("001",) else \
         [phonenumbers.example_number_for_type(r, k) for r in regions for k in _KINDS]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -45,8 +45,22 @@ from .outbox import Histogram
 
 STATES = (SENDING, THROTTLED, CIRCUIT_OPEN, HALTED)
 
-if TYPE_CHECKING:
-    from .service import Daemon
+
+class Observed(Protocol):
+    """What the collector and /healthz read of a running daemon: the components that keep the counts.
+    A protocol, not the Daemon class, so that this module does not import the service that serves it."""
+
+    cfg: Any
+    engine: Any
+    sink: Any
+    source: Any
+    registry: Any
+    reports: Any
+    monitor: Any
+    webhooks: Any
+    api: Any
+    stopping: bool
+    running: bool
 
 
 def _counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
@@ -69,7 +83,7 @@ def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[s
 
 
 class Collector:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Observed) -> None:
         self.d = daemon
 
     def describe(self) -> list[Metric]:
@@ -158,7 +172,7 @@ class Collector:
             yield c
 
 
-def routes(daemon: Daemon) -> list[web.RouteDef]:
+def routes(daemon: Observed) -> list[web.RouteDef]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(daemon))  # type: ignore[arg-type]
 

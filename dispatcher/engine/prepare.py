@@ -22,7 +22,7 @@ from ..render import problem
 from ..routing import Fixed
 
 if TYPE_CHECKING:
-    from .core import Campaign
+    from .campaign import Campaign
 
 Prepared = tuple[dict[str, Sequence[Message]], list[Result]]  # messages by provider alias (a Batch from a
 # campaign, a list from the daemon), rejected results

@@ -1,6 +1,6 @@
 """`to_e164` over a whole column in one numba call: the metadata regexes compiled into DFAs.
 
-`phone.to_e164` costs ~2 us a number, most of it `re` running the validity regex (a lookahead
+`to_e164` costs ~2 us a number, most of it `re` running the validity regex (a lookahead
 for the general pattern, an alternation of every type, for `mobile` a negative lookahead of the
 other types). Those regexes only ever see digits and are all anchored, so each one is a regular
 language over ten symbols; a country code's whole decision (which region of the code, valid, mobile)
@@ -16,249 +16,48 @@ strings). It can only agree with `to_e164`: where it is not sure, `to_e164` answ
 
 DFAs are built the first time a country code is seen (the kernel reports codes it has no table for,
 they are built and the column runs again): a few milliseconds for most codes, 0.1 s for +44, 0.8 s
-for +1 and its 25 regions; kept for the process. `phone.to_e164` and this kernel must change together:
+for +1 and its 25 regions; kept for the process. `to_e164` and this kernel must change together:
 tests/test_units.py compares them on many numbers.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numba import njit
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from . import phone
+from . import metadata
+from .dfa import NFA
+from .e164 import to_e164
 
-ALL = (1 << 10) - 1  # a set of digits as a 10-bit mask
 SCRATCH = 64  # longer stripped numbers go to to_e164 (its fast path accepts 22 characters at most)
 OK, NONE, ASK, MISSING = 0, 1, 2, 3  # per-number status
 UNKNOWN = -2  # a country code whose patterns this module cannot compile: every number asks to_e164
 
 # ----------------------------------------------------------------------------------------------
-# The metadata's regex dialect: digits, \d, [classes with ranges], (?:groups), |, ?, {n}, {n,m}
-# (also *, + and capturing groups, unused today). Anything else raises NotImplementedError.
+# The formulas: metadata.region_rules's regexes and e164._validator's choice of region, component by component.
 
 
-def _parse(pattern: str) -> Any:
-    pos = 0
-
-    def alt() -> Any:
-        nonlocal pos
-        items = [cat()]
-        while pos < len(pattern) and pattern[pos] == "|":
-            pos += 1
-            items.append(cat())
-        return ("alt", items) if len(items) > 1 else items[0]
-
-    def cat() -> Any:
-        items = []
-        while pos < len(pattern) and pattern[pos] not in "|)":
-            items.append(repeat())
-        return ("cat", items)
-
-    def repeat() -> Any:
-        nonlocal pos
-        node = atom()
-        while pos < len(pattern) and pattern[pos] in "?*+{":
-            c = pattern[pos]
-            if c == "{":
-                end = pattern.index("}", pos)
-                lo, _, hi = pattern[pos + 1:end].partition(",")
-                bounds = (int(lo), int(hi) if hi else None) if "," in pattern[pos + 1:end] else (int(lo), int(lo))
-                pos = end + 1
-            else:
-                bounds = {"?": (0, 1), "*": (0, None), "+": (1, None)}[c]
-                pos += 1
-            node = ("rep", node, *bounds)
-        return node
-
-    def atom() -> Any:
-        nonlocal pos
-        c = pattern[pos]
-        if c.isdigit() and c.isascii():
-            pos += 1
-            return ("set", 1 << int(c))
-        if pattern.startswith("\\d", pos):
-            pos += 2
-            return ("set", ALL)
-        if c == "[":
-            end = pattern.index("]", pos)
-            body, mask, i = pattern[pos + 1:end], 0, 0
-            while i < len(body):
-                if body.startswith("\\d", i):
-                    mask, i = ALL, i + 2
-                elif i + 2 < len(body) and body[i + 1] == "-":
-                    mask |= sum(1 << d for d in range(int(body[i]), int(body[i + 2]) + 1))
-                    i += 3
-                elif body[i].isdigit():
-                    mask, i = mask | 1 << int(body[i]), i + 1
-                else:
-                    raise NotImplementedError(pattern)
-            pos = end + 1
-            return ("set", mask)
-        if c == "(":
-            pos += 3 if pattern.startswith("(?:", pos) else 1
-            if pattern[pos] == "?":
-                raise NotImplementedError(pattern)
-            node = alt()
-            if pattern[pos] != ")":
-                raise NotImplementedError(pattern)
-            pos += 1
-            return node
-        raise NotImplementedError(pattern)
-
-    try:
-        node = alt()
-    except (IndexError, ValueError) as e:
-        raise NotImplementedError(pattern) from e
-    if pos != len(pattern):
-        raise NotImplementedError(pattern)
-    return node
-
-
-class _NFA:
-    """Thompson NFA of several components (patterns), each with its own start and final states."""
-
-    def __init__(self) -> None:
-        self.eps: list[list[int]] = []
-        self.moves: list[list[tuple[int, int]]] = []
-        self.starts: list[int] = []
-        self.finals: list[frozenset[int]] = []
-
-    def _new(self) -> int:
-        self.eps.append([])
-        self.moves.append([])
-        return len(self.eps) - 1
-
-    def _build(self, node: Any, start: int) -> int:
-        kind = node[0]
-        if kind == "set":
-            end = self._new()
-            self.moves[start].append((node[1], end))
-            return end
-        if kind == "cat":
-            for item in node[1]:
-                start = self._build(item, start)
-            return start
-        if kind == "alt":
-            end = self._new()
-            for item in node[1]:
-                s = self._new()
-                self.eps[start].append(s)
-                self.eps[self._build(item, s)].append(end)
-            return end
-        _, inner, lo, hi = node
-        for _ in range(lo):
-            start = self._build(inner, start)
-        if hi is None:
-            loop = self._new()
-            self.eps[start].append(loop)
-            self.eps[self._build(inner, loop)].append(loop)
-            return loop
-        ends = [start]
-        for _ in range(hi - lo):
-            start = self._build(inner, start)
-            ends.append(start)
-        end = self._new()
-        for e in ends:
-            self.eps[e].append(end)
-        return end
-
-    def pattern(self, regex: str, prefix: bool = False) -> int:
-        """A component matching `regex` whole (with `prefix`, any string it matches a prefix of)."""
-        start = self._new()
-        end = self._build(_parse(regex), start)
-        if prefix:
-            self.moves[end].append((ALL, end))
-        return self._component(start, [end])
-
-    def lengths(self, lengths: tuple[int, ...]) -> int:
-        """A component matching the digit strings of one of these lengths."""
-        chain = [self._new() for _ in range(max(lengths) + 1)]
-        for a, b in itertools.pairwise(chain):
-            self.moves[a].append((ALL, b))
-        return self._component(chain[0], [chain[n] for n in lengths])
-
-    def _component(self, start: int, finals: list[int]) -> int:
-        self.starts.append(start)
-        self.finals.append(frozenset(finals))
-        return len(self.starts) - 1
-
-    def dfa(self, answer) -> tuple[np.ndarray, np.ndarray]:
-        """(transitions [state, digit] -> state, flags [state]) of the subset construction, state 0
-        the start; `answer(accepts)` gives a state's flags from the set of components accepting."""
-        closure: list[frozenset[int] | None] = [None] * len(self.eps)
-        # sets keep only the states that matter (with a move, or final): fewer and smaller sets
-        finals = frozenset().union(*self.finals)
-        kept = [bool(m) or i in finals for i, m in enumerate(self.moves)]
-
-        def close(s: int) -> frozenset[int]:
-            if closure[s] is None:
-                seen, todo = {s}, [s]
-                while todo:
-                    for t in self.eps[todo.pop()]:
-                        if t not in seen:
-                            seen.add(t)
-                            todo.append(t)
-                closure[s] = frozenset(t for t in seen if kept[t])
-            return closure[s]  # type: ignore[return-value]
-
-        moves = self.moves
-
-        class Step(dict):
-            """NFA state -> the (kept, closed) states one digit leads to, computed on first use."""
-
-            def __init__(self, digit: int) -> None:
-                super().__init__()
-                self.bit = 1 << digit
-
-            def __missing__(self, s: int) -> frozenset[int]:
-                v = self[s] = frozenset().union(*(close(t) for mask, t in moves[s] if mask & self.bit))
-                return v
-
-        steps = [Step(d) for d in range(10)]
-        first = frozenset().union(*(close(s) for s in self.starts))
-        ids = {first: 0}
-        order = [first]
-        rows: list[list[int]] = []
-        for current in order:  # grows while iterating: breadth-first over the reachable sets
-            row = []
-            for step in steps:
-                nxt = frozenset(itertools.chain.from_iterable(map(step.__getitem__, current)))
-                if nxt not in ids:
-                    ids[nxt] = len(order)
-                    order.append(nxt)
-                row.append(ids[nxt])
-            rows.append(row)
-        flags = [answer(frozenset(i for i, f in enumerate(self.finals) if not f.isdisjoint(st))) for st in order]
-        return np.array(rows, dtype=np.int32), np.array(flags, dtype=np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------
-# The formulas: phone._region's regexes and phone._validator's choice of region, component by component.
-
-
-def _desc(nfa: _NFA, desc) -> tuple[int, ...] | None:
-    """The components (all must accept) of phone._desc(desc), None where it has none."""
+def _desc(nfa: NFA, desc) -> tuple[int, ...] | None:
+    """The components (all must accept) of metadata._desc(desc), None where it has none."""
     if desc is None or desc.national_number_pattern is None:
         return None
     parts = (nfa.pattern(desc.national_number_pattern),)
     return (*parts, nfa.lengths(tuple(desc.possible_length))) if desc.possible_length else parts
 
 
-def _region_formula(nfa: _NFA, region: str):
-    """(valid, mobile, leading) for a region: functions of the accepting set, as phone._region's
+def _region_formula(nfa: NFA, region: str):
+    """(valid, mobile, leading) for a region: functions of the accepting set, as metadata.region_rules's
     regexes VALID, MOBILE, and leading digits (prefix match); None where the regex is None."""
-    md = phone._metadata(region)
+    md = metadata.metadata(region)
     if md is None:
         return None
     general = _desc(nfa, md.general_desc)
-    types = [d for d in (_desc(nfa, getattr(md, t, None)) for t in phone._TYPES) if d]
-    others = [d for d in (_desc(nfa, getattr(md, t, None)) for t in phone._NOT_MOBILE) if d]
+    types = [d for d in (_desc(nfa, getattr(md, t, None)) for t in metadata.NUMBER_TYPES) if d]
+    others = [d for d in (_desc(nfa, getattr(md, t, None)) for t in metadata.NOT_MOBILE) if d]
     mob = _desc(nfa, md.fixed_line if md.same_mobile_and_fixed_line_pattern else md.mobile)
 
     def has(acc: frozenset[int], parts: tuple[int, ...]) -> bool:
@@ -280,9 +79,9 @@ def _region_formula(nfa: _NFA, region: str):
 
 
 def _cc_dfa(cc: int) -> tuple[np.ndarray, np.ndarray]:
-    """The DFA of national numbers under country code `cc`: flags bit 0 as phone._validator(cc, VALID)
-    says, bit 1 as phone._validator(cc, MOBILE)."""
-    nfa = _NFA()
+    """The DFA of national numbers under country code `cc`: flags bit 0 as e164._validator(cc, VALID)
+    says, bit 1 as e164._validator(cc, MOBILE)."""
+    nfa = NFA()
     regions = COUNTRY_CODE_TO_REGION_CODE.get(cc) or ()
     if len(regions) == 1:
         f = _region_formula(nfa, str(cc) if regions[0] == "001" else regions[0])
@@ -305,9 +104,9 @@ def _cc_dfa(cc: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _general_dfa(region: str) -> tuple[np.ndarray, np.ndarray]:
-    """The DFA of a region's general pattern (phone._region's r[4]): flags bit 0."""
-    nfa = _NFA()
-    general = _desc(nfa, phone._metadata(region).general_desc)
+    """The DFA of a region's general pattern (RegionRules.general): flags bit 0."""
+    nfa = NFA()
+    general = _desc(nfa, metadata.metadata(region).general_desc)
     return nfa.dfa(lambda acc: 1 if all(p in acc for p in general) else 0)
 
 
@@ -375,7 +174,7 @@ def _classes() -> np.ndarray:
     cls = np.full(256, OTHER, dtype=np.uint8)
     cls[48:58] = np.arange(10)
     cls[ord("+")] = PLUS
-    for c in phone._STRIP:  # the characters to_e164 strips (code points: only the ASCII ones are bytes)
+    for c in metadata.STRIP:  # the characters to_e164 strips (code points: only the ASCII ones are bytes)
         if c < 128:
             cls[c] = SKIP
     cls[10] = NEWLINE
@@ -401,10 +200,10 @@ def _accepts(trans, flags, start, s, a, b, mask):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, inline="always")
 def _international(s, off, slen, trans, flags, cc_start, is_code, mask):  # pragma: no cover - compiled
-    """phone._international over the digits s[off:slen]: (OK, NONE: the fast path says no, ASK: a code
+    """e164._international over the digits s[off:slen]: (OK, NONE: the fast path says no, ASK: a code
     this module cannot compile, MISSING: a code not built yet; the code)."""
     length = slen - off
-    if s[np.uint64(off)] == 0:  # no country code starts with 0 (phone._ByPrefix)
+    if s[np.uint64(off)] == 0:  # no country code starts with 0 (e164._ByPrefix)
         return NONE, 0
     v = 0
     for n in range(1, 4):
@@ -422,6 +221,32 @@ def _international(s, off, slen, trans, flags, cc_start, is_code, mask):  # prag
     return NONE, 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _national(s, length, trans, flags, ccd, prefix, gen_start, check_start, mask):  # pragma: no cover - compiled
+    """A number of the default region's shape (digits only): (status, where its national number starts,
+    whether the answer needs the country code in front). The leading-country-code rule first, as in
+    to_e164: read a leading code only when the whole is not a national number and the rest is one."""
+    lc = ccd.shape[0]
+    lp = prefix.shape[0]
+    lead = length >= lc
+    for k in range(min(lc, length)):
+        if s[np.uint64(k)] != ccd[np.uint64(k)]:
+            lead = False
+    if check_start < 0 or (lead and gen_start == UNKNOWN):
+        return ASK, 0, False
+    if lead and gen_start >= 0 and not _accepts(trans, flags, gen_start, s, 0, length, 1) \
+            and _accepts(trans, flags, gen_start, s, lc, length, 1) \
+            and _accepts(trans, flags, check_start, s, lc, length, mask):
+        return OK, 0, False
+    a = lp if lp and length >= lp else 0
+    for k in range(a):
+        if s[np.uint64(k)] != prefix[np.uint64(k)]:
+            a = 0
+    if _accepts(trans, flags, check_start, s, a, length, mask):
+        return OK, a, True
+    return NONE, 0, False
+
+
 @njit(cache=True, nogil=True)
 def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, intl00, ccd, prefix, gen_start,
            check_start, out, status, missing):  # pragma: no cover - compiled
@@ -437,7 +262,6 @@ def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, i
     pos = np.uint64(0)
     w = np.uint64(0)
     lc = ccd.shape[0]
-    lp = prefix.shape[0]
     total = np.uint64(buf.shape[0])
     for i in range(np.uint64(n)):
         if i:
@@ -480,24 +304,7 @@ def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, i
                 res, code = _international(s, 2, length, trans, flags, cc_start, is_code, mask)
                 a = 2
         elif has_region and length and others == 0 and s[0] < 10:
-            lead = length >= lc
-            for k in range(min(lc, length)):
-                if s[np.uint64(k)] != ccd[np.uint64(k)]:
-                    lead = False
-            if check_start < 0 or (lead and gen_start == UNKNOWN):
-                res = ASK
-            elif lead and gen_start >= 0 and not _accepts(trans, flags, gen_start, s, 0, length, 1) \
-                    and _accepts(trans, flags, gen_start, s, lc, length, 1) \
-                    and _accepts(trans, flags, check_start, s, lc, length, mask):
-                res = OK
-            else:
-                a = lp if lp and length >= lp else 0
-                for k in range(a):
-                    if s[np.uint64(k)] != prefix[np.uint64(k)]:
-                        a = 0
-                if _accepts(trans, flags, check_start, s, a, length, mask):
-                    res = OK
-                    national = True
+            res, a, national = _national(s, length, trans, flags, ccd, prefix, gen_start, check_start, mask)
         if res == OK:
             out[w] = 43  # '+'
             w += one
@@ -520,21 +327,22 @@ def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, i
         return -1
     return np.int64(w)
 
+
 def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
-    """phone.to_e164_column (see there)."""
+    """`[to_e164(r, region, mobile) for r in raws]` in one kernel call (see dispatcher.phone.to_e164_column)."""
     if not raws:
         return []
-    r = phone._region(region) if region else None
+    r = metadata.region_rules(region) if region else None
     try:
         joined = "\n".join(raws)
     except TypeError:  # not all str: to_e164 says what it says about them
-        return [phone.to_e164(x, region, mobile) for x in raws]
+        return [to_e164(x, region, mobile) for x in raws]
     data = joined.encode("utf-8", "surrogatepass")
     if r is not None:
-        TABLES.code(r[0])
-        gen_start = TABLES.region_general(region) if r[4] is not None else -1
-        ccd = np.frombuffer(str(r[0]).encode(), dtype=np.uint8) - 48
-        prefix = np.frombuffer((r[3] or "").encode(), dtype=np.uint8) - 48
+        TABLES.code(r.country_code)
+        gen_start = TABLES.region_general(region) if r.general is not None else -1
+        ccd = np.frombuffer(str(r.country_code).encode(), dtype=np.uint8) - 48
+        prefix = np.frombuffer((r.trunk or "").encode(), dtype=np.uint8) - 48
     else:
         gen_start, ccd, prefix = -1, np.zeros(0, np.uint8), np.zeros(0, np.uint8)
     n = len(raws)
@@ -543,9 +351,9 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
         out = np.empty(len(data) + 5 * n, dtype=np.uint8)  # a number gains "+", a country code and "\n" at most
         trans, flags, starts = TABLES.tables
         missing = np.zeros(1000, dtype=np.bool_)
-        check_start = starts[r[0]] if r is not None else -1
+        check_start = starts[r.country_code] if r is not None else -1
         w = column(np.frombuffer(data, dtype=np.uint8), n, CLASSES, trans, flags, starts, TABLES.is_code,
-                   2 if mobile else 1, r is not None, bool(r and r[5]), ccd, prefix, gen_start, check_start,
+                   2 if mobile else 1, r is not None, bool(r and r.intl00), ccd, prefix, gen_start, check_start,
                    out, status, missing)
         if w < 0:  # a number with a newline in it: not one line, to_e164 decides ("\x80": always asks)
             data = "\n".join("\x80" if "\n" in x else x for x in raws).encode("utf-8", "surrogatepass")
@@ -556,5 +364,5 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
             TABLES.code(cc)
     result: list[str | None] = out[:w].tobytes().decode("ascii").split("\n")  # type: ignore[assignment]
     for i in np.flatnonzero(status).tolist():
-        result[i] = None if status[i] == NONE else phone.to_e164(raws[i], region, mobile)
+        result[i] = None if status[i] == NONE else to_e164(raws[i], region, mobile)
     return result

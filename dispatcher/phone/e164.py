@@ -14,76 +14,17 @@ by a second regex per region built from the same metadata in the same order as
 `number_type` decides (general, then no premium/toll-free/... type, then mobile), so the
 check costs one regex match, not a parse.
 
-`to_e164_column` gives the same answers for a whole column at ~0.15 us a number: the same metadata
-compiled into DFAs, run by one numba call (phone_column); what its fast path cannot decide goes
-through `to_e164`.
+`to_e164_column` (column.py) gives the same answers for a whole column at ~0.15 us a number.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from functools import cache
-from typing import Any
+from collections.abc import Callable
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-_STRIP = str.maketrans("", "", " -().\u00a0/")
-_TYPES = (
-    "mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
-    "pager", "uan", "voicemail",
-)
-_NOT_MOBILE = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail")
-MOBILE_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
-VALID, MOBILE = 2, 6  # which regex of a region a validator uses
-
-
-def _desc(desc) -> str | None:
-    """A regex for one number type: its possible lengths as a lookahead, then its pattern."""
-    if desc is None or desc.national_number_pattern is None:
-        return None
-    lengths = desc.possible_length or ()
-    ahead = "(?=" + "|".join(f"\\d{{{n}}}$" for n in lengths) + ")" if lengths else ""
-    return f"{ahead}(?:{desc.national_number_pattern})"
-
-
-def _mobile(md: PhoneMetadata, general: str | None) -> re.Pattern[str] | None:
-    """A number `number_type` calls MOBILE or FIXED_LINE_OR_MOBILE: the general pattern, none of the
-    types it tests before (premium rate, toll free, ...), then the mobile pattern (the fixed-line one
-    where the country's two are the same)."""
-    mobile = _desc(md.fixed_line if md.same_mobile_and_fixed_line_pattern else md.mobile)
-    if general is None or mobile is None:
-        return None
-    others = [d for d in (_desc(getattr(md, t, None)) for t in _NOT_MOBILE) if d]
-    exclude = f"(?!(?:{'|'.join(others)})$)" if others else ""
-    return re.compile(f"(?={general}$){exclude}(?:{mobile})")
-
-
-def _metadata(region: str) -> PhoneMetadata | None:
-    """A region's metadata; a country code (digits) for the non-geographic ones (+800, +882...)."""
-    md = PhoneMetadata.metadata_for_region(region)
-    if md is None and region.isdigit():
-        md = PhoneMetadata.metadata_for_nongeo_region(int(region))
-    return md
-
-
-@cache
-def _region(region: str) -> tuple[Any, ...] | None:
-    """(country code, leading-digits regex, validity regex, plain trunk prefix, general regex,
-    international prefix is 00, mobile regex) of a region."""
-    md = _metadata(region)
-    if md is None:
-        return None
-    general = _desc(md.general_desc)
-    types = [d for d in (_desc(getattr(md, t, None)) for t in _TYPES) if d]
-    valid = re.compile(f"(?={general}$)(?:{'|'.join(types)})") if general and types else None
-    leading = re.compile(md.leading_digits) if md.leading_digits else None
-    prefix = md.national_prefix_for_parsing
-    plain = prefix if prefix and prefix.isdigit() and md.national_prefix_transform_rule is None else None
-    return (md.country_code, leading, valid, plain, re.compile(general) if general else None,
-            md.international_prefix == "00", _mobile(md, general))
+from .metadata import MOBILE, MOBILE_TYPES, STRIP, VALID, region_rules
 
 
 def _validator(cc: int, which: int) -> Callable[[str], bool]:
@@ -93,7 +34,7 @@ def _validator(cc: int, which: int) -> Callable[[str], bool]:
     if not regions:
         return lambda nsn: False
     if len(regions) == 1:
-        r = _region(str(cc) if regions[0] == "001" else regions[0])
+        r = region_rules(str(cc) if regions[0] == "001" else regions[0])
         if r is None or r[which] is None:
             return lambda nsn: False
         match = r[which].fullmatch
@@ -101,10 +42,10 @@ def _validator(cc: int, which: int) -> Callable[[str], bool]:
 
     def several(nsn: str) -> bool:  # the same choice of region as phonenumbers.region_code_for_number
         for region in regions:
-            r = _region(region)
+            r = region_rules(region)
             if r is None or r[VALID] is None:
                 continue
-            if (r[1].match(nsn) is not None) if r[1] is not None else (r[VALID].fullmatch(nsn) is not None):
+            if (r.leading.match(nsn) is not None) if r.leading is not None else (r[VALID].fullmatch(nsn) is not None):
                 return r[which] is not None and r[which].fullmatch(nsn) is not None
         return False
     return several
@@ -166,48 +107,29 @@ def _slow(raw: str, region: str | None, mobile: bool) -> str | None:
 def to_e164(raw: str, region: str | None = None, mobile: bool = False) -> str | None:
     """The number in E.164 (`+34666555444`), or None when it is not a valid number (with `mobile`,
     not a valid mobile number)."""
-    s = raw.translate(_STRIP)
+    s = raw.translate(STRIP)
     if s[:1] == "+":
         if s[1:].isdigit() and (found := _international(s[1:], _CODES[mobile])):
             return found
     elif s[:2] == "00":
-        r = _region(region) if region else None
-        if r is not None and r[5] and s.isdigit() and (found := _international(s[2:], _CODES[mobile])):
+        r = region_rules(region) if region else None
+        if r is not None and r.intl00 and s.isdigit() and (found := _international(s[2:], _CODES[mobile])):
             return found
-    elif region and s.isdigit() and (r := _region(region)) is not None:
-        cc = str(r[0])
-        check = _CHECKS[mobile][r[0]]
+    elif region and s.isdigit() and (r := region_rules(region)) is not None:
+        cc = str(r.country_code)
+        check = _CHECKS[mobile][r.country_code]
         # like phonenumbers: read a leading country code only when the whole is not a national number
         # and the rest is one (of the default region: a number of another region sharing the code
         # goes to the slow path)
-        if s.startswith(cc) and r[4] is not None and not r[4].fullmatch(s) and r[4].fullmatch(s[len(cc):]) \
+        if s.startswith(cc) and r.general is not None and not r.general.fullmatch(s) and r.general.fullmatch(s[len(cc):]) \
                 and check(s[len(cc):]):
             return f"+{s}"
-        nsn = s[len(r[3]):] if r[3] and s.startswith(r[3]) else s
+        nsn = s[len(r.trunk):] if r.trunk and s.startswith(r.trunk) else s
         if check(nsn):
             return f"+{cc}{nsn}"
     if not s or len(s) > 20:
         return None
     return _slow(raw, region, mobile)
-
-
-def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False) -> list[str | None]:
-    """`[to_e164(r, region, mobile) for r in raws]`, at a tenth of the cost: one numba call runs the
-    fast path over the whole column (see phone_column); the numbers it leaves go through `to_e164`.
-    The first call in a process loads the kernel (~0.5 s; ~3 s to compile it on the very first run)."""
-    if not raws:
-        return []
-    from .phone_column import to_e164_column as column  # numba and numpy: only for callers of columns
-
-    return column(raws, region, mobile)
-
-
-def warm_up(region: str | None) -> None:
-    """Load the column kernel and build the tables of `region`'s country code (what the first chunk would
-    otherwise pay, ~0.5 s) before a run's clock starts."""
-    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE) if region else None
-    to_e164_column([phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164) if example
-                    else "+34600000000"], region, True)
 
 
 def number_problem(raw: str, region: str | None, mobile: bool) -> tuple[str, str]:
