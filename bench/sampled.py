@@ -53,7 +53,7 @@ def record(args: list[str], out: Path) -> Path:
 
 def stages(folded: Path) -> dict[str, int]:
     """Samples by stage, of the stacks inside the run's event loop."""
-    from bench.profile import OTHER, own_stage
+    from bench.stages import OTHER, own_stage
 
     out: Counter[str] = Counter()
     for line in folded.read_text().splitlines():

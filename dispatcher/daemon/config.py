@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Located, _check_keys, _check_url, _settings, _table, read_toml
-from ..errors import ConfigError
+from ..config.providers import built, check_failover, no_providers, provider_entry
+from ..config.toml import Located, check_keys, read_toml, subtable
 from ..phone import valid_region
-from ..providers import kinds
 from ..providers.base import Provider, Settings
 from ..render import Template, TemplateError, compile_template
 from .schedule import Schedule, Window, WindowError
@@ -183,20 +182,20 @@ def _table_name(loc: Located, d: dict[str, Any]) -> str:
 def outbox_table(path: str | Path) -> str:
     """The outbox table a daemon file names, without reading any secret: `--print-schema` needs only this."""
     data, loc = read_toml(Path(path), "daemon")
-    _check_keys(loc, "", data, TOP)
-    d = _table(loc, data, "daemon")
-    _check_keys(loc, "daemon", d, DAEMON)
+    check_keys(loc, "", data, TOP)
+    d = subtable(loc, data, "daemon")
+    check_keys(loc, "daemon", d, DAEMON)
     return _table_name(loc, d)
 
 
 def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     path = Path(path)
     data, loc = read_toml(path, "daemon")
-    _check_keys(loc, "", data, TOP)
+    check_keys(loc, "", data, TOP)
 
     # -- [daemon] --------------------------------------------------------------------------
-    d = _table(loc, data, "daemon")
-    _check_keys(loc, "daemon", d, DAEMON)
+    d = subtable(loc, data, "daemon")
+    check_keys(loc, "daemon", d, DAEMON)
     dsn_env = _env_name(loc, "daemon", "dsn_env", d.get("dsn_env", "DISPATCHER_DSN"))
     dsn = os.environ.get(dsn_env, "").strip()
     if not dsn:
@@ -211,6 +210,44 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     cfg.worker = worker or _str(loc, "daemon", d, "worker", "") or default_worker()
     if not re.fullmatch(r"[A-Za-z0-9._:@-]{1,100}", cfg.worker):
         raise loc.error("daemon", "worker", f"'{cfg.worker}' must be letters, digits and . _ : @ -")
+    _tuning(loc, d, cfg)
+
+    # -- [http] ----------------------------------------------------------------------------
+    _http(loc, subtable(loc, data, "http"), cfg)
+    cfg.webhooks = _webhooks(loc, subtable(loc, data, "webhooks"))
+
+    # -- [providers.*] -----------------------------------------------------------------------
+    ptables = subtable(loc, data, "providers")
+    if not ptables:
+        raise no_providers(loc)
+    for alias, t in ptables.items():
+        cfg.providers[alias] = _provider(loc, alias, t)
+    check_failover(loc, {a: s.settings.failover for a, s in cfg.providers.items()},
+                   {a: s.channel for a, s in cfg.providers.items()})
+
+    # -- [routes] ----------------------------------------------------------------------------
+    routes = subtable(loc, data, "routes")
+    for name, v in routes.items():
+        cfg.routes[name] = _route(loc, cfg, name, v)
+    for alias, spec in cfg.providers.items():  # a channel with no route goes to its only provider
+        if spec.channel not in cfg.routes:
+            carriers = [a for a, s in cfg.providers.items() if s.channel == spec.channel]
+            if len(carriers) == 1:
+                cfg.routes[spec.channel] = Route(alias)
+
+    # -- [defaults], [campaigns.*] -----------------------------------------------------------
+    cfg.defaults = _campaign(loc, cfg, "defaults", "", subtable(loc, data, "defaults"))
+    for name, t in subtable(loc, data, "campaigns").items():
+        if not isinstance(t, dict):
+            raise loc.error("campaigns", name, "must be a table")
+        cfg.campaigns[name] = _campaign(loc, cfg, f"campaigns.{name}", name, t, cfg.defaults)
+    return cfg
+
+
+
+
+def _tuning(loc: Located, d: dict[str, Any], cfg: DaemonConfig) -> None:
+    """The [daemon] table's switches and numbers, each checked, into `cfg`."""
     for key in ("transliterate", "gsm_pt"):
         v = d.get(key, False)
         if not isinstance(v, bool):
@@ -239,9 +276,10 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
         raise loc.error("daemon", "log_format", f"'{cfg.log_format}' must be text or json")
     cfg.stats_every = _num(loc, "daemon", d, "stats_every", cfg.stats_every)
 
-    # -- [http] ----------------------------------------------------------------------------
-    h = _table(loc, data, "http")
-    _check_keys(loc, "http", h, HTTP)
+
+def _http(loc: Located, h: dict[str, Any], cfg: DaemonConfig) -> None:
+    """[http]: where the API listens, the public URL providers call back, the API key."""
+    check_keys(loc, "http", h, HTTP)
     listen = _str(loc, "http", h, "listen", "127.0.0.1:8090")
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
@@ -253,9 +291,10 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
     if "api_key_env" in h:
         cfg.api_key = _secret(loc, "http", "api_key_env", h["api_key_env"], 16)
 
-    # -- [webhooks] --------------------------------------------------------------------------
-    w = _table(loc, data, "webhooks")
-    _check_keys(loc, "webhooks", w, WEBHOOKS)
+
+def _webhooks(loc: Located, w: dict[str, Any]) -> WebhookSpec | None:
+    """[webhooks]: where status events are POSTed, and how (None: no webhooks)."""
+    check_keys(loc, "webhooks", w, WEBHOOKS)
     if w:
         url = _str(loc, "webhooks", w, "url", "") or ""
         if not url.startswith(("http://", "https://")):
@@ -263,82 +302,39 @@ def load_daemon(path: str | Path, worker: str | None = None) -> DaemonConfig:
         if "secret_env" not in w:
             raise loc.error("webhooks", None, "secret_env is required: the variable holding the signing secret")
         d0 = WebhookSpec(url, "")
-        cfg.webhooks = WebhookSpec(
+        return WebhookSpec(
             url, _secret(loc, "webhooks", "secret_env", w["secret_env"], 16),
             batch=_num(loc, "webhooks", w, "batch", d0.batch, minimum=1, integer=True),
             max_age=_num(loc, "webhooks", w, "max_age", d0.max_age, positive=True),
             timeout=_num(loc, "webhooks", w, "timeout", d0.timeout, positive=True),
             backoff_max=_num(loc, "webhooks", w, "backoff_max", d0.backoff_max, positive=True))
+    return None
 
-    # -- [providers.*] -----------------------------------------------------------------------
-    ptables = _table(loc, data, "providers")
-    if not ptables:
-        raise loc.error("", None, "no provider: add a [providers.NAME] table with a `type` "
-                        f"({', '.join(sorted(kinds()))})")
-    for alias, t in ptables.items():
-        section = f"providers.{alias}"
-        if not isinstance(t, dict):
-            raise loc.error("providers", alias, "must be a table")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", alias):
-            raise loc.error(section, None, f"'{alias}' must be letters, digits, '_' or '-'")
-        kind = t.get("type")
-        if kind not in kinds():
-            raise loc.error(section, "type", f"unknown provider type {kind!r}; known: {', '.join(sorted(kinds()))}")
-        cls = kinds()[kind]
-        _check_keys(loc, section, t, set(cls.settings_class.keys()) | {"type", "channel"} | PROVIDER_EXTRA)
-        settings = _settings(loc, alias, cls.settings_class, {k: v for k, v in t.items() if k not in PROVIDER_EXTRA})
-        try:
-            _check_url(settings.url)  # the campaign's check: required, http(s), no credentials in it (never echoed)
-        except ConfigError as e:
-            raise loc.error(section, "url", str(e)) from None
-        channel = t.get("channel", "sms" if "sms" in cls.channels else sorted(cls.channels)[0])
-        if channel not in cls.channels:
-            raise loc.error(section, "channel",
-                            f"{kind} does not carry '{channel}' (it carries {', '.join(sorted(cls.channels))})")
-        secret = None
-        if "dlr_secret_env" in t:
-            env = _env_name(loc, section, "dlr_secret_env", t["dlr_secret_env"])
-            secret = os.environ.get(env) or None
-            if secret is None:
-                raise loc.error(section, "dlr_secret_env", f"environment variable {env} is not set")
-            if len(secret) < 16:
-                raise loc.error(section, "dlr_secret_env", f"the secret in {env} is too short (at least 16 characters)")
-            if not re.fullmatch(r"[A-Za-z0-9._~-]+", secret):
-                raise loc.error(section, "dlr_secret_env", f"the secret in {env} must be letters, digits and . _ ~ - "
-                                "(it travels in callback URLs)")
-        match = t.get("dlr_match_recipient", not cls.ids_in_answers)  # else reports are paired by recipient
-        if not isinstance(match, bool):
-            raise loc.error(section, "dlr_match_recipient", f"must be true or false, not {match!r}")
-        spec = ProviderSpec(alias, cls, settings, channel, secret, match)
-        try:
-            spec.build()  # credentials and provider-specific settings, checked now rather than at the first send
-        except ConfigError as e:
-            raise ConfigError(f"{path}:{loc.line(section) or ''}: {e}") from None
-        cfg.providers[alias] = spec
-    for alias, spec in cfg.providers.items():
-        other = spec.settings.failover
-        if other and (other not in cfg.providers or cfg.providers[other].channel != spec.channel):
-            raise loc.error(f"providers.{alias}", "failover",
-                            f"'{other}' must be another provider carrying the same channel ({spec.channel})")
 
-    # -- [routes] ----------------------------------------------------------------------------
-    routes = _table(loc, data, "routes")
-    for name, v in routes.items():
-        cfg.routes[name] = _route(loc, cfg, name, v)
-    for alias, spec in cfg.providers.items():  # a channel with no route goes to its only provider
-        if spec.channel not in cfg.routes:
-            carriers = [a for a, s in cfg.providers.items() if s.channel == spec.channel]
-            if len(carriers) == 1:
-                cfg.routes[spec.channel] = Route(alias)
-
-    # -- [defaults], [campaigns.*] -----------------------------------------------------------
-    cfg.defaults = _campaign(loc, cfg, "defaults", "", _table(loc, data, "defaults"))
-    for name, t in _table(loc, data, "campaigns").items():
-        if not isinstance(t, dict):
-            raise loc.error("campaigns", name, "must be a table")
-        cfg.campaigns[name] = _campaign(loc, cfg, f"campaigns.{name}", name, t, cfg.defaults)
-    return cfg
-
+def _provider(loc: Located, alias: str, t: Any) -> ProviderSpec:
+    """One provider table: what a campaign's has (config.providers), and the daemon's delivery-report
+    secret and matching rule."""
+    section = f"providers.{alias}"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", alias):
+        raise loc.error(section, None, f"'{alias}' must be letters, digits, '_' or '-'")
+    cls, settings, channel = provider_entry(loc, alias, t, "sms", extra=PROVIDER_EXTRA)
+    secret = None
+    if "dlr_secret_env" in t:
+        env = _env_name(loc, section, "dlr_secret_env", t["dlr_secret_env"])
+        secret = os.environ.get(env) or None
+        if secret is None:
+            raise loc.error(section, "dlr_secret_env", f"environment variable {env} is not set")
+        if len(secret) < 16:
+            raise loc.error(section, "dlr_secret_env", f"the secret in {env} is too short (at least 16 characters)")
+        if not re.fullmatch(r"[A-Za-z0-9._~-]+", secret):
+            raise loc.error(section, "dlr_secret_env", f"the secret in {env} must be letters, digits and . _ ~ - "
+                            "(it travels in callback URLs)")
+    match = t.get("dlr_match_recipient", not cls.ids_in_answers)  # else reports are paired by recipient
+    if not isinstance(match, bool):
+        raise loc.error(section, "dlr_match_recipient", f"must be true or false, not {match!r}")
+    spec = ProviderSpec(alias, cls, settings, channel, secret, match)
+    built(loc, alias, cls, settings)  # credentials and provider-specific settings, checked now
+    return spec
 
 def _route(loc: Located, cfg: DaemonConfig, name: str, v: Any) -> Route:
     section = "routes"
@@ -368,7 +364,7 @@ def _route(loc: Located, cfg: DaemonConfig, name: str, v: Any) -> Route:
 
 def _campaign(loc: Located, cfg: DaemonConfig, section: str, name: str, t: dict[str, Any],
               parent: CampaignSpec | None = None) -> CampaignSpec:
-    _check_keys(loc, section, t, CAMPAIGN)
+    check_keys(loc, section, t, CAMPAIGN)
     base = parent or CampaignSpec("")
     c = CampaignSpec(name, sender=base.sender, subject=base.subject, options=dict(base.options),
                      template=base.template, route=base.route, provider=base.provider, schedule=base.schedule,

@@ -8,25 +8,26 @@ names the environment variables that hold them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
-import tomllib
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .engine import Campaign
-from .errors import ConfigError, SinkError, SourceError
-from .model import Content
-from .phone import valid_region
-from .providers import kinds
-from .providers.base import Provider, Settings
-from .render import Template, TemplateError, compile_template
-from .routing import Fixed, build_router
-from .sinks.base import Sink
-from .sources.base import Source
-from .state import RunState
+from ..engine import Campaign
+from ..errors import ConfigError, SinkError, SourceError
+from ..model import Content
+from ..phone import valid_region
+from ..providers import kinds
+from ..providers.base import Provider, Settings
+from ..render import Template, TemplateError, compile_template
+from ..routing import Fixed, build_router
+from ..sinks.base import Sink
+from ..sources.base import Source
+from ..state import RunState
+from .providers import built, check_failover, no_providers, provider_entry
+from .toml import Located, check_keys, closest, read_toml, subtable
 
 TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
@@ -36,82 +37,6 @@ MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region"
 MOBILE_CHANNELS = frozenset({"sms", "whatsapp", "rcs"})  # a landline or a premium number cannot receive these
 ENGINE = {"chunk_size", "max_in_flight", "workers"}
 SINK = {"type", "path", "dsn_env", "table", "mark_sent"}
-
-
-class Located:
-    """Finds the line of a setting in the file's text, for error messages."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-
-    def line(self, section: str, key: str | None = None) -> int | None:
-        start = 0
-        if section:
-            head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
-            for i, line in enumerate(self.lines):
-                if head.match(line):
-                    start = i
-                    break
-            else:
-                start = -1
-        if key is None:
-            return start + 1 if start >= 0 else None
-        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        for i in range(max(start, 0), len(self.lines)):
-            if pat.match(self.lines[i]):
-                return i + 1
-        return start + 1 if start >= 0 else None
-
-    def error(self, section: str, key: str | None, message: str) -> ConfigError:
-        n = self.line(section, key)
-        where = f"{self.path}:{n}" if n else str(self.path)
-        name = ".".join(p for p in (section, key) if p)
-        return ConfigError(f"{where}: {name}: {message}" if name else f"{where}: {message}")
-
-
-def _check_keys(loc: Located, section: str, table: dict[str, Any], allowed: set[str] | tuple[str, ...]) -> None:
-    for k in table:
-        if k not in allowed:
-            hint = _closest(k, allowed)
-            raise loc.error(section, k, "unknown setting" + (f" (did you mean '{hint}'?)" if hint else "")
-                            + f"; known: {', '.join(sorted(allowed))}")
-
-
-def _closest(word: str, choices: set[str] | tuple[str, ...]) -> str | None:
-    import difflib
-    found = difflib.get_close_matches(word, list(choices), n=1)
-    return found[0] if found else None
-
-
-def _table(loc: Located, data: dict[str, Any], key: str, section: str = "") -> dict[str, Any]:
-    v = data.get(key, {})
-    if not isinstance(v, dict):
-        raise loc.error(section, key, "must be a table")
-    return v
-
-
-def _settings(loc: Located, alias: str, cls: type[Settings], table: dict[str, Any]) -> Settings:
-    section = f"providers.{alias}"
-    allowed = set(cls.keys()) | {"type", "channel"}
-    _check_keys(loc, section, table, allowed)
-    values: dict[str, Any] = {}
-    types = {f.name: f.type for f in dataclasses.fields(cls)}
-    for k, v in table.items():
-        if k in ("type", "channel"):
-            continue
-        want = types[k]
-        want = want if isinstance(want, str) else getattr(want, "__name__", str(want))
-        if want == "float" and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        ok = {"str": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
-              "float": isinstance(v, float), "bool": isinstance(v, bool)}.get(want, True)
-        if not ok:
-            raise loc.error(section, k, f"must be a {want}, not {type(v).__name__} {v!r}")
-        if want in ("int", "float") and v < 0:
-            raise loc.error(section, k, "must not be negative")
-        values[k] = v
-    return cls(**values)
 
 
 def default_run_id(path: Path) -> str:
@@ -133,27 +58,12 @@ class Overrides:
     workers: int | None = None  # processes sharing the run (engine.workers)
 
 
-def read_toml(path: Path, what: str) -> tuple[dict[str, Any], Located]:
-    """A TOML file's data and its locator, or one line saying why it cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read {what} file ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return data, Located(path, text)
-
-
 def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     o = o or Overrides()
     path = Path(path)
     data, loc = read_toml(path, "campaign")
     base = path.parent
-    _check_keys(loc, "", data, TOP)
+    check_keys(loc, "", data, TOP)
 
     state_dir = state_dir_of(path, data, o.state_dir)
     if o.retry_failed and not o.run_id:
@@ -170,64 +80,73 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     on_doubt = o.on_doubt or data.get("on_doubt", "resend")
     if on_doubt not in ("resend", "hold"):
         raise loc.error("", "on_doubt", f"'{on_doubt}' must be \"resend\" or \"hold\"")
-    engine = _table(loc, data, "engine")
-    _check_keys(loc, "engine", engine, ENGINE)
+    engine = subtable(loc, data, "engine")
+    check_keys(loc, "engine", engine, ENGINE)
     chunk_size = engine.get("chunk_size", 2048)
     if not isinstance(chunk_size, int) or not 1 <= chunk_size <= 100_000:
         raise loc.error("engine", "chunk_size", "must be a whole number from 1 to 100000")
 
-    # -- providers ------------------------------------------------------------------------
-    ptables = _table(loc, data, "providers")
-    if not ptables:
-        raise loc.error("", None, "no provider: add a [providers.NAME] table with a `type` "
-                        f"({', '.join(sorted(kinds()))})")
-    providers: dict[str, Provider] = {}
-    channels: dict[str, str] = {}
-    msg = _table(loc, data, "message")
-    default_channel = msg.get("channel", "sms")
+    msg = subtable(loc, data, "message")
     known = sorted({ch for cls in kinds().values() for ch in cls.channels})
-    _known_channel(loc, "message", default_channel, known)
-    for alias, table in ptables.items():
-        section = f"providers.{alias}"
-        if not isinstance(table, dict):
-            raise loc.error("providers", alias, "must be a table")
-        kind = table.get("type")
-        if kind not in kinds():
-            raise loc.error(section, "type", f"unknown provider type {kind!r}; known: {', '.join(sorted(kinds()))}")
-        cls = kinds()[kind]
-        settings = _settings(loc, alias, cls.settings_class, table)
-        if o.rate is not None:
-            settings.rate = o.rate
-        if o.concurrency is not None:
-            settings.concurrency = o.concurrency
-        if o.url is not None:
-            settings.url = o.url
-        try:
-            _check_url(settings.url)
-        except ConfigError as e:
-            raise (ConfigError(f"--url: {e}") if o.url is not None else loc.error(section, "url", str(e))) from None
-        if "channel" in table:
-            _known_channel(loc, section, table["channel"], known)
-        channel = table.get("channel", default_channel if default_channel in cls.channels else sorted(cls.channels)[0])
-        if channel not in cls.channels:
-            raise loc.error(section, "channel", f"{kind} does not carry '{channel}' (it carries {', '.join(sorted(cls.channels))})")
-        try:
-            providers[alias] = cls(alias, settings) if not o.dry_run else _unauthenticated(cls, alias, settings)
-        except ConfigError as e:
-            raise ConfigError(f"{path}:{loc.line(section) or ''}: {e}") from None
-        channels[alias] = channel
+    _known_channel(loc, "message", msg.get("channel", "sms"), known)
+    providers, channels = _providers(loc, data, o, msg.get("channel", "sms"), known)
 
-    # -- messages ----------------------------------------------------------------------------
+    contents, sections, region = _messages(loc, base, data, msg, known, providers, channels)
+
+    # -- source --------------------------------------------------------------------------------
+    src = subtable(loc, data, "source")
+    check_keys(loc, "source", src, SOURCE)
+    source = _source(loc, base, src, o, chunk_size)
+    columns = source.columns()
+    if columns is not None:
+        for channel, content in contents.items():
+            section = sections[channel]
+            if content.recipient and content.recipient not in columns:
+                raise loc.error(section, "recipient", f"no column '{content.recipient}' in {source.name} "
+                                f"(columns: {', '.join(columns)})")
+            for name in content.template.variables:
+                if name not in columns:
+                    hint = closest(name, tuple(columns))
+                    raise loc.error(section, "template", f"unknown template variable '{name}'"
+                                    + (f" (did you mean '{hint}'?)" if hint else "")
+                                    + f"; {source.name} has columns: {', '.join(columns)}")
+
+    route = _router(loc, data, providers, channels, src.get("recipient", "phone"),
+                    str(region).upper() if region else None)
+    check_failover(loc, {a: p.settings.failover for a, p in providers.items()}, channels)
+
+    sinks = _sinks(loc, base, data, run_id)
+    workers = _workers(loc, engine, o, providers, source, sinks)
+    # a resumed retry run stays a retry: it must not send the records its original run finished
+    retried = o.retry_failed or (RunState(state_dir, str(run_id)).manifest or {}).get("retry_of")
+    retry_of = (retried, _sinks(loc, base, data, retried)[0]) if retried else None
+    return Campaign(
+        run_id=str(run_id), source=source, sinks=sinks, providers=providers, contents=contents,
+        channels=channels, route=route, recipient=src.get("recipient", "phone"), id_column=src.get("id", ""),
+        region=str(region).upper() if region else None,
+        transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
+        chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
+        state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
+        origin={"campaign": str(path.resolve())}, workers=workers,
+    )
+
+
+
+
+def _messages(loc: Located, base: Path, data: dict[str, Any], msg: dict[str, Any], known: list[str],
+              providers: dict[str, Provider], channels: dict[str, str]) -> tuple[dict[str, Content], dict[str, str], Any]:
+    """[message] and [messages.CHANNEL]: the content of each channel (checked by the providers that carry
+    it), the section each is written in, and the default region."""
     contents: dict[str, Content] = {}
     sections: dict[str, str] = {}  # channel -> where its message is written
     region = msg.get("region")
-    tables = {"message": msg, **{f"messages.{k}": v for k, v in _table(loc, data, "messages").items()}}
+    tables = {"message": msg, **{f"messages.{k}": v for k, v in subtable(loc, data, "messages").items()}}
     for section, table in tables.items():
         if not table:
             continue
         if not isinstance(table, dict):
             raise loc.error(section, None, "must be a table")
-        _check_keys(loc, section, table, MESSAGE)
+        check_keys(loc, section, table, MESSAGE)
         channel = table.get("channel", section.split(".", 1)[1] if "." in section else "sms")
         _known_channel(loc, section, channel, known, key="channel" if "channel" in table else None)
         template = _template(loc, base, section, table)
@@ -250,48 +169,34 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
             contents[channel] = providers[alias].validate(channel, contents[channel])
         except ConfigError as e:
             raise _content_error(loc, sections[channel], alias, e) from None
+    return contents, sections, region
 
-    # -- source --------------------------------------------------------------------------------
-    src = _table(loc, data, "source")
-    _check_keys(loc, "source", src, SOURCE)
-    source = _source(loc, base, src, o, chunk_size)
-    columns = source.columns()
-    if columns is not None:
-        for channel, content in contents.items():
-            section = sections[channel]
-            if content.recipient and content.recipient not in columns:
-                raise loc.error(section, "recipient", f"no column '{content.recipient}' in {source.name} "
-                                f"(columns: {', '.join(columns)})")
-            for name in content.template.variables:
-                if name not in columns:
-                    hint = _closest(name, tuple(columns))
-                    raise loc.error(section, "template", f"unknown template variable '{name}'"
-                                    + (f" (did you mean '{hint}'?)" if hint else "")
-                                    + f"; {source.name} has columns: {', '.join(columns)}")
+def _providers(loc: Located, data: dict[str, Any], o: Overrides, default_channel: str,
+               known: list[str]) -> tuple[dict[str, Provider], dict[str, str]]:
+    """The campaign's providers by alias (with the command line's --rate, --concurrency, --url), and
+    the channel each carries."""
+    ptables = subtable(loc, data, "providers")
+    if not ptables:
+        raise no_providers(loc)
 
-    route = _router(loc, data, providers, channels, src.get("recipient", "phone"),
-                    str(region).upper() if region else None)
-    for alias, provider in providers.items():
-        other = provider.settings.failover
-        if other and (other not in providers or channels[other] != channels[alias]):
-            raise loc.error(f"providers.{alias}", "failover", f"'{other}' must be another provider carrying "
-                            f"the same channel ({channels[alias]})")
+    def adjust(settings: Settings) -> None:
+        for key in ("rate", "concurrency", "url"):
+            if getattr(o, key) is not None:
+                setattr(settings, key, getattr(o, key))
 
-    sinks = _sinks(loc, base, data, run_id)
-    workers = _workers(loc, engine, o, providers, source, sinks)
-    # a resumed retry run stays a retry: it must not send the records its original run finished
-    retried = o.retry_failed or (RunState(state_dir, str(run_id)).manifest or {}).get("retry_of")
-    retry_of = (retried, _sinks(loc, base, data, retried)[0]) if retried else None
-    return Campaign(
-        run_id=str(run_id), source=source, sinks=sinks, providers=providers, contents=contents,
-        channels=channels, route=route, recipient=src.get("recipient", "phone"), id_column=src.get("id", ""),
-        region=str(region).upper() if region else None,
-        transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
-        chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
-        state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
-        origin={"campaign": str(path.resolve())}, workers=workers,
-    )
+    def url_error(e: ConfigError) -> ConfigError:
+        return ConfigError(f"--url: {e}") if o.url is not None else loc.error(section, "url", str(e))
 
+    providers: dict[str, Provider] = {}
+    channels: dict[str, str] = {}
+    for alias, table in ptables.items():
+        section = f"providers.{alias}"
+        if isinstance(table, dict) and "channel" in table:
+            _known_channel(loc, section, table["channel"], known)
+        cls, settings, channel = provider_entry(loc, alias, table, default_channel, adjust=adjust, url_error=url_error)
+        providers[alias] = built(loc, alias, functools.partial(_unauthenticated, cls) if o.dry_run else cls, settings)
+        channels[alias] = channel
+    return providers, channels
 
 def _workers(loc: Located, engine: dict[str, Any], o: Overrides, providers: dict[str, Provider], source: Source,
              sinks: list[Sink]) -> int:
@@ -335,25 +240,9 @@ def _retry_run_id(state_dir: Path, old: str) -> str:
         n += 1
 def _known_channel(loc: Located, section: str, channel: object, known: list[str], key: str | None = "channel") -> None:
     if channel not in known:
-        hint = _closest(str(channel), tuple(known))
+        hint = closest(str(channel), tuple(known))
         raise loc.error(section, key, f"unknown channel {channel!r}" + (f" (did you mean '{hint}'?)" if hint else "")
                         + f"; known: {', '.join(known)}")
-
-
-def _check_url(url: str) -> None:
-    """A base URL that can be used; never echoed, since a wrong one may hold a password."""
-    if not url:
-        raise ConfigError("required: the provider's base URL")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError("is not a valid URL") from None
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError("must not hold credentials (user:password@): name the environment variables that "
-                          "hold them in this provider's *_env settings")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("must be an http:// or https:// URL with a host")
 
 
 def _template(loc: Located, base: Path, section: str, table: dict[str, Any]) -> Template:
@@ -411,7 +300,7 @@ def _source(loc: Located, base: Path, src: dict[str, Any], o: Overrides, chunk_s
     kind = src.get("type", "file")
     try:
         if kind == "file":
-            from .sources.files import FileSource
+            from ..sources.files import FileSource
             raw = o.source or src.get("path")
             if not raw:
                 raise loc.error("source", "path", "required: the CSV or JSONL file of recipients")
@@ -421,7 +310,7 @@ def _source(loc: Located, base: Path, src: dict[str, Any], o: Overrides, chunk_s
                               encoding=src.get("encoding", "utf-8"), chunk_size=chunk_size)
         if kind == "postgres":
             try:
-                from .sources.postgres import PostgresSource
+                from ..sources.postgres import PostgresSource
             except ImportError:
                 raise loc.error("source", "type", "PostgreSQL sources are not available in this build") from None
             return PostgresSource.from_config(src, chunk_size)
@@ -431,13 +320,13 @@ def _source(loc: Located, base: Path, src: dict[str, Any], o: Overrides, chunk_s
 
 
 def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[Sink]:
-    from .sinks.files import CsvSink, JsonlSink
+    from ..sinks.files import CsvSink, JsonlSink
     specs = data.get("sinks", [{"type": "jsonl", "path": "results/{run_id}.jsonl"}])
     if not isinstance(specs, list):
         raise loc.error("", "sinks", "must be a list of [[sinks]] tables")
     out: list[Sink] = []
     for spec in specs:
-        _check_keys(loc, "sinks", spec, SINK)
+        check_keys(loc, "sinks", spec, SINK)
         kind = spec.get("type", "jsonl")
         if kind in ("jsonl", "csv"):
             if "path" not in spec:
@@ -446,11 +335,11 @@ def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[
             out.append(JsonlSink(p) if kind == "jsonl" else CsvSink(p))
         elif kind == "postgres":
             try:
-                from .sinks.postgres import PostgresSink
+                from ..sinks.postgres import PostgresSink
             except ImportError:
                 raise loc.error("sinks", "type", "PostgreSQL sinks are not available in this build") from None
             try:
-                out.append(PostgresSink.from_config(spec, run_id, source=_table(loc, data, "source")))
+                out.append(PostgresSink.from_config(spec, run_id, source=subtable(loc, data, "source")))
             except SinkError as e:
                 raise loc.error("sinks", "type", str(e)) from None
         else:
@@ -460,7 +349,7 @@ def _sinks(loc: Located, base: Path, data: dict[str, Any], run_id: str) -> list[
 
 def _router(loc: Located, data: dict[str, Any], providers: dict[str, Provider], channels: dict[str, str],
             recipient: str, region: str | None) -> Callable[[dict[str, Any]], str]:
-    routing = _table(loc, data, "routing")
+    routing = subtable(loc, data, "routing")
     if not routing:
         standby = {p.settings.failover for p in providers.values()}
         if len(set(providers) - standby) > 1:
