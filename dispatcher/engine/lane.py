@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..limits import RateLimit
 from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
 from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
 from ..retry import ambiguous, backoff
+from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
 from .transport import Transport, TransportFactory
@@ -86,8 +87,7 @@ class Lane:
         if share != 1.0:
             self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
-        self._groups: dict[Hashable, Sequence[Message]] = {}  # a fresh Batch while it can stay one, else a list
-        self._sizes: dict[Hashable, int] = {}  # batch limit of each open group
+        self.batcher = Batcher(provider)
         self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue()
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self._halted: Outcome | None = None
@@ -171,66 +171,19 @@ class Lane:
         if self._halted is not None:
             self.ledger.defer(self.alias, msgs, self._halted)
             return
-        if not msgs:
-            return
         put = self._queue.put_nowait
-        if self.provider.batch_size == 1:  # every message is a request of its own
-            for m in msgs:
-                put([m])
-            return
-        keys = self.provider.batch_keys(msgs)
-        first = keys[0]
-        if keys.count(first) == len(keys):  # a campaign's chunk: one group
-            self._group(first, msgs)
-            return
-        by_key: dict[Hashable, list[int]] = {}
-        for i, k in enumerate(keys):
-            g = by_key.get(k)
-            if g is None:
-                by_key[k] = [i]
-            else:
-                g.append(i)
-        whole = type(msgs) is Batch and msgs.fresh
-        for k, idx in by_key.items():
-            self._group(k, msgs.take(idx) if whole else [msgs[i] for i in idx])  # type: ignore[attr-defined]
-
-    def _group(self, key: Hashable, msgs: Sequence[Message]) -> None:
-        """Messages of one key into its open group; each full group goes to the workers. Fresh batches of
-        one content stay a Batch (sliced and joined by columns); anything else is grouped as messages."""
-        g = self._groups.get(key)
-        if g is None:
-            g = msgs if type(msgs) is Batch and msgs.fresh else list(msgs)
-            self._sizes[key] = self.provider.batch_limit(key)
-        elif type(g) is Batch and type(msgs) is Batch and g.joins(msgs):
-            g = g + msgs
-        else:
-            g = [*g, *msgs]
-        size = self._sizes[key]
-        n = len(g)
-        if n < size:
-            self._groups[key] = g
-            return
-        put = self._queue.put_nowait
-        cut = g.cut if type(g) is Batch else (lambda i, j: g[i:j])  # type: ignore[attr-defined,index]
-        for i in range(0, n - size + 1, size):
-            put(cut(i, i + size))
-        rest = n % size
-        if rest:
-            self._groups[key] = cut(n - rest, n)
-        else:
-            self._groups.pop(key, None)
-            del self._sizes[key]
+        for batch in self.batcher.add(msgs):
+            put(batch)
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
-        for g in self._groups.values():
-            self._queue.put_nowait(g)
-        self._groups.clear()
-        self._sizes.clear()
+        put = self._queue.put_nowait
+        for batch in self.batcher.flush():
+            put(batch)
 
     def flush_if_idle(self) -> bool:
         """Partial batches go out when nothing else is queued; True when some still wait for that."""
-        if not self._groups:
+        if not self.batcher.open:
             return False
         if self._queue.qsize() == 0:
             self.flush()
@@ -254,10 +207,7 @@ class Lane:
         for handle, msgs in waiting:
             handle.cancel()
             settle(msgs)
-        groups = list(self._groups.values())
-        self._groups.clear()
-        self._sizes.clear()
-        for g in groups:
+        for g in self.batcher.flush():
             settle(g)
         stops = 0
         for _ in range(self._queue.qsize()):
