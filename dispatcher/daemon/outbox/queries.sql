@@ -18,6 +18,7 @@ WHERE o.id = ANY(ARRAY(
     LIMIT $3
     FOR UPDATE SKIP LOCKED))
 RETURNING o.id, o.recipient, o.channel, o.provider, o.route, o.campaign, o.body, o.template, o.variables,
+    o.priority,
     EXISTS (SELECT 1 FROM {suppressions} s
             WHERE s.address = o.recipient AND s.channel IN ('*', o.channel)) AS opted_out;
 
