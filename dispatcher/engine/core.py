@@ -334,7 +334,7 @@ class Engine:
                 if doubt is not None and any([s in doubt for s in column(msgs, "seq")]):
                     for m in msgs:
                         if m.seq in doubt:
-                            m.extra = {"in_doubt": True}
+                            m.in_doubt = True
                 self._lanes[alias].add(msgs)
             if c.stop_when_halted and self._lanes and all(lane.halted is not None for lane in self._lanes.values()):
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume

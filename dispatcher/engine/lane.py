@@ -411,7 +411,7 @@ class Lane:
             attempts, meta = [batch.attempts] * n, nothing
         else:
             attempts = [m.attempts for m in batch]
-            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else nothing
+            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.in_doubt or m.failover_from for m in batch]) else nothing
         channel = [self.channel] * n  # a lane carries one channel
         if 0 in parts:
             parts = [p or None for p in parts]
@@ -448,9 +448,8 @@ class Lane:
                 continue
             if v == Verdict.REAUTH:
                 m.attempts -= 1
-                n = (m.extra or {}).get("reauth", 0)
-                if n < 2:
-                    m.extra = {**(m.extra or {}), "reauth": n + 1}
+                if m.reauths < 2:
+                    m.reauths += 1
                     retry.append((m, o))
                     continue
                 v = Verdict.FAILED
@@ -482,7 +481,7 @@ class Lane:
         moving = [m for m in batch if not m.ambiguous]
         keep = [m for m in batch if m.ambiguous]
         for m in moving:
-            m.extra = {**(m.extra or {}), "failover_from": self.alias}
+            m.failover_from = self.alias
             m.attempts = 0
         if moving:
             other.add(moving)
@@ -492,14 +491,13 @@ class Lane:
 
 def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:
     extra = o.extra if o is not None else None
-    if not m.ambiguous and not extra and not m.extra:
+    if not m.ambiguous and not extra and not m.in_doubt and not m.failover_from:
         return None
     meta: dict[str, Any] = dict(extra or {})
     if m.ambiguous:
         meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
-    if m.extra:
-        if m.extra.get("in_doubt"):
-            meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
-        if m.extra.get("failover_from"):
-            meta["failover_from"] = m.extra["failover_from"]
+    if m.in_doubt:
+        meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
+    if m.failover_from:
+        meta["failover_from"] = m.failover_from
     return meta or None
