@@ -10,7 +10,7 @@ const UNFINISHED = ["queued", "sending", "pending", "claimed", "paused", "schedu
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, samples: [], campaigns: new Map(),
-                providers: new Map(), history: new Map() };
+                providers: new Map(), history: new Map(), lastError: new Map() };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -52,9 +52,13 @@ function duration(s) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+function note(node, msg) { // a sentence, or nothing at all
+  if (node.textContent !== msg) node.textContent = msg;
+}
+
 function notice(msg, bad = false) {
   const n = $("#notice");
-  setText(n, msg || "");
+  note(n, msg);
   n.className = bad ? "notice error" : "notice";
 }
 
@@ -95,7 +99,7 @@ async function signIn(key) {
   $("#login").hidden = true;
   $("#main").hidden = false;
   $("#signout").hidden = false;
-  setText($("#login-error"), "");
+  note($("#login-error"), "");
   poll();
 }
 
@@ -158,12 +162,12 @@ function providers(lanes) {
     c[1].className = `state-${p.state}`;
     setText(c[2], ago(p.since));
     setText(c[3], p.code || p.reason ? `${p.code || ""} ${p.reason || ""}`.trim() : "");
-    const limit = p.limit ?? p.rate_limit ?? p.rate;
-    setText(c[4], `${number(p.pace, 1)} / ${limit === undefined ? "—" : number(limit, 1)} per s`);
+    const limit = p.rate === 0 ? "unlimited" : number(p.rate, 1);
+    setText(c[4], `${number(p.pace, 1)} / ${limit} per s`);
     setText(c[5], number(p.in_flight));
-    setText(c[6], number(state.throttled?.[alias] ?? p.throttled));
-    const last = p.last_error;
-    setText(c[7], last && typeof last === "object" ? `${last.code || ""} ${last.error || last.text || ""}`.trim() : last);
+    setText(c[6], number(p.throttled));
+    const last = state.lastError.get(alias); // its latest failed message, from the failures list
+    setText(c[7], last ? `${last.code || ""} ${last.error || ""} (${ago(last.finished_at)})`.trim() : "");
   }
   for (const [alias, row] of state.providers) {
     if (!seen.has(alias)) { row.remove(); state.providers.delete(alias); }
@@ -175,9 +179,9 @@ async function campaigns() {
   const r = await api("GET", "/v1/campaigns");
   if (!state.key) return;
   const empty = $("#campaigns-empty");
-  if (!r.ok) { setText(empty, `campaigns: ${problem(r)}`); return; }
+  if (!r.ok) { note(empty, `campaigns: ${problem(r)}`); return; }
   const all = list(r.data, "campaigns");
-  setText(empty, all.length ? "" : "no campaigns yet");
+  note(empty, all.length ? "" : "no campaigns yet");
   const body = $("#campaigns tbody");
   const seen = new Set();
   for (const c of all) {
@@ -295,8 +299,6 @@ async function metrics() {
   const sum = (name, f = () => true) => samples.filter((s) => s.name === name && f(s.labels))
     .reduce((a, s) => a + s.value, 0);
   const has = (name) => samples.some((s) => s.name === name);
-  state.throttled = Object.fromEntries(samples.filter((s) => s.name === "dispatcher_throttled_total")
-    .map((s) => [s.labels.provider, s.value]));
   const sent = sum("dispatcher_messages_total", (l) => l.status === "sent");
   state.samples.push([Date.now(), sent]);
   if (state.samples.length > HISTORY) state.samples.shift();
@@ -327,24 +329,27 @@ function chart() {
     rates.push(dt > 0 ? Math.max(0, (s[i][1] - s[i - 1][1]) / dt) : 0);
   }
   const W = 600, H = 140, top = Math.max(1, ...rates);
-  const x = (i) => (rates.length > 1 ? (i * W) / (HISTORY - 1) : 0);
+  const x = (i) => (rates.length > 1 ? (i * W) / (rates.length - 1) : 0);
   const y = (v) => H - 4 - (v / top) * (H - 20);
   const points = rates.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
   const now = rates.length ? rates[rates.length - 1] : 0;
   $("#chart").replaceChildren(svg("polyline", { points }),
                               svg("text", { x: 4, y: 12 }, `${number(top, 0)}/s`),
                               svg("text", { x: W - 4, y: 12, "text-anchor": "end" }, `now ${number(now, 0)}/s`));
-  setText($("#chart-label"), `sent per second by this worker, last ${duration((s.length * EVERY) / 1000)}`);
+  const span = s.length > 1 ? (s[s.length - 1][0] - s[0][0]) / 1000 : 0;
+  setText($("#chart-label"), `sent per second by this worker, last ${duration(span)}`);
 }
 
 // -- the last failures ------------------------------------------------------------------------------
 async function failures() {
   const r = await api("GET", "/v1/messages?status=failed&limit=10");
   if (!state.key) return;
-  const note = $("#failures-note");
-  if (!r.ok) { setText(note, `failures: ${problem(r)}`); return; }
+  const out = $("#failures-note");
+  if (!r.ok) { note(out, `failures: ${problem(r)}`); return; }
   const rows = list(r.data, "messages");
-  setText(note, rows.length ? "" : "no failures");
+  state.lastError = new Map();
+  for (const m of rows) if (m.provider && !state.lastError.has(m.provider)) state.lastError.set(m.provider, m);
+  note(out, rows.length ? "" : "no failures");
   $("#failures tbody").replaceChildren(...rows.map((m) =>
     el("tr", {}, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
        el("td", {}, m.provider), el("td", {}, m.code), el("td", {}, m.error))));
