@@ -30,7 +30,8 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("codec (encoding, parts)", _in("/dispatcher/codecs/", "/numba/", "/llvmlite/")),
     ("prepare: routing, message objects", _in("/dispatcher/engine/prepare.py", "/dispatcher/routing.py",
                                               "/dispatcher/model.py")),
-    ("batching (lane, provider keys)", lambda f, n: _fn("/dispatcher/engine/lane.py", LANE_BATCHING)(f, n)
+    ("batching (lane, provider keys)", lambda f, n: "/dispatcher/engine/batcher.py" in f
+     or _fn("/dispatcher/engine/lane.py", LANE_BATCHING)(f, n)
      or (PROVIDER in f and n in BATCHING)),
     ("pacing (limiter)", _in("/dispatcher/limits.py", "/aiolimiter/", "/dispatcher/engine/circuit.py")),
     ("build request (provider)", lambda f, n: PROVIDER in f and n in BUILD),

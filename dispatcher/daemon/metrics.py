@@ -41,7 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from ..engine import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED
-from .outbox import Histogram
+from .histogram import Histogram
 
 STATES = (SENDING, THROTTLED, CIRCUIT_OPEN, HALTED)
 

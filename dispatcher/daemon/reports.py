@@ -70,6 +70,7 @@ from ..pg import Retry, explain, retrying
 from ..providers.reports import Report
 from .config import DaemonConfig, ProviderSpec
 from .outbox import Names
+from .outbox.store import named_queries
 
 log = logging.getLogger("dispatcher.daemon")
 REPORT_RETRY = Retry(attempts=3, base=0.05, cap=0.4)  # a provider waits on the answer: retry briefly
@@ -108,7 +109,8 @@ class ReportStore:
     def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names) -> None:
         self.cfg = cfg
         self.pool = pool
-        self.n = n = names
+        self.n = names
+        self.sql = {name: names.fill(q) for name, q in named_queries("reports.sql").items()}
         self.by_recipient = [a for a, s in cfg.providers.items() if s.match_recipient]
         self._pending: list[tuple[list[Report], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -120,73 +122,6 @@ class ReportStore:
         self.matched = 0
         self.unmatched_on_arrival = 0
         self.suppressed = 0
-        self.insert_sql = f"""
-            INSERT INTO {n.reports} (provider, message_id, recipient, status, rank, provider_status, event_at, part,
-                                     payload, outbox_id, matched_by)
-            SELECT r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status, r.event_at, r.part,
-                   r.payload::jsonb, m.id, CASE WHEN m.id IS NOT NULL THEN 'message_id' END
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[], $7::timestamptz[],
-                        $8::integer[], $9::text[])
-                WITH ORDINALITY AS r(provider, message_id, recipient, status, rank, provider_status, event_at, part,
-                                     payload, ord)
-            LEFT JOIN LATERAL (SELECT o.id FROM {n.outbox} o
-                               WHERE o.sent_via = r.provider AND o.provider_message_id = r.message_id
-                               ORDER BY o.id DESC LIMIT 1) m ON r.message_id IS NOT NULL
-            ORDER BY r.ord
-            RETURNING id, outbox_id"""
-        self.bind_sql = f"""
-            WITH u AS (
-                SELECT provider, message_id, recipient, min(id) AS first FROM {n.reports}
-                WHERE id = ANY($1::bigint[]) AND outbox_id IS NULL AND message_id IS NOT NULL
-                  AND recipient IS NOT NULL AND provider = ANY($2::text[]) AND rank IS NOT NULL
-                GROUP BY 1, 2, 3),
-            w AS (SELECT u.*, row_number() OVER (PARTITION BY provider, recipient ORDER BY first) AS k FROM u),
-            c AS (SELECT o.id, o.sent_via, o.sent_to,
-                         row_number() OVER (PARTITION BY o.sent_via, o.sent_to ORDER BY o.id) AS k
-                  FROM {n.outbox} o
-                  WHERE o.status = 'sent' AND o.provider_message_id IS NULL
-                    AND (o.sent_via, o.sent_to) IN (SELECT provider, recipient FROM w)),
-            b AS (UPDATE {n.outbox} o SET provider_message_id = w.message_id
-                  FROM w JOIN c ON c.sent_via = w.provider AND c.sent_to = w.recipient AND c.k = w.k
-                  WHERE o.id = c.id RETURNING o.id, o.sent_via, o.provider_message_id)
-            UPDATE {n.reports} r SET outbox_id = b.id, matched_by = 'recipient' FROM b
-            WHERE r.outbox_id IS NULL AND r.provider = b.sent_via AND r.message_id = b.provider_message_id
-            RETURNING r.id, r.outbox_id"""
-        self.derive_sql = f"""
-            UPDATE {n.outbox} o SET delivery_status = b.status, delivery_rank = b.rank, delivery_at = b.event_at
-            FROM (SELECT DISTINCT ON (outbox_id) outbox_id, status, rank, event_at FROM {n.reports}
-                  WHERE outbox_id = ANY($1::bigint[]) AND rank IS NOT NULL
-                  ORDER BY outbox_id, rank DESC, event_at DESC, id DESC) b
-            WHERE o.id = b.outbox_id
-              AND (o.delivery_rank IS NULL OR b.rank > o.delivery_rank
-                   OR (b.rank = o.delivery_rank AND b.event_at >= o.delivery_at))
-              AND (o.delivery_status IS DISTINCT FROM b.status OR o.delivery_at IS DISTINCT FROM b.event_at)"""
-        self.suppress_sql = f"""
-            INSERT INTO {n.suppressions} (address, channel, reason, source)
-            SELECT DISTINCT ON (a.address) a.address, '*', r.status, r.provider
-            FROM {n.reports} r LEFT JOIN {n.outbox} o ON o.id = r.outbox_id
-            CROSS JOIN LATERAL (SELECT coalesce(o.sent_to, r.recipient) AS address) a
-            WHERE r.id = ANY($1::bigint[]) AND r.status = ANY($2::text[]) AND a.address IS NOT NULL
-            ORDER BY a.address, r.id
-            ON CONFLICT DO NOTHING
-            RETURNING address"""
-        # each unmatched report probes the outbox by its message id (LATERAL ... LIMIT 1), whatever the
-        # statistics say about either table; the reports are then updated by tuple id
-        self.rematch_sql = f"""
-            WITH m AS MATERIALIZED (
-                SELECT r.ctid AS tid, x.oid FROM {n.reports} r
-                CROSS JOIN LATERAL (SELECT o.id AS oid FROM {n.outbox} o
-                                    WHERE o.sent_via = r.provider AND o.provider_message_id = r.message_id
-                                    ORDER BY o.id DESC LIMIT 1) x
-                WHERE r.outbox_id IS NULL AND r.received_at > now() - make_interval(secs => $1)
-                  AND r.message_id IS NOT NULL)
-            UPDATE {n.reports} r SET outbox_id = m.oid, matched_by = 'message_id'
-            FROM m WHERE r.ctid = m.tid AND r.outbox_id IS NULL
-            RETURNING r.id, r.outbox_id"""
-        self.unmatched_sql = f"""
-            SELECT id FROM {n.reports}
-            WHERE outbox_id IS NULL AND received_at > now() - make_interval(secs => $1) AND provider = ANY($2::text[])
-            ORDER BY id LIMIT 20000"""
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -268,7 +203,7 @@ class ReportStore:
                 cols[i].append(v)
         async def store(n: int) -> tuple[list[Any], int]:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(self.insert_sql, *cols)
+                rows = await conn.fetch(self.sql["insert"], *cols)
                 ids = [r[0] for r in rows]
                 matched = {r[1] for r in rows if r[1] is not None}
                 suppress = ids if any(r.status in SUPPRESS for r in reports) else []
@@ -286,14 +221,14 @@ class ReportStore:
         bound = []
         if self.by_recipient and unmatched_ids:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.n.reports + ":bind")
-            bound = await conn.fetch(self.bind_sql, unmatched_ids, self.by_recipient)
+            bound = await conn.fetch(self.sql["bind"], unmatched_ids, self.by_recipient)
             for rid, oid in bound:
                 matched.add(oid)
                 suppress.append(rid)
         if matched:
-            await conn.execute(self.derive_sql, sorted(matched))
+            await conn.execute(self.sql["derive"], sorted(matched))
         if suppress:
-            added = await conn.fetch(self.suppress_sql, suppress, list(SUPPRESS))
+            added = await conn.fetch(self.sql["suppress"], suppress, list(SUPPRESS))
             self.suppressed += len(added)
             if added:
                 log.info("%d address(es) added to the suppression list by provider reports", len(added))
@@ -319,12 +254,12 @@ class ReportStore:
 
     async def rematch(self, seconds: float) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(self.rematch_sql, float(seconds))
+            rows = await conn.fetch(self.sql["rematch"], float(seconds))
             matched = {r[1] for r in rows}
             ids = [r[0] for r in rows]
             pending = []
             if self.by_recipient:
-                pending = [r[0] for r in await conn.fetch(self.unmatched_sql, float(seconds), self.by_recipient)]
+                pending = [r[0] for r in await conn.fetch(self.sql["unmatched"], float(seconds), self.by_recipient)]
             bound = await self._settle(conn, pending, matched, ids) if rows or pending else 0
         self.matched += len(rows) + bound
         return len(rows) + bound

@@ -20,6 +20,7 @@ import datetime as dt
 import re
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -133,13 +134,7 @@ class KaleyraSimulator(Simulator):
         listid = get("listid") or get("list_id")
         kind = get("type").upper()
         if not to:
-            if "listid" in form or "list_id" in form:
-                if not listid:
-                    return error("E613")
-                if kind == "OTP":
-                    return error("E614")
-                return error("E612", "Contact lists are not simulated: send numbers in 'to'")
-            return error("E600", field="to")
+            return self._no_numbers(form, listid, kind)
         body = form.get("body")
         if not isinstance(body, str) or not body:
             return error("E601", field="body")
@@ -154,39 +149,16 @@ class KaleyraSimulator(Simulator):
             return error("E611", field="type")
         if kind not in TYPES:
             return error("E615", field="type")
-        unicode = get("unicode").upper() or "AUTO"
-        if unicode not in ("0", "1", "AUTO"):
-            return error("E604", field="unicode")
-        for name, code in (("flash", "E606"), ("duplicate", "E605")):
-            if get(name) and get(name) not in _FLAG:
-                return error(code, field=name)
-        if get("port") and not get("port").isdigit():
-            return error("E603", field="port")
-        for name, code in (("ref", "E608"), ("ref1", "E609"), ("ref2", "E610")):
-            if not _ALNUM.fullmatch(get(name)):
-                return error(code, field=name)
-        if get("time"):
-            when = parse_time(get("time"))
-            now = dt.datetime.now(dt.UTC)
-            if (when is None or when < now + dt.timedelta(minutes=self.schedule_min)
-                    or when > now + dt.timedelta(days=92)):
-                return error("E402", f"Invalid schedule time. Minimum {self.schedule_min:g} minutes time gap is "
-                             "required and 3 months from now", field="time")
+        unicode = self._options(get)
+        if isinstance(unicode, web.Response):
+            return unicode
         callbacks = self._callbacks(form)
         if callbacks is None:
             return error("INVALID-CALLBACK", field="callback")
 
-        if kind == "OTP" and len(to) > 1:
-            return error("E404", field="to")
-        if kind == "TXN" and len(to) > 100:
-            return error("E405", field="to")
-        if kind == "DEFAULT" and len(to) > 1:
-            return error("E400", field="to")
-        if len(to) > self.max_batch:
-            return error("E400", f"At most {self.max_batch} numbers per request", field="to")
-        valid = [n for n in to if _NUMBER.fullmatch(n)]
-        if not valid:
-            return error("E406", field="to")
+        valid = self._valid_numbers(kind, to)
+        if isinstance(valid, web.Response):
+            return valid
 
         natural = reference.encoding_of(body)
         if unicode == "0" and natural != "GSM-7":
@@ -224,6 +196,55 @@ class KaleyraSimulator(Simulator):
         return json_response({"id": rid, "sender": sender, "type": kind, "body": body,
                               "source": get("source") or "API", "template_id": template_id,
                               "createdDateTime": stamp, "totalCount": len(valid), "data": data, "error": {}}, 202)
+
+    @staticmethod
+    def _no_numbers(form: dict[str, Any], listid: str, kind: str) -> web.Response:
+        """The error for a request with no number in `to`: a contact list (not simulated), or nothing."""
+        if "listid" in form or "list_id" in form:
+            if not listid:
+                return error("E613")
+            if kind == "OTP":
+                return error("E614")
+            return error("E612", "Contact lists are not simulated: send numbers in 'to'")
+        return error("E600", field="to")
+
+    def _valid_numbers(self, kind: str, to: list[str]) -> list[str] | web.Response:
+        """The well-formed numbers of `to`, within what the message type allows in one request."""
+        if kind == "OTP" and len(to) > 1:
+            return error("E404", field="to")
+        if kind == "TXN" and len(to) > 100:
+            return error("E405", field="to")
+        if kind == "DEFAULT" and len(to) > 1:
+            return error("E400", field="to")
+        if len(to) > self.max_batch:
+            return error("E400", f"At most {self.max_batch} numbers per request", field="to")
+        valid = [n for n in to if _NUMBER.fullmatch(n)]
+        if not valid:
+            return error("E406", field="to")
+        return valid
+
+    def _options(self, get: Callable[[str], str]) -> str | web.Response:
+        """The request's switches checked (unicode, flash, duplicate, port, refs, schedule time): its
+        `unicode` ("0", "1" or "AUTO"), or the error the first wrong one gets."""
+        unicode = get("unicode").upper() or "AUTO"
+        if unicode not in ("0", "1", "AUTO"):
+            return error("E604", field="unicode")
+        for name, code in (("flash", "E606"), ("duplicate", "E605")):
+            if get(name) and get(name) not in _FLAG:
+                return error(code, field=name)
+        if get("port") and not get("port").isdigit():
+            return error("E603", field="port")
+        for name, code in (("ref", "E608"), ("ref1", "E609"), ("ref2", "E610")):
+            if not _ALNUM.fullmatch(get(name)):
+                return error(code, field=name)
+        if get("time"):
+            when = parse_time(get("time"))
+            now = dt.datetime.now(dt.UTC)
+            if (when is None or when < now + dt.timedelta(minutes=self.schedule_min)
+                    or when > now + dt.timedelta(days=92)):
+                return error("E402", f"Invalid schedule time. Minimum {self.schedule_min:g} minutes time gap is "
+                             "required and 3 months from now", field="time")
+        return unicode
 
     @staticmethod
     def _callbacks(form: dict[str, Any]) -> list[tuple[str, str]] | None:

@@ -24,8 +24,6 @@ event `delivered`) go to `events_url` for these three channels when it is set
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import hashlib
 import re
 import time
 import urllib.parse
@@ -35,8 +33,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..codecs import reference
 from .base import Simulator, json_response
+from .nrs360_text import TRANS, compile_message, parts_needed, stamp
 
 # The seed's error table ("Errors | Error Code | HTTP Code | Description"), descriptions as written there.
 ERRORS = {
@@ -60,7 +58,6 @@ FEMALE_ONLY = {"cmn_CN", "arb", "hi_IN"}
 VOICE_MAX = 500
 RESULT_FIELDS = {"email": {"scheduledAt": None}, "voice": {"scheduledAt": None, "expiresAt": None}, "whatsapp": {}}
 EVENT_CHANNEL = {"email": "mailing", "voice": "text2speech", "whatsapp": "whatsapp"}
-_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\|[A-Za-z]+)*)\}")
 _NUMBER = re.compile(r"[1-9][0-9]{7,14}")
 _SENDER = re.compile(r"[0-9]{1,15}|[A-Za-z0-9 ]{1,11}")
 ENCODINGS = {"gsm": "GSM-7", "gsm-pt": "GSM-PT", "utf-16": "UCS-2"}
@@ -69,57 +66,6 @@ ENCODINGS = {"gsm": "GSM-7", "gsm-pt": "GSM-PT", "utf-16": "UCS-2"}
 def error(code: int, description: str | None = None) -> web.Response:
     status, text = ERRORS[code]
     return json_response({"error": {"code": code, "description": description or text}}, status)
-
-
-def _number(value: str, thousands: str, decimal: str) -> str:
-    try:
-        whole, _, frac = value.strip().replace(",", ".").partition(".")
-        grouped = f"{int(whole):,}".replace(",", thousands)
-    except ValueError:
-        return value
-    return grouped + (decimal + frac if frac else "")
-
-
-FILTERS = {
-    "lower": str.lower, "upper": str.upper,
-    "capitalize": lambda s: s[:1].upper() + s[1:],
-    "capitalizeAll": lambda s: " ".join(w[:1].upper() + w[1:] for w in s.split(" ")),
-    "formatDotComma": lambda s: _number(s, ".", ","), "formatCommaDot": lambda s: _number(s, ",", "."),
-    "shorten": lambda s: shorten(s),
-}
-SHORT_BASE = "https://sms.tl/"  # the seed: "{url|shorten} -> https://sms.tl/xxxxxx"
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.I)
-# The seed's `trans = 1` table, as written there (the simulator's own copy: it never imports the adapter's).
-TRANS = str.maketrans({"á": "a", "í": "i", "ó": "o", "ú": "u", "ç": "Ç", "Á": "A", "Í": "I", "Ó": "O", "Ú": "U",
-                       "À": "A", "È": "E", "Ì": "I", "Ò": "O", "Ù": "U", "º": "", "ª": "", "Õ": "O", "õ": "o",
-                       "â": "a", "ê": "e", "î": "i", "ô": "o", "û": "u", "Â": "A", "Ê": "E", "Î": "I", "Ô": "O",
-                       "Û": "U", "ã": "a", "Ã": "A"})
-_STAMP = re.compile(r"[0-9]{14}")
-
-
-def shorten(url: str) -> str:
-    """`https://sms.tl/` and six characters, the same for the same link; not a URL: left as it is
-    (the seed: "It must be a valid url", with no error code for one that is not)."""
-    url = url.strip()
-    if not _URL.fullmatch(url):
-        return url
-    n = int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "big")
-    code = ""
-    for _ in range(6):
-        n, r = divmod(n, 62)
-        code += _ALPHABET[r]
-    return SHORT_BASE + code
-
-
-def stamp(value: Any) -> dt.datetime | None:
-    """A `YYYYmmddHHiiss` date (UTC) as the seed writes them, or None."""
-    if not isinstance(value, str) or not _STAMP.fullmatch(value):
-        return None
-    try:
-        return dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
 
 
 def campaign_fields(body: dict[str, Any]) -> web.Response | None:
@@ -143,64 +89,6 @@ def campaign_fields(body: dict[str, Any]) -> web.Response | None:
 def scheduled_at(body: dict[str, Any]) -> str | None:
     when = stamp(body.get("scheduleDate"))
     return when.strftime("%Y-%m-%d %H:%M:%S") if when else None
-
-
-def compile_message(text: str) -> Any:
-    """The message as a function of one recipient's `sub` values (parsed once per request)."""
-    pieces: list[Any] = []
-    pos = 0
-    for m in _VAR.finditer(text):
-        pieces.append(text[pos:m.start()])
-        pieces.append((m.group(1), [FILTERS.get(f, str) for f in filter(None, m.group(2).split("|"))], m.group(0)))
-        pos = m.end()
-    pieces.append(text[pos:])
-
-    def render(values: dict[str, Any]) -> str:
-        out = []
-        for p in pieces:
-            if type(p) is str:
-                out.append(p)
-            elif p[0] in values:
-                v = str(values[p[0]])
-                for f in p[1]:
-                    v = f(v)
-                out.append(v)
-            else:
-                out.append(p[2])  # unknown placeholders stay as written
-        return "".join(out)
-    return render
-
-
-_GSM7 = frozenset(reference.GSM7_SEPTETS)
-_EXT = tuple(ch for ch, code in reference.GSM7_SEPTETS.items() if len(code) == 2)
-
-
-def parts_needed(text: str, encoding: str) -> int | None:
-    """Parts the text takes in the declared encoding, or None when it cannot be encoded in it.
-
-    Plain texts (no escape pair, no surrogate pair: nothing that cannot be split anywhere) are
-    counted by arithmetic at C speed; the rest by the reference codec.
-    """
-    if encoding == "GSM-7":
-        if not _GSM7.issuperset(text):
-            return None
-        if not any(ch in text for ch in _EXT):
-            n = len(text)
-            return 1 if n <= 160 else -(-n // 153)
-    elif encoding == "UCS-2":
-        n = len(text)
-        if text.isascii() or len(text.encode("utf-16-le")) == 2 * n:
-            return 1 if n <= 70 else -(-n // 67)
-        return _ucs2_parts(text)
-    enc, _units, parts = reference.count(text, gsm_pt=encoding == "GSM-PT")
-    if enc == "UCS-2" or (enc == "GSM-PT" and encoding == "GSM-7"):
-        return None
-    return parts
-
-
-def _ucs2_parts(text: str) -> int:
-    single, concat = reference.UCS2_CAPACITY
-    return len(reference.split(text, "UCS-2", single, concat))
 
 
 class Nrs360Simulator(Simulator):
@@ -258,6 +146,51 @@ class Nrs360Simulator(Simulator):
             return error(125)
         if not isinstance(body, dict):
             return error(125)
+        fields = self._sms_fields(body)
+        if isinstance(fields, web.Response):
+            return fields
+        to, sender, message, encoding, parts, sub, urls = fields
+        if sub:
+            render = compile_message(message)
+            texts = [render(s) for s in sub]
+        else:
+            texts = [message] * len(to)
+        if body.get("trans") == 1:
+            texts = [t.translate(TRANS) for t in texts]
+        when, expires = scheduled_at(body), stamp(body.get("expirationDate"))
+        expires_at = expires.strftime("%Y-%m-%d %H:%M:%S") if expires else None
+        plan, cost = self._sms_plan(to, texts, encoding, parts, bool(sub))
+        if cost and not self.spend(cost):
+            return error(111)
+
+        self._sending += 1
+        sending, now = self._sending, time.time()
+        results = []
+        accepted = 0
+        for i, p in enumerate(plan):
+            if len(p) == 2:
+                code = p[1]
+                results.append({"accepted": False, "to": p[0], "error": {"code": code, "description": ERRORS[code][1]}})
+                continue
+            number, text, n = p
+            mid = self.next_id()
+            accepted += 1
+            results.append({"accepted": True, "to": number, "id": mid, "parts": n, "scheduledAt": when,
+                            "expiresAt": expires_at})
+            self.record({"id": mid, "to": number, "from": sender, "text": text, "parts": n, "encoding": encoding,
+                         "channel": "sms", "sending": sending})
+            if urls:
+                for part in range(1, n + 1):
+                    self.report("GET", self._dlr_url(urls[i], mid, sender, number, now, part, sending))
+        if not accepted:
+            code = plan[0][1]
+            return error(code, ERRORS[code][1])
+        status = 202 if accepted == len(plan) else 207
+        return json_response({"campaignId": 0, "sendingId": sending, "result": results}, status)
+
+    def _sms_fields(self, body: dict[str, Any]) -> tuple[Any, ...] | web.Response:
+        """An SMS request's fields checked in the seed's order (to, from, message, encoding, parts, sub, the
+        shared campaign fields, notificationUrl), or the error the first wrong one gets."""
         to = body.get("to")
         if isinstance(to, str):
             to = [to]
@@ -294,15 +227,12 @@ class Nrs360Simulator(Simulator):
         else:
             urls = None
 
-        if sub:
-            render = compile_message(message)
-            texts = [render(s) for s in sub]
-        else:
-            texts = [message] * len(to)
-        if body.get("trans") == 1:
-            texts = [t.translate(TRANS) for t in texts]
-        when, expires = scheduled_at(body), stamp(body.get("expirationDate"))
-        expires_at = expires.strftime("%Y-%m-%d %H:%M:%S") if expires else None
+        return to, sender, message, encoding, parts, sub, urls
+
+    @staticmethod
+    def _sms_plan(to: list[Any], texts: list[str], encoding: str, parts: int, sub: bool
+                  ) -> tuple[list[tuple[Any, ...]], int]:
+        """(to, text, parts) of each acceptable recipient or (to, error code), and the credits they cost."""
         needed: dict[str, int | None] = {}
         plan = []  # (to, text, parts) of acceptable recipients, or (to, error code)
         cost = 0
@@ -320,33 +250,7 @@ class Nrs360Simulator(Simulator):
             else:
                 plan.append((number, text, n))
                 cost += n
-        if cost and not self.spend(cost):
-            return error(111)
-
-        self._sending += 1
-        sending, now = self._sending, time.time()
-        results = []
-        accepted = 0
-        for i, p in enumerate(plan):
-            if len(p) == 2:
-                code = p[1]
-                results.append({"accepted": False, "to": p[0], "error": {"code": code, "description": ERRORS[code][1]}})
-                continue
-            number, text, n = p
-            mid = self.next_id()
-            accepted += 1
-            results.append({"accepted": True, "to": number, "id": mid, "parts": n, "scheduledAt": when,
-                            "expiresAt": expires_at})
-            self.record({"id": mid, "to": number, "from": sender, "text": text, "parts": n, "encoding": encoding,
-                         "channel": "sms", "sending": sending})
-            if urls:
-                for part in range(1, n + 1):
-                    self.report("GET", self._dlr_url(urls[i], mid, sender, number, now, part, sending))
-        if not accepted:
-            code = plan[0][1]
-            return error(code, ERRORS[code][1])
-        status = 202 if accepted == len(plan) else 207
-        return json_response({"campaignId": 0, "sendingId": sending, "result": results}, status)
+        return plan, cost
 
     @staticmethod
     def _dlr_url(url: str, mid: str, sender: str, to: str, sent: float, part: int, sending: int) -> str:

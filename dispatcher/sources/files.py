@@ -277,66 +277,7 @@ class FileSource(Source):
         the seqs), but only the part's lines of a plain block are split, and only its rows are taken."""
         broken: dict[int, str] = {}
         suspect: set[int] = set()
-        header = self._header or []
-        width = len(header)
-        recipient = header.index(self.recipient)
-        ident = header.index(self.id_column) if self.id_column else -1
-        size = self.chunk_size
-        d = self.delimiter
-        cols: list[list[str]] = [[] for _ in header]  # rows read, as columns, not yet yielded
-        seqs: list[int] = []
-        rows: list[list[str]] = []  # rows read one by one, not yet in `cols`
-        bad: list[Result] = []
-
-        def take(row: list[str], n: int, prev: int) -> None:
-            """One row whose last physical line is `n` (its first is after `prev`)."""
-            if part is not None and not part.owns(n):
-                return
-            if len(row) == width and row[recipient] and not (broken and n in broken):
-                if skip is None or not skip(n):
-                    if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
-                            and (why := field_problem(dict(zip(header, row, strict=True)))) is not None:
-                        bad.append(self._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
-                        return
-                    rows.append(row)
-                    seqs.append(n)
-                return
-            if skip is not None and skip(n):
-                return  # finished earlier
-            rid = row[ident] if 0 <= ident < len(row) else ""
-            if broken and n in broken:
-                bad.append(self._bad(n, broken[n]))
-            elif not row:
-                return  # a blank line
-            elif len(row) != width:
-                bad.append(self._bad(n, f"expected {width} fields, found {len(row)}", rid))
-            else:
-                bad.append(self._bad(n, f"field '{self.recipient}' is empty", rid, code="empty_recipient"))
-
-        def settle() -> None:
-            """The rows taken one by one into `cols`, before a block's columns are (seqs are in order)."""
-            for col, values in zip(cols, zip(*rows, strict=True), strict=True):
-                col.extend(values)
-            rows.clear()
-
-        def ready(final: bool = False) -> Iterator[tuple[Chunk, list[Result]]]:
-            nonlocal cols, seqs, bad
-            if rows:
-                settle()
-            n = len(seqs)
-            cut = 0
-            while n - cut >= size or (final and n > cut):
-                end = min(cut + size, n)
-                yield Chunk(seqs[cut:end], {name: col[cut:end] for name, col in zip(header, cols, strict=True)}), bad
-                bad = []
-                cut = end
-            if final and bad:
-                yield Chunk([], {name: [] for name in header}), bad
-                bad = []
-            if cut:
-                cols = [col[cut:] for col in cols]
-                seqs = seqs[cut:]
-
+        out = _Collected(self, skip, part, broken, suspect)
         blocks = self._blocks(broken, suspect)
         quoted_from: tuple[int, list[str]] | None = None
         for first, block_lines, plain in blocks:
@@ -348,52 +289,53 @@ class FileSource(Source):
             pieces = [(first, block_lines)] if part is None else \
                 [(a - 1, block_lines[a - first - 1:b - first - 1]) for a, b in part.runs(first + 1, first + len(block_lines))]
             for start, lines in pieces:
-                end = start + len(lines)
-                lines_of_block = range(start + 1, end + 1)
-                # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
-                clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
-                    and not (suspect and not suspect.isdisjoint(lines_of_block))
-                block = _split_plain(lines, d, width) if clean and lines else None
-                if block is not None and all(block[recipient]):
-                    if rows:  # an earlier piece of this block went line by line
-                        settle()
-                    if skip is None:
-                        for col, values in zip(cols, block, strict=True):
-                            col.extend(values)
-                        seqs.extend(lines_of_block)
-                    else:
-                        keep = [i for i, n in enumerate(lines_of_block) if not skip(n)]
-                        for col, values in zip(cols, block, strict=True):
-                            col.extend([values[i] for i in keep])
-                        seqs.extend([start + 1 + i for i in keep])
-                    continue
-                for n, line in enumerate(lines, start + 1):
-                    try:
-                        row = next(csv.reader([line], delimiter=d), [])
-                    except csv.Error as e:
-                        if skip is None or not skip(n):
-                            bad.append(self._bad(n, f"unreadable CSV row ({e})"))
-                        continue
-                    take(row, n, n - 1)
-            yield from ready()
+                self._csv_piece(out, start, lines, plain)
+            yield from out.ready()
         if quoted_from is not None:
-            base, first = quoted_from
-            lines_on = chain(first, chain.from_iterable(lines for _, lines, _ in blocks))
-            reader = csv.reader((line + "\n" for line in lines_on), delimiter=d)
-            n = base  # the last physical line read
-            while True:
-                try:
-                    for row in reader:
-                        prev, n = n, base + reader.line_num
-                        take(row, n, prev)
-                        if len(rows) >= size:
-                            yield from ready()
-                    break
-                except csv.Error as e:
-                    n = base + reader.line_num
-                    if (part is None or part.owns(n)) and (skip is None or not skip(n)):
-                        bad.append(self._bad(n, f"unreadable CSV row ({e})"))
-        yield from ready(final=True)
+            yield from self._csv_quoted(out, quoted_from, blocks)
+        yield from out.ready(final=True)
+
+    def _csv_piece(self, out: _Collected, start: int, lines: list[str], plain: bool) -> None:
+        """Lines start+1.. of a block: split as columns at once when clean, else one row at a time."""
+        broken, suspect, d = out.broken, out.suspect, self.delimiter
+        lines_of_block = range(start + 1, start + len(lines) + 1)
+        # this block's lines looked up, not every broken or suspect line (a hostile file has millions)
+        clean = plain and not (broken and not broken.keys().isdisjoint(lines_of_block)) \
+            and not (suspect and not suspect.isdisjoint(lines_of_block))
+        block = _split_plain(lines, d, out.width) if clean and lines else None
+        if block is not None and all(block[out.recipient]):
+            out.add_columns(block, lines_of_block)
+            return
+        skip = out.skip
+        for n, line in enumerate(lines, start + 1):
+            try:
+                row = next(csv.reader([line], delimiter=d), [])
+            except csv.Error as e:
+                if skip is None or not skip(n):
+                    out.bad.append(self._bad(n, f"unreadable CSV row ({e})"))
+                continue
+            out.take(row, n, n - 1)
+
+    def _csv_quoted(self, out: _Collected, quoted_from: tuple[int, list[str]],
+                    blocks: Iterator[tuple[int, list[str], bool]]) -> Iterator[tuple[Chunk, list[Result]]]:
+        """From the first block holding a quote to the end: one csv reader, rows may span lines."""
+        base, first = quoted_from
+        lines_on = chain(first, chain.from_iterable(lines for _, lines, _ in blocks))
+        reader = csv.reader((line + "\n" for line in lines_on), delimiter=self.delimiter)
+        n = base  # the last physical line read
+        part, skip = out.part, out.skip
+        while True:
+            try:
+                for row in reader:
+                    prev, n = n, base + reader.line_num
+                    out.take(row, n, prev)
+                    if len(out.rows) >= out.size:
+                        yield from out.ready()
+                break
+            except csv.Error as e:
+                n = base + reader.line_num
+                if (part is None or part.owns(n)) and (skip is None or not skip(n)):
+                    out.bad.append(self._bad(n, f"unreadable CSV row ({e})"))
 
     def _jsonl_chunks(self, skip: Callable[[int], bool] | None,
                       part: Part | None = None) -> Iterator[tuple[Chunk, list[Result]]]:
@@ -458,3 +400,88 @@ class FileSource(Source):
                                 ("empty_recipient", f"field '{recipient}' is empty"))
                 continue
             yield n, obj, "", None
+
+
+class _Collected:
+    """A CSV file's rows on their way into chunks: whole plain blocks as columns, other rows one at a time
+    (checked, or turned into rejected results), cut into chunks of `chunk_size` in line order."""
+
+    def __init__(self, src: FileSource, skip: Callable[[int], bool] | None, part: Part | None,
+                 broken: dict[int, str], suspect: set[int]) -> None:
+        self.src = src
+        self.header = header = src._header or []
+        self.width = len(header)
+        self.recipient = header.index(src.recipient)
+        self.ident = header.index(src.id_column) if src.id_column else -1
+        self.size = src.chunk_size
+        self.skip, self.part, self.broken, self.suspect = skip, part, broken, suspect
+        self.cols: list[list[str]] = [[] for _ in header]  # rows read, as columns, not yet yielded
+        self.seqs: list[int] = []
+        self.rows: list[list[str]] = []  # rows read one by one, not yet in `cols`
+        self.bad: list[Result] = []
+
+    def take(self, row: list[str], n: int, prev: int) -> None:
+        """One row whose last physical line is `n` (its first is after `prev`)."""
+        part, skip, broken, suspect, recipient, ident = \
+            self.part, self.skip, self.broken, self.suspect, self.recipient, self.ident
+        if part is not None and not part.owns(n):
+            return
+        if len(row) == self.width and row[recipient] and not (broken and n in broken):
+            if skip is None or not skip(n):
+                if suspect and not suspect.isdisjoint(range(prev + 1, n + 1)) \
+                        and (why := field_problem(dict(zip(self.header, row, strict=True)))) is not None:
+                    self.bad.append(self.src._bad(n, why[1], row[ident] if ident >= 0 else "", row[recipient], why[0]))
+                    return
+                self.rows.append(row)
+                self.seqs.append(n)
+            return
+        if skip is not None and skip(n):
+            return  # finished earlier
+        rid = row[ident] if 0 <= ident < len(row) else ""
+        if broken and n in broken:
+            self.bad.append(self.src._bad(n, broken[n]))
+        elif not row:
+            return  # a blank line
+        elif len(row) != self.width:
+            self.bad.append(self.src._bad(n, f"expected {self.width} fields, found {len(row)}", rid))
+        else:
+            self.bad.append(self.src._bad(n, f"field '{self.src.recipient}' is empty", rid, code="empty_recipient"))
+
+    def add_columns(self, block: list[list[str]], lines: range) -> None:
+        """A plain block split into columns, its lines' rows (those `skip` does not drop) taken at once."""
+        if self.rows:  # an earlier piece of this block went line by line
+            self._settle()
+        if self.skip is None:
+            for col, values in zip(self.cols, block, strict=True):
+                col.extend(values)
+            self.seqs.extend(lines)
+            return
+        keep = [i for i, n in enumerate(lines) if not self.skip(n)]
+        for col, values in zip(self.cols, block, strict=True):
+            col.extend([values[i] for i in keep])
+        self.seqs.extend([lines.start + i for i in keep])
+
+    def _settle(self) -> None:
+        """The rows taken one by one into `cols`, before a block's columns are (seqs are in order)."""
+        for col, values in zip(self.cols, zip(*self.rows, strict=True), strict=True):
+            col.extend(values)
+        self.rows.clear()
+
+    def ready(self, final: bool = False) -> Iterator[tuple[Chunk, list[Result]]]:
+        """The full chunks read so far (with `final`, the rest too, and the last rejected results)."""
+        if self.rows:
+            self._settle()
+        header, cols, seqs = self.header, self.cols, self.seqs
+        n = len(seqs)
+        cut = 0
+        while n - cut >= self.size or (final and n > cut):
+            end = min(cut + self.size, n)
+            yield Chunk(seqs[cut:end], {name: col[cut:end] for name, col in zip(header, cols, strict=True)}), self.bad
+            self.bad = []
+            cut = end
+        if final and self.bad:
+            yield Chunk([], {name: [] for name in header}), self.bad
+            self.bad = []
+        if cut:
+            self.cols = [col[cut:] for col in cols]
+            self.seqs = seqs[cut:]

@@ -1,0 +1,51 @@
+"""The daemon's schema as numbered migrations: schema/001_outbox.sql (the outbox, its reports,
+suppressions and workers) and schema/002_events.sql (the status events and their triggers), each
+filled with the configured names and applied once, in order, by `pg.migrate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from ...pg import ident
+from .names import Names
+
+SCHEMA = Path(__file__).with_name("schema")
+
+
+def _read(name: str, n: Names) -> str:
+    lines = (SCHEMA / name).read_text(encoding="utf-8").splitlines(keepends=True)
+    while lines and (lines[0].startswith("--") or not lines[0].strip()):  # the file's header, not the DDL
+        lines.pop(0)
+    return n.fill("".join(lines))
+
+
+def schema_sql(n: Names) -> str:
+    """The DDL of schema version 1 (what `dispatcher daemon FILE --print-schema` shows)."""
+    return _read("001_outbox.sql", n)
+
+
+def events_sql(n: Names) -> str:
+    """Schema version 2: the status events every route produces (webhooks.py delivers them)."""
+    return _read("002_events.sql", n)
+
+
+def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
+    async def v1(conn: asyncpg.Connection) -> None:
+        if n.schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
+        await conn.execute(schema_sql(n))
+
+    async def v2(conn: asyncpg.Connection) -> None:
+        await conn.execute(events_sql(n))
+    return [v1, v2]
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Every pool connection: jsonb read and written by orjson."""
+    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                              schema="pg_catalog")

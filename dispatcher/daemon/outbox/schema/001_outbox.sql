@@ -1,0 +1,86 @@
+-- Schema version 1: the outbox, its reports, suppressions and workers. {names} are filled in by schema.py
+-- from the configured table ("outbox" or "schema.outbox"); see dispatcher/daemon/outbox/names.py.
+
+CREATE TABLE {outbox} (
+    id bigserial PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    key text,                                                -- optional idempotency key (unique): INSERT ... ON CONFLICT DO NOTHING
+    recipient text NOT NULL,                                 -- a phone number (any usual format; [daemon] region) or an email address
+    channel text NOT NULL DEFAULT 'sms',                     -- sms, whatsapp, email, voice, rcs
+    provider text,                                           -- a provider alias: send through it (else route)
+    route text,                                              -- a name in [routes] (else the campaign's route, else the channel's)
+    campaign text,                                           -- a name in [campaigns]: sender, subject, options, window, default template
+    body text,                                               -- the text as is; or
+    template text,                                           -- a template with {variables} and filters ({name|capitalize}); or neither:
+    variables jsonb NOT NULL DEFAULT '{}',                   -- the campaign's template; the values for {variables}
+    priority smallint NOT NULL DEFAULT 0,                    -- higher first
+    not_before timestamptz NOT NULL DEFAULT now(),           -- not sent before
+    status text NOT NULL DEFAULT 'pending'                   -- pending, claimed, sent, failed, rejected
+        CHECK (status IN ('pending', 'claimed', 'sent', 'failed', 'rejected')),
+    attempts integer NOT NULL DEFAULT 0,                     -- claims so far
+    worker text,                                             -- the daemon holding (or that finished) the row
+    lease_until timestamptz,                                 -- the claim's lease
+    claimed_at timestamptz,
+    finished_at timestamptz,
+    sent_via text,                                           -- the provider alias that took it
+    sent_to text,                                            -- the normalised address (E.164; an email with its domain lower-cased)
+    provider_message_id text,                                -- the provider's id (delivery reports are matched on it)
+    parts integer,                                           -- SMS parts
+    code text,                                               -- why it failed / was rejected (provider code, suppressed, ...)
+    error text,
+    latency_ms real,                                         -- the provider's answer time
+    meta jsonb,
+    delivery_status text,                                    -- from delivery reports: accepted, sent, delivered, undelivered, read...
+    delivery_rank smallint,                                  -- 1 accepted < 2 sent < 3 final < 4 engagement (never goes down)
+    delivery_at timestamptz                                  -- the event time of delivery_status
+);
+CREATE INDEX {name_pending} ON {outbox} (priority DESC, id) WHERE status = 'pending';
+CREATE INDEX {name_leased} ON {outbox} (lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX {name_message} ON {outbox} (sent_via, provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+CREATE INDEX {name_unbound} ON {outbox} (sent_via, sent_to)
+    WHERE status = 'sent' AND provider_message_id IS NULL;
+CREATE UNIQUE INDEX {name_key} ON {outbox} (key) WHERE key IS NOT NULL;
+
+CREATE FUNCTION {notify_fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$;
+CREATE TRIGGER {name_notify} AFTER INSERT ON {outbox}
+    FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
+
+CREATE TABLE {reports} (
+    id bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    provider text NOT NULL,
+    message_id text,
+    recipient text,
+    status text NOT NULL,
+    rank smallint,
+    provider_status text,
+    event_at timestamptz,
+    part integer,
+    outbox_id bigint,
+    matched_by text,
+    payload jsonb NOT NULL
+);
+CREATE INDEX {name_reports_outbox} ON {reports} (outbox_id) WHERE outbox_id IS NOT NULL;
+CREATE INDEX {name_reports_message} ON {reports} (provider, message_id);
+CREATE INDEX {name_reports_unmatched} ON {reports} (received_at) WHERE outbox_id IS NULL;
+
+CREATE TABLE {suppressions} (
+    address text NOT NULL,
+    channel text NOT NULL DEFAULT '*',
+    reason text,
+    source text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (address, channel)
+);
+
+CREATE TABLE {workers} (
+    name text PRIMARY KEY,
+    host text,
+    pid integer,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    stopping boolean NOT NULL DEFAULT false,
+    in_flight integer NOT NULL DEFAULT 0
+);

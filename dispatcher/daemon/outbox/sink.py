@@ -1,0 +1,85 @@
+"""The engine's Sink for the outbox: each result onto its row, one statement a write, while the row is
+still claimed by this worker; counts kept for /metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from ...errors import SinkError
+from ...model import Results
+from ...pg import RETRY, Retry, explain, retrying
+from ...sinks.base import Sink
+from ..config import DaemonConfig
+from ..histogram import LATENCY_BUCKETS, QUEUE_BUCKETS, Histogram
+from .store import Store
+
+log = logging.getLogger("dispatcher.daemon")
+
+
+class OutboxSink(Sink):
+    """Results onto their outbox rows: one UPDATE ... FROM unnest(arrays) a write."""
+
+    name = "outbox"
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.results: Counter[tuple[str, str, str]] = Counter()  # (provider, status, code)
+        self.request_latency: dict[str, Histogram] = {}
+        self.queue_latency = Histogram(QUEUE_BUCKETS)  # insert -> provider accepted
+        self.written = 0
+        self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
+        self.on_write: list[Callable[[], None]] = []
+        self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
+
+    async def write(self, results: Results) -> None:
+        col = results.column
+        seqs, providers, latencies = col("seq"), col("provider"), col("latency_ms")
+        rows = await self._update([  # the connections' jsonb codec is orjson
+            list(r) for r in zip(seqs, col("status"), providers, col("to"), col("message_id"), col("parts"),
+                                 col("code"), col("error"), latencies, col("meta"), strict=True)])
+        counts = self.results
+        q = self.queue_latency
+        written = 0
+        for provider, status, code, bucket, n, age in rows:
+            counts[(provider, status, code)] += n
+            written += n
+            if bucket is not None:
+                q.counts[bucket] += n
+                q.count += n
+                q.sum += age
+        self.written += written
+        if written < len(results):
+            self.lost += len(results) - written
+            log.warning("%d results for rows this worker no longer holds (its claims were taken back)",
+                        len(results) - written)
+        for provider, ms in set(zip(providers, latencies, strict=True)):  # one observation a request
+            if ms is None:
+                continue
+            h = self.request_latency.get(provider)
+            if h is None:
+                h = self.request_latency[provider] = Histogram(LATENCY_BUCKETS)
+            h.observe(ms / 1000)
+        for cb in self.on_write:
+            cb()
+
+    async def _update(self, payload: list[list[Any]]) -> list[Any]:
+        async def attempt(n: int) -> list[Any]:
+            async with self.pool.acquire() as conn:
+                return await conn.fetch(self.store.sql["record_results"], self.cfg.worker, payload, QUEUE_BUCKETS)
+
+        async def failed(e: BaseException, n: int, final: bool) -> None:
+            if not final:
+                log.warning("recording results failed (%s); retrying", explain(e, self.cfg.dsn))
+                return
+            for cb in self.on_fatal:
+                cb()
+            raise SinkError(f"outbox: cannot record results: {explain(e, self.cfg.dsn)}") from None
+
+        return await retrying(attempt, retry=Retry(RETRY.attempts + 3, RETRY.base, RETRY.cap), failed=failed)

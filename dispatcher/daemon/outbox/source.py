@@ -1,0 +1,203 @@
+"""The outbox as the engine's Source: claims rows forever (NOTIFY as a hint, the poll timer as the truth),
+and puts back the rows the engine deferred or will retry later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+
+from ...engine import Engine
+from ...model import Chunk, Result
+from ...pg import RETRY, explain
+from ...sources.base import Source
+from ..config import DaemonConfig
+from .rows import OPTED_OUT, Claimed, Rows, rejected_row
+from .store import Store
+
+log = logging.getLogger("dispatcher.daemon")
+DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
+HORIZON = 1.0  # seconds of sending a claim may hold: what `want` sizes claims by
+COOLDOWN = 0.05  # seconds between looks for free slots when there are none
+
+
+class OutboxSource(Source):
+    """Claims rows forever: an infinite source that waits for work (NOTIFY or the poll timer)."""
+
+    name = "outbox"
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, rows: Rows,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.rows = rows
+        self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
+        self.engine: Engine | None = None
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
+        self.deferred_rows = 0  # rows put back so far
+        self.retrying: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
+        self.rescheduled = 0  # rows rescheduled after a transient failure
+        self.retries_failed = 0  # rows failed: their retry_for ran out
+        self.claimed = 0
+        self.suppressed = 0
+        self.claims = 0
+        self.errors = 0
+
+    def attach(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def notify(self, *args: Any) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def want(self) -> int:
+        """How many rows to claim now: the free slots, and no more. The lanes can put about
+        `engine.soon(HORIZON)` messages on the wire in the next HORIZON seconds at their current pace;
+        what is in flight already counts against that, and the engine's in-flight room bounds it, as
+        does `claim`. 0 means claim nothing: the loop waits for slots to free. Rows claimed early wait
+        in memory where nothing can overtake them, so a priority row inserted later would wait behind
+        them; claiming only what goes out soon keeps that wait under HORIZON (River, Oban and Graphile
+        Worker claim the same way: at most the free slots)."""
+        e = self.engine
+        if e is None:
+            return self.cfg.claim
+        free = min(float(e.room()), e.soon(HORIZON) - e.in_flight, float(self.cfg.claim))
+        return max(0, int(free))
+
+    def _flush_idle(self) -> bool:
+        """Partial batches go out when their lane has nothing queued: small batches only when idle."""
+        return self.engine.flush_idle() if self.engine is not None else False
+
+    def defer_later(self, seqs: list[int]) -> None:
+        """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
+        self.deferred.extend(seqs)
+        self.wake.set()
+
+    def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
+        """Rows whose send failed for now: rescheduled in the outbox with backoff (see Store.reschedule)."""
+        self.retrying.append((seqs, code, error))
+        self.wake.set()
+
+    def _closed(self) -> tuple[list[str], bool]:
+        now = dt.datetime.now(dt.UTC)
+        closed = [name for name, c in self.cfg.campaigns.items() if not c.schedule.is_open(now)]
+        return closed, not self.cfg.defaults.schedule.is_open(now)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wake.wait()
+
+    async def _claim(self, want: int) -> tuple[list[Any], Claimed, list[Result]]:
+        """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out)."""
+        async with self.pool.acquire() as conn:
+            closed, default_closed = self._closed()
+            rows = await self.store.claim(conn, want, closed, default_closed)
+            if not rows:
+                return rows, ([], []), []
+            send, bad, unsure = self.rows.build(rows)
+            if unsure[0]:
+                (oids, fields), more = await self._suppress(conn, unsure)
+                send[0].extend(oids)
+                send[1].extend(fields)
+                bad.extend(more)
+        self.suppressed += sum(1 for r in bad if r.code == "suppressed")
+        self.claims += 1
+        self.claimed += len(rows)
+        return rows, send, bad
+
+    async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
+        """Claim what can go out soon (`want`), yield it, repeat. NOTIFY wakes the loop early; the poll
+        timer is the truth. With no free slot, it looks again after COOLDOWN."""
+        cfg = self.cfg
+        failures = 0
+        while not self.stopping:
+            if self.deferred or self.retrying:
+                await self._defer()
+            if not self.ready():
+                await self._sleep(min(cfg.poll, 0.2))
+                self.wake.clear()
+                continue
+            want = self.want()
+            if want == 0:  # every slot taken: partial batches may go, then look again shortly
+                self._flush_idle()
+                await self._sleep(COOLDOWN)
+                continue
+            self.wake.clear()
+            try:
+                rows, send, bad = await self._claim(want)
+                failures = 0
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+                self.errors += 1
+                failures += 1
+                log.warning("claim failed (%s); retrying", explain(e, cfg.dsn))
+                await self._sleep(RETRY.delay(min(failures, 6)))
+                continue
+            if rows:
+                if self.stopping:  # claimed while a stop came: the release puts them back
+                    return
+                yield Chunk.of_dicts(*send), bad
+                if len(rows) < want:
+                    self._flush_idle()  # nothing more due now: short batches may go
+                continue
+            # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
+            deadline = time.monotonic() + cfg.poll
+            while not self.stopping and not self.wake.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                waiting = self._flush_idle()
+                await self._sleep(min(left, 0.02) if waiting else left)
+
+    async def close(self) -> None:
+        """Nothing to wait for: every claim is awaited where it is made."""
+
+    async def _defer(self) -> None:
+        ids, self.deferred = self.deferred, []
+        retrying, self.retrying = self.retrying, []
+        try:
+            async with self.pool.acquire() as conn:
+                if ids:
+                    n = await self.store.defer(conn, ids, DEFER)
+                    self.deferred_rows += n
+                    log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
+                for seqs, code, error in retrying:
+                    later, failed = await self.store.reschedule(conn, seqs, code, error)
+                    self.rescheduled += later
+                    self.retries_failed += failed
+                    if failed:
+                        log.warning("%d row(s) failed after retrying for their campaign's retry_for: %s %s",
+                                    failed, code, error)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            log.warning("could not put %d row(s) back (%s): their claims end with their lease",
+                        len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
+
+    async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
+        """`rows` split into the ones to send and the opted-out ones, rejected."""
+        oids, fields = rows
+        found = await self.store.suppressed(conn, list({f["_to"] for f in fields}))
+        if not found:
+            return rows, []
+        keep: Claimed = ([], [])
+        bad = []
+        for oid, f in zip(oids, fields, strict=True):
+            channels = found.get(f["_to"])
+            ch = f["_content"].channel
+            if channels and ("*" in channels or ch in channels):
+                bad.append(rejected_row(oid, f["_to"], ch, "suppressed", OPTED_OUT, f["_alias"]))
+            else:
+                keep[0].append(oid)
+                keep[1].append(f)
+        return keep, bad
