@@ -4,14 +4,19 @@ request id on every answer, `Idempotency-Key`, `Location`, and input PostgreSQL 
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
+import time
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 from test_daemon import daemon, db, env, number, run, table
-from test_daemon_api import API_KEY, api_env, config, conforms
+from test_daemon_api import API_KEY, api_env, config, conforms, receiver
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -113,3 +118,28 @@ async def test_an_unexpected_error_is_a_500_problem_with_one_log_line(api_env, p
         assert "secret-looking" not in orjson.dumps(body).decode() and body["request_id"] in body["detail"]
         [line] = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert body["request_id"] in line.getMessage() and line.exc_info is not None
+
+
+@run
+async def test_webhooks_are_standard_webhooks_signed_with_every_secret_while_one_rotates(
+        api_env, postgres_dsn, tmp_path, table, monkeypatch):
+    """Each POST carries webhook-id, webhook-timestamp and one v1 signature per secret: the reference
+    library verifies it with the new secret and with the old one; a changed timestamp or id does not verify
+    (so a captured POST cannot be passed off as a fresh one)."""
+    new = base64.b64encode(b"a new key of 32 random-ish bytes!").decode()
+    monkeypatch.setenv("DISPATCHER_HOOK_SECRET", f"whsec_{new} the-old-plain-secret")
+    async with receiver() as hook, daemon(config(tmp_path, table, api_env, hook.url)) as d, \
+            aiohttp.ClientSession() as http:
+        s, _, _ = await answer(http, "POST", d.url + "/v1/messages", {"messages": [{"to": number(1), "body": "hi"}]})
+        assert s == 202
+        await asyncio.wait_for(hook.got.wait(), 20)
+    body, headers = hook.posts[0]
+    for secret in (f"whsec_{new}", b"the-old-plain-secret"):
+        assert Webhook(secret).verify(body, headers)["events"][0]["status"] == "queued"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert headers["webhook-id"].startswith("evt_")
+    for tampered in ({"webhook-timestamp": str(int(headers["webhook-timestamp"]) - 1)}, {"webhook-id": "evt_0_0"}):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(f"whsec_{new}").verify(body, {**headers, **tampered})
+    with pytest.raises(WebhookVerificationError):
+        Webhook(b"some other secret").verify(body, headers)
