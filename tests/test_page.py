@@ -184,6 +184,8 @@ async def test_a_hostile_message_is_found_and_shown_as_text(api_env, tmp_path, t
             assert shown[0].get_attribute("data-id") == str(hostile["id"])
             values = [dd.text for dd in shown[0].find_elements(By.TAG_NAME, "dd")]
             assert HOSTILE in values  # the key, as its characters
+            events = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#found-events td")]
+            assert "queued" in events
             assert browser.find_elements(By.TAG_NAME, "img") == []
             assert browser.execute_script("return typeof window.__xss") == "undefined"
             find.clear()
