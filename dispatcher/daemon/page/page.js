@@ -247,8 +247,8 @@ function fillCampaign(row, name, c) {
   setText(cells[3].lastChild, ` ${total ? Math.floor((100 * (total - left)) / total) : 0}%`);
   setText(cells[4], rate === null ? "—" : `${number(rate, 1)}/s`);
   setText(cells[5], left === 0 ? "done" : rate ? duration(left / rate) : "—");
-  const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered;
-  setText(cells[6], delivered !== undefined && sent ? `${number((100 * delivered) / sent, 1)}%` : "—");
+  const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered, heard = delivered + (counts.undelivered || 0);
+  setText(cells[6], heard > 0 && sent ? `${number((100 * delivered) / sent, 1)}%` : "—"); // none before any report
   setText(cells[7], c.cost === undefined || c.cost === null ? "—"
     : typeof c.cost === "object" ? Object.entries(c.cost).map(([k, v]) => `${v} ${k}`).join(" + ") : c.cost);
   const paused = st === "paused", over = st === "cancelled" || st === "done" || name === "";
