@@ -202,7 +202,7 @@ async def test_a_hostile_message_is_found_and_shown_as_text(api_env, tmp_path, t
 async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_runs_nothing(api_env, tmp_path,
                                                                                               table, browser):
     """The issue's "Done when", and the screenshot the README shows."""
-    async with daemon(config(tmp_path, table, api_env, rate=50)) as d, aiohttp.ClientSession() as http:
+    async with daemon(config(tmp_path, table, api_env, rate=15)) as d, aiohttp.ClientSession() as http:
         if (await asyncio.to_thread(get, d.url + "/v1/campaigns"))[0] == 404:
             pytest.skip("GET /v1/campaigns (issue 24, the campaign API) is not in this daemon yet")
         await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
