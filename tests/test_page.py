@@ -29,7 +29,7 @@ from dispatcher.daemon import page
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -86,13 +86,13 @@ def get(url: str, key: str | None = API_KEY) -> tuple[int, Any, Any]:
 
 
 def wait(what: str, fn: Callable[[], T | None], timeout: float = 10) -> T:
-    """Poll `fn` (tolerating elements replaced under it) until it returns something true; fail saying what."""
+    """Poll `fn` (tolerating elements replaced under it, an alert not up yet) until it returns something true; fail saying what."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = fn()
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, NoAlertPresentException):
             last = None
         if last:
             return last
