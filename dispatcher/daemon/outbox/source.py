@@ -19,10 +19,12 @@ from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
 from .rows import OPTED_OUT, Claimed, Rows, rejected_row
+from .sizing import COOLDOWN, claim_size
 from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
+LOWEST = -32768  # the lowest priority a row can have (smallint)
 
 
 class OutboxSource(Source):
@@ -38,6 +40,7 @@ class OutboxSource(Source):
         self.rows = rows
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
         self.engine: Engine | None = None
+        self.batch: dict[str, int] = {}  # each provider's recipients per request
         self.wake = asyncio.Event()
         self._ahead: tuple[asyncio.Future[tuple[list[Any], Claimed, list[Result]]], int] | None = None
         self.stopping = False
@@ -53,6 +56,7 @@ class OutboxSource(Source):
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
+        self.batch = {alias: p.batch_size for alias, p in engine.c.providers.items()}
 
     def notify(self, *args: Any) -> None:
         self.wake.set()
@@ -61,11 +65,13 @@ class OutboxSource(Source):
         self.stopping = True
         self.wake.set()
 
-    def _room(self) -> int:
+    def free(self, claimed: int = 0) -> int:
+        """Rows to claim now: the engine's free slots (see sizing.claim_size), `claimed` rows already on
+        their way to it."""
         e = self.engine
         if e is None:
             return self.cfg.claim
-        return min(self.cfg.claim, max(e.room(), self.cfg.claim // 4, 1))
+        return claim_size(e.snapshot(), self.batch, e.in_flight + claimed, e.room() - claimed, self.cfg.claim)
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
@@ -81,10 +87,11 @@ class OutboxSource(Source):
         self.retrying.append((seqs, code, error))
         self.wake.set()
 
-    def _closed(self) -> tuple[list[str], bool]:
+    def _closed(self) -> list[str]:
+        """Campaigns whose sending window is shut now ('' for the [defaults])."""
         now = dt.datetime.now(dt.UTC)
         closed = [name for name, c in self.cfg.campaigns.items() if not c.schedule.is_open(now)]
-        return closed, not self.cfg.defaults.schedule.is_open(now)
+        return closed + ([""] if not self.cfg.defaults.schedule.is_open(now) else [])
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -94,8 +101,11 @@ class OutboxSource(Source):
     async def _claim(self, want: int) -> tuple[list[Any], Claimed, list[Result]]:
         """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out)."""
         async with self.pool.acquire() as conn:
-            closed, default_closed = self._closed()
-            rows = await self.store.claim(conn, want, closed, default_closed)
+            closed = self._closed()
+            fair = [name for name in ("", *self.cfg.campaigns) if name not in closed]
+            rows = await self.store.claim(conn, want, closed, fair)
+            if len(rows) < want:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
+                rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
                 return rows, ([], []), []
             send, bad, unsure = self.rows.build(rows)
@@ -124,7 +134,10 @@ class OutboxSource(Source):
                 await self._sleep(min(cfg.poll, 0.2))
                 self.wake.clear()
                 continue
-            want = ahead[1] if ahead is not None else self._room()
+            want = ahead[1] if ahead is not None else self.free()
+            if want <= 0:  # no free slot: claim again as slots free, after a short cooldown
+                await asyncio.sleep(COOLDOWN)
+                continue
             if ahead is None:
                 self.wake.clear()
             try:
@@ -140,10 +153,10 @@ class OutboxSource(Source):
                 partial = len(rows) < want
                 if self.stopping:  # claimed while a stop came: the release puts them back
                     return
-                e = self.engine
-                if not partial and e is not None and self.ready() and e.room() >= len(rows) + want:
+                more = self.free(len(rows)) if not partial and self.ready() else 0
+                if more > 0:  # slots still free once these are in: the next claim is on its way meanwhile
                     self.wake.clear()
-                    self._ahead = (asyncio.ensure_future(self._claim(want)), want)
+                    self._ahead = (asyncio.ensure_future(self._claim(more)), more)
                 yield Chunk.of_dicts(*send), bad
                 continue
             partial = False
