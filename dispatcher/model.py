@@ -105,6 +105,7 @@ class Message:
     ambiguous: int = 0  # attempts that may have reached the provider without an answer
     content: Any = None  # the campaign's Content (template, sender, subject...), shared by its messages
     extra: dict[str, Any] | None = None
+    priority: int = 0  # above 0: sent ahead of every message of lower priority not yet on the wire
 
 
 _ROW_FIELDS = ("seq", "rid", "to", "text", "vars", "slots", "encoding", "parts", "transliterated")

@@ -826,3 +826,37 @@ async def test_a_campaign_the_provider_would_refuse_rejects_its_rows_before_send
         assert {r["code"] for r in bad} == {"bad_campaign"}
         assert "campaign 'long'" in bad[0]["error"] and "code 107" in bad[0]["error"]
     assert len(env.ledger("nrs360")) == 2
+
+
+# -- a service: priority traffic beside a backlog ----------------------------------------------------
+
+
+async def overtaken(conn: asyncpg.Connection, table: str, pid: int) -> int:
+    """Rows of priority 0 that finished after the priority row `pid` was inserted and before it finished."""
+    return await conn.fetchval(f"""SELECT count(*) FROM {table} o, {table} p WHERE p.id = $1 AND o.priority = 0
+        AND o.finished_at > p.created_at AND o.finished_at < p.finished_at""", pid)
+
+
+@pytest.mark.parametrize("batch_size", [1, 20])
+@run
+async def test_a_priority_message_overtakes_a_backlog(env, postgres_dsn, tmp_path, table, batch_size):
+    """5,000 rows queued, then priority ones: each goes out in the next requests, not behind the backlog
+    (the daemon claims about a second of sending, and the lane puts urgent messages first, in a request
+    of their own). Before, a claim took 2,000 rows into memory and a priority row waited behind them."""
+    rate, concurrency = 10, 2
+    config = write_config(tmp_path, table, {"sms": nrs(env, reports=False, rate=rate, batch_size=batch_size,
+                                                       concurrency=concurrency)},
+                          defaults={"sender": "ACME", "template": "Hi {name}"})
+    async with daemon(config), db(postgres_dsn) as conn:
+        await bulk(conn, table, 5000)
+        await until(conn, f"SELECT count(*) >= {2 * batch_size} FROM {table} WHERE status = 'sent'")
+        for i in range(3):
+            [pid] = await insert(conn, table, [{"recipient": number(900_000 + i), "priority": 10,
+                                                "variables": {"name": "urgent"}}])
+            await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", pid)
+            # a second of sending (rate x batch) plus what the workers held: far below the backlog
+            bound = (rate * 1 + concurrency + 2) * batch_size
+            assert await overtaken(conn, table, pid) <= bound
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'pending'") > 4000
+    sent = [r for r in env.ledger("nrs360") if r["to"].startswith("3460090")]
+    assert len(sent) == 3

@@ -19,8 +19,6 @@ from test_daemon_api import API_KEY, call, conforms
 
 from dispatcher.daemon.config import load_daemon
 from dispatcher.daemon.outbox import Names, Store
-from dispatcher.daemon.outbox.sizing import claim_size
-from dispatcher.engine import HALTED, SENDING, LaneStatus
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 
@@ -38,26 +36,6 @@ def paced(tmp_path: Any, table: str, sim: Any, rate: float, **kw: Any) -> Any:
                         campaigns={"big": {"template": "Hola {name}"}, "small": {"template": "Hi {name}"}}, **kw)
     path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
     return path
-
-
-def lane(alias: str = "sms", rate: float = 20.0, pace: float | None = None, state: str = SENDING) -> LaneStatus:
-    return LaneStatus(alias, "nrs360", "sms", state, 0.0, None, None, rate, rate if pace is None else pace, 0, 0, 0)
-
-
-# -- claim sizing --------------------------------------------------------------------------------------
-
-def test_a_claim_takes_the_free_slots_of_about_a_second_of_sending():
-    one = {"sms": 1}
-    assert claim_size([lane()], one, 0, 1000, 2000) == 20  # 20 requests/s of one message, 1 s ahead
-    assert claim_size([lane()], one, 15, 1000, 2000) == 5  # what the engine holds counts
-    assert claim_size([lane()], one, 25, 1000, 2000) == 0  # no free slot: nothing
-    assert claim_size([lane()], one, 0, 0, 2000) == 0  # no in-flight room: nothing
-    assert claim_size([lane(pace=5.0)], one, 0, 1000, 2000) == 5  # a pace lowered after 429s
-    assert claim_size([lane()], {"sms": 100}, 0, 5000, 1500) == 1500  # batches: rate x size, within the cap
-    assert claim_size([lane(rate=0.5)], {"sms": 100}, 0, 1000, 2000) == 100  # at least one batch
-    assert claim_size([lane(rate=0.0)], one, 100, 1000, 2000) == 1000  # no limit: the room
-    assert claim_size([lane(state=HALTED), lane("b", 10.0)], one, 0, 1000, 2000) == 11  # a halted lane: one
-    assert claim_size([], one, 0, 300, 2000) == 300  # no lanes yet: the cap within the room
 
 
 # -- priority and fair share ---------------------------------------------------------------------------
@@ -150,9 +128,9 @@ async def test_a_queued_message_is_cancelled_once_and_a_sent_one_never(api_env, 
         assert status == 200 and conforms(got, "Message")["status"] == "cancelled", got
         assert got["code"] == "cancelled" and got["finished_at"] is not None
         status, got = await call(http, "POST", d.url + f"/v1/messages/{queued}/cancel")
-        assert status == 409 and got["status"] == "cancelled", got
+        assert status == 409 and conforms(got, "Error")["errors"][0]["code"] == "cancelled", got
         status, got = await call(http, "POST", d.url + f"/v1/messages/{sent}/cancel")
-        assert status == 409 and got["status"] == "sent", got
+        assert status == 409 and got["code"] == "not_queued" and got["errors"][0]["code"] == "sent", got
         assert (await call(http, "POST", d.url + "/v1/messages/999999999/cancel"))[0] == 404
         assert (await call(http, "POST", d.url + f"/v1/messages/{queued}/cancel", key=None))[0] == 401
         events = [r[0] for r in await conn.fetch(f"SELECT status FROM {table}_events WHERE outbox_id = $1 ORDER BY id",

@@ -1,7 +1,8 @@
 """`dispatcher daemon DAEMON.toml`: drain a PostgreSQL outbox, take messages over HTTP, send status
 webhooks, receive delivery reports, for months.
 
-- outbox.py   the tables, claims with leases, the Source / Sink / Engine of the outbox
+- outbox/     the tables (schema/*.sql), named queries, the row validator, the Source / Sink / Preparer
+- histogram.py latency histograms kept by hand for /metrics
 - workers.py  worker registry, heartbeats, reaping dead workers' claims, the rate split
 - reports.py  the delivery-report endpoint (each provider module parses its own), matching, latest status
 - schedule.py sending windows (days and hours in a time zone)

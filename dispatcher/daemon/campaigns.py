@@ -26,6 +26,7 @@ from aiohttp import web
 from .api import Invalid, view
 from .config import DaemonConfig
 from .outbox import Store
+from .problems import problem
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 Guard = Callable[[str, Handler], Handler]  # the API's key check and request counter around a handler
@@ -61,17 +62,18 @@ class Control:
     async def cancel_message(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
         if not raw.isdigit() or len(raw) > 18:
-            raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)")
+            raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)", code="bad_id")
         oid = int(raw)
         async with self.pool.acquire() as conn:
             done = await self.store.cancel_message(conn, oid)
             row = await conn.fetchrow(self.row_sql, oid)
         if row is None:
-            return _json({"error": f"no message {oid}", "errors": []}, 404)
+            return problem(404, f"no message {oid}", code="not_found", request=request)
         if not done:
             status = view(row)["status"]
-            return _json({"error": f"message {oid} is {status}, not queued: it cannot be cancelled",
-                          "errors": [], "status": status}, 409)
+            return problem(409, f"message {oid} is {status}, not queued: it cannot be cancelled", code="not_queued",
+                           errors=[{"field": "status", "code": status, "message": f"the message is {status}"}],
+                           request=request)
         return _json(view(row))
 
     async def list_messages(self, request: web.Request) -> web.Response:
@@ -79,25 +81,26 @@ class Control:
         q = request.query
         for k in q:
             if k not in ("campaign", "status", "since", "limit", "cursor"):
-                raise Invalid(400, f"unknown parameter '{k}'; known: campaign, status, since, limit, cursor, key")
+                raise Invalid(400, f"unknown parameter '{k}'; known: campaign, status, since, limit, cursor, key",
+                              code="unknown_parameter")
         statuses = None
         if q.get("status"):
             names = q["status"].split(",")
             bad = [s for s in names if s not in API_STATUS]
             if bad:
-                raise Invalid(400, f"unknown status '{bad[0]}'; known: {', '.join(API_STATUS)}")
+                raise Invalid(400, f"unknown status '{bad[0]}'; known: {', '.join(API_STATUS)}", code="bad_parameter")
             statuses = [API_STATUS[s] for s in names]
         since = None
         if q.get("since"):
             try:
                 since = dt.datetime.fromisoformat(q["since"].replace("Z", "+00:00"))
             except ValueError:
-                raise Invalid(400, f"since={q['since']!r} is not an RFC 3339 time") from None
+                raise Invalid(400, f"since={q['since']!r} is not an RFC 3339 time", code="bad_parameter") from None
             if since.tzinfo is None:
-                raise Invalid(400, f"since={q['since']!r} has no zone (e.g. 2025-01-31T09:00:00Z)")
+                raise Invalid(400, f"since={q['since']!r} has no zone (e.g. 2025-01-31T09:00:00Z)", code="bad_parameter")
         limit = _whole(q.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_PAGE:
-            raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}")
+            raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}", code="bad_parameter")
         after = _whole(q.get("cursor", "0"), "cursor")
         async with self.pool.acquire() as conn:
             rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1)
@@ -109,7 +112,7 @@ class Control:
     # -- campaigns ------------------------------------------------------------------------------------
     def _known(self, name: str) -> None:
         if name not in self.cfg.campaigns:
-            raise Invalid(404, f"no campaign '{name}' in the daemon's configuration")
+            raise Invalid(404, f"no campaign '{name}' in the daemon's configuration", code="unknown_campaign")
 
     async def summaries(self, conn: asyncpg.Connection, name: str | None = None) -> list[dict[str, Any]]:
         """Each campaign's state, weight, rows by status and rate (sent a second over the last minute)."""
@@ -145,7 +148,7 @@ class Control:
     async def act(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         if action not in (*STATES, "retry-failed"):
-            raise Invalid(404, f"no action '{action}'; known: pause, resume, cancel, retry-failed")
+            raise Invalid(404, f"no action '{action}'; known: pause, resume, cancel, retry-failed", code="not_found")
         self._known(name)
         async with self.pool.acquire() as conn:
             extra: dict[str, Any] = {}
@@ -159,5 +162,5 @@ class Control:
 
 def _whole(raw: str, what: str) -> int:
     if not raw.isdigit() or len(raw) > 18:
-        raise Invalid(400, f"{what}={raw!r} is not a whole number")
+        raise Invalid(400, f"{what}={raw!r} is not a whole number", code="bad_parameter")
     return int(raw)

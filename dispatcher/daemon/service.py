@@ -42,6 +42,7 @@ from .outbox import (
     Store,
     init_connection,
 )
+from .problems import problems
 from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
@@ -95,7 +96,7 @@ class Daemon:
             self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
             self.sink.on_write.append(self.webhooks.notify)
 
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
         app.add_routes(self._routes(pool))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
@@ -104,7 +105,7 @@ class Daemon:
             await site.start()
         except OSError as e:
             raise DaemonError(f"http: cannot listen on {cfg.listen_host}:{cfg.listen_port} ({e.strerror or e})") from None
-        port = site._server.sockets[0].getsockname()[1] if site._server else cfg.listen_port  # type: ignore[union-attr]
+        port = self.runner.addresses[0][1] if self.runner.addresses else cfg.listen_port
         self.url = f"http://{cfg.listen_host}:{port}"
         public = cfg.public_url or self.url
         for alias, url in reports.configure_callbacks(public, cfg.providers).items():

@@ -106,6 +106,12 @@ class Engine:
         """How many more records may enter now."""
         return self.ledger.room_for()
 
+    def soon(self, horizon: float) -> float:
+        """Messages the lanes can put on the wire within `horizon` seconds: what a source that claims
+        work (the daemon's outbox) should hold in flight at most, so that nothing claimed waits long
+        and a later, more urgent message is claimed soon."""
+        return sum(lane.soon(horizon) for lane in self._lanes.values()) if self._lanes else float("inf")
+
     def snapshot(self) -> list[LaneStatus]:
         """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
         return [lane.status() for lane in self._lanes.values()]

@@ -25,6 +25,7 @@ from .ledger import Events, Ledger
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
+STOP = float("inf")  # the rank of a worker's stop signal in the lane's queue
 
 
 @dataclass(slots=True)
@@ -88,7 +89,11 @@ class Lane:
             self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self.batcher = Batcher(provider)
-        self._queue: asyncio.Queue[Sequence[Message] | None] = asyncio.Queue()
+        # (rank, order, batch): rank 0 for a batch, -priority for an urgent one (it overtakes every batch
+        # not yet on the wire), STOP for a worker's stop signal (after everything queued before it)
+        self._queue: asyncio.PriorityQueue[tuple[float, int, Sequence[Message] | None]] = asyncio.PriorityQueue()
+        self._order = 0
+        self._urgent = 0  # urgent batches queued: while 0, a worker never looks for one
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
@@ -113,7 +118,7 @@ class Lane:
     async def stop(self) -> None:
         """Let the workers finish what they hold, then close the pooled connections."""
         for _ in self._workers:
-            self._queue.put_nowait(None)
+            self._put(None, STOP)
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.close()
 
@@ -146,6 +151,14 @@ class Lane:
         self.events.revived(self.alias)
         return True
 
+    def soon(self, horizon: float) -> float:
+        """Messages this lane can put on the wire within `horizon` seconds at its current pace, its
+        workers' requests included (unlimited rate: no bound)."""
+        pace = self.limit.current
+        if pace <= 0:
+            return float("inf")
+        return (pace * horizon + self.concurrency) * max(1, self.provider.batch_size)
+
     def set_share(self, share: float) -> None:
         """This process's part of the provider's rate (daemon workers split it between them)."""
         self.limit.set_share(share)
@@ -171,13 +184,48 @@ class Lane:
         if self._halted is not None:
             self.ledger.defer(self.alias, msgs, self._halted)
             return
-        put = self._queue.put_nowait
+        if type(msgs) is not Batch and any(m.priority > 0 for m in msgs):
+            msgs = self._add_urgent(msgs)
+        put = self._put
         for batch in self.batcher.add(msgs):
             put(batch)
 
+    def _add_urgent(self, msgs: Sequence[Message]) -> list[Message]:
+        """Messages of priority > 0 go into requests of their own at once, ahead of every batch not yet on
+        the wire (higher priority first); they never wait for a batch to fill. Returns the others."""
+        levels: dict[int, list[Message]] = {}
+        rest = []
+        for m in msgs:
+            if m.priority > 0:
+                levels.setdefault(m.priority, []).append(m)
+            else:
+                rest.append(m)
+        for priority, urgent in levels.items():
+            cut = Batcher(self.provider)
+            for batch in cut.add(urgent) + cut.flush():
+                self._urgent += 1
+                self._put(batch, -priority)
+        return rest
+
+    def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
+        self._order += 1
+        self._queue.put_nowait((rank, self._order, batch))
+
+    def _overtaken(self, batch: Sequence[Message], rank: float) -> tuple[Sequence[Message], float]:
+        """The batch a worker sends with the slot it just got: an urgent one queued meanwhile, if any (the
+        held batch goes back in its place), else its own."""
+        if rank >= 0 and self._urgent and not self._queue.empty():
+            head = self._queue.get_nowait()
+            if head[0] < rank and head[2] is not None:
+                self._urgent -= 1
+                self._put(batch, rank)
+                return head[2], head[0]
+            self._queue.put_nowait(head)
+        return batch, rank
+
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
-        put = self._queue.put_nowait
+        put = self._put
         for batch in self.batcher.flush():
             put(batch)
 
@@ -211,13 +259,14 @@ class Lane:
             settle(g)
         stops = 0
         for _ in range(self._queue.qsize()):
-            b = self._queue.get_nowait()
+            _, _, b = self._queue.get_nowait()
             if b is None:
                 stops += 1
             else:
                 settle(b)
+        self._urgent = 0
         for _ in range(stops):
-            self._queue.put_nowait(None)
+            self._put(None, STOP)
 
     # -- halting ------------------------------------------------------------------------------
     def _halt(self, why: Outcome) -> None:
@@ -232,9 +281,11 @@ class Lane:
     async def _work(self) -> None:
         provider = self.provider
         while True:
-            batch = await self._queue.get()
+            rank, _, batch = await self._queue.get()
             if batch is None:
                 return
+            if rank < 0:
+                self._urgent -= 1
             if self._stopping():
                 self.ledger.leave(batch)
                 continue
@@ -253,6 +304,7 @@ class Lane:
                     self.ledger.defer(self.alias, batch, self._halted or why)
                     continue
             slot = await self.limit.acquire()
+            batch, rank = self._overtaken(batch, rank)
             if self._stopping():
                 self.ledger.leave(batch)
                 continue

@@ -25,11 +25,11 @@ class RowsPreparer:
         channels = self.channels
         out: dict[str, list[Message]] = {}
         sms: list[Message] = []
-        for i, (seq, alias, text, to, content) in enumerate(zip(
+        for i, (seq, alias, text, to, content, priority) in enumerate(zip(
                 rows.seq, rows.column("_alias"), rows.column("body"), rows.column("_to"), rows.column("_content"),
-                strict=True)):
+                rows.column("_priority"), strict=True)):
             m = Message(seq, str(seq), to, text, rows.fields(i), {"body": text}, alias, channels[alias],
-                        content=content)
+                        content=content, priority=priority or 0)
             if m.channel == "sms":
                 sms.append(m)
             g = out.get(alias)

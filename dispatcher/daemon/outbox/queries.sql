@@ -35,6 +35,7 @@ UPDATE {outbox} o SET status = 'claimed', worker = $1, lease_until = now() + mak
     claimed_at = now(), attempts = o.attempts + 1
 WHERE o.id = ANY(ARRAY(SELECT id FROM urgent UNION SELECT id FROM fair))
 RETURNING o.id, o.recipient, o.channel, o.provider, o.route, o.campaign, o.body, o.template, o.variables,
+    o.priority,
     EXISTS (SELECT 1 FROM {suppressions} s
             WHERE s.address = o.recipient AND s.channel IN ('*', o.channel)) AS opted_out;
 

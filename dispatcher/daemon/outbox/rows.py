@@ -132,13 +132,14 @@ class Rows:
         unsure: Claimed = ([], [])
         check = self.check
         for row in rows:
-            oid, raw, channel, alias, route, campaign, body, template, variables, opted_out = row
+            oid, raw, channel, alias, route, campaign, body, template, variables, priority, opted_out = row
             raw = raw or ""
             got = check(raw, channel, alias, route, campaign, body, template, variables)
             if type(got) is Problem:
                 bad.append(rejected_row(oid, got.to, channel, got.code, got.message, got.alias))
                 continue
             to, alias, fields = got  # type: ignore[misc]
+            fields["_priority"] = priority
             if to != raw:
                 unsure[0].append(oid)
                 unsure[1].append(fields)

@@ -19,11 +19,12 @@ from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
 from .rows import OPTED_OUT, Claimed, Rows, rejected_row
-from .sizing import COOLDOWN, claim_size
 from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
+HORIZON = 1.0  # seconds of sending a claim may hold: what `want` sizes claims by
+COOLDOWN = 0.05  # seconds between looks for free slots when there are none
 LOWEST = -32768  # the lowest priority a row can have (smallint)
 
 
@@ -40,9 +41,7 @@ class OutboxSource(Source):
         self.rows = rows
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
         self.engine: Engine | None = None
-        self.batch: dict[str, int] = {}  # each provider's recipients per request
         self.wake = asyncio.Event()
-        self._ahead: tuple[asyncio.Future[tuple[list[Any], Claimed, list[Result]]], int] | None = None
         self.stopping = False
         self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
         self.deferred_rows = 0  # rows put back so far
@@ -56,7 +55,6 @@ class OutboxSource(Source):
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
-        self.batch = {alias: p.batch_size for alias, p in engine.c.providers.items()}
 
     def notify(self, *args: Any) -> None:
         self.wake.set()
@@ -65,13 +63,19 @@ class OutboxSource(Source):
         self.stopping = True
         self.wake.set()
 
-    def free(self, claimed: int = 0) -> int:
-        """Rows to claim now: the engine's free slots (see sizing.claim_size), `claimed` rows already on
-        their way to it."""
+    def want(self) -> int:
+        """How many rows to claim now: the free slots, and no more. The lanes can put about
+        `engine.soon(HORIZON)` messages on the wire in the next HORIZON seconds at their current pace;
+        what is in flight already counts against that, and the engine's in-flight room bounds it, as
+        does `claim`. 0 means claim nothing: the loop waits for slots to free. Rows claimed early wait
+        in memory where nothing can overtake them, so a priority row inserted later would wait behind
+        them; claiming only what goes out soon keeps that wait under HORIZON (River, Oban and Graphile
+        Worker claim the same way: at most the free slots)."""
         e = self.engine
         if e is None:
             return self.cfg.claim
-        return claim_size(e.snapshot(), self.batch, e.in_flight + claimed, e.room() - claimed, self.cfg.claim)
+        free = min(float(e.room()), e.soon(HORIZON) - e.in_flight, float(self.cfg.claim))
+        return max(0, int(free))
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
@@ -120,28 +124,25 @@ class OutboxSource(Source):
         return rows, send, bad
 
     async def chunks(self, skip: Callable[[int], bool] | None = None) -> AsyncIterator[tuple[Chunk, list[Result]]]:
-        """Claim, yield, repeat; the next claim is already on its way while the engine takes a chunk in."""
+        """Claim what can go out soon (`want`), yield it, repeat. NOTIFY wakes the loop early; the poll
+        timer is the truth. With no free slot, it looks again after COOLDOWN."""
         cfg = self.cfg
         failures = 0
-        partial = False
         while not self.stopping:
-            if partial:
-                self._flush_idle()
             if self.deferred or self.retrying:
                 await self._defer()
-            ahead, self._ahead = self._ahead, None
-            if ahead is None and not self.ready():
+            if not self.ready():
                 await self._sleep(min(cfg.poll, 0.2))
                 self.wake.clear()
                 continue
-            want = ahead[1] if ahead is not None else self.free()
-            if want <= 0:  # no free slot: claim again as slots free, after a short cooldown
-                await asyncio.sleep(COOLDOWN)
+            want = self.want()
+            if want == 0:  # every slot taken: partial batches may go, then look again shortly
+                self._flush_idle()
+                await asyncio.sleep(COOLDOWN)  # not _sleep: a NOTIFY (wake set) must not make this spin
                 continue
-            if ahead is None:
-                self.wake.clear()
+            self.wake.clear()
             try:
-                rows, send, bad = await (ahead[0] if ahead is not None else self._claim(want))
+                rows, send, bad = await self._claim(want)
                 failures = 0
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
                 self.errors += 1
@@ -150,16 +151,12 @@ class OutboxSource(Source):
                 await self._sleep(RETRY.delay(min(failures, 6)))
                 continue
             if rows:
-                partial = len(rows) < want
                 if self.stopping:  # claimed while a stop came: the release puts them back
                     return
-                more = self.free(len(rows)) if not partial and self.ready() else 0
-                if more > 0:  # slots still free once these are in: the next claim is on its way meanwhile
-                    self.wake.clear()
-                    self._ahead = (asyncio.ensure_future(self._claim(more)), more)
                 yield Chunk.of_dicts(*send), bad
+                if len(rows) < want:
+                    self._flush_idle()  # nothing more due now: short batches may go
                 continue
-            partial = False
             # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
             deadline = time.monotonic() + cfg.poll
             while not self.stopping and not self.wake.is_set():
@@ -170,11 +167,7 @@ class OutboxSource(Source):
                 await self._sleep(min(left, 0.02) if waiting else left)
 
     async def close(self) -> None:
-        """A claim still on its way when the engine stopped reading: let it land (the release puts it back)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            with contextlib.suppress(Exception):
-                await ahead[0]
+        """Nothing to wait for: every claim is awaited where it is made."""
 
     async def _defer(self) -> None:
         ids, self.deferred = self.deferred, []
