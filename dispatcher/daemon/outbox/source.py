@@ -23,7 +23,7 @@ from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
-HORIZON = 1.0  # seconds of sending a claim may hold: what `want` sizes claims by
+HORIZON = 0.5  # seconds of sending a claim may hold: what `want` sizes claims by (a pause waits about this)
 COOLDOWN = 0.05  # seconds between looks for free slots when there are none
 LOWEST = -32768  # the lowest priority a row can have (smallint)
 
