@@ -167,6 +167,7 @@ class Daemon:
         try:
             conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
+            await conn.add_listener(self.names.control, self.source.notify)  # a resume: claim again at once
             if self.webhooks is not None:
                 await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn
