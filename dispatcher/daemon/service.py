@@ -26,7 +26,7 @@ from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
 from ..providers.base import Outcome, Provider, Verdict
-from . import metrics, reports
+from . import metrics, page, reports
 from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
@@ -159,7 +159,7 @@ class Daemon:
         if self.api is not None:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages
-            routes += self.api.routes() + control.routes(self.api.guard)
+            routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------

@@ -10,60 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
 from ..limits import RateLimit
 from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
-from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
+from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..retry import ambiguous, backoff
+from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .status import LaneStatus
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
 STOP = float("inf")  # the rank of a worker's stop signal in the lane's queue
-
-
-@dataclass(slots=True)
-class LaneStatus:
-    """What one provider lane is doing, for progress displays, health checks and metrics.
-
-    A snapshot, not a view: readers never hold a Lane. `state` is one of SENDING, THROTTLED
-    (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
-    answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
-    the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
-    the last three.
-    """
-
-    alias: str
-    kind: str
-    channel: str
-    state: str
-    since: float
-    code: str | None
-    reason: str | None
-    rate: float  # configured requests/s (0: unlimited)
-    pace: float  # requests/s the limiter admits now
-    requests: int  # requests sent so far
-    throttled: int  # 429 answers so far
-    in_flight: int  # requests on the wire now
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as text without URLs or headers (which may carry credentials)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    return type(exc).__name__
 
 
 class Lane:
@@ -95,6 +57,8 @@ class Lane:
         self._order = 0
         self._urgent = 0  # urgent batches queued: while 0, a worker never looks for one
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
+        self._stops = 0  # workers' stop signals queued
+        self._held = 0  # batches a worker took from the queue and has not settled (on the wire, or waiting a slot)
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -201,13 +165,12 @@ class Lane:
             else:
                 rest.append(m)
         for priority, urgent in levels.items():
-            cut = Batcher(self.provider)
-            for batch in cut.add(urgent) + cut.flush():
-                self._urgent += 1
-                self._put(batch, -priority)
+            self._urgent += self._put_now(urgent, -priority)
         return rest
 
     def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
+        if batch is None:
+            self._stops += 1
         self._order += 1
         self._queue.put_nowait((rank, self._order, batch))
 
@@ -225,9 +188,15 @@ class Lane:
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
-        put = self._put
         for batch in self.batcher.flush():
-            put(batch)
+            self._put(batch)
+
+    @property
+    def busy(self) -> bool:
+        """Something this lane holds will settle soon without a flush: a batch queued or held by a worker (on
+        the wire or waiting on the limiter; a retry waiting its backoff may take long, so it does not count).
+        While it is, records in flight will leave and open groups may wait for more to fill them."""
+        return self._held > 0 or self._queue.qsize() > self._stops
 
     def flush_if_idle(self) -> bool:
         """Partial batches go out when nothing else is queued; True when some still wait for that."""
@@ -241,8 +210,22 @@ class Lane:
     def _requeue(self, msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
         if handle is not None:
             self._waiting.pop(handle, None)
-        self.add(msgs)
-        self.flush()
+        self.take_over(msgs)
+
+    def take_over(self, msgs: Sequence[Message]) -> None:
+        """Messages sent before (a retry, a failover) go out at once in batches of their own: they do not wait
+        for fresh records, and the open groups keep filling."""
+        if self._halted is not None:
+            self.ledger.defer(self.alias, msgs, self._halted)
+        else:
+            self._put_now(msgs)
+
+    def _put_now(self, msgs: Sequence[Message], rank: float = 0) -> int:
+        """`msgs` in requests of their own, queued now (short as they may be); how many requests."""
+        batches = (cut := Batcher(self.provider)).add(msgs) + cut.flush()
+        for batch in batches:
+            self._put(batch, rank)
+        return len(batches)
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
@@ -265,6 +248,7 @@ class Lane:
             else:
                 settle(b)
         self._urgent = 0
+        self._stops = 0
         for _ in range(stops):
             self._put(None, STOP)
 
@@ -283,35 +267,44 @@ class Lane:
         while True:
             rank, _, batch = await self._queue.get()
             if batch is None:
+                self._stops -= 1
                 return
-            if rank < 0:
-                self._urgent -= 1
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            if self.circuit.is_open:
-                batch = self._fail_over(batch)
-                if not batch:
-                    continue
-                await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
-                if self.circuit.exhausted:
-                    why = Outcome(Verdict.HALT, code="unreachable",
-                                  error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
-                    self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
-                    self.ledger.defer(self.alias, batch, self._halted or why)
-                    continue
-            slot = await self.limit.acquire()
-            batch, rank = self._overtaken(batch, rank)
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:  # halted while this worker waited for the limiter
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            await self._send(provider, batch, slot)
+            self._held += 1
+            try:
+                await self._take(provider, batch, rank)
+            finally:
+                self._held -= 1
+
+    async def _take(self, provider: Provider, batch: Sequence[Message], rank: float) -> None:
+        """One batch from the queue: sent, or settled without a request (stopping, halted, failed over)."""
+        if rank < 0:
+            self._urgent -= 1
+        if self._stopping():
+            self.ledger.leave(batch)
+            return
+        if self._halted is not None:
+            self.ledger.defer(self.alias, batch, self._halted)
+            return
+        if self.circuit.is_open:
+            batch = self._fail_over(batch)
+            if not batch:
+                return
+            await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+            if self.circuit.exhausted:
+                why = Outcome(Verdict.HALT, code="unreachable",
+                              error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
+                self.ledger.defer(self.alias, batch, self._halted or why)
+                return
+        slot = await self.limit.acquire()
+        batch, rank = self._overtaken(batch, rank)
+        if self._stopping():
+            self.ledger.leave(batch)
+            return
+        if self._halted is not None:  # halted while this worker waited for the limiter
+            self.ledger.defer(self.alias, batch, self._halted)
+            return
+        await self._send(provider, batch, slot)
 
     async def _send(self, provider: Provider, batch: Sequence[Message], slot: float) -> None:
         if type(batch) is Batch and batch.fresh:
@@ -402,7 +395,7 @@ class Lane:
             m = batch[0]
             self.ledger.finish_sent((m.seq, m.rid, m.to, self.alias, SENT, a.message_ids[0], m.parts or None,
                                      m.encoding or None, None, None, m.attempts, round(latency, 2), a.trace_id,
-                                     self.channel, m.transliterated, _meta(m, None)))
+                                     self.channel, m.transliterated, message_meta(m, None)))
             return
         seq, rid, to, parts, enc, translit = (column(batch, f) for f in
                                               ("seq", "rid", "to", "parts", "encoding", "transliterated"))
@@ -411,7 +404,7 @@ class Lane:
             attempts, meta = [batch.attempts] * n, nothing
         else:
             attempts = [m.attempts for m in batch]
-            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else nothing
+            meta = [message_meta(m, None) for m in batch] if any([m.ambiguous or m.in_doubt or m.failover_from for m in batch]) else nothing
         channel = [self.channel] * n  # a lane carries one channel
         if 0 in parts:
             parts = [p or None for p in parts]
@@ -440,7 +433,7 @@ class Lane:
             if v == Verdict.SENT:
                 results.append(Result(m.seq, m.rid, m.to, alias, SENT, o.message_id, m.parts or None,
                                       m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
-                                      m.transliterated, _meta(m, o)))
+                                      m.transliterated, message_meta(m, o)))
                 continue
             if v == Verdict.HALT:
                 halt = halt or o
@@ -448,9 +441,8 @@ class Lane:
                 continue
             if v == Verdict.REAUTH:
                 m.attempts -= 1
-                n = (m.extra or {}).get("reauth", 0)
-                if n < 2:
-                    m.extra = {**(m.extra or {}), "reauth": n + 1}
+                if m.reauths < 2:
+                    m.reauths += 1
                     retry.append((m, o))
                     continue
                 v = Verdict.FAILED
@@ -465,7 +457,7 @@ class Lane:
             status_ = REJECTED if v == Verdict.REJECTED else FAILED
             results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
                                   o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
-                                  _meta(m, o)))
+                                  message_meta(m, o)))
         self.ledger.finish(Results.of(results))
         if spent and last_retry is not None:
             self.ledger.defer(alias, spent, last_retry)
@@ -482,24 +474,8 @@ class Lane:
         moving = [m for m in batch if not m.ambiguous]
         keep = [m for m in batch if m.ambiguous]
         for m in moving:
-            m.extra = {**(m.extra or {}), "failover_from": self.alias}
+            m.failover_from = self.alias
             m.attempts = 0
         if moving:
-            other.add(moving)
-            other.flush()
+            other.take_over(moving)
         return keep
-
-
-def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:
-    extra = o.extra if o is not None else None
-    if not m.ambiguous and not extra and not m.extra:
-        return None
-    meta: dict[str, Any] = dict(extra or {})
-    if m.ambiguous:
-        meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
-    if m.extra:
-        if m.extra.get("in_doubt"):
-            meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
-        if m.extra.get("failover_from"):
-            meta["failover_from"] = m.extra["failover_from"]
-    return meta or None
