@@ -30,6 +30,8 @@ from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
 from .transport import TransportFactory, http_transport
 
+LINGER = 0.05  # seconds between looks at the lanes while the in-flight limit holds the reader back
+
 
 @dataclass(slots=True)
 class Start:
@@ -340,9 +342,21 @@ class Engine:
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
                 break
             if ledger.full:
-                for lane in self._lanes.values():
+                await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """The in-flight limit is reached: wait for records to settle. Partial batches go out only once
+        nothing else is in flight (no request queued or on the wire, no result still to be written, no
+        retry waiting): then only they could make room, and waiting would stall the run. Never because a
+        chunk ended, nor while workers wait for a rate slot: requests stay as full as `batch_size` allows."""
+        ledger = self.ledger
+        lanes = self._lanes.values()
+        while ledger.full:
+            if ledger.in_flight <= sum(lane.batcher.held for lane in lanes):
+                for lane in lanes:
                     lane.flush()
-                if ledger.full:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINGER):
                     await ledger.room()
 
     def _doubts(self, rows: Chunk, hold: bool) -> Chunk:

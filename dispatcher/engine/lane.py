@@ -22,10 +22,10 @@ from ..retry import ambiguous, backoff
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .requests import Requests
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
-STOP = float("inf")  # the rank of a worker's stop signal in the lane's queue
 
 
 @dataclass(slots=True)
@@ -89,11 +89,8 @@ class Lane:
             self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self.batcher = Batcher(provider)
-        # (rank, order, batch): rank 0 for a batch, -priority for an urgent one (it overtakes every batch
-        # not yet on the wire), STOP for a worker's stop signal (after everything queued before it)
-        self._queue: asyncio.PriorityQueue[tuple[float, int, Sequence[Message] | None]] = asyncio.PriorityQueue()
-        self._order = 0
-        self._urgent = 0  # urgent batches queued: while 0, a worker never looks for one
+        self._queue = Requests()  # ranked: urgent batches first (see requests.py)
+        self._active = 0  # workers holding a batch (waiting for a rate slot, or sending it)
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
@@ -118,7 +115,7 @@ class Lane:
     async def stop(self) -> None:
         """Let the workers finish what they hold, then close the pooled connections."""
         for _ in self._workers:
-            self._put(None, STOP)
+            self._queue.stop()
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.close()
 
@@ -186,7 +183,7 @@ class Lane:
             return
         if type(msgs) is not Batch and any(m.priority > 0 for m in msgs):
             msgs = self._add_urgent(msgs)
-        put = self._put
+        put = self._queue.put
         for batch in self.batcher.add(msgs):
             put(batch)
 
@@ -201,31 +198,25 @@ class Lane:
             else:
                 rest.append(m)
         for priority, urgent in levels.items():
-            cut = Batcher(self.provider)
-            for batch in cut.add(urgent) + cut.flush():
-                self._urgent += 1
-                self._put(batch, -priority)
+            self._put_now(urgent, -priority)
         return rest
 
-    def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
-        self._order += 1
-        self._queue.put_nowait((rank, self._order, batch))
+    def _put_now(self, msgs: Sequence[Message], rank: float = 0) -> int:
+        """`msgs` into requests of their own, queued now (short as they may be); how many requests."""
+        cut = Batcher(self.provider)
+        batches = cut.add(msgs) + cut.flush()
+        for batch in batches:
+            self._queue.put(batch, rank)
+        return len(batches)
 
-    def _overtaken(self, batch: Sequence[Message], rank: float) -> tuple[Sequence[Message], float]:
-        """The batch a worker sends with the slot it just got: an urgent one queued meanwhile, if any (the
-        held batch goes back in its place), else its own."""
-        if rank >= 0 and self._urgent and not self._queue.empty():
-            head = self._queue.get_nowait()
-            if head[0] < rank and head[2] is not None:
-                self._urgent -= 1
-                self._put(batch, rank)
-                return head[2], head[0]
-            self._queue.put_nowait(head)
-        return batch, rank
+    @property
+    def busy(self) -> bool:
+        """Requests queued, or held by workers (waiting for a rate slot, or on the wire)."""
+        return self._active > 0 or len(self._queue) > 0
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
-        put = self._put
+        put = self._queue.put
         for batch in self.batcher.flush():
             put(batch)
 
@@ -233,16 +224,20 @@ class Lane:
         """Partial batches go out when nothing else is queued; True when some still wait for that."""
         if not self.batcher.open:
             return False
-        if self._queue.qsize() == 0:
+        if not self.busy:  # nothing else to send: waiting longer would not fill them
             self.flush()
             return False
         return True
 
     def _requeue(self, msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
+        """Retries go out in requests of their own (urgent ones first): the open groups keep filling."""
         if handle is not None:
             self._waiting.pop(handle, None)
-        self.add(msgs)
-        self.flush()
+        if self._halted is not None:
+            self.ledger.defer(self.alias, msgs, self._halted)
+            return
+        rest = self._add_urgent(msgs) if any(m.priority > 0 for m in msgs) else msgs
+        self._put_now(rest)
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
@@ -257,16 +252,8 @@ class Lane:
             settle(msgs)
         for g in self.batcher.flush():
             settle(g)
-        stops = 0
-        for _ in range(self._queue.qsize()):
-            _, _, b = self._queue.get_nowait()
-            if b is None:
-                stops += 1
-            else:
-                settle(b)
-        self._urgent = 0
-        for _ in range(stops):
-            self._put(None, STOP)
+        for b in self._queue.drain():
+            settle(b)
 
     # -- halting ------------------------------------------------------------------------------
     def _halt(self, why: Outcome) -> None:
@@ -281,37 +268,39 @@ class Lane:
     async def _work(self) -> None:
         provider = self.provider
         while True:
-            rank, _, batch = await self._queue.get()
+            rank, batch = await self._queue.get()
             if batch is None:
                 return
-            if rank < 0:
-                self._urgent -= 1
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            if self.circuit.is_open:
-                batch = self._fail_over(batch)
-                if not batch:
+            self._active += 1
+            try:
+                if self._stopping():
+                    self.ledger.leave(batch)
                     continue
-                await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
-                if self.circuit.exhausted:
-                    why = Outcome(Verdict.HALT, code="unreachable",
-                                  error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
-                    self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
-                    self.ledger.defer(self.alias, batch, self._halted or why)
+                if self._halted is not None:
+                    self.ledger.defer(self.alias, batch, self._halted)
                     continue
-            slot = await self.limit.acquire()
-            batch, rank = self._overtaken(batch, rank)
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:  # halted while this worker waited for the limiter
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            await self._send(provider, batch, slot)
+                if self.circuit.is_open:
+                    batch = self._fail_over(batch)
+                    if not batch:
+                        continue
+                    await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+                    if self.circuit.exhausted:
+                        why = Outcome(Verdict.HALT, code="unreachable",
+                                      error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                        self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
+                        self.ledger.defer(self.alias, batch, self._halted or why)
+                        continue
+                slot = await self.limit.acquire()
+                batch, rank = self._queue.overtaken(batch, rank)
+                if self._stopping():
+                    self.ledger.leave(batch)
+                    continue
+                if self._halted is not None:  # halted while this worker waited for the limiter
+                    self.ledger.defer(self.alias, batch, self._halted)
+                    continue
+                await self._send(provider, batch, slot)
+            finally:
+                self._active -= 1
 
     async def _send(self, provider: Provider, batch: Sequence[Message], slot: float) -> None:
         if type(batch) is Batch and batch.fresh:
