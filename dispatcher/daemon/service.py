@@ -26,7 +26,7 @@ from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
 from ..providers.base import Outcome, Provider, Verdict
-from . import metrics, reports
+from . import metrics, page, reports
 from .api import MAX_BODY, Api
 from .config import DaemonConfig
 from .health import Monitor
@@ -96,7 +96,8 @@ class Daemon:
             self.sink.on_write.append(self.webhooks.notify)
 
         app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
-        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self) + (self.api.routes() if self.api else []))
+        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self)
+                       + (self.api.routes() + page.routes() if self.api else []))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)

@@ -25,11 +25,6 @@ class Batcher:
         """Some messages wait in a group that is not full yet."""
         return bool(self._groups)
 
-    @property
-    def held(self) -> int:
-        """Messages waiting in open groups."""
-        return sum(len(g) for g in self._groups.values())
-
     def add(self, msgs: Sequence[Message]) -> list[Sequence[Message]]:
         """`msgs` into their groups; the batches now full, in order."""
         if not msgs:

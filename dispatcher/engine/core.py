@@ -30,7 +30,7 @@ from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
 from .transport import TransportFactory, http_transport
 
-LINGER = 0.05  # seconds between looks at the lanes while the in-flight limit holds the reader back
+LINGER = 0.01  # seconds between two looks, while the reader waits for room, at whether any lane is still busy
 
 
 @dataclass(slots=True)
@@ -336,28 +336,26 @@ class Engine:
                 if doubt is not None and any([s in doubt for s in column(msgs, "seq")]):
                     for m in msgs:
                         if m.seq in doubt:
-                            m.extra = {"in_doubt": True}
+                            m.in_doubt = True
                 self._lanes[alias].add(msgs)
             if c.stop_when_halted and self._lanes and all(lane.halted is not None for lane in self._lanes.values()):
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
                 break
             if ledger.full:
-                await self._wait_for_room()
+                await self._room()
 
-    async def _wait_for_room(self) -> None:
-        """The in-flight limit is reached: wait for records to settle. Partial batches go out only once
-        nothing else is in flight (no request queued or on the wire, no result still to be written, no
-        retry waiting): then only they could make room, and waiting would stall the run. Never because a
-        chunk ended, nor while workers wait for a rate slot: requests stay as full as `batch_size` allows."""
+    async def _room(self) -> None:
+        """Wait until more records may enter. Open groups keep filling meanwhile: requests go full (a provider
+        that counts requests loses time on every short one). They go short only when nothing else in flight can
+        settle, and so free room: then the records they hold are all there is."""
         ledger = self.ledger
         lanes = self._lanes.values()
         while ledger.full:
-            if ledger.in_flight <= sum(lane.batcher.held for lane in lanes):
+            if not any(lane.busy for lane in lanes):
                 for lane in lanes:
                     lane.flush()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LINGER):
-                    await ledger.room()
+                await asyncio.wait_for(ledger.room(), LINGER)
 
     def _doubts(self, rows: Chunk, hold: bool) -> Chunk:
         """`on_doubt = "hold"`: records in flight when an earlier attempt died fail as in doubt, unsent."""
