@@ -168,6 +168,8 @@ async def test_a_wrong_key_is_refused_and_the_key_lives_in_session_storage(api_e
             wait("the page after a reload", lambda: browser.find_element(By.ID, "main").is_displayed())
             browser.find_element(By.ID, "signout").click()
             assert browser.execute_script("return sessionStorage.length") == 0
+            refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+            assert not refused, refused  # the page works under its own policy
         await asyncio.to_thread(script)
 
 
@@ -197,6 +199,12 @@ async def test_a_hostile_message_is_found_and_shown_as_text(api_env, tmp_path, t
             wait("the message by id", lambda: browser.find_element(By.ID, "found-message").get_attribute("data-id")
                  == str(hostile["id"]))
             assert browser.execute_script("return typeof window.__xss") == "undefined"
+            browser.get_log("browser")  # emptied: what follows is this check's
+            browser.execute_script("const d = document.createElement('div'); d.innerHTML = arguments[0];"
+                                   "document.body.append(d);", HOSTILE)  # markup past the page's own code
+            wait("the policy's refusal", lambda: any("Content Security Policy" in e["message"]
+                                                     for e in browser.get_log("browser")))
+            assert browser.execute_script("return typeof window.__xss") == "undefined"  # the policy held too
         await asyncio.to_thread(script)
 
 
