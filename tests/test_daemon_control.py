@@ -64,7 +64,7 @@ async def test_priority_messages_reach_the_provider_within_2_s_behind_a_backlog(
 
 
 @run
-async def test_at_1_request_a_second_a_priority_row_is_claimed_at_once_and_claims_stay_small(api_env, postgres_dsn,
+async def test_at_1_request_a_second_a_priority_row_is_claimed_by_the_next_free_slot_and_claims_stay_small(api_env, postgres_dsn,
                                                                                             tmp_path, table):
     api_env.reset("nrs360")
     async with daemon(paced(tmp_path, table, api_env, 1.0, concurrency=2)) as _, db(postgres_dsn) as conn:
@@ -77,7 +77,7 @@ async def test_at_1_request_a_second_a_priority_row_is_claimed_at_once_and_claim
         await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", oid, timeout=10)
         row = await conn.fetchrow(f"SELECT extract(epoch FROM claimed_at - created_at) AS claim, "
                                   f"extract(epoch FROM finished_at - created_at) AS sent FROM {table} WHERE id = $1", oid)
-        assert row["claim"] < 1.0, f"claimed {row['claim']:.2f} s after its insert"
+        assert row["claim"] < 1.6, f"claimed {row['claim']:.2f} s after its insert"  # by the next slot to free
         # on the wire after the requests the lane's two workers already hold (each waits for its slot)
         assert row["sent"] < 4.0, f"{row['sent']:.2f} s from insert to provider at 1 request/s"
 
