@@ -94,16 +94,20 @@ class RateLimit:
           stamps them late, up to that close to their answer;
         - from its answer while that least time is not known yet (the lane's first window) or when the request
           opened its connection (a provider accepts a new one and reads its first request when it gets to it:
-          tens of milliseconds later when several open at once, as at a lane's start)."""
+          tens of milliseconds later when several open at once, as at a lane's start).
+        Less the window's margin, which already allows for a stamp up to that late: only a request whose stamp
+        may have come later than that (it waited somewhere) holds the next ones back."""
         if answered and self.window.n:
-            if at - slot > LATE:
-                at = answered
-            else:
+            least = 0.0
+            if at - slot <= LATE:
                 took = answered - max(slot, at)
                 self._answers += 1
                 if took < self._least:
                     self._least = took
-                at = answered - self._least if self._answers >= max(SURE, self.window.n) else answered
+                if self._answers >= max(SURE, self.window.n):
+                    least = self._least
+            # the window's margin is slack for exactly this: a stamp up to `margin` after `at` still keeps it
+            at = max(at, answered - least - self.window.margin)
         if at - slot > LATE:
             self.window.left_at(slot, at)
 
