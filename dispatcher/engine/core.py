@@ -30,6 +30,8 @@ from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
 from .transport import TransportFactory, http_transport
 
+LINGER = 0.01  # seconds between two looks, while the reader waits for room, at whether any lane is still busy
+
 
 @dataclass(slots=True)
 class Start:
@@ -334,16 +336,26 @@ class Engine:
                 if doubt is not None and any([s in doubt for s in column(msgs, "seq")]):
                     for m in msgs:
                         if m.seq in doubt:
-                            m.extra = {"in_doubt": True}
+                            m.in_doubt = True
                 self._lanes[alias].add(msgs)
             if c.stop_when_halted and self._lanes and all(lane.halted is not None for lane in self._lanes.values()):
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
                 break
             if ledger.full:
-                for lane in self._lanes.values():
+                await self._room()
+
+    async def _room(self) -> None:
+        """Wait until more records may enter. Open groups keep filling meanwhile: requests go full (a provider
+        that counts requests loses time on every short one). They go short only when nothing else in flight can
+        settle, and so free room: then the records they hold are all there is."""
+        ledger = self.ledger
+        lanes = self._lanes.values()
+        while ledger.full:
+            if not any(lane.busy for lane in lanes):
+                for lane in lanes:
                     lane.flush()
-                if ledger.full:
-                    await ledger.room()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ledger.room(), LINGER)
 
     def _doubts(self, rows: Chunk, hold: bool) -> Chunk:
         """`on_doubt = "hold"`: records in flight when an earlier attempt died fail as in doubt, unsent."""

@@ -95,6 +95,8 @@ class Lane:
         self._order = 0
         self._urgent = 0  # urgent batches queued: while 0, a worker never looks for one
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
+        self._stops = 0  # workers' stop signals queued
+        self._held = 0  # batches a worker took from the queue and has not settled (on the wire, or waiting a slot)
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -208,6 +210,8 @@ class Lane:
         return rest
 
     def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
+        if batch is None:
+            self._stops += 1
         self._order += 1
         self._queue.put_nowait((rank, self._order, batch))
 
@@ -229,6 +233,13 @@ class Lane:
         for batch in self.batcher.flush():
             put(batch)
 
+    @property
+    def busy(self) -> bool:
+        """Something this lane holds will settle soon without a flush: a batch queued or held by a worker (on
+        the wire or waiting on the limiter; a retry waiting its backoff may take long, so it does not count).
+        While it is, records in flight will leave and open groups may wait for more to fill them."""
+        return self._held > 0 or self._queue.qsize() > self._stops
+
     def flush_if_idle(self) -> bool:
         """Partial batches go out when nothing else is queued; True when some still wait for that."""
         if not self.batcher.open:
@@ -241,8 +252,17 @@ class Lane:
     def _requeue(self, msgs: list[Message], handle: asyncio.TimerHandle | None = None) -> None:
         if handle is not None:
             self._waiting.pop(handle, None)
-        self.add(msgs)
-        self.flush()
+        self.take_over(msgs)
+
+    def take_over(self, msgs: Sequence[Message]) -> None:
+        """Messages sent before (a retry, a failover) go out at once in batches of their own: they do not wait
+        for fresh records, and the open groups keep filling."""
+        if self._halted is not None:
+            self.ledger.defer(self.alias, msgs, self._halted)
+            return
+        cut = Batcher(self.provider)
+        for batch in cut.add(msgs) + cut.flush():
+            self._put(batch)
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
@@ -265,6 +285,7 @@ class Lane:
             else:
                 settle(b)
         self._urgent = 0
+        self._stops = 0
         for _ in range(stops):
             self._put(None, STOP)
 
@@ -283,35 +304,44 @@ class Lane:
         while True:
             rank, _, batch = await self._queue.get()
             if batch is None:
+                self._stops -= 1
                 return
-            if rank < 0:
-                self._urgent -= 1
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            if self.circuit.is_open:
-                batch = self._fail_over(batch)
-                if not batch:
-                    continue
-                await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
-                if self.circuit.exhausted:
-                    why = Outcome(Verdict.HALT, code="unreachable",
-                                  error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
-                    self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
-                    self.ledger.defer(self.alias, batch, self._halted or why)
-                    continue
-            slot = await self.limit.acquire()
-            batch, rank = self._overtaken(batch, rank)
-            if self._stopping():
-                self.ledger.leave(batch)
-                continue
-            if self._halted is not None:  # halted while this worker waited for the limiter
-                self.ledger.defer(self.alias, batch, self._halted)
-                continue
-            await self._send(provider, batch, slot)
+            self._held += 1
+            try:
+                await self._take(provider, batch, rank)
+            finally:
+                self._held -= 1
+
+    async def _take(self, provider: Provider, batch: Sequence[Message], rank: float) -> None:
+        """One batch from the queue: sent, or settled without a request (stopping, halted, failed over)."""
+        if rank < 0:
+            self._urgent -= 1
+        if self._stopping():
+            self.ledger.leave(batch)
+            return
+        if self._halted is not None:
+            self.ledger.defer(self.alias, batch, self._halted)
+            return
+        if self.circuit.is_open:
+            batch = self._fail_over(batch)
+            if not batch:
+                return
+            await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+            if self.circuit.exhausted:
+                why = Outcome(Verdict.HALT, code="unreachable",
+                              error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
+                self.ledger.defer(self.alias, batch, self._halted or why)
+                return
+        slot = await self.limit.acquire()
+        batch, rank = self._overtaken(batch, rank)
+        if self._stopping():
+            self.ledger.leave(batch)
+            return
+        if self._halted is not None:  # halted while this worker waited for the limiter
+            self.ledger.defer(self.alias, batch, self._halted)
+            return
+        await self._send(provider, batch, slot)
 
     async def _send(self, provider: Provider, batch: Sequence[Message], slot: float) -> None:
         if type(batch) is Batch and batch.fresh:
@@ -411,7 +441,7 @@ class Lane:
             attempts, meta = [batch.attempts] * n, nothing
         else:
             attempts = [m.attempts for m in batch]
-            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.extra for m in batch]) else nothing
+            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.in_doubt or m.failover_from for m in batch]) else nothing
         channel = [self.channel] * n  # a lane carries one channel
         if 0 in parts:
             parts = [p or None for p in parts]
@@ -448,9 +478,8 @@ class Lane:
                 continue
             if v == Verdict.REAUTH:
                 m.attempts -= 1
-                n = (m.extra or {}).get("reauth", 0)
-                if n < 2:
-                    m.extra = {**(m.extra or {}), "reauth": n + 1}
+                if m.reauths < 2:
+                    m.reauths += 1
                     retry.append((m, o))
                     continue
                 v = Verdict.FAILED
@@ -482,24 +511,22 @@ class Lane:
         moving = [m for m in batch if not m.ambiguous]
         keep = [m for m in batch if m.ambiguous]
         for m in moving:
-            m.extra = {**(m.extra or {}), "failover_from": self.alias}
+            m.failover_from = self.alias
             m.attempts = 0
         if moving:
-            other.add(moving)
-            other.flush()
+            other.take_over(moving)
         return keep
 
 
 def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:
     extra = o.extra if o is not None else None
-    if not m.ambiguous and not extra and not m.extra:
+    if not m.ambiguous and not extra and not m.in_doubt and not m.failover_from:
         return None
     meta: dict[str, Any] = dict(extra or {})
     if m.ambiguous:
         meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
-    if m.extra:
-        if m.extra.get("in_doubt"):
-            meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
-        if m.extra.get("failover_from"):
-            meta["failover_from"] = m.extra["failover_from"]
+    if m.in_doubt:
+        meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
+    if m.failover_from:
+        meta["failover_from"] = m.failover_from
     return meta or None
