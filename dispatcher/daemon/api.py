@@ -36,7 +36,7 @@ from aiohttp import web
 from ..pg import explain
 from .config import DaemonConfig
 from .idempotency import MAX_KEY, Keys, request_hash
-from .openapi import document
+from .openapi import complete, document
 from .outbox import Names, Problem, Rows
 from .problems import problem
 
@@ -142,7 +142,7 @@ class Api:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
-        doc = orjson.dumps(document())
+        doc = orjson.dumps(complete(document()))
 
         async def openapi(request: web.Request) -> web.Response:
             return web.Response(body=doc, content_type="application/json")
@@ -192,6 +192,8 @@ class Api:
             return await self.post(request)
         if not 1 <= len(key) <= MAX_KEY:
             raise Invalid(400, f"Idempotency-Key must be 1 to {MAX_KEY} characters", code="bad_idempotency_key")
+        if not text_safe(key):
+            raise Invalid(422, "Idempotency-Key holds a character PostgreSQL text cannot hold", code="bad_characters")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -199,12 +201,12 @@ class Api:
         digest = request_hash(request.method, request.path, raw)
         stored = await self.idempotency.claim(key, digest)
         if stored is not None:
-            if stored.request_hash != digest:
-                raise Invalid(422, "this Idempotency-Key was used with another request body; use a new key",
-                              code="idempotency_key_reused")
             if stored.status is None:
                 raise _InFlight(409, "a request with this Idempotency-Key is still being handled; try again",
                                 code="idempotency_key_in_flight")
+            if stored.request_hash != digest:
+                raise Invalid(422, "this Idempotency-Key was used with another request body; use a new key",
+                              code="idempotency_key_reused")
             headers = {"Idempotent-Replayed": "true"} | ({"Location": stored.location} if stored.location else {})
             return web.Response(body=stored.body, status=stored.status, headers=headers,
                                 content_type=stored.content_type)
@@ -245,7 +247,7 @@ class Api:
 
     async def by_id(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)")
         return await self._one("id = $1", int(raw), f"no message {raw}")
 
@@ -254,9 +256,9 @@ class Api:
         if not key:
             raise Invalid(400, "give ?key=K (or GET /v1/messages/{id})", code="key_required")
         if not text_safe(key):
-            raise Invalid(422, "key holds a character PostgreSQL text cannot hold (U+0000)", code="bad_characters",
-                          errors=[{"index": None, "field": "key", "code": "bad_characters",
-                                   "message": "the key holds the character U+0000"}])
+            raise Invalid(422, "key holds a character PostgreSQL text cannot hold (U+0000 or a lone surrogate)",
+                          code="bad_characters", errors=[{"index": None, "field": "key", "code": "bad_characters",
+                                                          "message": "the key holds U+0000 or a lone surrogate"}])
         return await self._one("key = $1", key, f"no message with key '{key}'")
 
     async def _one(self, where: str, arg: Any, missing: str) -> web.Response:
@@ -323,7 +325,7 @@ class Api:
             if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
                 _error(errors, i, "key", "type", "must be a string of 1 to 200 characters")
             for field, bad in unsafe_fields(m):
-                _error(errors, i, field, "bad_characters", f"{bad} holds the character U+0000, which PostgreSQL "
+                _error(errors, i, field, "bad_characters", f"{bad} holds U+0000 or a lone surrogate, which PostgreSQL "
                        "text cannot hold (the blast refuses it too)")
             if len(errors) > before:
                 continue
@@ -401,8 +403,17 @@ def _conflict(index: int, key: str, stored: str, posted: str) -> dict[str, Any]:
 
 
 def text_safe(v: str) -> bool:
-    """PostgreSQL text (and jsonb) holds every character but U+0000."""
-    return "\x00" not in v
+    """PostgreSQL text (and jsonb) holds every character but U+0000 and lone surrogates (not UTF-8;
+    a query string or header may carry them, decoded with surrogateescape)."""
+    if "\x00" in v:
+        return False
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsafe_fields(m: dict[str, Any]) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ TTL = 24 * 3600  # seconds a key is remembered
 STALE = 60  # seconds after which a claim with no answer counts as abandoned
 PURGE_EVERY = 60.0  # seconds between deletions of expired keys
 KEPT_HEADERS = ("Location",)  # the answer's headers replayed with its body
-MAX_KEY = 255
+MAX_KEY = 190  # as a message's key it may gain /N (a message key is at most 200)
 
 
 @dataclass(frozen=True)
