@@ -25,9 +25,10 @@ from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
 from .campaign import Campaign
-from .lane import Lane, LaneStatus
+from .lane import Lane
 from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
+from .status import LaneStatus
 from .transport import TransportFactory, http_transport
 
 LINGER = 0.01  # seconds between two looks, while the reader waits for room, at whether any lane is still busy

@@ -10,60 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
 from ..limits import RateLimit
 from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
-from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
+from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..retry import ambiguous, backoff
+from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .status import LaneStatus
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
 STOP = float("inf")  # the rank of a worker's stop signal in the lane's queue
-
-
-@dataclass(slots=True)
-class LaneStatus:
-    """What one provider lane is doing, for progress displays, health checks and metrics.
-
-    A snapshot, not a view: readers never hold a Lane. `state` is one of SENDING, THROTTLED
-    (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
-    answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
-    the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
-    the last three.
-    """
-
-    alias: str
-    kind: str
-    channel: str
-    state: str
-    since: float
-    code: str | None
-    reason: str | None
-    rate: float  # configured requests/s (0: unlimited)
-    pace: float  # requests/s the limiter admits now
-    requests: int  # requests sent so far
-    throttled: int  # 429 answers so far
-    in_flight: int  # requests on the wire now
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as text without URLs or headers (which may carry credentials)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    return type(exc).__name__
 
 
 class Lane:
@@ -203,10 +165,7 @@ class Lane:
             else:
                 rest.append(m)
         for priority, urgent in levels.items():
-            cut = Batcher(self.provider)
-            for batch in cut.add(urgent) + cut.flush():
-                self._urgent += 1
-                self._put(batch, -priority)
+            self._urgent += self._put_now(urgent, -priority)
         return rest
 
     def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
@@ -229,9 +188,8 @@ class Lane:
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
-        put = self._put
         for batch in self.batcher.flush():
-            put(batch)
+            self._put(batch)
 
     @property
     def busy(self) -> bool:
@@ -259,10 +217,15 @@ class Lane:
         for fresh records, and the open groups keep filling."""
         if self._halted is not None:
             self.ledger.defer(self.alias, msgs, self._halted)
-            return
-        cut = Batcher(self.provider)
-        for batch in cut.add(msgs) + cut.flush():
-            self._put(batch)
+        else:
+            self._put_now(msgs)
+
+    def _put_now(self, msgs: Sequence[Message], rank: float = 0) -> int:
+        """`msgs` in requests of their own, queued now (short as they may be); how many requests."""
+        batches = (cut := Batcher(self.provider)).add(msgs) + cut.flush()
+        for batch in batches:
+            self._put(batch, rank)
+        return len(batches)
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
@@ -432,7 +395,7 @@ class Lane:
             m = batch[0]
             self.ledger.finish_sent((m.seq, m.rid, m.to, self.alias, SENT, a.message_ids[0], m.parts or None,
                                      m.encoding or None, None, None, m.attempts, round(latency, 2), a.trace_id,
-                                     self.channel, m.transliterated, _meta(m, None)))
+                                     self.channel, m.transliterated, message_meta(m, None)))
             return
         seq, rid, to, parts, enc, translit = (column(batch, f) for f in
                                               ("seq", "rid", "to", "parts", "encoding", "transliterated"))
@@ -441,7 +404,7 @@ class Lane:
             attempts, meta = [batch.attempts] * n, nothing
         else:
             attempts = [m.attempts for m in batch]
-            meta = [_meta(m, None) for m in batch] if any([m.ambiguous or m.in_doubt or m.failover_from for m in batch]) else nothing
+            meta = [message_meta(m, None) for m in batch] if any([m.ambiguous or m.in_doubt or m.failover_from for m in batch]) else nothing
         channel = [self.channel] * n  # a lane carries one channel
         if 0 in parts:
             parts = [p or None for p in parts]
@@ -470,7 +433,7 @@ class Lane:
             if v == Verdict.SENT:
                 results.append(Result(m.seq, m.rid, m.to, alias, SENT, o.message_id, m.parts or None,
                                       m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
-                                      m.transliterated, _meta(m, o)))
+                                      m.transliterated, message_meta(m, o)))
                 continue
             if v == Verdict.HALT:
                 halt = halt or o
@@ -494,7 +457,7 @@ class Lane:
             status_ = REJECTED if v == Verdict.REJECTED else FAILED
             results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
                                   o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
-                                  _meta(m, o)))
+                                  message_meta(m, o)))
         self.ledger.finish(Results.of(results))
         if spent and last_retry is not None:
             self.ledger.defer(alias, spent, last_retry)
@@ -516,17 +479,3 @@ class Lane:
         if moving:
             other.take_over(moving)
         return keep
-
-
-def _meta(m: Message, o: Outcome | None) -> dict[str, Any] | None:
-    extra = o.extra if o is not None else None
-    if not m.ambiguous and not extra and not m.in_doubt and not m.failover_from:
-        return None
-    meta: dict[str, Any] = dict(extra or {})
-    if m.ambiguous:
-        meta["unanswered_attempts"] = m.ambiguous  # the provider may have accepted an earlier attempt
-    if m.in_doubt:
-        meta["in_doubt"] = True  # in flight when an earlier attempt of this run died
-    if m.failover_from:
-        meta["failover_from"] = m.failover_from
-    return meta or None

@@ -136,8 +136,7 @@ async function health() {
   setText(badge, h.status);
   badge.className = `badge state-${h.status}`;
   setText($("#worker"), `worker ${h.worker} · ${h.live_workers} live · ${number(h.in_flight)} in flight`);
-  const outbox = h.outbox || {};
-  pairs($("#outbox"), Object.entries(outbox).map(([k, v]) => [k, number(v)]));
+  state.outbox = Object.entries(h.outbox || {}).map(([k, v]) => [k, number(v)]);
   providers(h.providers || []);
 }
 
@@ -308,6 +307,9 @@ async function metrics() {
   state.samples.push([Date.now(), sent]);
   if (state.samples.length > HISTORY) state.samples.shift();
   chart();
+  pairs($("#outbox"), (state.outbox || []).concat([ // the counters are this worker's, since it started
+    ["retried", number(sum("dispatcher_retries_total"))], ["deferred", number(sum("dispatcher_deferred_total"))],
+    ["rescheduled", number(sum("dispatcher_rescheduled_total"))]]));
   if (has("dispatcher_webhook_backlog")) {
     pairs($("#webhooks"), [["backlog", number(sum("dispatcher_webhook_backlog"))],
                            ["oldest", duration(sum("dispatcher_webhook_oldest_seconds"))],
