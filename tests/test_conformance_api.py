@@ -6,6 +6,7 @@ A real daemon, a real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -246,3 +247,34 @@ async def test_schemathesis_with_all_checks_finds_nothing(api_env, postgres_dsn,
         out, _ = await asyncio.wait_for(proc.communicate(), 150)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
+
+
+def test_a_report_time_to_the_minute_gives_way_to_the_receive_time_within_that_minute():
+    """NRS's report times have no seconds; delivery.at was cut to the minute, earlier than finished_at."""
+    import datetime as dt
+
+    from dispatcher.providers.reports import when
+    now = dt.datetime(2026, 12, 6, 19, 20, 37, 123456, tzinfo=dt.UTC)
+    assert when("2026-12-06 19:20", now) == now
+    assert when("2026-12-06 19:20:05", now) == now.replace(second=5, microsecond=0)  # seconds given: kept
+    assert when("2026-12-06 19:18", now) == now.replace(minute=18, second=0, microsecond=0)  # not this minute
+
+
+def test_the_example_receiver_verifies_what_the_daemon_signs_and_refuses_a_stale_timestamp():
+    import importlib.util
+    from pathlib import Path
+
+    from dispatcher.daemon.webhooks import keys, signed
+    spec = importlib.util.spec_from_file_location(
+        "webhook_receiver", Path(__file__).parent.parent / "examples" / "webhook_receiver.py")
+    assert spec is not None and spec.loader is not None
+    receiver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receiver)
+    new = "whsec_" + base64.b64encode(b"the new secret, 32 bytes long!!!").decode()
+    body, now = b'{"events": []}', int(time.time())
+    headers = signed(keys(f"{new} old-plain-secret-0123"), "evt_1_5", now, body)
+    assert receiver.verify(new, headers, body) is None and receiver.verify("old-plain-secret-0123", headers, body) is None
+    Webhook(new).verify(body, headers)  # the reference library agrees
+    assert receiver.verify(new, headers, body + b" ") == "no signature matches"
+    assert "5 minutes" in receiver.verify(new, headers, body, now=now + 301)
+    assert receiver.verify("whsec_" + base64.b64encode(b"x" * 32).decode(), headers, body) == "no signature matches"
