@@ -278,3 +278,17 @@ def test_the_example_receiver_verifies_what_the_daemon_signs_and_refuses_a_stale
     assert receiver.verify(new, headers, body + b" ") == "no signature matches"
     assert "5 minutes" in receiver.verify(new, headers, body, now=now + 301)
     assert receiver.verify("whsec_" + base64.b64encode(b"x" * 32).decode(), headers, body) == "no signature matches"
+
+
+@run
+async def test_concurrent_posts_with_one_idempotency_key_store_one_message(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        m = {"messages": [{"to": number(1), "body": "once", "not_before": LATER}]}
+        got = await asyncio.gather(*(answer(http, "POST", d.url + "/v1/messages", m,
+                                            headers={"Idempotency-Key": "race-1"}) for _ in range(8)))
+        firsts = [b for s, h, b in got if s == 202 and "Idempotent-Replayed" not in h]
+        assert len(firsts) == 1
+        for s, h, b in got:
+            assert (s == 202 and b == firsts[0]) or (s == 409 and h["Retry-After"] == "1"), (s, b)
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 1
