@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 CHANNELS = ["sms", "whatsapp", "email", "voice", "rcs"]
-STATUSES = ["queued", "sending", "sent", "failed", "rejected"]
+STATUSES = ["queued", "sending", "sent", "failed", "rejected", "cancelled"]
 
 
 def _nullable(t: str, **kw: Any) -> dict[str, Any]:
@@ -76,6 +76,66 @@ ERROR: dict[str, Any] = {  # RFC 9457, with `code`, `errors` and `request_id` as
                            "posted_hash": {"type": "string"}}}}}}
 
 
+COUNTS: dict[str, Any] = {
+    "type": "object", "description": "rows by status; delivered and undelivered among the sent, from reports",
+    "required": [*STATUSES, "delivered", "undelivered"],
+    "properties": {s: {"type": "integer"} for s in [*STATUSES, "delivered", "undelivered"]}}
+CAMPAIGN: dict[str, Any] = {
+    "type": "object", "required": ["name", "state", "weight", "counts", "rate"],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "paused", "cancelled"]},
+        "weight": {"type": "integer", "description": "its share of a provider against the other active campaigns"},
+        "updated_at": _nullable("string", format="date-time"),
+        "counts": {"$ref": "#/components/schemas/Counts"},
+        "rate": {"type": "number", "description": "messages sent a second over the last minute"},
+        "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
+MESSAGE_PAGE: dict[str, Any] = {
+    "type": "object", "required": ["messages", "next_cursor"],
+    "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+
+
+def _ok(text: str, schema: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _query(name: str, text: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+
+
+def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, Any]:
+    """The paths of campaigns.py: cancel a message, campaigns' state and control."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    missing = _error_response("No campaign of that name in the daemon's configuration")
+    return {
+        "/v1/messages/{id}/cancel": {"post": {
+            "operationId": "cancelMessage", "summary": "Cancel a queued message", "security": auth,
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("The message, now cancelled", "Message"), **errors,
+                          "404": _error_response("No such message"),
+                          "409": _error_response("Not queued (sending or finished): its status says which")}}},
+        "/v1/campaigns": {"get": {
+            "operationId": "listCampaigns", "summary": "Every campaign: state, weight, counts, rate",
+            "security": auth,
+            "responses": {"200": {"description": "The campaigns", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["campaigns"], "properties": {"campaigns": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Campaign"}}}}}}}, **errors}}},
+        "/v1/campaigns/{name}": {"get": {
+            "operationId": "getCampaign", "summary": "A campaign's state, counts by status and rate",
+            "security": auth, "parameters": [name],
+            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}}},
+        **{f"/v1/campaigns/{{name}}/{action}": {"post": {
+            "operationId": op, "summary": text, "security": auth, "parameters": [name],
+            "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
+           for action, op, text in (
+               ("pause", "pauseCampaign", "Stop claiming the campaign's rows (they stay queued)"),
+               ("resume", "resumeCampaign", "Claim the campaign's rows again"),
+               ("cancel", "cancelCampaign", "Cancel every queued row of the campaign"),
+               ("retry-failed", "retryFailedCampaign", "Queue the campaign's failed rows again"))},
+    }
+
+
 def document() -> dict[str, Any]:
     auth = [{"bearer": []}]
     errors = {str(s): _error_response(t) for s, t in (
@@ -91,13 +151,15 @@ def document() -> dict[str, Any]:
                         "SubmitRequest": {"type": "object", "additionalProperties": False, "required": ["messages"],
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
+                        "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
         },
         "paths": {
             "/v1/messages": {
                 "post": {
-                    "summary": "Queue up to 1,000 messages in one transaction", "security": auth,
+                    "operationId": "submitMessages", "summary": "Queue up to 1,000 messages in one transaction",
+                    "security": auth,
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                     "description": "keys the messages without a `key`: a single message by it, "
                                                    "the Nth of several by KEY/N; a re-post answers the stored ones",
@@ -117,22 +179,33 @@ def document() -> dict[str, Any]:
                         "422": _error_response("Messages refused: the index and field of every error"),
                     }},
                 "get": {
-                    "summary": "A message by its idempotency key", "security": auth,
-                    "parameters": [{"name": "key", "in": "query", "required": True,
-                                    "schema": {"type": "string", "minLength": 1}}],
-                    "responses": {"200": {"description": "The message", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Message"}}}},
+                    "operationId": "listMessages",
+                    "summary": "A message by its idempotency key (?key=), or a page of messages in id order",
+                    "security": auth,
+                    "parameters": [
+                        _query("key", "the message of this idempotency key (the other parameters then unused)",
+                               type="string"),
+                        _query("campaign", "only this campaign's", type="string"),
+                        _query("status", "only these statuses, comma-separated", type="string"),
+                        _query("since", "only messages created at or after (RFC 3339)", type="string",
+                               format="date-time"),
+                        _query("limit", "messages a page", type="integer", minimum=1, maximum=1000, default=100),
+                        _query("cursor", "next_cursor of the page before", type="string")],
+                    "responses": {"200": {"description": "The message (?key=), or a page", "content": {
+                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
+                                                                  {"$ref": "#/components/schemas/MessagePage"}]}}}},
                         **errors, "404": _error_response("No message with that key"),
                         "422": _error_response("The key holds a character PostgreSQL cannot store")}},
             },
             "/v1/messages/{id}": {
                 "get": {
-                    "summary": "A message by id", "security": auth,
+                    "operationId": "getMessage", "summary": "A message by id", "security": auth,
                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "responses": {"200": {"description": "The message", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Message"}}}},
                         **errors, "404": _error_response("No such message")}},
             },
+            **control_paths(auth, errors),
         },
     }
 

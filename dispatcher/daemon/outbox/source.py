@@ -23,8 +23,9 @@ from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
-HORIZON = 1.0  # seconds of sending a claim may hold: what `want` sizes claims by
+HORIZON = 0.5  # seconds of sending a claim may hold: what `want` sizes claims by (a pause waits about this)
 COOLDOWN = 0.05  # seconds between looks for free slots when there are none
+LOWEST = -32768  # the lowest priority a row can have (smallint)
 
 
 class OutboxSource(Source):
@@ -90,10 +91,11 @@ class OutboxSource(Source):
         self.retrying.append((seqs, code, error))
         self.wake.set()
 
-    def _closed(self) -> tuple[list[str], bool]:
+    def _closed(self) -> list[str]:
+        """Campaigns whose sending window is shut now ('' for the [defaults])."""
         now = dt.datetime.now(dt.UTC)
         closed = [name for name, c in self.cfg.campaigns.items() if not c.schedule.is_open(now)]
-        return closed, not self.cfg.defaults.schedule.is_open(now)
+        return closed + ([""] if not self.cfg.defaults.schedule.is_open(now) else [])
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -103,8 +105,11 @@ class OutboxSource(Source):
     async def _claim(self, want: int) -> tuple[list[Any], Claimed, list[Result]]:
         """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out)."""
         async with self.pool.acquire() as conn:
-            closed, default_closed = self._closed()
-            rows = await self.store.claim(conn, want, closed, default_closed)
+            closed = self._closed()
+            fair = [name for name in ("", *self.cfg.campaigns) if name not in closed]
+            rows = await self.store.claim(conn, want, closed, fair)
+            if len(rows) < want:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
+                rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
                 return rows, ([], []), []
             send, bad, unsure = self.rows.build(rows)
@@ -133,7 +138,7 @@ class OutboxSource(Source):
             want = self.want()
             if want == 0:  # every slot taken: partial batches may go, then look again shortly
                 self._flush_idle()
-                await self._sleep(COOLDOWN)
+                await asyncio.sleep(COOLDOWN)  # not _sleep: a NOTIFY (wake set) must not make this spin
                 continue
             self.wake.clear()
             try:
