@@ -100,9 +100,12 @@ async def test_every_handler_takes_hostile_input_without_a_500(api_env, postgres
         cases: list[tuple[str, str, Any, dict[str, str], int]] = [
             ("GET", api + "/%C2%B2", None, {}, 400),  # '²' is a digit to str.isdigit, not to int()
             ("GET", api + "/" + "9" * 40, None, {}, 400),
-            ("GET", api + "/%00", None, {}, 400),
+            ("GET", api + "/%00", None, {}, 422),
             ("GET", api + "?key=%ED%A0%80", None, {}, 404),  # not UTF-8: decoded to U+FFFD, a key like any
             ("GET", api + "?key=" + "k" * 5000, None, {}, 404),
+            ("GET", api + "?campaign=%00", None, {}, 422),  # the list's parameters too
+            ("GET", d.url + "/v1/campaigns/a%00b", None, {}, 422),  # and every route's path parameters
+            ("POST", api + "/%00/cancel", None, {}, 422),
             ("POST", api, {"messages": [{"to": number(1), "body": "a\x00"}]}, {"Idempotency-Key": "n"}, 422),
             ("POST", api, {"messages": [{"to": number(1), "body": "x"}]}, {"Idempotency-Key": "x" * 300}, 400),
             ("POST", api, {"messages": [{"to": number(1), "variables": {"a": {"b": ["\x00"]}}, "template": "{a}"}]},

@@ -171,6 +171,7 @@ class Api:
                     log.info("API key '%s' in use", who)
                 self.used[who] += 1
                 try:
+                    _text_params(request)
                     response = await handler(request)
                 except Invalid as e:
                     response = e.response(request)
@@ -407,6 +408,17 @@ def _conflict(index: int, key: str, stored: str, posted: str) -> dict[str, Any]:
     return {"index": index, "field": f"messages[{index}].key", "code": "key_conflict",
             "message": f"key '{key}' stands for another payload (sha256 {stored}); this one is sha256 {posted}",
             "stored_hash": stored, "posted_hash": posted}
+
+
+def _text_params(request: web.Request) -> None:
+    """Every route's query and path parameters are text PostgreSQL can hold, or the request is a 422."""
+    for where, params in (("query", request.query), ("path", request.match_info)):
+        for k, v in params.items():
+            if not (text_safe(k) and text_safe(v)):
+                raise Invalid(422, f"{where} parameter '{k}' holds a character PostgreSQL text cannot hold "
+                              "(U+0000 or a lone surrogate)", code="bad_characters",
+                              errors=[{"index": None, "field": k, "code": "bad_characters",
+                                       "message": f"the {where} parameter holds U+0000 or a lone surrogate"}])
 
 
 def text_safe(v: str) -> bool:

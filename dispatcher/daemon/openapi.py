@@ -245,6 +245,15 @@ IDEMPOTENCY = ("Stripe's semantics, kept 24 h by every daemon: the same key with
                "the messages without a `key`: a single message by it, the Nth of several by KEY/N.")
 
 
+_STATUS = "(queued|sending|sent|failed|rejected|cancelled)"
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "key": {"minLength": 1},  # ?key= (empty) is a 400
+    "cursor": {"pattern": "^[0-9]{1,18}$"},  # a next_cursor: an id
+    "status": {"pattern": f"^({_STATUS}(,{_STATUS})*)?$"},  # empty: any status
+    "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
+}
+
+
 def _operation_id(method: str, path: str) -> str:
     if (method, path) in OPERATION_IDS:
         return OPERATION_IDS[(method, path)]
@@ -277,6 +286,8 @@ def complete(doc: dict[str, Any], server: str = "/") -> dict[str, Any]:
             for p in op.get("parameters", []):
                 if p["name"] == "Idempotency-Key":
                     p["description"] = IDEMPOTENCY
+                if p["in"] == "query" and p["name"] in QUERY_SCHEMAS:  # what the handler takes, exactly
+                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | QUERY_SCHEMAS[p["name"]]
                 if p["name"] == "id" and p["in"] == "path":  # what the handler takes: 1 to 18 digits
                     p["schema"] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
             op.setdefault("tags", ["meta" if path.endswith("openapi.json") else
