@@ -65,7 +65,8 @@ class Keys:
                 content_type text,
                 location     text,
                 body         bytea,
-                created_at   timestamptz NOT NULL DEFAULT now())"""
+                created_at   timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX IF NOT EXISTS {ident(base + "_idempotency_created")} ON {t} (created_at)"""
         # a fresh key, an expired one or an abandoned claim becomes this request's claim; RETURNING says so
         self.claim_sql = f"""
             INSERT INTO {t} AS i (key, request_hash) VALUES ($1, $2)
