@@ -29,10 +29,10 @@ def api_env(env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return env
 
 
-def paced(tmp_path: Any, table: str, sim: Any, rate: float, **kw: Any) -> Any:
+def paced(tmp_path: Any, table: str, sim: Any, rate: float, concurrency: int = 8, **kw: Any) -> Any:
     """A daemon with one 360nrs provider at `rate` requests/s, one message a request, the API on, and the
     campaigns big and small."""
-    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=1, concurrency=8)},
+    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=1, concurrency=concurrency)},
                         campaigns={"big": {"template": "Hola {name}"}, "small": {"template": "Hi {name}"}}, **kw)
     path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
     return path
@@ -61,6 +61,25 @@ async def test_priority_messages_reach_the_provider_within_2_s_behind_a_backlog(
         row = await conn.fetchrow(f"SELECT count(*) FILTER (WHERE status = 'sent') AS sent, "
                                   f"count(*) FILTER (WHERE status = 'pending') AS queued FROM {table}")
         assert row["queued"] > 2000, "the backlog is still there: the priority messages overtook it"
+
+
+@run
+async def test_at_1_request_a_second_a_priority_row_is_claimed_by_the_next_free_slot_and_claims_stay_small(api_env, postgres_dsn,
+                                                                                            tmp_path, table):
+    api_env.reset("nrs360")
+    async with daemon(paced(tmp_path, table, api_env, 1.0, concurrency=2)) as _, db(postgres_dsn) as conn:
+        await bulk(conn, table, 200, campaign="big")
+        await until(conn, f"SELECT count(*) >= 1 FROM {table} WHERE status = 'sent'")
+        claimed = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'claimed'")
+        assert claimed <= 5, f"{claimed} rows claimed at 1 request/s: more than the free slots"
+        oid = await conn.fetchval(f"INSERT INTO {table} (recipient, body, priority) VALUES ('+34610000009', "
+                                  "'code 1', 10) RETURNING id")
+        await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", oid, timeout=10)
+        row = await conn.fetchrow(f"SELECT extract(epoch FROM claimed_at - created_at) AS claim, "
+                                  f"extract(epoch FROM finished_at - created_at) AS sent FROM {table} WHERE id = $1", oid)
+        assert row["claim"] < 1.6, f"claimed {row['claim']:.2f} s after its insert"  # by the next slot to free
+        # on the wire after the requests the lane's two workers already hold (each waits for its slot)
+        assert row["sent"] < 4.0, f"{row['sent']:.2f} s from insert to provider at 1 request/s"
 
 
 @run

@@ -214,8 +214,6 @@ async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_
                                                                                               table, browser):
     """The issue's "Done when", and the screenshot the README shows."""
     async with daemon(config(tmp_path, table, api_env, rate=15)) as d, aiohttp.ClientSession() as http:
-        if (await asyncio.to_thread(get, d.url + "/v1/campaigns"))[0] == 404:
-            pytest.skip("GET /v1/campaigns (issue 24, the campaign API) is not in this daemon yet")
         await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
                                  for i in range(4000)])
         await post(http, d.url, [{"to": number(10000 + i), "campaign": "small", "variables": {"name": f"s{i}"}}
@@ -254,8 +252,6 @@ async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_
 async def test_cancels_ask_first_and_go_through_the_api(api_env, tmp_path, table, browser):
     """A dismissed confirmation changes nothing; an accepted one cancels (a campaign, then a queued message)."""
     async with daemon(config(tmp_path, table, api_env, rate=5)) as d, aiohttp.ClientSession() as http:
-        if (await asyncio.to_thread(get, d.url + "/v1/campaigns"))[0] == 404:
-            pytest.skip("GET /v1/campaigns (issue 24, the campaign API) is not in this daemon yet")
         await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
                                  for i in range(2000)])
         [later] = await post(http, d.url, [{"to": number(5000), "body": "later", "key": "later-1",

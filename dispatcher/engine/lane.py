@@ -329,7 +329,7 @@ class Lane:
         try:
             assert self._transport is not None
             status, headers, body, left = await self._transport.send(req)
-            self.limit.left_at(slot, left)
+            self.limit.left_at(slot, left, time.monotonic())
             outcomes = provider.parse(batch, status, headers, body)
             if type(outcomes) is Accepted and len(outcomes.message_ids) != len(batch):
                 raise ValueError(f"{len(outcomes.message_ids)} ids for a batch of {len(batch)}")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -75,7 +76,7 @@ class OutboxSource(Source):
         if e is None:
             return self.cfg.claim
         free = min(float(e.room()), e.soon(HORIZON) - e.in_flight, float(self.cfg.claim))
-        return max(0, int(free))
+        return max(0, math.ceil(free - 1e-9))  # half a slot free is one: at 1 request/s a claim waits no second
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""

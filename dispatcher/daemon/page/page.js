@@ -406,8 +406,7 @@ function timeline(m) {
 
 async function cancelMessage(id, q) {
   if (!window.confirm(`Cancel message ${id}? It will not be sent. This cannot be undone.`)) return;
-  let r = await api("POST", `/v1/messages/${id}/cancel`);
-  if (r.status === 404 || r.status === 405) r = await api("DELETE", `/v1/messages/${id}`);
+  const r = await api("POST", `/v1/messages/${id}/cancel`); // 409 when it left the queue meanwhile
   if (!state.key) return;
   notice(r.ok ? `message ${id} cancelled` : `cancel ${id}: ${problem(r)}`, !r.ok);
   find(q);
