@@ -246,7 +246,8 @@ async def test_schemathesis_with_all_checks_finds_nothing(api_env, postgres_dsn,
             os.path.join(os.path.dirname(sys.executable), "schemathesis"), "--config-file", str(settings),
             "run", d.url + "/v1/openapi.json", "--checks", "all", "--max-examples", "50", "--seed", "1", "--generation-database", "none",
             "--no-color", "-H", f"Authorization: Bearer {API_KEY}", "--request-timeout", "10",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
+            cwd=tmp_path)  # its cache (.schemathesis/) goes there, not into the checkout
         out, _ = await asyncio.wait_for(proc.communicate(), 150)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]
