@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 from standardwebhooks import Webhook
 from test_daemon import Proc, daemon, db, env, insert, metrics, nrs, number, run, table, until, write_config
 
-from dispatcher.daemon.openapi import document
+from dispatcher.daemon.openapi import complete, document
 from dispatcher.logs import JsonFormatter
 from dispatcher.model import Message
 from dispatcher.providers import HttpRequest, Outcome, Provider, Settings, Verdict, kinds
@@ -36,7 +36,7 @@ from dispatcher.providers.reports import Report
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 API_KEY = "api-key-0123456789abcdef"
 HOOK_SECRET = "hook-secret-0123456789"
-DOC = document()
+DOC = complete(document())
 REGISTRY = Registry().with_resource("urn:api", Resource.from_contents(DOC, default_specification=DRAFT202012))
 
 
@@ -279,7 +279,16 @@ async def test_the_api_and_the_sql_route_reject_the_same_rows(api_env, postgres_
 def test_the_openapi_document_is_valid_and_served():
     validate_spec(DOC)  # openapi-spec-validator: OpenAPI 3.1
     assert DOC["openapi"].startswith("3.1")
-    assert {"/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/cancel", "/v1/campaigns"} <= set(DOC["paths"])
+    assert {"/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/cancel", "/v1/campaigns",
+            "/v1/openapi.json"} <= set(DOC["paths"])
+    ops = [(m, op) for ops in DOC["paths"].values() for m, op in ops.items()]
+    assert len({op["operationId"] for _, op in ops}) == len(ops) and all(op["tags"] for _, op in ops)
+    assert DOC["servers"] and {"messages", "meta"} <= {t["name"] for t in DOC["tags"]}
+    for _, op in ops:  # every answer documented, with an example where it has a schema of ours
+        assert {"405", "500"} <= set(op["responses"])
+        for status, response in op["responses"].items():
+            for media in response.get("content", {}).values():
+                assert "example" in media or "$ref" not in media["schema"], (op["operationId"], status)
 
 
 @run

@@ -208,3 +208,102 @@ def document() -> dict[str, Any]:
             **control_paths(auth, errors),
         },
     }
+
+
+# -- what generated clients and schemathesis need besides the shapes: names, tags, examples, every status --
+EXAMPLE_MESSAGE = {"id": 1042, "key": "order-77", "status": "sent", "to": "+34600000001", "channel": "sms",
+                   "campaign": None, "provider": "nrs", "message_id": "SM8f3a", "sent_to": "+34600000001",
+                   "parts": 1, "code": None, "error": None, "attempts": 1, "priority": 0,
+                   "created_at": "2026-12-05T09:00:00.123456+00:00", "not_before": "2026-12-05T09:00:00.123456+00:00",
+                   "claimed_at": "2026-12-05T09:00:00.2+00:00", "finished_at": "2026-12-05T09:00:00.4+00:00",
+                   "delivery": {"status": "delivered", "at": "2026-12-05T09:00:03.512+00:00"}}
+EXAMPLES: dict[str, Any] = {
+    "SubmitRequest": {"messages": [{"to": "+34600000001", "body": "Your code is 1234", "key": "order-77"}]},
+    "SubmitResponse": {"messages": [{"id": 1042, "key": "order-77", "status": "queued", "duplicate": False}]},
+    "Message": EXAMPLE_MESSAGE,
+    "Error": {"type": "https://dispatcher.dev/problems/invalid", "title": "Unprocessable Content", "status": 422,
+              "detail": "1 message(s) refused; nothing was stored", "code": "invalid",
+              "errors": [{"index": 0, "field": "messages[0].to", "code": "required",
+                          "message": "a recipient (phone number or email address) is required"}],
+              "request_id": "5f0c1e9a"},
+}
+EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
+                        "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+# statuses any operation may answer: the middleware's and the guard's
+COMMON = {"401": "No API key", "403": "Wrong API key", "405": "Method not allowed on this path",
+          "500": "An unexpected error (see its request_id)", "503": "The database cannot be reached now; try again"}
+TAGS = [{"name": "messages", "description": "Submit messages and read their state"},
+        {"name": "campaigns", "description": "Campaigns' state and control"},
+        {"name": "meta", "description": "The API's own description"}]
+
+
+OPERATION_IDS = {("post", "/v1/messages"): "submitMessages", ("get", "/v1/messages"): "listMessages",
+                 ("get", "/v1/messages/{id}"): "getMessage"}
+IDEMPOTENCY = ("Stripe's semantics, kept 24 h by every daemon: the same key with the same body replays the first "
+               "answer byte for byte (with `Idempotent-Replayed: true`), with another body it is a 422 "
+               "`idempotency_key_reused`, while the first is still handled a 409 with `Retry-After`. It also keys "
+               "the messages without a `key`: a single message by it, the Nth of several by KEY/N.")
+
+
+_STATUS = "(queued|sending|sent|failed|rejected|cancelled)"
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "key": {"minLength": 1},  # ?key= (empty) is a 400
+    "cursor": {"pattern": "^[0-9]{1,18}$"},  # a next_cursor: an id
+    "status": {"pattern": f"^({_STATUS}(,{_STATUS})*)?$"},  # empty: any status
+    "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
+}
+
+
+def _operation_id(method: str, path: str) -> str:
+    if (method, path) in OPERATION_IDS:
+        return OPERATION_IDS[(method, path)]
+    words = [w.strip("{}") for w in path.split("/") if w and w != "v1"]
+    return method + "".join(w[:1].upper() + w[1:].replace("-", "") for w in words)
+
+
+def _example(content: dict[str, Any]) -> None:
+    for media in content.values():
+        ref = media.get("schema", {}).get("$ref", "")
+        name = ref.rsplit("/", 1)[-1]
+        if name in EXAMPLES and "example" not in media:
+            media["example"] = EXAMPLES[name]
+
+
+def complete(doc: dict[str, Any], server: str = "/") -> dict[str, Any]:
+    """`doc` with servers, tags, an operationId and examples for every operation, every common status
+    documented, and the document's own path: what generated clients name their methods by and what
+    schemathesis checks every answer against."""
+    doc["servers"] = [{"url": server}]
+    doc["tags"] = TAGS
+    paths = doc["paths"]
+    paths.setdefault("/v1/openapi.json", {"get": {
+        "operationId": "getOpenApi", "summary": "This document (no API key needed)", "security": [],
+        "responses": {"200": {"description": "The OpenAPI 3.1 document",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op.setdefault("operationId", _operation_id(method, path))
+            for p in op.get("parameters", []):
+                if p["name"] == "Idempotency-Key":
+                    p["description"] = IDEMPOTENCY
+                if p["in"] == "query" and p["name"] in QUERY_SCHEMAS:  # what the handler takes, exactly
+                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | QUERY_SCHEMAS[p["name"]]
+                if p["name"] == "id" and p["in"] == "path":  # what the handler takes: 1 to 18 digits
+                    p["schema"] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+            op.setdefault("tags", ["meta" if path.endswith("openapi.json") else
+                                   "campaigns" if path.startswith("/v1/campaigns") else "messages"])
+            if "requestBody" in op:
+                _example(op["requestBody"]["content"])
+            responses = op["responses"]
+            if "202" in responses:
+                responses["202"].setdefault("headers", {})["Idempotent-Replayed"] = {
+                    "description": "true when this is the stored answer to an earlier request with the same "
+                                   "Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}
+            for status, text in COMMON.items():
+                if op.get("security") != [] or status in ("405", "500"):
+                    responses.setdefault(status, _error_response(text))
+            if path.endswith("/{id}") or "{id}" in path:
+                responses.setdefault("400", _error_response("The id is not a message id"))
+            for response in responses.values():
+                _example(response.get("content", {}))
+    return doc
