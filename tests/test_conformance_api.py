@@ -21,7 +21,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 from test_api_conventions import AUTH, answer, is_problem
 from test_daemon import daemon, db, env, number, run, table, until
-from test_daemon_api import API_KEY, HOOK_SECRET, api_env, config
+from test_daemon_api import API_KEY, HOOK_SECRET, api_env, config, serving
 
 from dispatcher.daemon.api import api_keys
 from dispatcher.daemon.cli import _parser
@@ -184,17 +184,8 @@ class Answers:
 @contextlib.asynccontextmanager
 async def answers(script: list[tuple[int, dict[str, str]]]) -> AsyncIterator[Answers]:
     r = Answers(script)
-    app = web.Application()
-    app.router.add_post("/hook", r.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    r.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    try:
+    async with serving("/hook", r.handle) as r.url:
         yield r
-    finally:
-        await runner.cleanup()
 
 
 @run

@@ -83,19 +83,24 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiver(fail: int = 0) -> AsyncIterator[Receiver]:
-    r = Receiver(fail)
+async def serving(path: str, handler: Any) -> AsyncIterator[str]:
+    """`handler` answering POST `path` on a free local port, for the test's length: its URL."""
     app = web.Application()
-    app.router.add_post("/hook", r.handle)
+    app.router.add_post(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    r.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield r
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def receiver(fail: int = 0) -> AsyncIterator[Receiver]:
+    r = Receiver(fail)
+    async with serving("/hook", r.handle) as r.url:
+        yield r
 
 
 def config(tmp_path: Any, table: str, sim: Any, hook: str | None = None, **kw: Any) -> Any:
