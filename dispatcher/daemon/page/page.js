@@ -12,7 +12,7 @@ const FAILURES_EVERY = 3000; // ms between looks for new failures
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, samples: [], campaigns: new Map(),
-                providers: new Map(), history: new Map(), lastError: new Map(), failed: [],
+                providers: new Map(), history: new Map(), failed: [],
                 failCursor: "0", nextFailures: 0 };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
@@ -153,7 +153,7 @@ function providers(lanes) {
     seen.add(alias);
     let row = state.providers.get(alias);
     if (!row) {
-      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 8 }, () => el("td")));
+      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 9 }, () => el("td")));
       state.providers.set(alias, row);
       body.append(row);
     }
@@ -168,8 +168,10 @@ function providers(lanes) {
     setText(c[4], `${number(p.pace, 1)} / ${limit} per s`);
     setText(c[5], number(p.in_flight));
     setText(c[6], number(p.throttled));
-    const last = state.lastError.get(alias); // its latest failed message, from the failures list
-    setText(c[7], last ? `${last.code || ""} ${last.error || ""} (${ago(last.finished_at)})`.trim() : "");
+    setText(c[7], number(p.retries));
+    const last = p.last_error; // its last answer that was not a success, whatever became of the messages
+    c[8].setAttribute("data-code", last ? last.code ?? "" : "");
+    setText(c[8], last ? `${last.code || ""} ${last.error || ""} (${ago(last.at)})`.trim() : "");
   }
   for (const [alias, row] of state.providers) {
     if (!seen.has(alias)) { row.remove(); state.providers.delete(alias); }
@@ -363,8 +365,6 @@ async function failures() {
   }
   const latest = state.failed.slice().reverse();
   note(out, latest.length ? "" : "no failures");
-  state.lastError = new Map();
-  for (const m of latest) if (m.provider && !state.lastError.has(m.provider)) state.lastError.set(m.provider, m);
   $("#failures tbody").replaceChildren(...latest.map((m) =>
     el("tr", {}, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
        el("td", {}, m.provider), el("td", {}, m.code), el("td", {}, m.error))));
