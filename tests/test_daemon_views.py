@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 from test_daemon import daemon, db, env, nrs, number, run, table, until, write_config
-from test_daemon_api import api_env, call
+from test_daemon_api import api_env, call, conforms
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 
@@ -55,3 +55,30 @@ async def test_a_provider_shows_its_retries_and_its_last_error_with_code_and_tim
         assert lane.retries == d.engine.stats.retries >= p["retries"]  # one provider: its count is the engine's
         last = p["last_error"]
         assert last["code"] == "101" and last["error"] and last["at"].endswith("+00:00"), last
+
+
+@run
+async def test_a_campaign_costs_its_units_times_the_providers_price_sent_and_delivered(api_env, postgres_dsn,
+                                                                                       tmp_path, table):
+    """The price the blast's --dry-run multiplies (per SMS part, else per message), of the provider that took
+    each row: of the sent rows, and of those a report said delivered."""
+    path = write_config(tmp_path, table, {"sms": nrs(api_env, rate=200, batch_size=10, price=0.05)},
+                        campaigns={"promo": {"template": "Hola {name}"}, "other": {"template": "Hi {name}"}})
+    path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
+    long_text = "Your parcel is on its way and will arrive tomorrow between nine and two. " * 3  # 2 parts
+    messages = [{"to": number(i), "campaign": "promo", "variables": {"name": "Ana"}} for i in range(10)]
+    messages += [{"to": number(100 + i), "campaign": "promo", "body": long_text} for i in range(5)]
+    async with daemon(path) as d, db(postgres_dsn) as conn, aiohttp.ClientSession() as http:
+        status, _ = await call(http, "POST", d.url + "/v1/messages", {"messages": messages})
+        assert status == 202
+        await until(conn, f"SELECT count(*) = 15 FROM {table} WHERE delivery_status = 'delivered'")
+        assert await conn.fetchval(f"SELECT sum(parts) FROM {table}") == 20
+        status, promo = await call(http, "GET", d.url + "/v1/campaigns/promo")
+        assert status == 200 and conforms(promo, "Campaign")["cost"] == {"sent": 1.0, "delivered": 1.0}
+        # a report says one long message was not delivered: it costs, sent, but not among the delivered
+        await conn.execute(f"UPDATE {table} SET delivery_status = 'undelivered', delivery_rank = 3 "
+                           f"WHERE id = (SELECT max(id) FROM {table})")
+        status, listed = await call(http, "GET", d.url + "/v1/campaigns")
+        by_name = {c["name"]: conforms(c, "Campaign") for c in listed["campaigns"]}
+        assert by_name["promo"]["cost"] == {"sent": 1.0, "delivered": 0.9}
+        assert by_name["other"]["cost"] == {"sent": 0.0, "delivered": 0.0}

@@ -250,8 +250,10 @@ function fillCampaign(row, name, c) {
   setText(cells[5], left === 0 ? "done" : rate ? duration(left / rate) : "—");
   const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered, heard = delivered + (counts.undelivered || 0);
   setText(cells[6], heard > 0 && sent ? `${number((100 * delivered) / sent, 1)}%` : "—"); // none before any report
-  setText(cells[7], c.cost === undefined || c.cost === null ? "—"
-    : typeof c.cost === "object" ? Object.entries(c.cost).map(([k, v]) => `${v} ${k}`).join(" + ") : c.cost);
+  const cost = c.cost || {}; // units times the provider's price: of the sent, of the delivered
+  cells[7].setAttribute("data-cost", String(cost.sent ?? ""));
+  setText(cells[7], typeof cost.sent !== "number" ? "—"
+    : `${number(cost.sent, 4)} sent` + (heard > 0 ? ` · ${number(cost.delivered, 4)} delivered` : ""));
   const paused = st === "paused", over = st === "cancelled" || st === "done" || name === "";
   for (const b of row.querySelectorAll("button[data-action]")) {
     const a = b.getAttribute("data-action");
