@@ -387,7 +387,8 @@ class Lane:
             s = self.provider.settings
             wait = max(backoff(m.attempts, s.backoff_base, s.backoff_max, o.retry_after) for m, o in later)
             msgs = [m for m, _ in later]
-            self.stats.retries += len(msgs)
+            self.stats.retries += 1  # one request retried (for its `retried` records)
+            self.stats.retried += len(msgs)
             if unsure:
                 self.stats.ambiguous += len(msgs)
             loop = asyncio.get_running_loop()
