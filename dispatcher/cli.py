@@ -320,7 +320,8 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
     from .progress import summary
 
     hint = resume_command(args, campaign.run_id)
-    retry = retry_command(args, campaign.run_id) if st.failed else None
+    failed = st.failed + _earlier_failures(campaign, st)
+    retry = retry_command(args, campaign.run_id) if failed else None
     state = account.state_word(interrupted=interrupted, deferred=st.deferred, halted_all=halted_all)
     total = account.source_total(campaign.source, st)
     unsent = account.unsent(total, st)
@@ -344,13 +345,24 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
     else:
         shown = "unknown" if total.records is None else f"{'' if total.exact else '~'}{total.records:,}"
         print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, state=state, unsent=unsent,
-                      total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry,
+                      total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry, failed=failed,
                       halted_all=halted_all))
     if interrupted:
         return EXIT_INTERRUPTED
     if st.deferred or halted_all:
         return EXIT_DEFERRED
-    return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES
+    return EXIT_OK if not (failed or st.rejected) else EXIT_FAILURES
+
+
+def _earlier_failures(campaign, st) -> int:
+    """Records an earlier attempt of this run failed (a resume skips them): their failures stand, so the
+    run still exits 1 and says how to retry them."""
+    if not st.skipped or campaign.retry_of is not None:
+        return 0
+    from .runs import totals
+    from .state import RunState
+    m = RunState(campaign.state_dir, campaign.run_id).manifest
+    return max(totals(m)["failed"] - st.failed, 0) if m else 0
 
 
 def _run_shared(campaign, args: argparse.Namespace) -> int:

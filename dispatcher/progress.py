@@ -202,7 +202,8 @@ class Progress:
 
 
 def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, state: str, unsent: int,
-            total: str, cost: float | None = None, retry_hint: str | None = None, halted_all: bool = False) -> str:
+            total: str, cost: float | None = None, retry_hint: str | None = None, halted_all: bool = False,
+            failed: int = 0) -> str:
     """The run's summary: `state` is finished, halted or stopped; `unsent` every record with no result,
     read or not; `total` the source's records as text (an estimate says so)."""
     elapsed = max(time.monotonic() - st.started, 1e-9)
@@ -240,6 +241,6 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, sta
         if halted_all:
             lines.append("  every provider halted: the rest of the source was not read")
         lines.append(f"  {unsent:,} records have no result; once the cause is fixed, resume with:\n    {resume_hint}")
-    if st.failed and retry_hint:
-        lines.append(f"  {st.failed:,} records failed; to send them again:\n    {retry_hint}")
+    if failed and retry_hint:
+        lines.append(f"  {failed:,} records of run {run_id} failed; to send them again:\n    {retry_hint}")
     return "\n".join(lines)

@@ -17,7 +17,8 @@ import aiohttp
 
 from ..limits import RateLimit
 from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
-from ..providers.base import Accepted, Outcome, Provider, ProviderError, Verdict
+from ..providers.base import Accepted, Outcome, Provider, Verdict
+from ..reach import describe, transport_outcome
 from ..retry import ambiguous, backoff
 from .batcher import Batcher
 from .circuit import Circuit
@@ -53,19 +54,6 @@ class LaneStatus:
     in_flight: int  # requests on the wire now
 
 
-def describe(exc: BaseException) -> str:
-    """An exception as text without URLs or headers (which may carry credentials)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    return type(exc).__name__
-
-
 class Lane:
     def __init__(self, alias: str, provider: Provider, channel: str, ledger: Ledger, events: Events,
                  transports: TransportFactory, peers: Mapping[str, Lane], stopping: Callable[[], bool],
@@ -88,6 +76,7 @@ class Lane:
         if share != 1.0:
             self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
+        self._failure = "no answer from the provider"  # what the last failed request met: the circuit's reason
         self.batcher = Batcher(provider)
         # (rank, order, batch): rank 0 for a batch, -priority for an urgent one (it overtakes every batch
         # not yet on the wire), STOP for a worker's stop signal (after everything queued before it)
@@ -167,7 +156,7 @@ class Lane:
         if self._halted is not None:
             now = (HALTED, self._halted.code, self._halted.error)
         elif self.circuit.is_open:
-            now = (CIRCUIT_OPEN, None, "no answer from the provider: paused")
+            now = (CIRCUIT_OPEN, None, f"{self._failure}: paused")
         elif self.limit.paused:
             now = (THROTTLED, "429", "waiting on the provider's Retry-After")
         elif self.limit.current < self.limit.ceiling:
@@ -299,7 +288,7 @@ class Lane:
                 await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
                 if self.circuit.exhausted:
                     why = Outcome(Verdict.HALT, code="unreachable",
-                                  error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                                  error=f"{self._failure} for {self.circuit.open_total:.0f} s of open circuit")
                     self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
                     self.ledger.defer(self.alias, batch, self._halted or why)
                     continue
@@ -343,7 +332,7 @@ class Lane:
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             status = 0
             unsure = ambiguous(e)
-            outcomes = [Outcome(Verdict.RETRY, code="transport", error=describe(e))] * len(batch)
+            outcomes = [transport_outcome(e)] * len(batch)  # "unreachable": the provider, not the record
         except Exception as e:  # a parse bug: the answer is unknown, so treat it as in doubt
             unsure = True
             outcomes = [Outcome(Verdict.FAILED, code="parse_error",
@@ -352,6 +341,8 @@ class Lane:
             self._on_wire -= 1
         latency = (time.monotonic() - t0) * 1000
         self.circuit.record(0 < status < 500)
+        if not 0 < status < 500:
+            self._failure = f"the provider answered HTTP {status}" if status else outcomes[0].error or "no answer"
         if type(outcomes) is Accepted:  # settled at once, without a coroutine for the common answer
             self._accepted(batch, outcomes, latency)
             return
@@ -443,6 +434,8 @@ class Lane:
                                       m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
                                       m.transliterated, _meta(m, o)))
                 continue
+            if o.code == "unreachable" and m.attempts >= max_attempts and not self._defer_transient:
+                v, o = Verdict.HALT, Outcome(Verdict.HALT, code="unreachable", error=o.error)  # defer, halt
             if v == Verdict.HALT:
                 halt = halt or o
                 halted.append(m)
