@@ -7,7 +7,7 @@ DEMO_N ?= 100000
 export NRS360_USER ?= demo
 export NRS360_PASSWORD ?= demo-secret
 
-.PHONY: demo test bench bench-quick lint clean postgres-bin
+.PHONY: demo test bench bench-quick lint clean postgres-bin chromium-bin
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 postgres-bin:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
+# Headless Chromium and its WebDriver for the operator page's browser tests: Debian's packages where missing.
+chromium-bin:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 demo: $(STAMP)
 	@mkdir -p demo
@@ -34,7 +39,7 @@ demo: $(STAMP)
 
 # The throwaway cluster lives in a temp dir of its own (the postgres user may not enter this checkout);
 # the trap removes it however the run ends: tests failing, Ctrl-C, or a TERM. PG_PORT=N: listen on N.
-test: $(STAMP) postgres-bin
+test: $(STAMP) postgres-bin chromium-bin
 	@PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)"; pgdir=; \
 	  trap '[ -z "$$pgdir" ] || $(BIN)/python tests/pgserver.py stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
 	  out=$$($(BIN)/python tests/pgserver.py start $(if $(PG_PORT),--port $(PG_PORT))) || exit 1; \

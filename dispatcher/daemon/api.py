@@ -34,6 +34,7 @@ from ..pg import explain
 from .config import DaemonConfig
 from .openapi import document
 from .outbox import Names, Problem, Rows
+from .problems import problem
 
 MAX_MESSAGES = 1000
 MAX_BODY = 4 * 1024 * 1024  # bytes; the listener's client_max_size
@@ -45,16 +46,18 @@ STATUS = {"pending": "queued", "claimed": "sending"}  # the row's status as the 
 
 
 class Invalid(Exception):
-    """A request refused before anything was stored: its HTTP status and every error found."""
+    """A request refused before anything was stored: its HTTP status, a code, and every error found."""
 
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors or []
+        self.code = code
 
-    def response(self) -> web.Response:
-        return _json({"error": self.message, "errors": self.errors}, self.status)
+    def response(self, request: web.Request | None = None) -> web.Response:
+        return problem(self.status, self.message, code=self.code, errors=self.errors, request=request)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -128,18 +131,19 @@ class Api:
             auth = request.headers.get("Authorization", "")
             scheme, _, given = auth.partition(" ")
             if not auth or scheme.lower() != "bearer" or not given.strip():
-                response = _json({"error": "an API key is required: Authorization: Bearer <key>", "errors": []}, 401)
-                response.headers["WWW-Authenticate"] = 'Bearer realm="dispatcher"'
+                response = problem(401, "an API key is required: Authorization: Bearer <key>", code="unauthorized",
+                                   request=request, headers={"WWW-Authenticate": 'Bearer realm="dispatcher"'})
             elif not hmac.compare_digest(given.strip().encode(), self.key):
-                response = _json({"error": "wrong API key", "errors": []}, 403)
+                response = problem(403, "wrong API key", code="forbidden", request=request)
             else:
                 try:
                     response = await handler(request)
                 except Invalid as e:
-                    response = e.response()
+                    response = e.response(request)
                 except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
                         asyncpg.DeadlockDetectedError, TimeoutError) as e:
-                    response = _json({"error": f"database: {explain(e, self.cfg.dsn)}; try again", "errors": []}, 503)
+                    response = problem(503, f"database: {explain(e, self.cfg.dsn)}; try again", code="unavailable",
+                                       request=request, headers={"Retry-After": "1"})
             self.requests[(name, response.status)] += 1
             return response
         return guarded
@@ -154,10 +158,13 @@ class Api:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
-            raise Invalid(400, f"malformed JSON: {e}") from None
-        messages = self.validate(data)
+            raise Invalid(400, f"malformed JSON: {e}", code="malformed_json") from None
+        messages = self.validate(data, request.headers.get("Idempotency-Key"))
         out = await self.store(messages)
-        return _json({"messages": out}, 202)
+        response = _json({"messages": out}, 202)
+        if len(out) == 1:
+            response.headers["Location"] = f"/v1/messages/{out[0]['id']}"
+        return response
 
     async def by_id(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
@@ -168,21 +175,27 @@ class Api:
     async def by_key(self, request: web.Request) -> web.Response:
         key = request.query.get("key")
         if not key:
-            raise Invalid(400, "give ?key=K (or GET /v1/messages/{id})")
+            raise Invalid(400, "give ?key=K (or GET /v1/messages/{id})", code="key_required")
+        if not text_safe(key):
+            raise Invalid(422, "key holds a character PostgreSQL text cannot hold (U+0000)", code="bad_characters",
+                          errors=[{"index": None, "field": "key", "code": "bad_characters",
+                                   "message": "the key holds the character U+0000"}])
         return await self._one("key = $1", key, f"no message with key '{key}'")
 
     async def _one(self, where: str, arg: Any, missing: str) -> web.Response:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(self.row_sql + where, arg)
         if row is None:
-            return _json({"error": missing, "errors": []}, 404)
+            raise Invalid(404, missing, code="not_found")
         return _json(view(row))
 
     # -- validation ------------------------------------------------------------------------------
-    def validate(self, data: Any) -> list[dict[str, Any]]:
-        """The messages, each with its payload hash, or Invalid with every error of the request."""
+    def validate(self, data: Any, idempotency_key: str | None = None) -> list[dict[str, Any]]:
+        """The messages, each with its payload hash, or Invalid with every error of the request.
+        An `Idempotency-Key` header keys the messages that have no `key` of their own: the one message
+        of a request by the header itself, the Nth of several by `header/N`."""
         if not isinstance(data, dict):
-            raise Invalid(400, "the body must be a JSON object {\"messages\": [...]}")
+            raise Invalid(400, "the body must be a JSON object {\"messages\": [...]}", code="not_an_object")
         errors: list[dict[str, Any]] = []
         for k in data:
             if k != "messages":
@@ -228,8 +241,13 @@ class Api:
                 _error(errors, i, "not_before", "format",
                        f"{not_before!r} is not an RFC 3339 time with a zone, e.g. 2025-01-31T09:00:00+01:00")
             key = m.get("key")
+            if key is None and idempotency_key:
+                key = idempotency_key if len(messages) == 1 else f"{idempotency_key}/{i}"
             if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
                 _error(errors, i, "key", "type", "must be a string of 1 to 200 characters")
+            for field, bad in unsafe_fields(m):
+                _error(errors, i, field, "bad_characters", f"{bad} holds the character U+0000, which PostgreSQL "
+                       "text cannot hold (the blast refuses it too)")
             if len(errors) > before:
                 continue
             got = check(to, channel, m.get("provider"), m.get("route"), m.get("campaign"), m.get("body"),
@@ -303,6 +321,36 @@ def _conflict(index: int, key: str, stored: str, posted: str) -> dict[str, Any]:
     return {"index": index, "field": f"messages[{index}].key", "code": "key_conflict",
             "message": f"key '{key}' stands for another payload (sha256 {stored}); this one is sha256 {posted}",
             "stored_hash": stored, "posted_hash": posted}
+
+
+def text_safe(v: str) -> bool:
+    """PostgreSQL text (and jsonb) holds every character but U+0000."""
+    return "\x00" not in v
+
+
+def unsafe_fields(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, what) of each string in a message, its variables' names and values included, that
+    PostgreSQL cannot store."""
+    found = []
+    for k, v in m.items():
+        if isinstance(v, str) and not text_safe(v):
+            found.append((k, f"'{k}'"))
+    variables = m.get("variables")
+    if isinstance(variables, dict):
+        for name, v in variables.items():
+            if _holds_nul(name) or _holds_nul(v):
+                found.append(("variables", f"variable '{name.replace(chr(0), '?')}'"))
+    return found
+
+
+def _holds_nul(v: Any) -> bool:
+    if isinstance(v, str):
+        return not text_safe(v)
+    if isinstance(v, dict):
+        return any(_holds_nul(k) or _holds_nul(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_holds_nul(x) for x in v)
+    return False
 
 
 def _timestamp(v: Any) -> bool:

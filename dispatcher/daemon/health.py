@@ -101,4 +101,5 @@ class Monitor:
 def view(s: LaneStatus) -> dict[str, Any]:
     return {"provider": s.alias, "kind": s.kind, "channel": s.channel, "state": s.state,
             "since": dt.datetime.fromtimestamp(s.since, dt.UTC).isoformat(), "code": s.code, "reason": s.reason,
-            "pace": round(s.pace, 3), "in_flight": s.in_flight}
+            "pace": round(s.pace, 3), "rate": s.rate, "in_flight": s.in_flight, "requests": s.requests,
+            "throttled": s.throttled}

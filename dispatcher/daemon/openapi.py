@@ -17,7 +17,8 @@ def _nullable(t: str, **kw: Any) -> dict[str, Any]:
 
 
 def _error_response(text: str) -> dict[str, Any]:
-    return {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {"description": text,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
 # The schemas of the documents the API takes and gives.
@@ -63,10 +64,11 @@ MESSAGE: dict[str, Any] = {
             "status": _nullable("string", description="from delivery reports: delivered, undelivered, read..."),
             "at": _nullable("string", format="date-time")}},
     }}
-ERROR: dict[str, Any] = {
-    "type": "object", "required": ["error", "errors"],
+ERROR: dict[str, Any] = {  # RFC 9457, with `code`, `errors` and `request_id` as extension members
+    "type": "object", "required": ["type", "title", "status", "detail", "code", "errors"],
     "properties": {
-        "error": {"type": "string"},
+        "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string"}, "request_id": {"type": "string"},
         "errors": {"type": "array", "items": {
             "type": "object", "required": ["field", "code", "message"],
             "properties": {"index": _nullable("integer"), "field": {"type": "string"}, "code": {"type": "string"},
@@ -78,7 +80,7 @@ def document() -> dict[str, Any]:
     auth = [{"bearer": []}]
     errors = {str(s): _error_response(t) for s, t in (
         (400, "Malformed JSON, or not a JSON object"), (401, "No API key"), (403, "Wrong API key"),
-        (503, "The database cannot be reached now; try again"))}
+        (503, "The database cannot be reached now; try again"), (500, "An unexpected error (see its request_id)"))}
     return {
         "openapi": "3.1.0",
         "info": {"title": "dispatcher daemon", "version": "1",
@@ -96,10 +98,17 @@ def document() -> dict[str, Any]:
             "/v1/messages": {
                 "post": {
                     "summary": "Queue up to 1,000 messages in one transaction", "security": auth,
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                    "description": "keys the messages without a `key`: a single message by it, "
+                                                   "the Nth of several by KEY/N; a re-post answers the stored ones",
+                                    "schema": {"type": "string", "minLength": 1, "maxLength": 190}}],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/SubmitRequest"}}}},
                     "responses": {
-                        "202": {"description": "Queued (or already stored under their keys)", "content": {
+                        "202": {"description": "Queued (or already stored under their keys)",
+                                "headers": {"Location": {"description": "/v1/messages/{id} when one message was posted",
+                                                         "schema": {"type": "string"}}},
+                                "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/SubmitResponse"}}}},
                         **errors,
                         "409": _error_response("A key already stands for another payload"),
@@ -109,10 +118,12 @@ def document() -> dict[str, Any]:
                     }},
                 "get": {
                     "summary": "A message by its idempotency key", "security": auth,
-                    "parameters": [{"name": "key", "in": "query", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [{"name": "key", "in": "query", "required": True,
+                                    "schema": {"type": "string", "minLength": 1}}],
                     "responses": {"200": {"description": "The message", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Message"}}}},
-                        **errors, "404": _error_response("No message with that key")}},
+                        **errors, "404": _error_response("No message with that key"),
+                        "422": _error_response("The key holds a character PostgreSQL cannot store")}},
             },
             "/v1/messages/{id}": {
                 "get": {

@@ -26,7 +26,7 @@ from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import explain
 from ..providers.base import Outcome, Provider, Verdict
-from . import metrics, reports
+from . import metrics, page, reports
 from .api import MAX_BODY, Api
 from .config import DaemonConfig
 from .health import Monitor
@@ -41,6 +41,7 @@ from .outbox import (
     Store,
     init_connection,
 )
+from .problems import problems
 from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
@@ -94,8 +95,9 @@ class Daemon:
             self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
             self.sink.on_write.append(self.webhooks.notify)
 
-        app = web.Application(client_max_size=MAX_BODY)
-        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self) + (self.api.routes() if self.api else []))
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
+        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self)
+                       + (self.api.routes() + page.routes() if self.api else []))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
@@ -103,7 +105,7 @@ class Daemon:
             await site.start()
         except OSError as e:
             raise DaemonError(f"http: cannot listen on {cfg.listen_host}:{cfg.listen_port} ({e.strerror or e})") from None
-        port = site._server.sockets[0].getsockname()[1] if site._server else cfg.listen_port  # type: ignore[union-attr]
+        port = self.runner.addresses[0][1] if self.runner.addresses else cfg.listen_port
         self.url = f"http://{cfg.listen_host}:{port}"
         public = cfg.public_url or self.url
         for alias, url in reports.configure_callbacks(public, cfg.providers).items():

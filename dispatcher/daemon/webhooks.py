@@ -7,7 +7,14 @@ arrive in the order they happened. A batch is
 
     POST <url>   {"events": [{"event_id", "id", "key", "status", "code", "error", "provider",
                               "message_id", "at"}, ...]}
-    X-Dispatcher-Signature: sha256=<hex HMAC-SHA256 of the raw body with the secret>
+    webhook-id: evt_<first event id>_<last event id>     (the same when the same batch is sent again)
+    webhook-timestamp: <unix seconds of this attempt>
+    webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body"> [v1,... for each further secret]
+
+signed the Standard Webhooks way (standardwebhooks.com; its libraries verify it), so a captured POST
+cannot be replayed once the receiver's tolerance for the timestamp has passed. `secret_env` holds one
+secret, or several separated by spaces while one is rotated out: each is `whsec_<base64>` (the
+libraries' form) or plain text (its UTF-8 bytes are the key). A batch
 
 and is marked delivered only on a 2xx answer; otherwise it is sent again after a backoff
 (doubling, with jitter, at most `backoff_max`), for as long as its events are younger than
@@ -17,6 +24,7 @@ and is marked delivered only on a 2xx answer; otherwise it is sent again after a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -34,11 +42,18 @@ from .config import DaemonConfig, WebhookSpec
 from .outbox import Names
 
 log = logging.getLogger("dispatcher.daemon")
-HEADER = "X-Dispatcher-Signature"
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def keys(secrets: str) -> list[bytes]:
+    """The signing keys a `secret_env` value holds: whitespace-separated, `whsec_<base64>` or plain text."""
+    return [base64.b64decode(s[6:] + "==") if s.startswith("whsec_") else s.encode() for s in secrets.split()]
+
+
+def signed(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one POST: one `v1,` signature per key."""
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    sigs = " ".join("v1," + base64.b64encode(hmac.new(k, content, hashlib.sha256).digest()).decode() for k in keys)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": sigs}
 
 
 class Webhooks:
@@ -47,6 +62,7 @@ class Webhooks:
     def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: asyncpg.Pool, names: Names) -> None:
         self.cfg = cfg
         self.spec = spec
+        self.keys = keys(spec.secret)
         self.pool = pool
         self.wake = asyncio.Event()
         self.delivered = 0
@@ -137,7 +153,7 @@ class Webhooks:
                  "error": r["error"], "provider": r["provider"], "message_id": r["message_id"],
                  "at": r["at"].isoformat()} for r in rows]})
             ids = [r["id"] for r in rows]
-            why = await self._post(http, body)
+            why = await self._post(http, body, f"evt_{ids[0]}_{ids[-1]}")
             if why is None:
                 await conn.execute(self.done_sql, ids)
             else:
@@ -155,8 +171,8 @@ class Webhooks:
         self.backlog = max(0, self.backlog - len(ids))
         return len(ids)
 
-    async def _post(self, http: aiohttp.ClientSession, body: bytes) -> str | None:
-        headers = {"Content-Type": "application/json", HEADER: sign(self.spec.secret, body)}
+    async def _post(self, http: aiohttp.ClientSession, body: bytes, msg_id: str) -> str | None:
+        headers = {"Content-Type": "application/json", **signed(self.keys, msg_id, int(time.time()), body)}
         try:
             async with http.post(self.spec.url, data=body, headers=headers) as r:
                 await r.read()

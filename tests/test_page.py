@@ -1,0 +1,236 @@
+"""The operator's page at `/`, driven in headless Chromium (Debian's chromium + chromium-driver, selenium).
+
+A real daemon in this process (PostgreSQL from conftest, the 360nrs simulator) drains two campaigns
+while the browser, in a thread, works the page the way an operator does: the key, the campaign rows,
+the pause button, the finder. What the page claims is checked against the API itself.
+DISPATCHER_PAGE_SCREENSHOT=path also writes the screenshot there (docs/operator-page.png for the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+import pytest
+from test_daemon import daemon, env, nrs, number, run, table, write_config
+from test_daemon_api import API_KEY, api_env, call
+
+from dispatcher.daemon import page
+
+__all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+T = TypeVar("T")
+needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                   reason="chromium and chromium-driver are not installed (make test installs them)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM or ""
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1100", "--disable-extensions", "--no-first-run"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
+    driver.set_page_load_timeout(20)
+    driver.set_script_timeout(10)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def config(tmp_path: Path, table: str, sim: Any, rate: float = 100) -> Path:
+    """Two campaigns, the API on, a provider slow enough that a campaign of thousands takes a while."""
+    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=10, concurrency=2)},
+                        campaigns={"big": {"template": "Hola {name}"}, "small": {"template": "Hi {name}"}})
+    path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
+    return path
+
+
+async def post(http: aiohttp.ClientSession, url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for i in range(0, len(messages), 1000):
+        status, answer = await call(http, "POST", url + "/v1/messages", {"messages": messages[i:i + 1000]})
+        assert status == 202, answer
+        out += answer["messages"]
+    return out
+
+
+def get(url: str, key: str | None = API_KEY) -> tuple[int, Any, Any]:
+    """A blocking GET (the browser's thread uses it to check what the page says against the API)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+            return r.status, r.headers, orjson.loads(body) if r.headers.get_content_type() == "application/json" \
+                else body
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def wait(what: str, fn: Callable[[], T | None], timeout: float = 10) -> T:
+    """Poll `fn` (tolerating elements replaced under it) until it returns something true; fail saying what."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except StaleElementReferenceException:
+            last = None
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def sign_in(driver: Any, url: str, key: str = API_KEY) -> None:
+    driver.get(url + "/")
+    field = driver.find_element(By.CSS_SELECTOR, "input[name=api_key]")
+    field.clear()
+    field.send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+
+
+def sent_of(driver: Any, name: str) -> int | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-campaign="{name}"]')
+    return int(rows[0].get_attribute("data-sent")) if rows else None
+
+
+# -- without a browser: what the daemon serves ----------------------------------------------------------
+
+def test_the_page_files_have_no_inline_script_and_the_script_stays_small():
+    html = (page.HERE / "index.html").read_text()
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts and all('src="/page/' in attrs and not body.strip() for attrs, body in scripts)
+    assert not re.search(r"\son[a-z]+\s*=", html, re.I)  # no inline event handlers
+    assert "style=" not in html and "<style" not in html
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", html + (page.HERE / "page.js").read_text())
+    js = (page.HERE / "page.js").read_text()
+    assert ".innerHTML" not in js and ".outerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
+    assert len(js.splitlines()) < 600
+
+
+@run
+async def test_the_page_is_served_with_a_strict_policy_and_only_its_own_files(api_env, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d:
+        status, headers, body = await asyncio.to_thread(get, d.url + "/", None)
+        assert status == 200 and headers.get_content_type() == "text/html" and b'name="api_key"' in body
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+        assert "frame-ancestors 'none'" in csp and headers["X-Content-Type-Options"] == "nosniff"
+        assert "Set-Cookie" not in headers
+        status, headers, body = await asyncio.to_thread(get, d.url + "/page/page.js", None)
+        assert status == 200 and headers.get_content_type() == "text/javascript" and b"sessionStorage" in body
+        status, _, _ = await asyncio.to_thread(get, d.url + "/page/../api.py", None)
+        assert status == 404
+        status, _, _ = await asyncio.to_thread(get, d.url + "/page/index.py", None)
+        assert status == 404
+
+
+# -- in the browser ----------------------------------------------------------------------------------------
+
+@needs_browser
+@run
+async def test_a_wrong_key_is_refused_and_the_key_lives_in_session_storage(api_env, tmp_path, table, browser):
+    async with daemon(config(tmp_path, table, api_env)) as d:
+        def script() -> None:
+            sign_in(browser, d.url, "not-the-key")
+            wait("the refusal", lambda: "refused" in browser.find_element(By.ID, "login-error").text)
+            assert not browser.find_element(By.ID, "main").is_displayed()
+            assert browser.execute_script("return sessionStorage.length") == 0
+            sign_in(browser, d.url)
+            wait("the signed-in page", lambda: browser.find_element(By.ID, "main").is_displayed())
+            assert browser.execute_script("return sessionStorage.getItem('dispatcher.api_key')") == API_KEY
+            assert browser.execute_script("return document.cookie") == ""
+            provider = wait("the provider row", lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-provider="sms"]'))
+            assert provider[0].get_attribute("data-state") == "sending"
+            browser.refresh()  # the same tab keeps the key
+            wait("the page after a reload", lambda: browser.find_element(By.ID, "main").is_displayed())
+            browser.find_element(By.ID, "signout").click()
+            assert browser.execute_script("return sessionStorage.length") == 0
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_a_hostile_message_is_found_and_shown_as_text(api_env, tmp_path, table, browser):
+    async with daemon(config(tmp_path, table, api_env)) as d, aiohttp.ClientSession() as http:
+        [hostile] = await post(http, d.url, [{"to": number(7), "body": HOSTILE, "key": HOSTILE, "campaign": "small"}])
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            wait("the signed-in page", lambda: browser.find_element(By.ID, "main").is_displayed())
+            find = browser.find_element(By.CSS_SELECTOR, "input[name=find]")
+            find.send_keys(HOSTILE)
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            shown = wait("the message found", lambda: browser.find_elements(By.ID, "found-message"))
+            assert shown[0].get_attribute("data-id") == str(hostile["id"])
+            values = [dd.text for dd in shown[0].find_elements(By.TAG_NAME, "dd")]
+            assert HOSTILE in values  # the key, as its characters
+            assert browser.find_elements(By.TAG_NAME, "img") == []
+            assert browser.execute_script("return typeof window.__xss") == "undefined"
+            find.clear()
+            find.send_keys(str(hostile["id"]))  # by id too
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            wait("the message by id", lambda: browser.find_element(By.ID, "found-message").get_attribute("data-id")
+                 == str(hostile["id"]))
+            assert browser.execute_script("return typeof window.__xss") == "undefined"
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_runs_nothing(api_env, tmp_path,
+                                                                                              table, browser):
+    """The issue's "Done when", and the screenshot the README shows."""
+    async with daemon(config(tmp_path, table, api_env)) as d, aiohttp.ClientSession() as http:
+        if (await asyncio.to_thread(get, d.url + "/v1/campaigns"))[0] == 404:
+            pytest.skip("GET /v1/campaigns (issue 24, the campaign API) is not in this daemon yet")
+        await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
+                                 for i in range(4000)])
+        await post(http, d.url, [{"to": number(10000 + i), "campaign": "small", "variables": {"name": f"s{i}"}}
+                                 for i in range(400)])
+        await post(http, d.url, [{"to": number(20000), "body": HOSTILE, "key": HOSTILE, "campaign": "small"}])
+        shot = tmp_path / "operator-page.png"
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            first = wait("campaign big on the page", lambda: sent_of(browser, "big") is not None and
+                         [sent_of(browser, "big")])[0]
+            wait("big's data-sent growing", lambda: (sent_of(browser, "big") or 0) > first, timeout=5)
+            wait("campaign small on the page", lambda: sent_of(browser, "small") is not None)
+            wait("a few seconds of throughput in the chart", lambda: len(browser.find_element(
+                By.CSS_SELECTOR, "#chart polyline").get_attribute("points").split()) >= 4)
+            browser.save_screenshot(str(shot))
+            browser.find_element(By.CSS_SELECTOR, 'tr[data-campaign="big"] [data-action=pause]').click()
+            wait("GET /v1/campaigns/big says paused",
+                 lambda: get(d.url + "/v1/campaigns/big")[2].get("state") == "paused")
+            wait("the row says paused", lambda: browser.find_element(
+                By.CSS_SELECTOR, 'tr[data-campaign="big"]').get_attribute("data-state") == "paused")
+            find = browser.find_element(By.CSS_SELECTOR, "input[name=find]")
+            find.send_keys(HOSTILE)
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            wait("the hostile message", lambda: HOSTILE in browser.find_element(By.ID, "found").text)
+            assert browser.execute_script("return window.__xss") is None  # undefined comes back as None
+            assert browser.execute_script("return typeof window.__xss") == "undefined"
+        await asyncio.to_thread(script)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if os.environ.get("DISPATCHER_PAGE_SCREENSHOT"):
+            shutil.copyfile(shot, os.environ["DISPATCHER_PAGE_SCREENSHOT"])
