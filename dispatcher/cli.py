@@ -286,7 +286,7 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     from .progress import Progress
     from .signals import on_signals
 
-    progress = None if args.quiet else Progress(campaign.source)
+    progress = None if args.quiet else Progress(campaign.source, json=args.log_format == "json")
     engine = Engine(campaign, on_progress=progress)
     hint = resume_command(args, campaign.run_id)
     on_signals(engine, _stop_notice)
@@ -373,7 +373,7 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
     from .progress import Progress, Totals
 
     totals = Totals()
-    progress = None if args.quiet else Progress(totals)
+    progress = None if args.quiet else Progress(totals, json=args.log_format == "json")
 
     def show(st, lanes, total) -> None:
         totals.total = total

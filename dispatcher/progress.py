@@ -111,11 +111,12 @@ class Progress:
     colour when NO_COLOR is set (to anything but the empty string)."""
 
     def __init__(self, source: Source, out: TextIO = sys.stderr, *, clock: Callable[[], float] = time.monotonic,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None, json: bool = False) -> None:
         self.source = source
         self.out = out
         self.clock = clock
-        self.tty = out.isatty() and os.environ.get("TERM") != "dumb"
+        self.json = json  # --log-format json: one JSON line a reading, the counts as fields
+        self.tty = out.isatty() and os.environ.get("TERM") != "dumb" and not json
         self.colour = self.tty and not os.environ.get("NO_COLOR")
         self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
         self.view: View | None = None
@@ -132,7 +133,11 @@ class Progress:
         now = self.clock()
         if self._last_draw is None or now - self._last_draw >= self.interval - 1e-3:
             self._last_draw = now
-            self.draw(self.lines(self.view, st))
+            if self.json:
+                self.out.write(json_line(self.view, st))
+                self.out.flush()
+            else:
+                self.draw(self.lines(self.view, st))
 
     def read(self, st: Stats, lanes: list[LaneStatus]) -> View:
         now = self.clock()
@@ -199,6 +204,18 @@ class Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def json_line(v: View, st: Stats) -> str:
+    """One reading as a JSON log line (`--log-format json`): what the text view shows, as fields."""
+    import orjson
+    return orjson.dumps({
+        "time": time.time(), "level": "INFO", "logger": "dispatcher.progress", "message": "progress",
+        "done": v.done, "total": v.total, "total_exact": v.exact, "rate": v.rate, "eta_s": v.eta,
+        "elapsed_s": round(v.elapsed, 3), "sent": st.sent, "failed": st.failed, "rejected": st.rejected,
+        "deferred": st.deferred, "retries": st.retries, "retried": st.retried, "throttled": st.throttled,
+        "lanes": [{"alias": lv.status.alias, "state": lv.status.state, "achieved": lv.achieved,
+                   "reason": lv.status.reason} for lv in v.lanes]}).decode() + "\n"
 
 
 def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, state: str, unsent: int,

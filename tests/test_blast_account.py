@@ -169,3 +169,15 @@ def test_version_flag(capsys):
     except SystemExit as e:
         assert e.code == 0
     assert capsys.readouterr().out.startswith("dispatcher ")
+
+
+def test_progress_is_json_lines_with_log_format_json(sim, tmp_path):
+    from blastkit import run_cli
+    audience(tmp_path / "audience.csv", 30)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 4, "batch_size": 5, "concurrency": 1})
+    done = run_cli("blast", str(toml), "--run-id", "j", "--log-format", "json")  # about 1.5 s: readings
+    assert done.returncode == 0, done.stderr
+    lines = [orjson.loads(x) for x in done.stderr.splitlines()]  # every stderr line is JSON
+    progress = [x for x in lines if x["message"] == "progress"]
+    assert progress and {"done", "total", "sent", "failed", "eta_s", "lanes"} <= set(progress[0])
+    assert progress[0]["total"] == 30 and progress[0]["sent"] <= 30
