@@ -23,9 +23,9 @@ def unreachable(exc: BaseException) -> str | None:
         return "connection timed out"
     if not isinstance(exc, aiohttp.ClientConnectorError):
         return None
-    where = f"{exc.host}:{exc.port}"
+    where = _where(exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve {exc.host} (port {exc.port})"
+        return f"cannot resolve {where}"
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError)) or \
             isinstance(exc.os_error, ssl.SSLError):
         return f"TLS failed on {where}: {getattr(exc.os_error, 'reason', None) or type(exc.os_error).__name__}"
@@ -34,6 +34,15 @@ def unreachable(exc: BaseException) -> str | None:
         return f"connection timed out on {where}"
     why = os.strerror(e.errno) if getattr(e, "errno", None) else (type(e).__name__ if e else "cannot connect")
     return f"{why[:1].lower() + why[1:]} on {where}"
+
+
+def _where(exc: aiohttp.ClientConnectorError) -> str:
+    """host:port of the connection `exc` failed to make; "the provider" when it carries none (aiohttp
+    reads them from its connection key, which a hand-made error may lack: never let the text raise)."""
+    try:
+        return f"{exc.host}:{exc.port}"
+    except AttributeError:
+        return "the provider"
 
 
 def transport_outcome(exc: BaseException, described: str) -> Outcome:
