@@ -67,6 +67,8 @@ class Lane:
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
         self.requests = 0
+        self.retries = 0
+        self._last_error: tuple[str | None, str | None, float] | None = None  # (code, text, epoch seconds)
         self._on_wire = 0
         self._state: tuple[str, str | None, str | None] = (SENDING, None, None)
         self._since = time.time()
@@ -142,8 +144,10 @@ class Lane:
             now = (SENDING, None, None)
         if now != self._state:
             self._state, self._since = now, time.time()
+        last = self._last_error or (None, None, None)
         return LaneStatus(self.alias, self.provider.kind, self.channel, now[0], self._since, now[1], now[2],
-                          self.provider.rate, self.limit.current, self.requests, self.limit.throttled, self._on_wire)
+                          self.provider.rate, self.limit.current, self.requests, self.limit.throttled, self._on_wire,
+                          self.retries, *last)
 
     # -- batching -------------------------------------------------------------------------
     def add(self, msgs: Sequence[Message]) -> None:
@@ -359,6 +363,9 @@ class Lane:
         if status == 429 or any(o.code == "429" for o in outcomes[:1]):
             self.limit.on_throttled(outcomes[0].retry_after if outcomes else None)
             self.stats.throttled += 1
+        bad = next((o for o in outcomes if o.verdict != Verdict.SENT), None)
+        if bad is not None:
+            self._last_error = (bad.code, bad.error, time.time())
         retry = self._settle(batch, outcomes, status, latency, unsure)
         if not retry:
             return
@@ -386,6 +393,7 @@ class Lane:
             msgs = [m for m, _ in later]
             self.stats.retries += 1  # one request retried (for its `retried` records)
             self.stats.retried += len(msgs)
+            self.retries += len(msgs)
             if unsure:
                 self.stats.ambiguous += len(msgs)
             loop = asyncio.get_running_loop()
