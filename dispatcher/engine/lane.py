@@ -16,6 +16,7 @@ import aiohttp
 from ..limits import RateLimit
 from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
+from ..reach import transport_outcome
 from ..retry import ambiguous, backoff
 from .answers import describe, message_meta
 from .batcher import Batcher
@@ -50,6 +51,7 @@ class Lane:
         if share != 1.0:
             self.limit.set_share(share)
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
+        self._failure = "no answer from the provider"  # what the last failed request met: the circuit's reason
         self.batcher = Batcher(provider)
         self._queue = LaneQueue()  # urgent batches first (by priority), then in order, stop signals last
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
@@ -135,7 +137,7 @@ class Lane:
         if self._halted is not None:
             now = (HALTED, self._halted.code, self._halted.error)
         elif self.circuit.is_open:
-            now = (CIRCUIT_OPEN, None, "no answer from the provider: paused")
+            now = (CIRCUIT_OPEN, None, f"{self._failure}: paused")
         elif self.limit.paused:
             now = (THROTTLED, "429", "waiting on the provider's Retry-After")
         elif self.limit.current < self.limit.ceiling:
@@ -288,7 +290,7 @@ class Lane:
             batch = queue.held(me)
             if self.circuit.exhausted:
                 why = Outcome(Verdict.HALT, code="unreachable",
-                              error=f"no answer from the provider for {self.circuit.open_total:.0f} s of open circuit")
+                              error=f"{self._failure} for {self.circuit.open_total:.0f} s of open circuit")
                 self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
                 self.ledger.defer(self.alias, batch, self._halted or why)
                 return
@@ -334,7 +336,7 @@ class Lane:
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             status = 0
             unsure = ambiguous(e)
-            outcomes = [Outcome(Verdict.RETRY, code="transport", error=describe(e))] * len(batch)
+            outcomes = [transport_outcome(e, describe(e))] * len(batch)  # "unreachable": the provider, not the record
         except Exception as e:  # a parse bug: the answer is unknown, so treat it as in doubt
             unsure = True
             outcomes = [Outcome(Verdict.FAILED, code="parse_error",
@@ -343,6 +345,8 @@ class Lane:
             self._on_wire -= 1
         latency = (time.monotonic() - t0) * 1000
         self.circuit.record(0 < status < 500)
+        if not 0 < status < 500:
+            self._failure = f"the provider answered HTTP {status}" if status else outcomes[0].error or "no answer"
         if type(outcomes) is Accepted:  # settled at once, without a coroutine for the common answer
             self._accepted(batch, outcomes, latency)
             return
@@ -381,7 +385,8 @@ class Lane:
             s = self.provider.settings
             wait = max(backoff(m.attempts, s.backoff_base, s.backoff_max, o.retry_after) for m, o in later)
             msgs = [m for m, _ in later]
-            self.stats.retries += len(msgs)
+            self.stats.retries += 1  # one request retried (for its `retried` records)
+            self.stats.retried += len(msgs)
             self.retries += len(msgs)
             if unsure:
                 self.stats.ambiguous += len(msgs)
@@ -437,6 +442,8 @@ class Lane:
                                       m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
                                       m.transliterated, message_meta(m, o)))
                 continue
+            if o.code == "unreachable" and m.attempts >= max_attempts and not self._defer_transient:
+                v, o = Verdict.HALT, Outcome(Verdict.HALT, code="unreachable", error=o.error)  # defer, halt
             if v == Verdict.HALT:
                 halt = halt or o
                 halted.append(m)
