@@ -53,6 +53,29 @@ INSERT INTO {campaigns} AS c (name, state, weight) VALUES ($1, $2, coalesce($3, 
 ON CONFLICT (name) DO UPDATE SET state = $2, weight = coalesce($3, c.weight), updated_at = now()
 RETURNING name, state, weight, updated_at;
 
+-- name: put_back
+-- Rows this worker claimed and took back before they went on the wire (their campaign paused): queued
+-- again as they were, the claim not counted.
+WITH r AS (UPDATE {outbox} SET status = 'pending', worker = NULL, lease_until = NULL,
+    attempts = greatest(attempts - 1, 0)
+WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
+SELECT count(*) FROM r;
+
+-- name: cancel_claimed
+-- Rows this worker claimed and took back before they went on the wire (their campaign cancelled).
+WITH r AS (UPDATE {outbox} SET status = 'cancelled', code = 'cancelled', error = 'the campaign was cancelled',
+    finished_at = now(), lease_until = NULL
+WHERE id = ANY($1::bigint[]) AND worker = $2 AND status = 'claimed' RETURNING 1)
+SELECT count(*) FROM r;
+
+-- name: settling
+-- What a pause or cancel of campaign $2 still waits for: transactions that were running when it committed
+-- ($1, the xip of a snapshot taken after it: a claim among them may have read the campaign as active), and
+-- the campaign's claimed rows (taken back by their daemon, or on the wire until their answer).
+SELECT (SELECT count(*) FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) = 'in progress')
+     + (SELECT count(*) FROM {outbox}
+        WHERE lease_until IS NOT NULL AND status = 'claimed' AND coalesce(campaign, '') = $2);
+
 -- name: campaign_states
 SELECT name, state, weight, updated_at FROM {campaigns};
 

@@ -55,6 +55,23 @@ class Store:
         """A campaign's state (active, paused, cancelled) and weight, as the campaigns table holds it."""
         return await conn.fetchrow(self.sql["set_campaign"], name, state, weight)
 
+    async def give_back(self, conn: asyncpg.Connection, paused: list[int], cancelled: list[int]) -> int:
+        """Claimed rows taken back before they went on the wire: `paused` ones queued again, `cancelled` ones
+        cancelled. Returns how many."""
+        n = 0
+        if paused:
+            n += await conn.fetchval(self.sql["put_back"], paused, self.cfg.worker)
+        if cancelled:
+            n += await conn.fetchval(self.sql["cancel_claimed"], cancelled, self.cfg.worker)
+        return int(n)
+
+    async def running(self, conn: asyncpg.Connection) -> list[Any]:
+        """The transactions running now (a snapshot's xip): what a change must outlast to be seen by all."""
+        return await conn.fetchval("SELECT array(SELECT pg_snapshot_xip(pg_current_snapshot())::text)")
+
+    async def settling(self, conn: asyncpg.Connection, running: list[Any], campaign: str) -> int:
+        return int(await conn.fetchval(self.sql["settling"], running, campaign))
+
     async def campaign_states(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
         return {r["name"]: r for r in await conn.fetch(self.sql["campaign_states"])}
 
