@@ -52,7 +52,7 @@ async def test_a_provider_shows_its_retries_and_its_last_error_with_code_and_tim
         assert errors > 0
         assert p["retries"] >= 10 and p["retries"] % 10 == 0  # each 5xx put its batch of 10 back
         [lane] = d.engine.snapshot()  # /healthz shows the health monitor's last sample (every 0.5 s)
-        assert lane.retries == d.engine.stats.retries >= p["retries"]  # one provider: its count is the engine's
+        assert lane.retries == d.engine.stats.retried >= p["retries"]  # one provider: its count is the engine's
         last = p["last_error"]
         assert last["code"] == "101" and last["error"] and last["at"].endswith("+00:00"), last
 
