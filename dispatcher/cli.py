@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(not the rejected ones: those are bad input); its run id is RUN_ID-retry unless --run-id")
     b.add_argument("--allow-changed", action="store_true",
                    help="resume (or retry) although the source file or the campaign's messages changed")
+    b.add_argument("--limit", type=_positive(int), metavar="N",
+                   help="a test send: only the first N sendable records of the source, as a run of its own "
+                        "(its id is the campaign's with -limitN-TIME unless --run-id)")
     b.add_argument("--dry-run", action="store_true", help="render, encode, count parts and cost; send nothing")
     b.add_argument("--rejects", metavar="FILE", help="with --dry-run: write the rejected rows with their reasons "
                    "(CSV if FILE ends in .csv, else JSONL)")
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "blast":
         if args.rejects and not args.dry_run:
             parser.error("--rejects goes with --dry-run")
+        if args.limit and args.dry_run:
+            parser.error("--limit does not go with --dry-run (a dry run reads the whole source)")
         logs.setup_logging(logs.level_of(args), args.log_format)
         return _blast(args)
     if args.command in ("runs", "status", "results"):
@@ -179,7 +184,8 @@ def _blast(args: argparse.Namespace) -> int:
 
     o = Overrides(run_id=args.run_id, source=args.source, rate=args.rate, concurrency=args.concurrency, url=args.url,
                   on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run,
-                  retry_failed=args.retry_failed, allow_changed=args.allow_changed, workers=args.workers)
+                  retry_failed=args.retry_failed, allow_changed=args.allow_changed, workers=args.workers,
+                  limit=args.limit)
     try:
         campaign = load_campaign(args.campaign, o)
     except ConfigError as e:
@@ -187,6 +193,12 @@ def _blast(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.dry_run:
         return uvloop.run(_dry(campaign, args))
+    args.limit = (campaign.origin.get("overrides") or {}).get("limit")  # a resume of a test send keeps its limit
+    if args.limit and campaign.workers > 1:
+        if args.workers:
+            print("dispatcher: --limit sends in one process: it does not go with --workers", file=sys.stderr)
+            return EXIT_CONFIG
+        campaign.workers = 1
     if campaign.workers > 1:
         return _run_shared(campaign, args)
     return uvloop.run(_run(campaign, args))
@@ -197,7 +209,7 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
     words = ["dispatcher", "blast", args.campaign, "--run-id", run_id]
     for flag, value in (("--source", args.source), ("--rate", args.rate), ("--concurrency", args.concurrency),
                         ("--workers", args.workers), ("--url", args.url), ("--on-doubt", args.on_doubt),
-                        ("--state-dir", args.state_dir)):
+                        ("--state-dir", args.state_dir), ("--limit", args.limit)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return " ".join(shlex.quote(w) for w in words)
@@ -286,8 +298,9 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     from .progress import Progress
     from .signals import on_signals
 
+    preparer = _limited(campaign, args.limit) if args.limit else None
     progress = None if args.quiet else Progress(campaign.source, json=args.log_format == "json")
-    engine = Engine(campaign, on_progress=progress)
+    engine = Engine(campaign, on_progress=progress, preparer=preparer)
     hint = resume_command(args, campaign.run_id)
     on_signals(engine, _stop_notice)
     log.info("run %s: source %s, providers %s, results %s", campaign.run_id, campaign.source.name,
@@ -352,6 +365,20 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
     if st.deferred or halted_all:
         return EXIT_DEFERRED
     return EXIT_OK if not (failed or st.rejected) else EXIT_FAILURES
+
+
+def _limited(campaign, n: int):
+    """`--limit N`: the campaign's source cut after its first N sendable records (those an earlier attempt
+    of this run finished count), and the preparer that goes with it."""
+    from .blast.limit import Limit
+    from .engine import CampaignPreparer
+    from .runs import totals
+    from .state import RunState
+    m = RunState(campaign.state_dir, campaign.run_id).manifest
+    done = sum(totals(m)[k] for k in ("sent", "failed")) if m else 0
+    limit = Limit(campaign.source, CampaignPreparer(campaign), n - done)
+    campaign.source = limit.source
+    return limit.preparer
 
 
 def _earlier_failures(campaign, st) -> int:

@@ -30,7 +30,7 @@ from .state import RunState, run_ids
 
 COUNTS = ("sent", "failed", "rejected")
 FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"
-RESUMED = ("--source", "--rate", "--concurrency", "--workers", "--url", "--on-doubt", "--state-dir")
+RESUMED = ("--source", "--rate", "--concurrency", "--workers", "--url", "--on-doubt", "--state-dir", "--limit")
 
 
 def manifests(state_dir: Path) -> list[dict[str, Any]]:
