@@ -27,9 +27,11 @@ from ..sinks.base import Sink
 from ..sources.base import Source
 from ..state import RunState
 from .providers import built, check_failover, no_providers, provider_entry
+from .reports import report_settings
 from .toml import Located, check_keys, closest, read_toml, subtable
 
-TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
+TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine",
+       "reports"}
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
           "dsn_env", "table", "where", "query", "key", "fetch"}
 MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options",
@@ -88,6 +90,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     on_doubt = o.on_doubt or data.get("on_doubt", "resend")
     if on_doubt not in ("resend", "hold"):
         raise loc.error("", "on_doubt", f"'{on_doubt}' must be \"resend\" or \"hold\"")
+    report_settings(loc, data)  # checked with the rest; the blast reads it (config/reports.py)
     engine = subtable(loc, data, "engine")
     check_keys(loc, "engine", engine, ENGINE)
     chunk_size = engine.get("chunk_size", 2048)
