@@ -214,6 +214,8 @@ def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, 
     last.unlink(missing_ok=True)
     return {
         "server": server, "messages": n, "concurrency": concurrency, "requests": n_requests,
+        # what the dispatcher sent against ceil(n / batch_size) (the adapter's own full batches, as the bare loop)
+        "dispatcher_requests": runs[-1].get("requests"), "ideal_requests": n_requests,
         "msgs_per_request": round(per_request, 1),
         "dispatcher_msgs_per_s": round(blast_mps), "dispatcher_requests_per_s": round(blast_rps, 1),
         "bare_requests_per_s": round(bare_rps, 1), "bare_msgs_per_s": round(bare_rps * per_request),

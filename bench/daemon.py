@@ -8,6 +8,8 @@ from insert to provider acceptance.
   and with the simulator 20 ms away and two connections a worker (each worker is bound by its
   round trips, as against a distant provider: a second worker doubles what is in flight).
   The CPU each part used is measured (psutil), so the figures say where the time went.
+- service (bench/daemon_service.py): a priority row's latency behind a backlog, a small campaign's
+  share behind a big one, and pause-to-stop.
 - steady: rows inserted a few at a time at a fixed rate below capacity, one worker; latency of
   each row from its insert (`created_at`) to its result recorded (`finished_at`, just after the
   provider accepted it): p50 and p99. The drain figures' latencies are queueing time (every row
@@ -24,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, on_postgres, simulator
+from bench.common import on_postgres, simulator
+from bench.daemon_service import measure_service
+from bench.daemon_service import table as service_table
+from bench.daemonkit import Workers, reset, wait_live
+
+_reset = reset  # bench/api.py's name for it
 
 
 def write_config(tmp: Path, url: str, table: str, claim: int = 2000, concurrency: int = 8,
@@ -68,26 +74,6 @@ sender = "ACME"
 template = "Hola {{name|capitalize}}, tu factura de {{amount}} EUR ya esta disponible."
 """)
     return path
-
-
-class Workers:
-    def __init__(self, config: Path, dsn: str, n: int) -> None:
-        env = {**os.environ, "DISPATCHER_DSN": dsn}
-        self.procs = [subprocess.Popen([sys.executable, "-m", "dispatcher", "daemon", str(config), "--worker", f"w{i}"],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-                      for i in range(n)]
-        for p in self.procs:
-            assert p.stdout is not None
-            for line in p.stdout:
-                if line.strip() == "ready":
-                    break
-            else:
-                raise RuntimeError(f"daemon did not start: {p.stderr.read() if p.stderr else ''}")
-
-    def stop(self) -> list[int]:
-        for p in self.procs:
-            p.terminate()
-        return [p.wait(60) for p in self.procs]
 
 
 def _listener(port: int) -> Any:
@@ -147,34 +133,6 @@ class Cpu:
         el = time.monotonic() - self.t0
         end = self._sample()
         return {f"cpu_pct_{k}": round((end[k] - self.start[k]) / el * 100) for k in end}
-
-
-async def _reset(dsn: str, schema: str) -> None:
-    import asyncpg
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        if await conn.fetchval("SELECT to_regclass('dispatcher_schema') IS NOT NULL"):
-            await conn.execute("DELETE FROM dispatcher_schema WHERE name = $1", f"daemon:{schema}.outbox")
-    finally:
-        await conn.close()
-
-
-async def _wait_live(dsn: str, table: str, n: int, heartbeat: float, timeout: float = 30) -> None:
-    """Until every worker has joined (registered, waited its 1.5 heartbeats)."""
-    import asyncpg
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            live = await conn.fetchval(f"SELECT count(*) FROM {table}_workers WHERE heartbeat_at > now() - interval '2 s'")
-            if live >= n:
-                await asyncio.sleep(1.5 * heartbeat + 0.25)  # the joining wait (1.5 heartbeats), and a margin
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"{n} workers did not register within {timeout} s")
-    finally:
-        await conn.close()
 
 
 async def _until_drained(conn: Any, table: str, timeout: float) -> None:
@@ -250,11 +208,11 @@ def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, heartbeat: float,
     for n in (1, 2):
         schema = f"bench_{name}{n}"
         table = f"{schema}.outbox"
-        asyncio.run(_reset(dsn, schema))
+        asyncio.run(reset(dsn, schema))
         workers = Workers(write_config(tmp, url, table, heartbeat=heartbeat, **provider), dsn, n)
         result: dict[str, Any] = {}
         try:
-            asyncio.run(_wait_live(dsn, table, n, heartbeat))
+            asyncio.run(wait_live(dsn, table, n, heartbeat))
             cpu = Cpu([p.pid for p in workers.procs], dsn, url)
             result = asyncio.run(_drain(dsn, table, rows, timeout=600))
             result.update(cpu.done())
@@ -286,13 +244,14 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
         finally:
             _sim_latency(url, 0)
         schema = "bench_steady"
-        asyncio.run(_reset(dsn, schema))
+        asyncio.run(reset(dsn, schema))
         workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500, heartbeat=heartbeat), dsn, 1)
         try:
-            asyncio.run(_wait_live(dsn, f"{schema}.outbox", 1, heartbeat))
+            asyncio.run(wait_live(dsn, f"{schema}.outbox", 1, heartbeat))
             out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 2 if quick else 10))
         finally:
             workers.stop()
+        out["service"] = measure_service(dsn, url, Path(tmp), quick)
     return out
 
 
@@ -313,6 +272,8 @@ def table(r: dict[str, Any]) -> str:
                  f"Insert to provider acceptance at a steady {lat.get('rate', 0):,} rows/s (one worker): "
                  f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, max {lat.get('max_ms')} ms "
                  f"({lat.get('sent', 0):,} rows).")
+    if r.get("service"):
+        lines += ["", service_table(r["service"])]
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ import orjson
 import uvloop
 
 from bench.blast import run_blast
-from bench.common import sim_reset, sim_stats, simulator
+from bench.common import audience, sim_reset, sim_stats, simulator
 from bench.previous_limits import PreviousRateLimit
 from dispatcher.limits import RateLimit
 from dispatcher.providers.base import retry_after
@@ -187,6 +187,68 @@ def engine(url: str, tmp: Path, label: str, rate: float, recipients: int, sim_ra
     return r
 
 
+AT_LIMIT = """[source]
+path = "{csv}"
+recipient = "phone"
+id = "id"
+
+[message]
+channel = "sms"
+sender = "ACME"
+region = "ES"
+template = "Hola {{name}}, tu factura ya esta disponible."
+
+[providers.sms]
+type = "nrs360"
+url = "{url}"
+username_env = "NRS360_USER"
+password_env = "NRS360_PASSWORD"
+rate = {rate}
+batch_size = 1000
+
+[[sinks]]
+type = "jsonl"
+path = "{tmp}/out/{{run_id}}.jsonl"
+"""
+
+
+def ideal(results: Path, batch: int = 1000) -> int:
+    """ceil(sent / batch) for each batch key the run's results show (360nrs: one a text encoding)."""
+    by: dict[Any, int] = {}
+    with open(results, "rb") as f:
+        for line in f:
+            r = orjson.loads(line)
+            if r.get("status") == "sent":
+                by[r.get("encoding")] = by.get(r.get("encoding"), 0) + 1
+    return sum(-(-n // batch) for n in by.values())
+
+
+def at_limit(blasts: int, recipients: int, rate: float = 50.0) -> dict[str, Any]:
+    """`make demo`'s case: 360nrs, 1000 recipients a request, the campaign's rate = the simulator's own
+    limit, `blasts` runs back to back, each against a fresh simulator: requests against ceil(sent / 1000),
+    429s, and the pace from the run's timeline (requests a second from its first second to its last sample)."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-at-limit-") as d:
+        tmp = Path(d)
+        csv = audience(tmp / "audience.csv", recipients)
+        for i in range(blasts):
+            with simulator("nrs360", "--rate", f"nrs360={rate:g}") as url:
+                toml = tmp / f"at-limit-{i}.toml"
+                toml.write_text(AT_LIMIT.format(csv=csv, url=url, rate=rate, tmp=tmp))
+                out = run_blast(toml, f"at-limit-{i}")
+                stats = sim_stats(url)
+            tl = [(t, q) for t, _, q in out.get("timeline") or []]
+            steady = [(t, q) for t, q in tl if t >= 1.0]
+            pace = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]) if len(steady) >= 2 and \
+                steady[-1][0] > steady[0][0] else None
+            runs.append({"sent": out["sent"], "requests": stats["requests"], "ideal": ideal(tmp / "out" / f"at-limit-{i}.jsonl"),
+                         "window_429": stats["rate_limited"], "max_window": stats["max_window"],
+                         "pace_share": round(pace / rate, 3) if pace else None})
+    return {"rate": rate, "recipients": recipients, "blasts": blasts, "runs": runs,
+            "with_429": sum(r["window_429"] > 0 for r in runs),
+            "full": sum(r["requests"] - r["window_429"] == r["ideal"] for r in runs)}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     rates = [20, 100] if quick else [5, 10, 20, 100, 1000]
     out: dict[str, Any] = {"strict": [], "random_429": [], "limited": []}
@@ -208,7 +270,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                 out["campaigns"] = [
                     engine(url, Path(d), "random-429", 20.0, 400, 20.0, throttle_rate=0.05),
                     engine(url, Path(d), "limited", 50.0, 150, 5.0)]
-    for group in out.values():
+    out["at_limit"] = at_limit(2 if quick else 20, 20_000 if quick else 300_000)
+    for group in (v for k, v in out.items() if k != "at_limit"):
         for r in group:
             r.pop("ok_times", None)
             r.pop("sends", None)
@@ -236,6 +299,17 @@ def table(r: dict[str, Any]) -> str:
         after = s["accepted_per_s_after_10s"] if s["accepted_per_s_after_10s"] is not None else "-"
         lines.append(f"| {s['limiter']} | {reached} | {after} | {s['share_429_after_10s']:.1%} | "
                      f"{' '.join(map(str, s['per_second']))} |")
+    a = r.get("at_limit")
+    if a:
+        lines += ["", f"At the provider's own limit ({a['rate']:g}/s, 360nrs, 1000 recipients a request, "
+                  f"{a['recipients']:,} recipients), {a['blasts']} blasts back to back: {a['full']} made exactly "
+                  f"ceil(sent / 1000) requests, {a['with_429']} got a 429:", "",
+                  "| blast | sent | requests | ceil(sent / 1000) | 429s | most in 1 s | pace / rate |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for i, x in enumerate(a["runs"]):
+            share = f"{x['pace_share']:.1%}" if x["pace_share"] is not None else "-"
+            lines.append(f"| {i + 1} | {x['sent']} | {x['requests']} | {x['ideal']} | {x['window_429']} | "
+                         f"{x['max_window']} | {share} |")
     if r.get("campaigns"):
         lines += ["", "Through the engine (`dispatcher blast`, new limiter), one email a request:", "",
                   "| campaign | configured/s | provider limit/s | sent/s | sent/s after 10 s | 429 share after 10 s |"

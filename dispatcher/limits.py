@@ -37,6 +37,7 @@ QUIET = 1.0  # seconds without a 429 before climbing
 SETTLE = 1.0  # after lowering, the provider's window still holds what we sent at the old rate
 STEP_EVERY = 0.5  # seconds between two climbing steps
 VERDICT = 2.0  # seconds (and 40 requests) of the settled rate weighed before deciding what the 429s were
+SURE = 4  # answers on pooled connections (and at least a window of them) before their least time is trusted
 MAX_PROBE = 30.0  # seconds between two tries of a limit that keeps proving real
 
 
@@ -61,6 +62,8 @@ class RateLimit:
         self.lowered = 0  # times the rate was lowered
         keep = max(evidence, self.threshold, int(2 * self.ceiling))  # at least 2 s of sends at full rate
         self._sends: deque[float] = deque(maxlen=keep)  # the last sends' times
+        self._least = float("inf")  # the least time an answer took from leaving (the provider's own work on a
+        self._answers = 0  # request, after its stamp), over this many answers on pooled connections
         self._hits: deque[float] = deque(maxlen=keep)  # the last 429s' times
         self._passed: deque[int] = deque(maxlen=keep)  # for each of them, what its window let through
         self._limit = 0  # the window size (requests) that drew persistent 429s; 0: none known
@@ -82,8 +85,29 @@ class RateLimit:
         self._sends.append(slot)
         return slot
 
-    def left_at(self, slot: float, at: float) -> None:
-        """The request given `slot` could leave only at `at` (0.0: not known); later than LATE counts from then."""
+    def left_at(self, slot: float, at: float, answered: float = 0.0) -> None:
+        """The request given `slot` could leave at `at` (its connection ready; 0.0: not known) and was answered
+        at `answered` (0.0: not known). The provider stamped it in between, and the log counts it from as late
+        as that may have been (when that is more than LATE after its slot):
+        - from its answer less the least time the provider ever took to answer here (its own work on one
+          request, which follows the stamp): a provider that queues requests (busy, or stalled) reads and
+          stamps them late, up to that close to their answer;
+        - from its answer while that least time is not known yet (the lane's first window) or when the request
+          opened its connection (a provider accepts a new one and reads its first request when it gets to it:
+          tens of milliseconds later when several open at once, as at a lane's start).
+        Less the window's margin, which already allows for a stamp up to that late: only a request whose stamp
+        may have come later than that (it waited somewhere) holds the next ones back."""
+        if answered and self.window.n:
+            least = 0.0
+            if at - slot <= LATE:
+                took = answered - max(slot, at)
+                self._answers += 1
+                if took < self._least:
+                    self._least = took
+                if self._answers >= max(SURE, self.window.n):
+                    least = self._least
+            # the window's margin is slack for exactly this: a stamp up to `margin` after `at` still keeps it
+            at = max(at, answered - least - self.window.margin)
         if at - slot > LATE:
             self.window.left_at(slot, at)
 

@@ -104,8 +104,12 @@ class Message:
     attempts: int = 0
     ambiguous: int = 0  # attempts that may have reached the provider without an answer
     content: Any = None  # the campaign's Content (template, sender, subject...), shared by its messages
-    extra: dict[str, Any] | None = None
+    reauths: int = 0  # answers asking to authenticate again (after two, the message fails)
+    failover_from: str | None = None  # the alias it was first routed to, when failed over
+    in_doubt: bool = False  # in flight when an earlier attempt of this run died
     priority: int = 0  # above 0: sent ahead of every message of lower priority not yet on the wire
+    group: str = ""  # the daemon's fair-share key (the campaign name; "" for none)
+    weight: int = 1  # the group's share of the lane, against the other groups waiting
 
 
 _ROW_FIELDS = ("seq", "rid", "to", "text", "vars", "slots", "encoding", "parts", "transliterated")
@@ -119,7 +123,7 @@ class Batch(Sequence[Message]):
 
     It is a sequence of `Message`s for everything else: reading a message (a retry, a failure, a flag,
     a provider that builds a message at a time) makes one `Message` a row, once (`messages`), and from
-    then on those are the truth for the per-message state (attempts, ambiguous, extra). The columns
+    then on those are the truth for the per-message state (attempts, ambiguous, reauths, in_doubt, failover_from). The columns
     keep what never changes once prepared (seq, rid, to, text, vars, slots, encoding, parts, transliterated).
     """
 

@@ -16,7 +16,9 @@ requests sent exactly one window apart arrive less than a window apart when the 
 delayed more than the second. The window kept is therefore `1 s + margin` (15 ms, 1.5%). A
 request that had to open its connection first leaves later than that (the event loop runs
 other work while it connects): the lane reports when it could leave (`left_at`), and the log
-counts it from then.
+counts it from then. A provider also stamps late what waits in its own queue (a busy or stalled
+server, or a new connection it accepts when it gets to it): the lane reports when each answer came,
+and RateLimit counts the request from as late as its stamp may have been (limits.py).
 
 An event loop cannot sleep for microseconds: above 1,000/s one wake-up takes a group of
 tokens (a millisecond's worth) and releases that many requests, while the log still holds
@@ -31,6 +33,7 @@ clock, which a virtual-time loop provides).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
 from collections import deque
@@ -88,13 +91,11 @@ class Window:
         so the next `n` are held a full window from `at`. When `n` newer requests have taken slots since,
         the log no longer holds `slot` and there is nothing left to hold back."""
         log = self._log
-        try:
-            log.remove(slot)
-        except ValueError:
+        i = bisect.bisect_left(log, slot)  # the log is in order
+        if i == len(log) or log[i] != slot:
             return
-        log.append(at)
-        if len(log) > 1 and log[-2] > at:
-            self._log = deque(sorted(log), maxlen=log.maxlen)
+        del log[i]
+        bisect.insort(log, at)
 
     def ready_at(self, now: float) -> float:
         """When the next request may leave (<= now: at once)."""

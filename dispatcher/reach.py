@@ -9,13 +9,12 @@ operating system's reason: "connection refused on 127.0.0.1:9299".
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 
 import aiohttp
 
-from .providers.base import Outcome, ProviderError, Verdict
+from .providers.base import Outcome, Verdict
 
 
 def unreachable(exc: BaseException) -> str | None:
@@ -24,9 +23,9 @@ def unreachable(exc: BaseException) -> str | None:
         return "connection timed out"
     if not isinstance(exc, aiohttp.ClientConnectorError):
         return None
-    where = f"{exc.host}:{exc.port}"
+    where = _where(exc)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve {exc.host} (port {exc.port})"
+        return f"cannot resolve {where}"
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError)) or \
             isinstance(exc.os_error, ssl.SSLError):
         return f"TLS failed on {where}: {getattr(exc.os_error, 'reason', None) or type(exc.os_error).__name__}"
@@ -37,21 +36,19 @@ def unreachable(exc: BaseException) -> str | None:
     return f"{why[:1].lower() + why[1:]} on {where}"
 
 
-def transport_outcome(exc: BaseException) -> Outcome:
+def _where(exc: aiohttp.ClientConnectorError) -> str:
+    """host:port of the connection `exc` failed to make; "the provider" when it carries none (aiohttp
+    reads them from its connection key, which a hand-made error may lack: never let the text raise)."""
+    try:
+        return f"{exc.host}:{exc.port}"
+    except AttributeError:
+        return "the provider"
+
+
+def transport_outcome(exc: BaseException, described: str) -> Outcome:
     """What a request that raised `exc` (no answer) means for its records: tried again, and "unreachable"
-    when nothing reached the provider (the engine defers those whose tries ran out), else "transport"."""
+    when nothing reached the provider (the engine defers those whose tries ran out), else "transport"
+    with `described`, the exception as text safe for a log."""
     reach = unreachable(exc)
-    return Outcome(Verdict.RETRY, code="unreachable" if reach else "transport", error=reach or describe(exc))
+    return Outcome(Verdict.RETRY, code="unreachable" if reach else "transport", error=reach or described)
 
-
-def describe(exc: BaseException) -> str:
-    """An exception as text without URLs or headers (which may carry credentials)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    return type(exc).__name__

@@ -87,14 +87,14 @@ async def test_the_idempotency_key_header_stores_once_and_location_points_at_it(
         m = {"messages": [{"to": number(1), "body": "your code is 1234", "not_before": "2099-01-01T00:00:00Z"}]}
         s1, h1, b1 = await answer(http, "POST", api, m, headers={"Idempotency-Key": "order-77"})
         s2, h2, b2 = await answer(http, "POST", api, m, headers={"Idempotency-Key": "order-77"})
-        assert (s1, s2) == (202, 202) and b2["messages"][0]["duplicate"]
-        assert b1["messages"][0]["id"] == b2["messages"][0]["id"]
+        assert (s1, s2) == (202, 202) and b2 == b1 and h2["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" not in h1
         assert h1["Location"] == f"/v1/messages/{b1['messages'][0]['id']}" == h2["Location"]
         s, h, b = await answer(http, "GET", d.url + h1["Location"])
         assert s == 200 and b["key"] == "order-77"
         other = {"messages": [{"to": number(1), "body": "your code is 9999"}]}
         s, h, b = await answer(http, "POST", api, other, headers={"Idempotency-Key": "order-77"})
-        assert is_problem(s, h, b, 409)["errors"][0]["code"] == "key_conflict"
+        assert is_problem(s, h, b, 422)["code"] == "idempotency_key_reused"
         two = {"messages": [{"to": number(2), "body": "a", "not_before": "2099-01-01T00:00:00Z"},
                             {"to": number(3), "body": "b", "not_before": "2099-01-01T00:00:00Z"}]}
         for _ in range(2):

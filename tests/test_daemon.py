@@ -337,7 +337,7 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         await a.execute(f"UPDATE {table} SET not_before = now() + interval '1 hour' WHERE id % 10 = 1")
         await a.execute(f"UPDATE {table} SET campaign = 'shut' WHERE id % 10 = 2")
         # two claimers at once: SKIP LOCKED gives them disjoint rows
-        first, second = await asyncio.gather(store.claim(a, 30, ["shut"], False), store.claim(b, 30, ["shut"], False))
+        first, second = await asyncio.gather(store.claim(a, 30, ["shut"], [""]), store.claim(b, 30, ["shut"], [""]))
         ids_a, ids_b = {r["id"] for r in first}, {r["id"] for r in second}
         assert len(ids_a) == len(ids_b) == 30 and not ids_a & ids_b
         both = sorted(ids_a | ids_b)
@@ -345,9 +345,9 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         top = [r["id"] for r in await a.fetch(f"SELECT id FROM {table} WHERE priority = 5 ORDER BY id")]
         assert set(top) <= set(both)
         assert not any(i % 10 in (1, 2) for i in both)
-        rest = await store.claim(a, 1000, ["shut"], False)
+        rest = await store.claim(a, 1000, ["shut"], [""])
         assert len(rest) == 100 - 30 - 30 - 10 - 10
-        assert await store.claim(a, 10, ["shut"], False) == []
+        assert await store.claim(a, 10, ["shut"], [""]) == []
         # nobody heartbeats for this worker: once the lease ends its claims go back to pending
         assert await store.reap(a) == (0, 0)  # the leases have not ended yet
         await asyncio.sleep(0.4)
@@ -356,7 +356,7 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         assert await a.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'pending' AND attempts = 1") == 80
         # a live worker keeps its claims past the lease; a row claimed max_claims times by dead ones fails
         await a.execute(f"INSERT INTO {table}_workers (name) VALUES ($1)", cfg.worker)
-        again = await store.claim(a, 1000, ["shut"], False)
+        again = await store.claim(a, 1000, ["shut"], [""])
         assert len(again) == 80
         await asyncio.sleep(0.4)
         assert await store.reap(a) == (0, 0)
@@ -366,7 +366,7 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
         assert row["code"] == "abandoned" and "claimed 2 times" in row["error"]
         # a graceful stop puts its claims back at once
         await a.execute(f"UPDATE {table} SET not_before = now(), campaign = NULL WHERE status = 'pending'")
-        assert len(await store.claim(a, 1000, [], False)) == 20
+        assert len(await store.claim(a, 1000, [], [""])) == 20
         assert await store.release(a) == 20
         assert await a.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'pending' AND worker IS NULL") == 20
         # retention: finished rows go, pending ones stay

@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 from standardwebhooks import Webhook
 from test_daemon import Proc, daemon, db, env, insert, metrics, nrs, number, run, table, until, write_config
 
-from dispatcher.daemon.openapi import document
+from dispatcher.daemon.openapi import complete, document
 from dispatcher.logs import JsonFormatter
 from dispatcher.model import Message
 from dispatcher.providers import HttpRequest, Outcome, Provider, Settings, Verdict, kinds
@@ -36,7 +36,7 @@ from dispatcher.providers.reports import Report
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 API_KEY = "api-key-0123456789abcdef"
 HOOK_SECRET = "hook-secret-0123456789"
-DOC = document()
+DOC = complete(document())
 REGISTRY = Registry().with_resource("urn:api", Resource.from_contents(DOC, default_specification=DRAFT202012))
 
 
@@ -83,19 +83,24 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiver(fail: int = 0) -> AsyncIterator[Receiver]:
-    r = Receiver(fail)
+async def serving(path: str, handler: Any) -> AsyncIterator[str]:
+    """`handler` answering POST `path` on a free local port, for the test's length: its URL."""
     app = web.Application()
-    app.router.add_post("/hook", r.handle)
+    app.router.add_post(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    r.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield r
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def receiver(fail: int = 0) -> AsyncIterator[Receiver]:
+    r = Receiver(fail)
+    async with serving("/hook", r.handle) as r.url:
+        yield r
 
 
 def config(tmp_path: Any, table: str, sim: Any, hook: str | None = None, **kw: Any) -> Any:
@@ -235,7 +240,7 @@ async def test_bad_requests_get_precise_errors_and_store_nothing(api_env, postgr
         status, answer = await call(http, "GET", d.url + "/v1/messages/999999")
         assert status == 404 and conforms(answer, "Error")
         assert (await call(http, "GET", d.url + "/v1/messages/abc"))[0] == 400
-        assert (await call(http, "GET", d.url + "/v1/messages"))[0] == 400
+        assert (await call(http, "GET", d.url + "/v1/messages?key="))[0] == 400  # no list: test_daemon_control
 
 
 @run
@@ -279,7 +284,16 @@ async def test_the_api_and_the_sql_route_reject_the_same_rows(api_env, postgres_
 def test_the_openapi_document_is_valid_and_served():
     validate_spec(DOC)  # openapi-spec-validator: OpenAPI 3.1
     assert DOC["openapi"].startswith("3.1")
-    assert set(DOC["paths"]) == {"/v1/messages", "/v1/messages/{id}"}
+    assert {"/v1/messages", "/v1/messages/{id}", "/v1/messages/{id}/cancel", "/v1/campaigns",
+            "/v1/openapi.json"} <= set(DOC["paths"])
+    ops = [(m, op) for ops in DOC["paths"].values() for m, op in ops.items()]
+    assert len({op["operationId"] for _, op in ops}) == len(ops) and all(op["tags"] for _, op in ops)
+    assert DOC["servers"] and {"messages", "meta"} <= {t["name"] for t in DOC["tags"]}
+    for _, op in ops:  # every answer documented, with an example where it has a schema of ours
+        assert {"405", "500"} <= set(op["responses"])
+        for status, response in op["responses"].items():
+            for media in response.get("content", {}).values():
+                assert "example" in media or "$ref" not in media["schema"], (op["operationId"], status)
 
 
 @run

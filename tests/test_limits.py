@@ -194,6 +194,45 @@ def test_requests_that_open_their_connection_late_keep_the_providers_window(repo
         assert max_window(stamps) > rate  # the case the report is there for
 
 
+@pytest.mark.parametrize("answered", [True, False])
+def test_a_provider_that_stamps_late_keeps_its_window(answered: bool) -> None:
+    """A provider that works one request at a time (4 ms each) stalls for 200 ms early on: the requests sent
+    meanwhile wait in its queue and are stamped when it gets to them, up to 200 ms after they left (what drew
+    one or two 429s in 2 of 20 `make demo` runs at the simulator's own limit). Told when each was answered,
+    the limiter counts each from as late as its stamp may have been: no window of the provider's holds more
+    than the rate, at 97% of it once the stall is a window behind; told only when they left, one does."""
+    rate, workers, work = 50, 8, 0.004
+
+    async def go(loop: VirtualLoop) -> list[float]:
+        limit = RateLimit(rate, clock=loop.time)
+        stamps: list[float] = []
+        t0 = loop.time()
+        end = t0 + 4.0
+        free = [t0]  # when the provider can read the next request
+        stall = (t0 + 0.3, t0 + 0.5)
+
+        async def work_() -> None:
+            while loop.time() < end:
+                slot = await limit.acquire()
+                stamp = max(slot, free[0])
+                if stall[0] <= stamp < stall[1]:
+                    stamp = stall[1]
+                free[0] = stamp + work
+                stamps.append(stamp)
+                await asyncio.sleep(free[0] - loop.time())  # the answer
+                limit.left_at(slot, slot, loop.time()) if answered else limit.left_at(slot, slot)
+        await asyncio.gather(*(work_() for _ in range(workers)))
+        return stamps
+
+    stamps = run_virtual(go)
+    if answered:
+        assert max_window(stamps) <= rate
+        late = [t for t in stamps if t >= stamps[0] + 2.0]  # the stall's own wait is the provider's window too
+        assert (len(late) - 1) / (late[-1] - late[0]) >= 0.97 * rate
+    else:
+        assert max_window(stamps) > rate  # the case the answer's time is there for
+
+
 def test_set_share_changes_the_window_at_once() -> None:
     async def go(loop: VirtualLoop) -> tuple[list[float], list[float]]:
         limit = RateLimit(100, clock=loop.time)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +413,17 @@ def test_parse_whatsapp_multi_status(adapter):
                                             "The messages.1.to field does not contain a valid phone number")
     [o] = adapter.parse(batch[:1], 400, {}, b'{"error":{"code":140,"description":"Invalid template"}}')
     assert (o.verdict, o.code) == (Verdict.FAILED, "140")
+
+
+@pytest.mark.parametrize("rate", [0, 50])
+def test_requests_are_as_full_as_batch_size_allows(sim, tmp_path, rate):
+    """100,000 recipients, 1,000 a request, read in chunks of 2,048, every other name outside GSM 03.38 (so
+    two open groups, GSM-7 and UCS-2): ceil(n / 1000) requests of each encoding, at the simulator's own
+    limit too. A chunk's end, or the in-flight limit while requests are still on the wire, never cuts a
+    request short; only the end of the source does."""
+    n = 100_000
+    rows = [{**r, "name": r["name"] + ("ö" if i % 2 else "")} for i, r in enumerate(phones(n))]
+    code, by_id = send(tmp_path, sim.url(KIND), "sms", rows, provider={"batch_size": 1000, "rate": rate})
+    assert code == 0 and sum(r["status"] == "sent" for r in by_id.values()) == n
+    sizes = Counter(e["sending"] for e in sim.ledger(KIND)).values()
+    assert len(sizes) == 2 * -(-(n // 2) // 1000), sorted(sizes)

@@ -8,6 +8,7 @@ webhooks, receive delivery reports, for months.
 - schedule.py sending windows (days and hours in a time zone)
 - api.py      the HTTP API: POST /v1/messages, GET /v1/messages/{id} and ?key=; openapi.py its document
 - webhooks.py signed status webhooks from the events table (written by triggers on the outbox)
+- page.py     the operator's page at / (the static files in page/): a client of the same API
 - health.py   provider states from the engine's snapshot: logged as they change, for /healthz
 - metrics.py  /metrics (Prometheus) and /healthz
 - config.py   the daemon's TOML, validated with file:line errors

@@ -18,10 +18,13 @@ stored by SQL has no payload hash, so any payload re-posted under it answers the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import hashlib
 import hmac
+import logging
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +35,8 @@ from aiohttp import web
 
 from ..pg import explain
 from .config import DaemonConfig
-from .openapi import document
+from .idempotency import MAX_KEY, Keys, request_hash
+from .openapi import complete, document
 from .outbox import Names, Problem, Rows
 from .problems import problem
 
@@ -43,6 +47,19 @@ FIELDS = ("to", "channel", "body", "template", "variables", "campaign", "provide
           "not_before", "key")
 STRINGS = ("body", "template", "campaign", "provider", "route")
 STATUS = {"pending": "queued", "claimed": "sending"}  # the row's status as the API names it
+_NAMED = re.compile(r"([A-Za-z0-9_.-]{1,40}):(\S{16,})")
+log = logging.getLogger("dispatcher.daemon")
+
+
+def api_keys(value: str) -> dict[str, bytes]:
+    """The keys `[http] api_key_env` holds, by name: whitespace-separated, each `name:key` or a bare key
+    (named `key1`, `key2`... by position), so a new key can be given out before the old one is removed."""
+    out: dict[str, bytes] = {}
+    for i, item in enumerate(value.split(), 1):
+        m = _NAMED.fullmatch(item)
+        name, key = (m.group(1), m.group(2)) if m else (f"key{i}", item)
+        out[name] = key.encode()
+    return out
 
 
 class Invalid(Exception):
@@ -58,6 +75,13 @@ class Invalid(Exception):
 
     def response(self, request: web.Request | None = None) -> web.Response:
         return problem(self.status, self.message, code=self.code, errors=self.errors, request=request)
+
+
+class _InFlight(Invalid):
+    """A 409 that asks the client to come back in a second."""
+
+    def response(self, request: web.Request | None = None) -> web.Response:
+        return problem(self.status, self.message, code=self.code, request=request, headers={"Retry-After": "1"})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -90,10 +114,13 @@ class Api:
         self.cfg = cfg
         self.pool = pool
         self.rows = rows
-        self.key = cfg.api_key.encode()
+        self.keys = api_keys(cfg.api_key)
+        self.used: Counter[str] = Counter()  # requests by API key name (the name is logged once when first used)
+        self.idempotency = Keys(pool, names.table)
         self.requests: Counter[tuple[str, int]] = Counter()  # (route, status)
         self.accepted = 0
         self.duplicates = 0
+        self.listing: Callable[[web.Request], Awaitable[web.Response]] | None = None  # GET /v1/messages without ?key
         t = names.outbox
         self.insert_sql = f"""
             INSERT INTO {t} (id, key, recipient, channel, provider, route, campaign, body, template, variables,
@@ -116,15 +143,19 @@ class Api:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
-        doc = orjson.dumps(document())
+        doc = orjson.dumps(complete(document()))
 
         async def openapi(request: web.Request) -> web.Response:
             return web.Response(body=doc, content_type="application/json")
 
-        return [web.post("/v1/messages", self._guard("post", self.post)),
+        return [web.post("/v1/messages", self._guard("post", self.post_once)),
                 web.get("/v1/messages", self._guard("lookup", self.by_key)),
                 web.get("/v1/messages/{id}", self._guard("get", self.by_id)),
                 web.get("/v1/openapi.json", openapi)]
+
+    def guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> Any:
+        """`handler` behind the API key, its errors answered and its requests counted (campaigns.py too)."""
+        return self._guard(name, handler)
 
     def _guard(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> Any:
         async def guarded(request: web.Request) -> web.Response:
@@ -133,10 +164,14 @@ class Api:
             if not auth or scheme.lower() != "bearer" or not given.strip():
                 response = problem(401, "an API key is required: Authorization: Bearer <key>", code="unauthorized",
                                    request=request, headers={"WWW-Authenticate": 'Bearer realm="dispatcher"'})
-            elif not hmac.compare_digest(given.strip().encode(), self.key):
+            elif (who := self._who(given.strip().encode())) is None:
                 response = problem(403, "wrong API key", code="forbidden", request=request)
             else:
+                if not self.used[who]:
+                    log.info("API key '%s' in use", who)
+                self.used[who] += 1
                 try:
+                    _text_params(request)
                     response = await handler(request)
                 except Invalid as e:
                     response = e.response(request)
@@ -147,6 +182,56 @@ class Api:
             self.requests[(name, response.status)] += 1
             return response
         return guarded
+
+    def _who(self, given: bytes) -> str | None:
+        """The name of the API key given, comparing with every key in constant time."""
+        found = None
+        for name, key in self.keys.items():
+            if hmac.compare_digest(given, key):
+                found = name
+        return found
+
+    async def post_once(self, request: web.Request) -> web.Response:
+        """POST /v1/messages under an `Idempotency-Key` header (idempotency.py): the first answer, replayed."""
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return await self.post(request)
+        if not 1 <= len(key) <= MAX_KEY:
+            raise Invalid(400, f"Idempotency-Key must be 1 to {MAX_KEY} characters", code="bad_idempotency_key")
+        if not text_safe(key):
+            raise Invalid(422, "Idempotency-Key holds a character PostgreSQL text cannot hold", code="bad_characters")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return await self.post(request)  # the 413, not stored
+        digest = request_hash(request.method, request.path, raw)
+        stored = await self.idempotency.claim(key, digest)
+        if stored is not None:
+            if stored.status is None:
+                raise _InFlight(409, "a request with this Idempotency-Key is still being handled; try again",
+                                code="idempotency_key_in_flight")
+            if stored.request_hash != digest:
+                raise Invalid(422, "this Idempotency-Key was used with another request body; use a new key",
+                              code="idempotency_key_reused")
+            headers = {"Idempotent-Replayed": "true"} | ({"Location": stored.location} if stored.location else {})
+            return web.Response(body=stored.body, status=stored.status, headers=headers,
+                                content_type=stored.content_type)
+        try:
+            try:
+                response = await self.post(request)
+            except Invalid as e:
+                response = e.response(request)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.idempotency.drop(key)
+            raise
+        if response.status >= 500:
+            await self.idempotency.drop(key)
+        else:
+            assert isinstance(response.body, bytes)
+            await self.idempotency.answer(key, response.status, response.content_type,
+                                          response.headers.get("Location"), response.body)
+        return response
 
     async def post(self, request: web.Request) -> web.Response:
         if request.content_type != "application/json":
@@ -168,18 +253,20 @@ class Api:
 
     async def by_id(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)")
         return await self._one("id = $1", int(raw), f"no message {raw}")
 
     async def by_key(self, request: web.Request) -> web.Response:
         key = request.query.get("key")
+        if "key" not in request.query and self.listing is not None:
+            return await self.listing(request)
         if not key:
             raise Invalid(400, "give ?key=K (or GET /v1/messages/{id})", code="key_required")
         if not text_safe(key):
-            raise Invalid(422, "key holds a character PostgreSQL text cannot hold (U+0000)", code="bad_characters",
-                          errors=[{"index": None, "field": "key", "code": "bad_characters",
-                                   "message": "the key holds the character U+0000"}])
+            raise Invalid(422, "key holds a character PostgreSQL text cannot hold (U+0000 or a lone surrogate)",
+                          code="bad_characters", errors=[{"index": None, "field": "key", "code": "bad_characters",
+                                                          "message": "the key holds U+0000 or a lone surrogate"}])
         return await self._one("key = $1", key, f"no message with key '{key}'")
 
     async def _one(self, where: str, arg: Any, missing: str) -> web.Response:
@@ -246,7 +333,7 @@ class Api:
             if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
                 _error(errors, i, "key", "type", "must be a string of 1 to 200 characters")
             for field, bad in unsafe_fields(m):
-                _error(errors, i, field, "bad_characters", f"{bad} holds the character U+0000, which PostgreSQL "
+                _error(errors, i, field, "bad_characters", f"{bad} holds U+0000 or a lone surrogate, which PostgreSQL "
                        "text cannot hold (the blast refuses it too)")
             if len(errors) > before:
                 continue
@@ -323,9 +410,29 @@ def _conflict(index: int, key: str, stored: str, posted: str) -> dict[str, Any]:
             "stored_hash": stored, "posted_hash": posted}
 
 
+def _text_params(request: web.Request) -> None:
+    """Every route's query and path parameters are text PostgreSQL can hold, or the request is a 422."""
+    for where, params in (("query", request.query), ("path", request.match_info)):
+        for k, v in params.items():
+            if not (text_safe(k) and text_safe(v)):
+                raise Invalid(422, f"{where} parameter '{k}' holds a character PostgreSQL text cannot hold "
+                              "(U+0000 or a lone surrogate)", code="bad_characters",
+                              errors=[{"index": None, "field": k, "code": "bad_characters",
+                                       "message": f"the {where} parameter holds U+0000 or a lone surrogate"}])
+
+
 def text_safe(v: str) -> bool:
-    """PostgreSQL text (and jsonb) holds every character but U+0000."""
-    return "\x00" not in v
+    """PostgreSQL text (and jsonb) holds every character but U+0000 and lone surrogates (not UTF-8;
+    a query string or header may carry them, decoded with surrogateescape)."""
+    if "\x00" in v:
+        return False
+    if v.isascii():
+        return True
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def unsafe_fields(m: dict[str, Any]) -> list[tuple[str, str]]:

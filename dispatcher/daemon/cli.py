@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "allows, and receive their delivery reports. SIGTERM stops gracefully.")
     p.add_argument("config", help="daemon TOML file (see examples/daemon.toml)")
     p.add_argument("--worker", help="this worker's name (default: [daemon] worker, else host-pid-random)")
+    p.add_argument("--listen", metavar="HOST:PORT", type=_listen,
+                   help="where the HTTP listener binds (instead of [http] listen; port 0: any free port)")
     p.add_argument("--check", action="store_true", help="validate the file and exit")
     p.add_argument("--init-db", action="store_true", help="create or migrate the tables and exit")
     p.add_argument("--print-schema", action="store_true", help="print the tables' SQL and exit (no secrets needed)")
@@ -41,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
                    "(ISO 8601, e.g. 2026-12-01T09:00:00+01:00; without an offset, UTC)")
     logs.add_arguments(p)
     return p
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' must be HOST:PORT (port 0: any free port)")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _when(text: str) -> dt.datetime:
@@ -72,6 +81,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.listen:
+        cfg.listen_host, cfg.listen_port = args.listen
     if args.retry_failed:
         if args.campaign and args.campaign not in cfg.campaigns:
             print(f"dispatcher daemon: --campaign {args.campaign}: no such campaign in {args.config} "

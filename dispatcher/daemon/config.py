@@ -64,7 +64,7 @@ class WebhookSpec:
     secret: str  # the HMAC key (from secret_env); never logged
     batch: int = 100  # events per POST
     max_age: float = 72 * 3600.0  # seconds an undelivered event is retried, then given up (kept, counted)
-    timeout: float = 10.0
+    timeout: float = 15.0  # seconds a POST may take (Standard Webhooks: 15)
     backoff_max: float = 60.0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 CHANNELS = ["sms", "whatsapp", "email", "voice", "rcs"]
-STATUSES = ["queued", "sending", "sent", "failed", "rejected"]
+STATUSES = ["queued", "sending", "sent", "failed", "rejected", "cancelled"]
 
 
 def _nullable(t: str, **kw: Any) -> dict[str, Any]:
@@ -76,6 +76,70 @@ ERROR: dict[str, Any] = {  # RFC 9457, with `code`, `errors` and `request_id` as
                            "posted_hash": {"type": "string"}}}}}}
 
 
+COUNTS: dict[str, Any] = {
+    "type": "object", "description": "rows by status; delivered and undelivered among the sent, from reports",
+    "required": [*STATUSES, "delivered", "undelivered"],
+    "properties": {s: {"type": "integer"} for s in [*STATUSES, "delivered", "undelivered"]}}
+CAMPAIGN: dict[str, Any] = {
+    "type": "object", "required": ["name", "state", "weight", "counts", "rate", "cost"],
+    "properties": {
+        "name": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "paused", "cancelled"]},
+        "weight": {"type": "integer", "description": "its share of a provider against the other active campaigns"},
+        "updated_at": _nullable("string", format="date-time"),
+        "counts": {"$ref": "#/components/schemas/Counts"},
+        "rate": {"type": "number", "description": "messages sent a second over the last minute"},
+        "cost": {"type": "object", "required": ["sent", "delivered"],
+                 "description": "units (SMS parts, else messages) times the `price` of the provider that took "
+                                "them, as the blast's --dry-run prices: of the sent rows, and of those delivered",
+                 "properties": {"sent": {"type": "number", "minimum": 0}, "delivered": {"type": "number", "minimum": 0}}},
+        "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
+MESSAGE_PAGE: dict[str, Any] = {
+    "type": "object", "required": ["messages", "next_cursor"],
+    "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+
+
+def _ok(text: str, schema: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _query(name: str, text: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+
+
+def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, Any]:
+    """The paths of campaigns.py: cancel a message, campaigns' state and control."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    missing = _error_response("No campaign of that name in the daemon's configuration")
+    return {
+        "/v1/messages/{id}/cancel": {"post": {
+            "operationId": "cancelMessage", "summary": "Cancel a queued message", "security": auth,
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("The message, now cancelled", "Message"), **errors,
+                          "404": _error_response("No such message"),
+                          "409": _error_response("Not queued (sending or finished): its status says which")}}},
+        "/v1/campaigns": {"get": {
+            "operationId": "listCampaigns", "summary": "Every campaign: state, weight, counts, rate",
+            "security": auth,
+            "responses": {"200": {"description": "The campaigns", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["campaigns"], "properties": {"campaigns": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Campaign"}}}}}}}, **errors}}},
+        "/v1/campaigns/{name}": {"get": {
+            "operationId": "getCampaign", "summary": "A campaign's state, counts by status and rate",
+            "security": auth, "parameters": [name],
+            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}}},
+        **{f"/v1/campaigns/{{name}}/{action}": {"post": {
+            "operationId": op, "summary": text, "security": auth, "parameters": [name],
+            "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
+           for action, op, text in (
+               ("pause", "pauseCampaign", "Stop claiming the campaign's rows (they stay queued)"),
+               ("resume", "resumeCampaign", "Claim the campaign's rows again"),
+               ("cancel", "cancelCampaign", "Cancel every queued row of the campaign"),
+               ("retry-failed", "retryFailedCampaign", "Queue the campaign's failed rows again"))},
+    }
+
+
 def document() -> dict[str, Any]:
     auth = [{"bearer": []}]
     errors = {str(s): _error_response(t) for s, t in (
@@ -91,13 +155,15 @@ def document() -> dict[str, Any]:
                         "SubmitRequest": {"type": "object", "additionalProperties": False, "required": ["messages"],
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
+                        "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
         },
         "paths": {
             "/v1/messages": {
                 "post": {
-                    "summary": "Queue up to 1,000 messages in one transaction", "security": auth,
+                    "operationId": "submitMessages", "summary": "Queue up to 1,000 messages in one transaction",
+                    "security": auth,
                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                     "description": "keys the messages without a `key`: a single message by it, "
                                                    "the Nth of several by KEY/N; a re-post answers the stored ones",
@@ -117,21 +183,132 @@ def document() -> dict[str, Any]:
                         "422": _error_response("Messages refused: the index and field of every error"),
                     }},
                 "get": {
-                    "summary": "A message by its idempotency key", "security": auth,
-                    "parameters": [{"name": "key", "in": "query", "required": True,
-                                    "schema": {"type": "string", "minLength": 1}}],
-                    "responses": {"200": {"description": "The message", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Message"}}}},
+                    "operationId": "listMessages",
+                    "summary": "A message by its idempotency key (?key=), or a page of messages in id order",
+                    "security": auth,
+                    "parameters": [
+                        _query("key", "the message of this idempotency key (the other parameters then unused)",
+                               type="string"),
+                        _query("campaign", "only this campaign's", type="string"),
+                        _query("status", "only these statuses, comma-separated", type="string"),
+                        _query("since", "only messages created at or after (RFC 3339)", type="string",
+                               format="date-time"),
+                        _query("limit", "messages a page", type="integer", minimum=1, maximum=1000, default=100),
+                        _query("cursor", "next_cursor of the page before", type="string")],
+                    "responses": {"200": {"description": "The message (?key=), or a page", "content": {
+                        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
+                                                                  {"$ref": "#/components/schemas/MessagePage"}]}}}},
                         **errors, "404": _error_response("No message with that key"),
                         "422": _error_response("The key holds a character PostgreSQL cannot store")}},
             },
             "/v1/messages/{id}": {
                 "get": {
-                    "summary": "A message by id", "security": auth,
+                    "operationId": "getMessage", "summary": "A message by id", "security": auth,
                     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "responses": {"200": {"description": "The message", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Message"}}}},
                         **errors, "404": _error_response("No such message")}},
             },
+            **control_paths(auth, errors),
         },
     }
+
+
+# -- what generated clients and schemathesis need besides the shapes: names, tags, examples, every status --
+EXAMPLE_MESSAGE = {"id": 1042, "key": "order-77", "status": "sent", "to": "+34600000001", "channel": "sms",
+                   "campaign": None, "provider": "nrs", "message_id": "SM8f3a", "sent_to": "+34600000001",
+                   "parts": 1, "code": None, "error": None, "attempts": 1, "priority": 0,
+                   "created_at": "2026-12-05T09:00:00.123456+00:00", "not_before": "2026-12-05T09:00:00.123456+00:00",
+                   "claimed_at": "2026-12-05T09:00:00.2+00:00", "finished_at": "2026-12-05T09:00:00.4+00:00",
+                   "delivery": {"status": "delivered", "at": "2026-12-05T09:00:03.512+00:00"}}
+EXAMPLES: dict[str, Any] = {
+    "SubmitRequest": {"messages": [{"to": "+34600000001", "body": "Your code is 1234", "key": "order-77"}]},
+    "SubmitResponse": {"messages": [{"id": 1042, "key": "order-77", "status": "queued", "duplicate": False}]},
+    "Message": EXAMPLE_MESSAGE,
+    "Error": {"type": "https://dispatcher.dev/problems/invalid", "title": "Unprocessable Content", "status": 422,
+              "detail": "1 message(s) refused; nothing was stored", "code": "invalid",
+              "errors": [{"index": 0, "field": "messages[0].to", "code": "required",
+                          "message": "a recipient (phone number or email address) is required"}],
+              "request_id": "5f0c1e9a"},
+}
+EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
+                        "cost": {"sent": 0.0, "delivered": 0.0},
+                        "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+# statuses any operation may answer: the middleware's and the guard's
+COMMON = {"401": "No API key", "403": "Wrong API key", "405": "Method not allowed on this path",
+          "500": "An unexpected error (see its request_id)", "503": "The database cannot be reached now; try again"}
+TAGS = [{"name": "messages", "description": "Submit messages and read their state"},
+        {"name": "campaigns", "description": "Campaigns' state and control"},
+        {"name": "meta", "description": "The API's own description"}]
+
+
+OPERATION_IDS = {("post", "/v1/messages"): "submitMessages", ("get", "/v1/messages"): "listMessages",
+                 ("get", "/v1/messages/{id}"): "getMessage"}
+IDEMPOTENCY = ("Stripe's semantics, kept 24 h by every daemon: the same key with the same body replays the first "
+               "answer byte for byte (with `Idempotent-Replayed: true`), with another body it is a 422 "
+               "`idempotency_key_reused`, while the first is still handled a 409 with `Retry-After`. It also keys "
+               "the messages without a `key`: a single message by it, the Nth of several by KEY/N.")
+
+
+_STATUS = "(queued|sending|sent|failed|rejected|cancelled)"
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "key": {"minLength": 1},  # ?key= (empty) is a 400
+    "cursor": {"pattern": "^[0-9]{1,18}$"},  # a next_cursor: an id
+    "status": {"pattern": f"^({_STATUS}(,{_STATUS})*)?$"},  # empty: any status
+    "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
+}
+
+
+def _operation_id(method: str, path: str) -> str:
+    if (method, path) in OPERATION_IDS:
+        return OPERATION_IDS[(method, path)]
+    words = [w.strip("{}") for w in path.split("/") if w and w != "v1"]
+    return method + "".join(w[:1].upper() + w[1:].replace("-", "") for w in words)
+
+
+def _example(content: dict[str, Any]) -> None:
+    for media in content.values():
+        ref = media.get("schema", {}).get("$ref", "")
+        name = ref.rsplit("/", 1)[-1]
+        if name in EXAMPLES and "example" not in media:
+            media["example"] = EXAMPLES[name]
+
+
+def complete(doc: dict[str, Any], server: str = "/") -> dict[str, Any]:
+    """`doc` with servers, tags, an operationId and examples for every operation, every common status
+    documented, and the document's own path: what generated clients name their methods by and what
+    schemathesis checks every answer against."""
+    doc["servers"] = [{"url": server}]
+    doc["tags"] = TAGS
+    paths = doc["paths"]
+    paths.setdefault("/v1/openapi.json", {"get": {
+        "operationId": "getOpenApi", "summary": "This document (no API key needed)", "security": [],
+        "responses": {"200": {"description": "The OpenAPI 3.1 document",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op.setdefault("operationId", _operation_id(method, path))
+            for p in op.get("parameters", []):
+                if p["name"] == "Idempotency-Key":
+                    p["description"] = IDEMPOTENCY
+                if p["in"] == "query" and p["name"] in QUERY_SCHEMAS:  # what the handler takes, exactly
+                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | QUERY_SCHEMAS[p["name"]]
+                if p["name"] == "id" and p["in"] == "path":  # what the handler takes: 1 to 18 digits
+                    p["schema"] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+            op.setdefault("tags", ["meta" if path.endswith("openapi.json") else
+                                   "campaigns" if path.startswith("/v1/campaigns") else "messages"])
+            if "requestBody" in op:
+                _example(op["requestBody"]["content"])
+            responses = op["responses"]
+            if "202" in responses:
+                responses["202"].setdefault("headers", {})["Idempotent-Replayed"] = {
+                    "description": "true when this is the stored answer to an earlier request with the same "
+                                   "Idempotency-Key", "schema": {"type": "string", "enum": ["true"]}}
+            for status, text in COMMON.items():
+                if op.get("security") != [] or status in ("405", "500"):
+                    responses.setdefault(status, _error_response(text))
+            if path.endswith("/{id}") or "{id}" in path:
+                responses.setdefault("400", _error_response("The id is not a message id"))
+            for response in responses.values():
+                _example(response.get("content", {}))
+    return doc

@@ -62,6 +62,11 @@ async def problems(request: web.Request, handler: Callable[[web.Request], Awaita
         response = problem(500, f"an unexpected error; the daemon's log has it under request id {rid}",
                            code="internal", request=request)
     response.headers[REQUEST_ID] = rid
+    if response.status >= 400:  # one line per refused request, with the id the client holds; the route's
+        # pattern, not the path: a delivery-report path carries its secret
+        resource = request.match_info.route.resource
+        log.info("%s %s -> %d (request id %s)", request.method, resource.canonical if resource else "(no route)",
+                 response.status, rid)
     return response
 
 

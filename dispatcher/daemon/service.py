@@ -28,6 +28,7 @@ from ..pg import explain
 from ..providers.base import Outcome, Provider, Verdict
 from . import metrics, page, reports
 from .api import MAX_BODY, Api
+from .campaigns import Control
 from .config import DaemonConfig
 from .health import Monitor
 from .outbox import (
@@ -96,8 +97,7 @@ class Daemon:
             self.sink.on_write.append(self.webhooks.notify)
 
         app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
-        app.add_routes(reports.routes(cfg, self.reports) + metrics.routes(self)
-                       + (self.api.routes() + page.routes() if self.api else []))
+        app.add_routes(self._routes(pool))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
@@ -153,11 +153,21 @@ class Daemon:
             self.stop()
         log.info("worker %s on %s: outbox %s, %d provider(s)", cfg.worker, self.url, cfg.table, len(providers))
 
+    def _routes(self, pool: asyncpg.Pool) -> list[web.RouteDef]:
+        """Reports, health and metrics; the API and the control of campaigns when an API key is set."""
+        routes = reports.routes(self.cfg, self.reports) + metrics.routes(self)
+        if self.api is not None:
+            control = Control(self.cfg, pool, self.store)
+            self.api.listing = control.list_messages
+            routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
+        return routes
+
     # -- LISTEN ---------------------------------------------------------------------------------
     async def _listen(self) -> None:
         try:
             conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
+            await conn.add_listener(self.names.control, self.source.notify)  # a resume: claim again at once
             if self.webhooks is not None:
                 await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn

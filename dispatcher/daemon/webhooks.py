@@ -16,9 +16,11 @@ cannot be replayed once the receiver's tolerance for the timestamp has passed. `
 secret, or several separated by spaces while one is rotated out: each is `whsec_<base64>` (the
 libraries' form) or plain text (its UTF-8 bytes are the key). A batch
 
-and is marked delivered only on a 2xx answer; otherwise it is sent again after a backoff
-(doubling, with jitter, at most `backoff_max`), for as long as its events are younger than
-`max_age`. Older undelivered events are given up on: marked, counted, kept in the table.
+is marked delivered only on a 2xx answer; otherwise it is sent again after a backoff
+(doubling, with jitter, at most `backoff_max`; at least the `Retry-After` of a 429 or 503), for as
+long as its events are younger than `max_age`. Older undelivered events are given up on: marked,
+counted, kept in the table. A 410 Gone means the receiver wants no more: delivery stops (logged once)
+until the daemon is restarted, and the events wait in the table.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import logging
@@ -56,6 +59,18 @@ def signed(keys: list[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[
     return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": sigs}
 
 
+def retry_after(value: str | None, most: float = 3600.0) -> float:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), 0 when none or unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), most)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        return min(max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0), most)
+    return 0.0
+
+
 class Webhooks:
     """The delivery loop, and what /metrics says about it (backlog, oldest age, given up)."""
 
@@ -71,6 +86,8 @@ class Webhooks:
         self.backlog = 0
         self.oldest_age = 0.0
         self.failures = 0
+        self.retry_after = 0.0  # seconds the receiver asked to wait (Retry-After of its last 429/503)
+        self.gone = False  # the receiver answered 410: no more POSTs
         self._task: asyncio.Task[None] | None = None
         e = names.events
         self.lock = f"{names.events}:webhooks"
@@ -121,10 +138,15 @@ class Webhooks:
                 except Exception as e:  # a bug must not end delivery for the life of the process
                     log.error("webhooks: %s: %s", type(e).__name__, e)
                     sent = -1
+                if self.gone:
+                    log.error("webhooks: %s answered 410 Gone: no more webhooks until the daemon restarts "
+                              "(the events wait in the table)", self.spec.url)
+                    return
                 if sent < 0:  # the receiver (or the database) failed: back off
                     self.failures += 1
                     delay = min(self.spec.backoff_max, 0.5 * 2 ** min(self.failures, 16))
-                    await asyncio.sleep(random.uniform(delay / 2, delay))
+                    await asyncio.sleep(max(random.uniform(delay / 2, delay), self.retry_after))
+                    self.retry_after = 0.0
                 elif sent == 0:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(max(self.cfg.poll, 0.2)):
@@ -176,6 +198,11 @@ class Webhooks:
         try:
             async with http.post(self.spec.url, data=body, headers=headers) as r:
                 await r.read()
-                return None if 200 <= r.status < 300 else f"HTTP {r.status}"
+                if 200 <= r.status < 300:
+                    return None
+                if r.status in (429, 503):
+                    self.retry_after = retry_after(r.headers.get("Retry-After"))
+                self.gone = r.status == 410
+                return f"HTTP {r.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             return type(e).__name__

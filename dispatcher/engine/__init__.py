@@ -5,9 +5,10 @@ worker processes takes in different processes); its owner drives it through `sto
 `halted`, `revive`, `flush_idle`, `set_share`, `room` and `close`, and hears from it through `Events`.
 """
 
+from .answers import describe
 from .campaign import Campaign, Router
 from .core import Engine, Start, collector_for_streams, counts, dry_run, identity
-from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus, describe
+from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus
 from .ledger import Events, Stats
 from .prepare import CampaignPreparer, Finisher, Prepared, Preparer
 from .transport import HttpTransport, Transport, TransportFactory, http_transport

@@ -25,10 +25,13 @@ from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
 from .campaign import Campaign
-from .lane import Lane, LaneStatus
+from .lane import Lane
 from .ledger import Events, Ledger, Stats
 from .prepare import CampaignPreparer, Preparer
+from .status import LaneStatus
 from .transport import TransportFactory, http_transport
+
+LINGER = 0.01  # seconds between two looks, while the reader waits for room, at whether any lane is still busy
 
 
 @dataclass(slots=True)
@@ -111,6 +114,21 @@ class Engine:
         work (the daemon's outbox) should hold in flight at most, so that nothing claimed waits long
         and a later, more urgent message is claimed soon."""
         return sum(lane.soon(horizon) for lane in self._lanes.values()) if self._lanes else float("inf")
+
+    def urgent_waiting(self) -> int:
+        """Messages of priority > 0 queued in the lanes, not yet taken by a worker: a source sizes its
+        claims of urgent work by these (lower-priority messages in flight take none of their slots)."""
+        return sum(lane.urgent_waiting for lane in self._lanes.values())
+
+    def withdraw(self, unwanted: Callable[[Message], bool]) -> list[Message]:
+        """The messages `unwanted` picks among those not on the wire (nor waiting for a retry), out of every
+        lane, settled with no result (as a stop leaves them: `Ledger.leave`) and returned: their owner takes
+        them back (the daemon: the rows of a paused or cancelled campaign)."""
+        out: list[Message] = []
+        for lane in self._lanes.values():
+            out += lane.withdraw(unwanted)
+        self.ledger.leave(out)
+        return out
 
     def snapshot(self) -> list[LaneStatus]:
         """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
@@ -334,16 +352,26 @@ class Engine:
                 if doubt is not None and any([s in doubt for s in column(msgs, "seq")]):
                     for m in msgs:
                         if m.seq in doubt:
-                            m.extra = {"in_doubt": True}
+                            m.in_doubt = True
                 self._lanes[alias].add(msgs)
             if c.stop_when_halted and self._lanes and all(lane.halted is not None for lane in self._lanes.values()):
                 self.halted_all = True  # nothing can be sent: the rest stays unread, for a resume
                 break
             if ledger.full:
-                for lane in self._lanes.values():
+                await self._room()
+
+    async def _room(self) -> None:
+        """Wait until more records may enter. Open groups keep filling meanwhile: requests go full (a provider
+        that counts requests loses time on every short one). They go short only when nothing else in flight can
+        settle, and so free room: then the records they hold are all there is."""
+        ledger = self.ledger
+        lanes = self._lanes.values()
+        while ledger.full:
+            if not any(lane.busy for lane in lanes):
+                for lane in lanes:
                     lane.flush()
-                if ledger.full:
-                    await ledger.room()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ledger.room(), LINGER)
 
     def _doubts(self, rows: Chunk, hold: bool) -> Chunk:
         """`on_doubt = "hold"`: records in flight when an earlier attempt died fail as in doubt, unsent."""

@@ -24,6 +24,7 @@ RANK = {"accepted": 1, "sent": 2, "soft_bounced": 2,
         "delivered": 3, "undelivered": 3, "failed": 3, "expired": 3, "rejected": 3, "bounced": 3, "dropped": 3,
         "deleted": 3, "read": 4, "opened": 4, "clicked": 4}
 _PHONE = re.compile(r"\+?[0-9]{6,16}")
+_TO_THE_MINUTE = re.compile(r"[T ]\d{2}:\d{2}(?:Z|[+-]\d{2}:?\d{2})?$")  # hours and minutes, no seconds
 
 
 @dataclass(slots=True)
@@ -70,7 +71,10 @@ def when(v: Any, now: dt.datetime) -> dt.datetime:
         t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         return now
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    if _TO_THE_MINUTE.search(s) and t <= now < t + dt.timedelta(minutes=1):
+        return now  # a time to the minute only (NRS's "%t"): the receive time, within it, is the closer one
+    return t
 
 
 def text(v: Any) -> str | None:

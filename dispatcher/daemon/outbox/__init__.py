@@ -7,7 +7,7 @@ One concern a module:
 | module | what it holds |
 |---|---|
 | names.py | the table, index and channel names derived from `table` ("outbox" or "schema.outbox") |
-| schema/001_outbox.sql, 002_events.sql, schema.py | the DDL, as numbered migrations (see those files for every column) |
+| schema/001_outbox.sql, 002_events.sql, 003_control.sql, schema.py | the DDL, as numbered migrations (see those files for every column) |
 | queries.sql, store.py | every statement on the outbox, one named query each, one Store method per query |
 | rows.py | the one validator of rows (claim path and HTTP API alike), `Problem` |
 | source.py | `OutboxSource`: the claim loop, and putting deferred or retried rows back |

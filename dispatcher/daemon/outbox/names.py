@@ -23,6 +23,9 @@ class Names:
         self.workers = prefix + ident(base + "_workers")
         self.events = prefix + ident(base + "_events")
         self.events_fn = prefix + ident(base + "_events_fn")
+        self.campaigns = prefix + ident(base + "_campaigns")
+        self.control_fn = prefix + ident(base + "_control_fn")
+        self.control = table.replace(".", "_") + "_control"
         self.table = table
         self.notify_fn = prefix + ident(base + "_notify")
         self.channel = table.replace(".", "_") + "_new"
@@ -33,10 +36,12 @@ class Names:
 
     def fill(self, sql: str) -> str:
         """SQL from a .sql file with its {placeholders} named: {outbox}, {reports}, {suppressions},
-        {workers}, {events}, {events_fn}, {notify_fn}, {channel}, {table}, {events_channel}, and
+        {workers}, {events}, {events_fn}, {campaigns}, {control_fn}, {notify_fn}, {channel}, {control} (the
+        NOTIFY channel of pause / resume / cancel), {table}, {events_channel}, and
         {name_SUFFIX} for an index or trigger named after the table. Other braces ('{}'::jsonb) stay."""
         names = {"outbox": self.outbox, "reports": self.reports, "suppressions": self.suppressions,
                  "workers": self.workers, "events": self.events, "events_fn": self.events_fn,
+                 "campaigns": self.campaigns, "control_fn": self.control_fn, "control": self.control,
                  "notify_fn": self.notify_fn, "channel": self.channel, "table": self.table,
                  "events_channel": EVENTS_CHANNEL}
 

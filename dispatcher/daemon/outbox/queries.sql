@@ -3,24 +3,83 @@
 -- parameters, in the order the Store method of the same name passes them.
 
 -- name: claim
--- `id = ANY(ARRAY(...))` rather than a join with the locked ids: the planner then always reaches the rows
--- through the primary key (a join was once planned as a hash of the whole table). `opted_out` answers the
--- suppression list for rows whose recipient is stored normalised (E.164, lower-case email domain): only the
--- others need a second look-up, by their normalised address.
+-- Rows due, leased to this worker, in two parts. `urgent`: rows of priority >= $6, highest first, whatever
+-- their campaign (a priority message overtakes every backlog). `fair`: each active campaign of $5 ('' for
+-- rows without one) takes its share of $3 by weight (the campaigns table; 1 when it has no row there),
+-- rounded up, highest priority first within it. Paused and cancelled campaigns (the campaigns table, read by
+-- every claim) and campaigns whose sending window is closed ($4) are left alone. `id = ANY(ARRAY(...))`
+-- rather than a join with the locked ids: the planner then always reaches the rows through the primary key.
+-- `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164, lower-case
+-- email domain): only the others need a second look-up, by their normalised address.
+WITH active AS (
+    SELECT q.name, coalesce(c.weight, 1)::float8 AS weight
+    FROM unnest($5::text[]) AS q(name) LEFT JOIN {campaigns} c ON c.name = q.name
+    WHERE coalesce(c.state, 'active') = 'active'),
+share AS (SELECT name, ceil($3 * weight / sum(weight) OVER ())::int AS quota FROM active),
+urgent AS (
+    SELECT o.id FROM {outbox} o
+    WHERE o.status = 'pending' AND o.priority >= $6 AND o.not_before <= now()
+      AND coalesce(o.campaign, '') <> ALL($4::text[])
+      AND NOT EXISTS (SELECT 1 FROM {campaigns} c WHERE c.name = coalesce(o.campaign, '') AND c.state <> 'active')
+    ORDER BY o.priority DESC, o.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED),
+fair AS (
+    SELECT x.id FROM share CROSS JOIN LATERAL (
+        SELECT f.id FROM {outbox} f
+        WHERE f.status = 'pending' AND coalesce(f.campaign, '') = share.name AND f.not_before <= now()
+        ORDER BY f.priority DESC, f.id
+        LIMIT share.quota
+        FOR UPDATE SKIP LOCKED) x)
 UPDATE {outbox} o SET status = 'claimed', worker = $1, lease_until = now() + make_interval(secs => $2),
     claimed_at = now(), attempts = o.attempts + 1
-WHERE o.id = ANY(ARRAY(
-    SELECT id FROM {outbox}
-    WHERE status = 'pending' AND not_before <= now()
-      AND (campaign IS NULL OR campaign <> ALL($4::text[]))
-      AND (campaign IS NOT NULL OR NOT $5::boolean)
-    ORDER BY priority DESC, id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED))
+WHERE o.id = ANY(ARRAY(SELECT id FROM urgent UNION SELECT id FROM fair))
 RETURNING o.id, o.recipient, o.channel, o.provider, o.route, o.campaign, o.body, o.template, o.variables,
     o.priority,
     EXISTS (SELECT 1 FROM {suppressions} s
             WHERE s.address = o.recipient AND s.channel IN ('*', o.channel)) AS opted_out;
+
+-- name: cancel_message
+-- A queued row (pending) into `cancelled`; nothing for a row claimed, sent or finished (its status answers).
+UPDATE {outbox} SET status = 'cancelled', code = 'cancelled', error = 'cancelled over the API',
+    finished_at = now(), lease_until = NULL
+WHERE id = $1 AND status = 'pending'
+RETURNING id;
+
+-- name: set_campaign
+-- A campaign's state (active, paused, cancelled) and, when given, its weight; the table's triggers cancel
+-- its queued rows and NOTIFY every daemon.
+INSERT INTO {campaigns} AS c (name, state, weight) VALUES ($1, $2, coalesce($3, 1))
+ON CONFLICT (name) DO UPDATE SET state = $2, weight = coalesce($3, c.weight), updated_at = now()
+RETURNING name, state, weight, updated_at;
+
+-- name: campaign_states
+SELECT name, state, weight, updated_at FROM {campaigns};
+
+-- name: campaign_counts
+-- Rows by campaign ('' for none), status and the provider that took them, delivery outcomes of sent rows
+-- beside them, the rows sent in the last $2 seconds, and the units (SMS parts, else 1 a message) sent and
+-- delivered: what the provider's price multiplies, as the blast's --dry-run does.
+SELECT coalesce(campaign, '') AS campaign, status, sent_via, count(*) AS n,
+    count(*) FILTER (WHERE delivery_status = 'delivered') AS delivered,
+    count(*) FILTER (WHERE delivery_rank >= 3 AND delivery_status <> 'delivered') AS undelivered,
+    count(*) FILTER (WHERE status = 'sent' AND finished_at >= now() - make_interval(secs => $2)) AS recent,
+    coalesce(sum(coalesce(parts, 1)) FILTER (WHERE status = 'sent'), 0) AS units,
+    coalesce(sum(coalesce(parts, 1)) FILTER (WHERE status = 'sent' AND delivery_status = 'delivered'), 0)
+        AS delivered_units
+FROM {outbox} WHERE $1::text IS NULL OR coalesce(campaign, '') = $1
+GROUP BY 1, 2, 3;
+
+-- name: list_messages
+-- A page of rows by id (keyset: `id > cursor`), filtered by campaign, status and creation time.
+SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
+    provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
+    claimed_at, finished_at, delivery_status, delivery_at
+FROM {outbox}
+WHERE id > $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+ORDER BY id
+LIMIT $5;
 
 -- name: record_results
 -- Each result finds its row by primary key (LATERAL ... LIMIT 1: always a probe per result, whatever the
@@ -114,7 +173,7 @@ WITH d AS (DELETE FROM {outbox} WHERE id IN (
     SELECT id FROM {outbox}
     WHERE id < coalesce((SELECT id FROM {outbox} WHERE created_at >= now() - make_interval(secs => $1)
                          ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM {outbox}))
-      AND status IN ('sent', 'failed', 'rejected')
+      AND status IN ('sent', 'failed', 'rejected', 'cancelled')
     ORDER BY id LIMIT $2) RETURNING 1)
 SELECT count(*) FROM d;
 

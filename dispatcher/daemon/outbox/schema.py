@@ -1,5 +1,6 @@
 """The daemon's schema as numbered migrations: schema/001_outbox.sql (the outbox, its reports,
-suppressions and workers) and schema/002_events.sql (the status events and their triggers), each
+suppressions and workers), schema/002_events.sql (the status events and their triggers) and
+schema/003_control.sql (campaigns: pause, resume, cancel, weight; the `cancelled` status), each
 filled with the configured names and applied once, in order, by `pg.migrate`."""
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def events_sql(n: Names) -> str:
     return _read("002_events.sql", n)
 
 
+def control_sql(n: Names) -> str:
+    """Schema version 3: the `cancelled` status, the campaigns table (state and weight) and the claim's
+    fair-share index."""
+    return _read("003_control.sql", n)
+
+
 def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
     async def v1(conn: asyncpg.Connection) -> None:
         if n.schema:
@@ -42,7 +49,10 @@ def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
 
     async def v2(conn: asyncpg.Connection) -> None:
         await conn.execute(events_sql(n))
-    return [v1, v2]
+
+    async def v3(conn: asyncpg.Connection) -> None:
+        await conn.execute(control_sql(n))
+    return [v1, v2, v3]
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

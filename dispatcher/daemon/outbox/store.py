@@ -38,10 +38,35 @@ class Store:
     async def migrate(self, conn: asyncpg.Connection) -> int:
         return await migrate(conn, self.n.migration, migrations(self.n))
 
-    async def claim(self, conn: asyncpg.Connection, n: int, closed: list[str], default_closed: bool) -> list[Any]:
-        """Up to `n` due rows, highest priority first, leased to this worker (campaigns whose sending window
-        is closed left alone)."""
-        return await conn.fetch(self.sql["claim"], self.cfg.worker, float(self.cfg.lease), n, closed, default_closed)
+    async def claim(self, conn: asyncpg.Connection, n: int, closed: list[str], fair: list[str],
+                    urgent: int = 1) -> list[Any]:
+        """Up to about `n` due rows leased to this worker: rows of priority >= `urgent` first, then each
+        campaign of `fair` ('' for rows without one) its weighted share; paused, cancelled and `closed`
+        campaigns (sending window shut) left alone. With `fair` empty and `urgent` the lowest priority, the
+        `n` due rows of highest priority, whatever their campaign (the claim that fills what shares left)."""
+        return await conn.fetch(self.sql["claim"], self.cfg.worker, float(self.cfg.lease), n, closed, fair, urgent)
+
+    async def cancel_message(self, conn: asyncpg.Connection, oid: int) -> bool:
+        """A queued row into `cancelled`; False when it is not queued (claimed, finished or absent)."""
+        return await conn.fetchval(self.sql["cancel_message"], oid) is not None
+
+    async def set_campaign(self, conn: asyncpg.Connection, name: str, state: str, weight: int | None = None
+                           ) -> asyncpg.Record:
+        """A campaign's state (active, paused, cancelled) and weight, as the campaigns table holds it."""
+        return await conn.fetchrow(self.sql["set_campaign"], name, state, weight)
+
+    async def campaign_states(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+        return {r["name"]: r for r in await conn.fetch(self.sql["campaign_states"])}
+
+    async def campaign_counts(self, conn: asyncpg.Connection, name: str | None, window: float
+                              ) -> list[asyncpg.Record]:
+        """(campaign, status, n, delivered, undelivered, recent: sent in the last `window` s) rows; one
+        campaign's, or every one's."""
+        return await conn.fetch(self.sql["campaign_counts"], name, float(window))
+
+    async def list_messages(self, conn: asyncpg.Connection, after: int, campaign: str | None,
+                            statuses: list[str] | None, since: dt.datetime | None, limit: int) -> list[asyncpg.Record]:
+        return await conn.fetch(self.sql["list_messages"], after, campaign, statuses, since, limit)
 
     async def release(self, conn: asyncpg.Connection) -> int:
         """This worker's unfinished claims back to pending (a graceful stop)."""

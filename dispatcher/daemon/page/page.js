@@ -7,10 +7,13 @@ const KEY = "dispatcher.api_key";
 const EVERY = 1000; // ms between polls
 const HISTORY = 300; // throughput samples kept (5 minutes at one a second)
 const UNFINISHED = ["queued", "sending", "pending", "claimed", "paused", "scheduled"];
+const OUTCOMES = ["delivered", "undelivered", "read", "opened", "clicked"]; // of sent rows: not counted twice
+const FAILURES_EVERY = 3000; // ms between looks for new failures
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, samples: [], campaigns: new Map(),
-                providers: new Map(), history: new Map(), lastError: new Map() };
+                providers: new Map(), history: new Map(), failed: [],
+                failCursor: "0", nextFailures: 0 };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -133,8 +136,7 @@ async function health() {
   setText(badge, h.status);
   badge.className = `badge state-${h.status}`;
   setText($("#worker"), `worker ${h.worker} · ${h.live_workers} live · ${number(h.in_flight)} in flight`);
-  const outbox = h.outbox || {};
-  pairs($("#outbox"), Object.entries(outbox).map(([k, v]) => [k, number(v)]));
+  state.outbox = Object.entries(h.outbox || {}).map(([k, v]) => [k, number(v)]);
   providers(h.providers || []);
 }
 
@@ -151,7 +153,7 @@ function providers(lanes) {
     seen.add(alias);
     let row = state.providers.get(alias);
     if (!row) {
-      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 8 }, () => el("td")));
+      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 9 }, () => el("td")));
       state.providers.set(alias, row);
       body.append(row);
     }
@@ -166,8 +168,10 @@ function providers(lanes) {
     setText(c[4], `${number(p.pace, 1)} / ${limit} per s`);
     setText(c[5], number(p.in_flight));
     setText(c[6], number(p.throttled));
-    const last = state.lastError.get(alias); // its latest failed message, from the failures list
-    setText(c[7], last ? `${last.code || ""} ${last.error || ""} (${ago(last.finished_at)})`.trim() : "");
+    setText(c[7], number(p.retries));
+    const last = p.last_error; // its last answer that was not a success, whatever became of the messages
+    c[8].setAttribute("data-code", last ? last.code ?? "" : "");
+    setText(c[8], last ? `${last.code || ""} ${last.error || ""} (${ago(last.at)})`.trim() : "");
   }
   for (const [alias, row] of state.providers) {
     if (!seen.has(alias)) { row.remove(); state.providers.delete(alias); }
@@ -212,7 +216,7 @@ function campaignRow(name) {
                  el("td", { class: "num" }), actions);
   actions.addEventListener("click", (e) => {
     const b = e.target.closest("button[data-action]");
-    if (b) act(name, b.getAttribute("data-action"));
+    if (b && name !== "") act(name, b.getAttribute("data-action"));
   });
   return row;
 }
@@ -225,31 +229,35 @@ function countsOf(c) {
 function fillCampaign(row, name, c) {
   const counts = countsOf(c);
   const sent = counts.sent ?? (Number(c.sent) || 0);
-  const total = Number(c.total) || Object.values(counts).reduce((a, b) => a + b, 0);
+  const total = Number(c.total) || Object.entries(counts).reduce((a, [k, v]) => a + (OUTCOMES.includes(k) ? 0 : v), 0);
   const left = UNFINISHED.reduce((a, k) => a + (counts[k] || 0), 0);
-  const rate = typeof c.rate === "number" ? c.rate : localRate(name, sent);
+  const recent = localRate(name, sent); // over the last seconds of polls; the API's is over a minute
+  const rate = recent !== null ? recent : typeof c.rate === "number" ? c.rate : null;
   const st = String(c.state ?? c.status ?? "");
   row.setAttribute("data-sent", String(sent));
   row.setAttribute("data-state", st);
   const cells = row.children;
-  setText(cells[0], name);
+  setText(cells[0], name === "" ? "(no campaign)" : name);
   setText(cells[1], st);
   cells[1].className = `state-${st}`;
-  setText(cells[2], Object.entries(counts).filter(([, v]) => v).map(([k, v]) => `${k} ${number(v)}`).join(" · "));
+  setText(cells[2], Object.entries(counts).filter(([, v]) => v).map(([k, v]) => `${k} ${number(v)}`).join(" · ") ||
+    "no messages");
   const bar = cells[3].firstChild;
   bar.max = Math.max(total, 1);
   bar.value = total - left;
   setText(cells[3].lastChild, ` ${total ? Math.floor((100 * (total - left)) / total) : 0}%`);
   setText(cells[4], rate === null ? "—" : `${number(rate, 1)}/s`);
   setText(cells[5], left === 0 ? "done" : rate ? duration(left / rate) : "—");
-  const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered;
-  setText(cells[6], delivered !== undefined && sent ? `${number((100 * delivered) / sent, 1)}%` : "—");
-  setText(cells[7], c.cost === undefined || c.cost === null ? "—"
-    : typeof c.cost === "object" ? Object.entries(c.cost).map(([k, v]) => `${v} ${k}`).join(" + ") : c.cost);
-  const paused = st === "paused", over = st === "cancelled" || st === "done";
+  const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered, heard = delivered + (counts.undelivered || 0);
+  setText(cells[6], heard > 0 && sent ? `${number((100 * delivered) / sent, 1)}%` : "—"); // none before any report
+  const cost = c.cost || {}; // units times the provider's price: of the sent, of the delivered
+  cells[7].setAttribute("data-cost", String(cost.sent ?? ""));
+  setText(cells[7], typeof cost.sent !== "number" ? "—"
+    : `${number(cost.sent, 4)} sent` + (heard > 0 ? ` · ${number(cost.delivered, 4)} delivered` : ""));
+  const paused = st === "paused", over = st === "cancelled" || st === "done" || name === "";
   for (const b of row.querySelectorAll("button[data-action]")) {
     const a = b.getAttribute("data-action");
-    b.disabled = a === "pause" ? paused || over : a === "resume" ? !paused : a === "cancel" ? over
+    b.disabled = a === "pause" ? paused || over : a === "resume" ? !paused || name === "" : a === "cancel" ? over
       : !(counts.failed > 0);
   }
 }
@@ -261,8 +269,8 @@ function localRate(name, sent) {
   h.push([now, sent]);
   while (h.length > 2 && now - h[0][0] > 10000) h.shift();
   state.history.set(name, h);
-  if (h.length < 2) return null;
   const [t0, s0] = h[0];
+  if (now - t0 < 3000) return null;
   return now > t0 ? Math.max(0, ((sent - s0) * 1000) / (now - t0)) : null;
 }
 
@@ -275,7 +283,7 @@ async function act(name, action) {
   if (CONFIRM[action] && !window.confirm(CONFIRM[action](name))) return;
   const r = await api("POST", `/v1/campaigns/${encodeURIComponent(name)}/${action}`);
   if (!state.key) return;
-  notice(r.ok ? `${action}: ${name}${r.data && r.data.count !== undefined ? ` (${r.data.count})` : ""}`
+  notice(r.ok ? `${action}: ${name}${r.data && r.data.retried !== undefined ? ` (${r.data.retried} messages)` : ""}`
     : `${action} ${name}: ${problem(r)}`, !r.ok);
   poll();
 }
@@ -303,6 +311,9 @@ async function metrics() {
   state.samples.push([Date.now(), sent]);
   if (state.samples.length > HISTORY) state.samples.shift();
   chart();
+  pairs($("#outbox"), (state.outbox || []).concat([ // the counters are this worker's, since it started
+    ["retried", number(sum("dispatcher_retries_total"))], ["deferred", number(sum("dispatcher_deferred_total"))],
+    ["rescheduled", number(sum("dispatcher_rescheduled_total"))]]));
   if (has("dispatcher_webhook_backlog")) {
     pairs($("#webhooks"), [["backlog", number(sum("dispatcher_webhook_backlog"))],
                            ["oldest", duration(sum("dispatcher_webhook_oldest_seconds"))],
@@ -340,17 +351,23 @@ function chart() {
   setText($("#chart-label"), `sent per second by this worker, last ${duration(span)}`);
 }
 
-// -- the last failures ------------------------------------------------------------------------------
+// -- the last failures: walked forward by id (the API lists in id order), the latest ten kept ---------
 async function failures() {
-  const r = await api("GET", "/v1/messages?status=failed&limit=10");
-  if (!state.key) return;
+  if (Date.now() < state.nextFailures) return;
+  state.nextFailures = Date.now() + FAILURES_EVERY;
   const out = $("#failures-note");
-  if (!r.ok) { note(out, `failures: ${problem(r)}`); return; }
-  const rows = list(r.data, "messages");
-  state.lastError = new Map();
-  for (const m of rows) if (m.provider && !state.lastError.has(m.provider)) state.lastError.set(m.provider, m);
-  note(out, rows.length ? "" : "no failures");
-  $("#failures tbody").replaceChildren(...rows.map((m) =>
+  for (let pages = 0; pages < 3; pages++) { // a long backlog of failures is caught up over a few polls
+    const r = await api("GET", `/v1/messages?status=failed&limit=1000&cursor=${state.failCursor}`);
+    if (!state.key) return;
+    if (!r.ok) { note(out, `failures: ${problem(r)}`); return; }
+    const rows = list(r.data, "messages");
+    state.failed = state.failed.concat(rows).slice(-10);
+    if (rows.length) state.failCursor = String(rows[rows.length - 1].id);
+    if (!r.data?.next_cursor) break;
+  }
+  const latest = state.failed.slice().reverse();
+  note(out, latest.length ? "" : "no failures");
+  $("#failures tbody").replaceChildren(...latest.map((m) =>
     el("tr", {}, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
        el("td", {}, m.provider), el("td", {}, m.code), el("td", {}, m.error))));
 }
@@ -369,11 +386,10 @@ async function find(q) {
   const dl = el("dl", { id: "found-message", "data-id": m.id });
   pairs(dl, fields.map(([k, v]) => [k, v]));
   const parts = [dl];
-  if (Array.isArray(m.events)) {
-    parts.push(el("h3", {}, "events"), el("table", {}, el("tbody", {}, ...m.events.map((e) =>
-      el("tr", {}, el("td", {}, e.at ?? e.created_at), el("td", {}, e.status ?? e.type),
-         el("td", {}, e.code), el("td", {}, e.error ?? e.text ?? e.detail))))));
-  }
+  const events = Array.isArray(m.events) ? m.events : timeline(m);
+  parts.push(el("h3", {}, "events"), el("table", { id: "found-events" }, el("tbody", {}, ...events.map((e) =>
+    el("tr", {}, el("td", {}, e.at ?? e.created_at), el("td", {}, e.status ?? e.type),
+       el("td", {}, e.code), el("td", {}, e.error ?? e.text ?? e.detail))))));
   if (m.status === "queued") {
     const b = el("button", { type: "button", "data-action": "cancel-message" }, "cancel this message");
     b.addEventListener("click", () => cancelMessage(m.id, q));
@@ -382,10 +398,17 @@ async function find(q) {
   out.replaceChildren(...parts);
 }
 
+// a message's events from its own times, for an API answer that does not list them
+function timeline(m) {
+  const final = ["sent", "failed", "rejected", "cancelled"].includes(m.status) ? m.status : "finished";
+  return [{ at: m.created_at, status: "queued" }, { at: m.claimed_at, status: "sending", code: `attempt ${m.attempts ?? "?"}` },
+          { at: m.finished_at, status: final, code: m.code, error: m.error },
+          { at: m.delivery?.at, status: m.delivery?.status }].filter((e) => e.at);
+}
+
 async function cancelMessage(id, q) {
   if (!window.confirm(`Cancel message ${id}? It will not be sent. This cannot be undone.`)) return;
-  let r = await api("POST", `/v1/messages/${id}/cancel`);
-  if (r.status === 404 || r.status === 405) r = await api("DELETE", `/v1/messages/${id}`);
+  const r = await api("POST", `/v1/messages/${id}/cancel`); // 409 when it left the queue meanwhile
   if (!state.key) return;
   notice(r.ok ? `message ${id} cancelled` : `cancel ${id}: ${problem(r)}`, !r.ok);
   find(q);

@@ -1,0 +1,175 @@
+"""Control of what is queued, over HTTP (registered beside the API, behind the same key):
+
+    POST /v1/messages/{id}/cancel                  200 the message, now `cancelled`, while it is queued;
+                                                   409 with its status otherwise (on the wire: never cancelled)
+    GET  /v1/messages?campaign=&status=&since=&limit=&cursor=
+                                                   a page of messages by id, and `next_cursor` for the next
+    GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate, cost
+    GET  /v1/campaigns/{name}                      one campaign
+    POST /v1/campaigns/{name}/pause | resume | cancel | retry-failed
+
+The state lives in the outbox's campaigns table (schema/003_control.sql), which every claim of every
+daemon reads: a pause is obeyed by the next claim of each of them, and the same UPDATE from SQL does
+the same. A cancel turns the campaign's queued rows into `cancelled` in the statement that cancels it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from .api import Invalid, view
+from .config import DaemonConfig
+from .outbox import Store
+from .problems import problem
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+Guard = Callable[[str, Handler], Handler]  # the API's key check and request counter around a handler
+STATES = {"pause": "paused", "resume": "active", "cancel": "cancelled"}
+COUNTED = ("queued", "sending", "sent", "failed", "rejected", "cancelled", "delivered", "undelivered")
+API_STATUS = {"queued": "pending", "sending": "claimed", "sent": "sent", "failed": "failed",
+              "rejected": "rejected", "cancelled": "cancelled"}  # the API's status names -> the table's
+ROW_STATUS = {v: k for k, v in API_STATUS.items()}
+MAX_PAGE = 1000
+RATE_WINDOW = 60.0  # seconds over which a campaign's rate is measured
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+class Control:
+    """Cancel, pause, resume, retry, and the listings; each one statement on the outbox's tables."""
+
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.store = store
+        self.row_sql = store.sql["list_messages"].split("WHERE", 1)[0] + "WHERE id = $1"
+        # each provider's `price` (per SMS part, else per message): the blast's --dry-run prices with it too
+        self.prices = {alias: spec.settings.price for alias, spec in cfg.providers.items()}
+
+    def routes(self, guard: Guard) -> list[web.RouteDef]:
+        return [web.post("/v1/messages/{id}/cancel", guard("cancel", self.cancel_message)),
+                web.get("/v1/campaigns", guard("campaigns", self.campaigns)),
+                web.get("/v1/campaigns/{name}", guard("campaign", self.campaign)),
+                web.post("/v1/campaigns/{name}/{action}", guard("control", self.act))]
+
+    # -- messages ---------------------------------------------------------------------------------
+    async def cancel_message(self, request: web.Request) -> web.Response:
+        raw = request.match_info["id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)", code="bad_id")
+        oid = int(raw)
+        async with self.pool.acquire() as conn:
+            done = await self.store.cancel_message(conn, oid)
+            row = await conn.fetchrow(self.row_sql, oid)
+        if row is None:
+            return problem(404, f"no message {oid}", code="not_found", request=request)
+        if not done:
+            status = view(row)["status"]
+            return problem(409, f"message {oid} is {status}, not queued: it cannot be cancelled", code="not_queued",
+                           errors=[{"field": "status", "code": status, "message": f"the message is {status}"}],
+                           request=request)
+        return _json(view(row))
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """A page of messages in id order after `cursor`; `next_cursor` is null on the last page."""
+        q = request.query
+        for k in q:
+            if k not in ("campaign", "status", "since", "limit", "cursor"):
+                raise Invalid(400, f"unknown parameter '{k}'; known: campaign, status, since, limit, cursor, key",
+                              code="unknown_parameter")
+        statuses = None
+        if q.get("status"):
+            names = q["status"].split(",")
+            bad = [s for s in names if s not in API_STATUS]
+            if bad:
+                raise Invalid(400, f"unknown status '{bad[0]}'; known: {', '.join(API_STATUS)}", code="bad_parameter")
+            statuses = [API_STATUS[s] for s in names]
+        since = None
+        if q.get("since"):
+            try:
+                since = dt.datetime.fromisoformat(q["since"].replace("Z", "+00:00"))
+            except ValueError:
+                raise Invalid(400, f"since={q['since']!r} is not an RFC 3339 time", code="bad_parameter") from None
+            if since.tzinfo is None:
+                raise Invalid(400, f"since={q['since']!r} has no zone (e.g. 2025-01-31T09:00:00Z)", code="bad_parameter")
+        limit = _whole(q.get("limit", "100"), "limit")
+        if not 1 <= limit <= MAX_PAGE:
+            raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}", code="bad_parameter")
+        after = _whole(q.get("cursor", "0"), "cursor")
+        async with self.pool.acquire() as conn:
+            rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return _json({"messages": [view(r) for r in page],
+                      "next_cursor": str(page[-1]["id"]) if more else None})
+
+    # -- campaigns ------------------------------------------------------------------------------------
+    def _known(self, name: str) -> None:
+        if name not in self.cfg.campaigns:
+            raise Invalid(404, f"no campaign '{name}' in the daemon's configuration", code="unknown_campaign")
+
+    async def summaries(self, conn: asyncpg.Connection, name: str | None = None) -> list[dict[str, Any]]:
+        """Each campaign's state, weight, rows by status, rate (sent a second over the last minute) and cost
+        (sent and delivered units times the price of the provider that took them)."""
+        states = await self.store.campaign_states(conn)
+        counts: dict[str, dict[str, int]] = {}
+        recent: dict[str, int] = {}
+        cost: dict[str, dict[str, float]] = {}
+        for r in await self.store.campaign_counts(conn, name, RATE_WINDOW):
+            c = counts.setdefault(r["campaign"], dict.fromkeys(COUNTED, 0))
+            c[ROW_STATUS.get(r["status"], r["status"])] += r["n"]
+            c["delivered"] += r["delivered"]
+            c["undelivered"] += r["undelivered"]
+            recent[r["campaign"]] = recent.get(r["campaign"], 0) + r["recent"]
+            spent = cost.setdefault(r["campaign"], {"sent": 0.0, "delivered": 0.0})
+            price = self.prices.get(r["sent_via"], 0.0)
+            spent["sent"] += r["units"] * price
+            spent["delivered"] += r["delivered_units"] * price
+        names = [name] if name is not None else sorted(set(self.cfg.campaigns) | (set(states) - {""}))
+        out = []
+        for n in names:
+            s = states.get(n)
+            out.append({"name": n, "state": s["state"] if s else "active", "weight": s["weight"] if s else 1,
+                        "updated_at": s["updated_at"].isoformat() if s else None,
+                        "counts": counts.get(n, dict.fromkeys(COUNTED, 0)),
+                        "rate": round(recent.get(n, 0) / RATE_WINDOW, 3),
+                        "cost": {k: round(v, 6) for k, v in cost.get(n, {"sent": 0.0, "delivered": 0.0}).items()}})
+        return out
+
+    async def campaigns(self, request: web.Request) -> web.Response:
+        async with self.pool.acquire() as conn:
+            return _json({"campaigns": await self.summaries(conn)})
+
+    async def campaign(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self._known(name)
+        async with self.pool.acquire() as conn:
+            return _json((await self.summaries(conn, name))[0])
+
+    async def act(self, request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        if action not in (*STATES, "retry-failed"):
+            raise Invalid(404, f"no action '{action}'; known: pause, resume, cancel, retry-failed", code="not_found")
+        self._known(name)
+        async with self.pool.acquire() as conn:
+            extra: dict[str, Any] = {}
+            if action == "retry-failed":
+                extra["retried"] = await self.store.retry_failed(conn, campaign=name)
+            else:
+                await self.store.set_campaign(conn, name, STATES[action])
+            summary = (await self.summaries(conn, name))[0]
+        return _json({**summary, **extra})
+
+
+def _whole(raw: str, what: str) -> int:
+    if not raw.isdigit() or len(raw) > 18:
+        raise Invalid(400, f"{what}={raw!r} is not a whole number", code="bad_parameter")
+    return int(raw)

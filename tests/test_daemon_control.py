@@ -1,0 +1,257 @@
+"""The daemon as a service beside bulk traffic (issue 24): claims sized to the free slots, priority
+messages ahead of any backlog, campaigns sharing a provider, pause / resume / cancel of a campaign and
+cancel of a message (over HTTP and SQL), and the message and campaign listings.
+
+A real PostgreSQL (conftest), the 360nrs simulator and daemons in this process, over local HTTP. Every
+wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from test_daemon import bulk, daemon, db, env, nrs, run, table, until, write_config
+from test_daemon_api import API_KEY, call, conforms
+
+from dispatcher.daemon.config import load_daemon
+from dispatcher.daemon.outbox import Names, Store
+
+__all__ = ["env", "table"]  # fixtures, imported for pytest
+
+
+@pytest.fixture
+def api_env(env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("DISPATCHER_API_KEY", API_KEY)
+    return env
+
+
+def paced(tmp_path: Any, table: str, sim: Any, rate: float, concurrency: int = 8, **kw: Any) -> Any:
+    """A daemon with one 360nrs provider at `rate` requests/s, one message a request, the API on, and the
+    campaigns big and small."""
+    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=1, concurrency=concurrency)},
+                        campaigns={"big": {"template": "Hola {name}"}, "small": {"template": "Hi {name}"}}, **kw)
+    path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
+    return path
+
+
+# -- priority and fair share ---------------------------------------------------------------------------
+
+@run
+async def test_priority_messages_reach_the_provider_within_2_s_behind_a_backlog(api_env, postgres_dsn, tmp_path,
+                                                                                 table):
+    api_env.reset("nrs360")
+    async with daemon(paced(tmp_path, table, api_env, 20.0)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await bulk(conn, table, 3000, campaign="big")
+        await until(conn, f"SELECT count(*) >= 20 FROM {table} WHERE status = 'sent'")
+        waits = []
+        for i in range(3):
+            t0 = time.monotonic()
+            status, got = await call(http, "POST", d.url + "/v1/messages",
+                                     {"messages": [{"to": f"+3461000000{i}", "body": "code 1234", "priority": 10}]})
+            assert status == 202, got
+            oid = got["messages"][0]["id"]
+            await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", oid, timeout=10)
+            waits.append(time.monotonic() - t0)
+        assert max(waits) < 2.0, waits
+        row = await conn.fetchrow(f"SELECT count(*) FILTER (WHERE status = 'sent') AS sent, "
+                                  f"count(*) FILTER (WHERE status = 'pending') AS queued FROM {table}")
+        assert row["queued"] > 2000, "the backlog is still there: the priority messages overtook it"
+
+
+@run
+async def test_at_1_request_a_second_a_priority_message_reaches_the_provider_within_2_s_behind_5000(
+        api_env, postgres_dsn, tmp_path, table):
+    """At 1 request/s with eight workers, each used to hold a claimed row while it waited for a slot (eight
+    seconds of sending), and a priority row was claimed only when one of them went: a second, then the next
+    slot. Now claims are sized by the pace (half a second of sending, and the requests on the wire), and a
+    priority row is claimed at once whatever lower-priority rows hold the slots: it overtakes them."""
+    api_env.reset("nrs360")
+    async with daemon(paced(tmp_path, table, api_env, 1.0, concurrency=8)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await bulk(conn, table, 5000, campaign="big")
+        await until(conn, f"SELECT count(*) >= 1 FROM {table} WHERE status = 'sent'")
+        claimed = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'claimed'")
+        assert claimed <= 3, f"{claimed} rows claimed at 1 request/s: more than the free slots"
+        for i in range(2):
+            status, got = await call(http, "POST", d.url + "/v1/messages",
+                                     {"messages": [{"to": f"+3461000000{i}", "body": "code 1234", "priority": 10}]})
+            assert status == 202, got
+            oid = got["messages"][0]["id"]
+            await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", oid, timeout=10)
+            row = await conn.fetchrow(f"SELECT extract(epoch FROM claimed_at - created_at) AS claim, "
+                                      f"extract(epoch FROM finished_at - created_at) AS sent FROM {table} "
+                                      "WHERE id = $1", oid)
+            assert row["claim"] < 0.5, f"claimed {row['claim']:.2f} s after its POST: it waited for a slot"
+            assert row["sent"] < 2.0, f"at the provider {row['sent']:.2f} s after its POST"
+        assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'pending'") > 4900
+
+
+@run
+async def test_a_small_campaign_shares_the_provider_with_a_big_one_from_its_first_second(api_env, postgres_dsn,
+                                                                                        tmp_path, table):
+    api_env.reset("nrs360")
+    async with daemon(paced(tmp_path, table, api_env, 40.0)) as _, db(postgres_dsn) as conn:  # the simulator: 50/s
+        await bulk(conn, table, 4000, campaign="big")
+        await until(conn, f"SELECT count(*) >= 30 FROM {table} WHERE status = 'sent'")
+        t0 = time.monotonic()
+        await bulk(conn, table, 60, start=100000, campaign="small")
+        await until(conn, f"SELECT count(*) = 60 FROM {table} WHERE campaign = 'small' AND status = 'sent'",
+                    timeout=15)
+        took = time.monotonic() - t0
+        big = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE campaign = 'big' AND status = 'sent' "
+                                  f"AND finished_at >= (SELECT min(created_at) FROM {table} WHERE campaign = 'small')")
+    assert took < 5.0, f"60 rows at half of 40/s take 3 s; took {took:.1f} s"  # FIFO would take 100 s
+    assert big <= 2.5 * 60, f"the big campaign sent {big} meanwhile: not a fair half"
+
+
+@run
+async def test_rows_keep_their_priority_when_rescheduled_deferred_released_and_recovered(env, postgres_dsn,
+                                                                                        tmp_path, table):
+    cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.2))
+    store = Store(cfg, Names(table))
+    async with db(postgres_dsn) as conn:
+        await store.migrate(conn)
+        await bulk(conn, table, 50)
+        await conn.execute(f"UPDATE {table} SET priority = 7 WHERE id % 5 = 0")  # ten urgent rows
+        urgent = {r[0] for r in await conn.fetch(f"SELECT id FROM {table} WHERE priority = 7")}
+
+        async def claim(n: int) -> set[int]:
+            return {r["id"] for r in await store.claim(conn, n, [], [""])}
+
+        async def first_ten_are_urgent() -> None:
+            await conn.execute(f"UPDATE {table} SET not_before = now() WHERE status = 'pending'")
+            assert await claim(10) == urgent
+        assert await claim(10) == urgent
+        await store.reschedule(conn, sorted(urgent), "503", "try later")  # a transient failure
+        await first_ten_are_urgent()
+        await store.defer(conn, sorted(urgent), 0.0)  # a halted provider
+        await first_ten_are_urgent()
+        await store.release(conn)  # a graceful stop
+        await first_ten_are_urgent()
+        await asyncio.sleep(0.3)  # a dead worker's lease ends
+        assert (await store.reap(conn))[0] == 10
+        await first_ten_are_urgent()
+        assert {r[0] for r in await conn.fetch(f"SELECT DISTINCT priority FROM {table} WHERE id = ANY($1)",
+                                               sorted(urgent))} == {7}
+
+
+# -- control over HTTP and SQL -----------------------------------------------------------------------
+
+@run
+async def test_a_queued_message_is_cancelled_once_and_a_sent_one_never(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(paced(tmp_path, table, api_env, 200.0)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        later = {"to": "+34600000001", "body": "later", "not_before": "2999-01-01T00:00:00Z"}
+        now = {"to": "+34600000002", "body": "now"}
+        status, got = await call(http, "POST", d.url + "/v1/messages", {"messages": [later, now]})
+        assert status == 202, got
+        queued, sent = (m["id"] for m in got["messages"])
+        await until(conn, f"SELECT status = 'sent' FROM {table} WHERE id = $1", sent)
+        status, got = await call(http, "POST", d.url + f"/v1/messages/{queued}/cancel")
+        assert status == 200 and conforms(got, "Message")["status"] == "cancelled", got
+        assert got["code"] == "cancelled" and got["finished_at"] is not None
+        status, got = await call(http, "POST", d.url + f"/v1/messages/{queued}/cancel")
+        assert status == 409 and conforms(got, "Error")["errors"][0]["code"] == "cancelled", got
+        status, got = await call(http, "POST", d.url + f"/v1/messages/{sent}/cancel")
+        assert status == 409 and got["code"] == "not_queued" and got["errors"][0]["code"] == "sent", got
+        assert (await call(http, "POST", d.url + "/v1/messages/999999999/cancel"))[0] == 404
+        assert (await call(http, "POST", d.url + f"/v1/messages/{queued}/cancel", key=None))[0] == 401
+        events = [r[0] for r in await conn.fetch(f"SELECT status FROM {table}_events WHERE outbox_id = $1 ORDER BY id",
+                                                 queued)]
+        assert events == ["queued", "cancelled"]
+
+
+async def _sent(conn: Any, table: str) -> int:
+    return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'sent'"))
+
+
+async def _steady(conn: Any, table: str, within: float) -> float:
+    """Seconds until nothing is claimed and the sent count stands still for 0.5 s (at most `within`)."""
+    t0 = time.monotonic()
+    await until(conn, f"SELECT count(*) = 0 FROM {table} WHERE status = 'claimed'", timeout=within)
+    took = time.monotonic() - t0
+    before = await _sent(conn, table)
+    await asyncio.sleep(0.5)  # a stretch of time in which nothing may happen (not a synchronisation)
+    assert await _sent(conn, table) == before, "requests went on after the pause had settled"
+    return took
+
+
+@run
+async def test_two_daemons_obey_pause_resume_and_cancel_of_a_campaign(api_env, postgres_dsn, tmp_path, table):
+    api_env.reset("nrs360")
+    a = paced(tmp_path, table, api_env, 40.0, worker="a")
+    b = paced(tmp_path, table, api_env, 40.0, worker="b")
+    async with daemon(a) as da, daemon(b) as _, db(postgres_dsn) as conn, aiohttp.ClientSession() as http:
+        await bulk(conn, table, 3000, campaign="big")
+        await bulk(conn, table, 20, start=50000, campaign="small")
+        await until(conn, f"SELECT count(*) >= 40 FROM {table} WHERE campaign = 'big' AND status = 'sent'")
+        status, got = await call(http, "POST", da.url + "/v1/campaigns/big/pause")
+        assert status == 200 and conforms(got, "Campaign")["state"] == "paused", got
+        took = await _steady(conn, table, within=3.0)
+        assert took < 1.5, f"sending went on {took:.2f} s after the pause"
+        await until(conn, f"SELECT count(*) = 20 FROM {table} WHERE campaign = 'small' AND status = 'sent'")
+        paused = await _sent(conn, table)
+        status, got = await call(http, "POST", da.url + "/v1/campaigns/big/resume")
+        assert status == 200 and got["state"] == "active"
+        await until(conn, f"SELECT count(*) >= $1 FROM {table} WHERE status = 'sent'", paused + 40)
+        claimed = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE status = 'claimed'")
+        sent_before = await _sent(conn, table)
+        status, got = await call(http, "POST", da.url + "/v1/campaigns/big/cancel")
+        assert status == 200 and got["state"] == "cancelled", got
+        await _steady(conn, table, within=3.0)
+        sent = await _sent(conn, table)
+        assert sent <= sent_before + claimed + 16, "rows were sent after the cancel beyond those claimed then"
+        rows = {r[0]: r[1] for r in await conn.fetch(
+            f"SELECT status, count(*) FROM {table} WHERE campaign = 'big' GROUP BY 1")}
+        assert set(rows) == {"sent", "cancelled"} and sum(rows.values()) == 3000, rows
+        status, got = await call(http, "GET", da.url + "/v1/campaigns/big")
+        assert status == 200 and conforms(got, "Campaign")["counts"]["cancelled"] == rows["cancelled"]
+        assert got["counts"]["sent"] == rows["sent"] and got["counts"]["queued"] == 0
+        status, every = await call(http, "GET", da.url + "/v1/campaigns")
+        assert status == 200 and {c["name"]: c["counts"]["sent"] for c in every["campaigns"]} == \
+            {"big": rows["sent"], "small": 20}
+        cancelled_events = await conn.fetchval(f"SELECT count(*) FROM {table}_events WHERE status = 'cancelled'")
+        assert cancelled_events == rows["cancelled"]
+        # the same from SQL: a resume (state active) then a pause by UPDATE; the daemons obey it
+        await conn.execute(f"UPDATE {table}_campaigns SET state = 'active' WHERE name = 'big'")
+        await bulk(conn, table, 400, start=60000, campaign="big")
+        await until(conn, f"SELECT count(*) >= 20 FROM {table} WHERE status = 'sent' AND id > (SELECT max(id) - 400 "
+                          f"FROM {table})")
+        await conn.execute(f"UPDATE {table}_campaigns SET state = 'paused' WHERE name = 'big'")
+        assert await _steady(conn, table, within=3.0) < 1.5
+        assert (await call(http, "POST", da.url + "/v1/campaigns/nope/pause"))[0] == 404
+
+
+@run
+async def test_messages_are_listed_once_by_keyset_pages_with_filters(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(paced(tmp_path, table, api_env, 500.0)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await conn.execute(f"INSERT INTO {table}_campaigns (name, state) VALUES ('big', 'paused')")
+        await bulk(conn, table, 230, campaign="big")
+        await bulk(conn, table, 20, start=1000, campaign="small")
+        await until(conn, f"SELECT count(*) = 20 FROM {table} WHERE status = 'sent'")
+        seen: list[int] = []
+        cursor = None
+        for _ in range(10):
+            q = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            status, page = await call(http, "GET", d.url + "/v1/messages" + q)
+            assert status == 200 and conforms(page, "MessagePage"), page
+            seen += [m["id"] for m in page["messages"]]
+            if len(seen) == 100:  # rows arriving meanwhile are listed too, once
+                await bulk(conn, table, 5, start=2000, campaign="small")
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == 255 and seen == sorted(seen)
+        status, page = await call(http, "GET", d.url + "/v1/messages?campaign=big&status=queued&limit=1000")
+        assert status == 200 and len(page["messages"]) == 230 and page["next_cursor"] is None
+        assert {m["status"] for m in page["messages"]} == {"queued"}
+        status, page = await call(http, "GET", d.url + "/v1/messages?status=sent,cancelled&since=2000-01-01T00:00:00Z")
+        assert status == 200 and {m["campaign"] for m in page["messages"]} == {"small"}
+        for bad in ("status=nope", "limit=0", "cursor=x", "since=yesterday", "colour=red"):
+            assert (await call(http, "GET", d.url + "/v1/messages?" + bad))[0] == 400, bad
