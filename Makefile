@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_N ?= 100000
+# the demo simulator's port: make demo PORT=18360
+PORT ?= 8360
 export NRS360_USER ?= demo
 export NRS360_PASSWORD ?= demo-secret
 
@@ -29,10 +31,10 @@ demo: $(STAMP)
 	@mkdir -p demo
 	@test -s demo/audience.csv || $(BIN)/python examples/audience.py demo/audience.csv $(DEMO_N) --bad 0.001
 	@echo "audience: demo/audience.csv ($(DEMO_N) recipients, about 0.1% malformed on purpose)"
-	@$(BIN)/python -m dispatcher simulate --only nrs360 > demo/simulator.log 2>&1 & echo $$! > demo/simulator.pid; \
+	@$(BIN)/python -m dispatcher simulate --only nrs360 --base-port $(PORT) > demo/simulator.log 2>&1 & echo $$! > demo/simulator.pid; \
 	  for i in $$(seq 1 100); do grep -q ready demo/simulator.log && break; sleep 0.1; done; \
 	  cat demo/simulator.log; \
-	  $(BIN)/python -m dispatcher blast examples/demo.toml --run-id demo-$$(date +%Y%m%d-%H%M%S); rc=$$?; \
+	  $(BIN)/python -m dispatcher blast examples/demo.toml --url http://127.0.0.1:$(PORT) --run-id demo-$$(date +%Y%m%d-%H%M%S); rc=$$?; \
 	  kill $$(cat demo/simulator.pid) 2>/dev/null; rm -f demo/simulator.pid; \
 	  echo "results are in demo/results/ (one line per recipient); exit code $$rc (1 = some records were rejected or failed)"; \
 	  test $$rc -le 1

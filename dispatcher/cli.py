@@ -55,7 +55,7 @@ def _positive(kind: type[float] | type[int]):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dispatcher", description="Bulk SMS / WhatsApp / email through HTTP providers, "
                                 "as fast as each provider allows and no faster.")
-    p.add_argument("--version", action="version", version=f"dispatcher {version()}")
+    p.add_argument("-V", "--version", action="version", version=f"dispatcher {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("blast", help="send one campaign file to its audience")
@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("campaign", nargs="?", help="the campaign file (to find its state directory)")
     t.add_argument("--state-dir", help="where run journals live")
 
+    x = sub.add_parser("results", help="each record's final outcome across a run and its retries")
+    x.add_argument("run_id")
+    x.add_argument("campaign", nargs="?", help="the campaign file (to find its state directory)")
+    x.add_argument("--state-dir", help="where run journals live")
+    x.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+
     s = sub.add_parser("simulate", help="serve the provider simulators on local ports")
     from .simulators.serve import add_arguments
     add_arguments(s)
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rejects goes with --dry-run")
         logs.setup_logging(logs.level_of(args), args.log_format)
         return _blast(args)
-    if args.command in ("runs", "status"):
+    if args.command in ("runs", "status", "results"):
         return _runs(args)
     if args.command == "simulate":
         from .simulators.serve import serve
@@ -152,6 +158,13 @@ def _runs(args: argparse.Namespace) -> int:
     if args.command == "runs":
         print(list_runs(state))
         return EXIT_OK
+    if args.command == "results":
+        from .runs import write_results
+        n = write_results(state, args.run_id, args.format, sys.stdout)
+        if n is None:
+            print(f"dispatcher: no run '{args.run_id}' with a results file under {state}", file=sys.stderr)
+            return EXIT_CONFIG
+        return EXIT_OK
     shown = show_run(state, args.run_id)
     if shown is None:
         print(f"dispatcher: no run '{args.run_id}' under {state}", file=sys.stderr)
@@ -187,6 +200,15 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
                         ("--state-dir", args.state_dir)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def retry_command(args: argparse.Namespace, run_id: str) -> str:
+    """The command that sends the failed records of this run again: a retry reads the run's own source and
+    overrides, so only the campaign and the run id are needed."""
+    words = ["dispatcher", "blast", args.campaign, "--retry-failed", run_id]
+    if args.state_dir is not None:
+        words += ["--state-dir", args.state_dir]
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -264,7 +286,7 @@ async def _run(campaign, args: argparse.Namespace) -> int:
     from .progress import Progress
     from .signals import on_signals
 
-    progress = None if args.quiet else Progress(campaign.source)
+    progress = None if args.quiet else Progress(campaign.source, json=args.log_format == "json")
     engine = Engine(campaign, on_progress=progress)
     hint = resume_command(args, campaign.run_id)
     on_signals(engine, _stop_notice)
@@ -294,11 +316,18 @@ async def _run(campaign, args: argparse.Namespace) -> int:
 
 def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted_all: bool) -> int:
     """The run's summary (one JSON line with --quiet / --json) and its exit code."""
+    from .blast import account
     from .progress import summary
 
     hint = resume_command(args, campaign.run_id)
-    log.info("run %s %s: %d sent, %d failed, %d rejected, %d unsent", campaign.run_id,
-             "stopped" if interrupted else "finished", st.sent, st.failed, st.rejected, st.unsent)
+    failed = st.failed + _earlier_failures(campaign, st)
+    retry = retry_command(args, campaign.run_id) if failed else None
+    state = account.state_word(interrupted=interrupted, deferred=st.deferred, halted_all=halted_all)
+    total = account.source_total(campaign.source, st)
+    unsent = account.unsent(total, st)
+    cost = account.cost(st, [p.settings.price for p in campaign.providers.values()])
+    log.info("run %s %s: %d sent, %d failed, %d rejected, %d unsent", campaign.run_id, state,
+             st.sent, st.failed, st.rejected, unsent)
     results = [s.name for s in campaign.sinks]
     if args.quiet or args.json:
         d = {k: v for k, v in asdict(st).items()
@@ -306,20 +335,34 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
         if args.json:
             d["timeline"] = st.timeline
         elapsed = time.monotonic() - st.started
-        d.update(run_id=campaign.run_id, interrupted=interrupted, results=results,
+        d.update(run_id=campaign.run_id, state=state, interrupted=interrupted, results=results, unsent=unsent,
+                 total=total.records, total_exact=total.exact, cost=cost,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
                  codes=dict(st.codes), errors={k: st.texts.get(k, "") for k in st.codes},
                  halts={a: list(w) for a, w in st.halts.items()}, halted_all=halted_all,
-                 resume=hint if interrupted or st.deferred or halted_all else None)
+                 resume=hint if unsent else None, retry=retry)
         print(orjson.dumps(d).decode())
     else:
-        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, interrupted=interrupted,
+        shown = "unknown" if total.records is None else f"{'' if total.exact else '~'}{total.records:,}"
+        print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, state=state, unsent=unsent,
+                      total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry, failed=failed,
                       halted_all=halted_all))
     if interrupted:
         return EXIT_INTERRUPTED
     if st.deferred or halted_all:
         return EXIT_DEFERRED
-    return EXIT_OK if not (st.failed or st.rejected) else EXIT_FAILURES
+    return EXIT_OK if not (failed or st.rejected) else EXIT_FAILURES
+
+
+def _earlier_failures(campaign, st) -> int:
+    """Records an earlier attempt of this run failed (a resume skips them): their failures stand, so the
+    run still exits 1 and says how to retry them."""
+    if not st.skipped or campaign.retry_of is not None:
+        return 0
+    from .runs import totals
+    from .state import RunState
+    m = RunState(campaign.state_dir, campaign.run_id).manifest
+    return max(totals(m)["failed"] - st.failed, 0) if m else 0
 
 
 def _run_shared(campaign, args: argparse.Namespace) -> int:
@@ -330,7 +373,7 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
     from .progress import Progress, Totals
 
     totals = Totals()
-    progress = None if args.quiet else Progress(totals)
+    progress = None if args.quiet else Progress(totals, json=args.log_format == "json")
 
     def show(st, lanes, total) -> None:
         totals.total = total

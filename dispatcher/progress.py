@@ -40,7 +40,7 @@ def clock_text(seconds: float | None) -> str:
 @dataclass(slots=True)
 class LaneView:
     status: LaneStatus
-    achieved: float  # requests/s over the window, from the delta of `requests` between snapshots
+    achieved: float | None  # requests/s over the window, from the delta of `requests` between snapshots
 
 
 @dataclass(slots=True)
@@ -50,9 +50,11 @@ class View:
     elapsed: float
     done: int  # records with a result, including those finished by an earlier attempt of this run
     total: int | None  # records in the source (estimated until it has been read through)
-    rate: float  # records done per second over the window
-    eta: float | None  # seconds until every record is done, at that rate
+    rate: float | None  # records done per second over the window (None before a second reading)
+    eta: float | None  # seconds until every record is done, at that rate (None: nothing can be sent now)
     lanes: list[LaneView]
+    exact: bool = True  # the total is a count (the source was read through), not an estimate
+    blocked: bool = False  # every provider halted or its circuit open: nothing can be sent now
 
     @property
     def fraction(self) -> float | None:
@@ -74,7 +76,8 @@ def _lane_line(lv: LaneView, now: float) -> tuple[str, str]:
     """The text of one provider's line, and its state (for colour)."""
     s = lv.status
     configured = f"{s.rate:,.4g}" if s.rate else "unlimited"
-    line = (f"  {s.alias:<10} {s.kind:<12} {s.channel:<8} {lv.achieved:>8,.1f} / {configured} req/s"
+    achieved = f"{lv.achieved:>8,.1f}" if lv.achieved is not None else f"{'--':>8}"
+    line = (f"  {s.alias:<10} {s.kind:<12} {s.channel:<8} {achieved} / {configured} req/s"
             f"  429s {s.throttled:,}  in flight {s.in_flight}  ")
     state = s.state
     since = clock_text(max(0.0, now - s.since))
@@ -108,11 +111,12 @@ class Progress:
     colour when NO_COLOR is set (to anything but the empty string)."""
 
     def __init__(self, source: Source, out: TextIO = sys.stderr, *, clock: Callable[[], float] = time.monotonic,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None, json: bool = False) -> None:
         self.source = source
         self.out = out
         self.clock = clock
-        self.tty = out.isatty() and os.environ.get("TERM") != "dumb"
+        self.json = json  # --log-format json: one JSON line a reading, the counts as fields
+        self.tty = out.isatty() and os.environ.get("TERM") != "dumb" and not json
         self.colour = self.tty and not os.environ.get("NO_COLOR")
         self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
         self.view: View | None = None
@@ -129,7 +133,11 @@ class Progress:
         now = self.clock()
         if self._last_draw is None or now - self._last_draw >= self.interval - 1e-3:
             self._last_draw = now
-            self.draw(self.lines(self.view, st))
+            if self.json:
+                self.out.write(json_line(self.view, st))
+                self.out.flush()
+            else:
+                self.draw(self.lines(self.view, st))
 
     def read(self, st: Stats, lanes: list[LaneStatus]) -> View:
         now = self.clock()
@@ -139,23 +147,34 @@ class Progress:
             hist.popleft()
         t0, done0, requests0 = hist[0]
         dt = now - t0
-        rate = (st.done - done0) / dt if dt > 0 else 0.0
+        rate = (st.done - done0) / dt if dt > 0 else None  # no rate before a second reading: not a 0
         done = st.done + st.skipped
         total = self.source.estimate_total()
+        exact = total is not None and st.read + st.skipped >= total  # read through: a count, not an estimate
         if total is not None:
             total = max(total, done)
-        eta = (total - done) / rate if total is not None and rate > 0 else (0.0 if total == done else None)
-        views = [LaneView(s, (s.requests - requests0.get(s.alias, 0)) / dt if dt > 0 else 0.0) for s in lanes]
-        return View(now - st.started, done, total, rate, eta, views)
+        blocked = bool(lanes) and all(s.state in (HALTED, CIRCUIT_OPEN) for s in lanes)
+        if total is not None and total == done:
+            eta: float | None = 0.0
+        elif blocked or not rate or total is None:
+            eta = None  # nothing can be sent now (every provider halted or its circuit open), or no rate yet
+        else:
+            eta = (total - done) / rate
+        views = [LaneView(s, (s.requests - requests0.get(s.alias, 0)) / dt if dt > 0 else None) for s in lanes]
+        return View(now - st.started, done, total, rate, eta, views, exact, blocked)
 
     def lines(self, v: View, st: Stats) -> list[tuple[str, str | None]]:
         """The block's lines, each with the lane state that colours it (None: no colour)."""
         frac = v.fraction
+        about = "" if v.exact else "~"
         head = (f"{frac:.0%} " if frac is not None else "") + (
-            f"{v.done:,} / {v.total:,} done" if v.total is not None else f"{v.done:,} done")
-        out: list[tuple[str, str | None]] = [(f"{head}  ETA {clock_text(v.eta)}  elapsed {clock_text(v.elapsed)}  {v.rate:,.0f} msg/s"
-               f"  | sent {st.sent:,}  failed {st.failed:,}  rejected {st.rejected:,}"
-               f"  | retries {st.retries:,}  429s {st.throttled:,}", None)]
+            f"{v.done:,} / {about}{v.total:,} done" if v.total is not None else f"{v.done:,} done")
+        eta = "none: nothing can be sent now" if v.blocked else clock_text(v.eta)
+        rate = f"{v.rate:,.0f}" if v.rate is not None else "--"
+        out: list[tuple[str, str | None]] = [(
+            f"{head}  ETA {eta}  elapsed {clock_text(v.elapsed)}  {rate} msg/s"
+            f"  | sent {st.sent:,}  failed {st.failed:,}  rejected {st.rejected:,}"
+            f"  | retries {st.retries:,} requests ({st.retried:,} records)  429s {st.throttled:,}", None)]
         wall = time.time()
         out.extend(_lane_line(lv, wall) for lv in v.lanes)
         errors = top_errors(st)
@@ -187,12 +206,27 @@ class Progress:
             self._live = None
 
 
-def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, interrupted: bool,
-            halted_all: bool = False) -> str:
+def json_line(v: View, st: Stats) -> str:
+    """One reading as a JSON log line (`--log-format json`): what the text view shows, as fields."""
+    import orjson
+    return orjson.dumps({
+        "time": time.time(), "level": "INFO", "logger": "dispatcher.progress", "message": "progress",
+        "done": v.done, "total": v.total, "total_exact": v.exact, "rate": v.rate, "eta_s": v.eta,
+        "elapsed_s": round(v.elapsed, 3), "sent": st.sent, "failed": st.failed, "rejected": st.rejected,
+        "deferred": st.deferred, "retries": st.retries, "retried": st.retried, "throttled": st.throttled,
+        "lanes": [{"alias": lv.status.alias, "state": lv.status.state, "achieved": lv.achieved,
+                   "reason": lv.status.reason} for lv in v.lanes]}).decode() + "\n"
+
+
+def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, state: str, unsent: int,
+            total: str, cost: float | None = None, retry_hint: str | None = None, halted_all: bool = False,
+            failed: int = 0) -> str:
+    """The run's summary: `state` is finished, halted or stopped; `unsent` every record with no result,
+    read or not; `total` the source's records as text (an estimate says so)."""
     elapsed = max(time.monotonic() - st.started, 1e-9)
-    lines = [f"run {run_id} {'stopped' if interrupted else 'finished'} in {elapsed:,.1f} s"]
-    lines.append(f"  read      {st.read:>12,}" + (f"   ({st.skipped:,} skipped: finished by an earlier attempt)"
-                                                   if st.skipped else ""))
+    lines = [f"run {run_id} {state} in {elapsed:,.1f} s", f"  records   {total:>12}"]
+    lines.append(f"  read      {st.read:>12,}" + (f"   ({st.skipped:,} skipped: finished by an earlier attempt "
+                                                   f"of run {run_id}, or not retried)" if st.skipped else ""))
     lines.append(f"  sent      {st.sent:>12,}   ({st.parts:,} SMS parts)" if st.parts else f"  sent      {st.sent:>12,}")
     fails = [(k.split(":", 1)[1], n) for k, n in st.codes.most_common() if not k.startswith("rejected:")]
     rejs = [(k.split(":", 1)[1], n) for k, n in st.codes.most_common() if k.startswith("rejected:")]
@@ -206,7 +240,10 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, int
     for i, e in enumerate(top_errors(st, 5)):
         lines.append(("  errors    " if i == 0 else "            ") + e)
     lines.append(f"  speed     {st.done / elapsed:>12,.0f} msg/s, {st.requests / elapsed:,.0f} requests/s, "
-                 f"{st.requests:,} requests, {st.retries:,} retries, {st.throttled:,} answered 429")
+                 f"{st.requests:,} requests, {st.retries:,} retried ({st.retried:,} records in them), "
+                 f"{st.throttled:,} answered 429")
+    if cost is not None:
+        lines.append(f"  cost      {cost:>12,.4f}   the sent records, at the configured prices")
     if st.in_doubt:
         lines.append(f"  in doubt  {st.in_doubt:>12,}   in flight when an earlier attempt died: the provider may "
                      f"already hold them (at most {st.in_doubt:,} possible duplicates)")
@@ -215,10 +252,12 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, int
                      f"may hold up to {st.ambiguous:,} duplicates (results carry meta.unanswered_attempts)")
     for r in results:
         lines.append(f"  results   {r}")
-    if interrupted:
-        lines.append(f"  {st.unsent:,} records were not sent. Resume with:\n    {resume_hint}")
-    elif st.deferred or halted_all:
+    if state == "stopped":
+        lines.append(f"  {unsent:,} records have no result. Resume with:\n    {resume_hint}")
+    elif state == "halted":
         if halted_all:
             lines.append("  every provider halted: the rest of the source was not read")
-        lines.append(f"  once the cause is fixed, resume with:\n    {resume_hint}")
+        lines.append(f"  {unsent:,} records have no result; once the cause is fixed, resume with:\n    {resume_hint}")
+    if failed and retry_hint:
+        lines.append(f"  {failed:,} records of run {run_id} failed; to send them again:\n    {retry_hint}")
     return "\n".join(lines)

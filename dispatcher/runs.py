@@ -1,21 +1,36 @@
-"""`dispatcher runs` and `dispatcher status RUN_ID`: what the run manifests under a state directory say.
+"""`dispatcher runs`, `dispatcher status RUN_ID` and `dispatcher results RUN_ID`: what a state directory
+holds about its runs, told from what a resume reads.
 
-Each blast run keeps `runs/ID/run.json` (see state.RunState): what it is a run of, what it
-retries, and one entry per attempt with its counts. Totals add the attempts up (each
-attempt sends only what the ones before it left); a run is resumable while its last attempt
-left records without a result (stopped, deferred, or never read).
+Each blast run keeps `runs/ID/run.json` (see state.RunState): what it is a run of, what it was started
+as (campaign file, overrides, results file), what it retries, and one entry per attempt with its counts.
+The counts an attempt wrote are not the truth of a run: an attempt killed by SIGKILL (or whose worker
+was killed) writes none, yet its results are in the sink and a resume skips them. So the totals here
+come from the results file when the run recorded one (`origin.results`), and from the attempts' counts
+only for a sink this module cannot read (PostgreSQL). A run and its retries (`--retry-failed`) roll up:
+each record's final outcome is the latest run's result for it.
+
+A run's state is one of: finished (every record has a result), halted (a provider could not take the
+rest: deferred), stopped (a signal stopped it), interrupted (its last attempt never ended: killed).
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import shlex
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from .model import RESULT_FIELDS
 from .state import RunState, run_ids
 
 COUNTS = ("sent", "failed", "rejected")
+FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"
+RESUMED = ("--source", "--rate", "--concurrency", "--workers", "--url", "--on-doubt", "--state-dir")
 
 
 def manifests(state_dir: Path) -> list[dict[str, Any]]:
@@ -23,7 +38,52 @@ def manifests(state_dir: Path) -> list[dict[str, Any]]:
     return sorted((m for m in found if m is not None), key=lambda m: m.get("created") or 0)
 
 
+def results_file(m: dict[str, Any]) -> tuple[str, Path] | None:
+    """(type, path) of the run's primary results file, when it recorded one."""
+    r = (m.get("origin") or {}).get("results") or {}
+    if r.get("type") in ("jsonl", "csv") and r.get("path"):
+        return r["type"], Path(r["path"])
+    return None
+
+
+def outcomes(m: dict[str, Any]) -> dict[int, str] | None:
+    """seq -> status of every result in the run's results file (the last one of a seq wins); None when
+    the run has no file this module can read."""
+    found = results_file(m)
+    if found is None:
+        return None
+    kind, path = found
+    if not path.exists():
+        return {}
+    return dict(_jsonl_status(path) if kind == "jsonl" else _csv_status(path))
+
+
+def _jsonl_status(path: Path) -> Iterator[tuple[int, str]]:
+    """A byte search a line (`seq` first, `status` a key the sink writes unescaped): no JSON parse."""
+    key = b'"status":"'
+    with open(path, "rb", buffering=1 << 20) as f:
+        for line in f:
+            if line.startswith(b'{"seq":') and line.endswith(b"\n"):
+                at = line.index(key) + len(key)
+                yield int(line[7:line.index(b",", 7)]), line[at:line.index(b'"', at)].decode()
+
+
+def _csv_status(path: Path) -> Iterator[tuple[int, str]]:
+    status = RESULT_FIELDS.index("status")
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = csv.reader(f)
+        next(rows, None)
+        for row in rows:
+            if len(row) > status and row[0].isdigit():
+                yield int(row[0]), row[status]
+
+
 def totals(m: dict[str, Any]) -> dict[str, int]:
+    """sent / failed / rejected of one run: from its results file, else the attempts' counts added up."""
+    got = outcomes(m)
+    if got is not None:
+        c = Counter(got.values())
+        return {k: c.get(k, 0) for k in COUNTS}
     t = dict.fromkeys(COUNTS, 0)
     for a in m.get("attempts", []):
         for k in COUNTS:
@@ -31,30 +91,82 @@ def totals(m: dict[str, Any]) -> dict[str, int]:
     return t
 
 
-def pending(m: dict[str, Any]) -> str | None:
-    """Why the run is not finished (its last attempt left records without a result), or None."""
+def state_of(m: dict[str, Any]) -> tuple[str, str | None]:
+    """(state, why it is not finished, or None)."""
     attempts = m.get("attempts") or []
     if not attempts:
-        return "never started"
-    last = attempts[-1]
-    c = last.get("counts")
+        return INTERRUPTED, "never started"
+    c = attempts[-1].get("counts")
     if c is None:
-        return "its last attempt did not finish (killed): records may be in doubt"
+        return INTERRUPTED, "its last attempt did not end (killed): records may be in doubt"
     if c.get("interrupted"):
-        return f"stopped: {c.get('unsent', 0):,} records left unsent"
+        return STOPPED, f"{c.get('unsent', 0):,} records have no result"
     if c.get("deferred") or c.get("halted_all"):
         why = "; ".join(f"{a} halted: {' '.join(str(x) for x in w if x)}" for a, w in (c.get("halts") or {}).items())
-        return f"{c.get('deferred', 0):,} deferred" + (f" ({why})" if why else "")
-    return None
+        return HALTED, f"{c.get('deferred', 0):,} deferred" + (f" ({why})" if why else "")
+    return FINISHED, None
+
+
+def pending(m: dict[str, Any]) -> str | None:
+    """Why the run is not finished (its last attempt left records without a result), or None."""
+    return state_of(m)[1]
 
 
 def _when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
 
 
+def _command(m: dict[str, Any], *extra: str) -> list[str]:
+    origin = m.get("origin") or {}
+    words = ["dispatcher", "blast", origin.get("campaign") or "CAMPAIGN.toml", *extra]
+    given = origin.get("overrides") or {}
+    for flag in RESUMED:
+        value = given.get(flag[2:].replace("-", "_"))
+        if value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return words
+
+
 def resume_command(m: dict[str, Any]) -> str:
-    campaign = (m.get("origin") or {}).get("campaign") or "CAMPAIGN.toml"
-    return "dispatcher blast " + " ".join(shlex.quote(a) for a in (campaign, "--run-id", m["run_id"]))
+    """The command that resumes the run: its campaign, run id and every override it recorded."""
+    return " ".join(shlex.quote(w) for w in _command(m, "--run-id", m["run_id"]))
+
+
+def retry_command(m: dict[str, Any]) -> str:
+    """The command that retries the run's failed records (a new run over the run's own source)."""
+    return " ".join(shlex.quote(w) for w in _command(m, "--retry-failed", m["run_id"]))
+
+
+def retries_of(runs: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """The retry runs of `run_id`, and theirs, in the order they were made."""
+    out: list[dict[str, Any]] = []
+    ids = {run_id}
+    for m in runs:
+        if m.get("retry_of") in ids:
+            out.append(m)
+            ids.add(m["run_id"])
+    return out
+
+
+def final(runs: list[dict[str, Any]]) -> dict[int, tuple[str, str]] | None:
+    """seq -> (status, run id) of each record across a run and its retries: the latest run's result."""
+    out: dict[int, tuple[str, str]] = {}
+    for m in runs:
+        got = outcomes(m)
+        if got is None:
+            return None
+        for seq, status in got.items():
+            out[seq] = (status, m["run_id"])
+    return out
+
+
+def rolled_up(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """sent / failed / rejected of a run and its retries, each record counted once, by its final outcome."""
+    f = final(runs)
+    if f is None:
+        return totals(runs[-1])
+    c = Counter(s for s, _ in f.values())
+    return {k: c.get(k, 0) for k in COUNTS}
 
 
 def list_runs(state_dir: Path) -> str:
@@ -64,11 +176,19 @@ def list_runs(state_dir: Path) -> str:
     lines = [f"{'run':<32} {'started':<19} {'tries':>5} {'sent':>10} {'failed':>8} {'rejected':>8}  state"]
     for m in runs:
         t = totals(m)
-        why = pending(m)
+        state, why = state_of(m)
         lines.append(f"{m['run_id']:<32} {_when(m.get('created')):<19} {len(m.get('attempts', [])):>5} "
                      f"{t['sent']:>10,} {t['failed']:>8,} {t['rejected']:>8,}  "
-                     + (f"resumable: {why}" if why else "finished")
+                     + (f"{state}, resumable: {why}" if why else state)
                      + (f" (retry of {m['retry_of']})" if m.get("retry_of") else ""))
+    for m in runs:
+        if m.get("retry_of"):
+            continue
+        tries = retries_of(runs, m["run_id"])
+        if tries:
+            r = rolled_up([m, *tries])
+            lines.append(f"{m['run_id']} + {len(tries)} retr{'y' if len(tries) == 1 else 'ies'}: "
+                         + ", ".join(f"{r[k]:,} {k}" for k in COUNTS))
     return "\n".join(lines)
 
 
@@ -84,12 +204,41 @@ def show_run(state_dir: Path, run_id: str) -> str | None:
         lines.append(f"  retries   the failed records of run {m['retry_of']}")
     for i, a in enumerate(m.get("attempts", []), 1):
         c = a.get("counts") or {}
-        state = ("killed" if not a.get("counts") else "stopped" if c.get("interrupted") else
-                 "deferred" if c.get("deferred") or c.get("halted_all") else "done")
+        state = ("killed" if not a.get("counts") else STOPPED if c.get("interrupted") else
+                 HALTED if c.get("deferred") or c.get("halted_all") else "done")
         lines.append(f"  attempt {i}  {_when(a.get('started'))} -> {_when(a.get('ended'))}  {state}: "
                      + ", ".join(f"{k} {c.get(k, 0):,}" for k in (*COUNTS, "deferred", "unsent", "in_doubt")))
     t = totals(m)
-    lines.append("  total     " + ", ".join(f"{k} {v:,}" for k, v in t.items()))
-    why = pending(m)
-    lines.append(f"  state     resumable: {why}\n  resume    {resume_command(m)}" if why else "  state     finished")
+    held = "in the results file" if results_file(m) else "as the attempts counted them"
+    lines.append("  total     " + ", ".join(f"{k} {v:,}" for k, v in t.items()) + f" ({held})")
+    tries = retries_of(manifests(state_dir), run_id)
+    if tries:
+        r = rolled_up([m, *tries])
+        lines.append(f"  with {len(tries)} retr{'y' if len(tries) == 1 else 'ies'} "
+                     f"({', '.join(x['run_id'] for x in tries)}): " + ", ".join(f"{k} {v:,}" for k, v in r.items()))
+    state, why = state_of(m)
+    lines.append(f"  state     {state}" + (f", resumable: {why}\n  resume    {resume_command(m)}" if why else ""))
+    if t["failed"] and not tries:
+        lines.append(f"  retry     {retry_command(m)}")
     return "\n".join(lines)
+
+
+def write_results(state_dir: Path, run_id: str, fmt: str, out: Any) -> int | None:
+    """Each record's final outcome across the run and its retries, as JSONL or CSV lines on `out`
+    (`seq`, `status`, `run_id`: the run that settled it). The count written, or None (no such run, or
+    results this module cannot read)."""
+    runs = manifests(state_dir)
+    m = next((x for x in runs if x["run_id"] == run_id), None)
+    if m is None:
+        return None
+    f = final([m, *retries_of(runs, run_id)])
+    if f is None:
+        return None
+    if fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(("seq", "status", "run_id"))
+        w.writerows((seq, s, r) for seq, (s, r) in sorted(f.items()))
+    else:
+        for seq, (s, r) in sorted(f.items()):
+            out.write(orjson.dumps({"seq": seq, "status": s, "run_id": r}).decode() + "\n")
+    return len(f)

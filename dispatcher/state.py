@@ -200,6 +200,7 @@ class RunState:
                                  "retry_of": retry_of, "origin": origin or {}, "attempts": []}
         else:
             m["identity"] = identity
+            m["origin"] = {**m.get("origin", {}), **(origin or {})}  # the latest overrides: what a resume repeats
         m["attempts"].append({"started": time.time(), "ended": None, "counts": None})
         self._write_manifest()
 

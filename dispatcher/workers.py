@@ -54,7 +54,7 @@ from .sources.base import Part
 
 _PR_SET_PDEATHSIG = 1
 _WORST = {SENDING: 0, THROTTLED: 1, CIRCUIT_OPEN: 2, HALTED: 3}  # the state a merged lane shows
-_SUMMED = ("read", "skipped", "sent", "failed", "rejected", "deferred", "parts", "requests", "retries", "throttled",
+_SUMMED = ("read", "skipped", "sent", "failed", "rejected", "deferred", "parts", "requests", "retries", "retried", "throttled",
            "ambiguous", "unsent", "cost")
 _LANE_SUMMED = ("rate", "pace", "requests", "throttled", "in_flight")
 

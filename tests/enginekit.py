@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,9 @@ REFUSED = "refused"  # the connection was refused: nothing left
 # Script: (seqs of the request, how many requests this transport has answered before) -> DROP, REFUSED,
 # or one verdict name per recipient (SENT, RETRY, FAILED, REJECTED, HALT, REAUTH)
 Script = Callable[[list[int], int], str | list[str]]
+
+
+PORT_9 = SimpleNamespace(host="127.0.0.1", port=9, ssl=False)  # the connection a refusal names (aiohttp's key)
 
 
 class FakeTransport:
@@ -50,7 +54,7 @@ class FakeTransport:
             await asyncio.sleep(self.latency)
         answer = self.script(seqs, n)
         if answer == REFUSED:
-            raise aiohttp.ClientConnectorError(None, OSError(111, "Connection refused"))  # type: ignore[arg-type]
+            raise aiohttp.ClientConnectorError(PORT_9, OSError(111, "Connection refused"))  # type: ignore[arg-type]
         if answer == DROP:
             self.accepted.extend(seqs)
             raise aiohttp.ServerDisconnectedError()

@@ -37,7 +37,7 @@ def test_transient_failures_are_retried_until_sent(tmp_path):
     st_ = run(engine({"a": FakeProvider()}, {"a": t}, ListSource(20), sink, tmp_path).run())
     results = by_seq(sink)
     assert len(results) == 20 and {r.status for r in results.values()} == {"sent"}
-    assert st_.retries == 20 and max(r.attempts for r in results.values()) == 2
+    assert st_.retried == 20 and st_.retries == 4 and max(r.attempts for r in results.values()) == 2
 
 
 def test_retries_run_out_into_a_failure_with_the_providers_code(tmp_path):
@@ -129,6 +129,7 @@ def test_an_unreachable_provider_pauses_then_defers(tmp_path):
     st_ = run(engine({"a": p}, {"a": t}, ListSource(30), sink, tmp_path).run())
     assert sink.results == [] and st_.deferred == 30
     assert st_.halts["a"][0] == "unreachable"
+    assert "connection refused on 127.0.0.1:9" in st_.halts["a"][1]  # the OS error and where, not "no answer"
     assert len(t.requests) < 30 * 100 / 5  # the circuit paused instead of burning every attempt
 
 

@@ -281,3 +281,23 @@ async def test_cancels_ask_first_and_go_through_the_api(api_env, tmp_path, table
                  lambda: get(f"{d.url}/v1/messages/{later['id']}")[2].get("status") == "cancelled")
             wait("the finder shows it cancelled", lambda: "cancelled" in browser.find_element(By.ID, "found").text)
         await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_a_provider_row_shows_its_retries_and_last_error(api_env, tmp_path, table, browser):
+    api_env.config("nrs360", error_rate=0.5)  # half the requests answered 500 (360nrs: code 101), then retried
+    async with daemon(config(tmp_path, table, api_env)) as d, aiohttp.ClientSession() as http:
+        await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
+                                 for i in range(200)])
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            row = 'tr[data-provider="sms"] td'
+            cells = wait("retries and a last error on the provider row", lambda: [
+                c.text for c in browser.find_elements(By.CSS_SELECTOR, row)] if browser.find_elements(
+                By.CSS_SELECTOR, f"{row}[data-code='101']") else None)
+            assert int(cells[7].replace(",", "")) > 0 and "Internal Database error" in cells[8], cells
+            provider = get(d.url + "/healthz", None)[2]["providers"][0]
+            assert provider["retries"] >= int(cells[7].replace(",", "")) and provider["last_error"]["code"] == "101"
+        await asyncio.to_thread(script)

@@ -72,6 +72,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
         run_id = o.run_id or data.get("run_id") or default_run_id(path)
     if o.retry_failed and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", o.retry_failed):
         raise ConfigError(f"--retry-failed {o.retry_failed!r}: not a run id (letters, digits, '.', '_' or '-')")
+    o = recorded_overrides(state_dir, o)
     if o.retry_failed and run_id == o.retry_failed:
         raise ConfigError(f"--run-id {run_id}: a retry of run '{run_id}' needs a run id of its own "
                           f"(leave --run-id out for '{_retry_run_id(state_dir, o.retry_failed)}')")
@@ -127,10 +128,45 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
         transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
         chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
         state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
-        origin={"campaign": str(path.resolve())}, workers=workers,
+        origin=origin_of(path, o, sinks[0]), workers=workers,
     )
 
 
+
+
+RECORDED = ("source", "rate", "concurrency", "workers", "url", "on_doubt", "state_dir")  # what a resume repeats
+
+
+def origin_of(path: Path, o: Overrides, primary: Sink) -> dict[str, Any]:
+    """What a run was started as: its campaign file, the overrides in force (paths made absolute) and its
+    results file, so `dispatcher status` prints a resume command that works from anywhere, a retry reads the
+    same source, and `runs` counts what the results file holds (a killed attempt's results included)."""
+    from ..sinks.files import CsvSink, JsonlSink
+    given = {k: getattr(o, k) for k in RECORDED if getattr(o, k) is not None}
+    for k in ("source", "state_dir"):
+        if k in given:
+            given[k] = str(Path(given[k]).resolve())
+    out: dict[str, Any] = {"campaign": str(path.resolve()), "overrides": given}
+    if isinstance(primary, (JsonlSink, CsvSink)):
+        out["results"] = {"type": "csv" if isinstance(primary, CsvSink) else "jsonl",
+                          "path": str(primary.path.resolve())}
+    return out
+
+
+def recorded_overrides(state_dir: Path, o: Overrides) -> Overrides:
+    """A retry (`--retry-failed RUN`) takes the source and overrides RUN recorded, unless given again: it
+    retries the records of RUN's own audience, through the same providers."""
+    if not o.retry_failed:
+        return o
+    m = RunState(state_dir, o.retry_failed).manifest
+    if m is None:
+        return o
+    given = dict((m.get("origin") or {}).get("overrides") or {})
+    path = ((m.get("identity") or {}).get("source") or {}).get("path")
+    if path and "source" not in given:
+        given["source"] = path
+    fill = {k: v for k, v in given.items() if k in RECORDED and k != "state_dir" and getattr(o, k) is None}
+    return dataclasses.replace(o, **fill)
 
 
 def _messages(loc: Located, base: Path, data: dict[str, Any], msg: dict[str, Any], known: list[str],

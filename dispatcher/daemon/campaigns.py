@@ -4,7 +4,7 @@
                                                    409 with its status otherwise (on the wire: never cancelled)
     GET  /v1/messages?campaign=&status=&since=&limit=&cursor=
                                                    a page of messages by id, and `next_cursor` for the next
-    GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate
+    GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate, cost
     GET  /v1/campaigns/{name}                      one campaign
     POST /v1/campaigns/{name}/pause | resume | cancel | retry-failed
 
@@ -51,6 +51,8 @@ class Control:
         self.pool = pool
         self.store = store
         self.row_sql = store.sql["list_messages"].split("WHERE", 1)[0] + "WHERE id = $1"
+        # each provider's `price` (per SMS part, else per message): the blast's --dry-run prices with it too
+        self.prices = {alias: spec.settings.price for alias, spec in cfg.providers.items()}
 
     def routes(self, guard: Guard) -> list[web.RouteDef]:
         return [web.post("/v1/messages/{id}/cancel", guard("cancel", self.cancel_message)),
@@ -115,16 +117,22 @@ class Control:
             raise Invalid(404, f"no campaign '{name}' in the daemon's configuration", code="unknown_campaign")
 
     async def summaries(self, conn: asyncpg.Connection, name: str | None = None) -> list[dict[str, Any]]:
-        """Each campaign's state, weight, rows by status and rate (sent a second over the last minute)."""
+        """Each campaign's state, weight, rows by status, rate (sent a second over the last minute) and cost
+        (sent and delivered units times the price of the provider that took them)."""
         states = await self.store.campaign_states(conn)
         counts: dict[str, dict[str, int]] = {}
         recent: dict[str, int] = {}
+        cost: dict[str, dict[str, float]] = {}
         for r in await self.store.campaign_counts(conn, name, RATE_WINDOW):
             c = counts.setdefault(r["campaign"], dict.fromkeys(COUNTED, 0))
             c[ROW_STATUS.get(r["status"], r["status"])] += r["n"]
             c["delivered"] += r["delivered"]
             c["undelivered"] += r["undelivered"]
             recent[r["campaign"]] = recent.get(r["campaign"], 0) + r["recent"]
+            spent = cost.setdefault(r["campaign"], {"sent": 0.0, "delivered": 0.0})
+            price = self.prices.get(r["sent_via"], 0.0)
+            spent["sent"] += r["units"] * price
+            spent["delivered"] += r["delivered_units"] * price
         names = [name] if name is not None else sorted(set(self.cfg.campaigns) | (set(states) - {""}))
         out = []
         for n in names:
@@ -132,7 +140,8 @@ class Control:
             out.append({"name": n, "state": s["state"] if s else "active", "weight": s["weight"] if s else 1,
                         "updated_at": s["updated_at"].isoformat() if s else None,
                         "counts": counts.get(n, dict.fromkeys(COUNTED, 0)),
-                        "rate": round(recent.get(n, 0) / RATE_WINDOW, 3)})
+                        "rate": round(recent.get(n, 0) / RATE_WINDOW, 3),
+                        "cost": {k: round(v, 6) for k, v in cost.get(n, {"sent": 0.0, "delivered": 0.0}).items()}})
         return out
 
     async def campaigns(self, request: web.Request) -> web.Response:

@@ -98,8 +98,14 @@ class Monitor:
         return [view(s) for s in self.lanes.values()]
 
 
+def _time(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+
+
 def view(s: LaneStatus) -> dict[str, Any]:
+    """A provider as /healthz shows it; `last_error` is its last answer that was not a success (null before one)."""
+    last = None if s.error_at is None else {"code": s.error_code, "error": s.error, "at": _time(s.error_at)}
     return {"provider": s.alias, "kind": s.kind, "channel": s.channel, "state": s.state,
-            "since": dt.datetime.fromtimestamp(s.since, dt.UTC).isoformat(), "code": s.code, "reason": s.reason,
+            "since": _time(s.since), "code": s.code, "reason": s.reason,
             "pace": round(s.pace, 3), "rate": s.rate, "in_flight": s.in_flight, "requests": s.requests,
-            "throttled": s.throttled}
+            "throttled": s.throttled, "retries": s.retries, "last_error": last}

@@ -81,7 +81,7 @@ COUNTS: dict[str, Any] = {
     "required": [*STATUSES, "delivered", "undelivered"],
     "properties": {s: {"type": "integer"} for s in [*STATUSES, "delivered", "undelivered"]}}
 CAMPAIGN: dict[str, Any] = {
-    "type": "object", "required": ["name", "state", "weight", "counts", "rate"],
+    "type": "object", "required": ["name", "state", "weight", "counts", "rate", "cost"],
     "properties": {
         "name": {"type": "string"},
         "state": {"type": "string", "enum": ["active", "paused", "cancelled"]},
@@ -89,6 +89,10 @@ CAMPAIGN: dict[str, Any] = {
         "updated_at": _nullable("string", format="date-time"),
         "counts": {"$ref": "#/components/schemas/Counts"},
         "rate": {"type": "number", "description": "messages sent a second over the last minute"},
+        "cost": {"type": "object", "required": ["sent", "delivered"],
+                 "description": "units (SMS parts, else messages) times the `price` of the provider that took "
+                                "them, as the blast's --dry-run prices: of the sent rows, and of those delivered",
+                 "properties": {"sent": {"type": "number", "minimum": 0}, "delivered": {"type": "number", "minimum": 0}}},
         "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
@@ -228,6 +232,7 @@ EXAMPLES: dict[str, Any] = {
               "request_id": "5f0c1e9a"},
 }
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
+                        "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
 # statuses any operation may answer: the middleware's and the guard's
 COMMON = {"401": "No API key", "403": "Wrong API key", "405": "Method not allowed on this path",

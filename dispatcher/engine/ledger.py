@@ -36,7 +36,8 @@ class Stats:
     deferred: int = 0  # no result: the provider could not take them (halted); a resume sends them
     parts: int = 0
     requests: int = 0
-    retries: int = 0
+    retries: int = 0  # requests retried
+    retried: int = 0  # the records in them
     throttled: int = 0  # 429s
     ambiguous: int = 0  # retries after an answer that never came: possible duplicates
     in_doubt: int = 0  # in flight when an earlier attempt died

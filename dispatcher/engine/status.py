@@ -13,7 +13,8 @@ class LaneStatus:
     (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
     answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
     the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
-    the last three.
+    the last three. `retries` counts records this lane put back to try again; `error_code`, `error` and
+    `error_at` (epoch seconds) are the last answer that was not a success, whatever became of it.
     """
 
     alias: str
@@ -28,3 +29,7 @@ class LaneStatus:
     requests: int  # requests sent so far
     throttled: int  # 429 answers so far
     in_flight: int  # requests on the wire now
+    retries: int = 0  # records retried so far (a batch of 10 retried once: 10)
+    error_code: str | None = None
+    error: str | None = None
+    error_at: float | None = None

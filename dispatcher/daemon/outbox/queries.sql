@@ -57,14 +57,18 @@ RETURNING name, state, weight, updated_at;
 SELECT name, state, weight, updated_at FROM {campaigns};
 
 -- name: campaign_counts
--- Rows by campaign ('' for none) and status, delivery outcomes of sent rows beside them, and the rows sent
--- in the last $2 seconds.
-SELECT coalesce(campaign, '') AS campaign, status, count(*) AS n,
+-- Rows by campaign ('' for none), status and the provider that took them, delivery outcomes of sent rows
+-- beside them, the rows sent in the last $2 seconds, and the units (SMS parts, else 1 a message) sent and
+-- delivered: what the provider's price multiplies, as the blast's --dry-run does.
+SELECT coalesce(campaign, '') AS campaign, status, sent_via, count(*) AS n,
     count(*) FILTER (WHERE delivery_status = 'delivered') AS delivered,
     count(*) FILTER (WHERE delivery_rank >= 3 AND delivery_status <> 'delivered') AS undelivered,
-    count(*) FILTER (WHERE status = 'sent' AND finished_at >= now() - make_interval(secs => $2)) AS recent
+    count(*) FILTER (WHERE status = 'sent' AND finished_at >= now() - make_interval(secs => $2)) AS recent,
+    coalesce(sum(coalesce(parts, 1)) FILTER (WHERE status = 'sent'), 0) AS units,
+    coalesce(sum(coalesce(parts, 1)) FILTER (WHERE status = 'sent' AND delivery_status = 'delivered'), 0)
+        AS delivered_units
 FROM {outbox} WHERE $1::text IS NULL OR coalesce(campaign, '') = $1
-GROUP BY 1, 2;
+GROUP BY 1, 2, 3;
 
 -- name: list_messages
 -- A page of rows by id (keyset: `id > cursor`), filtered by campaign, status and creation time.

@@ -12,7 +12,7 @@ const FAILURES_EVERY = 3000; // ms between looks for new failures
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, samples: [], campaigns: new Map(),
-                providers: new Map(), history: new Map(), lastError: new Map(), failed: [],
+                providers: new Map(), history: new Map(), failed: [],
                 failCursor: "0", nextFailures: 0 };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
@@ -153,7 +153,7 @@ function providers(lanes) {
     seen.add(alias);
     let row = state.providers.get(alias);
     if (!row) {
-      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 8 }, () => el("td")));
+      row = el("tr", { "data-provider": alias }, ...Array.from({ length: 9 }, () => el("td")));
       state.providers.set(alias, row);
       body.append(row);
     }
@@ -168,8 +168,10 @@ function providers(lanes) {
     setText(c[4], `${number(p.pace, 1)} / ${limit} per s`);
     setText(c[5], number(p.in_flight));
     setText(c[6], number(p.throttled));
-    const last = state.lastError.get(alias); // its latest failed message, from the failures list
-    setText(c[7], last ? `${last.code || ""} ${last.error || ""} (${ago(last.finished_at)})`.trim() : "");
+    setText(c[7], number(p.retries));
+    const last = p.last_error; // its last answer that was not a success, whatever became of the messages
+    c[8].setAttribute("data-code", last ? last.code ?? "" : "");
+    setText(c[8], last ? `${last.code || ""} ${last.error || ""} (${ago(last.at)})`.trim() : "");
   }
   for (const [alias, row] of state.providers) {
     if (!seen.has(alias)) { row.remove(); state.providers.delete(alias); }
@@ -248,8 +250,10 @@ function fillCampaign(row, name, c) {
   setText(cells[5], left === 0 ? "done" : rate ? duration(left / rate) : "—");
   const delivered = counts.delivered ?? c.delivered ?? c.delivery?.delivered, heard = delivered + (counts.undelivered || 0);
   setText(cells[6], heard > 0 && sent ? `${number((100 * delivered) / sent, 1)}%` : "—"); // none before any report
-  setText(cells[7], c.cost === undefined || c.cost === null ? "—"
-    : typeof c.cost === "object" ? Object.entries(c.cost).map(([k, v]) => `${v} ${k}`).join(" + ") : c.cost);
+  const cost = c.cost || {}; // units times the provider's price: of the sent, of the delivered
+  cells[7].setAttribute("data-cost", String(cost.sent ?? ""));
+  setText(cells[7], typeof cost.sent !== "number" ? "—"
+    : `${number(cost.sent, 4)} sent` + (heard > 0 ? ` · ${number(cost.delivered, 4)} delivered` : ""));
   const paused = st === "paused", over = st === "cancelled" || st === "done" || name === "";
   for (const b of row.querySelectorAll("button[data-action]")) {
     const a = b.getAttribute("data-action");
@@ -363,8 +367,6 @@ async function failures() {
   }
   const latest = state.failed.slice().reverse();
   note(out, latest.length ? "" : "no failures");
-  state.lastError = new Map();
-  for (const m of latest) if (m.provider && !state.lastError.has(m.provider)) state.lastError.set(m.provider, m);
   $("#failures tbody").replaceChildren(...latest.map((m) =>
     el("tr", {}, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
        el("td", {}, m.provider), el("td", {}, m.code), el("td", {}, m.error))));
