@@ -178,6 +178,8 @@ class Control:
             if action == "retry-failed":
                 extra["retried"] = await self.store.retry_failed(conn, campaign=name)
             else:
+                if action == "cancel":  # paused first, in a statement of its own: obeyed at once, while the
+                    await self.store.set_campaign(conn, name, "paused")  # cancel's own statement runs
                 await self.store.set_campaign(conn, name, STATES[action])
                 if action != "resume":
                     await self._settled(conn, name)

@@ -64,9 +64,7 @@ class Withdrawal:
             msgs = engine.withdraw(lambda m: m.group in stopped)
             if not msgs:
                 return 0
-            paused = [m.seq for m in msgs if stopped[m.group] == "paused"]
-            cancelled = [m.seq for m in msgs if stopped[m.group] != "paused"]
-            n = await self.store.give_back(conn, paused, cancelled)
+            n = await self.store.give_back(conn, [m.seq for m in msgs], list({m.group for m in msgs}))
         self.withdrawn += n
         log.info("%d claimed row(s) of paused or cancelled campaigns taken back before the wire", n)
         return n

@@ -227,16 +227,15 @@ class OutboxSource(Source):
         go back (queued again, or cancelled) before they reach the lanes."""
         stopped = self.stopped
         keep: Claimed = ([], [])
-        back: tuple[list[int], list[int]] = ([], [])
+        back: list[int] = []
         for oid, f in zip(*rows, strict=True):
-            state = stopped.get(f["_group"])
-            if state is None:
+            if f["_group"] in stopped:
+                back.append(oid)
+            else:
                 keep[0].append(oid)
                 keep[1].append(f)
-            else:
-                back[state != "paused"].append(oid)
-        if back[0] or back[1]:
-            self.given_back += await self.store.give_back(conn, *back)
+        if back:
+            self.given_back += await self.store.give_back(conn, back, list(stopped))
         return keep
 
     async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:

@@ -55,15 +55,10 @@ class Store:
         """A campaign's state (active, paused, cancelled) and weight, as the campaigns table holds it."""
         return await conn.fetchrow(self.sql["set_campaign"], name, state, weight)
 
-    async def give_back(self, conn: asyncpg.Connection, paused: list[int], cancelled: list[int]) -> int:
-        """Claimed rows taken back before they went on the wire: `paused` ones queued again, `cancelled` ones
-        cancelled. Returns how many."""
-        n = 0
-        if paused:
-            n += await conn.fetchval(self.sql["put_back"], paused, self.cfg.worker)
-        if cancelled:
-            n += await conn.fetchval(self.sql["cancel_claimed"], cancelled, self.cfg.worker)
-        return int(n)
+    async def give_back(self, conn: asyncpg.Connection, ids: list[int], campaigns: list[str]) -> int:
+        """Claimed rows of paused or cancelled `campaigns` taken back before they went on the wire: cancelled
+        when their campaign is cancelled, else queued again. Returns how many."""
+        return int(await conn.fetchval(self.sql["give_back"], ids, self.cfg.worker, campaigns) or 0)
 
     async def running(self, conn: asyncpg.Connection) -> list[Any]:
         """The transactions running now (a snapshot's xip): what a change must outlast to be seen by all."""
