@@ -20,7 +20,8 @@ import orjson
 
 from bench.common import ROOT, machine
 
-SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon", "api"]
+SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon", "api",
+             "webhooks"]
 TITLES = {
     "codec": "Codec: numba kernel against pure Python and the gsm0338 package",
     "blast": "Blast: dispatcher against a bare aiohttp + uvloop loop, same requests, same simulator",
@@ -32,6 +33,7 @@ TITLES = {
     "postgres": "PostgreSQL source and sink against raw asyncpg",
     "daemon": "Daemon: one and two workers on a shared outbox",
     "api": "Daemon HTTP API: POST /v1/messages against a raw asyncpg COPY of the same rows",
+    "webhooks": "Webhooks: signed status events POSTed from a backlog to a local receiver",
 }
 
 
@@ -194,6 +196,8 @@ HEADLINES: list[tuple[str, Any, str]] = [
      lambda s: f"{s['postgres']['source']['ratio_same_sql']:.2f}x ({s['postgres']['source']['ratio']:.2f}x)", "0.7x"),
     ("Daemon: two workers against one on a shared outbox",
      lambda s: f"{s['daemon']['cpu_bound']['scaling']:.2f}x", "more than 1x"),
+    ("Webhooks: signed status events delivered from a backlog, 100 a POST",
+     lambda s: f"{s['webhooks']['events_per_s']:,} events/s", "5,000 events/s"),
 ]
 
 

@@ -19,8 +19,6 @@ from . import logs
 
 log = logging.getLogger("dispatcher.blast")
 
-SAMPLES = 3  # rendered messages per channel that --dry-run shows
-
 
 def version() -> str:
     """The installed package's version; from pyproject.toml when run from a checkout."""
@@ -75,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(not the rejected ones: those are bad input); its run id is RUN_ID-retry unless --run-id")
     b.add_argument("--allow-changed", action="store_true",
                    help="resume (or retry) although the source file or the campaign's messages changed")
+    b.add_argument("--limit", type=_positive(int), metavar="N",
+                   help="a test send: only the first N sendable records of the source, as a run of its own "
+                        "(its id is the campaign's with -limitN-TIME unless --run-id)")
     b.add_argument("--dry-run", action="store_true", help="render, encode, count parts and cost; send nothing")
     b.add_argument("--rejects", metavar="FILE", help="with --dry-run: write the rejected rows with their reasons "
                    "(CSV if FILE ends in .csv, else JSONL)")
@@ -95,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("campaign", nargs="?", help="the campaign file (to find its state directory)")
     x.add_argument("--state-dir", help="where run journals live")
     x.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+
+    e = sub.add_parser("reports", help="listen for a run's late delivery reports (where its providers were told)")
+    e.add_argument("run_id")
+    e.add_argument("campaign", nargs="?", help="the campaign file (default: the one the run recorded)")
+    e.add_argument("--listen", required=True, metavar="HOST:PORT",
+                   help="where to listen: the address the run's report URL reaches")
+    e.add_argument("--linger", type=float, metavar="S",
+                   help="seconds to listen at most (default: the campaign's [reports] linger)")
+    e.add_argument("--state-dir", help="where run journals live")
+    e.add_argument("--quiet", action="store_true", help="a one-line JSON summary")
 
     s = sub.add_parser("simulate", help="serve the provider simulators on local ports")
     from .simulators.serve import add_arguments
@@ -119,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "blast":
         if args.rejects and not args.dry_run:
             parser.error("--rejects goes with --dry-run")
+        if args.limit and args.dry_run:
+            parser.error("--limit does not go with --dry-run (a dry run reads the whole source)")
         logs.setup_logging(logs.level_of(args), args.log_format)
         return _blast(args)
-    if args.command in ("runs", "status", "results"):
+    if args.command in ("runs", "status", "results", "reports"):
         return _runs(args)
     if args.command == "simulate":
         from .simulators.serve import serve
@@ -155,6 +168,9 @@ def _runs(args: argparse.Namespace) -> int:
         state = state_dir_of(Path(args.campaign), data)
     else:
         state = Path(args.state_dir or ".dispatcher")
+    if args.command == "reports":
+        from .blast.late import main as late
+        return late(args, state)
     if args.command == "runs":
         print(list_runs(state))
         return EXIT_OK
@@ -175,19 +191,33 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _blast(args: argparse.Namespace) -> int:
     from .config import Overrides, load_campaign
+    from .config.reports import load_report_settings
     from .errors import ConfigError
 
     o = Overrides(run_id=args.run_id, source=args.source, rate=args.rate, concurrency=args.concurrency, url=args.url,
                   on_doubt=args.on_doubt, state_dir=args.state_dir, dry_run=args.dry_run,
-                  retry_failed=args.retry_failed, allow_changed=args.allow_changed, workers=args.workers)
+                  retry_failed=args.retry_failed, allow_changed=args.allow_changed, workers=args.workers,
+                  limit=args.limit)
     try:
         campaign = load_campaign(args.campaign, o)
+        args.reports = None if args.dry_run else load_report_settings(args.campaign)
     except ConfigError as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
     if args.dry_run:
-        return uvloop.run(_dry(campaign, args))
+        from .blast.dry import dry
+        return uvloop.run(dry(campaign, args))
+    args.limit = (campaign.origin.get("overrides") or {}).get("limit")  # a resume of a test send keeps its limit
+    if args.limit and campaign.workers > 1:
+        if args.workers:
+            print("dispatcher: --limit sends in one process: it does not go with --workers", file=sys.stderr)
+            return EXIT_CONFIG
+        campaign.workers = 1
     if campaign.workers > 1:
+        if args.reports is not None:
+            print("dispatcher: [reports] listens in one process: it does not go with workers > 1 yet "
+                  "(run with --workers 1)", file=sys.stderr)
+            return EXIT_CONFIG
         return _run_shared(campaign, args)
     return uvloop.run(_run(campaign, args))
 
@@ -197,7 +227,7 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
     words = ["dispatcher", "blast", args.campaign, "--run-id", run_id]
     for flag, value in (("--source", args.source), ("--rate", args.rate), ("--concurrency", args.concurrency),
                         ("--workers", args.workers), ("--url", args.url), ("--on-doubt", args.on_doubt),
-                        ("--state-dir", args.state_dir)):
+                        ("--state-dir", args.state_dir), ("--limit", args.limit)):
         if value is not None:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return " ".join(shlex.quote(w) for w in words)
@@ -212,82 +242,32 @@ def retry_command(args: argparse.Namespace, run_id: str) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def _rejects_sink(path: str) -> Any:
-    from .sinks.files import CsvSink, JsonlSink
-    return (CsvSink if path.lower().endswith(".csv") else JsonlSink)(path)
-
-
-async def _dry(campaign, args: argparse.Namespace) -> int:
-    from .codecs.tables import SHORT_LINK
-    from .engine import dry_run
-    from .errors import SinkError
-    from .model import Results
-
-    samples: dict[str, list[dict[str, Any]]] = {}
-    rejects = None
-    if args.rejects:
-        rejects = _rejects_sink(args.rejects)
-        try:
-            Path(args.rejects).unlink(missing_ok=True)  # a new list each dry run, not an appended one
-            await rejects.open(resume=False)
-        except (OSError, SinkError) as e:
-            print(f"dispatcher: --rejects {e}", file=sys.stderr)
-            return EXIT_CONFIG
-
-    async def look(by_alias, bad) -> None:
-        for alias, msgs in by_alias.items():
-            for m in msgs:
-                got = samples.setdefault(m.channel, [])
-                if len(got) >= SAMPLES:
-                    break
-                got.append({"id": m.rid, "to": m.to, "provider": alias, "text": m.text,
-                            "encoding": m.encoding or None, "parts": m.parts or None})
-        if bad and rejects is not None:
-            await rejects.write(Results.of(bad))
-
-    try:
-        st = await dry_run(campaign, on_chunk=look)
-    finally:
-        if rejects is not None:
-            await rejects.close()
-    report = {"records": st.read, "valid": st.sent, "rejected": st.rejected, "parts": st.parts,
-              "cost": round(st.cost, 6), "by_encoding": dict(st.by_encoding),
-              "rejected_by_code": {k.split(":", 1)[1]: n for k, n in st.codes.items()},
-              "samples": samples, "rejects": args.rejects}
-    if any(c.template.shortens for c in campaign.contents.values()):
-        report["links_counted_shortened"] = SHORT_LINK
-    if args.json or args.quiet:
-        print(orjson.dumps(report).decode())
-    else:
-        print(f"dry run of {args.campaign}: nothing sent")
-        print(f"  records   {st.read:>12,}")
-        print(f"  valid     {st.sent:>12,}   " + ", ".join(f"{k} {n:,}" for k, n in st.by_encoding.most_common()))
-        print(f"  rejected  {st.rejected:>12,}   " + ", ".join(f"{k} {n:,}" for k, n in report["rejected_by_code"].items()))
-        print(f"  parts     {st.parts:>12,}")
-        print(f"  cost      {st.cost:>12,.4f}")
-        if "links_counted_shortened" in report:
-            print(f"  links     {{url|shorten}} counted shortened, as {SHORT_LINK} ({len(SHORT_LINK)} characters), "
-                  "where the provider shortens links")
-        if args.rejects:
-            print(f"  rejects   {args.rejects} (one line per rejected row, with its code and reason)")
-        for channel, got in samples.items():
-            print(f"  samples of {channel}:")
-            for smp in got:
-                how = f"{smp['encoding']}, {smp['parts']} part{'s' if smp['parts'] != 1 else ''}" \
-                    if smp["encoding"] else channel
-                print(f"    {smp['id']} -> {smp['to']} via {smp['provider']} ({how})")
-                print(f"      {orjson.dumps(smp['text']).decode()}")
-    return EXIT_OK if not st.rejected else EXIT_FAILURES
-
-
 async def _run(campaign, args: argparse.Namespace) -> int:
+    """The run in this process; with `[reports]`, a listener for its delivery reports around it."""
+    if args.reports is None:
+        return await _send(campaign, args, None)
+    from .blast import listener
+    from .errors import ConfigError
+    try:
+        heard = await listener.open_for(campaign, args.reports)
+    except ConfigError as e:
+        print(f"dispatcher: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return await _send(campaign, args, heard)
+    finally:
+        await heard[0].close()
+
+
+async def _send(campaign, args: argparse.Namespace, heard) -> int:
     from .engine import Engine
     from .errors import RunError, SinkError, SourceError
     from .progress import Progress
     from .signals import on_signals
 
+    preparer = _limited(campaign, args.limit) if args.limit else None
     progress = None if args.quiet else Progress(campaign.source, json=args.log_format == "json")
-    engine = Engine(campaign, on_progress=progress)
+    engine = Engine(campaign, on_progress=progress, preparer=preparer)
     hint = resume_command(args, campaign.run_id)
     on_signals(engine, _stop_notice)
     log.info("run %s: source %s, providers %s, results %s", campaign.run_id, campaign.source.name,
@@ -311,10 +291,17 @@ async def _run(campaign, args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
-    return _report(campaign, args, st, interrupted=engine.interrupted, halted_all=engine.halted_all)
+    delivery = None
+    if heard is not None:
+        from .blast.listener import hear_out
+        linger = 0.0 if engine.interrupted else args.reports.linger
+        delivery = await hear_out(heard[0], campaign, heard[1], linger, say=not args.quiet)
+    return _report(campaign, args, st, interrupted=engine.interrupted, halted_all=engine.halted_all,
+                   delivery=delivery)
 
 
-def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted_all: bool) -> int:
+def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted_all: bool,
+            delivery: dict[str, int] | None = None) -> int:
     """The run's summary (one JSON line with --quiet / --json) and its exit code."""
     from .blast import account
     from .progress import summary
@@ -340,18 +327,38 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
                  codes=dict(st.codes), errors={k: st.texts.get(k, "") for k in st.codes},
                  halts={a: list(w) for a, w in st.halts.items()}, halted_all=halted_all,
-                 resume=hint if unsent else None, retry=retry)
+                 resume=hint if unsent else None, retry=retry, **_delivery_fields(delivery))
         print(orjson.dumps(d).decode())
     else:
         shown = "unknown" if total.records is None else f"{'' if total.exact else '~'}{total.records:,}"
         print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, state=state, unsent=unsent,
                       total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry, failed=failed,
-                      halted_all=halted_all))
+                      halted_all=halted_all, delivery=delivery))
     if interrupted:
         return EXIT_INTERRUPTED
     if st.deferred or halted_all:
         return EXIT_DEFERRED
     return EXIT_OK if not (failed or st.rejected) else EXIT_FAILURES
+
+
+def _limited(campaign, n: int):
+    """`--limit N`: the campaign's source cut after its first N sendable records (those an earlier attempt
+    of this run finished count), and the preparer that goes with it."""
+    from .blast.limit import Limit
+    from .engine import CampaignPreparer
+    from .runs import totals
+    from .state import RunState
+    m = RunState(campaign.state_dir, campaign.run_id).manifest
+    done = sum(totals(m)[k] for k in ("sent", "failed")) if m else 0
+    limit = Limit(campaign.source, CampaignPreparer(campaign), n - done)
+    campaign.source = limit.source
+    return limit.preparer
+
+
+def _delivery_fields(delivery: dict[str, int] | None) -> dict[str, int | None]:
+    """The JSON summary's delivery counts (null when the run listened for no reports)."""
+    from .blast.delivery import DELIVERED, PENDING, UNDELIVERED
+    return {k: None if delivery is None else delivery[k] for k in (DELIVERED, UNDELIVERED, PENDING)}
 
 
 def _earlier_failures(campaign, st) -> int:

@@ -257,21 +257,29 @@ class Results:
     from its batch's columns (no `Result` per record); the rare per-record outcomes (failures, rejects)
     come as `Result`s and are turned into columns once (`of`)."""
 
-    __slots__ = ("_blocks", "_columns", "_n")
+    __slots__ = ("_blocks", "_columns", "_n", "_rows")
 
     def __init__(self, columns: list[list[Any]]) -> None:
         self._columns: list[list[Any]] | None = columns  # in RESULT_FIELDS order, all of one length
         self._blocks: list[Results] | None = None
+        self._rows: list[tuple] | None = None
         self._n = len(columns[0])
 
     @property
     def columns(self) -> list[list[Any]]:
-        """The columns (of a concatenation: joined on the first read)."""
+        """The columns (of a concatenation: joined on the first read; of rows: turned on the first read)."""
         if self._columns is None:
-            assert self._blocks is not None
-            self._columns = [list(chain.from_iterable(cols))
-                             for cols in zip(*[b.columns for b in self._blocks], strict=True)]
+            if self._rows is not None:
+                self._columns = [list(c) for c in zip(*self._rows, strict=True)]
+            else:
+                assert self._blocks is not None
+                self._columns = [list(chain.from_iterable(cols))
+                                 for cols in zip(*[b.columns for b in self._blocks], strict=True)]
         return self._columns
+
+    def rows(self) -> Iterable[tuple]:
+        """One tuple a result in RESULT_FIELDS order (a block made of rows gives them as they are)."""
+        return self._rows if self._rows is not None else zip(*self.columns, strict=True)
 
     def blocks(self) -> list[Results]:
         """The results as the blocks they were made in (a sink that writes block by block needs no join)."""
@@ -283,8 +291,13 @@ class Results:
 
     @classmethod
     def of_rows(cls, rows: list[tuple]) -> Results:
-        """Rows in RESULT_FIELDS order (the ledger's single results) as columns."""
-        return cls([list(c) for c in zip(*rows, strict=True)]) if rows else EMPTY
+        """Rows in RESULT_FIELDS order (the ledger's single results), kept as rows: turned into columns only
+        when a reader asks for them (a sink of a few one-message results writes them row by row)."""
+        if not rows:
+            return EMPTY
+        r = cls.__new__(cls)
+        r._columns, r._blocks, r._rows, r._n = None, None, rows, len(rows)
+        return r
 
     @classmethod
     def concat(cls, parts: list[Results]) -> Results:
@@ -293,7 +306,7 @@ class Results:
         if len(blocks) <= 1:
             return blocks[0] if blocks else EMPTY
         r = cls.__new__(cls)
-        r._columns, r._blocks, r._n = None, blocks, sum(map(len, blocks))
+        r._columns, r._blocks, r._rows, r._n = None, blocks, None, sum(map(len, blocks))
         return r
 
     def __len__(self) -> int:
@@ -304,7 +317,7 @@ class Results:
 
     def results(self) -> list[Result]:
         """One `Result` per row: for tests and the rare reader that wants objects."""
-        return [Result(*row) for row in zip(*self.columns, strict=True)]
+        return [Result(*row) for row in self.rows()]
 
 
 _FIELD = {name: i for i, name in enumerate(RESULT_FIELDS)}

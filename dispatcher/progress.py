@@ -220,7 +220,7 @@ def json_line(v: View, st: Stats) -> str:
 
 def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, state: str, unsent: int,
             total: str, cost: float | None = None, retry_hint: str | None = None, halted_all: bool = False,
-            failed: int = 0) -> str:
+            failed: int = 0, delivery: dict[str, int] | None = None) -> str:
     """The run's summary: `state` is finished, halted or stopped; `unsent` every record with no result,
     read or not; `total` the source's records as text (an estimate says so)."""
     elapsed = max(time.monotonic() - st.started, 1e-9)
@@ -244,6 +244,9 @@ def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, sta
                  f"{st.throttled:,} answered 429")
     if cost is not None:
         lines.append(f"  cost      {cost:>12,.4f}   the sent records, at the configured prices")
+    if delivery is not None:
+        lines.append(f"  delivered {delivery['delivered']:>12,}   undelivered {delivery['undelivered']:,}, "
+                     f"no final report yet {delivery['reports_pending']:,} (delivery reports heard)")
     if st.in_doubt:
         lines.append(f"  in doubt  {st.in_doubt:>12,}   in flight when an earlier attempt died: the provider may "
                      f"already hold them (at most {st.in_doubt:,} possible duplicates)")

@@ -25,12 +25,13 @@ from typing import Any
 
 import orjson
 
+from .blast.delivery import of_run
 from .model import RESULT_FIELDS
 from .state import RunState, run_ids
 
 COUNTS = ("sent", "failed", "rejected")
 FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"
-RESUMED = ("--source", "--rate", "--concurrency", "--workers", "--url", "--on-doubt", "--state-dir")
+RESUMED = ("--source", "--rate", "--concurrency", "--workers", "--url", "--on-doubt", "--state-dir", "--limit")
 
 
 def manifests(state_dir: Path) -> list[dict[str, Any]]:
@@ -137,6 +138,19 @@ def retry_command(m: dict[str, Any]) -> str:
     return " ".join(shlex.quote(w) for w in _command(m, "--retry-failed", m["run_id"]))
 
 
+def _asked(m: dict[str, Any]) -> list[str]:
+    return list(((m.get("origin") or {}).get("reports") or {}).get("asked") or ())
+
+
+def reports_command(m: dict[str, Any]) -> str:
+    """The command that listens for the run's late delivery reports, where its providers were told."""
+    r = (m.get("origin") or {}).get("reports") or {}
+    words = ["dispatcher", "reports", m["run_id"], (m.get("origin") or {}).get("campaign") or "CAMPAIGN.toml",
+             "--listen", r.get("listen") or "HOST:PORT"]
+    state = ((m.get("origin") or {}).get("overrides") or {}).get("state_dir")
+    return " ".join(shlex.quote(w) for w in (*words, *(("--state-dir", state) if state else ())))
+
+
 def retries_of(runs: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
     """The retry runs of `run_id`, and theirs, in the order they were made."""
     out: list[dict[str, Any]] = []
@@ -173,12 +187,15 @@ def list_runs(state_dir: Path) -> str:
     runs = manifests(state_dir)
     if not runs:
         return f"no runs under {state_dir}"
-    lines = [f"{'run':<32} {'started':<19} {'tries':>5} {'sent':>10} {'failed':>8} {'rejected':>8}  state"]
+    lines = [f"{'run':<32} {'started':<19} {'tries':>5} {'sent':>10} {'failed':>8} {'rejected':>8} "
+             f"{'delivered':>10}  state"]
     for m in runs:
         t = totals(m)
         state, why = state_of(m)
+        d = of_run(m)
         lines.append(f"{m['run_id']:<32} {_when(m.get('created')):<19} {len(m.get('attempts', [])):>5} "
-                     f"{t['sent']:>10,} {t['failed']:>8,} {t['rejected']:>8,}  "
+                     f"{t['sent']:>10,} {t['failed']:>8,} {t['rejected']:>8,} "
+                     f"{'-' if d is None else format(d['delivered'], ','):>10}  "
                      + (f"{state}, resumable: {why}" if why else state)
                      + (f" (retry of {m['retry_of']})" if m.get("retry_of") else ""))
     for m in runs:
@@ -211,6 +228,11 @@ def show_run(state_dir: Path, run_id: str) -> str | None:
     t = totals(m)
     held = "in the results file" if results_file(m) else "as the attempts counted them"
     lines.append("  total     " + ", ".join(f"{k} {v:,}" for k, v in t.items()) + f" ({held})")
+    d = of_run(m)
+    if d is not None:
+        lines.append(f"  reports   delivered {d['delivered']:,}, undelivered {d['undelivered']:,}, no final report yet "
+                     f"{d['reports_pending']:,} (of the sent records of {', '.join(_asked(m)) or 'no provider'}; "
+                     f"late ones: {reports_command(m)})")
     tries = retries_of(manifests(state_dir), run_id)
     if tries:
         r = rolled_up([m, *tries])

@@ -40,10 +40,12 @@ def test_result_lines_are_orjson_of_each_result(rs: list[Result], copies: int) -
     rs = rs * copies  # repeated rows make columns of one value, which are encoded once
     want = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rs)
     assert json_lines(Results.of(rs)) == want
+    assert json_lines(Results.of(rs), few=0) == want  # the column path, whatever the rows
     assert Results.of(rs).results() == rs
     k = len(rs) // 3
     blocks = Results.concat([Results.of(rs[:k]), Results.concat([Results.of(rs[k:2 * k]), Results.of(rs[2 * k:])])])
     assert json_lines(blocks) == want  # written block by block
+    assert json_lines(blocks, few=0) == want
     assert blocks.results() == rs and len(blocks) == len(rs)  # joined on reading
 
 
@@ -64,6 +66,7 @@ def test_result_lines_of_any_values_are_orjson_of_each_row(columns: list[list[ob
     want = b"".join(orjson.dumps(dict(zip(RESULT_FIELDS, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
                     for row in zip(*columns, strict=True))
     assert json_lines(Results(columns)) == want
+    assert json_lines(Results(columns), few=0) == want  # the column path, whatever the rows
 
 
 TEMPLATES = ["Hola {name}, {amount|formatDotComma} EUR {name|upper}", "fixed text 100%", "{a|default:x}{b}",

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import aiohttp
-from test_daemon import daemon, db, env, nrs, number, run, table, until, write_config
-from test_daemon_api import api_env, call, conforms
+from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
+from test_daemon_api import API_KEY, api_env, call, conforms
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 
@@ -82,3 +82,68 @@ async def test_a_campaign_costs_its_units_times_the_providers_price_sent_and_del
         by_name = {c["name"]: conforms(c, "Campaign") for c in listed["campaigns"]}
         assert by_name["promo"]["cost"] == {"sent": 1.0, "delivered": 0.9}
         assert by_name["other"]["cost"] == {"sent": 0.0, "delivered": 0.0}
+
+
+@run
+async def test_a_messages_events_are_listed_oldest_first_a_page_at_a_time(api_env, postgres_dsn, tmp_path, table):
+    path = write_config(tmp_path, table, {"sms": nrs(api_env, rate=200, batch_size=10)},
+                        campaigns={"promo": {"template": "Hola {name}"}})
+    path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
+    async with daemon(path) as d, db(postgres_dsn) as conn, aiohttp.ClientSession() as http:
+        status, posted = await call(http, "POST", d.url + "/v1/messages",
+                                    {"messages": [{"to": number(1), "campaign": "promo", "key": "k-1",
+                                                   "variables": {"name": "Ana"}}]})
+        oid = posted["messages"][0]["id"]
+        await until(conn, f"SELECT delivery_status = 'delivered' FROM {table} WHERE id = $1", oid)
+        url = f"{d.url}/v1/messages/{oid}/events"
+        status, page = await call(http, "GET", url)
+        assert status == 200 and conforms(page, "EventPage")["next_cursor"] is None
+        assert [e["status"] for e in page["events"]] == ["queued", "sent", "delivered"]
+        stored = await conn.fetch(f"SELECT id, status FROM {table.replace('outbox', 'outbox_events')} "
+                                  "WHERE outbox_id = $1 ORDER BY id", oid)
+        assert [(e["event_id"], e["status"]) for e in page["events"]] == [tuple(r) for r in stored]
+        sent = page["events"][1]
+        assert sent["id"] == oid and sent["provider"] == "sms" and sent["message_id"]
+        # a page at a time: each next_cursor leads to the rest, the last page says null
+        seen, cursor = [], "0"
+        for _ in range(5):
+            status, part = await call(http, "GET", f"{url}?limit=1&cursor={cursor}")
+            assert status == 200 and len(conforms(part, "EventPage")["events"]) == 1
+            seen += part["events"]
+            cursor = part["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == page["events"]
+        # an id that was never a message is a 404; bad parameters are 400s, each an RFC 9457 problem
+        for bad, want in ((f"{d.url}/v1/messages/99999999/events", 404), (f"{url}?limit=0", 400),
+                          (f"{url}?limit=1001", 400), (f"{url}?cursor=-1", 400), (f"{url}?after=3", 400),
+                          (f"{d.url}/v1/messages/0/events", 400), (f"{d.url}/v1/messages/x/events", 400)):
+            async with http.get(bad, headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                assert r.status == want and r.content_type == "application/problem+json", (bad, r.status)
+                conforms(await r.json(), "Error")
+        async with http.get(url) as r:
+            assert r.status == 401  # behind the key like the rest
+
+
+@run
+async def test_the_listing_reads_newest_first_with_a_cursor_both_ways(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await insert(conn, table, [{"recipient": "12", "body": f"bad {i}"} for i in range(7)])  # rejected at claim
+        await until(conn, f"SELECT count(*) = 7 FROM {table} WHERE status = 'rejected'")
+        status, everything = await call(http, "GET", d.url + "/v1/messages?status=rejected&limit=100")
+        ascending = [m["id"] for m in everything["messages"]]
+        newest, cursor = [], None
+        for _ in range(5):
+            status, page = await call(http, "GET", d.url + "/v1/messages?status=failed,rejected&order=desc&limit=3"
+                                      + (f"&cursor={cursor}" if cursor else ""))
+            assert status == 200 and conforms(page, "MessagePage")
+            newest += [m["id"] for m in page["messages"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert newest == ascending[::-1] and len(newest) == 7  # the same rows, newest first
+        status, page = await call(http, "GET", d.url + f"/v1/messages?order=asc&status=rejected&cursor={newest[3]}")
+        assert [m["id"] for m in page["messages"]] == ascending[4:]  # the cursor is an id, either way
+        status, problem = await call(http, "GET", d.url + "/v1/messages?order=sideways")
+        assert status == 400 and problem["code"] == "bad_parameter"

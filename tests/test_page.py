@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
-from test_daemon import daemon, env, nrs, number, run, table, write_config
+from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call
 
 from dispatcher.daemon import page
@@ -59,9 +59,10 @@ def browser() -> Iterator[Any]:
             driver.service.stop()
 
 
-def config(tmp_path: Path, table: str, sim: Any, rate: float = 100) -> Path:
+def config(tmp_path: Path, table: str, sim: Any, rate: float = 100, **provider: Any) -> Path:
     """Two campaigns, the API on, a provider slow enough that a campaign of thousands takes a while."""
-    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=10, concurrency=2)},
+    path = write_config(tmp_path, table, {"sms": nrs(sim, reports=False, rate=rate, batch_size=10, concurrency=2,
+                                                     **provider)},
                         campaigns={"big": {"template": "Hola {name}"}, "small": {"template": "Hi {name}"}})
     path.write_text(path.read_text().replace('[http]\n', '[http]\napi_key_env = "DISPATCHER_API_KEY"\n'))
     return path
@@ -300,4 +301,40 @@ async def test_a_provider_row_shows_its_retries_and_last_error(api_env, tmp_path
             assert int(cells[7].replace(",", "")) > 0 and "Internal Database error" in cells[8], cells
             provider = get(d.url + "/healthz", None)[2]["providers"][0]
             assert provider["retries"] >= int(cells[7].replace(",", "")) and provider["last_error"]["code"] == "101"
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_the_page_shows_cost_a_messages_events_and_the_newest_failures_first(api_env, postgres_dsn, tmp_path,
+                                                                                    table, browser):
+    long_text = "Your parcel is on its way and will arrive tomorrow between nine and two. " * 3  # 2 parts
+    async with daemon(config(tmp_path, table, api_env, rate=200, price=0.01)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        sent = await post(http, d.url, [{"to": number(i), "campaign": "big", "body": long_text, "key": f"m{i}"}
+                                        for i in range(30)])
+        await insert(conn, table, [{"recipient": "12", "body": f"bad {i}", "campaign": "small"}
+                                   for i in range(12)])  # rejected when claimed
+        await until(conn, f"SELECT count(*) = 30 FROM {table} WHERE status = 'sent'")
+        await until(conn, f"SELECT count(*) = 12 FROM {table} WHERE status = 'rejected'")
+
+        def script() -> None:
+            newest = get(d.url + "/v1/messages?status=failed,rejected&order=desc&limit=10")[2]["messages"]
+            sign_in(browser, d.url)
+            wait("big's cost: 30 messages of 2 parts at 0.01", lambda: browser.find_elements(
+                By.CSS_SELECTOR, 'tr[data-campaign="big"] td[data-cost="0.6"]'))
+            assert get(d.url + "/v1/campaigns/big")[2]["cost"]["sent"] == 0.6
+            shown = wait("the ten newest failures", lambda: [r.get_attribute("data-id") for r in browser.find_elements(
+                By.CSS_SELECTOR, "#failures tbody tr")] or None)
+            assert shown == [str(m["id"]) for m in newest] and len(shown) == 10  # newest first
+            assert int(shown[0]) == max(int(i) for i in shown)
+            find = browser.find_element(By.CSS_SELECTOR, "input[name=find]")
+            find.send_keys("m7")
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            oid = sent[7]["id"]
+            events = get(f"{d.url}/v1/messages/{oid}/events")[2]["events"]
+            assert [e["status"] for e in events] == ["queued", "sent"]
+            rows = wait("the message's events", lambda: browser.find_elements(By.CSS_SELECTOR, "#found-events tr"))
+            assert [r.get_attribute("data-event") for r in rows] == [str(e["event_id"]) for e in events]
+            assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == ["queued", "sent"]
         await asyncio.to_thread(script)

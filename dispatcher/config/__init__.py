@@ -27,9 +27,11 @@ from ..sinks.base import Sink
 from ..sources.base import Source
 from ..state import RunState
 from .providers import built, check_failover, no_providers, provider_entry
+from .reports import report_settings
 from .toml import Located, check_keys, closest, read_toml, subtable
 
-TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine"}
+TOP = {"run_id", "state_dir", "on_doubt", "source", "message", "messages", "providers", "routing", "sinks", "engine",
+       "reports"}
 SOURCE = {"type", "path", "format", "recipient", "id", "delimiter", "encoding",
           "dsn_env", "table", "where", "query", "key", "fetch"}
 MESSAGE = {"channel", "template", "template_file", "sender", "subject", "region", "transliterate", "gsm_pt", "options",
@@ -56,6 +58,7 @@ class Overrides:
     retry_failed: str | None = None  # run id whose failed records this run sends
     allow_changed: bool = False  # resume although the source or the message changed
     workers: int | None = None  # processes sharing the run (engine.workers)
+    limit: int | None = None  # a test send: the first N sendable records, as a run of its own
 
 
 def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
@@ -68,11 +71,17 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     state_dir = state_dir_of(path, data, o.state_dir)
     if o.retry_failed and not o.run_id:
         run_id = _retry_run_id(state_dir, o.retry_failed)
+    elif o.limit and not o.run_id:  # a test send is a run of its own, never the campaign's run
+        run_id = f"{data.get('run_id') or path.stem}-limit{o.limit}-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
         run_id = o.run_id or data.get("run_id") or default_run_id(path)
     if o.retry_failed and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", o.retry_failed):
         raise ConfigError(f"--retry-failed {o.retry_failed!r}: not a run id (letters, digits, '.', '_' or '-')")
     o = recorded_overrides(state_dir, o)
+    if o.limit is None:  # a resume of a test send stays one: it never goes on to the whole audience
+        was = ((RunState(state_dir, str(run_id)).manifest or {}).get("origin") or {}).get("overrides") or {}
+        if was.get("limit"):
+            o = dataclasses.replace(o, limit=int(was["limit"]))
     if o.retry_failed and run_id == o.retry_failed:
         raise ConfigError(f"--run-id {run_id}: a retry of run '{run_id}' needs a run id of its own "
                           f"(leave --run-id out for '{_retry_run_id(state_dir, o.retry_failed)}')")
@@ -81,6 +90,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     on_doubt = o.on_doubt or data.get("on_doubt", "resend")
     if on_doubt not in ("resend", "hold"):
         raise loc.error("", "on_doubt", f"'{on_doubt}' must be \"resend\" or \"hold\"")
+    report_settings(loc, data)  # checked with the rest; the blast reads it (config/reports.py)
     engine = subtable(loc, data, "engine")
     check_keys(loc, "engine", engine, ENGINE)
     chunk_size = engine.get("chunk_size", 2048)
@@ -134,7 +144,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
 
 
 
-RECORDED = ("source", "rate", "concurrency", "workers", "url", "on_doubt", "state_dir")  # what a resume repeats
+RECORDED = ("source", "rate", "concurrency", "workers", "url", "on_doubt", "state_dir", "limit")  # what a resume repeats
 
 
 def origin_of(path: Path, o: Overrides, primary: Sink) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
     POST /v1/messages/{id}/cancel                  200 the message, now `cancelled`, while it is queued;
                                                    409 with its status otherwise (on the wire: never cancelled)
-    GET  /v1/messages?campaign=&status=&since=&limit=&cursor=
-                                                   a page of messages by id, and `next_cursor` for the next
+    GET  /v1/messages?campaign=&status=&since=&limit=&cursor=&order=
+                                                   a page of messages by id (order=desc: newest first),
+                                                   and `next_cursor` for the next
     GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate, cost
     GET  /v1/campaigns/{name}                      one campaign
     POST /v1/campaigns/{name}/pause | resume | cancel | retry-failed
@@ -36,6 +37,7 @@ API_STATUS = {"queued": "pending", "sending": "claimed", "sent": "sent", "failed
               "rejected": "rejected", "cancelled": "cancelled"}  # the API's status names -> the table's
 ROW_STATUS = {v: k for k, v in API_STATUS.items()}
 MAX_PAGE = 1000
+MAX_ID = 10**18  # past every id a cursor can name (18 digits): where a listing newest first starts
 RATE_WINDOW = 60.0  # seconds over which a campaign's rate is measured
 
 
@@ -79,12 +81,16 @@ class Control:
         return _json(view(row))
 
     async def list_messages(self, request: web.Request) -> web.Response:
-        """A page of messages in id order after `cursor`; `next_cursor` is null on the last page."""
+        """A page of messages in id order after `cursor` (with order=desc: newest first, before `cursor`);
+        `next_cursor` is null on the last page."""
         q = request.query
         for k in q:
-            if k not in ("campaign", "status", "since", "limit", "cursor"):
-                raise Invalid(400, f"unknown parameter '{k}'; known: campaign, status, since, limit, cursor, key",
-                              code="unknown_parameter")
+            if k not in ("campaign", "status", "since", "limit", "cursor", "order"):
+                raise Invalid(400, f"unknown parameter '{k}'; known: campaign, status, since, limit, cursor, "
+                              "order, key", code="unknown_parameter")
+        order = q.get("order") or "asc"
+        if order not in ("asc", "desc"):
+            raise Invalid(400, f"order={order!r}: asc or desc", code="bad_parameter")
         statuses = None
         if q.get("status"):
             names = q["status"].split(",")
@@ -103,9 +109,10 @@ class Control:
         limit = _whole(q.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}", code="bad_parameter")
-        after = _whole(q.get("cursor", "0"), "cursor")
+        after = _whole(q["cursor"], "cursor") if "cursor" in q else 0 if order == "asc" else MAX_ID
         async with self.pool.acquire() as conn:
-            rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1)
+            rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1,
+                                                  desc=order == "desc")
         page = rows[:limit]
         more = len(rows) > limit
         return _json({"messages": [view(r) for r in page],

@@ -1,4 +1,9 @@
-"""`dispatcher daemon DAEMON.toml [--worker NAME] [--check] [--init-db] [--print-schema]`."""
+"""`dispatcher daemon DAEMON.toml [--worker NAME] [--check] [--init-db] [--print-schema]`.
+
+Exit codes follow the blast's table (README "Exit codes"): 0 stopped as asked (SIGTERM, SIGINT) with what
+was on the wire settled; 2 configuration or what it names cannot be used: the file, the database, the
+listen address, a worker name in use, or the outbox failing under a running daemon (one line each).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import uvloop
 from .. import logs
 from ..errors import ConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +105,7 @@ async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.d
         conn = await asyncpg.connect(cfg.dsn, timeout=10)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
         print(f"dispatcher daemon: database: {explain(e, cfg.dsn)}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_CONFIG
     try:
         await init_connection(conn)
         n = await Store(cfg, Names(cfg.table)).retry_failed(conn, campaign, code, since)
@@ -119,8 +124,13 @@ async def _run(cfg, init_only: bool = False) -> int:
     if init_only:
         import asyncpg
 
+        from ..pg import explain
         from .outbox import init_connection
-        conn = await asyncpg.connect(cfg.dsn, timeout=10)
+        try:
+            conn = await asyncpg.connect(cfg.dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            print(f"dispatcher daemon: database: {explain(e, cfg.dsn)}", file=sys.stderr)
+            return EXIT_CONFIG
         try:
             await init_connection(conn)
             version = await daemon.store.migrate(conn)
@@ -137,7 +147,7 @@ async def _run(cfg, init_only: bool = False) -> int:
     except DaemonError as e:
         print(f"dispatcher daemon: {e}", file=sys.stderr)
         await daemon.close()
-        return EXIT_FAILED
+        return EXIT_CONFIG
     print(f"dispatcher daemon {cfg.worker} {daemon.url}", flush=True)
     print("ready", flush=True)
-    return await daemon.wait()
+    return EXIT_OK if await daemon.wait() == 0 else EXIT_CONFIG

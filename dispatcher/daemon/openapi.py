@@ -94,6 +94,23 @@ CAMPAIGN: dict[str, Any] = {
                                 "them, as the blast's --dry-run prices: of the sent rows, and of those delivered",
                  "properties": {"sent": {"type": "number", "minimum": 0}, "delivered": {"type": "number", "minimum": 0}}},
         "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
+EVENT: dict[str, Any] = {
+    "type": "object", "required": ["event_id", "id", "status", "code", "error", "provider", "message_id", "at",
+                                   "webhook"],
+    "properties": {
+        "event_id": {"type": "integer"}, "id": {"type": "integer", "description": "the message's id"},
+        "status": {"type": "string", "description": "queued, sent, failed, rejected, cancelled, deferred, "
+                                                    "delivered, undelivered, read..."},
+        "code": _nullable("string"), "error": _nullable("string"), "provider": _nullable("string"),
+        "message_id": _nullable("string", description="the provider's message id"),
+        "at": {"type": "string", "format": "date-time"},
+        "webhook": {"type": "object", "required": ["delivered_at", "attempts"], "properties": {
+            "delivered_at": _nullable("string", format="date-time", description="when the receiver took it"),
+            "attempts": {"type": "integer", "description": "webhook POSTs that carried it"}}}}}
+EVENT_PAGE: dict[str, Any] = {
+    "type": "object", "required": ["events", "next_cursor"],
+    "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
     "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
@@ -140,6 +157,21 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
     }
 
 
+def view_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, Any]:
+    """The paths of views.py: a message's events."""
+    return {
+        "/v1/messages/{id}/events": {"get": {
+            "operationId": "listMessageEvents", "security": auth,
+            "summary": "A message's status events, oldest first (what the webhooks deliver), a page at a time",
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                           _query("cursor", "next_cursor of the page before", type="string"),
+                           _query("limit", "events a page", type="integer", minimum=1, maximum=1000,
+                                  default=100)],
+            "responses": {"200": _ok("A page of the message's events (none left past retention_days)",
+                                     "EventPage"), **errors, "404": _error_response("No such message")}}}
+    }
+
+
 def document() -> dict[str, Any]:
     auth = [{"bearer": []}]
     errors = {str(s): _error_response(t) for s, t in (
@@ -156,6 +188,7 @@ def document() -> dict[str, Any]:
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
                         "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
+                        "Event": EVENT, "EventPage": EVENT_PAGE,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
         },
@@ -194,7 +227,9 @@ def document() -> dict[str, Any]:
                         _query("since", "only messages created at or after (RFC 3339)", type="string",
                                format="date-time"),
                         _query("limit", "messages a page", type="integer", minimum=1, maximum=1000, default=100),
-                        _query("cursor", "next_cursor of the page before", type="string")],
+                        _query("cursor", "next_cursor of the page before", type="string"),
+                        _query("order", "asc: oldest first (ids after cursor); desc: newest first (before it)",
+                               type="string", enum=["asc", "desc"], default="asc")],
                     "responses": {"200": {"description": "The message (?key=), or a page", "content": {
                         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
                                                                   {"$ref": "#/components/schemas/MessagePage"}]}}}},
@@ -210,6 +245,7 @@ def document() -> dict[str, Any]:
                         **errors, "404": _error_response("No such message")}},
             },
             **control_paths(auth, errors),
+            **view_paths(auth, errors),
         },
     }
 
@@ -234,6 +270,11 @@ EXAMPLES: dict[str, Any] = {
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
                         "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+EXAMPLES["EventPage"] = {"next_cursor": None, "events": [
+    {"event_id": 7, "id": 1042, "status": "queued", "code": None, "error": None, "provider": None, "message_id": None,
+     "at": "2026-12-05T09:00:00.123456+00:00", "webhook": {"delivered_at": "2026-12-05T09:00:00.3+00:00", "attempts": 1}},
+    {"event_id": 9, "id": 1042, "status": "sent", "code": None, "error": None, "provider": "nrs", "message_id": "SM8f3a",
+     "at": "2026-12-05T09:00:00.4+00:00", "webhook": {"delivered_at": None, "attempts": 0}}]}
 # statuses any operation may answer: the middleware's and the guard's
 COMMON = {"401": "No API key", "403": "Wrong API key", "405": "Method not allowed on this path",
           "500": "An unexpected error (see its request_id)", "503": "The database cannot be reached now; try again"}
@@ -256,6 +297,7 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "cursor": {"pattern": "^[0-9]{1,18}$"},  # a next_cursor: an id
     "status": {"pattern": f"^({_STATUS}(,{_STATUS})*)?$"},  # empty: any status
     "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
+    "order": {"enum": ["asc", "desc", ""]},  # empty: asc
 }
 
 

@@ -1,14 +1,9 @@
 """Delivery reports: one HTTP endpoint for every provider's callbacks, a reports table, the latest status.
 
-    GET|POST /dlr/{alias}/{secret}       the secret in the path (what `Provider.callback` wires in), or
-    GET|POST /dlr/{alias}?secret=...     in the query, or
-    POST /dlr/{alias}                    with `X-Webhook-Secret: <secret>` or
-                                         `X-Signature: sha256=<hex HMAC-SHA256 of the body with the secret>`
-
-`alias` is the provider's name in the daemon file and the secret comes from its
-`dlr_secret_env`. No secret: 401; a wrong one: 403; an unknown alias (or one without a
-secret): 404. A report is answered 200 once it is committed (503 when the database cannot
-take it, so the provider sends it again). What each provider sends is read by its own
+The endpoint is the one a blast serves too (dispatcher/callbacks.py: `/dlr/{alias}/{secret}`, the secret
+in the path, the query, a header or an HMAC of the body). `alias` is the provider's name in the daemon
+file and the secret comes from its `dlr_secret_env`. A report is answered 200 once it is committed (503
+when the database cannot take it, so the provider sends it again). What each provider sends is read by its own
 module (providers/*.py, "delivery reports"; providers/*.md, "Delivery reports").
 
 Table (every report is kept, matched or not, duplicates included)::
@@ -54,19 +49,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
 
+from .. import callbacks
 from ..pg import Retry, explain, retrying
+from ..providers.base import Provider
 from ..providers.reports import Report
 from .config import DaemonConfig, ProviderSpec
 from .outbox import Names
@@ -83,10 +78,6 @@ def _json(payload: dict[str, Any]) -> str:
     return orjson.dumps(payload, default=str).decode().replace("\\u0000", "")
 
 
-def callback_url(public: str, spec: ProviderSpec) -> str:
-    return f"{public}/dlr/{spec.alias}/{spec.secret}"
-
-
 def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[str, str]:
     """Point each provider that takes a callback URL in its requests at this daemon (unless set by hand).
 
@@ -97,7 +88,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[
     for alias, spec in specs.items():
         if spec.secret is None:
             continue
-        url = callback_url(public, spec)
+        url = callbacks.callback_url(public, spec.alias, spec.secret)
         spec.reporter.callback(url)
         shown[alias] = url.replace(spec.secret, "<secret>")
     return shown
@@ -265,38 +256,9 @@ class ReportStore:
         return len(rows) + bound
 
 
-Handler = Callable[[web.Request], Any]
-
-
 def routes(cfg: DaemonConfig, store: ReportStore) -> list[web.RouteDef]:
-    async def dlr(request: web.Request) -> web.Response:
-        alias = request.match_info["alias"]
+    def lookup(alias: str) -> tuple[Provider, str | None] | None:
         spec = cfg.providers.get(alias)
-        if spec is None or spec.secret is None:
-            store.refused[(alias if spec else "?", "unknown")] += 1
-            return web.Response(status=404, text="no such report endpoint\n")
-        body = await request.read()
-        given = request.match_info.get("secret") or request.query.get("secret") or request.headers.get("X-Webhook-Secret")
-        signature = request.headers.get("X-Signature")
-        secret = spec.secret.encode()
-        if given:
-            ok = hmac.compare_digest(given.encode(), secret)
-        elif signature:
-            expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
-            ok = hmac.compare_digest(signature.strip().removeprefix("sha256=").lower().encode(), expected.encode())
-        else:
-            store.refused[(alias, "missing")] += 1
-            return web.Response(status=401, text="a secret is required\n",
-                                headers={"WWW-Authenticate": 'Bearer realm="delivery reports"'})
-        if not ok:
-            store.refused[(alias, "wrong")] += 1
-            return web.Response(status=403, text="wrong secret\n")
-        query = {k: v for k, v in request.query.items() if k != "secret"}
-        reports = spec.reporter.parse_report(request.method, query, request.headers, body)
-        try:
-            await store.submit(reports)
-        except Exception:
-            return web.Response(status=503, text="cannot store the report now; send it again\n")
-        return web.Response(text="OK")
+        return None if spec is None else (spec.reporter, spec.secret)
 
-    return [web.route("*", "/dlr/{alias}/{secret}", dlr), web.route("*", "/dlr/{alias}", dlr)]
+    return callbacks.routes(lookup, store.submit, store.refused)

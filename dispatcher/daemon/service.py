@@ -43,6 +43,7 @@ from .outbox import (
     init_connection,
 )
 from .problems import problems
+from .views import Views
 from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
@@ -160,6 +161,7 @@ class Daemon:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages
             routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
+            routes += Views(pool, self.names).routes(self.api.guard)
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------

@@ -115,6 +115,21 @@ class Engine:
         and a later, more urgent message is claimed soon."""
         return sum(lane.soon(horizon) for lane in self._lanes.values()) if self._lanes else float("inf")
 
+    def urgent_waiting(self) -> int:
+        """Messages of priority > 0 queued in the lanes, not yet taken by a worker: a source sizes its
+        claims of urgent work by these (lower-priority messages in flight take none of their slots)."""
+        return sum(lane.urgent_waiting for lane in self._lanes.values())
+
+    def withdraw(self, unwanted: Callable[[Message], bool]) -> list[Message]:
+        """The messages `unwanted` picks among those not on the wire (nor waiting for a retry), out of every
+        lane, settled with no result (as a stop leaves them: `Ledger.leave`) and returned: their owner takes
+        them back (the daemon: the rows of a paused or cancelled campaign)."""
+        out: list[Message] = []
+        for lane in self._lanes.values():
+            out += lane.withdraw(unwanted)
+        self.ledger.leave(out)
+        return out
+
     def snapshot(self) -> list[LaneStatus]:
         """Every lane's state now: what progress, health and metrics read (never a Lane itself)."""
         return [lane.status() for lane in self._lanes.values()]

@@ -22,11 +22,11 @@ from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .queue import LaneQueue, split
 from .status import LaneStatus
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
-STOP = float("inf")  # the rank of a worker's stop signal in the lane's queue
 
 
 class Lane:
@@ -53,13 +53,8 @@ class Lane:
         self.circuit = Circuit(s.circuit_failures, s.circuit_cooldown, s.give_up_after)
         self._failure = "no answer from the provider"  # what the last failed request met: the circuit's reason
         self.batcher = Batcher(provider)
-        # (rank, order, batch): rank 0 for a batch, -priority for an urgent one (it overtakes every batch
-        # not yet on the wire), STOP for a worker's stop signal (after everything queued before it)
-        self._queue: asyncio.PriorityQueue[tuple[float, int, Sequence[Message] | None]] = asyncio.PriorityQueue()
-        self._order = 0
-        self._urgent = 0  # urgent batches queued: while 0, a worker never looks for one
+        self._queue = LaneQueue()  # urgent batches first (by priority), then in order, stop signals last
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
-        self._stops = 0  # workers' stop signals queued
         self._held = 0  # batches a worker took from the queue and has not settled (on the wire, or waiting a slot)
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
@@ -81,12 +76,12 @@ class Lane:
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
         except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
             self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
-        self._workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+        self._workers = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
 
     async def stop(self) -> None:
         """Let the workers finish what they hold, then close the pooled connections."""
         for _ in self._workers:
-            self._put(None, STOP)
+            self._queue.signal_stop()
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self.close()
 
@@ -120,12 +115,19 @@ class Lane:
         return True
 
     def soon(self, horizon: float) -> float:
-        """Messages this lane can put on the wire within `horizon` seconds at its current pace, its
-        workers' requests included (unlimited rate: no bound)."""
+        """Messages this lane can put on the wire within `horizon` seconds at its current pace, with the
+        requests on the wire now (unlimited rate: no bound). Not its worker count: at 1 request/s, eight
+        workers each holding a message while they wait for a slot are eight seconds of sending."""
         pace = self.limit.current
         if pace <= 0:
             return float("inf")
-        return (pace * horizon + self.concurrency) * max(1, self.provider.batch_size)
+        return (pace * horizon + self._on_wire) * max(1, self.provider.batch_size)
+
+    @property
+    def urgent_waiting(self) -> int:
+        """Messages of priority > 0 queued, not yet taken by a worker: what urgent claims are sized by
+        (they overtake every message of lower priority here, which therefore takes none of their slots)."""
+        return self._queue.urgent
 
     def set_share(self, share: float) -> None:
         """This process's part of the provider's rate (daemon workers split it between them)."""
@@ -156,7 +158,7 @@ class Lane:
             return
         if type(msgs) is not Batch and any(m.priority > 0 for m in msgs):
             msgs = self._add_urgent(msgs)
-        put = self._put
+        put = self._queue.put
         for batch in self.batcher.add(msgs):
             put(batch)
 
@@ -171,38 +173,20 @@ class Lane:
             else:
                 rest.append(m)
         for priority, urgent in levels.items():
-            self._urgent += self._put_now(urgent, -priority)
+            self._put_now(urgent, -priority)
         return rest
-
-    def _put(self, batch: Sequence[Message] | None, rank: float = 0) -> None:
-        if batch is None:
-            self._stops += 1
-        self._order += 1
-        self._queue.put_nowait((rank, self._order, batch))
-
-    def _overtaken(self, batch: Sequence[Message], rank: float) -> tuple[Sequence[Message], float]:
-        """The batch a worker sends with the slot it just got: an urgent one queued meanwhile, if any (the
-        held batch goes back in its place), else its own."""
-        if rank >= 0 and self._urgent and not self._queue.empty():
-            head = self._queue.get_nowait()
-            if head[0] < rank and head[2] is not None:
-                self._urgent -= 1
-                self._put(batch, rank)
-                return head[2], head[0]
-            self._queue.put_nowait(head)
-        return batch, rank
 
     def flush(self) -> None:
         """Partial batches go out now (the source is done, or the engine is at its in-flight limit)."""
         for batch in self.batcher.flush():
-            self._put(batch)
+            self._queue.put(batch)
 
     @property
     def busy(self) -> bool:
         """Something this lane holds will settle soon without a flush: a batch queued or held by a worker (on
         the wire or waiting on the limiter; a retry waiting its backoff may take long, so it does not count).
         While it is, records in flight will leave and open groups may wait for more to fill them."""
-        return self._held > 0 or self._queue.qsize() > self._stops
+        return self._held > 0 or self._queue.waiting
 
     def flush_if_idle(self) -> bool:
         """Partial batches go out when nothing else is queued; True when some still wait for that."""
@@ -230,8 +214,21 @@ class Lane:
         """`msgs` in requests of their own, queued now (short as they may be); how many requests."""
         batches = (cut := Batcher(self.provider)).add(msgs) + cut.flush()
         for batch in batches:
-            self._put(batch, rank)
+            self._queue.put(batch, rank)
         return len(batches)
+
+    def withdraw(self, unwanted: Callable[[Message], bool]) -> list[Message]:
+        """The messages `unwanted` picks among those not on the wire (open groups, queued batches, batches
+        workers hold while they wait for a slot, which they drop when they get it), out of the lane unsent,
+        for the caller to settle: the daemon takes back a paused or cancelled campaign's rows. Messages
+        waiting for a retry stay: they have been on the wire."""
+        out = self._queue.withdraw(unwanted)
+        for group in self.batcher.flush():
+            kept, gone = split(group, unwanted)
+            out += gone
+            for batch in self.batcher.add(kept):  # none comes out full (it was open), unless regrouped
+                self._queue.put(batch)
+        return out
 
     def abandon(self) -> None:
         """A stop: everything not on the wire leaves unsent (a resume sends it)."""
@@ -246,17 +243,8 @@ class Lane:
             settle(msgs)
         for g in self.batcher.flush():
             settle(g)
-        stops = 0
-        for _ in range(self._queue.qsize()):
-            _, _, b = self._queue.get_nowait()
-            if b is None:
-                stops += 1
-            else:
-                settle(b)
-        self._urgent = 0
-        self._stops = 0
-        for _ in range(stops):
-            self._put(None, STOP)
+        for b in self._queue.drain():
+            settle(b)
 
     # -- halting ------------------------------------------------------------------------------
     def _halt(self, why: Outcome) -> None:
@@ -268,23 +256,25 @@ class Lane:
         self._release(lambda msgs: self.ledger.defer(self.alias, msgs, why))
 
     # -- sending --------------------------------------------------------------------------
-    async def _work(self) -> None:
+    async def _work(self, me: int) -> None:
         provider = self.provider
+        queue = self._queue
         while True:
-            rank, _, batch = await self._queue.get()
+            rank, batch = await queue.get()
             if batch is None:
-                self._stops -= 1
                 return
             self._held += 1
+            queue.hold(me, batch, rank)
             try:
-                await self._take(provider, batch, rank)
+                await self._take(provider, batch, rank, me)
             finally:
                 self._held -= 1
+                queue.let_go(me)
 
-    async def _take(self, provider: Provider, batch: Sequence[Message], rank: float) -> None:
-        """One batch from the queue: sent, or settled without a request (stopping, halted, failed over)."""
-        if rank < 0:
-            self._urgent -= 1
+    async def _take(self, provider: Provider, batch: Sequence[Message], rank: float, me: int) -> None:
+        """One batch from the queue: sent, or settled without a request (stopping, halted, failed over).
+        Until it goes on the wire, the queue holds it for `me`: a withdrawal may take messages out."""
+        queue = self._queue
         if self._stopping():
             self.ledger.leave(batch)
             return
@@ -295,7 +285,9 @@ class Lane:
             batch = self._fail_over(batch)
             if not batch:
                 return
+            queue.hold(me, batch, rank)
             await asyncio.sleep(max(0.0, self.circuit.open_until - time.monotonic()))
+            batch = queue.held(me)
             if self.circuit.exhausted:
                 why = Outcome(Verdict.HALT, code="unreachable",
                               error=f"{self._failure} for {self.circuit.open_total:.0f} s of open circuit")
@@ -303,7 +295,9 @@ class Lane:
                 self.ledger.defer(self.alias, batch, self._halted or why)
                 return
         slot = await self.limit.acquire()
-        batch, rank = self._overtaken(batch, rank)
+        batch, rank = queue.overtaken(me)
+        if not batch:  # all of it withdrawn while this worker waited, and nothing else to send
+            return
         if self._stopping():
             self.ledger.leave(batch)
             return

@@ -149,16 +149,18 @@ class Kaleyra(Provider):
         self._url = settings.url.rstrip("/") + path
         self._headers = {api["auth_header"]: key, "Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json"}
-        self._callback = ""
-        if settings.callback_url:
-            method = settings.callback_method.upper()
-            if method not in ("GET", "POST"):
-                raise ConfigError(f"providers.{alias}.callback_method: '{settings.callback_method}' must be GET or POST")
-            n = max(0, settings.callback_retries)
-            self._callback = orjson.dumps({
-                "url": settings.callback_url, "method": method,
-                "retry": {"count": str(n), "interval": [str(settings.callback_interval)] * n},
-            }).decode()
+        self._callback = self._callback_json(settings)
+
+    def _callback_json(self, s: KaleyraSettings) -> str:
+        """The `callback` field: the report URL, its method and retries (empty without a URL)."""
+        if not s.callback_url:
+            return ""
+        method = s.callback_method.upper()
+        if method not in ("GET", "POST"):
+            raise ConfigError(f"providers.{self.alias}.callback_method: '{s.callback_method}' must be GET or POST")
+        n = max(0, s.callback_retries)
+        return orjson.dumps({"url": s.callback_url, "method": method,
+                             "retry": {"count": str(n), "interval": [str(s.callback_interval)] * n}}).decode()
 
     @cached_property
     def api(self) -> dict[str, str]:
@@ -298,6 +300,7 @@ class Kaleyra(Provider):
         s = cast(KaleyraSettings, self.settings)
         if not s.callback_url and not s.callback_profile_id:
             s.callback_url = url
+            self._callback = self._callback_json(s)  # this instance's requests carry it from now on
         return True
 
     def report_item(self, it: dict[str, Any], now: dt.datetime) -> dlr.Report:

@@ -81,6 +81,17 @@ WHERE id > $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR
 ORDER BY id
 LIMIT $5;
 
+-- name: list_messages_desc
+-- The same page newest first (keyset: `id < cursor`): the last failures, read from the top.
+SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
+    provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
+    claimed_at, finished_at, delivery_status, delivery_at
+FROM {outbox}
+WHERE id < $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+ORDER BY id DESC
+LIMIT $5;
+
 -- name: record_results
 -- Each result finds its row by primary key (LATERAL ... LIMIT 1: always a probe per result, whatever the
 -- statistics say), then the rows are updated by their tuple ids. A plain `UPDATE ... FROM results` join was

@@ -50,6 +50,7 @@ class OutboxSource(Source):
         self.rescheduled = 0  # rows rescheduled after a transient failure
         self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
+        self.urgent_at = 0.0  # when to look for priority rows again while every slot is taken (the poll)
         self.suppressed = 0
         self.claims = 0
         self.errors = 0
@@ -78,6 +79,29 @@ class OutboxSource(Source):
         free = min(float(e.room()), e.soon(HORIZON) - e.in_flight, float(self.cfg.claim))
         return max(0, math.ceil(free - 1e-9))  # half a slot free is one: at 1 request/s a claim waits no second
 
+    def want_urgent(self) -> int:
+        """How many priority rows (priority > 0) to claim while `want` is 0. A priority row overtakes every
+        message of lower priority in the lanes, so those take none of its slots: only the urgent messages
+        queued count against `engine.soon(HORIZON)`. Without this, at 1 request/s a priority row waited for
+        a held row to go (a second) before it was claimed, then for the next slot: two seconds."""
+        e = self.engine
+        if e is None:
+            return self.cfg.claim
+        free = min(float(e.room()), e.soon(HORIZON) - e.urgent_waiting(), float(self.cfg.claim))
+        return max(0, math.ceil(free - 1e-9))
+
+    def _urgent_look(self) -> int:
+        """While every slot is taken: the priority rows to claim now, when a NOTIFY came (a row was
+        inserted) or the poll interval has passed since the last look (rows come due without a NOTIFY);
+        else 0, and no query."""
+        now = time.monotonic()
+        if not self.wake.is_set() and now < self.urgent_at:
+            return 0
+        want = self.want_urgent()
+        if want:
+            self.urgent_at = now + self.cfg.poll
+        return want
+
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
         return self.engine.flush_idle() if self.engine is not None else False
@@ -103,13 +127,14 @@ class OutboxSource(Source):
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
 
-    async def _claim(self, want: int) -> tuple[list[Any], Claimed, list[Result]]:
-        """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out)."""
+    async def _claim(self, want: int, urgent_only: bool = False) -> tuple[list[Any], Claimed, list[Result]]:
+        """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out).
+        `urgent_only`: priority rows only (every slot is taken, see want_urgent)."""
         async with self.pool.acquire() as conn:
             closed = self._closed()
-            fair = [name for name in ("", *self.cfg.campaigns) if name not in closed]
+            fair = [] if urgent_only else [name for name in ("", *self.cfg.campaigns) if name not in closed]
             rows = await self.store.claim(conn, want, closed, fair)
-            if len(rows) < want:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
+            if len(rows) < want and not urgent_only:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
                 rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
                 return rows, ([], []), []
@@ -137,13 +162,14 @@ class OutboxSource(Source):
                 self.wake.clear()
                 continue
             want = self.want()
+            urgent = want == 0 and (want := self._urgent_look()) > 0
             if want == 0:  # every slot taken: partial batches may go, then look again shortly
                 self._flush_idle()
                 await asyncio.sleep(COOLDOWN)  # not _sleep: a NOTIFY (wake set) must not make this spin
                 continue
             self.wake.clear()
             try:
-                rows, send, bad = await self._claim(want)
+                rows, send, bad = await self._claim(want, urgent)
                 failures = 0
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
                 self.errors += 1
@@ -157,6 +183,8 @@ class OutboxSource(Source):
                 yield Chunk.of_dicts(*send), bad
                 if len(rows) < want:
                     self._flush_idle()  # nothing more due now: short batches may go
+                continue
+            if urgent:  # no priority row due: back to sizing by every slot
                 continue
             # nothing due: flush what waits in partial batches, then sleep until NOTIFY or the poll
             deadline = time.monotonic() + cfg.poll

@@ -65,8 +65,11 @@ class Store:
         return await conn.fetch(self.sql["campaign_counts"], name, float(window))
 
     async def list_messages(self, conn: asyncpg.Connection, after: int, campaign: str | None,
-                            statuses: list[str] | None, since: dt.datetime | None, limit: int) -> list[asyncpg.Record]:
-        return await conn.fetch(self.sql["list_messages"], after, campaign, statuses, since, limit)
+                            statuses: list[str] | None, since: dt.datetime | None, limit: int,
+                            desc: bool = False) -> list[asyncpg.Record]:
+        """A page by id after `after`, or with `desc` before it (newest first)."""
+        return await conn.fetch(self.sql["list_messages_desc" if desc else "list_messages"], after, campaign,
+                                statuses, since, limit)
 
     async def release(self, conn: asyncpg.Connection) -> int:
         """This worker's unfinished claims back to pending (a graceful stop)."""

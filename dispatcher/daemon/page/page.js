@@ -9,11 +9,12 @@ const HISTORY = 300; // throughput samples kept (5 minutes at one a second)
 const UNFINISHED = ["queued", "sending", "pending", "claimed", "paused", "scheduled"];
 const OUTCOMES = ["delivered", "undelivered", "read", "opened", "clicked"]; // of sent rows: not counted twice
 const FAILURES_EVERY = 3000; // ms between looks for new failures
+const FAILURES = 10; // the newest shown
+const EVENTS = 100; // of a found message, the first shown
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, samples: [], campaigns: new Map(),
-                providers: new Map(), history: new Map(), failed: [],
-                failCursor: "0", nextFailures: 0 };
+                providers: new Map(), history: new Map(), nextFailures: 0 };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -351,25 +352,19 @@ function chart() {
   setText($("#chart-label"), `sent per second by this worker, last ${duration(span)}`);
 }
 
-// -- the last failures: walked forward by id (the API lists in id order), the latest ten kept ---------
+// -- the last failures: the newest ten, read from the top (order=desc) -------------------------------
 async function failures() {
   if (Date.now() < state.nextFailures) return;
   state.nextFailures = Date.now() + FAILURES_EVERY;
   const out = $("#failures-note");
-  for (let pages = 0; pages < 3; pages++) { // a long backlog of failures is caught up over a few polls
-    const r = await api("GET", `/v1/messages?status=failed&limit=1000&cursor=${state.failCursor}`);
-    if (!state.key) return;
-    if (!r.ok) { note(out, `failures: ${problem(r)}`); return; }
-    const rows = list(r.data, "messages");
-    state.failed = state.failed.concat(rows).slice(-10);
-    if (rows.length) state.failCursor = String(rows[rows.length - 1].id);
-    if (!r.data?.next_cursor) break;
-  }
-  const latest = state.failed.slice().reverse();
+  const r = await api("GET", `/v1/messages?status=failed,rejected&order=desc&limit=${FAILURES}`);
+  if (!state.key) return;
+  if (!r.ok) { note(out, `failures: ${problem(r)}`); return; }
+  const latest = list(r.data, "messages");
   note(out, latest.length ? "" : "no failures");
   $("#failures tbody").replaceChildren(...latest.map((m) =>
-    el("tr", {}, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
-       el("td", {}, m.provider), el("td", {}, m.code), el("td", {}, m.error))));
+    el("tr", { "data-id": m.id }, el("td", {}, m.id), el("td", {}, ago(m.finished_at)), el("td", {}, m.campaign),
+       el("td", {}, m.provider), el("td", {}, m.status), el("td", {}, m.code), el("td", {}, m.error))));
 }
 
 // -- the finder -------------------------------------------------------------------------------------
@@ -386,24 +381,20 @@ async function find(q) {
   const dl = el("dl", { id: "found-message", "data-id": m.id });
   pairs(dl, fields.map(([k, v]) => [k, v]));
   const parts = [dl];
-  const events = Array.isArray(m.events) ? m.events : timeline(m);
-  parts.push(el("h3", {}, "events"), el("table", { id: "found-events" }, el("tbody", {}, ...events.map((e) =>
-    el("tr", {}, el("td", {}, e.at ?? e.created_at), el("td", {}, e.status ?? e.type),
-       el("td", {}, e.code), el("td", {}, e.error ?? e.text ?? e.detail))))));
+  const ev = await api("GET", `/v1/messages/${m.id}/events?limit=${EVENTS}`); // oldest first, as they happened
+  if (!state.key) return;
+  const events = ev.ok ? list(ev.data, "events") : [];
+  parts.push(el("h3", {}, ev.ok ? `events${ev.data?.next_cursor ? ` (the first ${EVENTS})` : ""}`
+    : `events: ${problem(ev)}`), el("table", { id: "found-events" }, el("tbody", {}, ...events.map((e) =>
+    el("tr", { "data-event": e.event_id }, el("td", {}, e.at), el("td", {}, e.status), el("td", {}, e.provider),
+       el("td", {}, e.code), el("td", {}, e.error))))));
+  if (ev.ok && !events.length) parts.push(el("p", { class: "muted" }, "no events kept (retention_days)"));
   if (m.status === "queued") {
     const b = el("button", { type: "button", "data-action": "cancel-message" }, "cancel this message");
     b.addEventListener("click", () => cancelMessage(m.id, q));
     parts.push(b);
   }
   out.replaceChildren(...parts);
-}
-
-// a message's events from its own times, for an API answer that does not list them
-function timeline(m) {
-  const final = ["sent", "failed", "rejected", "cancelled"].includes(m.status) ? m.status : "finished";
-  return [{ at: m.created_at, status: "queued" }, { at: m.claimed_at, status: "sending", code: `attempt ${m.attempts ?? "?"}` },
-          { at: m.finished_at, status: final, code: m.code, error: m.error },
-          { at: m.delivery?.at, status: m.delivery?.status }].filter((e) => e.at);
 }
 
 async function cancelMessage(id, q) {

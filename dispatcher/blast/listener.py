@@ -1,0 +1,198 @@
+"""A blast that hears its delivery reports (`[reports] listen`), and `dispatcher reports RUN` afterwards.
+
+The listener serves the daemon's report endpoint (dispatcher/callbacks.py: `/dlr/{alias}/{secret}`, read
+by each provider's own `parse_report`) while the run sends, and for `linger` seconds after its last send,
+or until every sent record of the providers it asked has a final report. Every provider whose API takes a
+report URL in each request (`Provider.callback`: 360nrs `notificationUrl`, Kaleyra `callback`) is told
+`public_url/dlr/ALIAS/SECRET`; the others take their report URL in their own console (the log says which
+URL to give; with `secret_env` it stays the same from run to run). The secret is `secret_env`'s, else one
+made for the run and kept in its state directory (`runs/ID/report-secret`, mode 0600), so a resume and a
+later `dispatcher reports RUN` listen at the URL the providers were given. Reports are appended to the
+reports file beside the results (one write a callback: what was answered 200 is on disk) and tallied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import callbacks
+from ..config.reports import ReportSettings
+from ..errors import ConfigError
+from ..providers.base import Provider
+from ..providers.reports import Report
+from .delivery import Key, Tally, count, reports_path, sent_keys
+
+log = logging.getLogger("dispatcher.blast")
+
+
+def run_secret(state_dir: Path, run_id: str) -> str:
+    """The run's own report secret: made on first use, then the same for every attempt."""
+    path = Path(state_dir) / "runs" / run_id / "report-secret"
+    with contextlib.suppress(OSError):
+        text = path.read_text().strip()
+        if text:
+            return text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode() + b"\n")
+    finally:
+        os.close(fd)
+    return text
+
+
+class Listener:
+    """The report endpoint of one run: writes and tallies what its providers report."""
+
+    def __init__(self, settings: ReportSettings, providers: dict[str, Provider], secret: str, path: Path) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.secret = secret
+        self.path = path
+        self.tally = Tally().read(path)  # what earlier attempts (or listeners) heard counts
+        self.refused: Counter[tuple[str, str]] = Counter()
+        self.received = 0
+        self.public = ""
+        self.port = settings.port  # the port bound (port 0: the one the system gave)
+        self._runner: web.AppRunner | None = None
+        self._fd = -1
+        self._heard = asyncio.Event()
+
+    async def start(self) -> str:
+        """Listen; the public base URL. Raises ConfigError when the address cannot be used."""
+        app = web.Application(client_max_size=1 << 20)
+        app.add_routes(callbacks.routes(self._lookup, self.submit, self.refused))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        s = self.settings
+        try:
+            await web.TCPSite(self._runner, s.host, s.port, reuse_address=True).start()
+        except OSError as e:
+            await self._runner.cleanup()
+            raise ConfigError(f"[reports] listen: cannot listen on {s.host}:{s.port} ({e.strerror or e})") from None
+        self.port = port = self._runner.addresses[0][1] if self._runner.addresses else s.port
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        self.public = s.public_url or f"http://{host}:{port}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return self.public
+
+    def wire(self) -> list[str]:
+        """Point every provider that takes a report URL in its requests here; the aliases that do."""
+        asked = []
+        for alias, p in self.providers.items():
+            url = callbacks.callback_url(self.public, alias, self.secret)
+            shown = url.replace(self.secret, "<secret>")
+            if p.callback(url):
+                asked.append(alias)
+                log.info("delivery reports for %s: %s", alias, shown)
+            else:
+                log.info("delivery reports for %s: %s takes its report URL in its own console: give it %s",
+                         alias, p.kind, shown)
+        return asked
+
+    def _lookup(self, alias: str) -> tuple[Provider, str | None] | None:
+        p = self.providers.get(alias)
+        return None if p is None else (p, self.secret)
+
+    async def submit(self, reports: list[Report]) -> None:
+        from .delivery import line
+        now = dt.datetime.now(dt.UTC)
+        os.write(self._fd, b"".join(line(r, now) for r in reports))
+        for r in reports:
+            self.tally.add_report(r)
+        self.received += len(reports)
+        self._heard.set()
+
+    async def linger(self, keys: list[Key], asked: list[str], seconds: float, stop: asyncio.Event) -> dict[str, int]:
+        """Wait until every sent record of `asked` has a final report, `seconds` pass, or `stop` is set;
+        the delivery counts then."""
+        deadline = time.monotonic() + seconds
+        got = count(keys, self.tally, asked)
+        while got["reports_pending"] and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._heard.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, 1.0)):
+                    await self._heard.wait()
+            got = count(keys, self.tally, asked)
+        return got
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event Ctrl-C or SIGTERM sets: the end of a linger (nothing is on the wire any more)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def results_of(origin: dict[str, Any]) -> tuple[str, Path] | None:
+    r = origin.get("results") or {}
+    return (r["type"], Path(r["path"])) if r.get("type") in ("jsonl", "csv") and r.get("path") else None
+
+
+def sent_of(origin: dict[str, Any]) -> list[Key]:
+    found = results_of(origin)
+    return list(sent_keys(*found).values()) if found else []
+
+
+def path_for(origin: dict[str, Any]) -> Path:
+    """The reports file of a run: beside its results file. Raises ConfigError without one."""
+    found = results_of(origin)
+    if found is None:
+        raise ConfigError("[reports]: the first sink must be a JSONL or CSV results file (reports are kept beside it)")
+    return reports_path(found[1])
+
+
+async def open_for(campaign: Any, settings: ReportSettings) -> tuple[Listener, list[str]]:
+    """The listener of a blast's run, started and wired into its providers before anything is sent, and the
+    aliases asked to report; the run's manifest notes where its reports go. Raises ConfigError."""
+    path = path_for(campaign.origin)
+    secret = settings.secret or run_secret(campaign.state_dir, campaign.run_id)
+    listener = Listener(settings, campaign.providers, secret, path)
+    await listener.start()
+    asked = listener.wire()
+    campaign.origin["reports"] = {"path": str(path.resolve()), "asked": asked,
+                                  "listen": f"{settings.host}:{listener.port}", "public_url": listener.public}
+    return listener, asked
+
+
+async def hear_out(listener: Listener, campaign: Any, asked: list[str], seconds: float,
+                   say: bool) -> dict[str, int]:
+    """After the last send: listen up to `seconds` more (Ctrl-C ends it), then close; the counts."""
+    keys = sent_of(campaign.origin)
+    stop = stop_on_signals()
+    try:
+        if say and seconds > 0 and count(keys, listener.tally, asked)["reports_pending"]:
+            print(f"listening for delivery reports for up to {seconds:g} s at {listener.public} (Ctrl-C to stop)",
+                  file=sys.stderr, flush=True)
+        return await listener.linger(keys, asked, seconds, stop)
+    finally:
+        await listener.close()
