@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..providers.base import Settings
 
+HEADER = re.compile(r"^\s*\[\[?[\w\s.\"'-]+\]\]?\s*(#.*)?$")  # a table's header: the previous table's keys end
+
 
 class Located:
     """Finds the line of a setting in the file's text, for error messages."""
@@ -24,22 +26,26 @@ class Located:
         self.lines = text.splitlines()
 
     def line(self, section: str, key: str | None = None) -> int | None:
-        start = 0
-        if section:
-            head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
-            for i, line in enumerate(self.lines):
-                if head.match(line):
-                    start = i
-                    break
-            else:
-                start = -1
+        """The line of `key` in `section` (or of the section's header), None when the file does not show it.
+        A key written as a table of its own (`[section.key]`) is found at that header."""
+        start = self._header(section) if section else 0
         if key is None:
-            return start + 1 if start >= 0 else None
-        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        for i in range(max(start, 0), len(self.lines)):
-            if pat.match(self.lines[i]):
-                return i + 1
-        return start + 1 if start >= 0 else None
+            return start + 1 if start is not None else None
+        if start is not None:
+            pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+            for i in range(start + (1 if section else 0), len(self.lines)):
+                if section and HEADER.match(self.lines[i]):
+                    break  # the section ended without the key
+                if pat.match(self.lines[i]):
+                    return i + 1
+        own = self._header(f"{section}.{key}" if section else key)
+        if own is not None:
+            return own + 1
+        return start + 1 if start is not None else None
+
+    def _header(self, section: str) -> int | None:
+        head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
+        return next((i for i, line in enumerate(self.lines) if head.match(line)), None)
 
     def error(self, section: str, key: str | None, message: str) -> ConfigError:
         n = self.line(section, key)
