@@ -295,7 +295,7 @@ async def _send(campaign, args: argparse.Namespace, heard) -> int:
     if heard is not None:
         from .blast.listener import hear_out
         linger = 0.0 if engine.interrupted else args.reports.linger
-        delivery = await hear_out(heard[0], campaign, heard[1], linger, say=not args.quiet)
+        delivery = await hear_out(heard[0], heard[1], linger, say=not args.quiet)
     return _report(campaign, args, st, interrupted=engine.interrupted, halted_all=engine.halted_all,
                    delivery=delivery)
 

@@ -135,3 +135,29 @@ linger = 5
     assert blast(tmp_path / "campaign.toml", "--run-id", "k") == 0
     out = summary(capsys)
     assert out["sent"] == 30 and (out["delivered"], out["undelivered"], out["reports_pending"]) == (30, 0, 0), out
+
+
+def test_with_a_postgresql_sink_the_reports_go_to_its_table(sim, tmp_path, capsys, postgres_dsn, monkeypatch):
+    import asyncio
+    import os
+
+    import asyncpg
+    monkeypatch.setenv("REPORTS_TEST_DSN", postgres_dsn)
+    table = f"blast_reports_{os.getpid()}"
+    audience(tmp_path / "audience.csv", 120)
+    toml = campaign(tmp_path, sim.url("nrs360"), extra='[reports]\nlisten = "127.0.0.1:0"\nlinger = 5\n',
+                    sinks=f'[[sinks]]\ntype = "postgres"\ndsn_env = "REPORTS_TEST_DSN"\ntable = "{table}"\n')
+    assert blast(toml, "--run-id", "pg") == 0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (120, 120, 0, 0), out
+
+    async def rows() -> list:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            return await conn.fetch(f"SELECT r.message_id, r.status, s.seq FROM {table}_reports r "
+                                    f"JOIN {table} s USING (run_id, message_id) WHERE run_id = 'pg'")
+        finally:
+            await conn.execute(f"DROP TABLE IF EXISTS {table}_reports, {table}")
+            await conn.close()
+    got = asyncio.run(rows())
+    assert len({r["seq"] for r in got}) == 120 and {r["status"] for r in got} == {"delivered"}
