@@ -42,7 +42,7 @@ from .outbox import (
     init_connection,
 )
 from .problems import problems
-from .views import Views
+from .views import Throughput, Views
 from .webhooks import Webhooks
 from .workers import Registry, WorkerNameInUse
 
@@ -156,7 +156,9 @@ class Daemon:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages
             routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
-            routes += Views(pool, self.names).routes(self.api.guard)
+            throughput = Throughput(lambda: self.sink.results)
+            self.sink.on_write.append(throughput.note)
+            routes += Views(pool, self.names, throughput).routes(self.api.guard)
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------
