@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 import aiohttp
 from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call, conforms
+
+from dispatcher.daemon.views import SPAN, Throughput
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 
@@ -147,3 +150,46 @@ async def test_the_listing_reads_newest_first_with_a_cursor_both_ways(api_env, p
         assert [m["id"] for m in page["messages"]] == ascending[4:]  # the cursor is an id, either way
         status, problem = await call(http, "GET", d.url + "/v1/messages?order=sideways")
         assert status == 400 and problem["code"] == "bad_parameter"
+
+
+def test_throughput_is_each_seconds_difference_of_the_running_totals():
+    counts: Counter[tuple[str, str, str]] = Counter()
+    t = Throughput(lambda: counts)
+    t0 = 1_800_000_000
+    counts[("sms", "sent", "")] += 40
+    t.note(t0 + 0.2)
+    counts[("sms", "sent", "")] += 10
+    counts[("sms", "failed", "101")] += 3
+    t.note(t0 + 0.9)  # the same second: its totals replace the first note's
+    counts[("sms", "rejected", "bad_number")] += 2
+    t.note(t0 + 3.5)  # nothing written in the seconds between
+    s = t.series(t0 + 5)
+    assert len(s["sent"]) == len(s["failed"]) == SPAN and s["until"].startswith("2027-01-15T08:00:05")
+    assert s["sent"][-5:] == [50, 0, 0, 0, 0] and s["failed"][-5:] == [3, 0, 0, 2, 0]
+    assert t.series(t0 + 4)["failed"][-1] == 2  # the current second is left out until it is over
+    counts[("sms", "sent", "")] += 7
+    t.note(t0 + SPAN + 10)  # the early seconds fall out; the totals they reached stay the base
+    late = t.series(t0 + SPAN + 11)
+    assert sum(late["sent"]) == 7 and sum(late["failed"]) == 0 and len(t.samples) == 1
+
+
+@run
+async def test_the_throughput_route_counts_what_the_worker_wrote(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await insert(conn, table, [{"recipient": "12", "body": "bad"}])  # rejected: a failure in the chart
+        status, _ = await call(http, "POST", d.url + "/v1/messages",
+                               {"messages": [{"to": number(i), "campaign": "promo", "variables": {"name": "x"}}
+                                             for i in range(60)]})
+        assert status == 202
+        await until(conn, f"SELECT count(*) = 61 FROM {table} WHERE status IN ('sent', 'rejected')")
+        deadline = time.monotonic() + 5
+        while True:  # the second of the last write must be over before it is shown
+            status, series = await call(http, "GET", d.url + "/v1/throughput")
+            if sum(series["sent"]) == 60 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200 and conforms(series, "Throughput")
+        assert sum(series["sent"]) == 60 and sum(series["failed"]) == 1 and len(series["sent"]) == SPAN
+        status, problem = await call(http, "GET", d.url + "/v1/throughput?since=1")
+        assert status == 400 and problem["code"] == "unknown_parameter"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import tomllib
 import urllib.parse
@@ -14,6 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..providers.base import Settings
+
+log = logging.getLogger("dispatcher")
 
 HEADER = re.compile(r"^\s*\[\[?[\w\s.\"'-]+\]\]?\s*(#.*)?$")  # a table's header: the previous table's keys end
 
@@ -79,6 +82,11 @@ def provider_settings(loc: Located, alias: str, cls: type[Settings], table: dict
     """A provider table's settings, each of its declared type; `type`, `channel` and the `extra` keys
     (the daemon's own, read by its loader) are allowed and left out."""
     section = f"providers.{alias}"
+    if "burst" in table:  # a setting of the old token bucket: said once, then ignored
+        where = loc.line(section, "burst")
+        log.warning("%s:%s: %s.burst is ignored: the limiter keeps an exact one-second window at `rate` "
+                    "(remove the setting; a later version will refuse it)", loc.path, where, section)
+        table = {k: v for k, v in table.items() if k != "burst"}
     skip = {"type", "channel"} | set(extra)
     check_keys(loc, section, table, set(cls.keys()) | skip)
     values: dict[str, Any] = {}
