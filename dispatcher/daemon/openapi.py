@@ -111,6 +111,12 @@ EVENT_PAGE: dict[str, Any] = {
     "type": "object", "required": ["events", "next_cursor"],
     "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                    "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+THROUGHPUT: dict[str, Any] = {
+    "type": "object", "required": ["every", "until", "sent", "failed"],
+    "properties": {"every": {"type": "integer", "description": "seconds a number stands for"},
+                   "until": {"type": "string", "format": "date-time", "description": "the end of the last second"},
+                   "sent": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                   "failed": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
     "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
@@ -162,7 +168,7 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
 
 
 def view_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, Any]:
-    """The paths of views.py: a message's events."""
+    """The paths of views.py: a message's events, the worker's throughput."""
     return {
         "/v1/messages/{id}/events": {"get": {
             "operationId": "listMessageEvents", "security": auth,
@@ -172,7 +178,11 @@ def view_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, 
                            _query("limit", "events a page", type="integer", minimum=1, maximum=1000,
                                   default=100)],
             "responses": {"200": _ok("A page of the message's events (none left past retention_days)",
-                                     "EventPage"), **errors, "404": _error_response("No such message")}}}
+                                     "EventPage"), **errors, "404": _error_response("No such message")}}},
+        "/v1/throughput": {"get": {
+            "operationId": "getThroughput", "security": auth, "tags": ["messages"],
+            "summary": "This worker's rows finished a second, sent and failed (rejected too), the last 5 minutes",
+            "responses": {"200": _ok("One number a second, oldest first", "Throughput"), **errors}}},
     }
 
 
@@ -192,7 +202,7 @@ def document() -> dict[str, Any]:
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
                         "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
-                        "Event": EVENT, "EventPage": EVENT_PAGE,
+                        "Event": EVENT, "EventPage": EVENT_PAGE, "Throughput": THROUGHPUT,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
         },

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -21,10 +20,10 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
-from .. import codecs
+from .. import pg
 from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
-from ..pg import explain
+from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
 from . import metrics, page, reports
 from .api import MAX_BODY, Api
@@ -43,7 +42,7 @@ from .outbox import (
     init_connection,
 )
 from .problems import problems
-from .views import Views
+from .views import Throughput, Views
 from .webhooks import Webhooks
 from .withdrawal import Withdrawal
 from .workers import Registry, WorkerNameInUse
@@ -78,10 +77,10 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.cfg
         try:
-            self.pool = await asyncpg.create_pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
+            self.pool = await pg.pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
             async with self.pool.acquire() as conn:
                 await self.store.migrate(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
         pool = self.pool
         self.registry = Registry(cfg, pool, self.store)
@@ -123,17 +122,13 @@ class Daemon:
             max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
         finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
         events = EngineEvents(self.source)
-        self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=events)
+        preparer = RowsPreparer(finish, channels)
+        self.engine = Engine(campaign, preparer=preparer, events=events)
         self.source.attach(self.engine)  # and so the withdrawal's
         self.registry.engine = self.engine
-        if "sms" in channels.values():
-            codecs.analyze(["warm up"])  # loads the compiled kernels now, not in the engine after registering
-        # Everything built so far lives as long as the process: out of the collector's way. Messages in
-        # flight are many and short-lived: collect the young generation less often (measured: a third less
-        # CPU a row than the default thresholds).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20000, 50, 100)
+        # the compiled kernels loaded before this worker registers (a load blocks the loop, and with it the
+        # heartbeat); the collector's tuning is the engine's (collector_for_streams), for its run
+        preparer.warm_up()
         await self._listen()
         try:
             await self.registry.register()
@@ -163,20 +158,22 @@ class Daemon:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages
             routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
-            routes += Views(pool, self.names).routes(self.api.guard)
+            throughput = Throughput(lambda: self.sink.results)
+            self.sink.on_write.append(throughput.note)
+            routes += Views(pool, self.names, throughput).routes(self.api.guard)
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------
     async def _listen(self) -> None:
         try:
-            conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
+            conn = await pg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
             await conn.add_listener(self.names.control, self.source.notify)  # a resume: claim again at once
             await conn.add_listener(self.names.control, self.withdrawal.notify)  # a pause: take claimed rows back
             if self.webhooks is not None:
                 await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             log.warning("LISTEN failed (%s): polling every %g s", explain(e, self.cfg.dsn), self.cfg.poll)
             self.listener = None
 
@@ -263,7 +260,7 @@ class Daemon:
                     self.released = await self.store.release(conn)
                 if self.released:
                     log.info("released %d unfinished claim(s) back to pending", self.released)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            except PG_ERRORS as e:
                 log.warning("could not release claims (%s): they come back when their lease ends",
                             explain(e, self.cfg.dsn))
         if self.runner is not None:  # reports still arriving are answered (their writer still runs)
