@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import orjson
 from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call, conforms
 
@@ -193,3 +194,28 @@ async def test_the_throughput_route_counts_what_the_worker_wrote(api_env, postgr
         assert sum(series["sent"]) == 60 and sum(series["failed"]) == 1 and len(series["sent"]) == SPAN
         status, problem = await call(http, "GET", d.url + "/v1/throughput?since=1")
         assert status == 400 and problem["code"] == "unknown_parameter"
+
+
+@run
+async def test_bad_input_to_the_read_routes_is_a_problem_never_a_500(api_env, postgres_dsn, tmp_path, table):
+    """Digits that are not ASCII ('²', '١٢'), NUL, a lone surrogate, numbers past 18 digits, empty values:
+    every one an RFC 9457 problem (400 or 422), on every route the page reads."""
+    async with daemon(config(tmp_path, table, api_env)) as d, aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        bad = ["\u00b2", "\u0661\u0662", "%00", "%ED%A0%80", "1" * 19, "-1", "", "1e3", " 1"]
+        urls = []
+        for v in bad:
+            urls += [f"/v1/messages?cursor={v}", f"/v1/messages?limit={v}",
+                     f"/v1/messages?status=failed&order=desc&cursor={v}", f"/v1/messages/1/events?cursor={v}",
+                     f"/v1/messages/1/events?limit={v}", f"/v1/throughput?x={v}"]
+            if v:  # (an empty order is the default, asc)
+                urls += [f"/v1/messages?order={v}", f"/v1/messages/{v}/events", f"/v1/campaigns/{v}"]
+        for url in urls:
+            async with http.get(d.url + url, headers=auth) as r:
+                body = await r.read()
+                assert r.status in (400, 404, 422), (url, r.status, body[:300])
+                assert r.content_type == "application/problem+json", (url, r.content_type)
+                conforms(orjson.loads(body), "Error")
+        for v in ("\u00b2", "\u0661"):  # the control route beside them takes ids the same way
+            async with http.post(d.url + f"/v1/messages/{v}/cancel", headers=auth) as r:
+                assert r.status == 400 and r.content_type == "application/problem+json", (v, r.status)

@@ -20,10 +20,10 @@ from ..config import Overrides, load_campaign
 from ..config.reports import LINGER, ReportSettings, listen_address, load_report_settings
 from ..errors import ConfigError
 from ..state import RunState
+from .exits import EXIT_CONFIG, EXIT_OK
+from .exits import EXIT_DEFERRED as EXIT_PENDING
 from .listener import Listener, hear_out, run_secret
 from .report_store import store_for
-
-EXIT_OK, EXIT_CONFIG, EXIT_PENDING = 0, 2, 3
 
 
 def main(args: argparse.Namespace, state: Path) -> int:

@@ -65,7 +65,7 @@ class Control:
     # -- messages ---------------------------------------------------------------------------------
     async def cancel_message(self, request: web.Request) -> web.Response:
         raw = request.match_info["id"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise Invalid(400, f"'{raw}' is not a message id (a positive whole number)", code="bad_id")
         oid = int(raw)
         async with self.pool.acquire() as conn:
@@ -177,6 +177,6 @@ class Control:
 
 
 def _whole(raw: str, what: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit(), and int() refuses it
         raise Invalid(400, f"{what}={raw!r} is not a whole number", code="bad_parameter")
     return int(raw)

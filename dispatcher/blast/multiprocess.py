@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from .engine import (
+from ..engine import (
     CIRCUIT_OPEN,
     HALTED,
     SENDING,
@@ -48,9 +48,9 @@ from .engine import (
     Stats,
     counts,
 )
-from .logs import error_text
+from ..logs import error_text
+from ..sources.base import Part
 from .signals import on_signals
-from .sources.base import Part
 
 _PR_SET_PDEATHSIG = 1
 _WORST = {SENDING: 0, THROTTLED: 1, CIRCUIT_OPEN: 2, HALTED: 3}  # the state a merged lane shows

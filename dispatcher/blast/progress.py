@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .engine import CIRCUIT_OPEN, HALTED, THROTTLED, Engine, LaneStatus, Stats
-from .sources.base import Source
+from ..engine import CIRCUIT_OPEN, HALTED, THROTTLED, Engine, LaneStatus, Stats
+from ..sources.base import Source
 
 WINDOW = 10.0  # seconds of history that rates (and so the ETA) are measured over
 TOP_ERRORS = 3
