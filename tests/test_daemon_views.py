@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,9 @@ import orjson
 from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call, conforms
 
+from dispatcher.daemon.outbox import Names, every_sql, migrations
 from dispatcher.daemon.views import SPAN, Throughput
+from dispatcher.pg import migrate
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 
@@ -219,3 +222,29 @@ async def test_bad_input_to_the_read_routes_is_a_problem_never_a_500(api_env, po
         for v in ("\u00b2", "\u0661"):  # the control route beside them takes ids the same way
             async with http.post(d.url + f"/v1/messages/{v}/cancel", headers=auth) as r:
                 assert r.status == 400 and r.content_type == "application/problem+json", (v, r.status)
+
+
+@run
+async def test_the_printed_schema_builds_what_the_migrations_build(postgres_dsn):
+    """`--print-schema` (every_sql) is every version: run by hand, it gives the tables, indexes and triggers
+    the daemon's own migrations give (the page's read routes need version 4's indexes)."""
+    by_hand, migrated = (f"t_{uuid.uuid4().hex[:10]}" for _ in range(2))
+    async with db(postgres_dsn) as conn:
+        await conn.execute(f"CREATE SCHEMA {by_hand}")
+        await conn.execute(every_sql(Names(f"{by_hand}.outbox")))
+        await migrate(conn, Names(f"{migrated}.outbox").migration, migrations(Names(f"{migrated}.outbox")))
+
+        async def shape(schema: str) -> set[tuple[str, str]]:
+            rows = await conn.fetch("""
+                SELECT 'table', tablename FROM pg_tables WHERE schemaname = $1
+                UNION ALL SELECT 'index', indexname || ' ' || replace(indexdef, $1 || '.', '')
+                    FROM pg_indexes WHERE schemaname = $1
+                UNION ALL SELECT 'trigger', t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT t.tgisinternal""",
+                                    schema)
+            return {(r[0], r[1]) for r in rows}
+        built = await shape(by_hand)
+        assert built == await shape(migrated)
+        assert ("table", "outbox_campaigns") in built and any("outbox_failures" in name for _, name in built)
+        for schema in (by_hand, migrated):
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")

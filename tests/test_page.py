@@ -9,6 +9,7 @@ DISPATCHER_PAGE_SCREENSHOT=path also writes the screenshot there (docs/operator-
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import shutil
@@ -378,4 +379,37 @@ async def test_the_chart_and_the_webhook_backlog_are_the_daemons_own_counts(api_
                     else None
             shown = wait("the webhook backlog: every event, none delivered", webhooks)
             assert shown["delivered"] == "0"
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_retry_failed_asks_first_and_resume_undoes_a_pause(api_env, postgres_dsn, tmp_path, table, browser):
+    async with daemon(config(tmp_path, table, api_env, rate=200)) as d, db(postgres_dsn) as conn:
+        await insert(conn, table, [{"recipient": number(i), "body": f"failed once {i}", "campaign": "small",
+                                    "status": "failed", "code": "101", "error": "Internal Database error",
+                                    "finished_at": dt.datetime.now(dt.UTC)} for i in range(5)])
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            row = 'tr[data-campaign="small"]'
+            retry = wait("small's retry button, enabled by its failures", lambda: [
+                b for b in browser.find_elements(By.CSS_SELECTOR, f"{row} [data-action=retry-failed]")
+                if b.is_enabled()])[0]
+            retry.click()
+            wait("the confirmation", lambda: browser.switch_to.alert).dismiss()
+            assert get(d.url + "/v1/campaigns/small")[2]["counts"]["failed"] == 5  # dismissed: nothing done
+            retry.click()
+            wait("the confirmation", lambda: browser.switch_to.alert).accept()
+            wait("the notice", lambda: "retry-failed: small (5 messages)" in browser.find_element(By.ID, "notice").text)
+            wait("the five sent", lambda: get(d.url + "/v1/campaigns/small")[2]["counts"]["sent"] == 5)
+            browser.find_element(By.CSS_SELECTOR, f"{row} [data-action=pause]").click()
+            wait("the row says paused", lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute(
+                "data-state") == "paused")
+            resume = browser.find_element(By.CSS_SELECTOR, f"{row} [data-action=resume]")
+            wait("resume enabled", resume.is_enabled)
+            resume.click()
+            wait("GET /v1/campaigns/small says active", lambda: get(d.url + "/v1/campaigns/small")[2]["state"] == "active")
+            wait("the row says active", lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute(
+                "data-state") == "active")
         await asyncio.to_thread(script)

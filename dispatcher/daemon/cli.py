@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import signal
 import sys
-import textwrap
 
 import uvloop
 
@@ -72,9 +71,8 @@ def main(argv: list[str]) -> int:
         except ConfigError as e:
             print(f"dispatcher daemon: {e}", file=sys.stderr)
             return EXIT_CONFIG
-        from .outbox import Names, events_sql, schema_sql
-        names = Names(table)
-        print(textwrap.dedent(schema_sql(names)).strip() + "\n\n" + textwrap.dedent(events_sql(names)).strip())
+        from .outbox import Names, every_sql
+        print(every_sql(Names(table)))  # every version: the campaigns table and the indexes of 003 and 004 too
         return EXIT_OK
     try:
         cfg = load_daemon(args.config, worker=args.worker)
