@@ -161,3 +161,14 @@ def test_with_a_postgresql_sink_the_reports_go_to_its_table(sim, tmp_path, capsy
             await conn.close()
     got = asyncio.run(rows())
     assert len({r["seq"] for r in got}) == 120 and {r["status"] for r in got} == {"delivered"}
+
+
+def test_a_run_shared_by_workers_hears_its_reports_in_the_owner(sim, tmp_path, capsys):
+    audience(tmp_path / "audience.csv", 2000)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 100, "rate": 100},
+                    extra='[engine]\nworkers = 2\n\n[reports]\nlisten = "127.0.0.1:0"\nlinger = 10\n')
+    assert blast(toml, "--run-id", "w") == 0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (2000, 2000, 0, 0), out
+    assert main(["status", "w", str(toml)]) == 0
+    assert "reports   delivered 2,000, undelivered 0, no final report yet 0" in capsys.readouterr().out

@@ -53,10 +53,6 @@ def blast(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         campaign.workers = 1
     if campaign.workers > 1:
-        if args.reports is not None:
-            print("dispatcher: [reports] listens in one process: it does not go with workers > 1 yet "
-                  "(run with --workers 1)", file=sys.stderr)
-            return EXIT_CONFIG
         return _run_shared(campaign, args)
     return uvloop.run(_run(campaign, args))
 
@@ -229,8 +225,13 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
     log.info("run %s: source %s, providers %s, results %s, %d workers", campaign.run_id, campaign.source.name,
              ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
              ", ".join(s.name for s in campaign.sinks), campaign.workers)
+    shared = _shared_listener(campaign, args)
+    if shared is False:
+        return EXIT_CONFIG
+    delivery = ran = None
     try:
-        ran = multiprocess.run(campaign, show if progress is not None else None, _stop_notice)
+        ran = multiprocess.run(campaign, show if progress is not None else None, _stop_notice,
+                               shared.start if shared else None)
     except RunError as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -239,6 +240,12 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         _end(progress)
+        if shared:  # after the last send: linger unless the run was stopped or failed
+            fine = ran is not None and not (ran.interrupted or ran.exited or ran.failures)
+            if fine and not args.quiet and args.reports.linger > 0:
+                print(f"listening for delivery reports for up to {args.reports.linger:g} s at "
+                      f"{shared.listener.public} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            delivery = shared.finish(args.reports.linger if fine else 0.0)
     if ran.exited:
         print(EXITED, file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -247,7 +254,21 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
             print(f"dispatcher: {line}", file=sys.stderr)
         print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
         return EXIT_CONFIG
-    return _report(campaign, args, ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all)
+    return _report(campaign, args, ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all,
+                   delivery=delivery)
+
+
+def _shared_listener(campaign, args: argparse.Namespace):
+    """The report listener of a shared run (None without [reports]; False when it cannot listen: said)."""
+    if args.reports is None:
+        return None
+    from ..errors import ConfigError
+    from .shared_listener import SharedListener
+    try:
+        return SharedListener(campaign, args.reports)
+    except ConfigError as e:
+        print(f"dispatcher: {e}", file=sys.stderr)
+        return False
 
 
 def _stop_notice(signals: int) -> None:

@@ -21,7 +21,9 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,7 +35,7 @@ from .. import callbacks
 from ..config.reports import ReportSettings
 from ..errors import ConfigError
 from ..providers.base import Provider
-from ..providers.reports import Report
+from ..providers.dlr import Report
 from .delivery import Key, Tally, count
 from .report_store import FileStore, PgStore, store_for
 
@@ -74,8 +76,9 @@ class Listener:
         self._runner: web.AppRunner | None = None
         self._heard = asyncio.Event()
 
-    async def start(self) -> str:
-        """Listen; the public base URL. Raises ConfigError when the address or the store cannot be used."""
+    async def start(self, sock: socket.socket | None = None) -> str:
+        """Listen (on `sock` when one is bound already); the public base URL. Raises ConfigError when the
+        address or the store cannot be used."""
         await self.store.open(self.tally)
         app = web.Application(client_max_size=1 << 20)
         app.add_routes(callbacks.routes(self._lookup, self.submit, self.refused))
@@ -83,14 +86,15 @@ class Listener:
         await self._runner.setup()
         s = self.settings
         try:
-            await web.TCPSite(self._runner, s.host, s.port, reuse_address=True).start()
+            site = web.SockSite(self._runner, sock) if sock is not None else \
+                web.TCPSite(self._runner, s.host, s.port, reuse_address=True)
+            await site.start()
         except OSError as e:
             await self._runner.cleanup()
             await self.store.close()
             raise ConfigError(f"[reports] listen: cannot listen on {s.host}:{s.port} ({e.strerror or e})") from None
-        self.port = port = self._runner.addresses[0][1] if self._runner.addresses else s.port
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        self.public = s.public_url or f"http://{host}:{port}"
+        self.port = self._runner.addresses[0][1] if self._runner.addresses else s.port
+        self.public = public_url(s, self.port)
         return self.public
 
     def wire(self) -> list[str]:
@@ -118,7 +122,8 @@ class Listener:
         self.received += len(reports)
         self._heard.set()
 
-    async def linger(self, keys: list[Key], asked: list[str], seconds: float, stop: asyncio.Event) -> dict[str, int]:
+    async def linger(self, keys: list[Key], asked: list[str], seconds: float,
+                     stop: asyncio.Event | threading.Event) -> dict[str, int]:
         """Wait until every sent record of `asked` has a final report, `seconds` pass, or `stop` is set;
         the delivery counts then."""
         deadline = time.monotonic() + seconds
@@ -139,6 +144,12 @@ class Listener:
             await self._runner.cleanup()
             self._runner = None
         await self.store.close()
+
+
+def public_url(s: ReportSettings, port: int) -> str:
+    """What the providers are told: `public_url`, else http:// and the address listened on."""
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    return s.public_url or f"http://{host}:{port}"
 
 
 def stop_on_signals() -> asyncio.Event:
