@@ -166,6 +166,9 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
         print(orjson.dumps(d).decode())
     else:
         shown = "unknown" if total.records is None else f"{'' if total.exact else '~'}{total.records:,}"
+        kept = campaign.origin.get("reports") or {}
+        if delivery is not None and (kept.get("path") or kept.get("table")):
+            results = [*results, f"{kept.get('path') or kept.get('table')} (the delivery reports heard)"]
         print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, state=state, unsent=unsent,
                       total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry, failed=failed,
                       halted_all=halted_all, delivery=delivery))
