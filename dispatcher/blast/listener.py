@@ -35,7 +35,7 @@ from .. import callbacks
 from ..config.reports import ReportSettings
 from ..errors import ConfigError
 from ..providers.base import Provider
-from ..providers.reports import Report
+from ..providers.dlr import Report
 from .delivery import Key, Tally, count
 from .report_store import FileStore, PgStore, store_for
 

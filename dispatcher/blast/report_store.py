@@ -34,7 +34,7 @@ import orjson
 
 from .. import pg
 from ..errors import ConfigError
-from ..providers.reports import Report
+from ..providers.dlr import Report
 from .delivery import Key, Tally, line, reports_path, sent_keys
 
 

@@ -280,6 +280,7 @@ EXAMPLES: dict[str, Any] = {
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
                         "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+EXAMPLES["Throughput"] = {"every": 1, "until": "2026-12-05T09:00:03+00:00", "sent": [40, 52, 50], "failed": [0, 1, 0]}
 EXAMPLES["EventPage"] = {"next_cursor": None, "events": [
     {"event_id": 7, "id": 1042, "status": "queued", "code": None, "error": None, "provider": None, "message_id": None,
      "at": "2026-12-05T09:00:00.123456+00:00", "webhook": {"delivered_at": "2026-12-05T09:00:00.3+00:00", "attempts": 1}},

@@ -25,7 +25,7 @@ from ..engine import Campaign, Engine, Events, Finisher
 from ..model import Content
 from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
-from . import metrics, page, reports
+from . import delivery_reports, metrics, page
 from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
@@ -83,7 +83,7 @@ class Daemon:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
         pool = self.pool
         self.registry = Registry(cfg, pool, self.store)
-        self.reports = reports.ReportStore(cfg, pool, self.names)
+        self.reports = delivery_reports.ReportStore(cfg, pool, self.names)
         self.sink = OutboxSink(cfg, pool, self.store)
         self.sink.on_write.append(self.reports.poke)
         self.sink.on_fatal.append(self.stop)
@@ -108,7 +108,7 @@ class Daemon:
         port = self.runner.addresses[0][1] if self.runner.addresses else cfg.listen_port
         self.url = f"http://{cfg.listen_host}:{port}"
         public = cfg.public_url or self.url
-        for alias, url in reports.configure_callbacks(public, cfg.providers).items():
+        for alias, url in delivery_reports.configure_callbacks(public, cfg.providers).items():
             log.info("delivery reports for %s: %s", alias, url)
 
         providers.update({alias: spec.build() for alias, spec in cfg.providers.items()})
@@ -151,7 +151,7 @@ class Daemon:
 
     def _routes(self, pool: asyncpg.Pool) -> list[web.RouteDef]:
         """Reports, health and metrics; the API and the control of campaigns when an API key is set."""
-        routes = reports.routes(self.cfg, self.reports) + metrics.routes(self)
+        routes = delivery_reports.routes(self.cfg, self.reports) + metrics.routes(self)
         if self.api is not None:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages

@@ -26,7 +26,7 @@ import aiohttp
 
 from ..errors import ConfigError
 from ..model import Content, Message, column
-from .reports import Report, items, recipient, text, when
+from .dlr import Report, items, recipient, text, when
 
 
 class Verdict(IntEnum):

@@ -43,7 +43,7 @@ import orjson
 
 from ..errors import ConfigError
 from ..model import Content, Message
-from . import reports as dlr
+from . import dlr
 from .base import (
     HttpRequest,
     Outcome,

@@ -62,7 +62,7 @@ from aiohttp import web
 from .. import callbacks
 from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
-from ..providers.reports import Report
+from ..providers.dlr import Report
 from .config import DaemonConfig, ProviderSpec
 from .outbox import Names
 from .outbox.store import named_queries
