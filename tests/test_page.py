@@ -413,3 +413,29 @@ async def test_retry_failed_asks_first_and_resume_undoes_a_pause(api_env, postgr
             wait("the row says active", lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute(
                 "data-state") == "active")
         await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_a_slow_campaigns_answer_makes_the_page_ask_less_often(api_env, postgres_dsn, tmp_path, table, browser):
+    """The campaigns' counts scan the outbox: after an answer that took 1.5 s the page waits ten times that
+    (within 30 s) before asking again, so an open page keeps the database busy a tenth of the time at most."""
+    loop = asyncio.get_running_loop()
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn:
+        async def slow_once() -> None:
+            async with conn.transaction():  # the next look at the campaigns waits on the lock
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                await asyncio.sleep(1.5)  # the slow answer being made, not a wait for something to happen
+
+        def looks() -> int:
+            return d.api.requests[("campaigns", 200)]
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            start = looks()
+            wait("a look a second", lambda: looks() >= start + 3, timeout=6)
+            asyncio.run_coroutine_threadsafe(slow_once(), loop).result(10)
+            slow = wait("the slow answer", lambda: looks() > start + 3 and looks(), timeout=5)
+            time.sleep(6)  # the window being measured: a look a second would make six
+            assert looks() - slow <= 1, looks() - slow
+        await asyncio.to_thread(script)

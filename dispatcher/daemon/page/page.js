@@ -7,6 +7,7 @@ const KEY = "dispatcher.api_key";
 const EVERY = 1000; // ms between polls
 const HISTORY = 300; // seconds of throughput shown at most (the daemon keeps 5 minutes)
 const MINUTE = 60; // seconds shown at least
+const SLOWEST = 30000; // ms between looks at the campaigns at most, however slow they answer
 const UNFINISHED = ["queued", "sending", "pending", "claimed", "paused", "scheduled"];
 const OUTCOMES = ["delivered", "undelivered", "read", "opened", "clicked"]; // of sent rows: not counted twice
 const FAILURES_EVERY = 3000; // ms between looks for new failures
@@ -15,7 +16,7 @@ const EVENTS = 100; // of a found message, the first shown
 const $ = (sel) => document.querySelector(sel);
 
 const state = { key: sessionStorage.getItem(KEY) || "", timer: null, worker: "", campaigns: new Map(),
-                providers: new Map(), history: new Map(), nextFailures: 0 };
+                providers: new Map(), history: new Map(), nextFailures: 0, nextCampaigns: 0 };
 
 // -- small DOM helpers: text only -------------------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -182,8 +183,13 @@ function providers(lanes) {
 }
 
 // -- campaigns --------------------------------------------------------------------------------------
+// The campaigns' counts are a scan of the outbox: on a big one the page asks less often, so that it keeps
+// the database busy a tenth of the time at most (0.4 s a look on a million rows: one every 4 s).
 async function campaigns() {
+  if (Date.now() < state.nextCampaigns) return;
+  const t0 = Date.now();
   const r = await api("GET", "/v1/campaigns");
+  state.nextCampaigns = Date.now() + Math.min(SLOWEST, 10 * (Date.now() - t0)) - EVERY / 2;
   if (!state.key) return;
   const empty = $("#campaigns-empty");
   if (!r.ok) { note(empty, `campaigns: ${problem(r)}`); return; }
@@ -288,6 +294,7 @@ async function act(name, action) {
   if (!state.key) return;
   notice(r.ok ? `${action}: ${name}${r.data && r.data.retried !== undefined ? ` (${r.data.retried} messages)` : ""}`
     : `${action} ${name}: ${problem(r)}`, !r.ok);
+  state.nextCampaigns = 0; // the row shows what the action did at once
   poll();
 }
 
