@@ -172,3 +172,21 @@ def test_a_run_shared_by_workers_hears_its_reports_in_the_owner(sim, tmp_path, c
     assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (2000, 2000, 0, 0), out
     assert main(["status", "w", str(toml)]) == 0
     assert "reports   delivered 2,000, undelivered 0, no final report yet 0" in capsys.readouterr().out
+
+
+def test_the_linger_waits_for_reports_without_counting_as_sending_time(sim, tmp_path, capsys):
+    audience(tmp_path / "audience.csv", 5)
+    toml = campaign(tmp_path, sim.url("nrs360"), extra='[reports]\nlisten = "127.0.0.1:0"\nlinger = 2\n')
+    sim.config("nrs360", dlr_delay_ms=3000)  # nothing reported within the linger
+    t0 = time.monotonic()
+    assert blast(toml, "--run-id", "slow") == 0
+    waited = time.monotonic() - t0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["reports_pending"]) == (5, 0, 5)
+    assert waited >= 2 and out["elapsed_s"] < waited - 1.5, (waited, out["elapsed_s"])
+    deadline = time.monotonic() + 60  # the simulator's report senders free again for the tests after this one
+    while time.monotonic() < deadline:
+        st = sim.stats("nrs360")
+        if st["dlr_sent"] + st["dlr_failed"] >= 5:
+            break
+        time.sleep(0.2)

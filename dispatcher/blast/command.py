@@ -126,17 +126,17 @@ async def _send(campaign, args: argparse.Namespace, heard) -> int:
         return EXIT_INTERRUPTED
     finally:
         _end(progress)  # whatever happens, the terminal (and sys.stdout / sys.stderr) is given back
-    delivery = None
+    delivery, ended = None, time.monotonic()  # the speed is the sending's, not the linger's
     if heard is not None:
         from .listener import hear_out
         linger = 0.0 if engine.interrupted else args.reports.linger
         delivery = await hear_out(heard[0], heard[1], linger, say=not args.quiet)
     return _report(campaign, args, st, interrupted=engine.interrupted, halted_all=engine.halted_all,
-                   delivery=delivery)
+                   delivery=delivery, ended=ended)
 
 
 def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted_all: bool,
-            delivery: dict[str, int] | None = None) -> int:
+            delivery: dict[str, int] | None = None, ended: float | None = None) -> int:
     """The run's summary (one JSON line with --quiet / --json) and its exit code."""
     from . import account
     from .progress import summary
@@ -156,7 +156,7 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
              if k not in ("codes", "texts", "by_encoding", "started", "cost", "timeline")}
         if args.json:
             d["timeline"] = st.timeline
-        elapsed = time.monotonic() - st.started
+        elapsed = (ended or time.monotonic()) - st.started
         d.update(run_id=campaign.run_id, state=state, interrupted=interrupted, results=results, unsent=unsent,
                  total=total.records, total_exact=total.exact, cost=cost,
                  elapsed_s=round(elapsed, 3), msgs_per_s=round(st.done / elapsed, 1) if elapsed > 0 else None,
@@ -166,9 +166,12 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
         print(orjson.dumps(d).decode())
     else:
         shown = "unknown" if total.records is None else f"{'' if total.exact else '~'}{total.records:,}"
+        kept = campaign.origin.get("reports") or {}
+        if delivery is not None and (kept.get("path") or kept.get("table")):
+            results = [*results, f"{kept.get('path') or kept.get('table')} (the delivery reports heard)"]
         print(summary(st, run_id=campaign.run_id, results=results, resume_hint=hint, state=state, unsent=unsent,
                       total=shown + ("" if total.exact else " (estimate)"), cost=cost, retry_hint=retry, failed=failed,
-                      halted_all=halted_all, delivery=delivery))
+                      halted_all=halted_all, delivery=delivery, ended=ended))
     if interrupted:
         return EXIT_INTERRUPTED
     if st.deferred or halted_all:
@@ -240,6 +243,7 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         _end(progress)
+        ended = time.monotonic()
         if shared:  # after the last send: linger unless the run was stopped or failed
             fine = ran is not None and not (ran.interrupted or ran.exited or ran.failures)
             if fine and not args.quiet and args.reports.linger > 0:
@@ -255,7 +259,7 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
         print(f"dispatcher: stopped; what was written is kept. Resume with: {hint}", file=sys.stderr)
         return EXIT_CONFIG
     return _report(campaign, args, ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all,
-                   delivery=delivery)
+                   delivery=delivery, ended=ended)
 
 
 def _shared_listener(campaign, args: argparse.Namespace):

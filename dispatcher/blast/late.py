@@ -2,7 +2,8 @@
 ended (a provider that reports in minutes, a run without `linger`, a listener that was down: providers
 retry). It listens where the run's providers were told (the same secret: the run's, or `secret_env`'s),
 reads each report with the provider's own parsing, appends it to the run's reports file, and stops once
-every sent record of the providers the run asked has a final report, or after `--linger` seconds
+every sent record of the providers the run asked (of every provider, when it asked none: their consoles
+may point here) has a final report, or after `--linger` seconds
 (default: the campaign's `[reports] linger`). Exit 0 when none is pending, 3 when some still are.
 """
 
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace, state: Path) -> int:
                                    public_url=recorded.get("public_url") or settings.public_url)
     secret = settings.secret or run_secret(state, args.run_id)
     return uvloop.run(_listen(Listener(settings, campaign.providers, secret, store), args,
-                              list(recorded.get("asked") or ()), linger))
+                              list(recorded.get("asked") or campaign.providers), linger))
 
 
 async def _listen(listener: Listener, args: argparse.Namespace, asked: list[str], linger: float) -> int:
