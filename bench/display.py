@@ -75,8 +75,8 @@ def draw_cost_us(calls: int = 20_000) -> float:
     import time
     from collections import Counter
 
+    from dispatcher.blast.progress import Progress
     from dispatcher.engine import SENDING, LaneStatus, Stats
-    from dispatcher.progress import Progress
     from dispatcher.sources.base import Source
 
     class TTY(io.StringIO):

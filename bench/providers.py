@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import orjson
+import tomli_w
 
 from bench.blast import Job, against, run_blast
 from bench.common import sim_stats, simulator
@@ -34,12 +34,6 @@ PROVIDERS: dict[str, dict[str, Any]] = {
 }
 
 
-def toml_value(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return orjson.dumps(v).decode()
 
 
 def audience(path: Path, n: int) -> Path:
@@ -54,14 +48,13 @@ def campaign(tmp: Path, kind: str, url: str, csv: Path, rate: float) -> Path:
     spec = PROVIDERS[kind]
     msg = dict(spec["message"])
     channel = msg.pop("channel")
-    section = "[message]" if channel == "sms" else f"[messages.{channel}]"
-    lines = ["[source]", f'path = "{csv}"', 'recipient = "phone"', 'id = "id"', "",
-             section, 'region = "ES"'] + [f"{k} = {toml_value(v)}" for k, v in msg.items()]
-    lines += ["", "[providers.p]", f'type = "{kind}"', f'url = "{url}"', f"rate = {rate}"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in spec["settings"].items()]
-    lines += ["", "[[sinks]]", 'type = "jsonl"', f'path = "{tmp}/out/{{run_id}}.jsonl"']
+    msg = {"region": "ES", **msg}
+    section = {"message": msg} if channel == "sms" else {"messages": {channel: msg}}
+    doc = {"source": {"path": str(csv), "recipient": "phone", "id": "id"}, **section,
+           "providers": {"p": {"type": kind, "url": url, "rate": rate, **spec["settings"]}},
+           "sinks": [{"type": "jsonl", "path": f"{tmp}/out/{{run_id}}.jsonl"}]}
     path = tmp / f"{kind}.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(tomli_w.dumps(doc))
     return path
 
 

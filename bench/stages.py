@@ -40,7 +40,7 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("HTTP: aiohttp client", _in("/aiohttp/", "/multidict/", "/yarl/", "/propcache/", "/aiohappyeyeballs/")),
     ("parse response (provider)", _in(PROVIDER)),
     ("results (outcomes -> result columns)", _fn("/dispatcher/engine/lane.py", LANE_RESULTS)),
-    ("ledger and run journal", _in("/dispatcher/engine/ledger.py", "/dispatcher/state.py", "/dispatcher/runs.py")),
+    ("ledger and run journal", _in("/dispatcher/engine/ledger.py", "/dispatcher/state.py", "/dispatcher/blast/runs.py")),
     ("JSON sink", lambda f, n: "/dispatcher/sinks/" in f or _fn("/dispatcher/engine/core.py", {"_writer"})(f, n)),
     ("event loop (asyncio, uvloop)", _in("/asyncio/", "/uvloop/")),
     ("engine core and CLI", _in("/dispatcher/")),

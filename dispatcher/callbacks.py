@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .providers.base import Provider
-from .providers.reports import Report
+from .providers.dlr import Report
 
 Lookup = Callable[[str], "tuple[Provider, str | None] | None"]  # alias -> (its reader, its secret)
 Submit = Callable[[list[Report]], Awaitable[None]]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import tomli_w
 from aiohttp import web
 
 from dispatcher.cli import main
@@ -108,14 +109,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 # -- used by the provider tests ---------------------------------------------------------------------
 
-def toml_value(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return orjson.dumps(v).decode()
 
 def people(n: int, start: int = 1) -> list[dict[str, str]]:
     return [{"id": f"r{i}", "phone": f"+3461{i:07d}", "name": f"name{i}", "amount": f"{i}.50"}
@@ -145,6 +138,12 @@ def with_deferred(rows: list[dict[str, Any]], seqs: dict[int, str], summary: dic
     return sorted(rows + extra, key=lambda r: r["seq"])
 
 
+def write_toml(path: Path, doc: dict[str, Any]) -> Path:
+    """A campaign or daemon file from its tables, written by tomli_w (the one TOML writer of the tests)."""
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
 def blast(tmp: Path, rows: list[dict[str, str]], provider: dict[str, Any], message: dict[str, Any],
           recipient: str = "phone") -> tuple[int, dict[str, dict[str, Any]]]:
     """Write the audience and the campaign, run `dispatcher blast` as a user does, return the exit
@@ -154,11 +153,9 @@ def blast(tmp: Path, rows: list[dict[str, str]], provider: dict[str, Any], messa
         w.writeheader()
         w.writerows(rows)
     p = {"backoff_base": 0.01, "backoff_max": 0.2, "timeout": 5, **provider}
-    lines = ["[source]", 'path = "audience.csv"', f"recipient = {toml_value(recipient)}", 'id = "id"', "", "[message]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in message.items()]
-    lines += ["", "[providers.p]"] + [f"{k} = {toml_value(v)}" for k, v in p.items()]
-    lines += ["", "[[sinks]]", 'type = "jsonl"', 'path = "out/x.jsonl"']
-    (tmp / "campaign.toml").write_text("\n".join(lines) + "\n")
+    write_toml(tmp / "campaign.toml", {"source": {"path": "audience.csv", "recipient": recipient, "id": "id"},
+                                       "message": message, "providers": {"p": p},
+                                       "sinks": [{"type": "jsonl", "path": "out/x.jsonl"}]})
     code, summary = quiet_blast(tmp / "campaign.toml")
     rows_out = with_deferred(results(tmp / "out" / "x.jsonl"), {i + 2: r["id"] for i, r in enumerate(rows)}, summary)
     by_id = {r["id"]: r for r in rows_out}

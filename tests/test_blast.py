@@ -33,7 +33,9 @@ def test_every_record_gets_exactly_one_result_under_faults(sim, tmp_path, capsys
     sim.config("nrs360", rate=40, error_rate=0.15, drop_rate=0.05)
     toml = campaign(tmp_path, sim.url("nrs360"), provider={"rate": 60, "burst": 1})
     code = blast(toml)
-    out = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    said = capsys.readouterr()
+    assert "providers.sms.burst is ignored" in said.err  # an old setting is said, not silently kept
+    out = orjson.loads(said.out.strip().splitlines()[-1])
 
     rows = results(tmp_path / "out" / "r1.jsonl")
     by_seq = Counter(r["seq"] for r in rows)

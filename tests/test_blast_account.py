@@ -15,9 +15,9 @@ from blastkit import audience, campaign, results, statuses
 from test_progress import Clock, FakeEngine, FakeSource
 
 from dispatcher.blast import account
+from dispatcher.blast.progress import Progress
 from dispatcher.cli import main
 from dispatcher.engine import CIRCUIT_OPEN, HALTED, Stats
-from dispatcher.progress import Progress
 from dispatcher.sources.files import FileSource
 from dispatcher.state import RunState
 

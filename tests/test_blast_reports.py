@@ -135,3 +135,58 @@ linger = 5
     assert blast(tmp_path / "campaign.toml", "--run-id", "k") == 0
     out = summary(capsys)
     assert out["sent"] == 30 and (out["delivered"], out["undelivered"], out["reports_pending"]) == (30, 0, 0), out
+
+
+def test_with_a_postgresql_sink_the_reports_go_to_its_table(sim, tmp_path, capsys, postgres_dsn, monkeypatch):
+    import asyncio
+    import os
+
+    import asyncpg
+    monkeypatch.setenv("REPORTS_TEST_DSN", postgres_dsn)
+    table = f"blast_reports_{os.getpid()}"
+    audience(tmp_path / "audience.csv", 120)
+    toml = campaign(tmp_path, sim.url("nrs360"), extra='[reports]\nlisten = "127.0.0.1:0"\nlinger = 5\n',
+                    sinks=f'[[sinks]]\ntype = "postgres"\ndsn_env = "REPORTS_TEST_DSN"\ntable = "{table}"\n')
+    assert blast(toml, "--run-id", "pg") == 0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (120, 120, 0, 0), out
+
+    async def rows() -> list:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            return await conn.fetch(f"SELECT r.message_id, r.status, s.seq FROM {table}_reports r "
+                                    f"JOIN {table} s USING (run_id, message_id) WHERE run_id = 'pg'")
+        finally:
+            await conn.execute(f"DROP TABLE IF EXISTS {table}_reports, {table}")
+            await conn.close()
+    got = asyncio.run(rows())
+    assert len({r["seq"] for r in got}) == 120 and {r["status"] for r in got} == {"delivered"}
+
+
+def test_a_run_shared_by_workers_hears_its_reports_in_the_owner(sim, tmp_path, capsys):
+    audience(tmp_path / "audience.csv", 2000)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 100, "rate": 100},
+                    extra='[engine]\nworkers = 2\n\n[reports]\nlisten = "127.0.0.1:0"\nlinger = 10\n')
+    assert blast(toml, "--run-id", "w") == 0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (2000, 2000, 0, 0), out
+    assert main(["status", "w", str(toml)]) == 0
+    assert "reports   delivered 2,000, undelivered 0, no final report yet 0" in capsys.readouterr().out
+
+
+def test_the_linger_waits_for_reports_without_counting_as_sending_time(sim, tmp_path, capsys):
+    audience(tmp_path / "audience.csv", 5)
+    toml = campaign(tmp_path, sim.url("nrs360"), extra='[reports]\nlisten = "127.0.0.1:0"\nlinger = 2\n')
+    sim.config("nrs360", dlr_delay_ms=3000)  # nothing reported within the linger
+    t0 = time.monotonic()
+    assert blast(toml, "--run-id", "slow") == 0
+    waited = time.monotonic() - t0
+    out = summary(capsys)
+    assert (out["sent"], out["delivered"], out["reports_pending"]) == (5, 0, 5)
+    assert waited >= 2 and out["elapsed_s"] < waited - 1.5, (waited, out["elapsed_s"])
+    deadline = time.monotonic() + 60  # the simulator's report senders free again for the tests after this one
+    while time.monotonic() < deadline:
+        st = sim.stats("nrs360")
+        if st["dlr_sent"] + st["dlr_failed"] >= 5:
+            break
+        time.sleep(0.2)

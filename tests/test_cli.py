@@ -84,6 +84,8 @@ def test_print_schema_needs_no_secrets():
                           capture_output=True, text=True, cwd=ROOT, timeout=60, env=bare)
     assert done.returncode == 0, done.stderr
     assert "CREATE TABLE" in done.stdout
+    for version in ("outbox_events", "outbox_campaigns", "outbox_failures"):  # every schema version, not two
+        assert version in done.stdout, version
     check = run_cli("daemon", "examples/daemon.toml", "--check", env={"DISPATCHER_DSN": ""})
     assert check.returncode == 2 and "DISPATCHER_DSN" in check.stderr  # a real start still needs them
 

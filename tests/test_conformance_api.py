@@ -248,7 +248,7 @@ def test_a_report_time_to_the_minute_gives_way_to_the_receive_time_within_that_m
     """NRS's report times have no seconds; delivery.at was cut to the minute, earlier than finished_at."""
     import datetime as dt
 
-    from dispatcher.providers.reports import when
+    from dispatcher.providers.dlr import when
     now = dt.datetime(2026, 12, 6, 19, 20, 37, 123456, tzinfo=dt.UTC)
     assert when("2026-12-06 19:20", now) == now
     assert when("2026-12-06 19:20:05", now) == now.replace(second=5, microsecond=0)  # seconds given: kept

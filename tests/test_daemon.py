@@ -31,6 +31,7 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+from blastkit import write_toml
 
 from dispatcher.daemon.config import load_daemon
 from dispatcher.daemon.outbox import Names, Store, init_connection
@@ -49,33 +50,17 @@ FAST = {"heartbeat": 0.2, "dead_after": 1.0, "lease": 1.0, "poll": 0.2, "claim":
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
-def _toml(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_toml(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml(x) for x in v) + "]"
-    return orjson.dumps(v).decode()
-
-
-def _key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else orjson.dumps(k).decode()
-
-
 def write_config(tmp: Path, table: str, providers: dict[str, dict[str, Any]], *, routes: dict[str, Any] | None = None,
                  defaults: dict[str, Any] | None = None, campaigns: dict[str, dict[str, Any]] | None = None,
                  **daemon: Any) -> Path:
-    d = {"dsn_env": "DISPATCHER_DSN", "table": table, "region": "ES", **FAST, **daemon}
-    lines = ["[daemon]", *(f"{k} = {_toml(v)}" for k, v in d.items()), "", "[http]", 'listen = "127.0.0.1:0"', ""]
-    for alias, p in providers.items():
-        lines += [f"[providers.{alias}]", *(f"{k} = {_toml(v)}" for k, v in p.items()), ""]
+    doc: dict[str, Any] = {"daemon": {"dsn_env": "DISPATCHER_DSN", "table": table, "region": "ES", **FAST, **daemon},
+                           "http": {"listen": "127.0.0.1:0"}, "providers": providers,
+                           "defaults": defaults or {"sender": "ACME"}}
     if routes:
-        lines += ["[routes]", *(f"{_key(k)} = {_toml(v)}" for k, v in routes.items()), ""]
-    lines += ["[defaults]", *(f"{k} = {_toml(v)}" for k, v in (defaults or {"sender": "ACME"}).items()), ""]
-    for name, c in (campaigns or {}).items():
-        lines += [f"[campaigns.{name}]", *(f"{k} = {_toml(v)}" for k, v in c.items()), ""]
-    path = tmp / f"daemon-{uuid.uuid4().hex[:6]}.toml"
-    path.write_text("\n".join(lines))
-    return path
+        doc["routes"] = routes
+    if campaigns:
+        doc["campaigns"] = campaigns
+    return write_toml(tmp / f"daemon-{uuid.uuid4().hex[:6]}.toml", doc)
 
 
 def nrs(sim: Any, reports: bool = True, **kw: Any) -> dict[str, Any]:

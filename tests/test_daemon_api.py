@@ -31,7 +31,7 @@ from dispatcher.daemon.openapi import complete, document
 from dispatcher.logs import JsonFormatter
 from dispatcher.model import Message
 from dispatcher.providers import HttpRequest, Outcome, Provider, Settings, Verdict, kinds
-from dispatcher.providers.reports import Report
+from dispatcher.providers.dlr import Report
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 API_KEY = "api-key-0123456789abcdef"

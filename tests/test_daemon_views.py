@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections import Counter
 from typing import Any
 
 import aiohttp
+import orjson
 from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call, conforms
+
+from dispatcher.daemon.outbox import Names, every_sql, migrations
+from dispatcher.daemon.views import SPAN, Throughput
+from dispatcher.pg import migrate
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
 
@@ -147,3 +154,97 @@ async def test_the_listing_reads_newest_first_with_a_cursor_both_ways(api_env, p
         assert [m["id"] for m in page["messages"]] == ascending[4:]  # the cursor is an id, either way
         status, problem = await call(http, "GET", d.url + "/v1/messages?order=sideways")
         assert status == 400 and problem["code"] == "bad_parameter"
+
+
+def test_throughput_is_each_seconds_difference_of_the_running_totals():
+    counts: Counter[tuple[str, str, str]] = Counter()
+    t = Throughput(lambda: counts)
+    t0 = 1_800_000_000
+    counts[("sms", "sent", "")] += 40
+    t.note(t0 + 0.2)
+    counts[("sms", "sent", "")] += 10
+    counts[("sms", "failed", "101")] += 3
+    t.note(t0 + 0.9)  # the same second: its totals replace the first note's
+    counts[("sms", "rejected", "bad_number")] += 2
+    t.note(t0 + 3.5)  # nothing written in the seconds between
+    s = t.series(t0 + 5)
+    assert len(s["sent"]) == len(s["failed"]) == SPAN and s["until"].startswith("2027-01-15T08:00:05")
+    assert s["sent"][-5:] == [50, 0, 0, 0, 0] and s["failed"][-5:] == [3, 0, 0, 2, 0]
+    assert t.series(t0 + 4)["failed"][-1] == 2  # the current second is left out until it is over
+    counts[("sms", "sent", "")] += 7
+    t.note(t0 + SPAN + 10)  # the early seconds fall out; the totals they reached stay the base
+    late = t.series(t0 + SPAN + 11)
+    assert sum(late["sent"]) == 7 and sum(late["failed"]) == 0 and len(t.samples) == 1
+
+
+@run
+async def test_the_throughput_route_counts_what_the_worker_wrote(api_env, postgres_dsn, tmp_path, table):
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn, \
+            aiohttp.ClientSession() as http:
+        await insert(conn, table, [{"recipient": "12", "body": "bad"}])  # rejected: a failure in the chart
+        status, _ = await call(http, "POST", d.url + "/v1/messages",
+                               {"messages": [{"to": number(i), "campaign": "promo", "variables": {"name": "x"}}
+                                             for i in range(60)]})
+        assert status == 202
+        await until(conn, f"SELECT count(*) = 61 FROM {table} WHERE status IN ('sent', 'rejected')")
+        deadline = time.monotonic() + 5
+        while True:  # the second of the last write must be over before it is shown
+            status, series = await call(http, "GET", d.url + "/v1/throughput")
+            if sum(series["sent"]) == 60 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200 and conforms(series, "Throughput")
+        assert sum(series["sent"]) == 60 and sum(series["failed"]) == 1 and len(series["sent"]) == SPAN
+        status, problem = await call(http, "GET", d.url + "/v1/throughput?since=1")
+        assert status == 400 and problem["code"] == "unknown_parameter"
+
+
+@run
+async def test_bad_input_to_the_read_routes_is_a_problem_never_a_500(api_env, postgres_dsn, tmp_path, table):
+    """Digits that are not ASCII ('²', '١٢'), NUL, a lone surrogate, numbers past 18 digits, empty values:
+    every one an RFC 9457 problem (400 or 422), on every route the page reads."""
+    async with daemon(config(tmp_path, table, api_env)) as d, aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        bad = ["\u00b2", "\u0661\u0662", "%00", "%ED%A0%80", "1" * 19, "-1", "", "1e3", " 1"]
+        urls = []
+        for v in bad:
+            urls += [f"/v1/messages?cursor={v}", f"/v1/messages?limit={v}",
+                     f"/v1/messages?status=failed&order=desc&cursor={v}", f"/v1/messages/1/events?cursor={v}",
+                     f"/v1/messages/1/events?limit={v}", f"/v1/throughput?x={v}"]
+            if v:  # (an empty order is the default, asc)
+                urls += [f"/v1/messages?order={v}", f"/v1/messages/{v}/events", f"/v1/campaigns/{v}"]
+        for url in urls:
+            async with http.get(d.url + url, headers=auth) as r:
+                body = await r.read()
+                assert r.status in (400, 404, 422), (url, r.status, body[:300])
+                assert r.content_type == "application/problem+json", (url, r.content_type)
+                conforms(orjson.loads(body), "Error")
+        for v in ("\u00b2", "\u0661"):  # the control route beside them takes ids the same way
+            async with http.post(d.url + f"/v1/messages/{v}/cancel", headers=auth) as r:
+                assert r.status == 400 and r.content_type == "application/problem+json", (v, r.status)
+
+
+@run
+async def test_the_printed_schema_builds_what_the_migrations_build(postgres_dsn):
+    """`--print-schema` (every_sql) is every version: run by hand, it gives the tables, indexes and triggers
+    the daemon's own migrations give (the page's read routes need version 4's indexes)."""
+    by_hand, migrated = (f"t_{uuid.uuid4().hex[:10]}" for _ in range(2))
+    async with db(postgres_dsn) as conn:
+        await conn.execute(f"CREATE SCHEMA {by_hand}")
+        await conn.execute(every_sql(Names(f"{by_hand}.outbox")))
+        await migrate(conn, Names(f"{migrated}.outbox").migration, migrations(Names(f"{migrated}.outbox")))
+
+        async def shape(schema: str) -> set[tuple[str, str]]:
+            rows = await conn.fetch("""
+                SELECT 'table', tablename FROM pg_tables WHERE schemaname = $1
+                UNION ALL SELECT 'index', indexname || ' ' || replace(indexdef, $1 || '.', '')
+                    FROM pg_indexes WHERE schemaname = $1
+                UNION ALL SELECT 'trigger', t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT t.tgisinternal""",
+                                    schema)
+            return {(r[0], r[1]) for r in rows}
+        built = await shape(by_hand)
+        assert built == await shape(migrated)
+        assert ("table", "outbox_campaigns") in built and any("outbox_failures" in name for _, name in built)
+        for schema in (by_hand, migrated):
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blastkit import results, run_cli, toml_value
+from blastkit import results, run_cli, write_toml
 
 from dispatcher.cli import main
 
@@ -34,14 +34,11 @@ def write(tmp: Path, audience: str | bytes, url: str, *, message: dict[str, Any]
     """The audience file and a campaign reading it (id column `id`); returns the campaign's path."""
     name = f"audience.{fmt}"
     (tmp / name).write_bytes(audience.encode() if isinstance(audience, str) else audience)
-    lines = ["[source]", f'path = "{name}"', 'recipient = "phone"', 'id = "id"', "", "[message]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in (message if message is not None else SMS).items()]
-    lines += ["", "[providers.sms]", f"url = {toml_value(url)}"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in (provider or NRS).items()]
-    lines += ["", "[[sinks]]", 'type = "jsonl"', 'path = "out/x.jsonl"']
-    path = tmp / "campaign.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_toml(tmp / "campaign.toml", {
+        "source": {"path": name, "recipient": "phone", "id": "id"},
+        "message": message if message is not None else SMS,
+        "providers": {"sms": {"url": url, **(provider or NRS)}},
+        "sinks": [{"type": "jsonl", "path": "out/x.jsonl"}]})
 
 
 def blast(toml: Path) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -303,3 +300,17 @@ def test_a_file_that_is_one_huge_line_is_exit_2_with_one_line(sim, tmp_path):
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "audience.csv:1: the header line is longer than" in done.stderr
     assert_nothing_sent(sim)
+
+
+def test_a_settings_line_is_found_in_its_own_table_and_not_in_a_later_one(tmp_path):
+    """Errors name the line: a key written as a table of its own is found at its header, and a key
+    missing from its table is not matched in the next one (which would point the user at the wrong line)."""
+    from dispatcher.config.toml import Located
+
+    text = "[a]\nx = 1\n\n[b]\ny = 2\n\n[a.window]\ndays = 'mon'\n"
+    loc = Located(tmp_path / "c.toml", text)
+    assert loc.line("a", "x") == 2
+    assert loc.line("a", "window") == 7  # [a.window]
+    assert loc.line("a", "y") == 1  # not b's y on line 5: the table's header
+    assert loc.line("b") == 4 and loc.line("", "x") == 2
+    assert str(loc.error("a", "window", "bad")).startswith(f"{tmp_path / 'c.toml'}:7: a.window: bad")

@@ -9,9 +9,11 @@ DISPATCHER_PAGE_SCREENSHOT=path also writes the screenshot there (docs/operator-
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -214,7 +216,8 @@ async def test_a_hostile_message_is_found_and_shown_as_text(api_env, tmp_path, t
 async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_runs_nothing(api_env, tmp_path,
                                                                                               table, browser):
     """The issue's "Done when", and the screenshot the README shows."""
-    async with daemon(config(tmp_path, table, api_env, rate=15)) as d, aiohttp.ClientSession() as http:
+    async with daemon(config(tmp_path, table, api_env, rate=15, price=0.0075)) as d, \
+            aiohttp.ClientSession() as http:
         await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
                                  for i in range(4000)])
         await post(http, d.url, [{"to": number(10000 + i), "campaign": "small", "variables": {"name": f"s{i}"}}
@@ -228,8 +231,8 @@ async def test_done_when_two_campaigns_drain_big_grows_pauses_and_a_hostile_key_
                          [sent_of(browser, "big")])[0]
             wait("big's data-sent growing", lambda: (sent_of(browser, "big") or 0) > first, timeout=5)
             wait("campaign small on the page", lambda: sent_of(browser, "small") is not None)
-            wait("a few seconds of throughput in the chart", lambda: len(browser.find_element(
-                By.CSS_SELECTOR, "#chart polyline").get_attribute("points").split()) >= 8)
+            wait("a few seconds of throughput in the chart", lambda: int(browser.find_element(
+                By.ID, "chart").get_attribute("data-seconds") or 0) >= 6)
             browser.save_screenshot(str(shot))
             browser.find_element(By.CSS_SELECTOR, 'tr[data-campaign="big"] [data-action=pause]').click()
             wait("GET /v1/campaigns/big says paused",
@@ -337,4 +340,129 @@ async def test_the_page_shows_cost_a_messages_events_and_the_newest_failures_fir
             rows = wait("the message's events", lambda: browser.find_elements(By.CSS_SELECTOR, "#found-events tr"))
             assert [r.get_attribute("data-event") for r in rows] == [str(e["event_id"]) for e in events]
             assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == ["queued", "sent"]
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_the_chart_and_the_webhook_backlog_are_the_daemons_own_counts(api_env, postgres_dsn, tmp_path, table,
+                                                                             browser):
+    """The chart draws GET /v1/throughput (the worker's counts a second, whole from the first look); the
+    webhook backlog and age are /metrics' gauges, here with a receiver that is not there."""
+    with socket.socket() as s:  # a port nobody listens on: every POST is refused, the events wait
+        s.bind(("127.0.0.1", 0))
+        gone = s.getsockname()[1]
+    path = config(tmp_path, table, api_env, rate=200)
+    path.write_text(path.read_text() + f'\n[webhooks]\nurl = "http://127.0.0.1:{gone}/hook"\n'
+                    'secret_env = "DISPATCHER_HOOK_SECRET"\nbackoff_max = 0.3\ntimeout = 2\n')
+    async with daemon(path) as d, db(postgres_dsn) as conn, aiohttp.ClientSession() as http:
+        await post(http, d.url, [{"to": number(i), "campaign": "big", "variables": {"name": f"n{i}"}}
+                                 for i in range(30)])
+        await insert(conn, table, [{"recipient": "12", "body": "bad", "campaign": "small"}])  # rejected
+        await until(conn, f"SELECT count(*) = 31 FROM {table} WHERE status IN ('sent', 'rejected')")
+        events = await conn.fetchval(f"SELECT count(*) FROM {table.replace('outbox', 'outbox_events')}")
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            chart = wait("the chart with every row finished", lambda: browser.find_elements(
+                By.CSS_SELECTOR, '#chart[data-sent="30"][data-failed="1"]'))[0]
+            series = get(d.url + "/v1/throughput")[2]
+            assert sum(series["sent"]) == 30 and sum(series["failed"]) == 1
+            points = chart.find_element(By.CSS_SELECTOR, "polyline.sent").get_attribute("points").split()
+            assert len(points) >= 60  # the last minute at least, from the first look
+
+            def webhooks() -> dict[str, str] | None:
+                dl = browser.find_element(By.ID, "webhooks")
+                shown = dict(zip([e.text for e in dl.find_elements(By.TAG_NAME, "dt")],
+                                 [e.text for e in dl.find_elements(By.TAG_NAME, "dd")], strict=True))
+                return shown if shown.get("backlog") == f"{events:,}" and shown.get("oldest") not in ("—", "0 s") \
+                    else None
+            shown = wait("the webhook backlog: every event, none delivered", webhooks)
+            assert shown["delivered"] == "0"
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_retry_failed_asks_first_and_resume_undoes_a_pause(api_env, postgres_dsn, tmp_path, table, browser):
+    async with daemon(config(tmp_path, table, api_env, rate=200)) as d, db(postgres_dsn) as conn:
+        await insert(conn, table, [{"recipient": number(i), "body": f"failed once {i}", "campaign": "small",
+                                    "status": "failed", "code": "101", "error": "Internal Database error",
+                                    "finished_at": dt.datetime.now(dt.UTC)} for i in range(5)])
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            row = 'tr[data-campaign="small"]'
+            retry = wait("small's retry button, enabled by its failures", lambda: [
+                b for b in browser.find_elements(By.CSS_SELECTOR, f"{row} [data-action=retry-failed]")
+                if b.is_enabled()])[0]
+            retry.click()
+            wait("the confirmation", lambda: browser.switch_to.alert).dismiss()
+            assert get(d.url + "/v1/campaigns/small")[2]["counts"]["failed"] == 5  # dismissed: nothing done
+            retry.click()
+            wait("the confirmation", lambda: browser.switch_to.alert).accept()
+            wait("the notice", lambda: "retry-failed: small (5 messages)" in browser.find_element(By.ID, "notice").text)
+            wait("the five sent", lambda: get(d.url + "/v1/campaigns/small")[2]["counts"]["sent"] == 5)
+            browser.find_element(By.CSS_SELECTOR, f"{row} [data-action=pause]").click()
+            wait("the row says paused", lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute(
+                "data-state") == "paused")
+            resume = browser.find_element(By.CSS_SELECTOR, f"{row} [data-action=resume]")
+            wait("resume enabled", resume.is_enabled)
+            resume.click()
+            wait("GET /v1/campaigns/small says active", lambda: get(d.url + "/v1/campaigns/small")[2]["state"] == "active")
+            wait("the row says active", lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute(
+                "data-state") == "active")
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_a_slow_campaigns_answer_makes_the_page_ask_less_often(api_env, postgres_dsn, tmp_path, table, browser):
+    """The campaigns' counts scan the outbox: after an answer that took 1.5 s the page waits ten times that
+    (within 30 s) before asking again, so an open page keeps the database busy a tenth of the time at most."""
+    loop = asyncio.get_running_loop()
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn:
+        async def slow_once() -> None:
+            async with conn.transaction():  # the next look at the campaigns waits on the lock
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                await asyncio.sleep(1.5)  # the slow answer being made, not a wait for something to happen
+
+        def looks() -> int:
+            return d.api.requests[("campaigns", 200)]
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            start = looks()
+            wait("a look a second", lambda: looks() >= start + 3, timeout=6)
+            asyncio.run_coroutine_threadsafe(slow_once(), loop).result(10)
+            slow = wait("the slow answer", lambda: looks() > start + 3 and looks(), timeout=5)
+            time.sleep(6)  # the window being measured: a look a second would make six
+            assert looks() - slow <= 1, looks() - slow
+        await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_hostile_codes_and_errors_in_failures_and_events_show_as_text(api_env, postgres_dsn, tmp_path, table,
+                                                                             browser):
+    """What a provider or an application wrote into a failure (code, error) reaches the failures table and
+    the finder's events as its characters."""
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn:
+        [oid] = await insert(conn, table, [{"recipient": number(3), "body": "x", "key": "hostile-failure",
+                                            "not_before": dt.datetime(2099, 1, 1, tzinfo=dt.UTC)}])
+        await conn.execute(f"UPDATE {table} SET status = 'failed', code = $2, error = $2, finished_at = now() "
+                           "WHERE id = $1", oid, HOSTILE)  # the trigger writes the failed event with them
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            row = wait("the failure", lambda: browser.find_elements(By.CSS_SELECTOR, f'#failures tr[data-id="{oid}"]'))
+            assert row[0].text.count(HOSTILE) == 2  # code and error, as characters
+            find = browser.find_element(By.CSS_SELECTOR, "input[name=find]")
+            find.send_keys("hostile-failure")
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            events = wait("the failed event", lambda: [r.text for r in browser.find_elements(
+                By.CSS_SELECTOR, "#found-events tr") if "failed" in r.text])
+            assert events[0].count(HOSTILE) == 2
+            assert browser.find_elements(By.TAG_NAME, "img") == []
+            assert browser.execute_script("return typeof window.__xss") == "undefined"
         await asyncio.to_thread(script)

@@ -19,9 +19,9 @@ from test_postgres import dsn as dsn  # the fixture
 from test_postgres import run, sql
 from test_postgres import source as pg_source
 
+from dispatcher.blast.progress import Progress, View, clock_text
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import HALTED, SENDING, THROTTLED, Engine, LaneStatus, Stats
-from dispatcher.progress import Progress, View, clock_text
 from dispatcher.sources.base import Source
 from dispatcher.sources.files import FileSource
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from blastkit import quiet_blast, with_deferred
+from blastkit import quiet_blast, with_deferred, write_toml
 
 from dispatcher.errors import ConfigError
 from dispatcher.model import Content, Message
@@ -36,10 +36,6 @@ KEY = CREDENTIALS["KALEYRA_API_KEY"]
 
 # -- helpers ------------------------------------------------------------------------------------------
 
-def _toml(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
-    return orjson.dumps(v).decode()
 
 
 def number(i: int) -> str:
@@ -57,25 +53,11 @@ def blast(tmp: Path, url: str, n: int, *, template: str = "Your order has shippe
     p = {"type": "kaleyra", "url": url, "sid_env": "KALEYRA_SID", "api_key_env": "KALEYRA_API_KEY",
          "rate": 20, "concurrency": 4, "backoff_base": 0.01, "backoff_max": 0.5, "max_attempts": 8, "timeout": 5}
     p.update(provider or {})
-    toml = f"""
-[source]
-path = "audience.csv"
-recipient = "phone"
-id = "id"
-
-[message]
-sender = {_toml(sender)}
-template = {_toml(template)}
-options = {_toml(options if options is not None else {"type": "TXN"})}
-
-[providers.sms]
-{chr(10).join(f"{k} = {_toml(v)}" for k, v in p.items())}
-
-[[sinks]]
-type = "jsonl"
-path = "results.jsonl"
-"""
-    (tmp / "campaign.toml").write_text(toml)
+    write_toml(tmp / "campaign.toml", {
+        "source": {"path": "audience.csv", "recipient": "phone", "id": "id"},
+        "message": {"sender": sender, "template": template,
+                    "options": options if options is not None else {"type": "TXN"}},
+        "providers": {"sms": p}, "sinks": [{"type": "jsonl", "path": "results.jsonl"}]})
     code, summary = quiet_blast(tmp / "campaign.toml")
     assert code in (0, 1, 3), f"blast exited {code}"
     out = tmp / "results.jsonl"

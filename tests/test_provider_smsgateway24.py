@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from blastkit import quiet_blast, with_deferred
+from blastkit import quiet_blast, with_deferred, write_toml
 
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict
@@ -31,10 +31,6 @@ KIND = "smsgateway24"
 
 # -- helpers ------------------------------------------------------------------------------------------
 
-def _toml(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
-    return orjson.dumps(v).decode()
 
 
 def number(i: int) -> str:
@@ -53,25 +49,11 @@ def blast(tmp: Path, url: str, n: int, *, template: str = "Hi {name}, your parce
     p = {"type": KIND, "url": url, "email_env": "SMSGATEWAY24_EMAIL", "password_env": "SMSGATEWAY24_PASSWORD",
          "rate": 10, "concurrency": 2, "backoff_base": 0.01, "backoff_max": 0.5, "max_attempts": 8, "timeout": 5}
     p.update(provider or {})
-    toml = f"""
-[source]
-path = "audience.csv"
-recipient = "phone"
-id = "id"
-
-[message]
-channel = {_toml(channel)}
-template = {_toml(template)}
-options = {_toml(options if options is not None else {"device_id": 260, "sim": 1})}
-
-[providers.phone]
-{chr(10).join(f"{k} = {_toml(v)}" for k, v in p.items())}
-
-[[sinks]]
-type = "jsonl"
-path = "results.jsonl"
-"""
-    (tmp / "campaign.toml").write_text(toml)
+    write_toml(tmp / "campaign.toml", {
+        "source": {"path": "audience.csv", "recipient": "phone", "id": "id"},
+        "message": {"channel": channel, "template": template,
+                    "options": options if options is not None else {"device_id": 260, "sim": 1}},
+        "providers": {"phone": p}, "sinks": [{"type": "jsonl", "path": "results.jsonl"}]})
     code, summary = quiet_blast(tmp / "campaign.toml")
     assert code in (0, 1, 3), f"blast exited {code}"
     out = tmp / "results.jsonl"

@@ -195,8 +195,8 @@ def test_a_run_that_cannot_be_shared_is_refused_before_sending(sim, tmp_path, ca
 
 
 def test_the_owner_adds_the_workers_reports_up():
+    from dispatcher.blast.multiprocess import _lanes, _merge
     from dispatcher.engine.lane import HALTED, SENDING
-    from dispatcher.workers import _lanes, _merge
     a = {"read": 10, "skipped": 1, "sent": 7, "failed": 1, "rejected": 1, "deferred": 0, "parts": 9, "requests": 3,
          "retries": 2, "retried": 20, "throttled": 0, "ambiguous": 0, "unsent": 0, "cost": 0.5, "codes": {"sms:500": 1},
          "texts": {"sms:500": "boom"}, "halts": {}, "by_encoding": {"GSM-7": 7}, "started": 5.0,

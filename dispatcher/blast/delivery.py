@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..model import RESULT_FIELDS
-from ..providers.reports import Report
+from ..providers.dlr import Report
 
 DELIVERED, UNDELIVERED, PENDING = "delivered", "undelivered", "reports_pending"
 _DELIVERED = frozenset({"delivered", "read", "opened", "clicked"})

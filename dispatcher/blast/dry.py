@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-EXIT_OK, EXIT_FAILURES, EXIT_CONFIG = 0, 1, 2
+from .exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK
+
 SAMPLES = 3  # rendered messages per channel that --dry-run shows
 
 

@@ -2,7 +2,8 @@
 ended (a provider that reports in minutes, a run without `linger`, a listener that was down: providers
 retry). It listens where the run's providers were told (the same secret: the run's, or `secret_env`'s),
 reads each report with the provider's own parsing, appends it to the run's reports file, and stops once
-every sent record of the providers the run asked has a final report, or after `--linger` seconds
+every sent record of the providers the run asked (of every provider, when it asked none: their consoles
+may point here) has a final report, or after `--linger` seconds
 (default: the campaign's `[reports] linger`). Exit 0 when none is pending, 3 when some still are.
 """
 
@@ -20,9 +21,10 @@ from ..config import Overrides, load_campaign
 from ..config.reports import LINGER, ReportSettings, listen_address, load_report_settings
 from ..errors import ConfigError
 from ..state import RunState
-from .listener import Listener, hear_out, path_for, run_secret
-
-EXIT_OK, EXIT_CONFIG, EXIT_PENDING = 0, 2, 3
+from .exits import EXIT_CONFIG, EXIT_OK
+from .exits import EXIT_DEFERRED as EXIT_PENDING
+from .listener import Listener, hear_out, run_secret
+from .report_store import store_for
 
 
 def main(args: argparse.Namespace, state: Path) -> int:
@@ -42,7 +44,7 @@ def main(args: argparse.Namespace, state: Path) -> int:
         given = {k: v for k, v in (origin.get("overrides") or {}).items() if k in ("source", "url", "state_dir")}
         campaign = load_campaign(path, Overrides(run_id=args.run_id, dry_run=True, **given))
         settings = load_report_settings(path) or ReportSettings(where[0], where[1], "", LINGER, None)
-        reports = path_for(origin)
+        store = store_for(origin, campaign.sinks[0], args.run_id)
     except ConfigError as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -51,19 +53,18 @@ def main(args: argparse.Namespace, state: Path) -> int:
     settings = dataclasses.replace(settings, host=where[0], port=where[1],
                                    public_url=recorded.get("public_url") or settings.public_url)
     secret = settings.secret or run_secret(state, args.run_id)
-    campaign.origin = origin  # the results file the run wrote, as it recorded it
-    return uvloop.run(_listen(Listener(settings, campaign.providers, secret, reports), campaign, args,
-                              list(recorded.get("asked") or ()), linger))
+    return uvloop.run(_listen(Listener(settings, campaign.providers, secret, store), args,
+                              list(recorded.get("asked") or campaign.providers), linger))
 
 
-async def _listen(listener: Listener, campaign, args: argparse.Namespace, asked: list[str], linger: float) -> int:
+async def _listen(listener: Listener, args: argparse.Namespace, asked: list[str], linger: float) -> int:
     try:
         await listener.start()
     except ConfigError as e:
         print(f"dispatcher: {e}", file=sys.stderr)
         return EXIT_CONFIG
     before = listener.received
-    got = await hear_out(listener, campaign, asked, linger, say=not args.quiet)
+    got = await hear_out(listener, asked, linger, say=not args.quiet)
     heard = listener.received - before
     if args.quiet:
         print(orjson.dumps({"run_id": args.run_id, **got, "heard": heard}).decode())

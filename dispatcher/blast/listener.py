@@ -7,8 +7,9 @@ report URL in each request (`Provider.callback`: 360nrs `notificationUrl`, Kaley
 `public_url/dlr/ALIAS/SECRET`; the others take their report URL in their own console (the log says which
 URL to give; with `secret_env` it stays the same from run to run). The secret is `secret_env`'s, else one
 made for the run and kept in its state directory (`runs/ID/report-secret`, mode 0600), so a resume and a
-later `dispatcher reports RUN` listen at the URL the providers were given. Reports are appended to the
-reports file beside the results (one write a callback: what was answered 200 is on disk) and tallied.
+later `dispatcher reports RUN` listen at the URL the providers were given. Reports are kept beside the
+results (blast/report_store.py: a JSONL file, or the PostgreSQL sink's table) before the callback is
+answered 200, and tallied.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,8 +35,9 @@ from .. import callbacks
 from ..config.reports import ReportSettings
 from ..errors import ConfigError
 from ..providers.base import Provider
-from ..providers.reports import Report
-from .delivery import Key, Tally, count, reports_path, sent_keys
+from ..providers.dlr import Report
+from .delivery import Key, Tally, count
+from .report_store import FileStore, PgStore, store_for
 
 log = logging.getLogger("dispatcher.blast")
 
@@ -58,37 +62,39 @@ def run_secret(state_dir: Path, run_id: str) -> str:
 class Listener:
     """The report endpoint of one run: writes and tallies what its providers report."""
 
-    def __init__(self, settings: ReportSettings, providers: dict[str, Provider], secret: str, path: Path) -> None:
+    def __init__(self, settings: ReportSettings, providers: dict[str, Provider], secret: str,
+                 store: FileStore | PgStore) -> None:
         self.settings = settings
         self.providers = providers
         self.secret = secret
-        self.path = path
-        self.tally = Tally().read(path)  # what earlier attempts (or listeners) heard counts
+        self.store = store
+        self.tally = Tally()  # what earlier attempts (or listeners) heard counts: read by `start`
         self.refused: Counter[tuple[str, str]] = Counter()
         self.received = 0
         self.public = ""
         self.port = settings.port  # the port bound (port 0: the one the system gave)
         self._runner: web.AppRunner | None = None
-        self._fd = -1
         self._heard = asyncio.Event()
 
-    async def start(self) -> str:
-        """Listen; the public base URL. Raises ConfigError when the address cannot be used."""
+    async def start(self, sock: socket.socket | None = None) -> str:
+        """Listen (on `sock` when one is bound already); the public base URL. Raises ConfigError when the
+        address or the store cannot be used."""
+        await self.store.open(self.tally)
         app = web.Application(client_max_size=1 << 20)
         app.add_routes(callbacks.routes(self._lookup, self.submit, self.refused))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         s = self.settings
         try:
-            await web.TCPSite(self._runner, s.host, s.port, reuse_address=True).start()
+            site = web.SockSite(self._runner, sock) if sock is not None else \
+                web.TCPSite(self._runner, s.host, s.port, reuse_address=True)
+            await site.start()
         except OSError as e:
             await self._runner.cleanup()
+            await self.store.close()
             raise ConfigError(f"[reports] listen: cannot listen on {s.host}:{s.port} ({e.strerror or e})") from None
-        self.port = port = self._runner.addresses[0][1] if self._runner.addresses else s.port
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        self.public = s.public_url or f"http://{host}:{port}"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.port = self._runner.addresses[0][1] if self._runner.addresses else s.port
+        self.public = public_url(s, self.port)
         return self.public
 
     def wire(self) -> list[str]:
@@ -110,15 +116,14 @@ class Listener:
         return None if p is None else (p, self.secret)
 
     async def submit(self, reports: list[Report]) -> None:
-        from .delivery import line
-        now = dt.datetime.now(dt.UTC)
-        os.write(self._fd, b"".join(line(r, now) for r in reports))
+        await self.store.write(reports, dt.datetime.now(dt.UTC))
         for r in reports:
             self.tally.add_report(r)
         self.received += len(reports)
         self._heard.set()
 
-    async def linger(self, keys: list[Key], asked: list[str], seconds: float, stop: asyncio.Event) -> dict[str, int]:
+    async def linger(self, keys: list[Key], asked: list[str], seconds: float,
+                     stop: asyncio.Event | threading.Event) -> dict[str, int]:
         """Wait until every sent record of `asked` has a final report, `seconds` pass, or `stop` is set;
         the delivery counts then."""
         deadline = time.monotonic() + seconds
@@ -138,9 +143,13 @@ class Listener:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        await self.store.close()
+
+
+def public_url(s: ReportSettings, port: int) -> str:
+    """What the providers are told: `public_url`, else http:// and the address listened on."""
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    return s.public_url or f"http://{host}:{port}"
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -153,43 +162,24 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def results_of(origin: dict[str, Any]) -> tuple[str, Path] | None:
-    r = origin.get("results") or {}
-    return (r["type"], Path(r["path"])) if r.get("type") in ("jsonl", "csv") and r.get("path") else None
-
-
-def sent_of(origin: dict[str, Any]) -> list[Key]:
-    found = results_of(origin)
-    return list(sent_keys(*found).values()) if found else []
-
-
-def path_for(origin: dict[str, Any]) -> Path:
-    """The reports file of a run: beside its results file. Raises ConfigError without one."""
-    found = results_of(origin)
-    if found is None:
-        raise ConfigError("[reports]: the first sink must be a JSONL or CSV results file (reports are kept beside it)")
-    return reports_path(found[1])
-
-
 async def open_for(campaign: Any, settings: ReportSettings) -> tuple[Listener, list[str]]:
     """The listener of a blast's run, started and wired into its providers before anything is sent, and the
     aliases asked to report; the run's manifest notes where its reports go. Raises ConfigError."""
-    path = path_for(campaign.origin)
+    store = store_for(campaign.origin, campaign.sinks[0], campaign.run_id)
     secret = settings.secret or run_secret(campaign.state_dir, campaign.run_id)
-    listener = Listener(settings, campaign.providers, secret, path)
+    listener = Listener(settings, campaign.providers, secret, store)
     await listener.start()
     asked = listener.wire()
-    campaign.origin["reports"] = {"path": str(path.resolve()), "asked": asked,
+    campaign.origin["reports"] = {**store.where(), "asked": asked,
                                   "listen": f"{settings.host}:{listener.port}", "public_url": listener.public}
     return listener, asked
 
 
-async def hear_out(listener: Listener, campaign: Any, asked: list[str], seconds: float,
-                   say: bool) -> dict[str, int]:
+async def hear_out(listener: Listener, asked: list[str], seconds: float, say: bool) -> dict[str, int]:
     """After the last send: listen up to `seconds` more (Ctrl-C ends it), then close; the counts."""
-    keys = sent_of(campaign.origin)
     stop = stop_on_signals()
     try:
+        keys = await listener.store.sent()
         if say and seconds > 0 and count(keys, listener.tally, asked)["reports_pending"]:
             print(f"listening for delivery reports for up to {seconds:g} s at {listener.public} (Ctrl-C to stop)",
                   file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import tomllib
 import urllib.parse
@@ -14,6 +15,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..providers.base import Settings
+
+log = logging.getLogger("dispatcher")
+
+HEADER = re.compile(r"^\s*\[\[?[\w\s.\"'-]+\]\]?\s*(#.*)?$")  # a table's header: the previous table's keys end
 
 
 class Located:
@@ -24,22 +29,26 @@ class Located:
         self.lines = text.splitlines()
 
     def line(self, section: str, key: str | None = None) -> int | None:
-        start = 0
-        if section:
-            head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
-            for i, line in enumerate(self.lines):
-                if head.match(line):
-                    start = i
-                    break
-            else:
-                start = -1
+        """The line of `key` in `section` (or of the section's header), None when the file does not show it.
+        A key written as a table of its own (`[section.key]`) is found at that header."""
+        start = self._header(section) if section else 0
         if key is None:
-            return start + 1 if start >= 0 else None
-        pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-        for i in range(max(start, 0), len(self.lines)):
-            if pat.match(self.lines[i]):
-                return i + 1
-        return start + 1 if start >= 0 else None
+            return start + 1 if start is not None else None
+        if start is not None:
+            pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+            for i in range(start + (1 if section else 0), len(self.lines)):
+                if section and HEADER.match(self.lines[i]):
+                    break  # the section ended without the key
+                if pat.match(self.lines[i]):
+                    return i + 1
+        own = self._header(f"{section}.{key}" if section else key)
+        if own is not None:
+            return own + 1
+        return start + 1 if start is not None else None
+
+    def _header(self, section: str) -> int | None:
+        head = re.compile(r"^\s*\[\[?\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]?\s*$")
+        return next((i for i, line in enumerate(self.lines) if head.match(line)), None)
 
     def error(self, section: str, key: str | None, message: str) -> ConfigError:
         n = self.line(section, key)
@@ -73,6 +82,11 @@ def provider_settings(loc: Located, alias: str, cls: type[Settings], table: dict
     """A provider table's settings, each of its declared type; `type`, `channel` and the `extra` keys
     (the daemon's own, read by its loader) are allowed and left out."""
     section = f"providers.{alias}"
+    if "burst" in table:  # a setting of the old token bucket: said once, then ignored
+        where = loc.line(section, "burst")
+        log.warning("%s:%s: %s.burst is ignored: the limiter keeps an exact one-second window at `rate` "
+                    "(remove the setting; a later version will refuse it)", loc.path, where, section)
+        table = {k: v for k, v in table.items() if k != "burst"}
     skip = {"type", "channel"} | set(extra)
     check_keys(loc, section, table, set(cls.keys()) | skip)
     values: dict[str, Any] = {}

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import signal
 import sys
-import textwrap
 
 import uvloop
 
@@ -72,9 +71,8 @@ def main(argv: list[str]) -> int:
         except ConfigError as e:
             print(f"dispatcher daemon: {e}", file=sys.stderr)
             return EXIT_CONFIG
-        from .outbox import Names, events_sql, schema_sql
-        names = Names(table)
-        print(textwrap.dedent(schema_sql(names)).strip() + "\n\n" + textwrap.dedent(events_sql(names)).strip())
+        from .outbox import Names, every_sql
+        print(every_sql(Names(table)))  # every version: the campaigns table and the indexes of 003 and 004 too
         return EXIT_OK
     try:
         cfg = load_daemon(args.config, worker=args.worker)
@@ -96,18 +94,26 @@ def main(argv: list[str]) -> int:
     return uvloop.run(_run(cfg, init_only=args.init_db))
 
 
-async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.datetime | None) -> int:
-    import asyncpg
-
-    from ..pg import explain
-    from .outbox import Names, Store, init_connection
+async def _connect(cfg):
+    """One connection for a one-shot command (named, as every connection of this project), or None once the
+    reason it cannot be made is printed."""
+    from .. import pg
+    from .outbox import init_connection
     try:
-        conn = await asyncpg.connect(cfg.dsn, timeout=10)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-        print(f"dispatcher daemon: database: {explain(e, cfg.dsn)}", file=sys.stderr)
+        conn = await pg.connect(cfg.dsn, timeout=10)
+    except pg.PG_ERRORS as e:
+        print(f"dispatcher daemon: database: {pg.explain(e, cfg.dsn)}", file=sys.stderr)
+        return None
+    await init_connection(conn)
+    return conn
+
+
+async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.datetime | None) -> int:
+    from .outbox import Names, Store
+    conn = await _connect(cfg)
+    if conn is None:
         return EXIT_CONFIG
     try:
-        await init_connection(conn)
         n = await Store(cfg, Names(cfg.table)).retry_failed(conn, campaign, code, since)
     finally:
         await conn.close()
@@ -122,17 +128,10 @@ async def _run(cfg, init_only: bool = False) -> int:
 
     daemon = Daemon(cfg)
     if init_only:
-        import asyncpg
-
-        from ..pg import explain
-        from .outbox import init_connection
-        try:
-            conn = await asyncpg.connect(cfg.dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-            print(f"dispatcher daemon: database: {explain(e, cfg.dsn)}", file=sys.stderr)
+        conn = await _connect(cfg)
+        if conn is None:
             return EXIT_CONFIG
         try:
-            await init_connection(conn)
             version = await daemon.store.migrate(conn)
         finally:
             await conn.close()

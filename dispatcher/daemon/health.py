@@ -1,9 +1,10 @@
 """What the providers are doing, said once: state changes at WARNING, counts at INFO, /healthz's view.
 
-The one place the daemon reads `Engine.snapshot()` for health: a small task samples it
-every `every` seconds (the engine raises no state events yet; when it does, `observe` is
-what they call) and logs each provider's change of state at once with its code and reason,
-plus one INFO line every `stats_every` seconds with the counts per provider since the last.
+The one place the daemon reads `Engine.snapshot()` for health. A halt or a revival reaches `observe` at
+once (the daemon's Events call it); the states that raise no event (throttled, circuit open, back to
+sending) are found by a small task sampling the snapshot every `every` seconds. Each change of state is
+logged once with its code and reason, plus one INFO line every `stats_every` seconds with the counts per
+provider since the last.
 """
 
 from __future__ import annotations

@@ -20,18 +20,6 @@ class Histogram:
         self.sum += value * n
         self.count += n
 
-    def quantile(self, q: float) -> float | None:
-        """An estimate (the bucket's upper bound) for quick reports."""
-        if not self.count:
-            return None
-        target = q * self.count
-        seen = 0
-        for i, c in enumerate(self.counts):
-            seen += c
-            if seen >= target:
-                return self.buckets[i] if i < len(self.buckets) else float("inf")
-        return None
-
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUEUE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)

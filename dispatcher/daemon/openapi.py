@@ -111,6 +111,12 @@ EVENT_PAGE: dict[str, Any] = {
     "type": "object", "required": ["events", "next_cursor"],
     "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                    "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+THROUGHPUT: dict[str, Any] = {
+    "type": "object", "required": ["every", "until", "sent", "failed"],
+    "properties": {"every": {"type": "integer", "description": "seconds a number stands for"},
+                   "until": {"type": "string", "format": "date-time", "description": "the end of the last second"},
+                   "sent": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                   "failed": {"type": "array", "items": {"type": "integer", "minimum": 0}}}}
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
     "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
@@ -150,15 +156,19 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
             "operationId": op, "summary": text, "security": auth, "parameters": [name],
             "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
            for action, op, text in (
-               ("pause", "pauseCampaign", "Stop claiming the campaign's rows (they stay queued)"),
+               ("pause", "pauseCampaign", "Stop sending the campaign: its rows stay queued, and those the "
+                "daemons claimed and had not put on the wire are queued again. It answers once they are: after "
+                "the answer nothing of the campaign goes on the wire"),
                ("resume", "resumeCampaign", "Claim the campaign's rows again"),
-               ("cancel", "cancelCampaign", "Cancel every queued row of the campaign"),
+               ("cancel", "cancelCampaign", "Cancel the campaign: its queued rows, and those the daemons claimed "
+                "and had not put on the wire, become cancelled. It answers once they have: after the answer "
+                "nothing of the campaign goes on the wire"),
                ("retry-failed", "retryFailedCampaign", "Queue the campaign's failed rows again"))},
     }
 
 
 def view_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, Any]:
-    """The paths of views.py: a message's events."""
+    """The paths of views.py: a message's events, the worker's throughput."""
     return {
         "/v1/messages/{id}/events": {"get": {
             "operationId": "listMessageEvents", "security": auth,
@@ -168,7 +178,11 @@ def view_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[str, 
                            _query("limit", "events a page", type="integer", minimum=1, maximum=1000,
                                   default=100)],
             "responses": {"200": _ok("A page of the message's events (none left past retention_days)",
-                                     "EventPage"), **errors, "404": _error_response("No such message")}}}
+                                     "EventPage"), **errors, "404": _error_response("No such message")}}},
+        "/v1/throughput": {"get": {
+            "operationId": "getThroughput", "security": auth, "tags": ["messages"],
+            "summary": "This worker's rows finished a second, sent and failed (rejected too), the last 5 minutes",
+            "responses": {"200": _ok("One number a second, oldest first", "Throughput"), **errors}}},
     }
 
 
@@ -188,7 +202,7 @@ def document() -> dict[str, Any]:
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
                         "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
-                        "Event": EVENT, "EventPage": EVENT_PAGE,
+                        "Event": EVENT, "EventPage": EVENT_PAGE, "Throughput": THROUGHPUT,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
         },
@@ -270,6 +284,7 @@ EXAMPLES: dict[str, Any] = {
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
                         "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+EXAMPLES["Throughput"] = {"every": 1, "until": "2026-12-05T09:00:03+00:00", "sent": [40, 52, 50], "failed": [0, 1, 0]}
 EXAMPLES["EventPage"] = {"next_cursor": None, "events": [
     {"event_id": 7, "id": 1042, "status": "queued", "code": None, "error": None, "provider": None, "message_id": None,
      "at": "2026-12-05T09:00:00.123456+00:00", "webhook": {"delivered_at": "2026-12-05T09:00:00.3+00:00", "attempts": 1}},

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable
@@ -21,12 +20,12 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
-from .. import codecs
-from ..engine import Campaign, Engine, Events, Finisher
+from .. import pg
+from ..engine import Campaign, Encoder, Engine, Events
 from ..model import Content
-from ..pg import explain
+from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
-from . import metrics, page, reports
+from . import delivery_reports, metrics, page
 from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
@@ -43,8 +42,9 @@ from .outbox import (
     init_connection,
 )
 from .problems import problems
-from .views import Views
+from .views import Throughput, Views
 from .webhooks import Webhooks
+from .withdrawal import Withdrawal
 from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
@@ -77,20 +77,20 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.cfg
         try:
-            self.pool = await asyncpg.create_pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
+            self.pool = await pg.pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
             async with self.pool.acquire() as conn:
                 await self.store.migrate(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
         pool = self.pool
         self.registry = Registry(cfg, pool, self.store)
-        self.reports = reports.ReportStore(cfg, pool, self.names)
+        self.reports = delivery_reports.ReportStore(cfg, pool, self.names)
         self.sink = OutboxSink(cfg, pool, self.store)
         self.sink.on_write.append(self.reports.poke)
         self.sink.on_fatal.append(self.stop)
         providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
         self.source = OutboxSource(cfg, pool, self.store, Rows(cfg, providers), ready=self.registry.ready)
-
+        self.withdrawal = Withdrawal(cfg, pool, self.store, self.source)
         if cfg.api_key:
             self.api = Api(cfg, pool, self.names, Rows(cfg, providers))
         if cfg.webhooks:
@@ -109,7 +109,7 @@ class Daemon:
         port = self.runner.addresses[0][1] if self.runner.addresses else cfg.listen_port
         self.url = f"http://{cfg.listen_host}:{port}"
         public = cfg.public_url or self.url
-        for alias, url in reports.configure_callbacks(public, cfg.providers).items():
+        for alias, url in delivery_reports.configure_callbacks(public, cfg.providers).items():
             log.info("delivery reports for %s: %s", alias, url)
 
         providers.update({alias: spec.build() for alias, spec in cfg.providers.items()})
@@ -120,19 +120,15 @@ class Daemon:
             route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
             transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
             max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
-        finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
+        encoder = Encoder(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
         events = EngineEvents(self.source)
-        self.engine = Engine(campaign, preparer=RowsPreparer(finish, channels), events=events)
-        self.source.attach(self.engine)
+        preparer = RowsPreparer(encoder, channels)
+        self.engine = Engine(campaign, preparer=preparer, events=events)
+        self.source.attach(self.engine)  # and so the withdrawal's
         self.registry.engine = self.engine
-        if "sms" in channels.values():
-            codecs.analyze(["warm up"])  # loads the compiled kernels now, not in the engine after registering
-        # Everything built so far lives as long as the process: out of the collector's way. Messages in
-        # flight are many and short-lived: collect the young generation less often (measured: a third less
-        # CPU a row than the default thresholds).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20000, 50, 100)
+        # the compiled kernels loaded before this worker registers (a load blocks the loop, and with it the
+        # heartbeat); the collector's tuning is the engine's (collector_for_streams), for its run
+        preparer.warm_up()
         await self._listen()
         try:
             await self.registry.register()
@@ -148,7 +144,8 @@ class Daemon:
             self.webhooks.start()
         self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
         self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
-                       asyncio.create_task(self._revive(), name="revive")]
+                       asyncio.create_task(self._revive(), name="revive"),
+                       asyncio.create_task(self.withdrawal.run(), name="withdrawal")]
         self.running = True
         if self._stop_requested:  # a signal came while starting
             self.stop()
@@ -156,24 +153,27 @@ class Daemon:
 
     def _routes(self, pool: asyncpg.Pool) -> list[web.RouteDef]:
         """Reports, health and metrics; the API and the control of campaigns when an API key is set."""
-        routes = reports.routes(self.cfg, self.reports) + metrics.routes(self)
+        routes = delivery_reports.routes(self.cfg, self.reports) + metrics.routes(self)
         if self.api is not None:
             control = Control(self.cfg, pool, self.store)
             self.api.listing = control.list_messages
             routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
-            routes += Views(pool, self.names).routes(self.api.guard)
+            throughput = Throughput(lambda: self.sink.results)
+            self.sink.on_write.append(throughput.note)
+            routes += Views(pool, self.names, throughput).routes(self.api.guard)
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------
     async def _listen(self) -> None:
         try:
-            conn = await asyncpg.connect(self.cfg.dsn, timeout=10)
+            conn = await pg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
             await conn.add_listener(self.names.control, self.source.notify)  # a resume: claim again at once
+            await conn.add_listener(self.names.control, self.withdrawal.notify)  # a pause: take claimed rows back
             if self.webhooks is not None:
                 await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             log.warning("LISTEN failed (%s): polling every %g s", explain(e, self.cfg.dsn), self.cfg.poll)
             self.listener = None
 
@@ -260,7 +260,7 @@ class Daemon:
                     self.released = await self.store.release(conn)
                 if self.released:
                     log.info("released %d unfinished claim(s) back to pending", self.released)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            except PG_ERRORS as e:
                 log.warning("could not release claims (%s): they come back when their lease ends",
                             explain(e, self.cfg.dsn))
         if self.runner is not None:  # reports still arriving are answered (their writer still runs)

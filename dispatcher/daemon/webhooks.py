@@ -40,7 +40,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from ..pg import explain
+from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig, WebhookSpec
 from .outbox import Names
 
@@ -132,7 +132,7 @@ class Webhooks:
                         await self._measure()
                         last_backlog = time.monotonic()
                     sent = await self.deliver(http)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+                except PG_ERRORS as e:
                     log.warning("webhooks: database: %s", explain(e, self.cfg.dsn))
                     sent = -1
                 except Exception as e:  # a bug must not end delivery for the life of the process

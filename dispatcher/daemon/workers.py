@@ -1,14 +1,6 @@
 """Workers register and heartbeat in `outbox_workers`; each provider's rate is split between the live ones.
 
-    CREATE TABLE outbox_workers (
-        name         text PRIMARY KEY,        -- [daemon] worker, default host-pid-random
-        host         text,
-        pid          integer,
-        started_at   timestamptz NOT NULL DEFAULT now(),
-        heartbeat_at timestamptz NOT NULL DEFAULT now(),
-        stopping     boolean NOT NULL DEFAULT false,
-        in_flight    integer NOT NULL DEFAULT 0
-    );
+The table is `{workers}` of outbox/schema/001_outbox.sql.
 
 Every `heartbeat` seconds a worker stamps its row, counts the live workers (a heartbeat
 within `dead_after`), sets each of its lanes to `1 / live` of the provider's configured
@@ -36,7 +28,7 @@ import time
 import asyncpg
 
 from ..engine import Engine
-from ..pg import explain
+from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
 from .outbox import Store
 
@@ -165,7 +157,7 @@ class Registry:
                             self.purged += gone
                             if gone < 10000:
                                 break
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             self.failures += 1
             log.warning("heartbeat failed (%s)%s", explain(e, cfg.dsn),
                         "" if self.fresh() else ": not claiming until the database answers")
@@ -176,11 +168,11 @@ class Registry:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+        with contextlib.suppress(*PG_ERRORS):
             async with self.pool.acquire() as conn:
                 await conn.execute(f"DELETE FROM {self.n.workers} WHERE name = $1", self.cfg.worker)
 
     async def mark_stopping(self) -> None:
-        with contextlib.suppress(asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
+        with contextlib.suppress(*PG_ERRORS):
             async with self.pool.acquire() as conn:
                 await conn.execute(f"UPDATE {self.n.workers} SET stopping = true WHERE name = $1", self.cfg.worker)

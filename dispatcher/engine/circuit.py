@@ -22,7 +22,6 @@ class Circuit:
         self.failures = 0
         self.open_until = 0.0
         self.open_total = 0.0
-        self.opened = 0
 
     @property
     def is_open(self) -> bool:
@@ -37,7 +36,6 @@ class Circuit:
         if self.failures >= self.threshold and not self.is_open:
             self.open_until = self.clock() + self.cooldown
             self.open_total += self.cooldown
-            self.opened += 1
             self.cooldown = min(self.cooldown * 2, 60.0)
             self.failures = self.threshold - 1  # half-open: one more failure opens it again
 

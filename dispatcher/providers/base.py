@@ -26,7 +26,7 @@ import aiohttp
 
 from ..errors import ConfigError
 from ..model import Content, Message, column
-from .reports import Report, items, recipient, text, when
+from .dlr import Report, items, recipient, text, when
 
 
 class Verdict(IntEnum):
@@ -114,7 +114,6 @@ class Settings:
 
     url: str = ""
     rate: float = 0.0  # requests per second the provider allows; 0 = the module's default
-    burst: int = 0  # unused since the limiter keeps an exact sliding window (limits.py); old configs still load
     concurrency: int = 0  # requests in flight at once; 0 = the module's default
     batch_size: int = 0  # recipients per request; 0 = the module's default
     max_attempts: int = 5

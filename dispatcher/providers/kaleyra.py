@@ -43,7 +43,7 @@ import orjson
 
 from ..errors import ConfigError
 from ..model import Content, Message
-from . import reports as dlr
+from . import dlr
 from .base import (
     HttpRequest,
     Outcome,
@@ -183,10 +183,11 @@ class Kaleyra(Provider):
         return replace(content, sender=sender)
 
     # -- batch size by route type ----------------------------------------------------------------
-    # The Lane asks one `batch_size` per provider, while Kaleyra's limit depends on the route type of
-    # the message (options.type). `check` runs on every message before it is batched, so it records
-    # each route type seen, and the size is the smallest limit seen: never too many numbers for any
-    # route. One blast has one route type per provider, so this is exactly that type's limit.
+    # Kaleyra's limit depends on the message's route type (options.type), while the engine sizes its
+    # buffers and the daemon its claims by one `batch_size` per provider (recipients a request carries).
+    # `check` runs on every message before it is batched and records each route type seen, so
+    # `batch_size` is the smallest limit seen: never more numbers than any route takes, and the sizing
+    # is right for the route in use (one blast has one route type per provider).
     @property  # type: ignore[override]
     def batch_size(self) -> int:
         return min(self._configured, self._cap)

@@ -40,7 +40,7 @@ from .. import codecs
 from ..codecs.tables import TRANSLATE_TABLE
 from ..errors import ConfigError
 from ..model import Batch, Content, Message, column, head
-from . import reports as dlr
+from . import dlr
 from .base import (
     Accepted,
     HttpRequest,

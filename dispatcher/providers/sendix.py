@@ -31,7 +31,7 @@ import aiohttp
 import orjson
 
 from ..model import Content, Message
-from . import reports as dlr
+from . import dlr
 from .base import (
     HttpRequest,
     Outcome,

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..model import Content, Message
-from . import reports as dlr
+from . import dlr
 from .base import (
     EMAIL,
     HttpRequest,

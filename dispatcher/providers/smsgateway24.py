@@ -36,7 +36,7 @@ import aiohttp
 import orjson
 
 from ..model import Message
-from . import reports as dlr
+from . import dlr
 from .base import HttpRequest, Outcome, Provider, Settings, Verdict, http_default, secret
 
 # -- every path and field name, in one place ----------------------------------------------------

@@ -8,29 +8,8 @@ table = "dispatcher_results"      # default; may be schema-qualified
 mark_sent = "status"              # optional: also set this column of the source table
 ```
 
-Schema (version 1; created on first use, see MIGRATIONS)::
-
-    CREATE TABLE dispatcher_results (
-        run_id         text COLLATE "C" NOT NULL,
-        seq            bigint NOT NULL,          -- the record's key in its source (line, id)
-        id             text NOT NULL,
-        "to"           text NOT NULL,
-        provider       text NOT NULL,
-        status         text NOT NULL CHECK (status IN ('sent', 'failed', 'rejected')),
-        message_id     text,
-        parts          integer,
-        encoding       text,
-        code           text,
-        error          text,
-        attempts       integer NOT NULL DEFAULT 0,
-        latency_ms     double precision,
-        trace_id       text,
-        channel        text,
-        transliterated boolean NOT NULL DEFAULT false,
-        meta           jsonb,
-        written_at     timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (run_id, seq)
-    );
+Schema: `MIGRATIONS` below, the one copy of its DDL (version 1 creates the table, a column per
+`Result` field plus `run_id` and `written_at`; `seq` is the record's key in its source).
 
 Indexes: only the primary key (run_id, seq) (`run_id` compares bytewise, COLLATE "C", so the
 index does not pay for the database's locale). It makes a result unique per record and run,
@@ -87,7 +66,7 @@ def _v1(table: str):
     async def create(conn: asyncpg.Connection) -> None:
         await conn.execute(f"""CREATE TABLE IF NOT EXISTS {table} (
             run_id         text COLLATE "C" NOT NULL,
-            seq            bigint NOT NULL,
+            seq            bigint NOT NULL,  -- the record's key in its source (line, id)
             id             text NOT NULL,
             "to"           text NOT NULL,
             provider       text NOT NULL,

@@ -29,10 +29,10 @@ by this worker. A statement-level trigger NOTIFYs `outbox_new` (the table name w
 from .names import EVENTS_CHANNEL, Names
 from .preparer import RowsPreparer
 from .rows import BODY, Problem, Rows
-from .schema import events_sql, init_connection, migrations, schema_sql
+from .schema import events_sql, every_sql, init_connection, migrations, schema_sql
 from .sink import OutboxSink
 from .source import OutboxSource
 from .store import Store
 
 __all__ = ["BODY", "EVENTS_CHANNEL", "Names", "OutboxSink", "OutboxSource", "Problem", "Rows", "RowsPreparer",
-           "Store", "events_sql", "init_connection", "migrations", "schema_sql"]
+           "Store", "events_sql", "every_sql", "init_connection", "migrations", "schema_sql"]

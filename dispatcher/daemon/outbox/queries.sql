@@ -53,6 +53,32 @@ INSERT INTO {campaigns} AS c (name, state, weight) VALUES ($1, $2, coalesce($3, 
 ON CONFLICT (name) DO UPDATE SET state = $2, weight = coalesce($3, c.weight), updated_at = now()
 RETURNING name, state, weight, updated_at;
 
+-- name: give_back
+-- Rows this worker claimed and took back before they went on the wire, their campaign ($3) paused or
+-- cancelled: cancelled if it is cancelled now, else queued again as they were (the claim not counted).
+-- The campaigns' rows are read FOR SHARE, so a cancel running meanwhile is waited for and its state read:
+-- rows put back to queued after a cancel's trigger cancelled the queued ones would stay queued for ever.
+WITH c AS MATERIALIZED (SELECT name, state = 'cancelled' AS gone FROM {campaigns}
+                        WHERE name = ANY($3::text[]) FOR SHARE),
+r AS (UPDATE {outbox} o SET status = CASE WHEN c.gone THEN 'cancelled' ELSE 'pending' END,
+    worker = CASE WHEN c.gone THEN o.worker END, lease_until = NULL,
+    attempts = CASE WHEN c.gone THEN o.attempts ELSE greatest(o.attempts - 1, 0) END,
+    code = CASE WHEN c.gone THEN 'cancelled' ELSE o.code END,
+    error = CASE WHEN c.gone THEN 'the campaign was cancelled' ELSE o.error END,
+    finished_at = CASE WHEN c.gone THEN now() ELSE o.finished_at END
+FROM c WHERE o.id = ANY($1::bigint[]) AND o.worker = $2 AND o.status = 'claimed'
+    AND coalesce(o.campaign, '') = c.name
+RETURNING 1)
+SELECT count(*) FROM r;
+
+-- name: settling
+-- What a pause or cancel of campaign $2 still waits for: transactions that were running when it committed
+-- ($1, the xip of a snapshot taken after it: a claim among them may have read the campaign as active), and
+-- the campaign's claimed rows (taken back by their daemon, or on the wire until their answer).
+SELECT (SELECT count(*) FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) = 'in progress')
+     + (SELECT count(*) FROM {outbox}
+        WHERE lease_until IS NOT NULL AND status = 'claimed' AND coalesce(campaign, '') = $2);
+
 -- name: campaign_states
 SELECT name, state, weight, updated_at FROM {campaigns};
 

@@ -43,6 +43,12 @@ def control_sql(n: Names) -> str:
     return _read("003_control.sql", n)
 
 
+def every_sql(n: Names) -> str:
+    """Every version's DDL in order: what `dispatcher daemon FILE --print-schema` shows (what a new
+    database gets; the daemon applies it itself, one version at a time)."""
+    return "\n\n".join(_read(f.name, n).strip() for f in sorted(SCHEMA.glob("[0-9][0-9][0-9]_*.sql")))
+
+
 def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
     async def v1(conn: asyncpg.Connection) -> None:
         if n.schema:

@@ -22,7 +22,8 @@ log = logging.getLogger("dispatcher.daemon")
 
 
 class OutboxSink(Sink):
-    """Results onto their outbox rows: one UPDATE ... FROM unnest(arrays) a write."""
+    """Results onto their outbox rows: one statement a write (queries.sql `record_results`: every row reached
+    by its primary key from a jsonb array of results)."""
 
     name = "outbox"
 

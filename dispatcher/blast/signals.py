@@ -11,7 +11,7 @@ import contextlib
 import signal
 from collections.abc import Callable
 
-from .engine import Engine
+from ..engine import Engine
 
 
 def on_signals(engine: Engine, notice: Callable[[int], None] | None = None) -> None:

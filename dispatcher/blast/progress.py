@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .engine import CIRCUIT_OPEN, HALTED, THROTTLED, Engine, LaneStatus, Stats
-from .sources.base import Source
+from ..engine import CIRCUIT_OPEN, HALTED, THROTTLED, Engine, LaneStatus, Stats
+from ..sources.base import Source
 
 WINDOW = 10.0  # seconds of history that rates (and so the ETA) are measured over
 TOP_ERRORS = 3
@@ -220,10 +220,10 @@ def json_line(v: View, st: Stats) -> str:
 
 def summary(st: Stats, *, run_id: str, results: list[str], resume_hint: str, state: str, unsent: int,
             total: str, cost: float | None = None, retry_hint: str | None = None, halted_all: bool = False,
-            failed: int = 0, delivery: dict[str, int] | None = None) -> str:
+            failed: int = 0, delivery: dict[str, int] | None = None, ended: float | None = None) -> str:
     """The run's summary: `state` is finished, halted or stopped; `unsent` every record with no result,
     read or not; `total` the source's records as text (an estimate says so)."""
-    elapsed = max(time.monotonic() - st.started, 1e-9)
+    elapsed = max((ended or time.monotonic()) - st.started, 1e-9)  # the sending, not a linger after it
     lines = [f"run {run_id} {state} in {elapsed:,.1f} s", f"  records   {total:>12}"]
     lines.append(f"  read      {st.read:>12,}" + (f"   ({st.skipped:,} skipped: finished by an earlier attempt "
                                                    f"of run {run_id}, or not retried)" if st.skipped else ""))

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from .blast.delivery import of_run
-from .model import RESULT_FIELDS
-from .state import RunState, run_ids
+from ..model import RESULT_FIELDS
+from ..state import RunState, run_ids
+from .delivery import of_run
 
 COUNTS = ("sent", "failed", "rejected")
 FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"

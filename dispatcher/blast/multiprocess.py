@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from .engine import (
+from ..engine import (
     CIRCUIT_OPEN,
     HALTED,
     SENDING,
@@ -48,9 +48,9 @@ from .engine import (
     Stats,
     counts,
 )
-from .logs import error_text
+from ..logs import error_text
+from ..sources.base import Part
 from .signals import on_signals
-from .sources.base import Part
 
 _PR_SET_PDEATHSIG = 1
 _WORST = {SENDING: 0, THROTTLED: 1, CIRCUIT_OPEN: 2, HALTED: 3}  # the state a merged lane shows
@@ -73,14 +73,16 @@ class Ran:
 Progress = Callable[[Stats, list[LaneStatus], int | None], None]  # merged stats, lanes, the source's total
 
 
-def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None) -> Ran:
+def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None,
+        on_forked: Callable[[], None] | None = None) -> Ran:
     """The run of `campaign` by `campaign.workers` forked workers. Raises what `Engine.begin` raises
-    (RunError, SinkError, ...) before anything is sent. `on_stop(n)` hears the owner's n-th signal."""
+    (RunError, SinkError, ...) before anything is sent. `on_stop(n)` hears the owner's n-th signal;
+    `on_forked()` is called in the owner once every worker is forked (where a thread may start)."""
     owner = Engine(campaign)
     start = uvloop.run(owner.begin())  # the loop is gone before the fork: nothing of it is inherited
     owner.preparer.warm_up()  # the compiled kernels loaded once, for every worker
     try:
-        ran = _supervise(campaign, start, on_progress, on_stop)
+        ran = _supervise(campaign, start, on_progress, on_stop, on_forked)
         ran.stats.in_doubt = len(start.in_doubt)
         done = counts(ran.stats, interrupted=ran.interrupted, halted_all=ran.halted_all)
         # a failed or abandoned shared run leaves its attempt without counts: `runs` says it did not finish
@@ -91,7 +93,7 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
 
 
 def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
-               on_stop: Callable[[int], None] | None) -> Ran:
+               on_stop: Callable[[int], None] | None, on_forked: Callable[[], None] | None = None) -> Ran:
     n = campaign.workers
     sys.stdout.flush()
     sys.stderr.flush()
@@ -110,6 +112,8 @@ def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
                 os._exit(70)
         os.close(w)
         children[r] = (k, pid)
+    if on_forked is not None:
+        on_forked()
     signals = 0
 
     def relay(sig: int, _frame: Any) -> None:
