@@ -12,11 +12,17 @@
 The state lives in the outbox's campaigns table (schema/003_control.sql), which every claim of every
 daemon reads: a pause is obeyed by the next claim of each of them, and the same UPDATE from SQL does
 the same. A cancel turns the campaign's queued rows into `cancelled` in the statement that cancels it.
+The rows the daemons had claimed and not put on the wire go back at the table's NOTIFY (withdrawal.py).
+A pause or cancel over HTTP answers once that is done (at most SETTLE seconds): once every claim that
+may have read the campaign as active has ended and no row of it is claimed, so after the answer nothing
+of the campaign goes on the wire, and its counts are final but for `sending` rows still on the wire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +45,7 @@ ROW_STATUS = {v: k for k, v in API_STATUS.items()}
 MAX_PAGE = 1000
 MAX_ID = 10**18  # past every id a cursor can name (18 digits): where a listing newest first starts
 RATE_WINDOW = 60.0  # seconds over which a campaign's rate is measured
+SETTLE = 5.0  # seconds a pause or cancel waits at most for the daemons to take their claimed rows back
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -171,9 +178,25 @@ class Control:
             if action == "retry-failed":
                 extra["retried"] = await self.store.retry_failed(conn, campaign=name)
             else:
+                if action == "cancel":  # paused first, in a statement of its own: obeyed at once, while the
+                    await self.store.set_campaign(conn, name, "paused")  # cancel's own statement runs
                 await self.store.set_campaign(conn, name, STATES[action])
+                if action != "resume":
+                    await self._settled(conn, name)
             summary = (await self.summaries(conn, name))[0]
         return _json({**summary, **extra})
+
+    async def _settled(self, conn: asyncpg.Connection, name: str) -> bool:
+        """Until every claim that may have read campaign `name` as active has ended and no row of it is
+        claimed (the daemons took back what was not on the wire; what was has its answer); False after
+        SETTLE seconds (a row on the wire of a slow provider, or a long transaction elsewhere)."""
+        running = await self.store.running(conn)
+        deadline = time.monotonic() + SETTLE
+        while await self.store.settling(conn, running, name):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)  # the daemons' work, seen in the table: no event to wait on
+        return True
 
 
 def _whole(raw: str, what: str) -> int:

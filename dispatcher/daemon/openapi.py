@@ -156,9 +156,13 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
             "operationId": op, "summary": text, "security": auth, "parameters": [name],
             "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
            for action, op, text in (
-               ("pause", "pauseCampaign", "Stop claiming the campaign's rows (they stay queued)"),
+               ("pause", "pauseCampaign", "Stop sending the campaign: its rows stay queued, and those the "
+                "daemons claimed and had not put on the wire are queued again. It answers once they are: after "
+                "the answer nothing of the campaign goes on the wire"),
                ("resume", "resumeCampaign", "Claim the campaign's rows again"),
-               ("cancel", "cancelCampaign", "Cancel every queued row of the campaign"),
+               ("cancel", "cancelCampaign", "Cancel the campaign: its queued rows, and those the daemons claimed "
+                "and had not put on the wire, become cancelled. It answers once they have: after the answer "
+                "nothing of the campaign goes on the wire"),
                ("retry-failed", "retryFailedCampaign", "Queue the campaign's failed rows again"))},
     }
 
