@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from .. import pg
-from ..engine import Campaign, Engine, Events, Finisher
+from ..engine import Campaign, Encoder, Engine, Events
 from ..model import Content
 from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
@@ -119,9 +119,9 @@ class Daemon:
             route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
             transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
             max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
-        finish = Finisher(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
+        encoder = Encoder(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
         events = EngineEvents(self.source)
-        preparer = RowsPreparer(finish, channels)
+        preparer = RowsPreparer(encoder, channels)
         self.engine = Engine(campaign, preparer=preparer, events=events)
         self.source.attach(self.engine)
         self.registry.engine = self.engine

@@ -10,9 +10,32 @@ from .campaign import Campaign, Router
 from .core import Engine, Start, collector_for_streams, counts, dry_run, identity
 from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus
 from .ledger import Events, Stats
-from .prepare import CampaignPreparer, Finisher, Prepared, Preparer
+from .prepare import CampaignPreparer, Encoder, Prepared, Preparer
 from .transport import HttpTransport, Transport, TransportFactory, http_transport
 
-__all__ = ["CIRCUIT_OPEN", "HALTED", "SENDING", "THROTTLED", "Campaign", "CampaignPreparer", "Engine", "Events",
-           "Finisher", "HttpTransport", "LaneStatus", "Prepared", "Preparer", "Router", "Start", "Stats", "Transport",
-           "TransportFactory", "collector_for_streams", "counts", "describe", "dry_run", "http_transport", "identity"]
+__all__ = [
+           "CIRCUIT_OPEN",
+           "HALTED",
+           "SENDING",
+           "THROTTLED",
+           "Campaign",
+           "CampaignPreparer",
+           "Encoder",
+           "Engine",
+           "Events",
+           "HttpTransport",
+           "LaneStatus",
+           "Prepared",
+           "Preparer",
+           "Router",
+           "Start",
+           "Stats",
+           "Transport",
+           "TransportFactory",
+           "collector_for_streams",
+           "counts",
+           "describe",
+           "dry_run",
+           "http_transport",
+           "identity",
+]

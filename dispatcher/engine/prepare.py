@@ -2,7 +2,7 @@
 
 The engine takes a *preparer*: a blast's renders the campaign's templates and normalises
 addresses (`CampaignPreparer`); the daemon's starts from outbox rows already rendered. Both
-end in `finish`: one codec call for the chunk's SMS texts (encoding, parts, transliteration)
+end in the `Encoder`: one codec call for the chunk's SMS texts (encoding, parts, transliteration)
 and each provider's `check`, so a message that can never be accepted is rejected before it
 is sent, whoever prepared it.
 """
@@ -38,8 +38,9 @@ class Preparer(Protocol):
         ...
 
 
-class Finisher:
-    """Encode a chunk's SMS texts in one codec call, then ask each provider whether it can take each message."""
+class Encoder:
+    """A chunk's SMS texts encoded in one codec call (encoding, parts, transliteration), then each message
+    screened by its provider (`check`): what a message needs after rendering, before it is batched."""
 
     def __init__(self, providers: Mapping[str, Provider], *, gsm_pt: bool = False, transliterate: bool = False) -> None:
         self.providers = providers
@@ -89,7 +90,7 @@ class CampaignPreparer:
 
     def __init__(self, c: Campaign) -> None:
         self.c = c
-        self.finish = Finisher(c.providers, gsm_pt=c.gsm_pt, transliterate=c.transliterate)
+        self.encoder = Encoder(c.providers, gsm_pt=c.gsm_pt, transliterate=c.transliterate)
         # per provider alias, what preparing a record needs: (channel, content, recipient column, is a phone)
         self._routes: dict[str, tuple[str, Content, str, bool]] = {
             alias: (ch, c.contents[ch], c.contents[ch].recipient or c.recipient, p.address_for(ch) == "phone")
@@ -164,11 +165,11 @@ class CampaignPreparer:
         else:
             fields = [_NO_FIELDS] * len(seqs)
         if channel == "sms":
-            enc, parts, translit, texts = self.finish.encode(texts)
+            enc, parts, translit, texts = self.encoder.encode(texts)
         else:
             enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
         batch = Batch(seqs, rids, tos, texts, fields, slots, enc, parts, translit, alias, channel, content)
-        return self.finish.screen(alias, batch, bad)
+        return self.encoder.screen(alias, batch, bad)
 
 
 _NO_FIELDS: dict[str, Any] = {}  # shared by the messages of providers that read no field of their own

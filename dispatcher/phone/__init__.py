@@ -20,9 +20,9 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
     The first call in a process loads the kernel (~0.5 s; ~3 s to compile it on the very first run)."""
     if not raws:
         return []
-    from .column import to_e164_column as column  # numba and numpy: only for callers of columns
+    from .column import to_e164_column as over_column  # numba and numpy: only for callers of columns
 
-    return column(raws, region, mobile)
+    return over_column(raws, region, mobile)
 
 
 def warm_up(region: str | None) -> None:

@@ -248,8 +248,8 @@ def _national(s, length, trans, flags, ccd, prefix, gen_start, check_start, mask
 
 
 @njit(cache=True, nogil=True)
-def column(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, intl00, ccd, prefix, gen_start,
-           check_start, out, status, missing):  # pragma: no cover - compiled
+def e164_kernel(buf, n, classes, trans, flags, cc_start, is_code, mask, has_region, intl00, ccd, prefix, gen_start,
+                check_start, out, status, missing):  # pragma: no cover - compiled
     """Every number of `buf` ("\\n"-separated, n of them): status[i] OK (its E.164 written in `out`),
     NONE, ASK (to_e164 decides) or MISSING (the DFA of code c is not built: missing[c] set). `out`
     gets one line per number (empty unless OK). Returns the length of `out`, -1 when `buf` does not
@@ -352,7 +352,7 @@ def to_e164_column(raws: Sequence[str], region: str | None, mobile: bool = False
         trans, flags, starts = TABLES.tables
         missing = np.zeros(1000, dtype=np.bool_)
         check_start = starts[r.country_code] if r is not None else -1
-        w = column(np.frombuffer(data, dtype=np.uint8), n, CLASSES, trans, flags, starts, TABLES.is_code,
+        w = e164_kernel(np.frombuffer(data, dtype=np.uint8), n, CLASSES, trans, flags, starts, TABLES.is_code,
                    2 if mobile else 1, r is not None, bool(r and r.intl00), ccd, prefix, gen_start, check_start,
                    out, status, missing)
         if w < 0:  # a number with a newline in it: not one line, to_e164 decides ("\x80": always asks)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from ... import codecs
-from ...engine import Finisher, Prepared
+from ...engine import Encoder, Prepared
 from ...model import Chunk, Message
 
 
 class RowsPreparer:
     """Outbox rows into messages. Routing, address normalisation and rendering happened in `Rows.build`
     (per row, with the row's template and variables); this builds the messages and hands them to the
-    engine's `Finisher` (one codec call for the SMS texts, each provider's `check`), as a campaign's
+    engine's `Encoder` (one codec call for the SMS texts, each provider's `check`), as a campaign's
     preparer does. Rows for a provider that halted are deferred by the engine's lane, not here."""
 
-    def __init__(self, finish: Finisher, channels: dict[str, str]) -> None:
-        self.finish = finish
+    def __init__(self, encoder: Encoder, channels: dict[str, str]) -> None:
+        self.encoder = encoder
         self.channels = channels
 
     def warm_up(self) -> None:
@@ -36,4 +36,4 @@ class RowsPreparer:
             if g is None:
                 g = out[alias] = []
             g.append(m)
-        return self.finish(out, sms, [])
+        return self.encoder(out, sms, [])
