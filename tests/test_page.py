@@ -439,3 +439,30 @@ async def test_a_slow_campaigns_answer_makes_the_page_ask_less_often(api_env, po
             time.sleep(6)  # the window being measured: a look a second would make six
             assert looks() - slow <= 1, looks() - slow
         await asyncio.to_thread(script)
+
+
+@needs_browser
+@run
+async def test_hostile_codes_and_errors_in_failures_and_events_show_as_text(api_env, postgres_dsn, tmp_path, table,
+                                                                             browser):
+    """What a provider or an application wrote into a failure (code, error) reaches the failures table and
+    the finder's events as its characters."""
+    async with daemon(config(tmp_path, table, api_env)) as d, db(postgres_dsn) as conn:
+        [oid] = await insert(conn, table, [{"recipient": number(3), "body": "x", "key": "hostile-failure",
+                                            "not_before": dt.datetime(2099, 1, 1, tzinfo=dt.UTC)}])
+        await conn.execute(f"UPDATE {table} SET status = 'failed', code = $2, error = $2, finished_at = now() "
+                           "WHERE id = $1", oid, HOSTILE)  # the trigger writes the failed event with them
+
+        def script() -> None:
+            sign_in(browser, d.url)
+            row = wait("the failure", lambda: browser.find_elements(By.CSS_SELECTOR, f'#failures tr[data-id="{oid}"]'))
+            assert row[0].text.count(HOSTILE) == 2  # code and error, as characters
+            find = browser.find_element(By.CSS_SELECTOR, "input[name=find]")
+            find.send_keys("hostile-failure")
+            browser.find_element(By.CSS_SELECTOR, "#find-form button[type=submit]").click()
+            events = wait("the failed event", lambda: [r.text for r in browser.find_elements(
+                By.CSS_SELECTOR, "#found-events tr") if "failed" in r.text])
+            assert events[0].count(HOSTILE) == 2
+            assert browser.find_elements(By.TAG_NAME, "img") == []
+            assert browser.execute_script("return typeof window.__xss") == "undefined"
+        await asyncio.to_thread(script)

@@ -6,6 +6,7 @@ lines and no function over 80 in dispatcher/, and no cycle in bench/ either. Rea
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,28 @@ def test_files_and_functions_stay_small() -> None:
                 if n > MAX_FUNCTION_LINES:
                     too_long.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
     assert not too_long, "\n".join(too_long)
+
+
+DDL = re.compile(r"CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?[\w.{}\"]+\s*\(")
+
+
+def copied_ddl(src: str) -> list[str]:
+    """Docstrings holding a CREATE TABLE statement: a second copy of a schema, which drifts from the one that
+    runs (the statement belongs in its migration, its column notes as SQL comments there)."""
+    found = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and DDL.search(doc):
+                found.append(f"{getattr(node, 'name', '(module)')}")
+    return found
+
+
+def test_no_schema_copied_into_a_docstring() -> None:
+    found = [f"{path.relative_to(ROOT)}: {where}" for path in modules("dispatcher").values()
+             for where in copied_ddl(path.read_text(encoding="utf-8"))]
+    assert not found, "\n".join(found)
+    assert copied_ddl('"""The table::\n\n    CREATE TABLE t (\n        id bigint\n    );\n"""') == ["(module)"]
 
 
 def test_the_checks_see_a_cycle_and_a_private_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,22 +2,8 @@
 
 A JSONL or CSV results file: `RUN.reports.jsonl` beside it, one line a report, one write a callback (what
 was answered 200 is the kernel's). The PostgreSQL sink: the table `<results table>_reports` in the same
-database, one INSERT a callback::
-
-    CREATE TABLE dispatcher_results_reports (
-        id              bigserial PRIMARY KEY,
-        run_id          text COLLATE "C" NOT NULL,
-        provider        text NOT NULL,         -- the alias it came for
-        message_id      text,                  -- matches the results table's message_id
-        recipient       text,
-        status          text NOT NULL,         -- delivered, undelivered, failed, expired, read, ...
-        rank            smallint,              -- 1 accepted < 2 sent < 3 final < 4 engagement
-        provider_status text,
-        event_at        timestamptz,
-        part            integer,
-        received_at     timestamptz NOT NULL DEFAULT now(),
-        payload         jsonb NOT NULL
-    );  -- index (run_id, provider, message_id)
+database, one INSERT a callback (its DDL, with what each column holds, is `_create` below: the columns of the
+daemon's outbox reports with `run_id` for `outbox_id`, indexed by run, provider and message id).
 
 Either way every report is kept as it came, duplicates and strangers included; the tally reads them back
 for a resume or a later `dispatcher reports`.
@@ -69,11 +55,11 @@ def _create(table: str, results: str):
         await conn.execute(f"""CREATE TABLE IF NOT EXISTS {table} (
             id              bigserial PRIMARY KEY,
             run_id          text COLLATE "C" NOT NULL,
-            provider        text NOT NULL,
-            message_id      text,
+            provider        text NOT NULL,  -- the alias it came for
+            message_id      text,           -- matches the results table's message_id
             recipient       text,
-            status          text NOT NULL,
-            rank            smallint,
+            status          text NOT NULL,  -- delivered, undelivered, failed, expired, read, ...
+            rank            smallint,       -- 1 accepted < 2 sent < 3 final < 4 engagement
             provider_status text,
             event_at        timestamptz,
             part            integer,

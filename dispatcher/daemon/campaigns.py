@@ -7,16 +7,24 @@
                                                    and `next_cursor` for the next
     GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate, cost
     GET  /v1/campaigns/{name}                      one campaign
+    PATCH /v1/campaigns/{name}  {"weight": 3}     its share of a provider against the other active ones
+                                                   (POST the same); the campaign after it
     POST /v1/campaigns/{name}/pause | resume | cancel | retry-failed
 
 The state lives in the outbox's campaigns table (schema/003_control.sql), which every claim of every
 daemon reads: a pause is obeyed by the next claim of each of them, and the same UPDATE from SQL does
 the same. A cancel turns the campaign's queued rows into `cancelled` in the statement that cancels it.
+The rows the daemons had claimed and not put on the wire go back at the table's NOTIFY (withdrawal.py).
+A pause or cancel over HTTP answers once that is done (at most SETTLE seconds): once every claim that
+may have read the campaign as active has ended and no row of it is claimed, so after the answer nothing
+of the campaign goes on the wire, and its counts are final but for `sending` rows still on the wire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +47,8 @@ ROW_STATUS = {v: k for k, v in API_STATUS.items()}
 MAX_PAGE = 1000
 MAX_ID = 10**18  # past every id a cursor can name (18 digits): where a listing newest first starts
 RATE_WINDOW = 60.0  # seconds over which a campaign's rate is measured
+MAX_WEIGHT = 1000  # the campaigns table's CHECK
+SETTLE = 5.0  # seconds a pause or cancel waits at most for the daemons to take their claimed rows back
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -60,6 +70,8 @@ class Control:
         return [web.post("/v1/messages/{id}/cancel", guard("cancel", self.cancel_message)),
                 web.get("/v1/campaigns", guard("campaigns", self.campaigns)),
                 web.get("/v1/campaigns/{name}", guard("campaign", self.campaign)),
+                web.patch("/v1/campaigns/{name}", guard("campaign_set", self.update)),
+                web.post("/v1/campaigns/{name}", guard("campaign_set", self.update)),
                 web.post("/v1/campaigns/{name}/{action}", guard("control", self.act))]
 
     # -- messages ---------------------------------------------------------------------------------
@@ -161,6 +173,26 @@ class Control:
         async with self.pool.acquire() as conn:
             return _json((await self.summaries(conn, name))[0])
 
+    async def update(self, request: web.Request) -> web.Response:
+        """A campaign's weight: `{"weight": N}`, a whole number from 1 to MAX_WEIGHT."""
+        name = request.match_info["name"]
+        self._known(name)
+        data = await _object(request)
+        unknown = [k for k in data if k != "weight"]
+        if unknown:
+            raise Invalid(422, f"unknown field '{unknown[0]}'; known: weight", code="invalid",
+                          errors=[{"field": k, "code": "unknown_field", "message": "not a campaign field"} for k in unknown])
+        weight = data.get("weight")
+        if type(weight) is float and weight.is_integer():
+            weight = int(weight)
+        if type(weight) is not int or not 1 <= weight <= MAX_WEIGHT:
+            raise Invalid(422, f"weight must be a whole number from 1 to {MAX_WEIGHT}", code="invalid",
+                          errors=[{"field": "weight", "code": "required" if weight is None else "bad_weight",
+                                   "message": f"a whole number from 1 to {MAX_WEIGHT}"}])
+        async with self.pool.acquire() as conn:
+            await self.store.set_weight(conn, name, weight)
+            return _json((await self.summaries(conn, name))[0])
+
     async def act(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         if action not in (*STATES, "retry-failed"):
@@ -171,9 +203,40 @@ class Control:
             if action == "retry-failed":
                 extra["retried"] = await self.store.retry_failed(conn, campaign=name)
             else:
+                if action == "cancel":  # paused first, in a statement of its own: obeyed at once, while the
+                    await self.store.set_campaign(conn, name, "paused")  # cancel's own statement runs
                 await self.store.set_campaign(conn, name, STATES[action])
+                if action != "resume":
+                    await self._settled(conn, name)
             summary = (await self.summaries(conn, name))[0]
         return _json({**summary, **extra})
+
+    async def _settled(self, conn: asyncpg.Connection, name: str) -> bool:
+        """Until every claim that may have read campaign `name` as active has ended and no row of it is
+        claimed (the daemons took back what was not on the wire; what was has its answer); False after
+        SETTLE seconds (a row on the wire of a slow provider, or a long transaction elsewhere)."""
+        running = await self.store.running(conn)
+        deadline = time.monotonic() + SETTLE
+        while await self.store.settling(conn, running, name):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)  # the daemons' work, seen in the table: no event to wait on
+        return True
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (415, 413, 400 otherwise)."""
+    if request.content_type != "application/json":
+        raise Invalid(415, f"Content-Type must be application/json, not '{request.content_type}'")
+    try:
+        data = orjson.loads(await request.read())
+    except web.HTTPRequestEntityTooLarge:
+        raise Invalid(413, "the body is too large") from None
+    except orjson.JSONDecodeError as e:
+        raise Invalid(400, f"malformed JSON: {e}", code="malformed_json") from None
+    if type(data) is not dict:
+        raise Invalid(400, "the body must be a JSON object {\"weight\": N}", code="not_an_object")
+    return data
 
 
 def _whole(raw: str, what: str) -> int:

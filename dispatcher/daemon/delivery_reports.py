@@ -6,24 +6,8 @@ file and the secret comes from its `dlr_secret_env`. A report is answered 200 on
 when the database cannot take it, so the provider sends it again). What each provider sends is read by its own
 module (providers/*.py, "delivery reports"; providers/*.md, "Delivery reports").
 
-Table (every report is kept, matched or not, duplicates included)::
-
-    CREATE TABLE outbox_reports (
-        id              bigserial PRIMARY KEY,
-        received_at     timestamptz NOT NULL DEFAULT now(),
-        provider        text NOT NULL,      -- the alias it came for
-        message_id      text,               -- the provider's message id
-        recipient       text,               -- normalised (+E.164, lower-case email) when the report has one
-        status          text NOT NULL,      -- accepted, sent, delivered, undelivered, failed, expired, rejected,
-                                            -- bounced, dropped, read, opened, clicked, unsubscribed, complaint, ...
-        rank            smallint,           -- 1 accepted < 2 sent < 3 final < 4 engagement; NULL: no bearing on delivery
-        provider_status text,               -- as the provider said it (DELIVRD, Delivered, 7...)
-        event_at        timestamptz,        -- the provider's event time (receive time when it gives none)
-        part            integer,            -- SMS part (360nrs reports each part)
-        outbox_id       bigint,             -- the outbox row; NULL while unmatched
-        matched_by      text,               -- 'message_id' or 'recipient'
-        payload         jsonb NOT NULL      -- what was received (without the secret)
-    );
+Every report is kept, matched or not, duplicates included: the table `{reports}` of
+outbox/schema/001_outbox.sql, with what each column holds.
 
 Each provider module reads its own callbacks (`Provider.parse_report`, `report_item`) and
 wires its callback URL into its requests where it can (`Provider.callback`): this module

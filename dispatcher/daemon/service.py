@@ -44,6 +44,7 @@ from .outbox import (
 from .problems import problems
 from .views import Throughput, Views
 from .webhooks import Webhooks
+from .withdrawal import Withdrawal
 from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
@@ -89,7 +90,7 @@ class Daemon:
         self.sink.on_fatal.append(self.stop)
         providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
         self.source = OutboxSource(cfg, pool, self.store, Rows(cfg, providers), ready=self.registry.ready)
-
+        self.withdrawal = Withdrawal(cfg, pool, self.store, self.source)
         if cfg.api_key:
             self.api = Api(cfg, pool, self.names, Rows(cfg, providers))
         if cfg.webhooks:
@@ -123,7 +124,7 @@ class Daemon:
         events = EngineEvents(self.source)
         preparer = RowsPreparer(encoder, channels)
         self.engine = Engine(campaign, preparer=preparer, events=events)
-        self.source.attach(self.engine)
+        self.source.attach(self.engine)  # and so the withdrawal's
         self.registry.engine = self.engine
         # the compiled kernels loaded before this worker registers (a load blocks the loop, and with it the
         # heartbeat); the collector's tuning is the engine's (collector_for_streams), for its run
@@ -143,7 +144,8 @@ class Daemon:
             self.webhooks.start()
         self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
         self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
-                       asyncio.create_task(self._revive(), name="revive")]
+                       asyncio.create_task(self._revive(), name="revive"),
+                       asyncio.create_task(self.withdrawal.run(), name="withdrawal")]
         self.running = True
         if self._stop_requested:  # a signal came while starting
             self.stop()
@@ -167,6 +169,7 @@ class Daemon:
             conn = await pg.connect(self.cfg.dsn, timeout=10)
             await conn.add_listener(self.names.channel, self.source.notify)
             await conn.add_listener(self.names.control, self.source.notify)  # a resume: claim again at once
+            await conn.add_listener(self.names.control, self.withdrawal.notify)  # a pause: take claimed rows back
             if self.webhooks is not None:
                 await conn.add_listener(EVENTS_CHANNEL, self.webhooks.notify)
             self.listener = conn

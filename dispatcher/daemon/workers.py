@@ -1,14 +1,6 @@
 """Workers register and heartbeat in `outbox_workers`; each provider's rate is split between the live ones.
 
-    CREATE TABLE outbox_workers (
-        name         text PRIMARY KEY,        -- [daemon] worker, default host-pid-random
-        host         text,
-        pid          integer,
-        started_at   timestamptz NOT NULL DEFAULT now(),
-        heartbeat_at timestamptz NOT NULL DEFAULT now(),
-        stopping     boolean NOT NULL DEFAULT false,
-        in_flight    integer NOT NULL DEFAULT 0
-    );
+The table is `{workers}` of outbox/schema/001_outbox.sql.
 
 Every `heartbeat` seconds a worker stamps its row, counts the live workers (a heartbeat
 within `dead_after`), sets each of its lanes to `1 / live` of the provider's configured

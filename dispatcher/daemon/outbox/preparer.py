@@ -25,11 +25,11 @@ class RowsPreparer:
         channels = self.channels
         out: dict[str, list[Message]] = {}
         sms: list[Message] = []
-        for i, (seq, alias, text, to, content, priority) in enumerate(zip(
+        for i, (seq, alias, text, to, content, priority, group) in enumerate(zip(
                 rows.seq, rows.column("_alias"), rows.column("body"), rows.column("_to"), rows.column("_content"),
-                rows.column("_priority"), strict=True)):
+                rows.column("_priority"), rows.column("_group"), strict=True)):
             m = Message(seq, str(seq), to, text, rows.fields(i), {"body": text}, alias, channels[alias],
-                        content=content, priority=priority or 0)
+                        content=content, priority=priority or 0, group=group or "")
             if m.channel == "sms":
                 sms.append(m)
             g = out.get(alias)

@@ -140,6 +140,7 @@ class Rows:
                 continue
             to, alias, fields = got  # type: ignore[misc]
             fields["_priority"] = priority
+            fields["_group"] = campaign or ""  # the campaign a pause or cancel takes back (Message.group)
             if to != raw:
                 unsure[0].append(oid)
                 unsure[1].append(fields)

@@ -50,6 +50,8 @@ class OutboxSource(Source):
         self.rescheduled = 0  # rows rescheduled after a transient failure
         self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
+        self.stopped: dict[str, str] = {}  # paused and cancelled campaigns, by state (daemon/withdrawal.py sets it)
+        self.given_back = 0  # rows of those a claim returned, given back before they reached the lanes
         self.urgent_at = 0.0  # when to look for priority rows again while every slot is taken (the poll)
         self.suppressed = 0
         self.claims = 0
@@ -144,6 +146,8 @@ class OutboxSource(Source):
                 send[0].extend(oids)
                 send[1].extend(fields)
                 bad.extend(more)
+            if self.stopped and send[0]:
+                send = await self._give_back(conn, send)
         self.suppressed += sum(1 for r in bad if r.code == "suppressed")
         self.claims += 1
         self.claimed += len(rows)
@@ -217,6 +221,22 @@ class OutboxSource(Source):
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
             log.warning("could not put %d row(s) back (%s): their claims end with their lease",
                         len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
+
+    async def _give_back(self, conn: asyncpg.Connection, rows: Claimed) -> Claimed:
+        """`rows` without those of campaigns paused or cancelled since the claim read them as active: those
+        go back (queued again, or cancelled) before they reach the lanes."""
+        stopped = self.stopped
+        keep: Claimed = ([], [])
+        back: list[int] = []
+        for oid, f in zip(*rows, strict=True):
+            if f["_group"] in stopped:
+                back.append(oid)
+            else:
+                keep[0].append(oid)
+                keep[1].append(f)
+        if back:
+            self.given_back += await self.store.give_back(conn, back, list(stopped))
+        return keep
 
     async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
         """`rows` split into the ones to send and the opted-out ones, rejected."""

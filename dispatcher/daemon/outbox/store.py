@@ -55,6 +55,21 @@ class Store:
         """A campaign's state (active, paused, cancelled) and weight, as the campaigns table holds it."""
         return await conn.fetchrow(self.sql["set_campaign"], name, state, weight)
 
+    async def give_back(self, conn: asyncpg.Connection, ids: list[int], campaigns: list[str]) -> int:
+        """Claimed rows of paused or cancelled `campaigns` taken back before they went on the wire: cancelled
+        when their campaign is cancelled, else queued again. Returns how many."""
+        return int(await conn.fetchval(self.sql["give_back"], ids, self.cfg.worker, campaigns) or 0)
+
+    async def running(self, conn: asyncpg.Connection) -> list[Any]:
+        """The transactions running now (a snapshot's xip): what a change must outlast to be seen by all."""
+        return await conn.fetchval("SELECT array(SELECT pg_snapshot_xip(pg_current_snapshot())::text)")
+
+    async def settling(self, conn: asyncpg.Connection, running: list[Any], campaign: str) -> int:
+        return int(await conn.fetchval(self.sql["settling"], running, campaign))
+
+    async def set_weight(self, conn: asyncpg.Connection, name: str, weight: int) -> asyncpg.Record:
+        return await conn.fetchrow(self.sql["set_weight"], name, weight)
+
     async def campaign_states(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
         return {r["name"]: r for r in await conn.fetch(self.sql["campaign_states"])}
 

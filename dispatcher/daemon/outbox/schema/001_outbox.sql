@@ -47,20 +47,21 @@ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$;
 CREATE TRIGGER {name_notify} AFTER INSERT ON {outbox}
     FOR EACH STATEMENT EXECUTE FUNCTION {notify_fn}();
 
+-- every delivery report is kept, matched or not, duplicates included (daemon/delivery_reports.py)
 CREATE TABLE {reports} (
     id bigserial PRIMARY KEY,
     received_at timestamptz NOT NULL DEFAULT now(),
-    provider text NOT NULL,
-    message_id text,
-    recipient text,
-    status text NOT NULL,
-    rank smallint,
-    provider_status text,
-    event_at timestamptz,
-    part integer,
-    outbox_id bigint,
-    matched_by text,
-    payload jsonb NOT NULL
+    provider text NOT NULL,       -- the alias it came for
+    message_id text,              -- the provider's message id
+    recipient text,               -- normalised (+E.164, email with its domain lower-cased) when the report has one
+    status text NOT NULL,         -- accepted, sent, delivered, undelivered, failed, expired, rejected, bounced, read, ...
+    rank smallint,                -- 1 accepted < 2 sent < 3 final < 4 engagement; NULL: no bearing on delivery
+    provider_status text,         -- as the provider said it (DELIVRD, Delivered, 7...)
+    event_at timestamptz,         -- the provider's event time (receive time when it gives none)
+    part integer,                 -- SMS part (360nrs reports each part)
+    outbox_id bigint,             -- the outbox row; NULL while unmatched
+    matched_by text,              -- 'message_id' or 'recipient'
+    payload jsonb NOT NULL        -- what was received (without the secret)
 );
 CREATE INDEX {name_reports_outbox} ON {reports} (outbox_id) WHERE outbox_id IS NOT NULL;
 CREATE INDEX {name_reports_message} ON {reports} (provider, message_id);
@@ -75,8 +76,9 @@ CREATE TABLE {suppressions} (
     PRIMARY KEY (address, channel)
 );
 
+-- the live daemons (daemon/workers.py): each provider's rate is split between them
 CREATE TABLE {workers} (
-    name text PRIMARY KEY,
+    name text PRIMARY KEY,        -- [daemon] worker, default host-pid-random
     host text,
     pid integer,
     started_at timestamptz NOT NULL DEFAULT now(),
