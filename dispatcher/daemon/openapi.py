@@ -94,6 +94,10 @@ CAMPAIGN: dict[str, Any] = {
                                 "them, as the blast's --dry-run prices: of the sent rows, and of those delivered",
                  "properties": {"sent": {"type": "number", "minimum": 0}, "delivered": {"type": "number", "minimum": 0}}},
         "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
+CAMPAIGN_UPDATE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["weight"],
+    "properties": {"weight": {"type": "integer", "minimum": 1, "maximum": 1000,
+                              "description": "its share of a provider: weight / the sum of the active campaigns'"}}}
 EVENT: dict[str, Any] = {
     "type": "object", "required": ["event_id", "id", "status", "code", "error", "provider", "message_id", "at",
                                    "webhook"],
@@ -151,7 +155,17 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
         "/v1/campaigns/{name}": {"get": {
             "operationId": "getCampaign", "summary": "A campaign's state, counts by status and rate",
             "security": auth, "parameters": [name],
-            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}}},
+            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}},
+            **{method: {
+                "operationId": op, "security": auth, "parameters": [name],
+                "summary": "Set a campaign's weight: its share of a provider against the other active campaigns "
+                           "(weight / the sum of theirs), from the next claim of every daemon",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/CampaignUpdate"}}}},
+                "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing,
+                              "415": _error_response("Not application/json"),
+                              "422": _error_response("No weight, or not a whole number from 1 to 1000")}}
+               for method, op in (("patch", "updateCampaign"), ("post", "setCampaign"))}},
         **{f"/v1/campaigns/{{name}}/{action}": {"post": {
             "operationId": op, "summary": text, "security": auth, "parameters": [name],
             "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
@@ -201,7 +215,7 @@ def document() -> dict[str, Any]:
                         "SubmitRequest": {"type": "object", "additionalProperties": False, "required": ["messages"],
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
-                        "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
+                        "Counts": COUNTS, "Campaign": CAMPAIGN, "CampaignUpdate": CAMPAIGN_UPDATE, "MessagePage": MESSAGE_PAGE,
                         "Event": EVENT, "EventPage": EVENT_PAGE, "Throughput": THROUGHPUT,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
@@ -284,6 +298,7 @@ EXAMPLES: dict[str, Any] = {
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
                         "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+EXAMPLES["CampaignUpdate"] = {"weight": 3}
 EXAMPLES["Throughput"] = {"every": 1, "until": "2026-12-05T09:00:03+00:00", "sent": [40, 52, 50], "failed": [0, 1, 0]}
 EXAMPLES["EventPage"] = {"next_cursor": None, "events": [
     {"event_id": 7, "id": 1042, "status": "queued", "code": None, "error": None, "provider": None, "message_id": None,

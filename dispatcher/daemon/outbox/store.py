@@ -67,6 +67,9 @@ class Store:
     async def settling(self, conn: asyncpg.Connection, running: list[Any], campaign: str) -> int:
         return int(await conn.fetchval(self.sql["settling"], running, campaign))
 
+    async def set_weight(self, conn: asyncpg.Connection, name: str, weight: int) -> asyncpg.Record:
+        return await conn.fetchrow(self.sql["set_weight"], name, weight)
+
     async def campaign_states(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
         return {r["name"]: r for r in await conn.fetch(self.sql["campaign_states"])}
 
