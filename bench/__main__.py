@@ -21,7 +21,7 @@ import orjson
 from bench.common import ROOT, machine
 
 SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon",
-             "daemon_events", "api", "webhooks"]
+             "daemon_service", "daemon_events", "api", "webhooks"]
 TITLES = {
     "codec": "Codec: numba kernel against pure Python and the gsm0338 package",
     "blast": "Blast: dispatcher against a bare aiohttp + uvloop loop, same requests, same simulator",
@@ -32,6 +32,7 @@ TITLES = {
     "profile": "Where the time goes",
     "postgres": "PostgreSQL source and sink against raw asyncpg",
     "daemon": "Daemon: one and two workers on a shared outbox",
+    "daemon_service": "Daemon as a service: latency at 1, 20 and 100 req/s, fair share, pause / resume / cancel",
     "daemon_events": "Daemon: the drain with and without status events",
     "api": "Daemon HTTP API: POST /v1/messages against a raw asyncpg COPY of the same rows",
     "webhooks": "Webhooks: signed status events POSTed from a backlog to a local receiver",
@@ -197,6 +198,13 @@ HEADLINES: list[tuple[str, Any, str]] = [
      lambda s: f"{s['postgres']['source']['ratio_same_sql']:.2f}x ({s['postgres']['source']['ratio']:.2f}x)", "0.7x"),
     ("Daemon: two workers against one on a shared outbox",
      lambda s: f"{s['daemon']['cpu_bound']['scaling']:.2f}x", "more than 1x"),
+    ("Daemon: a priority-10 message behind 100,000 queued at 1 / 20 / 100 requests/s, insert to provider (p99)",
+     lambda s: " / ".join(f"{s['daemon_service']['latency'][r]['backlog']['p99_ms'] / 1000:.2f} s"
+                          for r in ("1", "20", "100")), "2 s"),
+    ("Daemon: a 1,000-message campaign behind a 100,000-message one at 100 requests/s",
+     lambda s: f"{s['daemon_service']['fairness']['small_s']:.1f} s", "30 s"),
+    ("Daemon: drain throughput against before issue 24 (same run)",
+     lambda s: f"{s['daemon_service']['throughput']['ratio']:.2f}x", "at least 0.90x"),
     ("Daemon: the drain with status events against without (rate / daemon + PostgreSQL CPU a row)",
      lambda s: f"{s['daemon_events']['rate_ratio']:.2f}x / {s['daemon_events']['cpu_ratio']:.2f}x",
      "at least 0.90x"),

@@ -8,8 +8,6 @@ from insert to provider acceptance.
   and with the simulator 20 ms away and two connections a worker (each worker is bound by its
   round trips, as against a distant provider: a second worker doubles what is in flight).
   The CPU each part used is measured (psutil), so the figures say where the time went.
-- service (bench/daemon_service.py): a priority row's latency behind a backlog, a small campaign's
-  share behind a big one, and pause-to-stop.
 - steady: rows inserted a few at a time at a fixed rate below capacity, one worker; latency of
   each row from its insert (`created_at`) to its result recorded (`finished_at`, just after the
   provider accepted it): p50 and p99. The drain figures' latencies are queueing time (every row
@@ -35,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import on_postgres, simulator
-from bench.daemon_service import measure_service
-from bench.daemon_service import table as service_table
 from bench.daemonkit import Workers, reset, wait_live
 
 _reset = reset  # bench/api.py's name for it
@@ -146,7 +142,8 @@ async def _until_drained(conn: Any, table: str, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, Any]:
+async def drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, Any]:
+    """`rows` inserted at once while the workers wait; rows/s from the insert to the last result."""
     import asyncpg
     conn = await asyncpg.connect(dsn)
     try:
@@ -168,6 +165,9 @@ async def _drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, A
             "rows_per_s": round(r["sent"] / seconds) if seconds else None,
             "queue_p50_ms": round(float(r["p50"] or 0) * 1000, 1), "queue_p99_ms": round(float(r["p99"] or 0) * 1000, 1),
             "by_worker": by_worker}
+
+
+_drain = drain  # bench/daemon_events.py's name for it
 
 
 async def _steady(dsn: str, table: str, rate: int, seconds: float) -> dict[str, Any]:
@@ -214,7 +214,7 @@ def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, heartbeat: float,
         try:
             asyncio.run(wait_live(dsn, table, n, heartbeat))
             cpu = Cpu([p.pid for p in workers.procs], dsn, url)
-            result = asyncio.run(_drain(dsn, table, rows, timeout=600))
+            result = asyncio.run(drain(dsn, table, rows, timeout=600))
             result.update(cpu.done())
         finally:
             result["exit_codes"] = workers.stop()
@@ -251,7 +251,6 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
             out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 2 if quick else 10))
         finally:
             workers.stop()
-        out["service"] = measure_service(dsn, url, Path(tmp), quick)
     return out
 
 
@@ -272,8 +271,6 @@ def table(r: dict[str, Any]) -> str:
                  f"Insert to provider acceptance at a steady {lat.get('rate', 0):,} rows/s (one worker): "
                  f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, max {lat.get('max_ms')} ms "
                  f"({lat.get('sent', 0):,} rows).")
-    if r.get("service"):
-        lines += ["", service_table(r["service"])]
     return "\n".join(lines)
 
 
