@@ -5,8 +5,12 @@
 -- name: claim
 -- Rows due, leased to this worker, in two parts. `urgent`: rows of priority >= $6, highest first, whatever
 -- their campaign (a priority message overtakes every backlog). `fair`: each active campaign of $5 ('' for
--- rows without one) takes its share of $3 by weight (the campaigns table; 1 when it has no row there),
--- rounded up, highest priority first within it. Paused and cancelled campaigns (the campaigns table, read by
+-- rows without one) that has rows due takes its share of $3 by weight (the campaigns table; 1 when it has no
+-- row there), highest priority first within it. The shares are whole rows that add up to $3: systematic
+-- rounding, one random offset laid over the cumulative shares, so a claim of one row (at 1 request/s, or
+-- as each slot frees) goes to a campaign with the chance of its weight, and shares hold over many small
+-- claims (rounding each up gave every campaign one row a claim: weights 3:1 came out 1:1). Paused and
+-- cancelled campaigns (the campaigns table, read by
 -- every claim) and campaigns whose sending window is closed ($4) are left alone. `id = ANY(ARRAY(...))`
 -- rather than a join with the locked ids: the planner then always reaches the rows through the primary key.
 -- `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164, lower-case
@@ -14,8 +18,12 @@
 WITH active AS (
     SELECT q.name, coalesce(c.weight, 1)::float8 AS weight
     FROM unnest($5::text[]) AS q(name) LEFT JOIN {campaigns} c ON c.name = q.name
-    WHERE coalesce(c.state, 'active') = 'active'),
-share AS (SELECT name, ceil($3 * weight / sum(weight) OVER ())::int AS quota FROM active),
+    WHERE coalesce(c.state, 'active') = 'active' AND EXISTS (
+        SELECT 1 FROM {outbox} d WHERE d.status = 'pending' AND coalesce(d.campaign, '') = q.name
+          AND d.not_before <= now())),
+cum AS (SELECT name, weight, sum(weight) OVER (ORDER BY name) AS upto, sum(weight) OVER () AS total FROM active),
+share AS (SELECT name, (floor($3 * upto / total + u) - floor($3 * (upto - weight) / total + u))::int AS quota
+          FROM cum CROSS JOIN (SELECT random() AS u) r),
 urgent AS (
     SELECT o.id FROM {outbox} o
     WHERE o.status = 'pending' AND o.priority >= $6 AND o.not_before <= now()
@@ -79,6 +87,12 @@ SELECT (SELECT count(*) FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) 
      + (SELECT count(*) FROM {outbox}
         WHERE lease_until IS NOT NULL AND status = 'claimed' AND coalesce(campaign, '') = $2);
 
+-- name: set_weight
+-- A campaign's weight (its share of a provider against the other active campaigns), its state kept.
+INSERT INTO {campaigns} AS c (name, weight) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET weight = $2, updated_at = now()
+RETURNING name, state, weight, updated_at;
+
 -- name: campaign_states
 SELECT name, state, weight, updated_at FROM {campaigns};
 
@@ -97,14 +111,21 @@ FROM {outbox} WHERE $1::text IS NULL OR coalesce(campaign, '') = $1
 GROUP BY 1, 2, 3;
 
 -- name: list_messages
--- A page of rows by id (keyset: `id > cursor`), filtered by campaign, status and creation time.
+-- A page of rows in the order of the transactions that inserted them, then by id (keyset: after ($6, $1);
+-- $6 NULL: after row $1, wherever it sorts), filtered by campaign, status and creation time; only rows of
+-- transactions older than the oldest one still running. A transaction that commits later sorts after
+-- every row listed so far, so each row is listed exactly once while new ones arrive (by id alone, a row
+-- whose id was taken by a transaction that committed after larger ids were listed was skipped).
 SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
     provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
-    claimed_at, finished_at, delivery_status, delivery_at
+    claimed_at, finished_at, delivery_status, delivery_at, created_xid::text AS xid
 FROM {outbox}
-WHERE id > $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+WHERE (created_xid, id) > (coalesce($6::text::xid8, (SELECT c.created_xid FROM {outbox} c WHERE c.id = $1),
+                                     '0'::xid8), $1)
+  AND created_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
   AND ($4::timestamptz IS NULL OR created_at >= $4)
-ORDER BY id
+ORDER BY created_xid, id
 LIMIT $5;
 
 -- name: list_messages_desc
@@ -125,15 +146,18 @@ LIMIT $5;
 -- instead of milliseconds. Results arrive as one JSON array of arrays (orjson: far cheaper than ten typed
 -- arrays, whose every element asyncpg checks against collection ABCs, and than JSON objects), and what was
 -- written comes back aggregated: counts by provider, status and code, and the insert-to-accept age of sent
--- rows in histogram buckets.
+-- rows in histogram buckets. The rows' status events are written here (`ev`: what the UPDATE trigger would
+-- write for a claimed row become sent, failed or rejected, in the same order, without its join of the old
+-- and new rows), with one NOTIFY, and `dispatcher.events_written` tells the trigger so (schema v5); none
+-- while that trigger is disabled (ALTER TABLE ... DISABLE TRIGGER: no status events, as before v5).
 WITH r AS MATERIALIZED (
     SELECT (e->>0)::bigint AS id, e->>1 AS status, e->>2 AS provider, e->>3 AS sent_to,
         e->>4 AS message_id, (e->>5)::integer AS parts, e->>6 AS code, e->>7 AS error,
         (e->>8)::real AS latency_ms, e->9 AS meta
     FROM jsonb_array_elements($2::jsonb) e),
 t AS MATERIALIZED (
-    SELECT r.*, x.tid FROM r CROSS JOIN LATERAL (
-        SELECT o.ctid AS tid FROM {outbox} o
+    SELECT r.*, x.tid, x.was_via FROM r CROSS JOIN LATERAL (
+        SELECT o.ctid AS tid, o.sent_via AS was_via FROM {outbox} o
         WHERE o.id = r.id AND o.worker = $1 AND o.status = 'claimed' LIMIT 1) x),
 u AS (
     UPDATE {outbox} o SET status = t.status, finished_at = now(), lease_until = NULL,
@@ -141,11 +165,28 @@ u AS (
         parts = t.parts, code = t.code, error = t.error, latency_ms = t.latency_ms,
         meta = CASE WHEN jsonb_typeof(t.meta) = 'object' THEN t.meta END
     FROM t WHERE o.ctid = t.tid
-    RETURNING o.status, coalesce(o.sent_via, '') AS provider, coalesce(o.code, '') AS code,
-        extract(epoch FROM now() - o.created_at)::float8 AS age)
-SELECT provider, status, code, CASE WHEN status = 'sent' THEN width_bucket(age, $3::float8[]) END,
-    count(*), sum(age)
-FROM u GROUP BY 1, 2, 3, 4;
+    RETURNING o.id, o.key, o.status, o.code, o.error, o.provider_message_id,
+        coalesce(o.sent_via, t.was_via, o.provider) AS via, coalesce(o.sent_via, '') AS provider,
+        extract(epoch FROM now() - o.created_at)::float8 AS age),
+fires AS (  -- the UPDATE trigger is enabled (as it fires, session_replication_role read): else no events
+    SELECT 1 FROM pg_trigger g
+    WHERE g.tgrelid = '{outbox}'::regclass AND '"' || replace(g.tgname, '"', '""') || '"' = '{name_events_update}'
+      AND CASE g.tgenabled WHEN 'A' THEN true
+                           WHEN 'O' THEN current_setting('session_replication_role') <> 'replica'
+                           WHEN 'R' THEN current_setting('session_replication_role') = 'replica'
+                           ELSE false END),
+ev AS (
+    INSERT INTO {events} (outbox_id, key, status, code, error, provider, message_id)
+    SELECT id, key, status, code, error, via, provider_message_id FROM u
+    WHERE status IN ('sent', 'failed', 'rejected', 'cancelled') AND EXISTS (SELECT 1 FROM fires)
+    ORDER BY id
+    RETURNING 1),
+told AS (
+    SELECT pg_notify('{events_channel}', '{table}'), set_config('dispatcher.events_written', 'on', true)
+    WHERE EXISTS (SELECT 1 FROM ev))
+SELECT provider, status, coalesce(code, '') AS code,
+    CASE WHEN status = 'sent' THEN width_bucket(age, $3::float8[]) END, count(*), sum(age)
+FROM u LEFT JOIN told ON true GROUP BY 1, 2, 3, 4;
 
 -- name: release
 WITH r AS (

@@ -1,7 +1,9 @@
 """The daemon's schema as numbered migrations: schema/001_outbox.sql (the outbox, its reports,
 suppressions and workers), schema/002_events.sql (the status events and their triggers),
 schema/003_control.sql (campaigns: pause, resume, cancel, weight; the `cancelled` status) and
-schema/004_views.sql (the indexes the read routes look up: a message's events, the failures), each
+schema/004_views.sql (the indexes the read routes look up: a message's events, the failures) and
+schema/005_results_events.sql (the results statement writes its own status events) and
+schema/006_feed.sql (the inserting transaction of each row: the listing's exactly-once order), each
 filled with the configured names and applied once, in order, by `pg.migrate`."""
 
 from __future__ import annotations
@@ -62,7 +64,13 @@ def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
 
     async def v4(conn: asyncpg.Connection) -> None:
         await conn.execute(_read("004_views.sql", n))
-    return [v1, v2, v3, v4]
+
+    async def v5(conn: asyncpg.Connection) -> None:
+        await conn.execute(_read("005_results_events.sql", n))
+
+    async def v6(conn: asyncpg.Connection) -> None:
+        await conn.execute(_read("006_feed.sql", n))
+    return [v1, v2, v3, v4, v5, v6]
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
