@@ -322,3 +322,48 @@ async def test_messages_are_listed_once_by_keyset_pages_with_filters(api_env, po
         assert status == 200 and {m["campaign"] for m in page["messages"]} == {"small"}
         for bad in ("status=nope", "limit=0", "cursor=x", "since=yesterday", "colour=red"):
             assert (await call(http, "GET", d.url + "/v1/messages?" + bad))[0] == 400, bad
+
+
+@run
+async def test_a_row_whose_transaction_commits_late_is_listed_once_not_skipped(api_env, postgres_dsn, tmp_path, table):
+    """A slow inserter takes an id, then others insert and commit larger ids while it runs. A cursor by id
+    lists those, and when the slow one commits its row lies behind the cursor: skipped for ever. Pages in
+    the order of the inserting transactions, and only below the oldest one still running, list every row
+    exactly once."""
+    async with daemon(paced(tmp_path, table, api_env, 500.0)) as d, db(postgres_dsn) as conn, \
+            db(postgres_dsn) as slow, aiohttp.ClientSession() as http:
+        await conn.execute(f"INSERT INTO {table}_campaigns (name, state) VALUES ('big', 'paused')")
+        seen: list[int] = []
+        cursor: str | None = None
+
+        async def pages() -> None:
+            nonlocal cursor
+            for _ in range(50):
+                q = "?limit=7" + (f"&cursor={cursor}" if cursor else "")
+                status, page = await call(http, "GET", d.url + "/v1/messages" + q)
+                assert status == 200 and conforms(page, "MessagePage"), page
+                seen.extend(m["id"] for m in page["messages"])
+                if page["next_cursor"] is None:  # the last page for now: go on later from its last message
+                    cursor = page["resume_cursor"] or cursor
+                    return
+                cursor = page["next_cursor"]
+            raise AssertionError("more than 50 pages")
+
+        await bulk(conn, table, 20, campaign="big")
+        await pages()
+        tx = slow.transaction()
+        await tx.start()
+        [late] = [r[0] for r in await slow.fetch(
+            f"INSERT INTO {table} (recipient, campaign) VALUES ('+34600099999', 'big') RETURNING id")]
+        await bulk(conn, table, 30, start=100, campaign="big")  # larger ids, committed while the slow one runs
+        await pages()
+        assert late not in seen and len(seen) == 20, "rows of transactions younger than a running one are held back"
+        await tx.commit()
+        await pages()
+        ids = await conn.fetch(f"SELECT id FROM {table} ORDER BY id")
+        assert len(seen) == len(set(seen)) == 51 and sorted(seen) == [r[0] for r in ids]
+        assert late in seen
+        status, page = await call(http, "GET", d.url + "/v1/messages?order=desc&limit=5")
+        assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[:5]
+        status, page = await call(http, "GET", d.url + f"/v1/messages?order=desc&limit=5&cursor={cursor}")
+        assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[1:6]

@@ -93,8 +93,9 @@ class Control:
         return _json(view(row))
 
     async def list_messages(self, request: web.Request) -> web.Response:
-        """A page of messages in id order after `cursor` (with order=desc: newest first, before `cursor`);
-        `next_cursor` is null on the last page."""
+        """A page of messages oldest first after `cursor`, each exactly once while new ones arrive (in the
+        order of the transactions that inserted them, then by id: queries.sql); with order=desc newest first
+        by id, before `cursor`. `next_cursor` is null on the last page."""
         q = request.query
         for k in q:
             if k not in ("campaign", "status", "since", "limit", "cursor", "order"):
@@ -121,14 +122,21 @@ class Control:
         limit = _whole(q.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}", code="bad_parameter")
-        after = _whole(q["cursor"], "cursor") if "cursor" in q else 0 if order == "asc" else MAX_ID
+        xid, dash, raw = q["cursor"].rpartition("-") if "cursor" in q else ("", "", "")
+        after = _whole(raw, "cursor") if "cursor" in q else 0 if order == "asc" else MAX_ID
+        if dash and (not xid.isascii() or not xid.isdigit() or len(xid) > 20):  # newest first: by its id
+            raise Invalid(400, f"cursor={q['cursor']!r} is not a next_cursor of this listing", code="bad_parameter")
         async with self.pool.acquire() as conn:
             rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1,
-                                                  desc=order == "desc")
+                                                  desc=order == "desc", after_xid=xid or None)
         page = rows[:limit]
         more = len(rows) > limit
-        return _json({"messages": [view(r) for r in page],
-                      "next_cursor": str(page[-1]["id"]) if more else None})
+        last = page[-1] if page else None
+        after_last = None if last is None else str(last["id"]) if order == "desc" else f"{last['xid']}-{last['id']}"
+        out = {"messages": [view(r) for r in page], "next_cursor": after_last if more else None}
+        if order == "asc":
+            out["resume_cursor"] = after_last
+        return _json(out)
 
     # -- campaigns ------------------------------------------------------------------------------------
     def _known(self, name: str) -> None:

@@ -124,7 +124,11 @@ THROUGHPUT: dict[str, Any] = {
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
     "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
-                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last"),
+                   "resume_cursor": _nullable("string", description=(
+                       "oldest first: the cursor after this page's last message, on the last page too (null "
+                       "when the page is empty: the request's cursor stands), where a later request picks up "
+                       "the messages that arrived since, each once"))}}
 
 
 def _ok(text: str, schema: str) -> dict[str, Any]:
@@ -256,7 +260,9 @@ def document() -> dict[str, Any]:
                                format="date-time"),
                         _query("limit", "messages a page", type="integer", minimum=1, maximum=1000, default=100),
                         _query("cursor", "next_cursor of the page before", type="string"),
-                        _query("order", "asc: oldest first (ids after cursor); desc: newest first (before it)",
+                        _query("order", "asc: oldest first, after cursor, each message exactly once while new "
+                                        "ones arrive (in the order of their inserting transactions, then id); "
+                                        "desc: newest first by id, before cursor",
                                type="string", enum=["asc", "desc"], default="asc")],
                     "responses": {"200": {"description": "The message (?key=), or a page", "content": {
                         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
@@ -329,6 +335,7 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
     "order": {"enum": ["asc", "desc", ""]},  # empty: asc
 }
+PATH_QUERY_SCHEMAS = {("/v1/messages", "cursor"): {"pattern": "^([0-9]{1,20}-)?[0-9]{1,18}$"}}  # (insert xid-)id
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -363,8 +370,9 @@ def complete(doc: dict[str, Any], server: str = "/") -> dict[str, Any]:
             for p in op.get("parameters", []):
                 if p["name"] == "Idempotency-Key":
                     p["description"] = IDEMPOTENCY
-                if p["in"] == "query" and p["name"] in QUERY_SCHEMAS:  # what the handler takes, exactly
-                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | QUERY_SCHEMAS[p["name"]]
+                exact = PATH_QUERY_SCHEMAS.get((path, p["name"])) or QUERY_SCHEMAS.get(p["name"])
+                if p["in"] == "query" and exact is not None:  # what the handler takes, exactly
+                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | exact
                 if p["name"] == "id" and p["in"] == "path":  # what the handler takes: 1 to 18 digits
                     p["schema"] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
             op.setdefault("tags", ["meta" if path.endswith("openapi.json") else

@@ -111,14 +111,21 @@ FROM {outbox} WHERE $1::text IS NULL OR coalesce(campaign, '') = $1
 GROUP BY 1, 2, 3;
 
 -- name: list_messages
--- A page of rows by id (keyset: `id > cursor`), filtered by campaign, status and creation time.
+-- A page of rows in the order of the transactions that inserted them, then by id (keyset: after ($6, $1);
+-- $6 NULL: after row $1, wherever it sorts), filtered by campaign, status and creation time; only rows of
+-- transactions older than the oldest one still running. A transaction that commits later sorts after
+-- every row listed so far, so each row is listed exactly once while new ones arrive (by id alone, a row
+-- whose id was taken by a transaction that committed after larger ids were listed was skipped).
 SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
     provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
-    claimed_at, finished_at, delivery_status, delivery_at
+    claimed_at, finished_at, delivery_status, delivery_at, created_xid::text AS xid
 FROM {outbox}
-WHERE id > $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+WHERE (created_xid, id) > (coalesce($6::text::xid8, (SELECT c.created_xid FROM {outbox} c WHERE c.id = $1),
+                                     '0'::xid8), $1)
+  AND created_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
   AND ($4::timestamptz IS NULL OR created_at >= $4)
-ORDER BY id
+ORDER BY created_xid, id
 LIMIT $5;
 
 -- name: list_messages_desc
