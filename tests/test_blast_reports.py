@@ -150,6 +150,9 @@ def test_with_a_postgresql_sink_the_reports_go_to_its_table(sim, tmp_path, capsy
     assert blast(toml, "--run-id", "pg") == 0
     out = summary(capsys)
     assert (out["sent"], out["delivered"], out["undelivered"], out["reports_pending"]) == (120, 120, 0, 0), out
+    # what the table holds is what a later `dispatcher reports` counts from
+    assert main(["reports", "pg", str(toml), "--listen", "127.0.0.1:0", "--linger", "0", "--quiet"]) == 0
+    assert summary(capsys) == {"run_id": "pg", "delivered": 120, "undelivered": 0, "reports_pending": 0, "heard": 0}
 
     async def rows() -> list:
         conn = await asyncpg.connect(postgres_dsn)

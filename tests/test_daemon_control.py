@@ -110,6 +110,41 @@ async def test_a_small_campaign_shares_the_provider_with_a_big_one_from_its_firs
 
 
 @run
+async def test_a_campaign_weighted_3_over_the_api_takes_three_quarters_of_the_rate(
+        api_env, postgres_dsn, tmp_path, table):
+    """Two daemons at 40 requests/s together (the simulator shares this process: bench/daemon_service.py
+    measures 100/s, in processes of their own). The small campaign's weight set to 3 over the API (PATCH;
+    its state stays), then 150 of its rows queued behind 5,000 of the big one: it takes 3/4 of the rate,
+    the big one the rest, from its first second; claims of a row or two at a time keep those shares."""
+    api_env.reset("nrs360")
+    a = paced(tmp_path, table, api_env, 40.0, worker="a")
+    b = paced(tmp_path, table, api_env, 40.0, worker="b")
+    async with daemon(a) as da, daemon(b) as _, db(postgres_dsn) as conn, aiohttp.ClientSession() as http:
+        status, got = await call(http, "PATCH", da.url + "/v1/campaigns/small", {"weight": 3})
+        assert status == 200 and conforms(got, "Campaign")["weight"] == 3 and got["state"] == "active", got
+        for bad in ({"weight": 0}, {"weight": 1001}, {"weight": "3"}, {}, {"weight": 2, "state": "paused"}):
+            status, got = await call(http, "PATCH", da.url + "/v1/campaigns/small", bad)
+            assert status == 422 and got["errors"], (bad, got)
+        assert (await call(http, "POST", da.url + "/v1/campaigns/nope", {"weight": 2}))[0] == 404
+        await bulk(conn, table, 5000, campaign="big")
+        await until(conn, f"SELECT count(*) >= 40 FROM {table} WHERE status = 'sent'")
+        t0 = time.monotonic()
+        await bulk(conn, table, 150, start=100000, campaign="small")
+        await until(conn, f"SELECT count(*) = 150 FROM {table} WHERE campaign = 'small' AND status = 'sent'",
+                    timeout=20)
+        took = time.monotonic() - t0
+        big = await conn.fetchval(f"""SELECT count(*) FROM {table} WHERE campaign = 'big' AND status = 'sent'
+            AND finished_at BETWEEN (SELECT min(created_at) FROM {table} WHERE campaign = 'small')
+                                AND (SELECT max(finished_at) FROM {table} WHERE campaign = 'small')""")
+        status, got = await call(http, "GET", da.url + "/v1/campaigns/small")
+        assert got["weight"] == 3
+    # its 3/4 of 40/s: 150 rows in 5 s (a fair half, weight 1: 7.5 s; first in, first out: 125 s)
+    assert took < 10.0, f"took {took:.1f} s"
+    # a quarter of the rate: about 50 rows, and the 20 or so in flight when the small one came (weight 1: 170)
+    assert big <= 0.8 * 150, f"the big campaign sent {big} while the small one sent 150: not about a third as many"
+
+
+@run
 async def test_rows_keep_their_priority_when_rescheduled_deferred_released_and_recovered(env, postgres_dsn,
                                                                                         tmp_path, table):
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.2))
@@ -287,3 +322,48 @@ async def test_messages_are_listed_once_by_keyset_pages_with_filters(api_env, po
         assert status == 200 and {m["campaign"] for m in page["messages"]} == {"small"}
         for bad in ("status=nope", "limit=0", "cursor=x", "since=yesterday", "colour=red"):
             assert (await call(http, "GET", d.url + "/v1/messages?" + bad))[0] == 400, bad
+
+
+@run
+async def test_a_row_whose_transaction_commits_late_is_listed_once_not_skipped(api_env, postgres_dsn, tmp_path, table):
+    """A slow inserter takes an id, then others insert and commit larger ids while it runs. A cursor by id
+    lists those, and when the slow one commits its row lies behind the cursor: skipped for ever. Pages in
+    the order of the inserting transactions, and only below the oldest one still running, list every row
+    exactly once."""
+    async with daemon(paced(tmp_path, table, api_env, 500.0)) as d, db(postgres_dsn) as conn, \
+            db(postgres_dsn) as slow, aiohttp.ClientSession() as http:
+        await conn.execute(f"INSERT INTO {table}_campaigns (name, state) VALUES ('big', 'paused')")
+        seen: list[int] = []
+        cursor: str | None = None
+
+        async def pages() -> None:
+            nonlocal cursor
+            for _ in range(50):
+                q = "?limit=7" + (f"&cursor={cursor}" if cursor else "")
+                status, page = await call(http, "GET", d.url + "/v1/messages" + q)
+                assert status == 200 and conforms(page, "MessagePage"), page
+                seen.extend(m["id"] for m in page["messages"])
+                if page["next_cursor"] is None:  # the last page for now: go on later from its last message
+                    cursor = page["resume_cursor"] or cursor
+                    return
+                cursor = page["next_cursor"]
+            raise AssertionError("more than 50 pages")
+
+        await bulk(conn, table, 20, campaign="big")
+        await pages()
+        tx = slow.transaction()
+        await tx.start()
+        [late] = [r[0] for r in await slow.fetch(
+            f"INSERT INTO {table} (recipient, campaign) VALUES ('+34600099999', 'big') RETURNING id")]
+        await bulk(conn, table, 30, start=100, campaign="big")  # larger ids, committed while the slow one runs
+        await pages()
+        assert late not in seen and len(seen) == 20, "rows of transactions younger than a running one are held back"
+        await tx.commit()
+        await pages()
+        ids = await conn.fetch(f"SELECT id FROM {table} ORDER BY id")
+        assert len(seen) == len(set(seen)) == 51 and sorted(seen) == [r[0] for r in ids]
+        assert late in seen
+        status, page = await call(http, "GET", d.url + "/v1/messages?order=desc&limit=5")
+        assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[:5]
+        status, page = await call(http, "GET", d.url + f"/v1/messages?order=desc&limit=5&cursor={cursor}")
+        assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[1:6]

@@ -7,6 +7,8 @@
                                                    and `next_cursor` for the next
     GET  /v1/campaigns                             every campaign: state, weight, counts by status, rate, cost
     GET  /v1/campaigns/{name}                      one campaign
+    PATCH /v1/campaigns/{name}  {"weight": 3}     its share of a provider against the other active ones
+                                                   (POST the same); the campaign after it
     POST /v1/campaigns/{name}/pause | resume | cancel | retry-failed
 
 The state lives in the outbox's campaigns table (schema/003_control.sql), which every claim of every
@@ -45,6 +47,7 @@ ROW_STATUS = {v: k for k, v in API_STATUS.items()}
 MAX_PAGE = 1000
 MAX_ID = 10**18  # past every id a cursor can name (18 digits): where a listing newest first starts
 RATE_WINDOW = 60.0  # seconds over which a campaign's rate is measured
+MAX_WEIGHT = 1000  # the campaigns table's CHECK
 SETTLE = 5.0  # seconds a pause or cancel waits at most for the daemons to take their claimed rows back
 
 
@@ -67,6 +70,8 @@ class Control:
         return [web.post("/v1/messages/{id}/cancel", guard("cancel", self.cancel_message)),
                 web.get("/v1/campaigns", guard("campaigns", self.campaigns)),
                 web.get("/v1/campaigns/{name}", guard("campaign", self.campaign)),
+                web.patch("/v1/campaigns/{name}", guard("campaign_set", self.update)),
+                web.post("/v1/campaigns/{name}", guard("campaign_set", self.update)),
                 web.post("/v1/campaigns/{name}/{action}", guard("control", self.act))]
 
     # -- messages ---------------------------------------------------------------------------------
@@ -88,8 +93,9 @@ class Control:
         return _json(view(row))
 
     async def list_messages(self, request: web.Request) -> web.Response:
-        """A page of messages in id order after `cursor` (with order=desc: newest first, before `cursor`);
-        `next_cursor` is null on the last page."""
+        """A page of messages oldest first after `cursor`, each exactly once while new ones arrive (in the
+        order of the transactions that inserted them, then by id: queries.sql); with order=desc newest first
+        by id, before `cursor`. `next_cursor` is null on the last page."""
         q = request.query
         for k in q:
             if k not in ("campaign", "status", "since", "limit", "cursor", "order"):
@@ -116,14 +122,21 @@ class Control:
         limit = _whole(q.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(400, f"limit must be from 1 to {MAX_PAGE}, not {limit}", code="bad_parameter")
-        after = _whole(q["cursor"], "cursor") if "cursor" in q else 0 if order == "asc" else MAX_ID
+        xid, dash, raw = q["cursor"].rpartition("-") if "cursor" in q else ("", "", "")
+        after = _whole(raw, "cursor") if "cursor" in q else 0 if order == "asc" else MAX_ID
+        if dash and (not xid.isascii() or not xid.isdigit() or len(xid) > 20):  # newest first: by its id
+            raise Invalid(400, f"cursor={q['cursor']!r} is not a next_cursor of this listing", code="bad_parameter")
         async with self.pool.acquire() as conn:
             rows = await self.store.list_messages(conn, after, q.get("campaign"), statuses, since, limit + 1,
-                                                  desc=order == "desc")
+                                                  desc=order == "desc", after_xid=xid or None)
         page = rows[:limit]
         more = len(rows) > limit
-        return _json({"messages": [view(r) for r in page],
-                      "next_cursor": str(page[-1]["id"]) if more else None})
+        last = page[-1] if page else None
+        after_last = None if last is None else str(last["id"]) if order == "desc" else f"{last['xid']}-{last['id']}"
+        out = {"messages": [view(r) for r in page], "next_cursor": after_last if more else None}
+        if order == "asc":
+            out["resume_cursor"] = after_last
+        return _json(out)
 
     # -- campaigns ------------------------------------------------------------------------------------
     def _known(self, name: str) -> None:
@@ -168,6 +181,26 @@ class Control:
         async with self.pool.acquire() as conn:
             return _json((await self.summaries(conn, name))[0])
 
+    async def update(self, request: web.Request) -> web.Response:
+        """A campaign's weight: `{"weight": N}`, a whole number from 1 to MAX_WEIGHT."""
+        name = request.match_info["name"]
+        self._known(name)
+        data = await _object(request)
+        unknown = [k for k in data if k != "weight"]
+        if unknown:
+            raise Invalid(422, f"unknown field '{unknown[0]}'; known: weight", code="invalid",
+                          errors=[{"field": k, "code": "unknown_field", "message": "not a campaign field"} for k in unknown])
+        weight = data.get("weight")
+        if type(weight) is float and weight.is_integer():
+            weight = int(weight)
+        if type(weight) is not int or not 1 <= weight <= MAX_WEIGHT:
+            raise Invalid(422, f"weight must be a whole number from 1 to {MAX_WEIGHT}", code="invalid",
+                          errors=[{"field": "weight", "code": "required" if weight is None else "bad_weight",
+                                   "message": f"a whole number from 1 to {MAX_WEIGHT}"}])
+        async with self.pool.acquire() as conn:
+            await self.store.set_weight(conn, name, weight)
+            return _json((await self.summaries(conn, name))[0])
+
     async def act(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
         if action not in (*STATES, "retry-failed"):
@@ -197,6 +230,21 @@ class Control:
                 return False
             await asyncio.sleep(0.01)  # the daemons' work, seen in the table: no event to wait on
         return True
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (415, 413, 400 otherwise)."""
+    if request.content_type != "application/json":
+        raise Invalid(415, f"Content-Type must be application/json, not '{request.content_type}'")
+    try:
+        data = orjson.loads(await request.read())
+    except web.HTTPRequestEntityTooLarge:
+        raise Invalid(413, "the body is too large") from None
+    except orjson.JSONDecodeError as e:
+        raise Invalid(400, f"malformed JSON: {e}", code="malformed_json") from None
+    if type(data) is not dict:
+        raise Invalid(400, "the body must be a JSON object {\"weight\": N}", code="not_an_object")
+    return data
 
 
 def _whole(raw: str, what: str) -> int:

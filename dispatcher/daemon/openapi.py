@@ -94,6 +94,10 @@ CAMPAIGN: dict[str, Any] = {
                                 "them, as the blast's --dry-run prices: of the sent rows, and of those delivered",
                  "properties": {"sent": {"type": "number", "minimum": 0}, "delivered": {"type": "number", "minimum": 0}}},
         "retried": {"type": "integer", "description": "retry-failed: the failed rows queued again"}}}
+CAMPAIGN_UPDATE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["weight"],
+    "properties": {"weight": {"type": "integer", "minimum": 1, "maximum": 1000,
+                              "description": "its share of a provider: weight / the sum of the active campaigns'"}}}
 EVENT: dict[str, Any] = {
     "type": "object", "required": ["event_id", "id", "status", "code", "error", "provider", "message_id", "at",
                                    "webhook"],
@@ -120,7 +124,11 @@ THROUGHPUT: dict[str, Any] = {
 MESSAGE_PAGE: dict[str, Any] = {
     "type": "object", "required": ["messages", "next_cursor"],
     "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
-                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last")}}
+                   "next_cursor": _nullable("string", description="the cursor of the next page; null on the last"),
+                   "resume_cursor": _nullable("string", description=(
+                       "oldest first: the cursor after this page's last message, on the last page too (null "
+                       "when the page is empty: the request's cursor stands), where a later request picks up "
+                       "the messages that arrived since, each once"))}}
 
 
 def _ok(text: str, schema: str) -> dict[str, Any]:
@@ -151,7 +159,17 @@ def control_paths(auth: list[dict[str, Any]], errors: dict[str, Any]) -> dict[st
         "/v1/campaigns/{name}": {"get": {
             "operationId": "getCampaign", "summary": "A campaign's state, counts by status and rate",
             "security": auth, "parameters": [name],
-            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}}},
+            "responses": {"200": _ok("The campaign", "Campaign"), **errors, "404": missing}},
+            **{method: {
+                "operationId": op, "security": auth, "parameters": [name],
+                "summary": "Set a campaign's weight: its share of a provider against the other active campaigns "
+                           "(weight / the sum of theirs), from the next claim of every daemon",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/CampaignUpdate"}}}},
+                "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing,
+                              "415": _error_response("Not application/json"),
+                              "422": _error_response("No weight, or not a whole number from 1 to 1000")}}
+               for method, op in (("patch", "updateCampaign"), ("post", "setCampaign"))}},
         **{f"/v1/campaigns/{{name}}/{action}": {"post": {
             "operationId": op, "summary": text, "security": auth, "parameters": [name],
             "responses": {"200": _ok("The campaign after it", "Campaign"), **errors, "404": missing}}}
@@ -201,7 +219,7 @@ def document() -> dict[str, Any]:
                         "SubmitRequest": {"type": "object", "additionalProperties": False, "required": ["messages"],
                                           "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
                                                                       "items": {"$ref": "#/components/schemas/MessageIn"}}}},
-                        "Counts": COUNTS, "Campaign": CAMPAIGN, "MessagePage": MESSAGE_PAGE,
+                        "Counts": COUNTS, "Campaign": CAMPAIGN, "CampaignUpdate": CAMPAIGN_UPDATE, "MessagePage": MESSAGE_PAGE,
                         "Event": EVENT, "EventPage": EVENT_PAGE, "Throughput": THROUGHPUT,
                         "SubmitResponse": {"type": "object", "required": ["messages"], "properties": {
                             "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Accepted"}}}}},
@@ -242,7 +260,9 @@ def document() -> dict[str, Any]:
                                format="date-time"),
                         _query("limit", "messages a page", type="integer", minimum=1, maximum=1000, default=100),
                         _query("cursor", "next_cursor of the page before", type="string"),
-                        _query("order", "asc: oldest first (ids after cursor); desc: newest first (before it)",
+                        _query("order", "asc: oldest first, after cursor, each message exactly once while new "
+                                        "ones arrive (in the order of their inserting transactions, then id); "
+                                        "desc: newest first by id, before cursor",
                                type="string", enum=["asc", "desc"], default="asc")],
                     "responses": {"200": {"description": "The message (?key=), or a page", "content": {
                         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
@@ -284,6 +304,7 @@ EXAMPLES: dict[str, Any] = {
 EXAMPLES["Campaign"] = {"name": "promo", "state": "active", "weight": 1, "updated_at": None, "rate": 12.5,
                         "cost": {"sent": 0.0, "delivered": 0.0},
                         "counts": {s: 0 for s in [*STATUSES, "cancelled", "delivered", "undelivered"]}}
+EXAMPLES["CampaignUpdate"] = {"weight": 3}
 EXAMPLES["Throughput"] = {"every": 1, "until": "2026-12-05T09:00:03+00:00", "sent": [40, 52, 50], "failed": [0, 1, 0]}
 EXAMPLES["EventPage"] = {"next_cursor": None, "events": [
     {"event_id": 7, "id": 1042, "status": "queued", "code": None, "error": None, "provider": None, "message_id": None,
@@ -314,6 +335,7 @@ QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
     "since": {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]},  # empty: since ever
     "order": {"enum": ["asc", "desc", ""]},  # empty: asc
 }
+PATH_QUERY_SCHEMAS = {("/v1/messages", "cursor"): {"pattern": "^([0-9]{1,20}-)?[0-9]{1,18}$"}}  # (insert xid-)id
 
 
 def _operation_id(method: str, path: str) -> str:
@@ -348,8 +370,9 @@ def complete(doc: dict[str, Any], server: str = "/") -> dict[str, Any]:
             for p in op.get("parameters", []):
                 if p["name"] == "Idempotency-Key":
                     p["description"] = IDEMPOTENCY
-                if p["in"] == "query" and p["name"] in QUERY_SCHEMAS:  # what the handler takes, exactly
-                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | QUERY_SCHEMAS[p["name"]]
+                exact = PATH_QUERY_SCHEMAS.get((path, p["name"])) or QUERY_SCHEMAS.get(p["name"])
+                if p["in"] == "query" and exact is not None:  # what the handler takes, exactly
+                    p["schema"] = {k: v for k, v in p["schema"].items() if k != "format"} | exact
                 if p["name"] == "id" and p["in"] == "path":  # what the handler takes: 1 to 18 digits
                     p["schema"] = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
             op.setdefault("tags", ["meta" if path.endswith("openapi.json") else

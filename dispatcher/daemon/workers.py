@@ -52,7 +52,6 @@ class Registry:
         self.depth: dict[str, int] = {}
         self.reaped = 0
         self.abandoned = 0
-        self.purged = 0
         self.beats = 0
         self.failures = 0
         self._joined = False  # past the joining wait: may send
@@ -153,9 +152,7 @@ class Registry:
                     self._last_purge = now
                     for purge in (self.store.purge, self.store.purge_events):
                         for _ in range(100):  # at most a million rows a round
-                            gone = await purge(conn, cfg.retention_days)
-                            self.purged += gone
-                            if gone < 10000:
+                            if await purge(conn, cfg.retention_days) < 10000:
                                 break
         except PG_ERRORS as e:
             self.failures += 1
@@ -171,8 +168,3 @@ class Registry:
         with contextlib.suppress(*PG_ERRORS):
             async with self.pool.acquire() as conn:
                 await conn.execute(f"DELETE FROM {self.n.workers} WHERE name = $1", self.cfg.worker)
-
-    async def mark_stopping(self) -> None:
-        with contextlib.suppress(*PG_ERRORS):
-            async with self.pool.acquire() as conn:
-                await conn.execute(f"UPDATE {self.n.workers} SET stopping = true WHERE name = $1", self.cfg.worker)

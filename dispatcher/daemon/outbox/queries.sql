@@ -5,8 +5,12 @@
 -- name: claim
 -- Rows due, leased to this worker, in two parts. `urgent`: rows of priority >= $6, highest first, whatever
 -- their campaign (a priority message overtakes every backlog). `fair`: each active campaign of $5 ('' for
--- rows without one) takes its share of $3 by weight (the campaigns table; 1 when it has no row there),
--- rounded up, highest priority first within it. Paused and cancelled campaigns (the campaigns table, read by
+-- rows without one) that has rows due takes its share of $3 by weight (the campaigns table; 1 when it has no
+-- row there), highest priority first within it. The shares are whole rows that add up to $3: systematic
+-- rounding, one random offset laid over the cumulative shares, so a claim of one row (at 1 request/s, or
+-- as each slot frees) goes to a campaign with the chance of its weight, and shares hold over many small
+-- claims (rounding each up gave every campaign one row a claim: weights 3:1 came out 1:1). Paused and
+-- cancelled campaigns (the campaigns table, read by
 -- every claim) and campaigns whose sending window is closed ($4) are left alone. `id = ANY(ARRAY(...))`
 -- rather than a join with the locked ids: the planner then always reaches the rows through the primary key.
 -- `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164, lower-case
@@ -14,8 +18,12 @@
 WITH active AS (
     SELECT q.name, coalesce(c.weight, 1)::float8 AS weight
     FROM unnest($5::text[]) AS q(name) LEFT JOIN {campaigns} c ON c.name = q.name
-    WHERE coalesce(c.state, 'active') = 'active'),
-share AS (SELECT name, ceil($3 * weight / sum(weight) OVER ())::int AS quota FROM active),
+    WHERE coalesce(c.state, 'active') = 'active' AND EXISTS (
+        SELECT 1 FROM {outbox} d WHERE d.status = 'pending' AND coalesce(d.campaign, '') = q.name
+          AND d.not_before <= now())),
+cum AS (SELECT name, weight, sum(weight) OVER (ORDER BY name) AS upto, sum(weight) OVER () AS total FROM active),
+share AS (SELECT name, (floor($3 * upto / total + u) - floor($3 * (upto - weight) / total + u))::int AS quota
+          FROM cum CROSS JOIN (SELECT random() AS u) r),
 urgent AS (
     SELECT o.id FROM {outbox} o
     WHERE o.status = 'pending' AND o.priority >= $6 AND o.not_before <= now()
@@ -79,6 +87,12 @@ SELECT (SELECT count(*) FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) 
      + (SELECT count(*) FROM {outbox}
         WHERE lease_until IS NOT NULL AND status = 'claimed' AND coalesce(campaign, '') = $2);
 
+-- name: set_weight
+-- A campaign's weight (its share of a provider against the other active campaigns), its state kept.
+INSERT INTO {campaigns} AS c (name, weight) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET weight = $2, updated_at = now()
+RETURNING name, state, weight, updated_at;
+
 -- name: campaign_states
 SELECT name, state, weight, updated_at FROM {campaigns};
 
@@ -97,14 +111,21 @@ FROM {outbox} WHERE $1::text IS NULL OR coalesce(campaign, '') = $1
 GROUP BY 1, 2, 3;
 
 -- name: list_messages
--- A page of rows by id (keyset: `id > cursor`), filtered by campaign, status and creation time.
+-- A page of rows in the order of the transactions that inserted them, then by id (keyset: after ($6, $1);
+-- $6 NULL: after row $1, wherever it sorts), filtered by campaign, status and creation time; only rows of
+-- transactions older than the oldest one still running. A transaction that commits later sorts after
+-- every row listed so far, so each row is listed exactly once while new ones arrive (by id alone, a row
+-- whose id was taken by a transaction that committed after larger ids were listed was skipped).
 SELECT id, key, status, recipient, channel, campaign, coalesce(sent_via, provider) AS provider,
     provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
-    claimed_at, finished_at, delivery_status, delivery_at
+    claimed_at, finished_at, delivery_status, delivery_at, created_xid::text AS xid
 FROM {outbox}
-WHERE id > $1 AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+WHERE (created_xid, id) > (coalesce($6::text::xid8, (SELECT c.created_xid FROM {outbox} c WHERE c.id = $1),
+                                     '0'::xid8), $1)
+  AND created_xid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($2::text IS NULL OR campaign = $2) AND ($3::text[] IS NULL OR status = ANY($3::text[]))
   AND ($4::timestamptz IS NULL OR created_at >= $4)
-ORDER BY id
+ORDER BY created_xid, id
 LIMIT $5;
 
 -- name: list_messages_desc

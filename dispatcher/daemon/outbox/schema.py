@@ -2,7 +2,8 @@
 suppressions and workers), schema/002_events.sql (the status events and their triggers),
 schema/003_control.sql (campaigns: pause, resume, cancel, weight; the `cancelled` status) and
 schema/004_views.sql (the indexes the read routes look up: a message's events, the failures) and
-schema/005_results_events.sql (the results statement writes its own status events), each
+schema/005_results_events.sql (the results statement writes its own status events) and
+schema/006_feed.sql (the inserting transaction of each row: the listing's exactly-once order), each
 filled with the configured names and applied once, in order, by `pg.migrate`."""
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
 
     async def v5(conn: asyncpg.Connection) -> None:
         await conn.execute(_read("005_results_events.sql", n))
-    return [v1, v2, v3, v4, v5]
+
+    async def v6(conn: asyncpg.Connection) -> None:
+        await conn.execute(_read("006_feed.sql", n))
+    return [v1, v2, v3, v4, v5, v6]
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

@@ -54,7 +54,6 @@ class OutboxSource(Source):
         self.given_back = 0  # rows of those a claim returned, given back before they reached the lanes
         self.urgent_at = 0.0  # when to look for priority rows again while every slot is taken (the poll)
         self.suppressed = 0
-        self.claims = 0
         self.errors = 0
 
     def attach(self, engine: Engine) -> None:
@@ -149,7 +148,6 @@ class OutboxSource(Source):
             if self.stopped and send[0]:
                 send = await self._give_back(conn, send)
         self.suppressed += sum(1 for r in bad if r.code == "suppressed")
-        self.claims += 1
         self.claimed += len(rows)
         return rows, send, bad
 

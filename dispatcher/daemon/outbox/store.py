@@ -67,6 +67,9 @@ class Store:
     async def settling(self, conn: asyncpg.Connection, running: list[Any], campaign: str) -> int:
         return int(await conn.fetchval(self.sql["settling"], running, campaign))
 
+    async def set_weight(self, conn: asyncpg.Connection, name: str, weight: int) -> asyncpg.Record:
+        return await conn.fetchrow(self.sql["set_weight"], name, weight)
+
     async def campaign_states(self, conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
         return {r["name"]: r for r in await conn.fetch(self.sql["campaign_states"])}
 
@@ -78,10 +81,12 @@ class Store:
 
     async def list_messages(self, conn: asyncpg.Connection, after: int, campaign: str | None,
                             statuses: list[str] | None, since: dt.datetime | None, limit: int,
-                            desc: bool = False) -> list[asyncpg.Record]:
-        """A page by id after `after`, or with `desc` before it (newest first)."""
-        return await conn.fetch(self.sql["list_messages_desc" if desc else "list_messages"], after, campaign,
-                                statuses, since, limit)
+                            desc: bool = False, after_xid: str | None = None) -> list[asyncpg.Record]:
+        """A page after (`after_xid`, `after`) in insert order (queries.sql says why), or with `desc` by id
+        before `after` (newest first)."""
+        if desc:
+            return await conn.fetch(self.sql["list_messages_desc"], after, campaign, statuses, since, limit)
+        return await conn.fetch(self.sql["list_messages"], after, campaign, statuses, since, limit, after_xid)
 
     async def release(self, conn: asyncpg.Connection) -> int:
         """This worker's unfinished claims back to pending (a graceful stop)."""
