@@ -8,9 +8,10 @@ worker processes takes in different processes); its owner drives it through `sto
 from .answers import describe
 from .campaign import Campaign, Router
 from .core import Engine, Start, collector_for_streams, counts, dry_run, identity
-from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus
+from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED
 from .ledger import Events, Stats
 from .prepare import CampaignPreparer, Encoder, Prepared, Preparer
+from .status import LaneState, LaneStatus
 from .transport import HttpTransport, Transport, TransportFactory, http_transport
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
            "Engine",
            "Events",
            "HttpTransport",
+           "LaneState",
            "LaneStatus",
            "Prepared",
            "Preparer",

@@ -387,7 +387,7 @@ class Engine:
     def _held(self, seq: int, fields: dict[str, Any]) -> Result:
         rid = str(fields.get(self.c.id_column) or seq) if self.c.id_column else str(seq)
         to = fields.get(self.c.recipient)
-        return Result(seq, rid, str(to or ""), "", FAILED, code="in_doubt",
+        return Result(seq=seq, id=rid, to=str(to or ""), provider="", status=FAILED, code="in_doubt",
                       error="in flight when an earlier attempt of this run died: the provider may have it; "
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 
