@@ -8,8 +8,8 @@ from insert to provider acceptance.
   and with the simulator 20 ms away and two connections a worker (each worker is bound by its
   round trips, as against a distant provider: a second worker doubles what is in flight).
   The CPU each part used is measured (psutil), so the figures say where the time went.
-- service (bench/daemon_service.py): a priority row's latency behind a backlog, a small campaign's
-  share behind a big one, and pause-to-stop.
+- service: the scenario of its own `daemon_service` (bench/daemon_service.py): a priority row's latency
+  behind a backlog, a small campaign's share behind a big one, and pause-to-stop.
 - steady: rows inserted a few at a time at a fixed rate below capacity, one worker; latency of
   each row from its insert (`created_at`) to its result recorded (`finished_at`, just after the
   provider accepted it): p50 and p99. The drain figures' latencies are queueing time (every row
@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import on_postgres, simulator
-from bench.daemon_service import measure_service
-from bench.daemon_service import table as service_table
 from bench.daemonkit import Workers, reset, wait_live
 
 _reset = reset  # bench/api.py's name for it
@@ -251,7 +249,6 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
             out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 2 if quick else 10))
         finally:
             workers.stop()
-        out["service"] = measure_service(dsn, url, Path(tmp), quick)
     return out
 
 
@@ -272,8 +269,6 @@ def table(r: dict[str, Any]) -> str:
                  f"Insert to provider acceptance at a steady {lat.get('rate', 0):,} rows/s (one worker): "
                  f"p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, max {lat.get('max_ms')} ms "
                  f"({lat.get('sent', 0):,} rows).")
-    if r.get("service"):
-        lines += ["", service_table(r["service"])]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@
 
 Rows go in by SQL (the HTTP API inserts the same rows); the simulator runs without a rate limit, the
 daemons keep to theirs. Run: `python -m bench.daemon_service [--quick]` (JSON, then a table); also
-part of `python -m bench daemon`.
+the scenario `daemon_service` of `python -m bench`.
 """
 
 from __future__ import annotations
@@ -160,6 +160,19 @@ def measure_service(dsn: str, url: str, tmp: Path, quick: bool) -> dict[str, Any
     return out
 
 
+def run(quick: bool = False) -> dict[str, Any]:
+    """The `python -m bench` scenario: PostgreSQL from bench.common, the 360nrs simulator without a limit."""
+    import tempfile
+
+    from bench.common import on_postgres, simulator
+
+    def go(dsn: str) -> dict[str, Any]:
+        with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
+                tempfile.TemporaryDirectory(prefix="dispatcher-bench-service-") as tmp:
+            return measure_service(dsn, url, Path(tmp), quick)
+    return on_postgres(go)
+
+
 def table(r: dict[str, Any]) -> str:
     lines = ["| scenario | figure |", "|---|---|"]
     for k, p in r.items():
@@ -177,19 +190,11 @@ def table(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import tempfile
 
     import orjson
 
-    from bench.common import on_postgres, simulator
 
-    quick = "--quick" in sys.argv
-
-    def go(dsn: str) -> dict[str, Any]:
-        with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
-                tempfile.TemporaryDirectory(prefix="dispatcher-bench-service-") as tmp:
-            return measure_service(dsn, url, Path(tmp), quick)
-    result = on_postgres(go)
+    result = run("--quick" in sys.argv)
     if "error" in result:
         sys.exit(result["error"])
     Path("bench/results").mkdir(exist_ok=True)

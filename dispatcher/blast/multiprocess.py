@@ -37,11 +37,8 @@ import orjson
 import uvloop
 
 from ..engine import (
-    CIRCUIT_OPEN,
-    HALTED,
-    SENDING,
-    THROTTLED,
     Engine,
+    LaneState,
     LaneStatus,
     Start,
     Stats,
@@ -54,7 +51,6 @@ from .preparer import CampaignPreparer
 from .signals import on_signals
 
 _PR_SET_PDEATHSIG = 1
-_WORST = {SENDING: 0, THROTTLED: 1, CIRCUIT_OPEN: 2, HALTED: 3}  # the state a merged lane shows
 _SUMMED = ("read", "skipped", "sent", "failed", "rejected", "deferred", "parts", "requests", "retries", "retried", "throttled",
            "ambiguous", "unsent", "cost")
 _LANE_SUMMED = ("rate", "pace", "requests", "throttled", "in_flight")
@@ -214,9 +210,9 @@ def _lanes(per_worker: list[list[dict[str, Any]]]) -> list[LaneStatus]:
                 continue
             for name in _LANE_SUMMED:
                 m[name] += d[name]
-            if _WORST.get(d["state"], 0) > _WORST.get(m["state"], 0):
+            if LaneState(d["state"]).severity > LaneState(m["state"]).severity:  # the merged lane shows the worst
                 m.update(state=d["state"], since=d["since"], code=d["code"], reason=d["reason"])
-    return [LaneStatus(**m) for m in merged.values()]
+    return [LaneStatus(**{**m, "state": LaneState(m["state"])}) for m in merged.values()]
 
 
 def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: int, watched: bool) -> None:

@@ -7,10 +7,11 @@ worker processes takes in different processes); its owner drives it through `sto
 
 from .answers import describe
 from .core import Engine, Start, collector_for_streams, counts, identity
-from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED, LaneStatus
+from .lane import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED
 from .ledger import Events, Stats
 from .prepare import Encoder, Prepared, Preparer
 from .spec import RunSpec
+from .status import LaneState, LaneStatus
 from .transport import HttpTransport, Transport, TransportFactory, http_transport
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
            "Engine",
            "Events",
            "HttpTransport",
+           "LaneState",
            "LaneStatus",
            "Prepared",
            "Preparer",

@@ -378,7 +378,7 @@ class Engine:
 
     def _held(self, seq: int, fields: dict[str, Any]) -> Result:
         rid, to = self.preparer.describe(seq, fields)
-        return Result(seq, rid, to, "", FAILED, code="in_doubt",
+        return Result(seq=seq, id=rid, to=to, provider="", status=FAILED, code="in_doubt",
                       error="in flight when an earlier attempt of this run died: the provider may have it; "
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 

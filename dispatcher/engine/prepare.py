@@ -80,6 +80,7 @@ class Encoder:
             return msgs
         for i, (code, why) in refused.items():
             m = msgs[i]
-            bad.append(Result(m.seq, m.rid, m.to, alias, REJECTED, None, m.parts or None, m.encoding or None,
-                              code, why, channel=m.channel, transliterated=m.transliterated))
+            bad.append(Result(seq=m.seq, id=m.rid, to=m.to, provider=alias, status=REJECTED, parts=m.parts or None,
+                              encoding=m.encoding or None, code=code, error=why, channel=m.channel,
+                              transliterated=m.transliterated))
         return [m for i, m in enumerate(msgs) if i not in refused]
