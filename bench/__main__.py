@@ -8,9 +8,13 @@ headline figures in the README's Performance section (between its headline marke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import itertools
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import ROOT, machine
+from bench.common import ROOT, machine, on_postgres
 
 SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon",
              "daemon_service", "daemon_events", "api", "webhooks"]
@@ -41,7 +45,8 @@ TITLES = {
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
-    p.add_argument("--quick", action="store_true", help="every scenario small (a smoke test, ~2 minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="every scenario small, a few at once (a smoke test, ~30 s; figures indicative only)")
     p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--no-readme", action="store_true",
@@ -54,31 +59,32 @@ def main() -> int:
     md = [f"Measured {report['machine']['time']} on {report['machine']['cores']} cores "
           f"({report['machine']['cpu'] or 'unknown CPU'}), Python {report['machine']['python']}"
           + (" — quick mode: small sizes, figures indicative only" if a.quick else "") + "."]
+    t0 = time.monotonic()
+    apart = a.quick and len(names) > 1
+    runs = run_apart(names, out) if apart else {name: run_here(name, a.quick) for name in names}
     for name in names:
-        try:
-            module = importlib.import_module(f"bench.{name}")
-        except ImportError as e:
-            report["scenarios"][name] = {"skipped": f"not available: {e}"}
-            continue
-        print(f"== {name}", flush=True)
-        t0 = time.monotonic()
-        try:
-            result = module.run(quick=a.quick)
-        except Exception as e:  # one broken scenario must not hide the others' figures
-            traceback.print_exc()
-            result = {"error": f"{type(e).__name__}: {e}"}
-        report["seconds"][name] = round(time.monotonic() - t0, 1)
+        result, seconds = runs[name]
         report["scenarios"][name] = result
+        if seconds is not None:
+            report["seconds"][name] = seconds
+        module = None
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(f"bench.{name}")
         md.append(f"\n### {TITLES.get(name, name)}\n")
-        if "error" in result:
-            md.append(f"failed: {result['error']}")
-        elif hasattr(module, "table"):
+        if "error" in result or "skipped" in result:
+            md.append(f"failed: {result.get('error') or result.get('skipped')}")
+        elif module is not None and hasattr(module, "table"):
             md.append(module.table(result))
-        print(md[-1], flush=True)
+        if apart:
+            print(md[-1], flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    report["wall_seconds"] = round(time.monotonic() - t0, 1)
     (out / f"{stamp}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     total = sum(report["seconds"].values())
-    md.append(f"\nThe whole run took {total:,.0f} s ({', '.join(f'{k} {v:,.0f} s' for k, v in report['seconds'].items())}).")
+    md.append(f"\nThe whole run took {report['wall_seconds']:,.0f} s"
+              + (f" ({PARALLEL} scenarios at once)" if apart else "")
+              + f"; each scenario's own: {total:,.0f} s in all "
+              + f"({', '.join(f'{k} {v:,.0f} s' for k, v in report['seconds'].items())}).")
     charts = draw(report, out)
     if charts:
         md.append("\nCharts: " + ", ".join(f"`{c.name}`" for c in charts) + f" in `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`.")
@@ -88,6 +94,74 @@ def main() -> int:
         readme(text, report)
     print(f"\nwrote {out / (stamp + '.json')}, {out / 'latest.md'} and {len(charts)} charts")
     return 0 if not any("error" in r for r in report["scenarios"].values()) else 1
+
+
+def run_here(name: str, quick: bool) -> tuple[dict[str, Any], float | None]:
+    """One scenario in this process: its result (an error or a skip as one) and its seconds."""
+    try:
+        module = importlib.import_module(f"bench.{name}")
+    except ImportError as e:
+        return {"skipped": f"not available: {e}"}, None
+    print(f"== {name}", flush=True)
+    t0 = time.monotonic()
+    try:
+        result = module.run(quick=quick)
+    except Exception as e:  # one broken scenario must not hide the others' figures
+        traceback.print_exc()
+        result = {"error": f"{type(e).__name__}: {e}"}
+    seconds = round(time.monotonic() - t0, 1)
+    if "error" not in result and hasattr(module, "table"):
+        print(module.table(result), flush=True)
+    return result, seconds
+
+
+# --quick: scenarios run PARALLEL at once, each `python -m bench --quick --only NAME` in its own process, the
+# longest first. Most of a quick run waits (rate limits, heartbeats, round trips) or starts interpreters and
+# servers, so three at once take about a third of their sum on two cores; the figures of scenarios that
+# overlap are disturbed by each other (quick figures are indicative only: a smoke test of every scenario).
+PARALLEL = 3
+LONGEST_FIRST = ["daemon", "daemon_service", "pacing", "providers", "blast", "concurrency", "daemon_events",
+                 "memory", "codec"]
+
+
+def run_apart(names: list[str], out: Path) -> dict[str, tuple[dict[str, Any], float | None]]:
+    """Each scenario in a process of its own, PARALLEL at once, sharing one PostgreSQL (started here when
+    DISPATCHER_BENCH_DSN is not set); their results by name."""
+    env = dict(os.environ)
+    if "DISPATCHER_BENCH_DSN" not in env:
+        dsn = on_postgres(lambda d: {"dsn": d})
+        if "dsn" in dsn:
+            env["DISPATCHER_BENCH_DSN"] = dsn["dsn"]
+    order = sorted(names, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else len(LONGEST_FIRST))
+    running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    runs: dict[str, tuple[dict[str, Any], float | None]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-quick-", dir=out) as tmp:
+        for _ in range(100_000):  # bounded: every scenario ends (each has timeouts of its own); 0.1 s a look
+            while order and len(running) < PARALLEL:
+                name = order.pop(0)
+                where = Path(tmp) / name
+                where.mkdir()
+                print(f"== {name} (started)", flush=True)
+                with open(where / "stderr", "wb") as err:
+                    running[name] = (subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", name,
+                                                       "--no-readme", "--out", str(where)], cwd=ROOT, env=env,
+                                                      stdout=subprocess.DEVNULL, stderr=err), where)
+            if not running:
+                break
+            done = [n for n, (proc, _) in running.items() if proc.poll() is not None]
+            if not done:
+                time.sleep(0.1)  # polling child processes, not standing in for synchronisation
+                continue
+            for name in done:
+                proc, where = running.pop(name)
+                reports = list(where.glob("*.json"))
+                if reports:
+                    child = orjson.loads(reports[0].read_bytes())
+                    runs[name] = (child["scenarios"][name], child["seconds"].get(name))
+                else:
+                    tail = (where / "stderr").read_text(errors="replace")[-2000:]
+                    runs[name] = ({"error": f"exit {proc.returncode}: {tail}"}, None)
+    return runs
 
 
 def draw(report: dict[str, Any], out: Path) -> list[Path]:

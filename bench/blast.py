@@ -153,7 +153,7 @@ class Job(NamedTuple):
 def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
             wrk_seconds: int = 0) -> list[dict[str, dict[str, Any]]]:
     """Each job's dispatcher (median of `reps` runs) beside the bare loop (same requests, same concurrency)
-    against each server of SERVERS, every job's servers up at once; wrk measures each server's own ceiling
+    against each server of SERVERS, one of each kind up for every job; wrk measures each server's own ceiling
     for `wrk_seconds`. Returns {server: figures} for each job, in order.
 
     A repetition is one blast process (bench/runner.py) that runs, for each job in turn, one recipient first
@@ -165,12 +165,15 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
         tomls: list[dict[str, Path]] = []
         reqfiles: list[dict[str, Path]] = []
         n_requests: list[dict[str, int]] = []
+        urls: dict[tuple[str, str], str] = {}  # one server of each kind: the jobs run one after another
         for job in jobs:
             tomls.append({})
             reqfiles.append({})
             n_requests.append({})
             for server in SERVERS:
-                url = stack.enter_context(SERVERS[server](job.kind, latency_ms))
+                if (server, job.kind) not in urls:
+                    urls[server, job.kind] = stack.enter_context(SERVERS[server](job.kind, latency_ms))
+                url = urls[server, job.kind]
                 first = job.campaign(url)
                 tomls[-1][server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
                 reqfiles[-1][server] = tmp / f"requests-{job.name}-{server}.jsonl"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 SENT = "sent"
 FAILED = "failed"
@@ -251,6 +251,29 @@ class Result:
 RESULT_FIELDS = tuple(Result.__dataclass_fields__)
 
 
+class ResultRow(NamedTuple):
+    """One result as a row in RESULT_FIELDS order, built by keyword: what a one-message request's accepted
+    answer becomes (a tuple the ledger gathers with the turn's others, no `Result` object); `Result`'s
+    fields, in its order (tests/test_columns.py checks they stay the same)."""
+
+    seq: int
+    id: str
+    to: str
+    provider: str
+    status: str
+    message_id: str | None = None
+    parts: int | None = None
+    encoding: str | None = None
+    code: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    latency_ms: float | None = None
+    trace_id: str | None = None
+    channel: str | None = None
+    transliterated: bool = False
+    meta: dict[str, Any] | None = None
+
+
 class Results:
     """Terminal results as columns, one list per field of `Result`, in its order: what the ledger counts
     and the sinks write in bulk. A request whose recipients were all accepted becomes one `Results` built
@@ -288,6 +311,13 @@ class Results:
     @classmethod
     def of(cls, results: list[Result]) -> Results:
         return cls.of_rows([tuple(r.__dict__.values()) for r in results])
+
+    @classmethod
+    def of_columns(cls, **columns: list[Any]) -> Results:
+        """Columns by field name, every field of RESULT_FIELDS (a request's block, built by keyword)."""
+        if columns.keys() != _FIELD.keys():
+            raise TypeError(f"results need the columns {', '.join(RESULT_FIELDS)}, got {', '.join(columns)}")
+        return cls([columns[f] for f in RESULT_FIELDS])
 
     @classmethod
     def of_rows(cls, rows: list[tuple]) -> Results:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Result, Results, column
+from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Result, ResultRow, Results, column
 from dispatcher.render import compile_template
 from dispatcher.sinks.files import json_lines
 from dispatcher.sources import files
@@ -47,6 +47,16 @@ def test_result_lines_are_orjson_of_each_result(rs: list[Result], copies: int) -
     assert json_lines(blocks) == want  # written block by block
     assert json_lines(blocks, few=0) == want
     assert blocks.results() == rs and len(blocks) == len(rs)  # joined on reading
+
+
+def test_a_result_row_has_the_fields_of_a_result_in_its_order() -> None:
+    assert ResultRow._fields == RESULT_FIELDS
+    row = ResultRow(seq=3, id="c3", to="+34600000003", provider="sms", status="sent", parts=2, attempts=1)
+    assert Results.of_rows([row]).results() == [Result(3, "c3", "+34600000003", "sms", "sent", parts=2, attempts=1)]
+    columns = {f: [v] for f, v in zip(RESULT_FIELDS, row, strict=True)}
+    assert Results.of_columns(**columns).results() == Results.of_rows([row]).results()
+    with pytest.raises(TypeError):
+        Results.of_columns(**{f: [v] for f, v in list(columns.items())[:-1]})
 
 
 json_value = st.recursive(
@@ -257,12 +267,12 @@ def test_one_message_requests_settle_as_rows_in_order_with_blocks() -> None:
                      trace_id="t", channel="sms")
         two = Result(2, "c2", "+34600000002", "a", "sent", "m2", None, None, attempts=1, channel="sms",
                      meta={"in_doubt": True})
-        ledger.finish_sent(tuple(one.__dict__.values()))
-        ledger.finish_sent(tuple(two.__dict__.values()))
+        ledger.finish_sent(ResultRow(*one.__dict__.values()))
+        ledger.finish_sent(ResultRow(*two.__dict__.values()))
         failed = Result(3, "c3", "+34600000003", "a", "failed", code="x", error="no", attempts=3)
         ledger.finish(Results.of([failed]))
         first = (await ledger.results()).results()
-        ledger.finish_sent(tuple(one.__dict__.values()))
+        ledger.finish_sent(ResultRow(*one.__dict__.values()))
         ledger.close_source()
         return ledger.stats, first, (await ledger.results()).results()
 

@@ -36,10 +36,11 @@ from ..config.reports import ReportSettings
 from ..errors import ConfigError
 from ..providers.base import Provider
 from ..providers.dlr import Report
-from .delivery import Key, Tally, count
+from .delivery import PENDING, Key, Tally, count
 from .report_store import FileStore, PgStore, store_for
 
 log = logging.getLogger("dispatcher.blast")
+RECOUNT = 0.25  # seconds between looks at what is still pending while reports come
 
 
 def run_secret(state_dir: Path, run_id: str) -> str:
@@ -125,25 +126,43 @@ class Listener:
     async def linger(self, keys: list[Key], asked: list[str], seconds: float,
                      stop: asyncio.Event | threading.Event) -> dict[str, int]:
         """Wait until every sent record of `asked` has a final report, `seconds` pass, or `stop` is set;
-        the delivery counts then."""
+        the delivery counts then. Only the records still pending are looked at again, at most every
+        RECOUNT seconds however fast reports come (20,000 looks a report made it quadratic)."""
         deadline = time.monotonic() + seconds
-        got = count(keys, self.tally, asked)
-        while got["reports_pending"] and not stop.is_set():
+        wanted = set(asked)
+        waiting = [k for k in keys if k[0] in wanted and self.tally.word(k) == PENDING]
+        while waiting and not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             self._heard.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 1.0)):
-                    await self._heard.wait()
-            got = count(keys, self.tally, asked)
-        return got
+            await _either(self._heard, _event(stop), min(left, 1.0))  # a report, Ctrl-C, or a second
+            with contextlib.suppress(TimeoutError):  # more reports come meanwhile: counted together
+                async with asyncio.timeout(min(RECOUNT, max(deadline - time.monotonic(), 0))):
+                    await _event(stop).wait()
+            waiting = [k for k in waiting if self.tally.word(k) == PENDING]
+        return count(keys, self.tally, asked)
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.store.close()
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    """Until `a` or `b` is set, or `timeout` seconds."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def _event(stop: asyncio.Event | threading.Event) -> asyncio.Event:
+    """`stop` as something to wait on in this loop (a thread's event is looked at when the wait ends)."""
+    return stop if isinstance(stop, asyncio.Event) else asyncio.Event()
 
 
 def public_url(s: ReportSettings, port: int) -> str:

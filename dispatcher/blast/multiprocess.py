@@ -37,12 +37,8 @@ import orjson
 import uvloop
 
 from ..engine import (
-    CIRCUIT_OPEN,
-    HALTED,
-    SENDING,
-    THROTTLED,
-    Campaign,
     Engine,
+    LaneState,
     LaneStatus,
     Start,
     Stats,
@@ -50,10 +46,11 @@ from ..engine import (
 )
 from ..logs import error_text
 from ..sources.base import Part
+from .campaign import Campaign
+from .preparer import CampaignPreparer
 from .signals import on_signals
 
 _PR_SET_PDEATHSIG = 1
-_WORST = {SENDING: 0, THROTTLED: 1, CIRCUIT_OPEN: 2, HALTED: 3}  # the state a merged lane shows
 _SUMMED = ("read", "skipped", "sent", "failed", "rejected", "deferred", "parts", "requests", "retries", "retried", "throttled",
            "ambiguous", "unsent", "cost")
 _LANE_SUMMED = ("rate", "pace", "requests", "throttled", "in_flight")
@@ -75,10 +72,10 @@ Progress = Callable[[Stats, list[LaneStatus], int | None], None]  # merged stats
 
 def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None,
         on_forked: Callable[[], None] | None = None) -> Ran:
-    """The run of `campaign` by `campaign.workers` forked workers. Raises what `Engine.begin` raises
+    """The run of `campaign` by `campaign.processes` forked workers. Raises what `Engine.begin` raises
     (RunError, SinkError, ...) before anything is sent. `on_stop(n)` hears the owner's n-th signal;
     `on_forked()` is called in the owner once every worker is forked (where a thread may start)."""
-    owner = Engine(campaign)
+    owner = Engine(campaign, preparer=CampaignPreparer(campaign))
     start = uvloop.run(owner.begin())  # the loop is gone before the fork: nothing of it is inherited
     owner.preparer.warm_up()  # the compiled kernels loaded once, for every worker
     try:
@@ -94,7 +91,7 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
 
 def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
                on_stop: Callable[[int], None] | None, on_forked: Callable[[], None] | None = None) -> Ran:
-    n = campaign.workers
+    n = campaign.processes
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, tuple[int, int]] = {}  # fd -> (worker, pid)
@@ -213,9 +210,9 @@ def _lanes(per_worker: list[list[dict[str, Any]]]) -> list[LaneStatus]:
                 continue
             for name in _LANE_SUMMED:
                 m[name] += d[name]
-            if _WORST.get(d["state"], 0) > _WORST.get(m["state"], 0):
+            if LaneState(d["state"]).severity > LaneState(m["state"]).severity:  # the merged lane shows the worst
                 m.update(state=d["state"], since=d["since"], code=d["code"], reason=d["reason"])
-    return [LaneStatus(**m) for m in merged.values()]
+    return [LaneStatus(**{**m, "state": LaneState(m["state"])}) for m in merged.values()]
 
 
 def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: int, watched: bool) -> None:
@@ -242,7 +239,7 @@ def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: in
             say({"stats": {**_fields(engine.stats), "timeline": []}, "lanes": engine.snapshot(),
                  "total": c.source.estimate_total()})
 
-        engine = Engine(c, on_progress=report if watched else None)
+        engine = Engine(c, preparer=CampaignPreparer(c), on_progress=report if watched else None)
         try:
             failure = uvloop.run(_send(engine, start, k))
         except asyncio.CancelledError:  # the third signal: out at once, what was on the wire in doubt

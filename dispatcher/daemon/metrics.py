@@ -40,10 +40,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from ..engine import CIRCUIT_OPEN, HALTED, SENDING, THROTTLED
+from ..engine import LaneState
 from .histogram import Histogram
 
-STATES = (SENDING, THROTTLED, CIRCUIT_OPEN, HALTED)
+STATES = tuple(LaneState)  # a gauge a state, in order
 
 
 class Observed(Protocol):

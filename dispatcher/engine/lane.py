@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import aiohttp
 
 from ..limits import RateLimit
-from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, Results, column
+from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, ResultRow, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..reach import transport_outcome
 from ..retry import ambiguous, backoff
@@ -23,10 +23,10 @@ from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
 from .queue import LaneQueue, split
-from .status import LaneStatus
+from .status import LaneState, LaneStatus
 from .transport import Transport, TransportFactory
 
-SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = "sending", "throttled", "circuit_open", "halted"
+SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = LaneState
 
 
 class Lane:
@@ -400,9 +400,11 @@ class Lane:
         n = len(batch)
         if n == 1:
             m = batch[0]
-            self.ledger.finish_sent((m.seq, m.rid, m.to, self.alias, SENT, a.message_ids[0], m.parts or None,
-                                     m.encoding or None, None, None, m.attempts, round(latency, 2), a.trace_id,
-                                     self.channel, m.transliterated, message_meta(m, None)))
+            self.ledger.finish_sent(ResultRow(
+                seq=m.seq, id=m.rid, to=m.to, provider=self.alias, status=SENT, message_id=a.message_ids[0],
+                parts=m.parts or None, encoding=m.encoding or None, attempts=m.attempts,
+                latency_ms=round(latency, 2), trace_id=a.trace_id, channel=self.channel,
+                transliterated=m.transliterated, meta=message_meta(m, None)))
             return
         seq, rid, to, parts, enc, translit = (column(batch, f) for f in
                                               ("seq", "rid", "to", "parts", "encoding", "transliterated"))
@@ -417,9 +419,11 @@ class Lane:
             parts = [p or None for p in parts]
         if "" in enc:
             enc = [e or None for e in enc]
-        self.ledger.finish(Results([seq, rid, to, [self.alias] * n, [SENT] * n, a.message_ids, parts, enc,
-                                    nothing, nothing, attempts, [round(latency, 2)] * n, [a.trace_id] * n,
-                                    channel, translit, meta]))
+        self.ledger.finish(Results.of_columns(
+            seq=seq, id=rid, to=to, provider=[self.alias] * n, status=[SENT] * n, message_id=a.message_ids,
+            parts=parts, encoding=enc, code=nothing, error=nothing, attempts=attempts,
+            latency_ms=[round(latency, 2)] * n, trace_id=[a.trace_id] * n, channel=channel, transliterated=translit,
+            meta=meta))
 
     def _settle(self, batch: Sequence[Message], outcomes: list[Outcome], status: int, latency: float,
                 unsure: bool) -> list[tuple[Message, Outcome]]:
@@ -438,9 +442,10 @@ class Lane:
             if unsure:
                 m.ambiguous += 1
             if v == Verdict.SENT:
-                results.append(Result(m.seq, m.rid, m.to, alias, SENT, o.message_id, m.parts or None,
-                                      m.encoding or None, None, None, m.attempts, lat, o.trace_id, m.channel,
-                                      m.transliterated, message_meta(m, o)))
+                results.append(Result(seq=m.seq, id=m.rid, to=m.to, provider=alias, status=SENT,
+                                      message_id=o.message_id, parts=m.parts or None, encoding=m.encoding or None,
+                                      attempts=m.attempts, latency_ms=lat, trace_id=o.trace_id, channel=m.channel,
+                                      transliterated=m.transliterated, meta=message_meta(m, o)))
                 continue
             if o.code == "unreachable" and m.attempts >= max_attempts and not self._defer_transient:
                 v, o = Verdict.HALT, Outcome(Verdict.HALT, code="unreachable", error=o.error)  # defer, halt
@@ -464,9 +469,10 @@ class Lane:
                     last_retry = o
                     continue
             status_ = REJECTED if v == Verdict.REJECTED else FAILED
-            results.append(Result(m.seq, m.rid, m.to, alias, status_, None, m.parts or None, m.encoding or None,
-                                  o.code, o.error, m.attempts, lat, o.trace_id, m.channel, m.transliterated,
-                                  message_meta(m, o)))
+            results.append(Result(seq=m.seq, id=m.rid, to=m.to, provider=alias, status=status_,
+                                  parts=m.parts or None, encoding=m.encoding or None, code=o.code, error=o.error,
+                                  attempts=m.attempts, latency_ms=lat, trace_id=o.trace_id, channel=m.channel,
+                                  transliterated=m.transliterated, meta=message_meta(m, o)))
         self.ledger.finish(Results.of(results))
         if spent and last_retry is not None:
             self.ledger.defer(alias, spent, last_retry)

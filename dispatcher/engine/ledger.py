@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import FAILED, SENT, Message, Results
+from ..model import FAILED, SENT, Message, ResultRow, Results
 from ..providers.base import Outcome
 from ..state import RunState
 
@@ -83,7 +83,7 @@ class Ledger:
         self.limit = 0  # records in flight before the reader waits (set by the engine)
         self.source_done = False
         self._buffer: list[Results] = []
-        self._rows: list[tuple] = []  # single accepted results since the last block (finish_sent)
+        self._rows: list[ResultRow] = []  # single accepted results since the last block (finish_sent)
         self._room = asyncio.Event()
         self._room.set()
         self._drained = asyncio.Event()
@@ -140,13 +140,13 @@ class Ledger:
         self._pending.set()
         self._settled(n)
 
-    def finish_sent(self, row: tuple) -> None:
+    def finish_sent(self, row: ResultRow) -> None:
         """One `sent` result as a row of RESULT_FIELDS: a one-message request's accepted answer. The rows of
         a turn become one block when the writer takes them (or when a block comes after them), so a message
         a request costs a tuple here, not a block of sixteen one-item columns and its concatenation."""
         st = self.stats
         st.sent += 1
-        st.parts += row[6] or 0
+        st.parts += row.parts or 0
         self._rows.append(row)
         self._pending.set()
         self._settled(1)

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class LaneState(StrEnum):
+    """What a lane is doing, from best to worst: the one place that lists the states and orders them
+    (a run shared by processes shows a provider's worst; /metrics has a gauge a state). Its members are
+    their strings ("sending", ...), so JSON, logs and comparisons with text read them as before."""
+
+    SENDING = "sending"
+    THROTTLED = "throttled"  # waiting on a 429's Retry-After, or a pace lowered after one
+    CIRCUIT_OPEN = "circuit_open"  # paused: the provider stopped answering
+    HALTED = "halted"  # it cannot take anything now: records routed to it are deferred
+
+    @property
+    def severity(self) -> int:
+        """0 for sending up to 3 for halted: of several, the worst state is the one to show."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {state: rank for rank, state in enumerate(LaneState)}
 
 
 @dataclass(slots=True)
 class LaneStatus:
     """What one provider lane is doing, for progress displays, health checks and metrics.
 
-    A snapshot, not a view: readers never hold a Lane. `state` is one of SENDING, THROTTLED
-    (waiting on a 429's Retry-After or a lowered pace), CIRCUIT_OPEN (paused: the provider stopped
-    answering), HALTED (it cannot take anything now: records routed to it are deferred). `since` is
+    A snapshot, not a view: readers never hold a Lane. `state` is a LaneState. `since` is
     the wall-clock time (epoch seconds) the lane entered that state; `code` / `reason` say why for
     the last three. `retries` counts records this lane put back to try again; `error_code`, `error` and
     `error_at` (epoch seconds) are the last answer that was not a success, whatever became of it.
@@ -20,7 +38,7 @@ class LaneStatus:
     alias: str
     kind: str
     channel: str
-    state: str
+    state: LaneState
     since: float
     code: str | None
     reason: str | None
