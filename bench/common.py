@@ -158,8 +158,8 @@ def machine() -> dict[str, Any]:
 def build_requests(toml: Path, out: Path) -> int:
     """The exact requests the dispatcher sends, built by its own adapter (authenticated first where it
     must be), one JSON line each: what the bare-loop baselines replay."""
+    from dispatcher.blast.preparer import CampaignPreparer
     from dispatcher.config import load_campaign
-    from dispatcher.engine import CampaignPreparer
 
     async def go() -> int:
         c = load_campaign(toml)

@@ -257,13 +257,14 @@ async def export_csv(dsn: str, path: Path) -> None:
 
 
 def blast_once(path: Path, run_id: str, state: Path) -> dict[str, Any]:
+    from dispatcher.blast.preparer import CampaignPreparer
     from dispatcher.config import Overrides, load_campaign
     from dispatcher.engine import Engine
     c = load_campaign(path, Overrides(run_id=run_id, state_dir=str(state)))
 
     async def go() -> tuple[Any, float]:
         t0 = time.perf_counter()
-        st = await Engine(c).run()
+        st = await Engine(c, preparer=CampaignPreparer(c)).run()
         return st, time.perf_counter() - t0
 
     st, secs = uvloop.run(go())

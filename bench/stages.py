@@ -28,7 +28,8 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("prepare: phone number", _in("/dispatcher/phone/", "/phonenumbers/")),
     ("prepare: template", _in("/dispatcher/render.py")),
     ("codec (encoding, parts)", _in("/dispatcher/codecs/", "/numba/", "/llvmlite/")),
-    ("prepare: routing, message objects", _in("/dispatcher/engine/prepare.py", "/dispatcher/routing.py",
+    ("prepare: routing, message objects", _in("/dispatcher/engine/prepare.py", "/dispatcher/blast/preparer.py",
+                                              "/dispatcher/routing.py",
                                               "/dispatcher/model.py")),
     ("batching (lane, provider keys)", lambda f, n: "/dispatcher/engine/batcher.py" in f
      or _fn("/dispatcher/engine/lane.py", LANE_BATCHING)(f, n)

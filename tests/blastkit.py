@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,12 +225,16 @@ class Receiver:
         self.got.append({"method": request.method, "path": request.path, "query": dict(request.query), "data": data})
         return web.Response(text="ok")
 
-    def wait(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait(self, n: int | Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> list[dict[str, Any]]:
+        """What arrived once `n` calls did (then a tenth of a second more: nothing beyond them should come),
+        or once `n(got)` holds; what arrived by `timeout` otherwise."""
+        done = n if callable(n) else (lambda got: len(got) >= n)
         deadline = time.monotonic() + timeout
-        while len(self.got) < n and time.monotonic() < deadline:
+        while not done(self.got) and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.1)  # nothing more than expected arrives
-        return self.got
+        if not callable(n):
+            time.sleep(0.1)
+        return list(self.got)
 
 
 def blast_in_background(toml: Path, run_id: str, *extra: str) -> subprocess.Popen[str]:

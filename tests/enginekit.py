@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from dispatcher.engine import Campaign, Engine, Events
+from dispatcher.blast.campaign import Campaign
+from dispatcher.blast.preparer import CampaignPreparer
+from dispatcher.engine import Engine, Events
 from dispatcher.model import Chunk, Content, Message, Result, Results, column
 from dispatcher.providers.base import Accepted, HttpRequest, Outcome, Provider, Settings, Verdict
 from dispatcher.render import compile_template
@@ -183,5 +185,6 @@ def campaign(providers: dict[str, Provider], source: Source, sink: Sink, state_d
 
 def engine(providers: dict[str, Provider], transports: dict[str, FakeTransport], source: Source, sink: Sink,
            state_dir: Path | None, events: Events | None = None, **kw: Any) -> Engine:
-    return Engine(campaign(providers, source, sink, state_dir, **kw), events=events,
+    c = campaign(providers, source, sink, state_dir, **kw)
+    return Engine(c, preparer=CampaignPreparer(c), events=events,
                   transports=lambda alias, concurrency, timeout: transports[alias])

@@ -119,9 +119,9 @@ def test_sampled_stacks_go_to_the_innermost_frame_that_names_a_stage(tmp_path):
         loop + "Lane._send (dispatcher/engine/lane.py:332);HttpTransport.send (dispatcher/engine/transport.py:61);"
         "ClientSession._request (aiohttp/client.py:854) 7",
         loop + "Engine._read (dispatcher/engine/core.py:300);CampaignPreparer._messages "
-        "(dispatcher/engine/prepare.py:144);fill_columns.<locals>.<listcomp> (<string>:7) 3",
+        "(dispatcher/blast/preparer.py:144);fill_columns.<locals>.<listcomp> (<string>:7) 3",
         loop + "JsonlSink.write (dispatcher/sinks/files.py:120) 2",
-        loop + "Engine.run (dispatcher/engine/core.py:240);CampaignPreparer.warm_up (dispatcher/engine/prepare.py:102);"
+        loop + "Engine.run (dispatcher/engine/core.py:240);CampaignPreparer.warm_up (dispatcher/blast/preparer.py:102);"
         "analyze (dispatcher/codecs/batch.py:148) 50",
         "<module> (dispatcher/__main__.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 40",
     ]) + "\n")

@@ -149,7 +149,9 @@ def test_a_second_blast_of_a_running_run_is_refused_and_sends_nothing(sim, tmp_p
     proc = blast_in_background(toml, "twice")
     out_file = tmp_path / "out" / "twice.jsonl"
     wait_for_results(out_file, 40, proc)
-    second = run_cli("blast", str(toml), "--run-id", "twice", "--quiet")
+    sim.config("nrs360", latency_ms=1500)  # the first run cannot finish while the second starts (a slow start
+    second = run_cli("blast", str(toml), "--run-id", "twice", "--quiet")  # on a busy machine took longer
+    sim.config("nrs360", latency_ms=0)  # than the whole first run: then it resumed a finished run)
     assert second.returncode == 2, second.stderr
     assert "running in another process" in second.stderr
     _, stderr = proc.communicate(timeout=60)

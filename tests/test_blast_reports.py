@@ -193,3 +193,30 @@ def test_the_linger_waits_for_reports_without_counting_as_sending_time(sim, tmp_
         if st["dlr_sent"] + st["dlr_failed"] >= 5:
             break
         time.sleep(0.2)
+
+
+def test_ctrl_c_ends_the_linger_at_once_and_says_what_is_pending(sim, tmp_path):
+    import signal
+    audience(tmp_path / "audience.csv", 5)
+    toml = campaign(tmp_path, sim.url("nrs360"), extra='[reports]\nlisten = "127.0.0.1:0"\nlinger = 60\n')
+    sim.config("nrs360", dlr_delay_ms=3000)
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "blast", str(toml), "--run-id", "c", "--json"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):  # the lines it writes on stderr, until it says it listens (bounded)
+            line = proc.stderr.readline()
+            if not line or line.startswith("listening for delivery reports"):
+                break
+        assert line.startswith("listening for delivery reports for up to 60 s"), line
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and took < 3, (proc.returncode, took)
+    got = orjson.loads(out.strip().splitlines()[-1])
+    assert (got["sent"], got["delivered"], got["reports_pending"]) == (5, 0, 5)
+    deadline = time.monotonic() + 60  # the simulator's report senders free again for the tests after this one
+    while time.monotonic() < deadline and sum(sim.stats("nrs360")[k] for k in ("dlr_sent", "dlr_failed")) < 5:
+        time.sleep(0.2)

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from dispatcher import cli, pg
+from dispatcher.blast.preparer import CampaignPreparer
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import Engine
 from dispatcher.errors import ConfigError, SinkError, SourceError
@@ -513,7 +514,7 @@ def test_blast_resume_is_exact(dsn: str, sim: Any, tmp_path: Path) -> None:
     c = load_campaign(path, Overrides(run_id="pg-resume"))
 
     async def interrupted() -> Engine:
-        engine = Engine(c)
+        engine = Engine(c, preparer=CampaignPreparer(c))
         task = asyncio.create_task(engine.run())
         while engine.stats.done < 700:
             await asyncio.sleep(0.02)
@@ -539,7 +540,7 @@ def test_blast_survives_killed_connections(dsn: str, sim: Any, tmp_path: Path) -
     c = load_campaign(path, Overrides(run_id="pg-kill"))
 
     async def go() -> tuple[Engine, int]:
-        engine = Engine(c)
+        engine = Engine(c, preparer=CampaignPreparer(c))
         task = asyncio.create_task(engine.run())
         kills = 0
         for at in (500, 1500):

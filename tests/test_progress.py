@@ -19,6 +19,7 @@ from test_postgres import dsn as dsn  # the fixture
 from test_postgres import run, sql
 from test_postgres import source as pg_source
 
+from dispatcher.blast.preparer import CampaignPreparer
 from dispatcher.blast.progress import Progress, View, clock_text
 from dispatcher.config import Overrides, load_campaign
 from dispatcher.engine import HALTED, SENDING, THROTTLED, Engine, LaneStatus, Stats
@@ -40,7 +41,7 @@ def test_eta_is_within_20_percent_of_the_real_remaining_time_halfway_through_a_r
         assert progress.view is not None
         readings.append((time.monotonic(), progress.view))
 
-    st = asyncio.run(Engine(camp, on_progress=watch).run())
+    st = asyncio.run(Engine(camp, preparer=CampaignPreparer(camp), on_progress=watch).run())
     end = time.monotonic()
     assert st.sent == 1200
     t_half, half = next((t, v) for t, v in readings if v.done >= 600)

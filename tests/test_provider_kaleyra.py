@@ -6,10 +6,7 @@ and request counts say what reached the provider, and the results file what the 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,8 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from blastkit import quiet_blast, with_deferred, write_toml
+from blastkit import Receiver, quiet_blast, with_deferred, write_toml
 
 from dispatcher.errors import ConfigError
 from dispatcher.model import Content, Message
@@ -99,63 +95,6 @@ def call(url: str, form: dict | None = None, *, key: str = KEY, json_body: Any =
             return r.status, orjson.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, orjson.loads(e.read())
-
-
-class Receiver:
-    """A small aiohttp server on 127.0.0.1 in its own thread, collecting delivery reports."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict, Any]] = []
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def handle(request: web.Request) -> web.Response:
-            raw = await request.read()
-            with self._lock:
-                self.got.append((request.method, dict(request.query), orjson.loads(raw) if raw else None))
-            return web.Response(text="ok")
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            app = web.Application()
-            app.router.add_route("*", "/dlr", handle)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
-        self.url = f"http://127.0.0.1:{self.port}/dlr"
-
-    def wait(self, n: int, timeout: float = 15) -> list[tuple[str, dict, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.got) >= n:
-                    return list(self.got)
-            time.sleep(0.05)
-        with self._lock:
-            return list(self.got)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 # -- batching by route type -------------------------------------------------------------------------------
@@ -285,17 +224,19 @@ def test_running_out_of_credit_halts_the_rest(sim, tmp_path):
 # -- delivery reports -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["callback-post", "callback-get", "dlrurl"])
-def test_delivery_reports_reach_the_callback(sim, tmp_path, receiver, how):
-    provider = {"callback-post": {"callback_url": receiver.url},
-                "callback-get": {"callback_url": receiver.url, "callback_method": "GET"},
-                "dlrurl": {"dlr_url": receiver.url}}[how]
-    results = blast(tmp_path, sim.url("kaleyra"), 30, provider=provider)
-    assert [r["status"] for r in results] == ["sent"] * 30
-    got = receiver.wait(30)
+def test_delivery_reports_reach_the_callback(sim, tmp_path, how):
+    with Receiver() as rx:
+        url = rx.url + "/dlr"
+        provider = {"callback-post": {"callback_url": url},
+                    "callback-get": {"callback_url": url, "callback_method": "GET"},
+                    "dlrurl": {"dlr_url": url}}[how]
+        results = blast(tmp_path, sim.url("kaleyra"), 30, provider=provider)
+        assert [r["status"] for r in results] == ["sent"] * 30
+        got = rx.wait(30, timeout=15)
     assert len(got) == 30
     method = "POST" if how == "callback-post" else "GET"
-    assert {g[0] for g in got} == {method}
-    reports = [g[2] if method == "POST" else g[1] for g in got]
+    assert {g["method"] for g in got} == {method}
+    reports = [g["data"] if method == "POST" else g["query"] for g in got]
     assert sorted(rep["message_id"] for rep in reports) == sorted(r["message_id"] for r in results)
     by_id = {r["message_id"]: r for r in results}
     for rep in reports:

@@ -6,9 +6,6 @@ Bulk results carry no ids, so they are paired with the simulator's ledger throug
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -16,8 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from blastkit import quiet_blast, with_deferred, write_toml
+from blastkit import Receiver, quiet_blast, with_deferred, write_toml
 
 from dispatcher.model import Content, Message
 from dispatcher.providers.base import Verdict
@@ -99,63 +95,6 @@ def assert_ledger_matches(sim, results: list[dict]) -> list[dict]:
         assert r["meta"]["customerid"] == r["seq"]
         assert by_customer[r["seq"]]["sendto"] == r["to"]
     return ledger
-
-
-class Receiver:
-    """A small aiohttp server on 127.0.0.1 in its own thread, collecting webhooks."""
-
-    def __init__(self) -> None:
-        self.got: list[Any] = []
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def handle(request: web.Request) -> web.Response:
-            body = await request.json()
-            with self._lock:
-                self.got.append(body)
-            return web.Response(text="ok")
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            app = web.Application()
-            app.router.add_post("/hook", handle)
-            self._runner = web.AppRunner(app)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-
-    def wait(self, done, timeout: float = 15) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if done(self.got):
-                    return list(self.got)
-            time.sleep(0.05)
-        with self._lock:
-            return list(self.got)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 # -- bulk and customerid ----------------------------------------------------------------------------------
@@ -323,12 +262,14 @@ def test_running_out_of_credit_halts_the_rest(sim, tmp_path):
 
 # -- delivery reports ------------------------------------------------------------------------------------------
 
-def test_status_webhooks_reach_the_receiver(sim, tmp_path, receiver):
-    control(sim, webhook=receiver.url, phone_rate=500)
-    results = blast(tmp_path, sim.url(KIND), 20)
-    assert [r["status"] for r in results] == ["sent"] * 20
-    ledger = assert_ledger_matches(sim, results)
-    got = receiver.wait(lambda g: sum(1 for h in g if h["status_id"] == 7) >= 20)
+def test_status_webhooks_reach_the_receiver(sim, tmp_path):
+    with Receiver() as rx:
+        control(sim, webhook=rx.url + "/hook", phone_rate=500)
+        results = blast(tmp_path, sim.url(KIND), 20)
+        assert [r["status"] for r in results] == ["sent"] * 20
+        ledger = assert_ledger_matches(sim, results)
+        got = [g["data"] for g in rx.wait(lambda g: sum(1 for h in g if h["data"]["status_id"] == 7) >= 20,
+                                           timeout=15)]
     delivered = [h for h in got if h["status_id"] == 7]
     assert len(delivered) == 20
     by_sms = {e["sms_id"]: e for e in ledger}

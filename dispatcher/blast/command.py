@@ -97,10 +97,11 @@ async def _run(campaign, args: argparse.Namespace) -> int:
 async def _send(campaign, args: argparse.Namespace, heard) -> int:
     from ..engine import Engine
     from ..errors import RunError, SinkError, SourceError
+    from .preparer import CampaignPreparer
     from .progress import Progress
     from .signals import on_signals
 
-    preparer = _limited(campaign, args.limit) if args.limit else None
+    preparer = _limited(campaign, args.limit) if args.limit else CampaignPreparer(campaign)
     progress = None if args.quiet else Progress(campaign.source, json=args.log_format == "json")
     engine = Engine(campaign, on_progress=progress, preparer=preparer)
     hint = resume_command(args, campaign.run_id)
@@ -182,9 +183,9 @@ def _report(campaign, args: argparse.Namespace, st, *, interrupted: bool, halted
 def _limited(campaign, n: int):
     """`--limit N`: the campaign's source cut after its first N sendable records (those an earlier attempt
     of this run finished count), and the preparer that goes with it."""
-    from ..engine import CampaignPreparer
     from ..state import RunState
     from .limit import Limit
+    from .preparer import CampaignPreparer
     from .runs import totals
     m = RunState(campaign.state_dir, campaign.run_id).manifest
     done = sum(totals(m)[k] for k in ("sent", "failed")) if m else 0

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from ..engine import Stats
+from ..model import Message, Result, column
+from .campaign import Campaign
 from .exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK
+from .preparer import CampaignPreparer
 
 SAMPLES = 3  # rendered messages per channel that --dry-run shows
 
@@ -19,10 +24,37 @@ def rejects_sink(path: str) -> Any:
     return (CsvSink if path.lower().endswith(".csv") else JsonlSink)(path)
 
 
+async def dry_run(campaign: Campaign,
+                  on_chunk: Callable[[dict[str, list[Message]], list[Result]], Awaitable[None]] | None = None
+                  ) -> Stats:
+    """Render, normalise, encode and price every record; send nothing, write nothing.
+    `on_chunk(messages by alias, rejected results)` sees each chunk (the CLI's samples and --rejects)."""
+    st = Stats()
+    preparer = CampaignPreparer(campaign)
+    async for records, bad in campaign.source.chunks():
+        st.read += len(records) + len(bad)
+        by_lane, rejects = preparer.prepare(records)
+        for r in (*bad, *rejects):
+            st.rejected += 1
+            st.codes[f"rejected:{r.code}"] += 1
+        for alias, msgs in by_lane.items():
+            price = campaign.providers[alias].settings.price
+            channel = campaign.channels[alias]
+            for p, e in zip(column(msgs, "parts"), column(msgs, "encoding"), strict=True):
+                st.sent += 1
+                units = p or 1
+                st.parts += units
+                st.cost += units * price
+                st.by_encoding[e or channel] += 1
+        if on_chunk is not None:
+            await on_chunk(by_lane, bad + rejects if bad else rejects)
+    await campaign.source.close()
+    return st
+
+
 async def dry(campaign, args: argparse.Namespace) -> int:
     """`--dry-run`: the counts, cost and samples of what would be sent; the rejected rows with --rejects."""
     from ..codecs.tables import SHORT_LINK
-    from ..engine import dry_run
     from ..errors import SinkError
     from ..model import Results
 

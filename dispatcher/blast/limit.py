@@ -104,3 +104,9 @@ class LimitedPreparer:
 
     def warm_up(self) -> None:
         self.inner.warm_up()
+
+    def digest(self) -> str:
+        return self.inner.digest()
+
+    def describe(self, seq: int, fields: dict[str, Any]) -> tuple[str, str]:
+        return self.inner.describe(seq, fields)

@@ -136,9 +136,7 @@ class Listener:
             if left <= 0:
                 break
             self._heard.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(left, 1.0)):
-                    await self._heard.wait()
+            await _either(self._heard, _event(stop), min(left, 1.0))  # a report, Ctrl-C, or a second
             with contextlib.suppress(TimeoutError):  # more reports come meanwhile: counted together
                 async with asyncio.timeout(min(RECOUNT, max(deadline - time.monotonic(), 0))):
                     await _event(stop).wait()
@@ -150,6 +148,16 @@ class Listener:
             await self._runner.cleanup()
             self._runner = None
         await self.store.close()
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    """Until `a` or `b` is set, or `timeout` seconds."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _event(stop: asyncio.Event | threading.Event) -> asyncio.Event:

@@ -37,7 +37,6 @@ import orjson
 import uvloop
 
 from ..engine import (
-    Campaign,
     Engine,
     LaneState,
     LaneStatus,
@@ -47,6 +46,8 @@ from ..engine import (
 )
 from ..logs import error_text
 from ..sources.base import Part
+from .campaign import Campaign
+from .preparer import CampaignPreparer
 from .signals import on_signals
 
 _PR_SET_PDEATHSIG = 1
@@ -74,7 +75,7 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
     """The run of `campaign` by `campaign.workers` forked workers. Raises what `Engine.begin` raises
     (RunError, SinkError, ...) before anything is sent. `on_stop(n)` hears the owner's n-th signal;
     `on_forked()` is called in the owner once every worker is forked (where a thread may start)."""
-    owner = Engine(campaign)
+    owner = Engine(campaign, preparer=CampaignPreparer(campaign))
     start = uvloop.run(owner.begin())  # the loop is gone before the fork: nothing of it is inherited
     owner.preparer.warm_up()  # the compiled kernels loaded once, for every worker
     try:
@@ -238,7 +239,7 @@ def _worker(campaign: Campaign, start: Start, k: int, n: int, fd: int, owner: in
             say({"stats": {**_fields(engine.stats), "timeline": []}, "lanes": engine.snapshot(),
                  "total": c.source.estimate_total()})
 
-        engine = Engine(c, on_progress=report if watched else None)
+        engine = Engine(c, preparer=CampaignPreparer(c), on_progress=report if watched else None)
         try:
             failure = uvloop.run(_send(engine, start, k))
         except asyncio.CancelledError:  # the third signal: out at once, what was on the wire in doubt

@@ -204,8 +204,10 @@ def list_runs(state_dir: Path) -> str:
         tries = retries_of(runs, m["run_id"])
         if tries:
             r = rolled_up([m, *tries])
+            heard = [d for d in map(of_run, [m, *tries]) if d is not None]  # a retry sends what its run did not
             lines.append(f"{m['run_id']} + {len(tries)} retr{'y' if len(tries) == 1 else 'ies'}: "
-                         + ", ".join(f"{r[k]:,} {k}" for k in COUNTS))
+                         + ", ".join(f"{r[k]:,} {k}" for k in COUNTS)
+                         + (f", {sum(d['delivered'] for d in heard):,} delivered" if heard else ""))
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..engine import Campaign
+from ..blast.campaign import Campaign
 from ..errors import ConfigError, SinkError, SourceError
 from ..model import Content
 from ..phone import valid_region
@@ -137,7 +137,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
         region=str(region).upper() if region else None,
         transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
         chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
-        state_dir=state_dir, dry_run=o.dry_run, retry_of=retry_of, allow_changed=o.allow_changed,
+        state_dir=state_dir, retry_of=retry_of, allow_changed=o.allow_changed,
         origin=origin_of(path, o, sinks[0]), workers=workers,
     )
 

@@ -21,8 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from .. import pg
-from ..engine import Campaign, Encoder, Engine, Events
-from ..model import Content
+from ..engine import Encoder, Engine, Events, RunSpec
 from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
 from . import delivery_reports, metrics, page
@@ -31,7 +30,6 @@ from .campaigns import Control
 from .config import DaemonConfig
 from .health import Monitor
 from .outbox import (
-    BODY,
     EVENTS_CHANNEL,
     Names,
     OutboxSink,
@@ -114,16 +112,14 @@ class Daemon:
 
         providers.update({alias: spec.build() for alias, spec in cfg.providers.items()})
         channels = {alias: spec.channel for alias, spec in cfg.providers.items()}
-        campaign = Campaign(
+        spec = RunSpec(
             run_id=f"daemon-{cfg.worker}", source=self.source, sinks=[self.sink], providers=providers,
-            contents={ch: Content(ch, BODY) for ch in set(channels.values())}, channels=channels,
-            route=lambda fields: fields["_alias"], recipient="_to", region=cfg.region,
-            transliterate=cfg.transliterate, gsm_pt=cfg.gsm_pt, chunk_size=cfg.claim,
-            max_in_flight=cfg.max_in_flight, state_dir=None, stop_when_halted=False, defer_transient=True)
+            channels=channels, chunk_size=cfg.claim, max_in_flight=cfg.max_in_flight, state_dir=None,
+            stop_when_halted=False, defer_transient=True)
         encoder = Encoder(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
         events = EngineEvents(self.source)
         preparer = RowsPreparer(encoder, channels)
-        self.engine = Engine(campaign, preparer=preparer, events=events)
+        self.engine = Engine(spec, preparer=preparer, events=events)
         self.source.attach(self.engine)  # and so the withdrawal's
         self.registry.engine = self.engine
         # the compiled kernels loaded before this worker registers (a load blocks the loop, and with it the

@@ -12,22 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from ..errors import RunError
 from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
-from .campaign import Campaign
 from .lane import Lane, LaneConfig, RunFlags
 from .ledger import Events, Ledger, Stats
-from .prepare import CampaignPreparer, Preparer
+from .prepare import Preparer
+from .spec import RunSpec
 from .status import LaneStatus
 from .transport import TransportFactory, http_transport
 
@@ -70,19 +67,14 @@ def counts(st: Stats, *, interrupted: bool, halted_all: bool) -> dict[str, Any]:
             "halts": {a: list(w) for a, w in st.halts.items()}}
 
 
-def identity(c: Campaign) -> dict[str, Any]:
-    """What a run is a run of: its source, and a digest of its messages and providers. A resume with
-    another source or another message would pair old results with new records: refused."""
-    message = orjson.dumps({
-        "contents": {ch: [ct.template.source, ct.sender, ct.subject, ct.options, ct.recipient]
-                     for ch, ct in sorted(c.contents.items())},
-        "providers": {alias: [p.kind, c.channels[alias]] for alias, p in sorted(c.providers.items())},
-    }, option=orjson.OPT_SORT_KEYS, default=str)
-    return {"source": c.source.identity(), "message": hashlib.sha256(message).hexdigest()[:16]}
+def identity(spec: RunSpec, preparer: Preparer) -> dict[str, Any]:
+    """What a run is a run of: its source, and the digest of its messages and providers (the preparer's). A
+    resume with another source or another message would pair old results with new records: refused."""
+    return {"source": spec.source.identity(), "message": preparer.digest()}
 
 
 class Engine:
-    def __init__(self, campaign: Campaign, *, preparer: Preparer | None = None, events: Events | None = None,
+    def __init__(self, campaign: RunSpec, *, preparer: Preparer, events: Events | None = None,
                  transports: TransportFactory = http_transport,
                  on_progress: Callable[[Engine], None] | None = None) -> None:
         self.c = campaign
@@ -90,7 +82,7 @@ class Engine:
         self.events = events or Events()
         self.state = RunState(campaign.state_dir, campaign.run_id)
         self.ledger = Ledger(self.stats, self.state, self.events)
-        self.preparer = preparer or CampaignPreparer(campaign)
+        self.preparer = preparer
         self.flags = RunFlags()  # the stop its lanes read
         self.interrupted = False
         self.halted_all = False  # reading stopped because every provider halted
@@ -263,7 +255,7 @@ class Engine:
         manifest, the sinks opened, what an earlier attempt finished read back. Raises RunError,
         SinkError; on failure the lock is let go, else `end` or `state.close()` lets it go."""
         c = self.c
-        ident = identity(c)
+        ident = identity(c, self.preparer)
         only = await self._only(ident)
         self.state.lock()  # before anything of the run is read or written: one process runs a run at a time
         try:
@@ -403,9 +395,8 @@ class Engine:
         return rows.take([i for i, seq in enumerate(rows.seq) if seq not in doubt])
 
     def _held(self, seq: int, fields: dict[str, Any]) -> Result:
-        rid = str(fields.get(self.c.id_column) or seq) if self.c.id_column else str(seq)
-        to = fields.get(self.c.recipient)
-        return Result(seq=seq, id=rid, to=str(to or ""), provider="", status=FAILED, code="in_doubt",
+        rid, to = self.preparer.describe(seq, fields)
+        return Result(seq=seq, id=rid, to=to, provider="", status=FAILED, code="in_doubt",
                       error="in flight when an earlier attempt of this run died: the provider may have it; "
                             "not resent (on_doubt = \"hold\")", meta={"in_doubt": True})
 
@@ -439,32 +430,3 @@ class Engine:
                 step *= 2
             if self._on_progress is not None:
                 self._on_progress(self)
-
-
-async def dry_run(campaign: Campaign,
-                  on_chunk: Callable[[dict[str, list[Message]], list[Result]], Awaitable[None]] | None = None
-                  ) -> Stats:
-    """Render, normalise, encode and price every record; send nothing, write nothing.
-    `on_chunk(messages by alias, rejected results)` sees each chunk (the CLI's samples and --rejects)."""
-    campaign.dry_run = True
-    st = Stats()
-    preparer = CampaignPreparer(campaign)
-    async for records, bad in campaign.source.chunks():
-        st.read += len(records) + len(bad)
-        by_lane, rejects = preparer.prepare(records)
-        for r in (*bad, *rejects):
-            st.rejected += 1
-            st.codes[f"rejected:{r.code}"] += 1
-        for alias, msgs in by_lane.items():
-            price = campaign.providers[alias].settings.price
-            channel = campaign.channels[alias]
-            for p, e in zip(column(msgs, "parts"), column(msgs, "encoding"), strict=True):
-                st.sent += 1
-                units = p or 1
-                st.parts += units
-                st.cost += units * price
-                st.by_encoding[e or channel] += 1
-        if on_chunk is not None:
-            await on_chunk(by_lane, bad + rejects if bad else rejects)
-    await campaign.source.close()
-    return st

@@ -1,7 +1,7 @@
 """Records into messages: what a preparer does, and the encode-and-check step every preparer shares.
 
 The engine takes a *preparer*: a blast's renders the campaign's templates and normalises
-addresses (`CampaignPreparer`); the daemon's starts from outbox rows already rendered. Both
+addresses (blast/preparer.py); the daemon's starts from outbox rows already rendered. Both
 end in the `Encoder`: one codec call for the chunk's SMS texts (encoding, parts, transliteration)
 and each provider's `check`, so a message that can never be accepted is rejected before it
 is sent, whoever prepared it.
@@ -10,19 +10,11 @@ is sent, whoever prepared it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .. import codecs
-from ..address import normalize_email
-from ..model import REJECTED, Batch, Chunk, Content, Message, Result, all_str, as_text, rejected
-from ..phone import number_problem, to_e164_column
-from ..phone import warm_up as warm_phones
+from ..model import REJECTED, Batch, Chunk, Message, Result
 from ..providers.base import Provider
-from ..render import problem
-from ..routing import Fixed
-
-if TYPE_CHECKING:
-    from .campaign import Campaign
 
 Prepared = tuple[dict[str, Sequence[Message]], list[Result]]  # messages by provider alias (a Batch from a
 # campaign, a list from the daemon), rejected results
@@ -35,6 +27,15 @@ class Preparer(Protocol):
 
     def warm_up(self) -> None:
         """Load what the first chunk would otherwise pay for (compiled kernels, tables) before the clock starts."""
+        ...
+
+    def digest(self) -> str:
+        """What the run's messages are, as a short digest: a resume whose digest differs is refused (it would
+        pair old results with new records)."""
+        ...
+
+    def describe(self, seq: int, fields: dict[str, Any]) -> tuple[str, str]:
+        """(id, recipient) of a record, for a result the engine makes without sending it (held in doubt)."""
         ...
 
 
@@ -83,101 +84,3 @@ class Encoder:
                               encoding=m.encoding or None, code=code, error=why, channel=m.channel,
                               transliterated=m.transliterated))
         return [m for i, m in enumerate(msgs) if i not in refused]
-
-
-class CampaignPreparer:
-    """A campaign's rows, a column at a time: route, normalise the recipients, render the template,
-    encode, check; the rows that can be sent as one `Batch` a provider (what lanes group and send)."""
-
-    def __init__(self, c: Campaign) -> None:
-        self.c = c
-        self.encoder = Encoder(c.providers, gsm_pt=c.gsm_pt, transliterate=c.transliterate)
-        # per provider alias, what preparing a record needs: (channel, content, recipient column, is a phone)
-        self._routes: dict[str, tuple[str, Content, str, bool]] = {
-            alias: (ch, c.contents[ch], c.contents[ch].recipient or c.recipient, p.address_for(ch) == "phone")
-            for alias, p in c.providers.items() for ch in (c.channels[alias],)
-        }
-        self._fixed = c.route.alias if type(c.route) is Fixed else None
-
-    def warm_up(self) -> None:
-        c = self.c
-        if any(ch == "sms" for ch in c.channels.values()):
-            codecs.warm_up()
-        if any(phone for _, _, _, phone in self._routes.values()):
-            warm_phones(c.region)
-
-    def prepare(self, rows: Chunk) -> Prepared:
-        c = self.c
-        bad: list[Result] = []
-        seqs = rows.seq
-        if c.id_column:
-            rids = rows.column(c.id_column)
-            if not _all_text(rids):  # an empty or missing id is the row's seq; other values as text
-                rids = [v if v.__class__ is str and v else str(v or s) for v, s in zip(rids, seqs, strict=True)]
-        else:
-            rids = list(map(str, seqs))
-        out: dict[str, Sequence[Message]] = {}
-        if self._fixed is not None:
-            out[self._fixed] = self._messages(self._fixed, rows, rids, bad)
-            return out, bad
-        by_alias: dict[str, list[int]] = {}
-        route = c.route
-        for i in range(len(rows)):
-            f = rows.fields(i)
-            try:
-                by_alias.setdefault(route(f), []).append(i)
-            except KeyError as e:
-                raw = f.get(c.recipient)
-                bad.append(rejected(seqs[i], rids[i], "" if raw is None else str(raw), "no_route",
-                                    str(e.args[0]) if e.args else "no route"))
-        for alias, idx in by_alias.items():
-            out[alias] = self._messages(alias, rows.take(idx), [rids[i] for i in idx], bad)
-        return out, bad
-
-    def _messages(self, alias: str, rows: Chunk, rids: list[str], bad: list[Result]) -> Sequence[Message]:
-        c = self.c
-        channel, content, column, phone = self._routes[alias]
-        n = len(rows)
-        seqs = rows.seq
-        raws = rows.column(column)
-        if not all_str(raws):
-            raws = list(map(as_text, raws))
-        mobile = content.mobile_only
-        tos = to_e164_column(raws, c.region, mobile) if phone else [normalize_email(raw) for raw in raws]
-        texts, slots, problems = content.template.fill_columns(rows.column, n)
-        if problems or not all_str(tos):  # a None: a recipient refused
-            keep = []
-            for i, to in enumerate(tos):
-                if to is None:
-                    raw = raws[i]
-                    why = number_problem(raw, c.region, mobile) if phone else (
-                        "invalid_address", f"'{raw}' is not an email address")
-                    bad.append(rejected(seqs[i], rids[i], raw, *why, alias, channel))
-                elif i in problems:
-                    bad.append(rejected(seqs[i], rids[i], to, *problem(problems[i]), alias, channel))
-                else:
-                    keep.append(i)
-            seqs, rids, tos, texts, slots = ([col[i] for i in keep] for col in (seqs, rids, tos, texts, slots))
-        else:
-            keep = None
-        provider = c.providers[alias]
-        if provider.reads_fields(channel, content):
-            fields = [rows.fields(i) for i in (range(n) if keep is None else keep)]
-        else:
-            fields = [_NO_FIELDS] * len(seqs)
-        if channel == "sms":
-            enc, parts, translit, texts = self.encoder.encode(texts)
-        else:
-            enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
-        batch = Batch(seqs, rids, tos, texts, fields, slots, enc, parts, translit, alias, channel, content)
-        return self.encoder.screen(alias, batch, bad)
-
-
-_NO_FIELDS: dict[str, Any] = {}  # shared by the messages of providers that read no field of their own
-
-
-def _all_text(col: list[Any]) -> bool:
-    """Every value a non-empty str."""
-    return all_str(col) and "" not in col
-
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ... import codecs
 from ...engine import Encoder, Prepared
 from ...model import Chunk, Message
@@ -20,6 +22,13 @@ class RowsPreparer:
     def warm_up(self) -> None:
         if "sms" in self.channels.values():
             codecs.warm_up()
+
+    def digest(self) -> str:
+        """Nothing to compare: the daemon keeps no journal to resume (its leases do that job)."""
+        return ""
+
+    def describe(self, seq: int, fields: dict[str, Any]) -> tuple[str, str]:
+        return str(seq), str(fields.get("_to") or "")
 
     def prepare(self, rows: Chunk) -> Prepared:
         channels = self.channels
