@@ -17,6 +17,7 @@ import hmac
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 
 from .providers.base import Provider
@@ -24,6 +25,11 @@ from .providers.dlr import Report
 
 Lookup = Callable[[str], "tuple[Provider, str | None] | None"]  # alias -> (its reader, its secret)
 Submit = Callable[[list[Report]], Awaitable[None]]
+
+
+def payload_json(payload: dict) -> str:
+    """A report's payload as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
+    return orjson.dumps(payload, default=str).decode().replace("\\u0000", "")
 
 
 def callback_url(public: str, alias: str, secret: str) -> str:

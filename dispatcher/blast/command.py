@@ -47,12 +47,12 @@ def blast(args: argparse.Namespace) -> int:
         from .dry import dry
         return uvloop.run(dry(campaign, args))
     args.limit = (campaign.origin.get("overrides") or {}).get("limit")  # a resume of a test send keeps its limit
-    if args.limit and campaign.workers > 1:
+    if args.limit and campaign.processes > 1:
         if args.workers:
             print("dispatcher: --limit sends in one process: it does not go with --workers", file=sys.stderr)
             return EXIT_CONFIG
-        campaign.workers = 1
-    if campaign.workers > 1:
+        campaign.processes = 1
+    if campaign.processes > 1:
         return _run_shared(campaign, args)
     return uvloop.run(_run(campaign, args))
 
@@ -212,7 +212,7 @@ def _earlier_failures(campaign, st) -> int:
 
 
 def _run_shared(campaign, args: argparse.Namespace) -> int:
-    """The run by `campaign.workers` processes (multiprocess.py): the same errors, signals, progress
+    """The run by `campaign.processes` processes (multiprocess.py): the same errors, signals, progress
     and summary as a run in one process."""
     from ..errors import RunError, SinkError, SourceError
     from . import multiprocess
@@ -228,7 +228,7 @@ def _run_shared(campaign, args: argparse.Namespace) -> int:
     hint = resume_command(args, campaign.run_id)
     log.info("run %s: source %s, providers %s, results %s, %d workers", campaign.run_id, campaign.source.name,
              ", ".join(f"{a} ({p.kind})" for a, p in campaign.providers.items()),
-             ", ".join(s.name for s in campaign.sinks), campaign.workers)
+             ", ".join(s.name for s in campaign.sinks), campaign.processes)
     shared = _shared_listener(campaign, args)
     if shared is False:
         return EXIT_CONFIG

@@ -72,7 +72,7 @@ Progress = Callable[[Stats, list[LaneStatus], int | None], None]  # merged stats
 
 def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callable[[int], None] | None = None,
         on_forked: Callable[[], None] | None = None) -> Ran:
-    """The run of `campaign` by `campaign.workers` forked workers. Raises what `Engine.begin` raises
+    """The run of `campaign` by `campaign.processes` forked workers. Raises what `Engine.begin` raises
     (RunError, SinkError, ...) before anything is sent. `on_stop(n)` hears the owner's n-th signal;
     `on_forked()` is called in the owner once every worker is forked (where a thread may start)."""
     owner = Engine(campaign, preparer=CampaignPreparer(campaign))
@@ -91,7 +91,7 @@ def run(campaign: Campaign, on_progress: Progress | None = None, on_stop: Callab
 
 def _supervise(campaign: Campaign, start: Start, on_progress: Progress | None,
                on_stop: Callable[[int], None] | None, on_forked: Callable[[], None] | None = None) -> Ran:
-    n = campaign.workers
+    n = campaign.processes
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, tuple[int, int]] = {}  # fd -> (worker, pid)

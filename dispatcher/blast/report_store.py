@@ -16,9 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from .. import pg
+from .. import callbacks, pg
 from ..errors import ConfigError
 from ..providers.dlr import Report
 from .delivery import Key, Tally, line, reports_path, sent_keys
@@ -98,7 +96,7 @@ class PgStore:
 
     async def write(self, reports: list[Report], now: dt.datetime) -> None:
         rows = [(self.run_id, r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status, r.event_at,
-                 r.part, now, orjson.dumps(r.payload, default=str).decode().replace("\\u0000", ""))
+                 r.part, now, callbacks.payload_json(r.payload))
                 for r in reports]
         await self._pool.executemany(
             f"INSERT INTO {self.table} (run_id, provider, message_id, recipient, status, rank, provider_status, "

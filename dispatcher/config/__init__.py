@@ -138,7 +138,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
         transliterate=bool(msg.get("transliterate", False)), gsm_pt=bool(msg.get("gsm_pt", False)),
         chunk_size=chunk_size, max_in_flight=int(engine.get("max_in_flight", 0)), on_doubt=on_doubt,
         state_dir=state_dir, retry_of=retry_of, allow_changed=o.allow_changed,
-        origin=origin_of(path, o, sinks[0]), workers=workers,
+        origin=origin_of(path, o, sinks[0]), processes=workers,
     )
 
 

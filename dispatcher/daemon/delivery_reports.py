@@ -40,7 +40,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-import orjson
 from aiohttp import web
 
 from .. import callbacks
@@ -55,11 +54,6 @@ log = logging.getLogger("dispatcher.daemon")
 REPORT_RETRY = Retry(attempts=3, base=0.05, cap=0.4)  # a provider waits on the answer: retry briefly
 
 SUPPRESS = ("unsubscribed", "complaint")
-
-
-def _json(payload: dict[str, Any]) -> str:
-    """The payload as JSON text PostgreSQL's jsonb accepts (it refuses the NUL character)."""
-    return orjson.dumps(payload, default=str).decode().replace("\\u0000", "")
 
 
 def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[str, str]:
@@ -174,7 +168,7 @@ class ReportStore:
         cols: list[list[Any]] = [[] for _ in range(9)]
         for r in reports:
             for i, v in enumerate((r.provider, r.message_id, r.recipient, r.status, r.rank, r.provider_status,
-                                   r.event_at, r.part, _json(r.payload))):
+                                   r.event_at, r.part, callbacks.payload_json(r.payload))):
                 cols[i].append(v)
         async def store(n: int) -> tuple[list[Any], int]:
             async with self.pool.acquire() as conn, conn.transaction():

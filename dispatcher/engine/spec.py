@@ -33,7 +33,7 @@ class RunSpec:
     stop_when_halted: bool = True  # stop reading once every provider halted (the daemon waits instead)
     defer_transient: bool = False  # retries that run out defer the record (the daemon reschedules its row)
     origin: dict[str, Any] = field(default_factory=dict)  # what the run was started as (campaign file, overrides)
-    workers: int = 1  # processes that share the run: see dispatcher/blast/multiprocess.py
+    processes: int = 1  # processes that share the run ([engine] workers, --workers): blast/multiprocess.py
     part: Part | None = None  # in a worker: the part of the source it reads
 
     @property
