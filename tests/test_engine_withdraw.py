@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from enginekit import FakeProvider, FakeTransport
 
-from dispatcher.engine.lane import Lane
+from dispatcher.engine.lane import Lane, LaneConfig, RunFlags
 from dispatcher.engine.ledger import Events, Ledger, Stats
 from dispatcher.model import Message
 from dispatcher.state import RunState
@@ -48,7 +48,7 @@ async def lane(rate: float, concurrency: int, batch: int) -> tuple[Lane, Ledger,
     wire = Wire()
     ledger = Ledger(Stats(), RunState(None, "t"), Events())
     provider = FakeProvider(batch=batch, concurrency=concurrency, rate=rate)
-    ln = Lane("a", provider, "email", ledger, Events(), lambda alias, c, t: wire, {}, lambda: False)
+    ln = Lane(LaneConfig("a", provider, "email"), ledger, Events(), lambda alias, c, t: wire, RunFlags())
     await ln.start()
     return ln, ledger, wire
 

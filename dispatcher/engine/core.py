@@ -21,7 +21,7 @@ from ..errors import RunError
 from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
-from .lane import Lane
+from .lane import Lane, LaneConfig, RunFlags
 from .ledger import Events, Ledger, Stats
 from .prepare import Preparer
 from .spec import RunSpec
@@ -83,7 +83,7 @@ class Engine:
         self.state = RunState(campaign.state_dir, campaign.run_id)
         self.ledger = Ledger(self.stats, self.state, self.events)
         self.preparer = preparer
-        self.stopping = False
+        self.flags = RunFlags()  # the stop its lanes read
         self.interrupted = False
         self.halted_all = False  # reading stopped because every provider halted
         self.running = False  # sinks, source and journal are open: a failure from now on is mid-run
@@ -147,11 +147,28 @@ class Engine:
         for lane in self._lanes.values():
             lane.set_share(share)
 
+    @property
+    def stopping(self) -> bool:
+        """A stop came: nothing more is read or put on the wire."""
+        return self.flags.stopping
+
+    def _fail_over(self, alias: str, msgs: list[Message]) -> bool:
+        """Hand `msgs` (which `alias`'s provider never received) to its failover provider, as fresh messages
+        of that lane; False when there is none, or it cannot take them now (halted, its circuit open)."""
+        other = self._lanes.get(self._lanes[alias].provider.settings.failover)
+        if other is None or other.halted is not None or other.circuit.is_open:
+            return False
+        for m in msgs:
+            m.failover_from = alias
+            m.attempts = 0
+        other.take_over(msgs)
+        return True
+
     def stop(self) -> None:
         """First Ctrl-C / SIGTERM: stop reading, let requests on the wire settle; the rest is left for a resume."""
         if self.stopping:
             return
-        self.stopping = True
+        self.flags.stopping = True
         self.interrupted = True
         self.ledger.close_source()
         for lane in self._lanes.values():
@@ -262,8 +279,9 @@ class Engine:
         self.running = True
         ledger = self.ledger
         for alias, provider in c.providers.items():
-            self._lanes[alias] = Lane(alias, provider, c.channels[alias], ledger, self.events, self._transports,
-                                     self._lanes, lambda: self.stopping, c.defer_transient, share=c.share)
+            config = LaneConfig(alias, provider, c.channels[alias], share=c.share,
+                                spent_retries="defer" if c.defer_transient else "fail")
+            self._lanes[alias] = Lane(config, ledger, self.events, self._transports, self.flags, self._fail_over)
         ledger.limit = int(c.max_in_flight * c.share) or self._default_limit()
         for lane in self._lanes.values():
             await lane.start()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 
 from ..limits import RateLimit
-from ..model import FAILED, REJECTED, SENT, Batch, Message, Result, ResultRow, Results, column
+from ..model import SENT, Batch, Message, ResultRow, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..reach import transport_outcome
 from ..retry import ambiguous, backoff
@@ -23,28 +24,53 @@ from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
 from .queue import LaneQueue, split
+from .settle import Policy, SpentRetries, settle
 from .status import LaneState, LaneStatus
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = LaneState
 
 
+@dataclass(frozen=True, slots=True)
+class LaneConfig:
+    """What a lane is: the provider alias it sends for, the provider, the channel it carries, this process's
+    `share` of the provider (one of a run's workers: of its rate, and of its concurrency, at least one
+    request), and what becomes of a record whose retries ran out (`spent_retries`, see engine/settle.py)."""
+
+    alias: str
+    provider: Provider
+    channel: str
+    share: float = 1.0
+    spent_retries: SpentRetries = "fail"
+
+
+@dataclass(slots=True)
+class RunFlags:
+    """The run's stop, owned by the engine and read by its lanes: once set, nothing more goes on the wire
+    (what a lane holds leaves unsent, for a resume)."""
+
+    stopping: bool = False
+
+
+FailOver = Callable[[str, list[Message]], bool]  # (alias, messages) -> taken by the alias's failover lane
+
+
 class Lane:
-    def __init__(self, alias: str, provider: Provider, channel: str, ledger: Ledger, events: Events,
-                 transports: TransportFactory, peers: Mapping[str, Lane], stopping: Callable[[], bool],
-                 defer_transient: bool = False, share: float = 1.0) -> None:
-        """`share`: this process's part of the provider (one of a run's workers): of its rate, and of its
-        concurrency (at least one request)."""
-        self.alias = alias
+    def __init__(self, config: LaneConfig, ledger: Ledger, events: Events, transports: TransportFactory,
+                 flags: RunFlags, fail_over: FailOver | None = None) -> None:
+        """`fail_over(alias, msgs)`: the engine's hand-over of messages this provider never received to its
+        failover provider (False when that one cannot take them now)."""
+        provider, share = config.provider, config.share
+        self.alias = config.alias
         self.provider = provider
-        self.channel = channel
+        self.channel = config.channel
         self.ledger = ledger
         self.stats = ledger.stats
         self.events = events
         self._transports = transports
-        self._peers = peers  # every lane of the engine, for failover
-        self._stopping = stopping
-        self._defer_transient = defer_transient  # the daemon: ran-out retries go back to the outbox
+        self._flags = flags
+        self._hand_over = fail_over
+        self._policy = Policy(config.alias, provider.settings.max_attempts, config.spent_retries)
         s = provider.settings
         self.concurrency = max(1, int((s.concurrency or provider.default_concurrency) * share))
         self.limit = RateLimit(provider.rate)
@@ -275,7 +301,7 @@ class Lane:
         """One batch from the queue: sent, or settled without a request (stopping, halted, failed over).
         Until it goes on the wire, the queue holds it for `me`: a withdrawal may take messages out."""
         queue = self._queue
-        if self._stopping():
+        if self._flags.stopping:
             self.ledger.leave(batch)
             return
         if self._halted is not None:
@@ -298,7 +324,7 @@ class Lane:
         batch, rank = queue.overtaken(me)
         if not batch:  # all of it withdrawn while this worker waited, and nothing else to send
             return
-        if self._stopping():
+        if self._flags.stopping:
             self.ledger.leave(batch)
             return
         if self._halted is not None:  # halted while this worker waited for the limiter
@@ -363,7 +389,7 @@ class Lane:
         retry = self._settle(batch, outcomes, status, latency, unsure)
         if not retry:
             return
-        if self._stopping():  # no more attempts: a resume sends these
+        if self._flags.stopping:  # no more attempts: a resume sends these
             self.ledger.leave([m for m, _ in retry])
             return
         if self._halted is not None:
@@ -427,70 +453,19 @@ class Lane:
 
     def _settle(self, batch: Sequence[Message], outcomes: list[Outcome], status: int, latency: float,
                 unsure: bool) -> list[tuple[Message, Outcome]]:
-        """Turn outcomes into results or deferrals; return what must be tried again."""
-        max_attempts = self.provider.settings.max_attempts
-        results: list[Result] = []
-        retry: list[tuple[Message, Outcome]] = []
-        halted: list[Message] = []
-        spent: list[Message] = []  # retries ran out (deferred instead of failed when the owner retries later)
-        halt: Outcome | None = None
-        last_retry: Outcome | None = None
-        lat = round(latency, 2) if status else None
-        alias = self.alias
-        for m, o in zip(batch, outcomes, strict=True):
-            v = o.verdict
-            if unsure:
-                m.ambiguous += 1
-            if v == Verdict.SENT:
-                results.append(Result(seq=m.seq, id=m.rid, to=m.to, provider=alias, status=SENT,
-                                      message_id=o.message_id, parts=m.parts or None, encoding=m.encoding or None,
-                                      attempts=m.attempts, latency_ms=lat, trace_id=o.trace_id, channel=m.channel,
-                                      transliterated=m.transliterated, meta=message_meta(m, o)))
-                continue
-            if o.code == "unreachable" and m.attempts >= max_attempts and not self._defer_transient:
-                v, o = Verdict.HALT, Outcome(Verdict.HALT, code="unreachable", error=o.error)  # defer, halt
-            if v == Verdict.HALT:
-                halt = halt or o
-                halted.append(m)
-                continue
-            if v == Verdict.REAUTH:
-                m.attempts -= 1
-                if m.reauths < 2:
-                    m.reauths += 1
-                    retry.append((m, o))
-                    continue
-                v = Verdict.FAILED
-            if v == Verdict.RETRY:
-                if m.attempts < max_attempts:
-                    retry.append((m, o))
-                    continue
-                if self._defer_transient:
-                    spent.append(m)
-                    last_retry = o
-                    continue
-            status_ = REJECTED if v == Verdict.REJECTED else FAILED
-            results.append(Result(seq=m.seq, id=m.rid, to=m.to, provider=alias, status=status_,
-                                  parts=m.parts or None, encoding=m.encoding or None, code=o.code, error=o.error,
-                                  attempts=m.attempts, latency_ms=lat, trace_id=o.trace_id, channel=m.channel,
-                                  transliterated=m.transliterated, meta=message_meta(m, o)))
-        self.ledger.finish(Results.of(results))
-        if spent and last_retry is not None:
-            self.ledger.defer(alias, spent, last_retry)
-        if halt is not None:
-            self._halt(halt)
-            self.ledger.defer(alias, halted, halt)
-        return retry
+        """Turn outcomes into results or deferrals (engine/settle.py decides); return what must be tried again."""
+        s = settle(batch, outcomes, self._policy, latency_ms=round(latency, 2) if status else None, unsure=unsure)
+        self.ledger.finish(Results.of(s.results))
+        if s.spent and s.last_retry is not None:
+            self.ledger.defer(self.alias, s.spent, s.last_retry)
+        if s.halt is not None:
+            self._halt(s.halt)
+            self.ledger.defer(self.alias, s.halted, s.halt)
+        return s.retry
 
     def _fail_over(self, batch: Sequence[Message]) -> Sequence[Message]:
         """Hand to the failover provider what this one never received; keep what it may hold."""
-        other = self._peers.get(self.provider.settings.failover)
-        if other is None or other.halted is not None or other.circuit.is_open:
-            return batch
         moving = [m for m in batch if not m.ambiguous]
-        keep = [m for m in batch if m.ambiguous]
-        for m in moving:
-            m.failover_from = self.alias
-            m.attempts = 0
-        if moving:
-            other.take_over(moving)
-        return keep
+        if not moving or self._hand_over is None or not self._hand_over(self.alias, moving):
+            return batch
+        return [m for m in batch if m.ambiguous]
