@@ -8,8 +8,6 @@ from insert to provider acceptance.
   and with the simulator 20 ms away and two connections a worker (each worker is bound by its
   round trips, as against a distant provider: a second worker doubles what is in flight).
   The CPU each part used is measured (psutil), so the figures say where the time went.
-- service: the scenario of its own `daemon_service` (bench/daemon_service.py): a priority row's latency
-  behind a backlog, a small campaign's share behind a big one, and pause-to-stop.
 - steady: rows inserted a few at a time at a fixed rate below capacity, one worker; latency of
   each row from its insert (`created_at`) to its result recorded (`finished_at`, just after the
   provider accepted it): p50 and p99. The drain figures' latencies are queueing time (every row
@@ -144,7 +142,8 @@ async def _until_drained(conn: Any, table: str, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, Any]:
+async def drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, Any]:
+    """`rows` inserted at once while the workers wait; rows/s from the insert to the last result."""
     import asyncpg
     conn = await asyncpg.connect(dsn)
     try:
@@ -166,6 +165,9 @@ async def _drain(dsn: str, table: str, rows: int, timeout: float) -> dict[str, A
             "rows_per_s": round(r["sent"] / seconds) if seconds else None,
             "queue_p50_ms": round(float(r["p50"] or 0) * 1000, 1), "queue_p99_ms": round(float(r["p99"] or 0) * 1000, 1),
             "by_worker": by_worker}
+
+
+_drain = drain  # bench/daemon_events.py's name for it
 
 
 async def _steady(dsn: str, table: str, rate: int, seconds: float) -> dict[str, Any]:
@@ -212,7 +214,7 @@ def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, heartbeat: float,
         try:
             asyncio.run(wait_live(dsn, table, n, heartbeat))
             cpu = Cpu([p.pid for p in workers.procs], dsn, url)
-            result = asyncio.run(_drain(dsn, table, rows, timeout=600))
+            result = asyncio.run(drain(dsn, table, rows, timeout=600))
             result.update(cpu.done())
         finally:
             result["exit_codes"] = workers.stop()

@@ -14,10 +14,11 @@ from bench.common import ROOT
 
 
 class Workers:
-    def __init__(self, config: Path, dsn: str, n: int) -> None:
-        env = {**os.environ, "DISPATCHER_DSN": dsn}
+    def __init__(self, config: Path, dsn: str, n: int, root: Path = ROOT) -> None:
+        """`root`: the checkout whose code the workers run (bench/daemon_service.py runs an older one beside)."""
+        env = {**os.environ, "DISPATCHER_DSN": dsn, "PYTHONPATH": str(root)}
         self.procs = [subprocess.Popen([sys.executable, "-m", "dispatcher", "daemon", str(config), "--worker", f"w{i}"],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root, env=env)
                       for i in range(n)]
         for p in self.procs:
             assert p.stdout is not None

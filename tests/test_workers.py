@@ -210,8 +210,25 @@ def test_the_owner_adds_the_workers_reports_up():
     assert st.timeline == [(0.5, 6, 2), (1.0, 11, 4)]  # a worker that stopped sampling keeps its last sample
     lane = {"alias": "sms", "kind": "nrs360", "channel": "sms", "state": SENDING, "since": 1.0, "code": None,
             "reason": None, "rate": 50.0, "pace": 50.0, "requests": 10, "throttled": 1, "in_flight": 2}
-    (merged,) = _lanes([[lane], [{**lane, "state": HALTED, "code": "111", "reason": "no credit", "requests": 5}]])
+    (merged,) = _lanes([[lane], [{**lane, "state": HALTED, "code": "111", "reason": "no credit", "requests": 5,
+                                  "retries": 30}]])
     assert (merged.state, merged.code, merged.rate, merged.requests, merged.in_flight) == (HALTED, "111", 100.0, 15, 4)
+    assert merged.retries == 30  # a lane's retried records add up too (they were the first worker's alone)
+
+
+def test_every_count_of_a_run_adds_up_across_its_processes():
+    """A count added to Stats later is summed too: the merge reads the dataclass, not a list of names."""
+    import dataclasses
+
+    from dispatcher.blast.multiprocess import _fields, _merge
+    from dispatcher.engine import Stats
+    one = Stats()
+    numbers = [f.name for f in dataclasses.fields(Stats) if f.type in ("int", "float")
+               and f.name not in ("started", "in_doubt")]
+    for name in numbers:
+        setattr(one, name, 1)
+    st = _merge([_fields(one), _fields(one)])
+    assert {name: getattr(st, name) for name in numbers} == dict.fromkeys(numbers, 2)
 
 
 def test_a_shared_run_ends_with_the_same_summary_as_one_process(sim, tmp_path):

@@ -51,9 +51,8 @@ from .preparer import CampaignPreparer
 from .signals import on_signals
 
 _PR_SET_PDEATHSIG = 1
-_SUMMED = ("read", "skipped", "sent", "failed", "rejected", "deferred", "parts", "requests", "retries", "retried", "throttled",
-           "ambiguous", "unsent", "cost")
-_LANE_SUMMED = ("rate", "pace", "requests", "throttled", "in_flight")
+# a provider's numbers that add up across the processes (read from LaneStatus: a new count is summed)
+_LANE_SUMMED = tuple(f.name for f in dataclasses.fields(LaneStatus) if f.type in ("int", "float") and f.name != "since")
 
 
 @dataclass
@@ -184,13 +183,7 @@ def _merge(parts: list[dict[str, Any]]) -> Stats:
     if not parts:
         return st
     for d in parts:
-        for name in _SUMMED:
-            setattr(st, name, getattr(st, name) + d[name])
-        st.codes.update(d["codes"])
-        st.by_encoding.update(d["by_encoding"])
-        for k, v in d["texts"].items():
-            st.texts.setdefault(k, v)
-        st.halts.update({a: tuple(w) for a, w in d["halts"].items()})
+        st.add(d)
     st.started = min(d["started"] for d in parts)
     lines = [d.get("timeline") or [] for d in parts]
     for i in range(max(map(len, lines))):  # sample i of each worker (each samples twice a second), added up
@@ -209,7 +202,7 @@ def _lanes(per_worker: list[list[dict[str, Any]]]) -> list[LaneStatus]:
                 merged[d["alias"]] = dict(d)
                 continue
             for name in _LANE_SUMMED:
-                m[name] += d[name]
+                m[name] = m.get(name, 0) + d.get(name, 0)
             if LaneState(d["state"]).severity > LaneState(m["state"]).severity:  # the merged lane shows the worst
                 m.update(state=d["state"], since=d["since"], code=d["code"], reason=d["reason"])
     return [LaneStatus(**{**m, "state": LaneState(m["state"])}) for m in merged.values()]

@@ -15,10 +15,12 @@ object rather than keep counts of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model import FAILED, SENT, Message, ResultRow, Results
 from ..providers.base import Outcome
@@ -52,6 +54,23 @@ class Stats:
     @property
     def done(self) -> int:
         return self.sent + self.failed + self.rejected
+
+    def add(self, other: Mapping[str, Any]) -> None:
+        """Another process's Stats (as a dict of its fields) added to these: the counts summed, the codes
+        and encodings counted, the first text of a code and every halt kept. `started`, `in_doubt` (the
+        run's, found once by its owner) and `timeline` are the caller's to combine."""
+        for name in SUMMED:
+            setattr(self, name, getattr(self, name) + other[name])
+        self.codes.update(other["codes"])
+        self.by_encoding.update(other["by_encoding"])
+        for k, v in other["texts"].items():
+            self.texts.setdefault(k, v)
+        self.halts.update({a: tuple(w) for a, w in other["halts"].items()})
+
+
+# the numbers of Stats that add up across the processes of a run (read from the dataclass: a new count is summed)
+SUMMED = tuple(f.name for f in dataclasses.fields(Stats)
+               if f.type in ("int", "float") and f.name not in ("started", "in_doubt"))
 
 
 class Events:
