@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import asyncpg
+
 from ...address import normalize_email
 from ...errors import ConfigError
 from ...model import REJECTED, Chunk, Content, Result
@@ -159,23 +161,23 @@ class Rows:
             return Problem("bad_campaign", "campaign", f"{where} cannot go through {alias}: {e}", to, alias)
         return ClaimedRow(oid, to, alias, content, body, priority, campaign or "", fields)
 
-    def build(self, rows: list[Any]) -> tuple[Claimed, list[Result], Claimed]:
+    def build(self, rows: list[asyncpg.Record]) -> tuple[Claimed, list[Result], Claimed]:
         """Rows to send (their outbox ids and ClaimedRows), rejected results, and the rows whose suppression
         is still to be looked up (stored in another form than their normalised address)."""
         send: Claimed = ([], [])
         bad: list[Result] = []
         unsure: Claimed = ([], [])
         check = self.check
-        for row in rows:
-            oid, raw, channel, alias, route, campaign, body, template, variables, priority, opted_out = row
-            raw = raw or ""
-            got = check(raw, channel, alias, route, campaign, body, template, variables, oid, priority or 0)
+        for row in rows:  # the claim's RETURNING columns, read by name (queries.sql `claim`)
+            oid, raw, channel = row["id"], row["recipient"] or "", row["channel"]
+            got = check(raw, channel, row["provider"], row["route"], row["campaign"], row["body"], row["template"],
+                        row["variables"], oid, row["priority"] or 0)
             if isinstance(got, Problem):
                 bad.append(rejected_row(oid, got.to, channel, got.code, got.message, got.alias))
             elif got.to != raw:
                 unsure[0].append(oid)
                 unsure[1].append(got)
-            elif opted_out:
+            elif row["opted_out"]:
                 bad.append(rejected_row(oid, got.to, channel, "suppressed", OPTED_OUT, got.alias))
             else:
                 send[0].append(oid)
