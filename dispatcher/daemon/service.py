@@ -34,8 +34,8 @@ from .outbox import (
     Names,
     OutboxSink,
     OutboxSource,
-    Rows,
     RowsPreparer,
+    RowValidator,
     Store,
     init_connection,
 )
@@ -87,10 +87,10 @@ class Daemon:
         self.sink.on_write.append(self.reports.poke)
         self.sink.on_fatal.append(self.stop)
         providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
-        self.source = OutboxSource(cfg, pool, self.store, Rows(cfg, providers), ready=self.registry.ready)
+        self.source = OutboxSource(cfg, pool, self.store, RowValidator(cfg, providers), ready=self.registry.ready)
         self.withdrawal = Withdrawal(cfg, pool, self.store, self.source)
         if cfg.api_key:
-            self.api = Api(cfg, pool, self.names, Rows(cfg, providers))
+            self.api = Api(cfg, pool, self.names, RowValidator(cfg, providers))
         if cfg.webhooks:
             self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
             self.sink.on_write.append(self.webhooks.notify)
