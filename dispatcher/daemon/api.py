@@ -37,7 +37,7 @@ from ..pg import explain
 from .config import DaemonConfig
 from .idempotency import MAX_KEY, Keys, request_hash
 from .openapi import complete, document
-from .outbox import Names, Problem, RowValidator
+from .outbox import Problem, RowValidator, TableNames
 from .problems import problem
 
 MAX_MESSAGES = 1000
@@ -109,7 +109,7 @@ def payload_hash(m: dict[str, Any]) -> str:
 class Api:
     """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names, validator: RowValidator) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator) -> None:
         assert cfg.api_key is not None
         self.cfg = cfg
         self.pool = pool

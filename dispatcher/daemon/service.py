@@ -31,12 +31,12 @@ from .config import DaemonConfig
 from .health import Monitor
 from .outbox import (
     EVENTS_CHANNEL,
-    Names,
     OutboxSink,
     OutboxSource,
     RowsPreparer,
     RowValidator,
     Store,
+    TableNames,
     init_connection,
 )
 from .problems import problems
@@ -52,7 +52,7 @@ HALT_PROBE = 60.0  # seconds between attempts to revive a provider that halted (
 class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
-        self.names = Names(cfg.table)
+        self.names = TableNames(cfg.table)
         self.store = Store(cfg, self.names)
         self.pool: asyncpg.Pool | None = None
         self.listener: asyncpg.Connection | None = None
