@@ -664,6 +664,32 @@ async def test_opted_out_and_bad_rows_are_never_sent_and_unsubscribes_are_learnt
 
 
 @run
+async def test_a_variable_named_body_is_the_users_own(env, postgres_dsn, tmp_path, table):
+    """The daemon's own facts of a row (address, provider, rendered text) travel beside its variables, not
+    written into them: a template reads {body} from the variables, and a WhatsApp template's parameter
+    named `body` gets the variable (it was overwritten with the rendered text, empty here: rejected)."""
+    providers = {"sms": nrs(env, False),
+                 "wa": {"type": "sendix", "channel": "whatsapp", "url": env.url("sendix"),
+                        "username_env": "SENDIX_USER", "password_env": "SENDIX_PASSWORD"}}
+    config = write_config(tmp_path, table, providers, routes={"sms": "sms", "whatsapp": "wa"}, campaigns={
+        "note": {"template": "Note: {body}"},
+        "wa": {"options": {"template_name": "promo", "language": "es", "parameters": ["name", "body"]}}})
+    async with daemon(config), db(postgres_dsn) as conn:
+        ids = await insert(conn, table, [
+            {"recipient": number(1), "campaign": "note", "variables": {"body": "call me"}},
+            {"recipient": number(2), "body": "hello", "variables": {"body": "not the text"}},  # the column wins
+            {"recipient": "+34620000001", "channel": "whatsapp", "campaign": "wa",
+             "variables": {"name": "Ana", "body": "5.00"}}])
+        await until(conn, f"SELECT count(*) = $1 FROM {table} WHERE status <> 'pending' AND status <> 'claimed'",
+                    len(ids))
+        got = [(r["status"], r["code"]) for r in await conn.fetch(f"SELECT status, code FROM {table} ORDER BY id")]
+        assert got == [("sent", None)] * 3
+    texts = sorted((e["to"], e["text"]) for e in env.ledger("nrs360"))
+    assert texts == [(number(1)[1:], "Note: call me"), (number(2)[1:], "hello")]
+    assert [(e["phone"], e["parameters"]) for e in env.ledger("sendix")] == [("34620000001", ["Ana", "5.00"])]
+
+
+@run
 async def test_not_before_and_sending_windows_hold_rows_back(env, postgres_dsn, tmp_path, table):
     other_day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(dt.datetime.now(dt.UTC).weekday() + 3) % 7]
     config = write_config(tmp_path, table, {"sms": nrs(env)}, campaigns={
