@@ -31,11 +31,11 @@ from .config import DaemonConfig
 from .health import Monitor
 from .outbox import (
     EVENTS_CHANNEL,
+    OutboxQueries,
     OutboxSink,
     OutboxSource,
     RowsPreparer,
     RowValidator,
-    Store,
     TableNames,
     init_connection,
 )
@@ -53,7 +53,7 @@ class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
         self.names = TableNames(cfg.table)
-        self.store = Store(cfg, self.names)
+        self.store = OutboxQueries(cfg, self.names)
         self.pool: asyncpg.Pool | None = None
         self.listener: asyncpg.Connection | None = None
         self.runner: web.AppRunner | None = None

@@ -5,7 +5,7 @@ The table is `{workers}` of outbox/schema/001_outbox.sql.
 Every `heartbeat` seconds a worker stamps its row, counts the live workers (a heartbeat
 within `dead_after`), sets each of its lanes to `1 / live` of the provider's configured
 rate, and reaps: dead workers' rows are deleted and their expired claims go back to
-pending (outbox.Store.reap). The configured `rate` of a provider is therefore the global
+pending (outbox.OutboxQueries.reap). The configured `rate` of a provider is therefore the global
 rate of all daemons together.
 
 The sum never exceeds the rate: a worker that joins waits 1.5 heartbeats after registering
@@ -30,7 +30,7 @@ import asyncpg
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .outbox import Store
+from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 
@@ -40,7 +40,7 @@ class WorkerNameInUse(Exception):
 
 
 class Registry:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

@@ -27,7 +27,7 @@ def named_queries(file: str = "queries.sql") -> dict[str, str]:
     return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-class Store:
+class OutboxQueries:
     """The outbox's named queries, filled with this daemon's table names once."""
 
     def __init__(self, cfg: DaemonConfig, names: TableNames) -> None:
