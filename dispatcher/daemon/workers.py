@@ -44,7 +44,7 @@ class Registry:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.n = store.n
+        self.n = store.names
         self.engine: Engine | None = None
         self.live = 1
         self.share = 1.0
