@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from bench.common import ROOT, SERVERS, audience, build_requests, child_cpu, median_of
+from bench.common import ROOT, SERVERS, audience, build_requests, median_of
 
 WORKERS = max(2, os.cpu_count() or 2)  # the shared runs: a worker a core (engine.workers)
 TEMPLATE = "Hola {name}, tu factura de {amount} EUR ya esta disponible. Responde STOP para no recibir mas."
@@ -93,13 +93,15 @@ def run_blast(toml: Path, run_id: str, source: Path | None = None, warm: Path | 
     return run_many(runs)[0][-1]
 
 
-def run_bare(requests: Path, concurrency: int) -> dict[str, Any]:
-    cpu = child_cpu()
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bare.py"), str(requests), str(concurrency)],
+def run_bare(runs: list[tuple[Path, int]]) -> list[dict[str, Any]]:
+    """The bare loop over each (requests file, concurrency) in turn, all in one process (bench/bare.py):
+    each run's figures, with its own CPU (`cpu_s`, the interpreter's start-up left out)."""
+    args = [str(a) for path, concurrency in runs for a in (path, concurrency)]
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bare.py"), *args],
                           capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
-    return {**orjson.loads(done.stdout), "cpu_s": child_cpu() - cpu}
+    return [orjson.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
 def run_floor(csv: Path, out: Path) -> dict[str, Any]:
@@ -193,10 +195,11 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
                         (tmp / "out" / f"{runs[j][server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
                     runs[j][server].append(next(outs))
         bare_runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
-        for _ in range(reps):
-            for j, job in enumerate(jobs):
-                for server in SERVERS:
-                    bare_runs[j][server].append(run_bare(reqfiles[j][server], job.concurrency))
+        for _ in range(reps):  # a repetition's bare loops in one process, as its blasts (one interpreter start)
+            order = [(j, server) for j in range(len(jobs)) for server in SERVERS]
+            for (j, server), r in zip(order, run_bare([(reqfiles[j][server], jobs[j].concurrency)
+                                                       for j, server in order]), strict=True):
+                bare_runs[j][server].append(r)
         wrk = [{server: run_wrk(reqfiles[j][server], job.concurrency, wrk_seconds) if wrk_seconds else None
                 for server in SERVERS} for j, job in enumerate(jobs)]
     return [{server: _figures(server, job.n, job.concurrency, reps, n_requests[j][server], runs[j][server],
@@ -225,7 +228,7 @@ def _figures(server: str, n: int, concurrency: int, reps: int, n_requests: int, 
         "ratio": round(blast_rps / bare_rps, 3), "repetitions": reps,
         "cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in runs) / n * 1e6, 2),
         "run_fixed_cpu_s": round(statistics.median(r["before_cpu_s"] for r in runs), 3),
-        "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2),  # with start-up
+        "bare_cpu_us_per_msg": round(statistics.median(r["cpu_s"] for r in bare_runs) / n * 1e6, 2),  # its own run
         "wrk_requests_per_s": round(wrk_rps, 1) if wrk_rps else None,
         "dispatcher_runs_msgs_per_s": [round(x) for x in blast_all], "bare_runs_requests_per_s": [round(x) for x in bare_all],
         "bare_statuses": bare_runs[-1]["statuses"],

@@ -313,14 +313,39 @@ def startup_times(cold: bool = True) -> dict:
     return {"cold": cold_s, "warm": warm}
 
 
+def _utf32_copy(c):
+    import numpy as np
+    lens = np.fromiter(map(len, c), dtype=np.int64, count=len(c))
+    return np.frombuffer("".join(c).encode("utf-32-le", "surrogatepass"), dtype=np.uint32), lens
+
+
+def kernel_only(chunks: list[list[str]], n: int, repeats: int) -> dict:
+    """The kernel calls alone: each chunk converted first (untimed), as fresh in cache as in analyze."""
+    from dispatcher.codecs import kernels as K
+    from dispatcher.codecs.batch import to_codepoints
+
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w = c = 0.0
+        for chunk in chunks:
+            cps, lens = to_codepoints(chunk)
+            c0, t0 = time.process_time(), time.perf_counter()
+            K.classify(cps, lens, K.GSM7_TABLE, K.PT_TABLE, K.TRANS_INDEX, K.TRANS_DATA, K.TRANS_MAX, False, False)
+            w += time.perf_counter() - t0
+            c += time.process_time() - c0
+        wall.append(w)
+        cpu.append(c)
+    med, cpu_med = statistics.median(wall), statistics.median(cpu)
+    return {"median_s": med, "runs_s": wall, "msgs_per_s": n / med, "ns_per_msg": med / n * 1e9,
+            "cpu_median_s": cpu_med, "msgs_per_cpu_s": n / cpu_med}
+
+
 def run(quick: bool = False) -> dict:
     """Run every path on the same messages; returns a JSON-able dict of figures."""
     global _CHARMAP
     import gsm0338  # noqa: F401  registers the "gsm03.38" codec
-    import numpy as np
 
-    from dispatcher.codecs import ENCODINGS, analyze, reference
-    from dispatcher.codecs import kernels as K
+    from dispatcher.codecs import analyze, reference
     from dispatcher.codecs.batch import to_codepoints
 
     _CHARMAP = _charmap_table()
@@ -346,49 +371,11 @@ def run(quick: bool = False) -> dict:
 
         return loop
 
-    def utf32_copy(c):
-        lens = np.fromiter(map(len, c), dtype=np.int64, count=len(c))
-        return np.frombuffer("".join(c).encode("utf-32-le", "surrogatepass"), dtype=np.uint32), lens
-
     conversions = {
         "zero_copy_view": to_codepoints,  # what analyze uses
         "narrowest_copy": lambda c: to_codepoints(c, zero_copy=False),
-        "utf32_copy": utf32_copy,
+        "utf32_copy": _utf32_copy,
     }
-
-    def kernel_only() -> dict:
-        """The kernel calls alone: each chunk converted first (untimed), as fresh in cache as in analyze."""
-        wall, cpu = [], []
-        for _ in range(repeats):
-            w = c = 0.0
-            for chunk in chunks:
-                cps, lens = to_codepoints(chunk)
-                c0, t0 = time.process_time(), time.perf_counter()
-                K.classify(
-                    cps,
-                    lens,
-                    K.GSM7_TABLE,
-                    K.PT_TABLE,
-                    K.TRANS_INDEX,
-                    K.TRANS_DATA,
-                    K.TRANS_MAX,
-                    False,
-                    False,
-                )
-                w += time.perf_counter() - t0
-                c += time.process_time() - c0
-            wall.append(w)
-            cpu.append(c)
-        med, cpu_med = statistics.median(wall), statistics.median(cpu)
-        return {
-            "median_s": med,
-            "runs_s": wall,
-            "msgs_per_s": n / med,
-            "ns_per_msg": med / n * 1e9,
-            "cpu_median_s": cpu_med,
-            "msgs_per_cpu_s": n / cpu_med,
-        }
-
     paths = {
         "numba": numba_path,
         "reference": lambda: results.__setitem__("reference", [reference.count(t) for t in messages]),
@@ -397,9 +384,16 @@ def run(quick: bool = False) -> dict:
     }
     timings = {name: _measure(fn, n, repeats) for name, fn in paths.items()}
     conv = {name: _measure(convert_all(fn), n, repeats) for name, fn in conversions.items()}
-    kernel = kernel_only()
+    kernel = kernel_only(chunks, n, repeats)
+    return _report(quick, n, repeats, gen_s, messages, chunks, results, timings, conv, kernel, startup)
 
-    # every path must agree with the reference
+
+def _report(quick: bool, n: int, repeats: int, gen_s: float, messages: list[str], chunks: list[list[str]],
+            results: dict[str, list], timings: dict, conv: dict, kernel: dict, startup: dict) -> dict:
+    """The figures of one run, every path checked against the reference first."""
+    from dispatcher.codecs import ENCODINGS
+    from dispatcher.codecs.batch import to_codepoints
+
     ref = results["reference"]
     got = []
     for a in results["numba"]:
@@ -459,6 +453,8 @@ def run(quick: bool = False) -> dict:
         "agreement_with_reference": {k: v / n for k, v in agreement.items()},
         "startup": startup,
     }
+
+
 
 
 def format_table(r: dict) -> str:

@@ -76,16 +76,44 @@ def redact(text: str, dsn: str) -> str:
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.I)
 
 
+_TRIED = re.compile(r"Connect call failed \('([^']*)', (\d+)")  # asyncio's text: the address it tried
+
+
+def address(exc: BaseException | None, dsn: str) -> str:
+    """host:port a connection failed to reach: the address the socket tried (after name resolution, the
+    last of several hosts), else the DSN's (port 5432 when it names none; a Unix socket's path), else
+    "the database". Never the user or the password."""
+    found = _TRIED.search(str(exc)) if exc is not None else None
+    if found:
+        host = found.group(1)
+        return f"[{host}]:{found.group(2)}" if ":" in host else f"{host}:{found.group(2)}"
+    try:
+        u = urllib.parse.urlsplit(dsn)
+        query = urllib.parse.parse_qs(u.query)
+        host = u.hostname or (query.get("host") or [""])[0] or os.environ.get("PGHOST", "")
+        port = u.port or int((query.get("port") or [0])[0]) or int(os.environ.get("PGPORT") or 5432)
+    except ValueError:
+        return "the database"
+    if host.startswith("/"):
+        return f"{host}/.s.PGSQL.{port}"
+    if not host:
+        return "the database"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def explain(exc: BaseException, dsn: str) -> str:
-    """One line saying what went wrong, never the password."""
+    """One line saying what went wrong, never the password; a connection that failed names where it was
+    going ("connection refused on 127.0.0.1:5999"), as blast/reach.py does for a provider."""
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         text = "timed out"
     elif isinstance(exc, socket.gaierror):
-        text = f"unknown host ({exc.strerror or exc})"
+        host = address(None, dsn).rpartition(":")[0] or "the database's host"
+        text = f"unknown host {host} ({exc.strerror or exc})"
     elif isinstance(exc, ConnectionRefusedError):
-        text = "connection refused (is the server running, on that host and port?)"
+        text = f"connection refused on {address(exc, dsn)} (is the server running, on that host and port?)"
     elif isinstance(exc, OSError):
-        text = exc.strerror or type(exc).__name__
+        why = exc.strerror or str(exc) or type(exc).__name__
+        text = f"{why[:1].lower() + why[1:]} on {address(exc, dsn)}" if exc.strerror else why
     elif isinstance(exc, asyncpg.PostgresError):
         text = exc.args[0] if exc.args else type(exc).__name__
         detail = getattr(exc, "detail", None)

@@ -428,7 +428,8 @@ def test_the_throttle_fault_answers_the_modules_own_429_outside_the_window(sim) 
 
 
 def test_five_per_second_against_the_simulator_without_a_429(sim) -> None:
-    """SendX's simulator judging 5/s over any one-second window; the limiter at 5/s for 3 s."""
+    """SendX's simulator judging 5/s over any one-second window; the limiter at 5/s for 3 s, told when each
+    request was answered as the lane tells it (on a busy machine a request can leave well after its slot)."""
     url = sim.url("sendx")
     sim.config("sendx", rate=5.0)
     body = (b'{"from":{"email":"news@example.com"},"to":[{"email":"a@example.org"}],'
@@ -442,9 +443,10 @@ def test_five_per_second_against_the_simulator_without_a_429(sim) -> None:
         async with aiohttp.ClientSession() as session:
             async def work() -> None:
                 while time.monotonic() < end:
-                    await limit.acquire()
+                    slot = await limit.acquire()
                     async with session.post(url + "/api/v1/rest/send/email", data=body, headers=headers) as r:
                         statuses.append(r.status)
+                    limit.left_at(slot, 0.0, time.monotonic())
             await asyncio.wait_for(asyncio.gather(*(work() for _ in range(4))), 10)
         return statuses
 

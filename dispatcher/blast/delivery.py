@@ -23,7 +23,7 @@ from ..model import RESULT_FIELDS
 from ..providers.dlr import Report
 
 DELIVERED, UNDELIVERED, PENDING = "delivered", "undelivered", "reports_pending"
-_DELIVERED = frozenset({"delivered", "read", "opened", "clicked"})
+DELIVERED_WORDS = frozenset({"delivered", "read", "opened", "clicked"})
 Key = tuple[str, str]  # (provider alias, message id)
 
 
@@ -65,7 +65,7 @@ class Tally:
         had = self.best.get(key)
         if had is None or had[0] < 3:
             return PENDING
-        return DELIVERED if had[0] > 3 or had[3] in _DELIVERED else UNDELIVERED
+        return DELIVERED if had[0] > 3 or had[3] in DELIVERED_WORDS else UNDELIVERED
 
     def read(self, path: Path) -> Tally:
         """The reports a file kept (a torn last line skipped)."""

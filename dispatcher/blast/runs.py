@@ -5,9 +5,10 @@ Each blast run keeps `runs/ID/run.json` (see state.RunState): what it is a run o
 as (campaign file, overrides, results file), what it retries, and one entry per attempt with its counts.
 The counts an attempt wrote are not the truth of a run: an attempt killed by SIGKILL (or whose worker
 was killed) writes none, yet its results are in the sink and a resume skips them. So the totals here
-come from the results file when the run recorded one (`origin.results`), and from the attempts' counts
-only for a sink this module cannot read (PostgreSQL). A run and its retries (`--retry-failed`) roll up:
-each record's final outcome is the latest run's result for it.
+come from the results file when the run recorded one (`origin.results`), from the PostgreSQL sink's table
+(blast/held.py: one statement a run, delivery included), and from the attempts' counts only when neither
+can be read. A run and its retries (`--retry-failed`) roll up: each record's final outcome is the latest
+run's result for it.
 
 A run's state is one of: finished (every record has a result), halted (a provider could not take the
 rest: deferred), stopped (a signal stopped it), interrupted (its last attempt never ended: killed).
@@ -28,6 +29,7 @@ import orjson
 from ..model import RESULT_FIELDS
 from ..state import RunState, run_ids
 from .delivery import of_run
+from .held import Held, read
 
 COUNTS = ("sent", "failed", "rejected")
 FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"
@@ -79,8 +81,11 @@ def _csv_status(path: Path) -> Iterator[tuple[int, str]]:
                 yield int(row[0]), row[status]
 
 
-def totals(m: dict[str, Any]) -> dict[str, int]:
-    """sent / failed / rejected of one run: from its results file, else the attempts' counts added up."""
+def totals(m: dict[str, Any], held: Held | None = None) -> dict[str, int]:
+    """sent / failed / rejected of one run: from its results file or what its PostgreSQL sink `held`, else
+    the attempts' counts added up."""
+    if held is not None and held.totals is not None:
+        return held.totals
     got = outcomes(m)
     if got is not None:
         c = Counter(got.values())
@@ -183,19 +188,31 @@ def rolled_up(runs: list[dict[str, Any]]) -> dict[str, int]:
     return {k: c.get(k, 0) for k in COUNTS}
 
 
+def delivery(m: dict[str, Any], held: Held | None) -> dict[str, int] | None:
+    """The run's delivery counts: from its reports file, or its PostgreSQL sink's reports table."""
+    return held.delivery if held is not None else of_run(m)
+
+
+def _delivered(m: dict[str, Any], held: Held | None) -> str:
+    if held is not None and held.error is not None and ((m.get("origin") or {}).get("reports") or {}):
+        return "?"  # it listened, but its table cannot be read now (said by `status`)
+    d = delivery(m, held)
+    return "-" if d is None else format(d["delivered"], ",")
+
+
 def list_runs(state_dir: Path) -> str:
     runs = manifests(state_dir)
     if not runs:
         return f"no runs under {state_dir}"
+    held = read(runs)
     lines = [f"{'run':<32} {'started':<19} {'tries':>5} {'sent':>10} {'failed':>8} {'rejected':>8} "
              f"{'delivered':>10}  state"]
     for m in runs:
-        t = totals(m)
+        t = totals(m, held.get(m["run_id"]))
         state, why = state_of(m)
-        d = of_run(m)
         lines.append(f"{m['run_id']:<32} {_when(m.get('created')):<19} {len(m.get('attempts', [])):>5} "
                      f"{t['sent']:>10,} {t['failed']:>8,} {t['rejected']:>8,} "
-                     f"{'-' if d is None else format(d['delivered'], ','):>10}  "
+                     f"{_delivered(m, held.get(m['run_id'])):>10}  "
                      + (f"{state}, resumable: {why}" if why else state)
                      + (f" (retry of {m['retry_of']})" if m.get("retry_of") else ""))
     for m in runs:
@@ -204,7 +221,8 @@ def list_runs(state_dir: Path) -> str:
         tries = retries_of(runs, m["run_id"])
         if tries:
             r = rolled_up([m, *tries])
-            heard = [d for d in map(of_run, [m, *tries]) if d is not None]  # a retry sends what its run did not
+            heard = [d for d in (delivery(x, held.get(x["run_id"])) for x in [m, *tries]) if d is not None]
+            # a retry sends what its run did not: their delivered records add up
             lines.append(f"{m['run_id']} + {len(tries)} retr{'y' if len(tries) == 1 else 'ies'}: "
                          + ", ".join(f"{r[k]:,} {k}" for k in COUNTS)
                          + (f", {sum(d['delivered'] for d in heard):,} delivered" if heard else ""))
@@ -227,10 +245,12 @@ def show_run(state_dir: Path, run_id: str) -> str | None:
                  HALTED if c.get("deferred") or c.get("halted_all") else "done")
         lines.append(f"  attempt {i}  {_when(a.get('started'))} -> {_when(a.get('ended'))}  {state}: "
                      + ", ".join(f"{k} {c.get(k, 0):,}" for k in (*COUNTS, "deferred", "unsent", "in_doubt")))
-    t = totals(m)
-    held = "in the results file" if results_file(m) else "as the attempts counted them"
-    lines.append("  total     " + ", ".join(f"{k} {v:,}" for k, v in t.items()) + f" ({held})")
-    d = of_run(m)
+    held = read([m]).get(run_id)
+    t = totals(m, held)
+    lines.append("  total     " + ", ".join(f"{k} {v:,}" for k, v in t.items()) + f" ({_where_from(m, held)})")
+    d = delivery(m, held)
+    if held is not None and held.error is not None and ((m.get("origin") or {}).get("reports") or {}):
+        lines.append(f"  reports   not read: {held.error}")
     if d is not None:
         lines.append(f"  reports   delivered {d['delivered']:,}, undelivered {d['undelivered']:,}, no final report yet "
                      f"{d['reports_pending']:,} (of the sent records of {', '.join(_asked(m)) or 'no provider'}; "
@@ -245,6 +265,14 @@ def show_run(state_dir: Path, run_id: str) -> str | None:
     if t["failed"] and not tries:
         lines.append(f"  retry     {retry_command(m)}")
     return "\n".join(lines)
+
+
+def _where_from(m: dict[str, Any], held: Held | None) -> str:
+    if held is not None:
+        if held.totals is not None:
+            return f"in the PostgreSQL table {held.table}"
+        return f"as the attempts counted them: the PostgreSQL table {held.table} was not read: {held.error}"
+    return "in the results file" if results_file(m) else "as the attempts counted them"
 
 
 def write_results(state_dir: Path, run_id: str, fmt: str, out: Any) -> int | None:

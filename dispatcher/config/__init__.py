@@ -149,8 +149,9 @@ RECORDED = ("source", "rate", "concurrency", "workers", "url", "on_doubt", "stat
 
 def origin_of(path: Path, o: Overrides, primary: Sink) -> dict[str, Any]:
     """What a run was started as: its campaign file, the overrides in force (paths made absolute) and its
-    results file, so `dispatcher status` prints a resume command that works from anywhere, a retry reads the
-    same source, and `runs` counts what the results file holds (a killed attempt's results included)."""
+    results file (or the PostgreSQL sink's table and the variable naming its database), so `dispatcher status`
+    prints a resume command that works from anywhere, a retry reads the same source, and `runs` counts what
+    the sink holds (a killed attempt's results included)."""
     from ..sinks.files import CsvSink, JsonlSink
     given = {k: getattr(o, k) for k in RECORDED if getattr(o, k) is not None}
     for k in ("source", "state_dir"):
@@ -160,6 +161,8 @@ def origin_of(path: Path, o: Overrides, primary: Sink) -> dict[str, Any]:
     if isinstance(primary, (JsonlSink, CsvSink)):
         out["results"] = {"type": "csv" if isinstance(primary, CsvSink) else "jsonl",
                           "path": str(primary.path.resolve())}
+    elif isinstance(getattr(primary, "dsn_env", None), str) and isinstance(getattr(primary, "table", None), str):
+        out["results"] = {"type": "postgres", "table": primary.table, "dsn_env": primary.dsn_env}  # no DSN: a secret
     return out
 
 
