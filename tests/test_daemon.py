@@ -34,7 +34,7 @@ import pytest
 from blastkit import write_toml
 
 from dispatcher.daemon.config import load_daemon
-from dispatcher.daemon.outbox import Names, Store, init_connection
+from dispatcher.daemon.outbox import Store, TableNames, init_connection
 from dispatcher.daemon.schedule import Schedule, Window, WindowError
 from dispatcher.daemon.service import Daemon, DaemonError
 from dispatcher.errors import ConfigError
@@ -314,7 +314,7 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
                                                                                         table):
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.3, max_claims=2,
                                    campaigns={"shut": {"window": {"days": "mon", "hours": "00:00-00:01"}}}))
-    store = Store(cfg, Names(table))
+    store = Store(cfg, TableNames(table))
     async with db(postgres_dsn) as a, db(postgres_dsn) as b:
         await store.migrate(a)
         await bulk(a, table, 100)
@@ -661,6 +661,32 @@ async def test_opted_out_and_bad_rows_are_never_sent_and_unsubscribes_are_learnt
         await until(conn, f"SELECT status = 'rejected' FROM {table} WHERE id = $1", again)
         assert await conn.fetchval(f"SELECT code FROM {table} WHERE id = $1", again) == "suppressed"
         assert len(env.ledger("nrs360")) == 2
+
+
+@run
+async def test_a_variable_named_body_is_the_users_own(env, postgres_dsn, tmp_path, table):
+    """The daemon's own facts of a row (address, provider, rendered text) travel beside its variables, not
+    written into them: a template reads {body} from the variables, and a WhatsApp template's parameter
+    named `body` gets the variable (it was overwritten with the rendered text, empty here: rejected)."""
+    providers = {"sms": nrs(env, False),
+                 "wa": {"type": "sendix", "channel": "whatsapp", "url": env.url("sendix"),
+                        "username_env": "SENDIX_USER", "password_env": "SENDIX_PASSWORD"}}
+    config = write_config(tmp_path, table, providers, routes={"sms": "sms", "whatsapp": "wa"}, campaigns={
+        "note": {"template": "Note: {body}"},
+        "wa": {"options": {"template_name": "promo", "language": "es", "parameters": ["name", "body"]}}})
+    async with daemon(config), db(postgres_dsn) as conn:
+        ids = await insert(conn, table, [
+            {"recipient": number(1), "campaign": "note", "variables": {"body": "call me"}},
+            {"recipient": number(2), "body": "hello", "variables": {"body": "not the text"}},  # the column wins
+            {"recipient": "+34620000001", "channel": "whatsapp", "campaign": "wa",
+             "variables": {"name": "Ana", "body": "5.00"}}])
+        await until(conn, f"SELECT count(*) = $1 FROM {table} WHERE status <> 'pending' AND status <> 'claimed'",
+                    len(ids))
+        got = [(r["status"], r["code"]) for r in await conn.fetch(f"SELECT status, code FROM {table} ORDER BY id")]
+        assert got == [("sent", None)] * 3
+    texts = sorted((e["to"], e["text"]) for e in env.ledger("nrs360"))
+    assert texts == [(number(1)[1:], "Note: call me"), (number(2)[1:], "hello")]
+    assert [(e["phone"], e["parameters"]) for e in env.ledger("sendix")] == [("34620000001", ["Ana", "5.00"])]
 
 
 @run

@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 from blastkit import audience, campaign
 
-from dispatcher.blast.delivery import Tally, count
+from dispatcher.blast.heard import Tally, count
 from dispatcher.cli import main
 from dispatcher.state import RunState
 

@@ -196,7 +196,7 @@ def _limited(campaign, n: int):
 
 def _delivery_fields(delivery: dict[str, int] | None) -> dict[str, int | None]:
     """The JSON summary's delivery counts (null when the run listened for no reports)."""
-    from .delivery import DELIVERED, PENDING, UNDELIVERED
+    from .heard import DELIVERED, PENDING, UNDELIVERED
     return {k: None if delivery is None else delivery[k] for k in (DELIVERED, UNDELIVERED, PENDING)}
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import pg
-from .delivery import DELIVERED, DELIVERED_WORDS, PENDING, UNDELIVERED
+from .heard import DELIVERED, DELIVERED_WORDS, PENDING, UNDELIVERED
 
 COUNTS = ("sent", "failed", "rejected")
 

@@ -36,7 +36,7 @@ from ..config.reports import ReportSettings
 from ..errors import ConfigError
 from ..providers.base import Provider
 from ..providers.dlr import Report
-from .delivery import PENDING, Key, Tally, count
+from .heard import Keys, Tally, Waiting, count
 from .report_store import FileStore, PgStore, store_for
 
 log = logging.getLogger("dispatcher.blast")
@@ -123,15 +123,14 @@ class Listener:
         self.received += len(reports)
         self._heard.set()
 
-    async def linger(self, keys: list[Key], asked: list[str], seconds: float,
+    async def linger(self, keys: Keys, asked: list[str], seconds: float,
                      stop: asyncio.Event | threading.Event) -> dict[str, int]:
         """Wait until every sent record of `asked` has a final report, `seconds` pass, or `stop` is set;
-        the delivery counts then. Only the records still pending are looked at again, at most every
-        RECOUNT seconds however fast reports come (20,000 looks a report made it quadratic)."""
+        the delivery counts then. Only the finals heard since the last look narrow what is pending, at
+        most every RECOUNT seconds however fast reports come (20,000 looks a report made it quadratic)."""
         deadline = time.monotonic() + seconds
-        wanted = set(asked)
-        waiting = [k for k in keys if k[0] in wanted and self.tally.word(k) == PENDING]
-        while waiting and not stop.is_set():
+        waiting = Waiting(keys, self.tally, asked)
+        while waiting.look() and not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -140,7 +139,6 @@ class Listener:
             with contextlib.suppress(TimeoutError):  # more reports come meanwhile: counted together
                 async with asyncio.timeout(min(RECOUNT, max(deadline - time.monotonic(), 0))):
                     await _event(stop).wait()
-            waiting = [k for k in waiting if self.tally.word(k) == PENDING]
         return count(keys, self.tally, asked)
 
     async def close(self) -> None:

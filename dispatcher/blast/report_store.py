@@ -16,10 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import callbacks, pg
 from ..errors import ConfigError
 from ..providers.dlr import Report
-from .delivery import Key, Tally, line, reports_path, sent_keys
+from .delivery import line, reports_path, sent_keys
+from .heard import Keys, Tally
 
 
 class FileStore:
@@ -39,8 +42,8 @@ class FileStore:
     async def write(self, reports: list[Report], now: dt.datetime) -> None:
         os.write(self._fd, b"".join(line(r, now) for r in reports))
 
-    async def sent(self) -> list[Key]:
-        return list(sent_keys(*self.results).values())
+    async def sent(self) -> Keys:
+        return sent_keys(*self.results)
 
     async def close(self) -> None:
         if self._fd >= 0:
@@ -102,10 +105,11 @@ class PgStore:
             f"INSERT INTO {self.table} (run_id, provider, message_id, recipient, status, rank, provider_status, "
             "event_at, part, received_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)", rows)
 
-    async def sent(self) -> list[Key]:
-        rows = await self._pool.fetch(f"SELECT provider, message_id FROM {self.results} WHERE run_id = $1 "
-                                      "AND status = 'sent' AND message_id IS NOT NULL", self.run_id)
-        return [(r[0], r[1]) for r in rows]
+    async def sent(self) -> Keys:
+        """The run's sent message ids, an array a provider (no row objects a record)."""
+        rows = await self._pool.fetch(f"SELECT provider, array_agg(message_id) FROM {self.results} WHERE run_id = $1 "
+                                      "AND status = 'sent' AND message_id IS NOT NULL GROUP BY provider", self.run_id)
+        return Keys({r[0]: np.sort(np.array([m.encode() for m in r[1]], dtype=np.bytes_)) for r in rows})
 
     async def close(self) -> None:
         if self._pool is not None:

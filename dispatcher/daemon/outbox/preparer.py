@@ -7,11 +7,13 @@ from typing import Any
 from ... import codecs
 from ...engine import Encoder, Prepared
 from ...model import Chunk, Message
+from .rows import ClaimedChunk
 
 
 class RowsPreparer:
-    """Outbox rows into messages. Routing, address normalisation and rendering happened in `Rows.build`
-    (per row, with the row's template and variables); this builds the messages and hands them to the
+    """Outbox rows into messages. Routing, address normalisation and rendering happened in `RowValidator.build`
+    (per row, with the row's template and variables), which made each a ClaimedRow; the ClaimedChunk
+    carries those beside the record fields. This builds the messages from them and hands them to the
     engine's `Encoder` (one codec call for the SMS texts, each provider's `check`), as a campaign's
     preparer does. Rows for a provider that halted are deferred by the engine's lane, not here."""
 
@@ -28,17 +30,21 @@ class RowsPreparer:
         return ""
 
     def describe(self, seq: int, fields: dict[str, Any]) -> tuple[str, str]:
-        return str(seq), str(fields.get("_to") or "")
+        """The engine asks this only of a record held in doubt on a resume, and the daemon never resumes
+        (no journal: its leases do that job). The record fields are the row's variables, which hold no
+        address."""
+        return str(seq), ""
 
     def prepare(self, rows: Chunk) -> Prepared:
+        if not isinstance(rows, ClaimedChunk):
+            raise TypeError("RowsPreparer prepares the outbox's ClaimedChunks only")
         channels = self.channels
         out: dict[str, list[Message]] = {}
         sms: list[Message] = []
-        for i, (seq, alias, text, to, content, priority, group) in enumerate(zip(
-                rows.seq, rows.column("_alias"), rows.column("body"), rows.column("_to"), rows.column("_content"),
-                rows.column("_priority"), rows.column("_group"), strict=True)):
-            m = Message(seq, str(seq), to, text, rows.fields(i), {"body": text}, alias, channels[alias],
-                        content=content, priority=priority or 0, group=group or "")
+        for r in rows.claimed:
+            alias, text = r.alias, r.text
+            m = Message(r.id, str(r.id), r.to, text, r.fields, {"body": text}, alias, channels[alias],
+                        content=r.content, priority=r.priority, group=r.group)
             if m.channel == "sms":
                 sms.append(m)
             g = out.get(alias)

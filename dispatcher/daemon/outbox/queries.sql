@@ -14,7 +14,8 @@
 -- every claim) and campaigns whose sending window is closed ($4) are left alone. `id = ANY(ARRAY(...))`
 -- rather than a join with the locked ids: the planner then always reaches the rows through the primary key.
 -- `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164, lower-case
--- email domain): only the others need a second look-up, by their normalised address.
+-- email domain): only the others need a second look-up, by their normalised address. Rows.build reads the
+-- returned columns by name: their order is free.
 WITH active AS (
     SELECT q.name, coalesce(c.weight, 1)::float8 AS weight
     FROM unnest($5::text[]) AS q(name) LEFT JOIN {campaigns} c ON c.name = q.name
@@ -226,7 +227,8 @@ r AS (UPDATE {outbox} o SET worker = NULL, lease_until = NULL, claimed_at = NULL
     not_before = now() + make_interval(secs => least($9::float8,
         $8::float8 * power(2, least(coalesce((o.meta->>'retries')::int, 0), 30))) * (0.5 + random() / 2))
 WHERE o.id = ANY($1::bigint[]) AND o.worker = $2 AND o.status = 'claimed' RETURNING o.status)
-SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed') FROM r;
+SELECT count(*) FILTER (WHERE status = 'pending') AS rescheduled, count(*) FILTER (WHERE status = 'failed') AS failed
+FROM r;
 
 -- name: retry_failed
 WITH r AS (UPDATE {outbox} SET status = 'pending', attempts = 0, worker = NULL,
@@ -241,10 +243,10 @@ SELECT address, channel FROM {suppressions} WHERE address = ANY($1::text[]);
 
 -- name: depth
 SELECT
-(SELECT count(*) FROM (SELECT 1 FROM {outbox} WHERE status = 'pending' LIMIT 1000000) p),
+(SELECT count(*) FROM (SELECT 1 FROM {outbox} WHERE status = 'pending' LIMIT 1000000) p) AS pending,
 (SELECT count(*) FROM (SELECT 1 FROM {outbox} WHERE status = 'pending' AND not_before <= now()
-                       LIMIT 1000000) d),
-(SELECT count(*) FROM {outbox} WHERE status = 'claimed');
+                       LIMIT 1000000) d) AS due,
+(SELECT count(*) FROM {outbox} WHERE status = 'claimed') AS claimed;
 
 -- name: purge_outbox
 WITH d AS (DELETE FROM {outbox} WHERE id IN (

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import asyncpg
 
 from ...address import normalize_email
 from ...errors import ConfigError
-from ...model import REJECTED, Content, Result
+from ...model import REJECTED, Chunk, Content, Result
 from ...phone import to_e164
 from ...providers.base import Provider
 from ...render import Template, TemplateError, compile_template
@@ -20,10 +22,46 @@ log = logging.getLogger("dispatcher.daemon")
 BODY = compile_template("{body}")  # the engine's template: each row brings its own text
 PROVIDER_TEMPLATES = frozenset({"template", "template_id", "template_name"})  # options naming a stored template
 OPTED_OUT = "the recipient opted out (suppression list); not sent"
-Claimed = tuple[list[int], list[dict[str, Any]]]  # claimed rows to send: their outbox ids and fields, as columns
 
 
-class Rows:
+class ClaimedRow(NamedTuple):
+    """One row as the daemon sends it: what `RowValidator.check` made of it beside the row's own variables.
+    `fields` are the record fields the engine's Chunk and the message carry, and nothing else: no key of
+    the daemon's is written into them, so a variable named `body` (or `_to`) is the user's."""
+
+    id: int  # the outbox id: the record's seq (0 for a message the HTTP API has not stored yet)
+    to: str  # the normalised address
+    alias: str  # the provider that sends it
+    content: Content  # the campaign's content as that provider sends it
+    text: str  # the rendered body
+    priority: int
+    group: str  # the campaign a pause or cancel takes back ('' for the [defaults]; Message.group)
+    fields: dict[str, Any]  # the row's variables
+
+
+Claimed = tuple[list[int], list[ClaimedRow]]  # claimed rows to send: their outbox ids and rows, as columns
+
+
+@dataclass(slots=True)
+class ClaimedChunk(Chunk):
+    """A chunk of claimed rows: their variables as the engine's columns (the record fields, as any
+    source's), and beside them the ClaimedRows the daemon's preparer builds messages from."""
+
+    claimed: list[ClaimedRow]
+
+    @classmethod
+    def of(cls, rows: Claimed) -> ClaimedChunk:
+        ids, claimed = rows
+        records = Chunk.of_dicts(ids, [r.fields for r in claimed])
+        return cls(records.seq, records.columns, claimed)
+
+    def take(self, keep: list[int]) -> ClaimedChunk:
+        records = Chunk.take(self, keep)
+        claimed = self.claimed
+        return ClaimedChunk(records.seq, records.columns, [claimed[i] for i in keep])
+
+
+class RowValidator:
     """Claimed rows into engine records: campaign, route, address, text, content; or a rejected result."""
 
     def __init__(self, cfg: DaemonConfig, providers: Mapping[str, Provider] | None = None) -> None:
@@ -67,8 +105,10 @@ class Rows:
         return t
 
     def check(self, raw: str, channel: str, alias: str | None, route: str | None, campaign: str | None,
-              body: str | None, template: str | None, variables: Any) -> tuple[str, str, dict[str, Any]] | Problem:
-        """One row's (address, provider alias, fields with the rendered body), or the Problem that rejects it.
+              body: str | None, template: str | None, variables: Any, oid: int = 0, priority: int = 0
+              ) -> ClaimedRow | Problem:
+        """The row as it will be sent (address, provider alias, content, rendered body), or the Problem that
+        rejects it.
 
         The one validator of outbox rows: the claim path (`build`) rejects with it what applications wrote
         in SQL, and the HTTP API refuses with it before storing, so both routes accept exactly the same rows.
@@ -114,41 +154,34 @@ class Rows:
             else:
                 return Problem("no_body", "body", "the row has no body or template, and its campaign no template",
                                to, alias)
-        fields["body"] = body
-        fields["_to"] = to
-        fields["_alias"] = alias
         try:
-            fields["_content"] = self.content(c, channel, alias)
+            content = self.content(c, channel, alias)
         except ConfigError as e:
             where = f"campaign '{c.name}'" if c.name else "the [defaults]"
             return Problem("bad_campaign", "campaign", f"{where} cannot go through {alias}: {e}", to, alias)
-        return to, alias, fields
+        return ClaimedRow(oid, to, alias, content, body, priority, campaign or "", fields)
 
-    def build(self, rows: list[Any]) -> tuple[Claimed, list[Result], Claimed]:
-        """Rows to send (their outbox ids and fields), rejected results, and the rows whose suppression is
-        still to be looked up (stored in another form than their normalised address)."""
+    def build(self, rows: list[asyncpg.Record]) -> tuple[Claimed, list[Result], Claimed]:
+        """Rows to send (their outbox ids and ClaimedRows), rejected results, and the rows whose suppression
+        is still to be looked up (stored in another form than their normalised address)."""
         send: Claimed = ([], [])
         bad: list[Result] = []
         unsure: Claimed = ([], [])
         check = self.check
-        for row in rows:
-            oid, raw, channel, alias, route, campaign, body, template, variables, priority, opted_out = row
-            raw = raw or ""
-            got = check(raw, channel, alias, route, campaign, body, template, variables)
-            if type(got) is Problem:
+        for row in rows:  # the claim's RETURNING columns, read by name (queries.sql `claim`)
+            oid, raw, channel = row["id"], row["recipient"] or "", row["channel"]
+            got = check(raw, channel, row["provider"], row["route"], row["campaign"], row["body"], row["template"],
+                        row["variables"], oid, row["priority"] or 0)
+            if isinstance(got, Problem):
                 bad.append(rejected_row(oid, got.to, channel, got.code, got.message, got.alias))
-                continue
-            to, alias, fields = got  # type: ignore[misc]
-            fields["_priority"] = priority
-            fields["_group"] = campaign or ""  # the campaign a pause or cancel takes back (Message.group)
-            if to != raw:
+            elif got.to != raw:
                 unsure[0].append(oid)
-                unsure[1].append(fields)
-            elif opted_out:
-                bad.append(rejected_row(oid, to, channel, "suppressed", OPTED_OUT, alias))
+                unsure[1].append(got)
+            elif row["opted_out"]:
+                bad.append(rejected_row(oid, got.to, channel, "suppressed", OPTED_OUT, got.alias))
             else:
                 send[0].append(oid)
-                send[1].append(fields)
+                send[1].append(got)
         return send, bad, unsure
 
 

@@ -19,7 +19,7 @@ from ...model import Chunk, Result
 from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
-from .rows import OPTED_OUT, Claimed, Rows, rejected_row
+from .rows import OPTED_OUT, Claimed, ClaimedChunk, RowValidator, rejected_row
 from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
@@ -34,12 +34,12 @@ class OutboxSource(Source):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, rows: Rows,
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, validator: RowValidator,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.rows = rows
+        self.validator = validator
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
         self.engine: Engine | None = None
         self.wake = asyncio.Event()
@@ -139,11 +139,11 @@ class OutboxSource(Source):
                 rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
                 return rows, ([], []), []
-            send, bad, unsure = self.rows.build(rows)
+            send, bad, unsure = self.validator.build(rows)
             if unsure[0]:
-                (oids, fields), more = await self._suppress(conn, unsure)
+                (oids, claimed), more = await self._suppress(conn, unsure)
                 send[0].extend(oids)
-                send[1].extend(fields)
+                send[1].extend(claimed)
                 bad.extend(more)
             if self.stopped and send[0]:
                 send = await self._give_back(conn, send)
@@ -182,7 +182,7 @@ class OutboxSource(Source):
             if rows:
                 if self.stopping:  # claimed while a stop came: the release puts them back
                     return
-                yield Chunk.of_dicts(*send), bad
+                yield ClaimedChunk.of(send), bad
                 if len(rows) < want:
                     self._flush_idle()  # nothing more due now: short batches may go
                 continue
@@ -226,30 +226,30 @@ class OutboxSource(Source):
         stopped = self.stopped
         keep: Claimed = ([], [])
         back: list[int] = []
-        for oid, f in zip(*rows, strict=True):
-            if f["_group"] in stopped:
+        for oid, r in zip(*rows, strict=True):
+            if r.group in stopped:
                 back.append(oid)
             else:
                 keep[0].append(oid)
-                keep[1].append(f)
+                keep[1].append(r)
         if back:
             self.given_back += await self.store.give_back(conn, back, list(stopped))
         return keep
 
     async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
         """`rows` split into the ones to send and the opted-out ones, rejected."""
-        oids, fields = rows
-        found = await self.store.suppressed(conn, list({f["_to"] for f in fields}))
+        oids, claimed = rows
+        found = await self.store.suppressed(conn, list({r.to for r in claimed}))
         if not found:
             return rows, []
         keep: Claimed = ([], [])
         bad = []
-        for oid, f in zip(oids, fields, strict=True):
-            channels = found.get(f["_to"])
-            ch = f["_content"].channel
+        for oid, r in zip(oids, claimed, strict=True):
+            channels = found.get(r.to)
+            ch = r.content.channel
             if channels and ("*" in channels or ch in channels):
-                bad.append(rejected_row(oid, f["_to"], ch, "suppressed", OPTED_OUT, f["_alias"]))
+                bad.append(rejected_row(oid, r.to, ch, "suppressed", OPTED_OUT, r.alias))
             else:
                 keep[0].append(oid)
-                keep[1].append(f)
+                keep[1].append(r)
         return keep, bad

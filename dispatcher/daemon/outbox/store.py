@@ -14,7 +14,7 @@ import asyncpg
 
 from ...pg import migrate
 from ..config import DaemonConfig
-from .names import Names
+from .names import TableNames
 from .schema import migrations
 
 HERE = Path(__file__).parent
@@ -30,7 +30,7 @@ def named_queries(file: str = "queries.sql") -> dict[str, str]:
 class Store:
     """The outbox's named queries, filled with this daemon's table names once."""
 
-    def __init__(self, cfg: DaemonConfig, names: Names) -> None:
+    def __init__(self, cfg: DaemonConfig, names: TableNames) -> None:
         self.cfg = cfg
         self.n = names
         self.sql = {name: names.fill(q) for name, q in named_queries().items()}
@@ -39,7 +39,7 @@ class Store:
         return await migrate(conn, self.n.migration, migrations(self.n))
 
     async def claim(self, conn: asyncpg.Connection, n: int, closed: list[str], fair: list[str],
-                    urgent: int = 1) -> list[Any]:
+                    urgent: int = 1) -> list[asyncpg.Record]:
         """Up to about `n` due rows leased to this worker: rows of priority >= `urgent` first, then each
         campaign of `fair` ('' for rows without one) its weighted share; paused, cancelled and `closed`
         campaigns (sending window shut) left alone. With `fair` empty and `urgent` the lowest priority, the
@@ -120,7 +120,7 @@ class Store:
         default = float(cfg.defaults.retry_for if cfg.defaults.retry_for is not None else cfg.retry_for)
         row = await conn.fetchrow(self.sql["reschedule"], ids, cfg.worker, names, secs, default, code, error,
                                   float(cfg.retry_base), float(cfg.retry_max))
-        return int(row[0] or 0), int(row[1] or 0)
+        return int(row["rescheduled"] or 0), int(row["failed"] or 0)
 
     async def retry_failed(self, conn: asyncpg.Connection, campaign: str | None = None, code: str | None = None,
                            since: dt.datetime | None = None) -> int:
@@ -132,13 +132,13 @@ class Store:
         """The channels each of `addresses` opted out of ('*': all)."""
         out: dict[str, set[str]] = {}
         for r in await conn.fetch(self.sql["suppressed"], addresses):
-            out.setdefault(r[0], set()).add(r[1])
+            out.setdefault(r["address"], set()).add(r["channel"])
         return out
 
     async def depth(self, conn: asyncpg.Connection) -> dict[str, int]:
         """Rows pending, pending and due, and claimed (the first two counted up to a million)."""
         row = await conn.fetchrow(self.sql["depth"])
-        return {"pending": row[0], "due": row[1], "claimed": row[2]}
+        return {"pending": row["pending"], "due": row["due"], "claimed": row["claimed"]}
 
     async def purge(self, conn: asyncpg.Connection, days: float, limit: int = 10000) -> int:
         """Rows created and reports received more than `days` ago (finished rows only): a bounded batch a call.
