@@ -378,7 +378,7 @@ async def test_the_rescuer_cleaner_and_depth_run_as_services_apart_from_the_hear
     from dispatcher.daemon.maintenance import Maintenance
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.1, heartbeat=0.05, dead_after=0.2))
     cfg.retention_days = 1e-9  # everything finished is past it
-    store = Store(cfg, Names(table))
+    store = Store(cfg, TableNames(table))
     async with db(postgres_dsn) as conn:
         await store.migrate(conn)
         await bulk(conn, table, 10)
