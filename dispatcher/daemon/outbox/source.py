@@ -19,7 +19,7 @@ from ...model import Chunk, Result
 from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
-from .rows import OPTED_OUT, Claimed, ClaimedChunk, RowValidator, rejected_row
+from .rows import OPTED_OUT, ClaimedChunk, ClaimedRows, RowValidator, rejected_row
 from .store import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -128,7 +128,7 @@ class OutboxSource(Source):
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
 
-    async def _claim(self, want: int, urgent_only: bool = False) -> tuple[list[Any], Claimed, list[Result]]:
+    async def _claim(self, want: int, urgent_only: bool = False) -> tuple[list[Any], ClaimedRows, list[Result]]:
         """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out).
         `urgent_only`: priority rows only (every slot is taken, see want_urgent)."""
         async with self.pool.acquire() as conn:
@@ -138,14 +138,13 @@ class OutboxSource(Source):
             if len(rows) < want and not urgent_only:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
                 rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
-                return rows, ([], []), []
+                return rows, ClaimedRows([], []), []
             send, bad, unsure = self.validator.build(rows)
-            if unsure[0]:
-                (oids, claimed), more = await self._suppress(conn, unsure)
-                send[0].extend(oids)
-                send[1].extend(claimed)
+            if unsure.ids:
+                keep, more = await self._suppress(conn, unsure)
+                send.extend(keep)
                 bad.extend(more)
-            if self.stopped and send[0]:
+            if self.stopped and send.ids:
                 send = await self._give_back(conn, send)
         self.suppressed += sum(1 for r in bad if r.code == "suppressed")
         self.claimed += len(rows)
@@ -220,36 +219,35 @@ class OutboxSource(Source):
             log.warning("could not put %d row(s) back (%s): their claims end with their lease",
                         len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
 
-    async def _give_back(self, conn: asyncpg.Connection, rows: Claimed) -> Claimed:
+    async def _give_back(self, conn: asyncpg.Connection, rows: ClaimedRows) -> ClaimedRows:
         """`rows` without those of campaigns paused or cancelled since the claim read them as active: those
         go back (queued again, or cancelled) before they reach the lanes."""
         stopped = self.stopped
-        keep: Claimed = ([], [])
+        keep = ClaimedRows([], [])
         back: list[int] = []
-        for oid, r in zip(*rows, strict=True):
+        for oid, r in zip(rows.ids, rows.rows, strict=True):
             if r.group in stopped:
                 back.append(oid)
             else:
-                keep[0].append(oid)
-                keep[1].append(r)
+                keep.ids.append(oid)
+                keep.rows.append(r)
         if back:
             self.given_back += await self.store.give_back(conn, back, list(stopped))
         return keep
 
-    async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
+    async def _suppress(self, conn: asyncpg.Connection, rows: ClaimedRows) -> tuple[ClaimedRows, list[Result]]:
         """`rows` split into the ones to send and the opted-out ones, rejected."""
-        oids, claimed = rows
-        found = await self.store.suppressed(conn, list({r.to for r in claimed}))
+        found = await self.store.suppressed(conn, list({r.to for r in rows.rows}))
         if not found:
             return rows, []
-        keep: Claimed = ([], [])
+        keep = ClaimedRows([], [])
         bad = []
-        for oid, r in zip(oids, claimed, strict=True):
+        for oid, r in zip(rows.ids, rows.rows, strict=True):
             channels = found.get(r.to)
             ch = r.content.channel
             if channels and ("*" in channels or ch in channels):
                 bad.append(rejected_row(oid, r.to, ch, "suppressed", OPTED_OUT, r.alias))
             else:
-                keep[0].append(oid)
-                keep[1].append(r)
+                keep.ids.append(oid)
+                keep.rows.append(r)
         return keep, bad
