@@ -44,9 +44,9 @@ class OutboxSource(Source):
         self.engine: Engine | None = None
         self.wake = asyncio.Event()
         self.stopping = False
-        self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
+        self.halted_ids: list[int] = []  # outbox ids of rows for a halted provider, to put back (see defer_later)
         self.deferred_rows = 0  # rows put back so far
-        self.retrying: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
+        self.retry_queue: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
         self.rescheduled = 0  # rows rescheduled after a transient failure
         self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
@@ -109,12 +109,12 @@ class OutboxSource(Source):
 
     def defer_later(self, seqs: list[int]) -> None:
         """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
-        self.deferred.extend(seqs)
+        self.halted_ids.extend(seqs)
         self.wake.set()
 
     def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
         """Rows whose send failed for now: rescheduled in the outbox with backoff (see OutboxQueries.reschedule)."""
-        self.retrying.append((seqs, code, error))
+        self.retry_queue.append((seqs, code, error))
         self.wake.set()
 
     def _closed(self) -> list[str]:
@@ -156,7 +156,7 @@ class OutboxSource(Source):
         cfg = self.cfg
         failures = 0
         while not self.stopping:
-            if self.deferred or self.retrying:
+            if self.halted_ids or self.retry_queue:
                 await self._defer()
             if not self.ready():
                 await self._sleep(min(cfg.poll, 0.2))
@@ -200,8 +200,8 @@ class OutboxSource(Source):
         """Nothing to wait for: every claim is awaited where it is made."""
 
     async def _defer(self) -> None:
-        ids, self.deferred = self.deferred, []
-        retrying, self.retrying = self.retrying, []
+        ids, self.halted_ids = self.halted_ids, []
+        retrying, self.retry_queue = self.retry_queue, []
         try:
             async with self.pool.acquire() as conn:
                 if ids:
