@@ -16,7 +16,7 @@ import asyncpg
 
 from ...engine import Engine
 from ...model import Chunk, Result
-from ...pg import RETRY, explain
+from ...pg import PG_ERRORS, RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
 from .rows import OPTED_OUT, ClaimedChunk, ClaimedRows, RowValidator, rejected_row
@@ -172,7 +172,7 @@ class OutboxSource(Source):
             try:
                 rows, send, bad = await self._claim(want, urgent)
                 failures = 0
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            except PG_ERRORS as e:
                 self.errors += 1
                 failures += 1
                 log.warning("claim failed (%s); retrying", explain(e, cfg.dsn))
@@ -200,24 +200,24 @@ class OutboxSource(Source):
         """Nothing to wait for: every claim is awaited where it is made."""
 
     async def _defer(self) -> None:
-        ids, self.halted_ids = self.halted_ids, []
-        retrying, self.retry_queue = self.retry_queue, []
+        halted, self.halted_ids = self.halted_ids, []
+        queued, self.retry_queue = self.retry_queue, []
         try:
             async with self.pool.acquire() as conn:
-                if ids:
-                    n = await self.store.defer(conn, ids, DEFER)
+                if halted:
+                    n = await self.store.defer(conn, halted, DEFER)
                     self.deferred_rows += n
                     log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
-                for seqs, code, error in retrying:
+                for seqs, code, error in queued:
                     later, failed = await self.store.reschedule(conn, seqs, code, error)
                     self.rescheduled += later
                     self.retries_failed += failed
                     if failed:
                         log.warning("%d row(s) failed after retrying for their campaign's retry_for: %s %s",
                                     failed, code, error)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             log.warning("could not put %d row(s) back (%s): their claims end with their lease",
-                        len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
+                        len(halted) + sum(len(s) for s, _, _ in queued), explain(e, self.cfg.dsn))
 
     async def _give_back(self, conn: asyncpg.Connection, rows: ClaimedRows) -> ClaimedRows:
         """`rows` without those of campaigns paused or cancelled since the claim read them as active: those
