@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 
 from bench.common import on_postgres
-from dispatcher.daemon.outbox import Names
+from dispatcher.daemon.outbox import TableNames
 from dispatcher.daemon.outbox.schema import migrations
 from dispatcher.pg import migrate
 
@@ -33,7 +33,7 @@ KINDS = {"none": None, "btree": "(outbox_id, id)",
 
 
 async def _one(dsn: str, n: int, index: str | None) -> tuple[float, float]:
-    names = Names(f"bench_ei_{uuid.uuid4().hex[:8]}.outbox")
+    names = TableNames(f"bench_ei_{uuid.uuid4().hex[:8]}.outbox")
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn, names.migration, migrations(names)[:3])  # the schema before version 4

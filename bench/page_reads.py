@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 
 from bench.common import on_postgres
-from dispatcher.daemon.outbox import Names
+from dispatcher.daemon.outbox import TableNames
 from dispatcher.daemon.outbox.schema import migrations
 from dispatcher.daemon.outbox.store import named_queries
 from dispatcher.pg import migrate
@@ -47,7 +47,7 @@ async def _timed(conn: asyncpg.Connection, sql: str, *args: Any) -> float:
 
 
 async def _measure(dsn: str, n: int, rounds: int) -> dict[str, Any]:
-    names = Names(f"bench_pr_{uuid.uuid4().hex[:8]}.outbox")
+    names = TableNames(f"bench_pr_{uuid.uuid4().hex[:8]}.outbox")
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn, names.migration, migrations(names))

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from bench.common import on_postgres
 from dispatcher.daemon.config import DaemonConfig, WebhookSpec
-from dispatcher.daemon.outbox import Names
+from dispatcher.daemon.outbox import TableNames
 from dispatcher.daemon.outbox.schema import init_connection, migrations
 from dispatcher.daemon.webhooks import Webhooks
 from dispatcher.pg import migrate
@@ -37,7 +37,7 @@ SECRET = "whsec_" + base64.b64encode(b"bench webhook secret, 32 bytes!!").decode
 async def _measure(dsn: str, n: int, batch: int) -> dict[str, Any]:
     from standardwebhooks import Webhook
     schema = f"bench_wh_{uuid.uuid4().hex[:8]}"
-    names = Names(f"{schema}.outbox")
+    names = TableNames(f"{schema}.outbox")
     conn = await asyncpg.connect(dsn)
     await migrate(conn, names.migration, migrations(names))
     await conn.execute(f"""INSERT INTO {names.events} (outbox_id, key, status, provider, message_id)

@@ -263,7 +263,7 @@ async def test_concurrent_posts_of_the_same_keys_store_each_key_once(api_env, po
 
 @run
 async def test_the_api_and_the_sql_route_reject_the_same_rows(api_env, postgres_dsn, tmp_path, table):
-    """One validator (Rows.check): what the API refuses up front, the claim path rejects with the same code."""
+    """One validator (RowValidator.check): what the API refuses up front, the claim path rejects with the same code."""
     rows = [{"to": "not a number", "body": "x"}, {"to": number(1), "campaign": "promo", "variables": {}},
             {"to": number(2), "campaign": "nope", "body": "x"}, {"to": "a@example.com", "channel": "email", "body": "x"},
             {"to": number(4), "template": "Hi {name|shout}", "variables": {"name": "x"}},

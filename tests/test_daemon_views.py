@@ -16,7 +16,7 @@ import orjson
 from test_daemon import daemon, db, env, insert, nrs, number, run, table, until, write_config
 from test_daemon_api import API_KEY, api_env, call, conforms
 
-from dispatcher.daemon.outbox import Names, every_sql, migrations
+from dispatcher.daemon.outbox import TableNames, every_sql, migrations
 from dispatcher.daemon.views import SPAN, Throughput
 from dispatcher.pg import migrate
 
@@ -234,8 +234,8 @@ async def test_the_printed_schema_builds_what_the_migrations_build(postgres_dsn)
     by_hand, migrated = (f"t_{uuid.uuid4().hex[:10]}" for _ in range(2))
     async with db(postgres_dsn) as conn:
         await conn.execute(f"CREATE SCHEMA {by_hand}")
-        await conn.execute(every_sql(Names(f"{by_hand}.outbox")))
-        await migrate(conn, Names(f"{migrated}.outbox").migration, migrations(Names(f"{migrated}.outbox")))
+        await conn.execute(every_sql(TableNames(f"{by_hand}.outbox")))
+        await migrate(conn, TableNames(f"{migrated}.outbox").migration, migrations(TableNames(f"{migrated}.outbox")))
 
         async def shape(schema: str) -> set[tuple[str, str]]:
             rows = await conn.fetch("""

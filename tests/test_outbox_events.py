@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from dispatcher.daemon.outbox.names import Names
+from dispatcher.daemon.outbox.names import TableNames
 from dispatcher.daemon.outbox.schema import init_connection, migrations
 from dispatcher.daemon.outbox.store import named_queries
 
@@ -25,15 +25,15 @@ FROM (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5:
 WHERE o.id = r.id"""
 
 
-async def _outbox(conn: asyncpg.Connection) -> Names:
+async def _outbox(conn: asyncpg.Connection) -> TableNames:
     await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-    names = Names(f"{SCHEMA}.outbox")
+    names = TableNames(f"{SCHEMA}.outbox")
     for step in migrations(names):
         await step(conn)
     return names
 
 
-async def _claimed(conn: asyncpg.Connection, n: Names, first: int) -> list[int]:
+async def _claimed(conn: asyncpg.Connection, n: TableNames, first: int) -> list[int]:
     """Four rows inserted (keys on two, a routed provider on one, an earlier sent_via on one) and claimed."""
     ids = [await conn.fetchval(f"INSERT INTO {n.outbox} (recipient, key, provider) VALUES ($1, $2, $3) RETURNING id",
                                f"+3460000{first + i:04d}", f"k{first + i}" if i % 2 else None,
@@ -44,7 +44,7 @@ async def _claimed(conn: asyncpg.Connection, n: Names, first: int) -> list[int]:
     return ids
 
 
-async def _events(conn: asyncpg.Connection, n: Names, ids: list[int]) -> list[tuple[Any, ...]]:
+async def _events(conn: asyncpg.Connection, n: TableNames, ids: list[int]) -> list[tuple[Any, ...]]:
     """The events of `ids` after their queued ones, each with its row's place in `ids` for its id."""
     rows = await conn.fetch(f"SELECT outbox_id, key, status, code, error, provider, message_id FROM {n.events} "
                             f"WHERE outbox_id = ANY($1::bigint[]) AND status <> 'queued' ORDER BY id", ids)

@@ -10,7 +10,7 @@
 Enabled by `[http] api_key_env`; requests carry `Authorization: Bearer <key>` (401 without
 it, 403 with a wrong one; compared in constant time). A request is validated whole before
 anything is stored, with the same validator the claim path applies to rows applications
-insert in SQL (`Rows.check`), so both routes accept exactly the same messages; then it is
+insert in SQL (`RowValidator.check`), so both routes accept exactly the same messages; then it is
 one transaction. `key` makes a post idempotent: a key already stored answers the stored id
 and status and enqueues nothing, unless the payload differs (409, with both hashes; a key
 stored by SQL has no payload hash, so any payload re-posted under it answers the stored row).
@@ -37,7 +37,7 @@ from ..pg import explain
 from .config import DaemonConfig
 from .idempotency import MAX_KEY, Keys, request_hash
 from .openapi import complete, document
-from .outbox import Names, Problem, Rows
+from .outbox import Problem, RowValidator, TableNames
 from .problems import problem
 
 MAX_MESSAGES = 1000
@@ -109,11 +109,11 @@ def payload_hash(m: dict[str, Any]) -> str:
 class Api:
     """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names, rows: Rows) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator) -> None:
         assert cfg.api_key is not None
         self.cfg = cfg
         self.pool = pool
-        self.rows = rows
+        self.validator = validator
         self.keys = api_keys(cfg.api_key)
         self.used: Counter[str] = Counter()  # requests by API key name (the name is logged once when first used)
         self.idempotency = Keys(pool, names.table)
@@ -298,7 +298,7 @@ class Api:
             _error(errors, None, "", "too_many", f"{len(messages):,} messages; at most {MAX_MESSAGES:,} in one request")
             raise Invalid(422, "invalid request", errors)
         out = []
-        check = self.rows.check
+        check = self.validator.check
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 _error(errors, i, "", "not_an_object", "each message must be a JSON object")

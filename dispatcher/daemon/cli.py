@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
         except ConfigError as e:
             print(f"dispatcher daemon: {e}", file=sys.stderr)
             return EXIT_CONFIG
-        from .outbox import Names, every_sql
-        print(every_sql(Names(table)))  # every version: the campaigns table and the indexes of 003 and 004 too
+        from .outbox import TableNames, every_sql
+        print(every_sql(TableNames(table)))  # every version: the campaigns table and the indexes of 003 and 004 too
         return EXIT_OK
     try:
         cfg = load_daemon(args.config, worker=args.worker)
@@ -109,12 +109,12 @@ async def _connect(cfg):
 
 
 async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.datetime | None) -> int:
-    from .outbox import Names, Store
+    from .outbox import Store, TableNames
     conn = await _connect(cfg)
     if conn is None:
         return EXIT_CONFIG
     try:
-        n = await Store(cfg, Names(cfg.table)).retry_failed(conn, campaign, code, since)
+        n = await Store(cfg, TableNames(cfg.table)).retry_failed(conn, campaign, code, since)
     finally:
         await conn.close()
     what = " ".join(f for f in (f"of campaign {campaign}" if campaign else "", f"with code {code}" if code else "",

@@ -47,7 +47,7 @@ from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
 from ..providers.dlr import Report
 from .config import DaemonConfig, ProviderSpec
-from .outbox import Names
+from .outbox import TableNames
 from .outbox.store import named_queries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -75,7 +75,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[
 class ReportStore:
     """Reports written in batches (one transaction for all the callbacks of a moment), then matched."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: Names) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames) -> None:
         self.cfg = cfg
         self.pool = pool
         self.n = names

@@ -31,12 +31,12 @@ from .config import DaemonConfig
 from .health import Monitor
 from .outbox import (
     EVENTS_CHANNEL,
-    Names,
     OutboxSink,
     OutboxSource,
-    Rows,
     RowsPreparer,
+    RowValidator,
     Store,
+    TableNames,
     init_connection,
 )
 from .problems import problems
@@ -52,7 +52,7 @@ HALT_PROBE = 60.0  # seconds between attempts to revive a provider that halted (
 class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
-        self.names = Names(cfg.table)
+        self.names = TableNames(cfg.table)
         self.store = Store(cfg, self.names)
         self.pool: asyncpg.Pool | None = None
         self.listener: asyncpg.Connection | None = None
@@ -87,10 +87,10 @@ class Daemon:
         self.sink.on_write.append(self.reports.poke)
         self.sink.on_fatal.append(self.stop)
         providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
-        self.source = OutboxSource(cfg, pool, self.store, Rows(cfg, providers), ready=self.registry.ready)
+        self.source = OutboxSource(cfg, pool, self.store, RowValidator(cfg, providers), ready=self.registry.ready)
         self.withdrawal = Withdrawal(cfg, pool, self.store, self.source)
         if cfg.api_key:
-            self.api = Api(cfg, pool, self.names, Rows(cfg, providers))
+            self.api = Api(cfg, pool, self.names, RowValidator(cfg, providers))
         if cfg.webhooks:
             self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
             self.sink.on_write.append(self.webhooks.notify)

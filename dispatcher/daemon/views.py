@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from .api import Invalid
-from .outbox import Names
+from .outbox import TableNames
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 Guard = Callable[[str, Handler], Handler]  # the API's key check and request counter around a handler
@@ -117,7 +117,7 @@ class Throughput:
 class Views:
     """The read routes' statements, filled with this daemon's table names once."""
 
-    def __init__(self, pool: asyncpg.Pool, names: Names, throughput: Throughput) -> None:
+    def __init__(self, pool: asyncpg.Pool, names: TableNames, throughput: Throughput) -> None:
         self.pool = pool
         self.throughput = throughput
         self.events_sql = (f"SELECT id, outbox_id, status, code, error, provider, message_id, at, delivered_at, "

@@ -26,13 +26,13 @@ by this worker. A statement-level trigger NOTIFYs `outbox_new` (the table name w
 '_', plus `_new`) on every INSERT; daemons LISTEN and also poll every `poll` seconds.
 """
 
-from .names import EVENTS_CHANNEL, Names
+from .names import EVENTS_CHANNEL, TableNames
 from .preparer import RowsPreparer
-from .rows import BODY, Problem, Rows
+from .rows import BODY, Problem, RowValidator
 from .schema import events_sql, every_sql, init_connection, migrations, schema_sql
 from .sink import OutboxSink
 from .source import OutboxSource
 from .store import Store
 
-__all__ = ["BODY", "EVENTS_CHANNEL", "Names", "OutboxSink", "OutboxSource", "Problem", "Rows", "RowsPreparer",
-           "Store", "events_sql", "every_sql", "init_connection", "migrations", "schema_sql"]
+__all__ = ["BODY", "EVENTS_CHANNEL", "OutboxSink", "OutboxSource", "Problem", "RowValidator", "RowsPreparer", "Store",
+           "TableNames", "events_sql", "every_sql", "init_connection", "migrations", "schema_sql"]

@@ -10,7 +10,7 @@ from ...pg import ident, qualified
 EVENTS_CHANNEL = "dispatcher_events"  # NOTIFY channel: payload the outbox table's name, once per statement
 
 
-class Names:
+class TableNames:
     """Quoted table, index and channel names derived from `table` ("outbox" or "schema.outbox")."""
 
     def __init__(self, table: str) -> None:

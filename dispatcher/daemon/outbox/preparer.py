@@ -11,7 +11,7 @@ from .rows import ClaimedChunk
 
 
 class RowsPreparer:
-    """Outbox rows into messages. Routing, address normalisation and rendering happened in `Rows.build`
+    """Outbox rows into messages. Routing, address normalisation and rendering happened in `RowValidator.build`
     (per row, with the row's template and variables), which made each a ClaimedRow; the ClaimedChunk
     carries those beside the record fields. This builds the messages from them and hands them to the
     engine's `Encoder` (one codec call for the SMS texts, each provider's `check`), as a campaign's

@@ -25,7 +25,7 @@ OPTED_OUT = "the recipient opted out (suppression list); not sent"
 
 
 class ClaimedRow(NamedTuple):
-    """One row as the daemon sends it: what `Rows.check` made of it beside the row's own variables.
+    """One row as the daemon sends it: what `RowValidator.check` made of it beside the row's own variables.
     `fields` are the record fields the engine's Chunk and the message carry, and nothing else: no key of
     the daemon's is written into them, so a variable named `body` (or `_to`) is the user's."""
 
@@ -61,7 +61,7 @@ class ClaimedChunk(Chunk):
         return ClaimedChunk(records.seq, records.columns, [claimed[i] for i in keep])
 
 
-class Rows:
+class RowValidator:
     """Claimed rows into engine records: campaign, route, address, text, content; or a rejected result."""
 
     def __init__(self, cfg: DaemonConfig, providers: Mapping[str, Provider] | None = None) -> None:

@@ -16,41 +16,41 @@ import asyncpg
 import orjson
 
 from ...pg import ident
-from .names import Names
+from .names import TableNames
 
 SCHEMA = Path(__file__).with_name("schema")
 
 
-def _read(name: str, n: Names) -> str:
+def _read(name: str, n: TableNames) -> str:
     lines = (SCHEMA / name).read_text(encoding="utf-8").splitlines(keepends=True)
     while lines and (lines[0].startswith("--") or not lines[0].strip()):  # the file's header, not the DDL
         lines.pop(0)
     return n.fill("".join(lines))
 
 
-def schema_sql(n: Names) -> str:
+def schema_sql(n: TableNames) -> str:
     """The DDL of schema version 1 (what `dispatcher daemon FILE --print-schema` shows)."""
     return _read("001_outbox.sql", n)
 
 
-def events_sql(n: Names) -> str:
+def events_sql(n: TableNames) -> str:
     """Schema version 2: the status events every route produces (webhooks.py delivers them)."""
     return _read("002_events.sql", n)
 
 
-def control_sql(n: Names) -> str:
+def control_sql(n: TableNames) -> str:
     """Schema version 3: the `cancelled` status, the campaigns table (state and weight) and the claim's
     fair-share index."""
     return _read("003_control.sql", n)
 
 
-def every_sql(n: Names) -> str:
+def every_sql(n: TableNames) -> str:
     """Every version's DDL in order: what `dispatcher daemon FILE --print-schema` shows (what a new
     database gets; the daemon applies it itself, one version at a time)."""
     return "\n\n".join(_read(f.name, n).strip() for f in sorted(SCHEMA.glob("[0-9][0-9][0-9]_*.sql")))
 
 
-def migrations(n: Names) -> list[Callable[[asyncpg.Connection], Any]]:
+def migrations(n: TableNames) -> list[Callable[[asyncpg.Connection], Any]]:
     async def v1(conn: asyncpg.Connection) -> None:
         if n.schema:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")

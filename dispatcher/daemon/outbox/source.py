@@ -19,7 +19,7 @@ from ...model import Chunk, Result
 from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
-from .rows import OPTED_OUT, Claimed, ClaimedChunk, Rows, rejected_row
+from .rows import OPTED_OUT, Claimed, ClaimedChunk, RowValidator, rejected_row
 from .store import Store
 
 log = logging.getLogger("dispatcher.daemon")
@@ -34,12 +34,12 @@ class OutboxSource(Source):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, rows: Rows,
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, validator: RowValidator,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.rows = rows
+        self.validator = validator
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
         self.engine: Engine | None = None
         self.wake = asyncio.Event()
@@ -139,7 +139,7 @@ class OutboxSource(Source):
                 rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
                 return rows, ([], []), []
-            send, bad, unsure = self.rows.build(rows)
+            send, bad, unsure = self.validator.build(rows)
             if unsure[0]:
                 (oids, claimed), more = await self._suppress(conn, unsure)
                 send[0].extend(oids)

@@ -14,7 +14,7 @@ import asyncpg
 
 from ...pg import migrate
 from ..config import DaemonConfig
-from .names import Names
+from .names import TableNames
 from .schema import migrations
 
 HERE = Path(__file__).parent
@@ -30,7 +30,7 @@ def named_queries(file: str = "queries.sql") -> dict[str, str]:
 class Store:
     """The outbox's named queries, filled with this daemon's table names once."""
 
-    def __init__(self, cfg: DaemonConfig, names: Names) -> None:
+    def __init__(self, cfg: DaemonConfig, names: TableNames) -> None:
         self.cfg = cfg
         self.n = names
         self.sql = {name: names.fill(q) for name, q in named_queries().items()}
