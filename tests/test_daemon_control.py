@@ -13,12 +13,13 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from test_daemon import bulk, daemon, db, env, nrs, run, table, until, write_config
 from test_daemon_api import API_KEY, call, conforms
 
 from dispatcher.daemon.config import load_daemon
-from dispatcher.daemon.outbox import Store, TableNames
+from dispatcher.daemon.outbox import OutboxQueries, TableNames
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 
@@ -148,7 +149,7 @@ async def test_a_campaign_weighted_3_over_the_api_takes_three_quarters_of_the_ra
 async def test_rows_keep_their_priority_when_rescheduled_deferred_released_and_recovered(env, postgres_dsn,
                                                                                         tmp_path, table):
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.2))
-    store = Store(cfg, TableNames(table))
+    store = OutboxQueries(cfg, TableNames(table))
     async with db(postgres_dsn) as conn:
         await store.migrate(conn)
         await bulk(conn, table, 50)
@@ -367,3 +368,33 @@ async def test_a_row_whose_transaction_commits_late_is_listed_once_not_skipped(a
         assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[:5]
         status, page = await call(http, "GET", d.url + f"/v1/messages?order=desc&limit=5&cursor={cursor}")
         assert status == 200 and [m["id"] for m in page["messages"]] == sorted(seen, reverse=True)[1:6]
+
+
+@run
+async def test_the_rescuer_cleaner_and_depth_run_as_services_apart_from_the_heartbeat(env, postgres_dsn, tmp_path,
+                                                                                       table):
+    """daemon/maintenance.py: each job on its own timer, by one set-based statement; a dead worker's row
+    goes and its expired claims come back; finished rows past retention go; the depth is sampled."""
+    from dispatcher.daemon.maintenance import Maintenance
+    cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.1, heartbeat=0.05, dead_after=0.2))
+    cfg.retention_days = 1e-9  # everything finished is past it
+    store = OutboxQueries(cfg, TableNames(table))
+    async with db(postgres_dsn) as conn:
+        await store.migrate(conn)
+        await bulk(conn, table, 10)
+        await conn.execute(f"INSERT INTO {table}_workers (name, heartbeat_at) VALUES ('gone', now() - interval '1 h')")
+        await conn.execute(f"UPDATE {table} SET status = 'claimed', worker = 'gone', lease_until = now(), attempts = 1 "
+                           "WHERE id IN (SELECT id FROM " + table + " ORDER BY id LIMIT 4)")
+        await conn.execute(f"UPDATE {table} SET status = 'sent', finished_at = now() - interval '1 h' "
+                           "WHERE id IN (SELECT id FROM " + table + " WHERE status = 'pending' ORDER BY id LIMIT 3)")
+        pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
+        m = Maintenance(cfg, pool, store)
+        try:
+            m.start()
+            await until(conn, f"SELECT count(*) = 7 FROM {table} WHERE status = 'pending'")  # 3 sent rows purged
+            await until(conn, f"SELECT NOT EXISTS (SELECT 1 FROM {table}_workers WHERE name = 'gone') "
+                              f"AND (SELECT count(*) FROM {table}) = 7")
+        finally:
+            await m.stop()
+            await pool.close()
+        assert m.reaped == 4 and m.abandoned == 0 and {"pending", "due", "claimed"} <= set(m.depth)

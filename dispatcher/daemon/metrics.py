@@ -94,7 +94,7 @@ class Collector:
         yield _counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
                        ["provider", "status", "code"], d.sink.results)
         g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
-        for state, n in d.registry.depth.items():
+        for state, n in d.maintenance.depth.items():
             g.add_metric([state], n)
         yield g
         engine = d.engine
@@ -115,9 +115,9 @@ class Collector:
                                 value=d.registry.share)
         yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=d.registry.live)
         yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
-                                  value=d.registry.reaped)
+                                  value=d.maintenance.reaped)
         yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
-                                  value=d.registry.abandoned)
+                                  value=d.maintenance.abandoned)
         yield _histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
                          ["provider"], [([p], h) for p, h in sorted(d.sink.request_latency.items())])
         yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
@@ -191,7 +191,7 @@ def routes(daemon: Observed) -> list[web.RouteDef]:
             "worker": d.cfg.worker, "live_workers": d.registry.live, "share": d.registry.share,
             "heartbeat_age_s": round(age, 3) if age is not None else None,
             "in_flight": d.engine.in_flight if d.engine else 0, "claimed": d.source.claimed,
-            "outbox": d.registry.depth, "results": d.sink.written,
+            "outbox": d.maintenance.depth, "results": d.sink.written,
         }
         return web.json_response(info, status=200 if ok else 503)
 

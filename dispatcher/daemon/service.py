@@ -29,13 +29,14 @@ from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
 from .health import Monitor
+from .maintenance import Maintenance
 from .outbox import (
     EVENTS_CHANNEL,
+    OutboxQueries,
     OutboxSink,
     OutboxSource,
     RowsPreparer,
     RowValidator,
-    Store,
     TableNames,
     init_connection,
 )
@@ -53,7 +54,7 @@ class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
         self.names = TableNames(cfg.table)
-        self.store = Store(cfg, self.names)
+        self.store = OutboxQueries(cfg, self.names)
         self.pool: asyncpg.Pool | None = None
         self.listener: asyncpg.Connection | None = None
         self.runner: web.AppRunner | None = None
@@ -82,6 +83,7 @@ class Daemon:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
         pool = self.pool
         self.registry = Registry(cfg, pool, self.store)
+        self.maintenance = Maintenance(cfg, pool, self.store)
         self.reports = delivery_reports.ReportStore(cfg, pool, self.names)
         self.sink = OutboxSink(cfg, pool, self.store)
         self.sink.on_write.append(self.reports.poke)
@@ -132,6 +134,7 @@ class Daemon:
             raise DaemonError(str(e)) from None
         self._registered = True  # from here on, claims of this name are this process's
         self.registry.start()
+        self.maintenance.start()
         self.reports.start()
         self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
         events.changed = lambda: self.monitor.observe(self.engine.snapshot()) if self.monitor and self.engine else None
@@ -268,6 +271,7 @@ class Daemon:
         if self.webhooks is not None:  # what it did not deliver stays in the events table for the next start
             await self.webhooks.stop()
         if started:
+            await self.maintenance.stop()
             await self.registry.leave()
         if self.listener is not None and not self.listener.is_closed():
             with contextlib.suppress(Exception):

@@ -3,10 +3,9 @@
 The table is `{workers}` of outbox/schema/001_outbox.sql.
 
 Every `heartbeat` seconds a worker stamps its row, counts the live workers (a heartbeat
-within `dead_after`), sets each of its lanes to `1 / live` of the provider's configured
-rate, and reaps: dead workers' rows are deleted and their expired claims go back to
-pending (outbox.Store.reap). The configured `rate` of a provider is therefore the global
-rate of all daemons together.
+within `dead_after`) and sets each of its lanes to `1 / live` of the provider's configured
+rate: the configured `rate` of a provider is therefore the global rate of all daemons
+together. Dead workers' rows and their expired claims are the rescuer's (maintenance.py).
 
 The sum never exceeds the rate: a worker that joins waits 1.5 heartbeats after registering
 before it sends, so every other worker has counted it (and lowered its share) first; a
@@ -30,7 +29,7 @@ import asyncpg
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .outbox import Store
+from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 
@@ -40,25 +39,20 @@ class WorkerNameInUse(Exception):
 
 
 class Registry:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.n = store.n
+        self.n = store.names
         self.engine: Engine | None = None
         self.live = 1
         self.share = 1.0
         self.last_ok = 0.0  # monotonic time of the last successful heartbeat
-        self.depth: dict[str, int] = {}
-        self.reaped = 0
-        self.abandoned = 0
         self.beats = 0
         self.failures = 0
         self._joined = False  # past the joining wait: may send
         self._applied = False
         self._task: asyncio.Task[None] | None = None
-        self._last_depth = 0.0
-        self._last_purge = 0.0
 
     # -- state the others read ------------------------------------------------------------
     def fresh(self) -> bool:
@@ -137,23 +131,6 @@ class Registry:
                         log.info("%d live worker(s): this one sends %.3g of each provider's rate", self.live, share)
                     self.share = share
                     self.apply()
-                await conn.execute(f"DELETE FROM {n.workers} WHERE heartbeat_at < now() - make_interval(secs => $1)",
-                                   float(cfg.dead_after) * 3)
-                released, failed = await self.store.reap(conn)
-                if released or failed:
-                    log.warning("took back %d claim(s) of dead workers; %d row(s) failed as abandoned", released, failed)
-                self.reaped += released
-                self.abandoned += failed
-                now = time.monotonic()
-                if now - self._last_depth >= max(5.0, cfg.heartbeat):
-                    self._last_depth = now
-                    self.depth = await self.store.depth(conn)
-                if cfg.retention_days and now - self._last_purge >= 300:
-                    self._last_purge = now
-                    for purge in (self.store.purge, self.store.purge_events):
-                        for _ in range(100):  # at most a million rows a round
-                            if await purge(conn, cfg.retention_days) < 10000:
-                                break
         except PG_ERRORS as e:
             self.failures += 1
             log.warning("heartbeat failed (%s)%s", explain(e, cfg.dsn),
