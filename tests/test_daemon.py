@@ -34,7 +34,7 @@ import pytest
 from blastkit import write_toml
 
 from dispatcher.daemon.config import load_daemon
-from dispatcher.daemon.outbox import Store, TableNames, init_connection
+from dispatcher.daemon.outbox import OutboxQueries, TableNames, init_connection
 from dispatcher.daemon.schedule import Schedule, Window, WindowError
 from dispatcher.daemon.service import Daemon, DaemonError
 from dispatcher.errors import ConfigError
@@ -314,7 +314,7 @@ async def test_claims_skip_locked_rows_follow_priority_and_come_back_from_dead_w
                                                                                         table):
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.3, max_claims=2,
                                    campaigns={"shut": {"window": {"days": "mon", "hours": "00:00-00:01"}}}))
-    store = Store(cfg, TableNames(table))
+    store = OutboxQueries(cfg, TableNames(table))
     async with db(postgres_dsn) as a, db(postgres_dsn) as b:
         await store.migrate(a)
         await bulk(a, table, 100)

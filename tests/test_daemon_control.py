@@ -19,7 +19,7 @@ from test_daemon import bulk, daemon, db, env, nrs, run, table, until, write_con
 from test_daemon_api import API_KEY, call, conforms
 
 from dispatcher.daemon.config import load_daemon
-from dispatcher.daemon.outbox import Store, TableNames
+from dispatcher.daemon.outbox import OutboxQueries, TableNames
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 
@@ -149,7 +149,7 @@ async def test_a_campaign_weighted_3_over_the_api_takes_three_quarters_of_the_ra
 async def test_rows_keep_their_priority_when_rescheduled_deferred_released_and_recovered(env, postgres_dsn,
                                                                                         tmp_path, table):
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.2))
-    store = Store(cfg, TableNames(table))
+    store = OutboxQueries(cfg, TableNames(table))
     async with db(postgres_dsn) as conn:
         await store.migrate(conn)
         await bulk(conn, table, 50)
@@ -378,7 +378,7 @@ async def test_the_rescuer_cleaner_and_depth_run_as_services_apart_from_the_hear
     from dispatcher.daemon.maintenance import Maintenance
     cfg = load_daemon(write_config(tmp_path, table, {"sms": nrs(env)}, lease=0.1, heartbeat=0.05, dead_after=0.2))
     cfg.retention_days = 1e-9  # everything finished is past it
-    store = Store(cfg, TableNames(table))
+    store = OutboxQueries(cfg, TableNames(table))
     async with db(postgres_dsn) as conn:
         await store.migrate(conn)
         await bulk(conn, table, 10)

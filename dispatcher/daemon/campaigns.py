@@ -34,7 +34,7 @@ from aiohttp import web
 
 from .api import Invalid, view
 from .config import DaemonConfig
-from .outbox import Store
+from .outbox import OutboxQueries
 from .problems import problem
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -58,7 +58,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 class Control:
     """Cancel, pause, resume, retry, and the listings; each one statement on the outbox's tables."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

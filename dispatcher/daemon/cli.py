@@ -109,12 +109,12 @@ async def _connect(cfg):
 
 
 async def _retry_failed(cfg, campaign: str | None, code: str | None, since: dt.datetime | None) -> int:
-    from .outbox import Store, TableNames
+    from .outbox import OutboxQueries, TableNames
     conn = await _connect(cfg)
     if conn is None:
         return EXIT_CONFIG
     try:
-        n = await Store(cfg, TableNames(cfg.table)).retry_failed(conn, campaign, code, since)
+        n = await OutboxQueries(cfg, TableNames(cfg.table)).retry_failed(conn, campaign, code, since)
     finally:
         await conn.close()
     what = " ".join(f for f in (f"of campaign {campaign}" if campaign else "", f"with code {code}" if code else "",

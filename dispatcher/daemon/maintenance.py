@@ -3,10 +3,10 @@ job run every so often by every daemon, safe to run by several at once (each one
 
 - rescuer, every `heartbeat` seconds: dead workers' rows go (silent for three `dead_after`s), and the
   claims whose lease ended with no live worker behind them go back to pending, or fail as abandoned once
-  claimed `max_claims` times (outbox.Store.reap);
+  claimed `max_claims` times (outbox.OutboxQueries.reap);
 - depth, every 5 s at least: the rows pending, due and claimed, for /metrics and /healthz;
 - cleaner, every 5 minutes when `retention_days` is set: finished rows, reports and delivered events
-  older than that, in bounded batches (outbox.Store.purge, purge_events).
+  older than that, in bounded batches (outbox.OutboxQueries.purge, purge_events).
 
 A failure is logged and the job runs again at its next turn: the heartbeat (workers.py) alone decides
 whether this worker may claim.
@@ -24,7 +24,7 @@ import asyncpg
 
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .outbox import Store
+from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 CLEAN_EVERY = 300.0  # seconds between two purges
@@ -35,7 +35,7 @@ Job = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class Maintenance:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -73,7 +73,7 @@ class Maintenance:
 
     async def rescue(self, conn: asyncpg.Connection) -> None:
         """Dead workers' rows deleted; their expired claims back to pending (or failed as abandoned)."""
-        await conn.execute(f"DELETE FROM {self.store.n.workers} WHERE heartbeat_at < now() - make_interval(secs => $1)",
+        await conn.execute(f"DELETE FROM {self.store.names.workers} WHERE heartbeat_at < now() - make_interval(secs => $1)",
                            float(self.cfg.dead_after) * 3)
         released, failed = await self.store.reap(conn)
         if released or failed:

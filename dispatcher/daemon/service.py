@@ -32,11 +32,11 @@ from .health import Monitor
 from .maintenance import Maintenance
 from .outbox import (
     EVENTS_CHANNEL,
+    OutboxQueries,
     OutboxSink,
     OutboxSource,
     RowsPreparer,
     RowValidator,
-    Store,
     TableNames,
     init_connection,
 )
@@ -54,7 +54,7 @@ class Daemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
         self.names = TableNames(cfg.table)
-        self.store = Store(cfg, self.names)
+        self.store = OutboxQueries(cfg, self.names)
         self.pool: asyncpg.Pool | None = None
         self.listener: asyncpg.Connection | None = None
         self.runner: web.AppRunner | None = None

@@ -21,14 +21,14 @@ import asyncpg
 
 from ..pg import explain
 from .config import DaemonConfig
-from .outbox import OutboxSource, Store
+from .outbox import OutboxQueries, OutboxSource
 
 log = logging.getLogger("dispatcher.daemon")
 EVERY = 1.0  # seconds between two looks at the campaigns table when no NOTIFY came
 
 
 class Withdrawal:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, source: OutboxSource) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, source: OutboxSource) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

@@ -29,7 +29,7 @@ import asyncpg
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .outbox import Store
+from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 
@@ -39,11 +39,11 @@ class WorkerNameInUse(Exception):
 
 
 class Registry:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.n = store.n
+        self.n = store.names
         self.engine: Engine | None = None
         self.live = 1
         self.share = 1.0

@@ -8,7 +8,7 @@ One concern a module:
 |---|---|
 | names.py | the table, index and channel names derived from `table` ("outbox" or "schema.outbox") |
 | schema/001_outbox.sql, 002_events.sql, 003_control.sql, schema.py | the DDL, as numbered migrations (see those files for every column) |
-| queries.sql, store.py | every statement on the outbox, one named query each, one Store method per query |
+| queries.sql, store.py | every statement on the outbox, one named query each, one OutboxQueries method per query |
 | rows.py | the one validator of rows (claim path and HTTP API alike), `Problem`; `ClaimedRow`, a row as it is sent, carried beside its variables (`ClaimedChunk`), never written into them |
 | source.py | `OutboxSource`: the claim loop, and putting deferred or retried rows back |
 | preparer.py | `RowsPreparer`: rows (rendered already) into the engine's messages |
@@ -32,7 +32,7 @@ from .rows import BODY, Problem, RowValidator
 from .schema import events_sql, every_sql, init_connection, migrations, schema_sql
 from .sink import OutboxSink
 from .source import OutboxSource
-from .store import Store
+from .store import OutboxQueries
 
-__all__ = ["BODY", "EVENTS_CHANNEL", "OutboxSink", "OutboxSource", "Problem", "RowValidator", "RowsPreparer", "Store",
-           "TableNames", "events_sql", "every_sql", "init_connection", "migrations", "schema_sql"]
+__all__ = ["BODY", "EVENTS_CHANNEL", "OutboxQueries", "OutboxSink", "OutboxSource", "Problem", "RowValidator",
+           "RowsPreparer", "TableNames", "events_sql", "every_sql", "init_connection", "migrations", "schema_sql"]

@@ -1,6 +1,6 @@
 -- Every statement the daemon runs on the outbox, one named query each (the way River's driver keeps
 -- its queries): `-- name: X` starts one. {names} are the configured tables (see names.py); $n are
--- parameters, in the order the Store method of the same name passes them.
+-- parameters, in the order the OutboxQueries method of the same name passes them.
 
 -- name: claim
 -- Rows due, leased to this worker, in two parts. `urgent`: rows of priority >= $6, highest first, whatever

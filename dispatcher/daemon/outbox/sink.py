@@ -16,7 +16,7 @@ from ...pg import RETRY, Retry, explain, retrying
 from ...sinks.base import Sink
 from ..config import DaemonConfig
 from ..histogram import LATENCY_BUCKETS, QUEUE_BUCKETS, Histogram
-from .store import Store
+from .store import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 
@@ -27,7 +27,7 @@ class OutboxSink(Sink):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

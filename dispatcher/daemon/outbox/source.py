@@ -20,7 +20,7 @@ from ...pg import RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
 from .rows import OPTED_OUT, Claimed, ClaimedChunk, RowValidator, rejected_row
-from .store import Store
+from .store import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
 DEFER = 30.0  # seconds a row for a halted provider waits before it is claimed again
@@ -34,7 +34,7 @@ class OutboxSource(Source):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: Store, validator: RowValidator,
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, validator: RowValidator,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.pool = pool
@@ -113,7 +113,7 @@ class OutboxSource(Source):
         self.wake.set()
 
     def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
-        """Rows whose send failed for now: rescheduled in the outbox with backoff (see Store.reschedule)."""
+        """Rows whose send failed for now: rescheduled in the outbox with backoff (see OutboxQueries.reschedule)."""
         self.retrying.append((seqs, code, error))
         self.wake.set()
 

@@ -27,24 +27,24 @@ def named_queries(file: str = "queries.sql") -> dict[str, str]:
     return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
-class Store:
+class OutboxQueries:
     """The outbox's named queries, filled with this daemon's table names once."""
 
     def __init__(self, cfg: DaemonConfig, names: TableNames) -> None:
         self.cfg = cfg
-        self.n = names
+        self.names = names
         self.sql = {name: names.fill(q) for name, q in named_queries().items()}
 
     async def migrate(self, conn: asyncpg.Connection) -> int:
-        return await migrate(conn, self.n.migration, migrations(self.n))
+        return await migrate(conn, self.names.migration, migrations(self.names))
 
-    async def claim(self, conn: asyncpg.Connection, n: int, closed: list[str], fair: list[str],
+    async def claim(self, conn: asyncpg.Connection, limit: int, closed: list[str], fair: list[str],
                     urgent: int = 1) -> list[asyncpg.Record]:
-        """Up to about `n` due rows leased to this worker: rows of priority >= `urgent` first, then each
+        """Up to about `limit` due rows leased to this worker: rows of priority >= `urgent` first, then each
         campaign of `fair` ('' for rows without one) its weighted share; paused, cancelled and `closed`
         campaigns (sending window shut) left alone. With `fair` empty and `urgent` the lowest priority, the
-        `n` due rows of highest priority, whatever their campaign (the claim that fills what shares left)."""
-        return await conn.fetch(self.sql["claim"], self.cfg.worker, float(self.cfg.lease), n, closed, fair, urgent)
+        `limit` due rows of highest priority, whatever their campaign (the claim that fills what shares left)."""
+        return await conn.fetch(self.sql["claim"], self.cfg.worker, float(self.cfg.lease), limit, closed, fair, urgent)
 
     async def cancel_message(self, conn: asyncpg.Connection, oid: int) -> bool:
         """A queued row into `cancelled`; False when it is not queued (claimed, finished or absent)."""
@@ -96,7 +96,7 @@ class Store:
         """This worker's unfinished claims back to pending (a graceful stop)."""
         count = await conn.fetchval(self.sql["release"], self.cfg.worker)
         if count:
-            await conn.execute("SELECT pg_notify($1, '')", self.n.channel)
+            await conn.execute("SELECT pg_notify($1, '')", self.names.channel)
         return int(count or 0)
 
     async def reap(self, conn: asyncpg.Connection) -> tuple[int, int]:
@@ -106,7 +106,7 @@ class Store:
             failed = await conn.fetchval(self.sql["reap_abandoned"], dead, self.cfg.max_claims)
             released = await conn.fetchval(self.sql["reap_released"], dead)
             if released:
-                await conn.execute("SELECT pg_notify($1, '')", self.n.channel)
+                await conn.execute("SELECT pg_notify($1, '')", self.names.channel)
         return int(released or 0), int(failed or 0)
 
     async def defer(self, conn: asyncpg.Connection, ids: list[int], seconds: float) -> int:
