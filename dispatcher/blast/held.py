@@ -124,7 +124,7 @@ _FINAL = ("SELECT DISTINCT ON (seq) seq, status, run_id FROM {results} WHERE run
           "ORDER BY seq, array_position($1::text[], run_id) DESC")  # the latest run's result of each record
 
 
-def _chain(runs: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+def table_of(runs: list[dict[str, Any]]) -> tuple[str, str, str] | None:
     """(DSN or "", results table, dsn_env) when a run and its retries all wrote to one PostgreSQL table."""
     found = {_recorded(m) for m in runs}
     if len(found) != 1 or None in found:
@@ -136,7 +136,7 @@ def _chain(runs: list[dict[str, Any]]) -> tuple[str, str, str] | None:
 def rolled_up(runs: list[dict[str, Any]]) -> dict[str, int] | None:
     """sent / failed / rejected of a run and its retries in one PostgreSQL table, each record counted once
     by its final outcome (the latest run's result); None when they are not there or cannot be read."""
-    chain = _chain(runs)
+    chain = table_of(runs)
     if chain is None or not chain[0]:
         return None
     dsn, table, _ = chain
@@ -163,7 +163,7 @@ def final_rows(runs: list[dict[str, Any]], write: Any) -> int | None:
     """Each record's final outcome across a run and its retries in one PostgreSQL table, `write(seq, status,
     run id)` a row in seq order, read through a cursor (a page at a time, not the whole run); the count
     written, or None when they are not there. Raises ConfigError when the database cannot be read."""
-    chain = _chain(runs)
+    chain = table_of(runs)
     if chain is None:
         return None
     dsn, table, env = chain

@@ -29,7 +29,7 @@ import orjson
 from ..model import RESULT_FIELDS
 from ..state import RunState, run_ids
 from .delivery import of_run
-from .held import Held, final_rows, read
+from .held import Held, final_rows, read, table_of
 from .held import rolled_up as rolled_up_in_table
 
 COUNTS = ("sent", "failed", "rejected")
@@ -285,6 +285,9 @@ def write_results(state_dir: Path, run_id: str, fmt: str, out: Any) -> int | Non
     if m is None:
         return None
     chain = [m, *retries_of(runs, run_id)]
+    f = final(chain)
+    if f is None and table_of(chain) is None:
+        return None
     if fmt == "csv":
         w = csv.writer(out)
         w.writerow(("seq", "status", "run_id"))
@@ -292,7 +295,6 @@ def write_results(state_dir: Path, run_id: str, fmt: str, out: Any) -> int | Non
     else:
         def row(x: tuple[int, str, str]) -> None:
             out.write(orjson.dumps({"seq": x[0], "status": x[1], "run_id": x[2]}).decode() + "\n")
-    f = final(chain)
     if f is None:  # a PostgreSQL sink's table, streamed in seq order
         return final_rows(chain, lambda *x: row(x))
     for seq, (s, r) in sorted(f.items()):
