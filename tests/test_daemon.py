@@ -38,6 +38,7 @@ from dispatcher.daemon.outbox import OutboxQueries, TableNames, init_connection
 from dispatcher.daemon.schedule import Schedule, Window, WindowError
 from dispatcher.daemon.service import Daemon, DaemonError
 from dispatcher.errors import ConfigError
+from dispatcher.model import MISSING
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("DISPATCHER_FULL") == "1"
@@ -661,6 +662,43 @@ async def test_opted_out_and_bad_rows_are_never_sent_and_unsubscribes_are_learnt
         await until(conn, f"SELECT status = 'rejected' FROM {table} WHERE id = $1", again)
         assert await conn.fetchval(f"SELECT code FROM {table} WHERE id = $1", again) == "suppressed"
         assert len(env.ledger("nrs360")) == 2
+
+
+def test_a_claimed_row_carries_the_daemons_facts_beside_its_variables(tmp_path, monkeypatch):
+    """RowValidator.build reads the claim's columns by name (their order is free) and makes each row a
+    ClaimedRow; the chunk the engine gets holds the rows' variables as its record fields and nothing of
+    the daemon's (no _to, _alias, body...), and the messages come from the ClaimedRows."""
+    from dispatcher.daemon.outbox import RowsPreparer, RowValidator
+    from dispatcher.daemon.outbox.rows import ClaimedChunk
+
+    monkeypatch.setenv("DISPATCHER_DSN", "postgresql://u@127.0.0.1:1/db")
+    sms = {"type": "nrs360", "url": "http://127.0.0.1:1", "username_env": "NRS360_USER", "password_env": "NRS360_PASSWORD"}
+    cfg = load_daemon(write_config(tmp_path, "outbox", {"sms": sms}, campaigns={"promo": {"template": "Hi {name}: {body}"}}))
+    columns = ("id", "recipient", "channel", "provider", "route", "campaign", "body", "template", "variables",
+               "priority", "opted_out")
+    claimed = [dict(zip(reversed(columns), reversed(row), strict=True)) for row in (  # another order than the query's
+        (7, number(7), "sms", None, None, "promo", None, None, {"name": "Ann", "body": "mine"}, 3, False),
+        (8, "600000008", "sms", None, None, None, "plain", None, {"body": "also mine"}, 0, False),  # national
+        (9, number(9), "sms", None, None, None, "x", None, {}, 0, True),  # opted out
+        (10, "nope", "sms", None, None, None, "x", None, {}, 0, False))]
+    send, bad, unsure = RowValidator(cfg).build(claimed)
+    assert [(r.seq, r.code) for r in bad] == [(9, "suppressed"), (10, "invalid_number")]
+    assert unsure.ids == [8] and unsure.rows[0].to == number(8)  # its suppression is looked up by E.164
+    send.extend(unsure)
+    assert send.ids == [7, 8]
+    first = send.rows[0]
+    assert (first.to, first.alias, first.text, first.priority, first.group) == (number(7), "sms", "Hi Ann: mine", 3,
+                                                                              "promo")
+    chunk = ClaimedChunk.of(send)
+    assert chunk.seq == [7, 8] and chunk.columns == {"name": ["Ann", MISSING], "body": ["mine", "also mine"]}
+    assert claimed[0]["variables"] == {"name": "Ann", "body": "mine"}  # the claim's own dict is not written to
+    later = chunk.take([1])
+    assert later.seq == [8] and [r.id for r in later.claimed] == [8] and later.columns["body"] == ["also mine"]
+    by_alias, rejected = RowsPreparer(lambda out, sms, bad: (out, bad), {"sms": "sms"}).prepare(chunk)
+    assert rejected == []
+    assert [(m.seq, m.to, m.text, m.vars, m.route, m.priority, m.group) for m in by_alias["sms"]] == [
+        (7, number(7), "Hi Ann: mine", {"name": "Ann", "body": "mine"}, "sms", 3, "promo"),
+        (8, number(8), "plain", {"body": "also mine"}, "sms", 0, "")]
 
 
 @run

@@ -398,3 +398,19 @@ async def test_the_rescuer_cleaner_and_depth_run_as_services_apart_from_the_hear
             await m.stop()
             await pool.close()
         assert m.reaped == 4 and m.abandoned == 0 and {"pending", "due", "claimed"} <= set(m.depth)
+
+
+@run
+async def test_rows_queued_again_after_their_campaigns_cancel_are_cancelled_too(api_env, postgres_dsn, tmp_path,
+                                                                                table):
+    """A release, a deferral or a retry can put a row back to queued just after the cancel's trigger
+    cancelled the queued ones (or a row is inserted into the cancelled campaign): no claim takes it, and
+    the daemons cancel it at their next look at the campaigns table (a second at most)."""
+    async with daemon(paced(tmp_path, table, api_env, 50.0)) as d, db(postgres_dsn) as conn:
+        await conn.execute(f"INSERT INTO {table}_campaigns (name, state) VALUES ('big', 'cancelled')")
+        await bulk(conn, table, 5, campaign="big")  # as if put back after the cancel
+        await until(conn, f"SELECT count(*) = 5 FROM {table} WHERE status = 'cancelled' AND campaign = 'big'",
+                    timeout=3)
+        assert d.withdrawal.swept == 5
+        events = await conn.fetchval(f"SELECT count(*) FROM {table}_events WHERE status = 'cancelled'")
+        assert events == 5

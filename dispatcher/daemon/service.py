@@ -29,6 +29,7 @@ from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
 from .health import Monitor
+from .heartbeat import WorkerNameInUse, WorkerRegistry
 from .maintenance import Maintenance
 from .outbox import (
     EVENTS_CHANNEL,
@@ -44,7 +45,6 @@ from .problems import problems
 from .views import Throughput, Views
 from .webhooks import Webhooks
 from .withdrawal import Withdrawal
-from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
 HALT_PROBE = 60.0  # seconds between attempts to revive a provider that halted (credentials, credit)
@@ -82,7 +82,7 @@ class Daemon:
         except PG_ERRORS as e:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
         pool = self.pool
-        self.registry = Registry(cfg, pool, self.store)
+        self.registry = WorkerRegistry(cfg, pool, self.store)
         self.maintenance = Maintenance(cfg, pool, self.store)
         self.reports = delivery_reports.ReportStore(cfg, pool, self.names)
         self.sink = OutboxSink(cfg, pool, self.store)

@@ -6,6 +6,8 @@ Two ways in, so that no row of a stopped campaign reaches the wire once this dae
 the engine's lanes give back what they hold (`Engine.withdraw`: queued, in open groups, held by a worker
 waiting for a slot), and the source gives back what a claim that read the campaign as active returns
 afterwards (`OutboxSource.stopped`). A row on the wire is never taken back: it ends as the provider answers.
+Rows of a cancelled campaign that come back to queued after its cancel (a release, a deferral or a retry
+racing the cancel's trigger) are cancelled at the next look.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Withdrawal:
         self.source = source  # its engine's lanes are what a withdrawal takes from
         self.wake = asyncio.Event()
         self.withdrawn = 0  # rows given back so far
+        self.swept = 0  # queued rows of cancelled campaigns cancelled after their cancel (see check)
         self.checks = 0
 
     def notify(self, *args: Any) -> None:
@@ -58,6 +61,9 @@ class Withdrawal:
                        if r["state"] != "active"}
             self.source.stopped = stopped  # from now on a claim's rows of these go back before the lanes
             self.checks += 1
+            cancelled = [name for name, state in stopped.items() if state == "cancelled"]
+            if cancelled:  # rows a release, deferral or retry put back to queued after the cancel
+                self.swept += await self.store.sweep_cancelled(conn, cancelled)
             engine = self.source.engine
             if not stopped or engine is None:
                 return 0

@@ -80,6 +80,15 @@ FROM c WHERE o.id = ANY($1::bigint[]) AND o.worker = $2 AND o.status = 'claimed'
 RETURNING 1)
 SELECT count(*) FROM r;
 
+-- name: sweep_cancelled
+-- Queued rows of the cancelled campaigns $1: rows put back to queued after the cancel's trigger ran (a
+-- release, a deferral or a retry racing it) or inserted since; cancelled like the others. The fair-share
+-- index (campaign, pending) makes it a probe when there are none.
+WITH r AS (UPDATE {outbox} SET status = 'cancelled', code = 'cancelled', error = 'the campaign was cancelled',
+    finished_at = now(), lease_until = NULL
+WHERE coalesce(campaign, '') = ANY($1::text[]) AND status = 'pending' RETURNING 1)
+SELECT count(*) FROM r;
+
 -- name: settling
 -- What a pause or cancel of campaign $2 still waits for: transactions that were running when it committed
 -- ($1, the xip of a snapshot taken after it: a claim among them may have read the campaign as active), and

@@ -39,7 +39,15 @@ class ClaimedRow(NamedTuple):
     fields: dict[str, Any]  # the row's variables
 
 
-Claimed = tuple[list[int], list[ClaimedRow]]  # claimed rows to send: their outbox ids and rows, as columns
+class ClaimedRows(NamedTuple):
+    """Claimed rows as two columns, one entry a row: their outbox ids (the records' seqs) and their ClaimedRow."""
+
+    ids: list[int]
+    rows: list[ClaimedRow]
+
+    def extend(self, other: ClaimedRows) -> None:
+        self.ids.extend(other.ids)
+        self.rows.extend(other.rows)
 
 
 @dataclass(slots=True)
@@ -50,8 +58,8 @@ class ClaimedChunk(Chunk):
     claimed: list[ClaimedRow]
 
     @classmethod
-    def of(cls, rows: Claimed) -> ClaimedChunk:
-        ids, claimed = rows
+    def of(cls, rows: ClaimedRows) -> ClaimedChunk:
+        ids, claimed = rows.ids, rows.rows
         records = Chunk.of_dicts(ids, [r.fields for r in claimed])
         return cls(records.seq, records.columns, claimed)
 
@@ -161,12 +169,12 @@ class RowValidator:
             return Problem("bad_campaign", "campaign", f"{where} cannot go through {alias}: {e}", to, alias)
         return ClaimedRow(oid, to, alias, content, body, priority, campaign or "", fields)
 
-    def build(self, rows: list[asyncpg.Record]) -> tuple[Claimed, list[Result], Claimed]:
+    def build(self, rows: list[asyncpg.Record]) -> tuple[ClaimedRows, list[Result], ClaimedRows]:
         """Rows to send (their outbox ids and ClaimedRows), rejected results, and the rows whose suppression
         is still to be looked up (stored in another form than their normalised address)."""
-        send: Claimed = ([], [])
+        send = ClaimedRows([], [])
         bad: list[Result] = []
-        unsure: Claimed = ([], [])
+        unsure = ClaimedRows([], [])
         check = self.check
         for row in rows:  # the claim's RETURNING columns, read by name (queries.sql `claim`)
             oid, raw, channel = row["id"], row["recipient"] or "", row["channel"]
@@ -175,13 +183,13 @@ class RowValidator:
             if isinstance(got, Problem):
                 bad.append(rejected_row(oid, got.to, channel, got.code, got.message, got.alias))
             elif got.to != raw:
-                unsure[0].append(oid)
-                unsure[1].append(got)
+                unsure.ids.append(oid)
+                unsure.rows.append(got)
             elif row["opted_out"]:
                 bad.append(rejected_row(oid, got.to, channel, "suppressed", OPTED_OUT, got.alias))
             else:
-                send[0].append(oid)
-                send[1].append(got)
+                send.ids.append(oid)
+                send.rows.append(got)
         return send, bad, unsure
 
 

@@ -16,10 +16,10 @@ import asyncpg
 
 from ...engine import Engine
 from ...model import Chunk, Result
-from ...pg import RETRY, explain
+from ...pg import PG_ERRORS, RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
-from .rows import OPTED_OUT, Claimed, ClaimedChunk, RowValidator, rejected_row
+from .rows import OPTED_OUT, ClaimedChunk, ClaimedRows, RowValidator, rejected_row
 from .store import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -44,9 +44,9 @@ class OutboxSource(Source):
         self.engine: Engine | None = None
         self.wake = asyncio.Event()
         self.stopping = False
-        self.deferred: list[int] = []  # outbox ids to put back to pending (see defer_later)
+        self.halted_ids: list[int] = []  # outbox ids of rows for a halted provider, to put back (see defer_later)
         self.deferred_rows = 0  # rows put back so far
-        self.retrying: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
+        self.retry_queue: list[tuple[list[int], str | None, str | None]] = []  # (ids, code, error) to reschedule
         self.rescheduled = 0  # rows rescheduled after a transient failure
         self.retries_failed = 0  # rows failed: their retry_for ran out
         self.claimed = 0
@@ -109,12 +109,12 @@ class OutboxSource(Source):
 
     def defer_later(self, seqs: list[int]) -> None:
         """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
-        self.deferred.extend(seqs)
+        self.halted_ids.extend(seqs)
         self.wake.set()
 
     def retry_later(self, seqs: list[int], code: str | None, error: str | None) -> None:
         """Rows whose send failed for now: rescheduled in the outbox with backoff (see OutboxQueries.reschedule)."""
-        self.retrying.append((seqs, code, error))
+        self.retry_queue.append((seqs, code, error))
         self.wake.set()
 
     def _closed(self) -> list[str]:
@@ -128,7 +128,7 @@ class OutboxSource(Source):
             async with asyncio.timeout(seconds):
                 await self.wake.wait()
 
-    async def _claim(self, want: int, urgent_only: bool = False) -> tuple[list[Any], Claimed, list[Result]]:
+    async def _claim(self, want: int, urgent_only: bool = False) -> tuple[list[Any], ClaimedRows, list[Result]]:
         """One claim: rows, the ones to send, and the ones rejected already (bad input, opted out).
         `urgent_only`: priority rows only (every slot is taken, see want_urgent)."""
         async with self.pool.acquire() as conn:
@@ -138,14 +138,13 @@ class OutboxSource(Source):
             if len(rows) < want and not urgent_only:  # shares left slots free (or rows of campaigns not configured wait): the rest by priority
                 rows += await self.store.claim(conn, want - len(rows), closed, [], LOWEST)
             if not rows:
-                return rows, ([], []), []
+                return rows, ClaimedRows([], []), []
             send, bad, unsure = self.validator.build(rows)
-            if unsure[0]:
-                (oids, claimed), more = await self._suppress(conn, unsure)
-                send[0].extend(oids)
-                send[1].extend(claimed)
+            if unsure.ids:
+                keep, more = await self._suppress(conn, unsure)
+                send.extend(keep)
                 bad.extend(more)
-            if self.stopped and send[0]:
+            if self.stopped and send.ids:
                 send = await self._give_back(conn, send)
         self.suppressed += sum(1 for r in bad if r.code == "suppressed")
         self.claimed += len(rows)
@@ -157,7 +156,7 @@ class OutboxSource(Source):
         cfg = self.cfg
         failures = 0
         while not self.stopping:
-            if self.deferred or self.retrying:
+            if self.halted_ids or self.retry_queue:
                 await self._defer()
             if not self.ready():
                 await self._sleep(min(cfg.poll, 0.2))
@@ -173,7 +172,7 @@ class OutboxSource(Source):
             try:
                 rows, send, bad = await self._claim(want, urgent)
                 failures = 0
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+            except PG_ERRORS as e:
                 self.errors += 1
                 failures += 1
                 log.warning("claim failed (%s); retrying", explain(e, cfg.dsn))
@@ -201,55 +200,54 @@ class OutboxSource(Source):
         """Nothing to wait for: every claim is awaited where it is made."""
 
     async def _defer(self) -> None:
-        ids, self.deferred = self.deferred, []
-        retrying, self.retrying = self.retrying, []
+        halted, self.halted_ids = self.halted_ids, []
+        queued, self.retry_queue = self.retry_queue, []
         try:
             async with self.pool.acquire() as conn:
-                if ids:
-                    n = await self.store.defer(conn, ids, DEFER)
+                if halted:
+                    n = await self.store.defer(conn, halted, DEFER)
                     self.deferred_rows += n
                     log.info("%d row(s) for a provider that cannot take them now put back for %g s", n, DEFER)
-                for seqs, code, error in retrying:
+                for seqs, code, error in queued:
                     later, failed = await self.store.reschedule(conn, seqs, code, error)
                     self.rescheduled += later
                     self.retries_failed += failed
                     if failed:
                         log.warning("%d row(s) failed after retrying for their campaign's retry_for: %s %s",
                                     failed, code, error)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as e:
+        except PG_ERRORS as e:
             log.warning("could not put %d row(s) back (%s): their claims end with their lease",
-                        len(ids) + sum(len(s) for s, _, _ in retrying), explain(e, self.cfg.dsn))
+                        len(halted) + sum(len(s) for s, _, _ in queued), explain(e, self.cfg.dsn))
 
-    async def _give_back(self, conn: asyncpg.Connection, rows: Claimed) -> Claimed:
+    async def _give_back(self, conn: asyncpg.Connection, rows: ClaimedRows) -> ClaimedRows:
         """`rows` without those of campaigns paused or cancelled since the claim read them as active: those
         go back (queued again, or cancelled) before they reach the lanes."""
         stopped = self.stopped
-        keep: Claimed = ([], [])
+        keep = ClaimedRows([], [])
         back: list[int] = []
-        for oid, r in zip(*rows, strict=True):
+        for oid, r in zip(rows.ids, rows.rows, strict=True):
             if r.group in stopped:
                 back.append(oid)
             else:
-                keep[0].append(oid)
-                keep[1].append(r)
+                keep.ids.append(oid)
+                keep.rows.append(r)
         if back:
             self.given_back += await self.store.give_back(conn, back, list(stopped))
         return keep
 
-    async def _suppress(self, conn: asyncpg.Connection, rows: Claimed) -> tuple[Claimed, list[Result]]:
+    async def _suppress(self, conn: asyncpg.Connection, rows: ClaimedRows) -> tuple[ClaimedRows, list[Result]]:
         """`rows` split into the ones to send and the opted-out ones, rejected."""
-        oids, claimed = rows
-        found = await self.store.suppressed(conn, list({r.to for r in claimed}))
+        found = await self.store.suppressed(conn, list({r.to for r in rows.rows}))
         if not found:
             return rows, []
-        keep: Claimed = ([], [])
+        keep = ClaimedRows([], [])
         bad = []
-        for oid, r in zip(oids, claimed, strict=True):
+        for oid, r in zip(rows.ids, rows.rows, strict=True):
             channels = found.get(r.to)
             ch = r.content.channel
             if channels and ("*" in channels or ch in channels):
                 bad.append(rejected_row(oid, r.to, ch, "suppressed", OPTED_OUT, r.alias))
             else:
-                keep[0].append(oid)
-                keep[1].append(r)
+                keep.ids.append(oid)
+                keep.rows.append(r)
         return keep, bad

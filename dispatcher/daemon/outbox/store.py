@@ -60,6 +60,10 @@ class OutboxQueries:
         when their campaign is cancelled, else queued again. Returns how many."""
         return int(await conn.fetchval(self.sql["give_back"], ids, self.cfg.worker, campaigns) or 0)
 
+    async def sweep_cancelled(self, conn: asyncpg.Connection, campaigns: list[str]) -> int:
+        """Queued rows of cancelled `campaigns` (put back after their cancel, or inserted since) cancelled."""
+        return int(await conn.fetchval(self.sql["sweep_cancelled"], campaigns) or 0)
+
     async def running(self, conn: asyncpg.Connection) -> list[Any]:
         """The transactions running now (a snapshot's xip): what a change must outlast to be seen by all."""
         return await conn.fetchval("SELECT array(SELECT pg_snapshot_xip(pg_current_snapshot())::text)")

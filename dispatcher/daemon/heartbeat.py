@@ -38,7 +38,7 @@ class WorkerNameInUse(Exception):
     pass
 
 
-class Registry:
+class WorkerRegistry:
     def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
