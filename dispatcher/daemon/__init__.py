@@ -11,7 +11,8 @@ webhooks, receive delivery reports, for months.
 - webhooks.py signed status webhooks from the events table (written by triggers on the outbox)
 - page.py     the operator's page at / (the static files in page/): a client of the same API
 - health.py   provider states from the engine's snapshot: logged as they change, for /healthz
-- metrics.py  /metrics (Prometheus) and /healthz
+- metrics.py  /metrics (Prometheus: one collector a component) and /healthz
 - config.py   the daemon's TOML, validated with file:line errors
+- database.py the pool handle the components are built with, opened at start
 - service.py  the Daemon that puts them together; cli.py its command line
 """

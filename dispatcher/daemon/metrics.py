@@ -1,7 +1,9 @@
 """`/metrics` (Prometheus text, prometheus-client) and `/healthz`.
 
-Nothing is counted on the hot path for Prometheus' sake: a collector reads, at scrape
-time, what the engine, the sink, the registry and the report store keep anyway.
+Nothing is counted on the hot path for Prometheus' sake: at scrape time, one collector a
+component (`sink_metrics(sink)`, `engine_metrics(engine)`, ...) reads what that component keeps
+anyway. `routes(collectors, health)` serves them and the health report it is given; it imports
+no service and holds no Daemon (the daemon picks its components' collectors).
 
 | metric | type | labels |
 |---|---|---|
@@ -33,34 +35,26 @@ time, what the engine, the sink, the registry and the report store keep anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from ..engine import LaneState
+from ..engine import Engine, LaneState
+from .api import Api
+from .delivery_reports import ReportStore
+from .health import Monitor
+from .heartbeat import WorkerRegistry
 from .histogram import Histogram
+from .maintenance import Maintenance
+from .outbox import OutboxSink, OutboxSource
+from .webhooks import Webhooks
 
 STATES = tuple(LaneState)  # a gauge a state, in order
-
-
-class Observed(Protocol):
-    """What the collector and /healthz read of a running daemon: the components that keep the counts.
-    A protocol, not the Daemon class, so that this module does not import the service that serves it."""
-
-    cfg: Any
-    engine: Any
-    sink: Any
-    source: Any
-    registry: Any
-    reports: Any
-    monitor: Any
-    webhooks: Any
-    api: Any
-    stopping: bool
-    running: bool
+Collect = Callable[[], Iterable[Metric]]  # one component's metrics, read at scrape time
+Health = Callable[[], tuple[bool, dict[str, Any]]]  # (serving, the /healthz document)
 
 
 def _counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
@@ -82,117 +76,151 @@ def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[s
     return fam
 
 
-class Collector:
-    def __init__(self, daemon: Observed) -> None:
-        self.d = daemon
+# -- one collector a component -------------------------------------------------------------------------
+def sink_metrics(sink: OutboxSink) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield _counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
+                       ["provider", "status", "code"], sink.results)
+        yield _histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
+                         ["provider"], [([p], h) for p, h in sorted(sink.request_latency.items())])
+        yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
+                         [([], sink.queue_latency)])
+    return collect
+
+
+def engine_metrics(engine: Engine) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield GaugeMetricFamily("dispatcher_in_flight", "Rows claimed by this worker and not yet finished",
+                                value=engine.in_flight)
+        rate = GaugeMetricFamily("dispatcher_rate_limit_per_second", "This worker's current pace, requests/s",
+                                 labels=["provider"])
+        throttled = CounterMetricFamily("dispatcher_throttled", "429 answers", labels=["provider"])
+        for lane in engine.snapshot():
+            rate.add_metric([lane.alias], lane.pace)
+            throttled.add_metric([lane.alias], lane.throttled)
+        yield rate
+        yield throttled
+        yield CounterMetricFamily("dispatcher_retries", "Requests retried after a transient failure",
+                                  value=engine.stats.retries)
+    return collect
+
+
+def source_metrics(source: OutboxSource) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield CounterMetricFamily("dispatcher_claimed", "Rows claimed by this worker", value=source.claimed)
+        yield CounterMetricFamily("dispatcher_suppressed", "Rows not sent: the recipient opted out",
+                                  value=source.suppressed)
+        yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
+                                  value=source.deferred_rows)
+        yield CounterMetricFamily("dispatcher_rescheduled", "Rows rescheduled in the outbox after a transient failure",
+                                  value=source.rescheduled)
+        yield CounterMetricFamily("dispatcher_retry_for_expired", "Rows failed: transient failures past retry_for",
+                                  value=source.retries_failed)
+    return collect
+
+
+def registry_metrics(registry: WorkerRegistry) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate",
+                                value=registry.share)
+        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=registry.live)
+    return collect
+
+
+def maintenance_metrics(maintenance: Maintenance) -> Collect:
+    def collect() -> Iterator[Metric]:
+        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
+        for state, n in maintenance.depth.items():
+            g.add_metric([state], n)
+        yield g
+        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
+                                  value=maintenance.reaped)
+        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
+                                  value=maintenance.abandoned)
+    return collect
+
+
+def reports_metrics(reports: ReportStore) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield _counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], reports.received)
+        yield _counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
+                       reports.refused)
+        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
+                                  value=reports.matched)
+        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
+                                  "Reports with no outbox row when they came", value=reports.unmatched_on_arrival)
+    return collect
+
+
+def monitor_metrics(monitor: Monitor) -> Collect:
+    def collect() -> Iterator[Metric]:
+        g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
+                              labels=["provider", "state"])
+        for alias, s in sorted(monitor.lanes.items()):
+            for state in STATES:
+                g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
+        yield g
+        yield _counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
+                       ["provider", "state"], monitor.changes)
+    return collect
+
+
+def webhooks_metrics(w: Webhooks) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=w.backlog)
+        yield GaugeMetricFamily("dispatcher_webhook_oldest_seconds", "Age of the oldest undelivered event (sampled)",
+                                value=w.oldest_age)
+        yield CounterMetricFamily("dispatcher_webhook_events_delivered", "Events the receiver took (2xx)",
+                                  value=w.delivered)
+        yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
+                                  value=w.given_up)
+        yield _counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], w.posts)
+    return collect
+
+
+def api_metrics(a: Api) -> Collect:
+    def collect() -> Iterator[Metric]:
+        yield _counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"],
+                       a.requests)
+        c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
+                                labels=["outcome"])
+        c.add_metric(["queued"], a.accepted)
+        c.add_metric(["duplicate"], a.duplicates)
+        yield c
+    return collect
+
+
+# -- serving ----------------------------------------------------------------------------------------------
+class _Collector:
+    """prometheus-client's custom-collector protocol over the components' collectors."""
+
+    def __init__(self, collectors: Sequence[Collect]) -> None:
+        self.collectors = tuple(collectors)
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        d = self.d
-        yield _counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
-                       ["provider", "status", "code"], d.sink.results)
-        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
-        for state, n in d.maintenance.depth.items():
-            g.add_metric([state], n)
-        yield g
-        engine = d.engine
-        yield GaugeMetricFamily("dispatcher_in_flight", "Rows claimed by this worker and not yet finished",
-                                value=engine.in_flight if engine else 0)
-        yield CounterMetricFamily("dispatcher_claimed", "Rows claimed by this worker", value=d.source.claimed)
-        yield CounterMetricFamily("dispatcher_suppressed", "Rows not sent: the recipient opted out",
-                                  value=d.source.suppressed)
-        rate = GaugeMetricFamily("dispatcher_rate_limit_per_second", "This worker's current pace, requests/s",
-                                 labels=["provider"])
-        throttled = CounterMetricFamily("dispatcher_throttled", "429 answers", labels=["provider"])
-        for lane in (engine.snapshot() if engine else ()):
-            rate.add_metric([lane.alias], lane.pace)
-            throttled.add_metric([lane.alias], lane.throttled)
-        yield rate
-        yield throttled
-        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate",
-                                value=d.registry.share)
-        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=d.registry.live)
-        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
-                                  value=d.maintenance.reaped)
-        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
-                                  value=d.maintenance.abandoned)
-        yield _histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
-                         ["provider"], [([p], h) for p, h in sorted(d.sink.request_latency.items())])
-        yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
-                         [([], d.sink.queue_latency)])
-        yield _counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], d.reports.received)
-        yield _counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
-                       d.reports.refused)
-        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
-                                  value=d.reports.matched)
-        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
-                                  "Reports with no outbox row when they came", value=d.reports.unmatched_on_arrival)
-        yield from self._service()
-
-    def _service(self) -> Iterator[Metric]:
-        """Provider states, retries and deferrals, webhooks, API."""
-        d = self.d
-        if d.monitor is not None:
-            g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
-                                  labels=["provider", "state"])
-            for alias, s in sorted(d.monitor.lanes.items()):
-                for state in STATES:
-                    g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
-            yield g
-            yield _counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
-                           ["provider", "state"], d.monitor.changes)
-        yield CounterMetricFamily("dispatcher_retries", "Requests retried after a transient failure",
-                                  value=d.engine.stats.retries if d.engine else 0)
-        yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
-                                  value=d.source.deferred_rows)
-        yield CounterMetricFamily("dispatcher_rescheduled", "Rows rescheduled in the outbox after a transient failure",
-                                  value=d.source.rescheduled)
-        yield CounterMetricFamily("dispatcher_retry_for_expired", "Rows failed: transient failures past retry_for",
-                                  value=d.source.retries_failed)
-        w = d.webhooks
-        if w is not None:
-            yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=w.backlog)
-            yield GaugeMetricFamily("dispatcher_webhook_oldest_seconds", "Age of the oldest undelivered event (sampled)",
-                                    value=w.oldest_age)
-            yield CounterMetricFamily("dispatcher_webhook_events_delivered", "Events the receiver took (2xx)",
-                                      value=w.delivered)
-            yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
-                                      value=w.given_up)
-            yield _counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], w.posts)
-        a = d.api
-        if a is not None:
-            yield _counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"],
-                           a.requests)
-            c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
-                                    labels=["outcome"])
-            c.add_metric(["queued"], a.accepted)
-            c.add_metric(["duplicate"], a.duplicates)
-            yield c
+        for c in self.collectors:
+            yield from c()
 
 
-def routes(daemon: Observed) -> list[web.RouteDef]:
+def heartbeat_age(registry: WorkerRegistry) -> float | None:
+    """Seconds since this worker's last answered heartbeat (None before the first), for /healthz."""
+    return round(time.monotonic() - registry.last_ok, 3) if registry.last_ok else None
+
+
+def routes(collectors: Sequence[Collect], health: Health) -> list[web.RouteDef]:
+    """/metrics from `collectors`; /healthz answers `health()`'s document, 200 when serving, else 503."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Collector(daemon))  # type: ignore[arg-type]
+    registry.register(_Collector(collectors))  # type: ignore[arg-type]
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
-        d = daemon
-        age = time.monotonic() - d.registry.last_ok if d.registry.last_ok else None
-        ok = not d.stopping and d.registry.fresh() and d.running  # else it cannot work (database lost, stopping)
-        degraded = d.monitor.degraded() if d.monitor is not None else []
-        info: dict[str, Any] = {
-            "status": ("degraded" if degraded else "ok") if ok else ("stopping" if d.stopping else "unhealthy"),
-            "providers": d.monitor.providers() if d.monitor is not None else [],
-            "worker": d.cfg.worker, "live_workers": d.registry.live, "share": d.registry.share,
-            "heartbeat_age_s": round(age, 3) if age is not None else None,
-            "in_flight": d.engine.in_flight if d.engine else 0, "claimed": d.source.claimed,
-            "outbox": d.maintenance.depth, "results": d.sink.written,
-        }
+        ok, info = health()
         return web.json_response(info, status=200 if ok else 503)
 
     return [web.get("/metrics", metrics), web.get("/healthz", healthz)]

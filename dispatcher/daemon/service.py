@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -80,8 +81,11 @@ class Daemon:
         self.reports = delivery_reports.ReportStore(cfg, db, self.names)
         self.webhooks = Webhooks(cfg, cfg.webhooks, db, self.names) if cfg.webhooks else None
         self.throughput = Throughput(lambda: self.sink.results) if cfg.api_key else None
-        listeners = [self.reports.poke] + [c.notify for c in (self.webhooks,) if c is not None] + [
-            t.note for t in (self.throughput,) if t is not None]
+        listeners = [self.reports.poke]  # told when results are written
+        if self.webhooks is not None:
+            listeners.append(self.webhooks.notify)
+        if self.throughput is not None:
+            listeners.append(self.throughput.note)
         self.sink = OutboxSink(cfg, db, store, on_write=listeners, on_fatal=[self.stop])
         self.source = OutboxSource(cfg, db, store, validator, ready=self._may_claim)
         self.engine = self._engine()
@@ -163,11 +167,38 @@ class Daemon:
 
     def _routes(self) -> list[web.RouteDef]:
         """Reports, health and metrics; the API and the control of campaigns when an API key is set."""
-        routes = delivery_reports.routes(self.cfg, self.reports) + metrics.routes(self)
+        routes = delivery_reports.routes(self.cfg, self.reports) + metrics.routes(self._collectors(), self._health)
         if self.api is not None and self.control is not None and self.throughput is not None:
             routes += self.api.routes() + self.control.routes(self.api.guard) + page.routes()
             routes += Views(self.db, self.names, self.throughput).routes(self.api.guard)
         return routes
+
+    def _collectors(self) -> list[metrics.Collect]:
+        """/metrics: each component's own collector."""
+        found = [metrics.sink_metrics(self.sink), metrics.maintenance_metrics(self.maintenance),
+                 metrics.engine_metrics(self.engine), metrics.source_metrics(self.source),
+                 metrics.registry_metrics(self.registry), metrics.reports_metrics(self.reports),
+                 metrics.monitor_metrics(self.monitor)]
+        if self.webhooks is not None:
+            found.append(metrics.webhooks_metrics(self.webhooks))
+        if self.api is not None:
+            found.append(metrics.api_metrics(self.api))
+        return found
+
+    def _health(self) -> tuple[bool, dict[str, Any]]:
+        """/healthz: serving while running, not stopping, with heartbeats answered (else it cannot work:
+        database lost); degraded when a provider is."""
+        r = self.registry
+        ok = not self.stopping and r.fresh() and self.running
+        degraded = self.monitor.degraded()
+        return ok, {
+            "status": ("degraded" if degraded else "ok") if ok else ("stopping" if self.stopping else "unhealthy"),
+            "providers": self.monitor.providers(),
+            "worker": self.cfg.worker, "live_workers": r.live, "share": r.share,
+            "heartbeat_age_s": metrics.heartbeat_age(r),
+            "in_flight": self.engine.in_flight, "claimed": self.source.claimed,
+            "outbox": self.maintenance.depth, "results": self.sink.written,
+        }
 
     # -- LISTEN ---------------------------------------------------------------------------------
     async def _listen(self) -> None:
