@@ -170,7 +170,12 @@ def _runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "results":
         from .blast.runs import write_results
-        n = write_results(state, args.run_id, args.format, sys.stdout)
+        from .errors import ConfigError
+        try:
+            n = write_results(state, args.run_id, args.format, sys.stdout)
+        except ConfigError as e:  # its PostgreSQL table cannot be read
+            print(f"dispatcher: {e}", file=sys.stderr)
+            return EXIT_CONFIG
         if n is None:
             print(f"dispatcher: no run '{args.run_id}' with a results file under {state}", file=sys.stderr)
             return EXIT_CONFIG

@@ -118,3 +118,41 @@ def test_status_of_a_postgresql_run_without_reports_counts_its_table(sim, tmp_pa
         assert row.split()[4:8] == ["27", "0", "3", "-"], row
     finally:
         sql(postgres_dsn, (f"DROP TABLE IF EXISTS {table}",))
+
+
+def test_a_postgresql_run_and_its_retry_roll_up_and_give_each_records_final_outcome(sim, tmp_path, capsys,
+                                                                                    postgres_dsn, monkeypatch):
+    monkeypatch.setenv("RUNS_PG_DSN", postgres_dsn)
+    table = f"runs_pg_retry_{os.getpid()}"
+    audience(tmp_path / "audience.csv", 60)
+    toml = campaign(tmp_path, sim.url("nrs360"), provider={"batch_size": 10, "max_attempts": 1,
+                                                           "circuit_failures": 1000},
+                    sinks=f'[[sinks]]\ntype = "postgres"\ndsn_env = "RUNS_PG_DSN"\ntable = "{table}"\n')
+    try:
+        sim.config("nrs360", error_rate=0.5)
+        assert blast(toml, "--run-id", "h1") == 1
+        failed = summary(capsys)["failed"]
+        assert 0 < failed < 60
+        sim.config("nrs360", error_rate=0.0)
+        assert blast(toml, "--retry-failed", "h1") == 0
+        assert summary(capsys)["sent"] == failed
+
+        assert main(["runs", str(toml)]) == 0
+        assert "h1 + 1 retry: 60 sent, 0 failed, 0 rejected" in capsys.readouterr().out
+        assert main(["status", "h1", str(toml)]) == 0
+        assert "  with 1 retry (h1-retry): sent 60, failed 0, rejected 0" in capsys.readouterr().out
+        assert main(["results", "h1", str(toml), "--format", "jsonl"]) == 0
+        final = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert [r["seq"] for r in final] == sorted(r["seq"] for r in final) and len(final) == 60
+        assert {r["status"] for r in final} == {"sent"}
+        assert sum(r["run_id"] == "h1-retry" for r in final) == failed
+        assert main(["results", "h1", str(toml), "--format", "csv"]) == 0
+        rows = capsys.readouterr().out.splitlines()
+        assert rows[0] == "seq,status,run_id" and len(rows) == 61
+
+        monkeypatch.setenv("RUNS_PG_DSN", postgres_dsn.rsplit("/", 1)[0] + "/no_such_database_here")
+        assert main(["results", "h1", str(toml)]) == 2  # said in one line, not a traceback
+        err = capsys.readouterr().err
+        assert err.startswith(f"dispatcher: postgres:{table}: ") and "no_such_database_here" in err, err
+    finally:
+        sql(postgres_dsn, (f"DROP TABLE IF EXISTS {table}",))

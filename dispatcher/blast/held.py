@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import pg
+from ..errors import ConfigError
 from .heard import DELIVERED, DELIVERED_WORDS, PENDING, UNDELIVERED
 
 COUNTS = ("sent", "failed", "rejected")
@@ -117,3 +118,71 @@ def read(runs: list[dict[str, Any]]) -> dict[str, Held]:
                 await _read(dsn, theirs, out)
         pg.run_sync(all_of)
     return out
+
+
+_FINAL = ("SELECT DISTINCT ON (seq) seq, status, run_id FROM {results} WHERE run_id = ANY($1::text[]) "
+          "ORDER BY seq, array_position($1::text[], run_id) DESC")  # the latest run's result of each record
+
+
+def table_of(runs: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+    """(DSN or "", results table, dsn_env) when a run and its retries all wrote to one PostgreSQL table."""
+    found = {_recorded(m) for m in runs}
+    if len(found) != 1 or None in found:
+        return None
+    env, table = found.pop()  # type: ignore[misc]
+    return os.environ.get(env, "").strip(), table, env
+
+
+def rolled_up(runs: list[dict[str, Any]]) -> dict[str, int] | None:
+    """sent / failed / rejected of a run and its retries in one PostgreSQL table, each record counted once
+    by its final outcome (the latest run's result); None when they are not there or cannot be read."""
+    chain = table_of(runs)
+    if chain is None or not chain[0]:
+        return None
+    dsn, table, _ = chain
+    sql = f"SELECT status, count(*) FROM ({_FINAL.format(results=pg.qualified(table))}) f GROUP BY status"
+
+    async def fetch() -> list[Any]:
+        conn = await pg.connect(dsn)
+        try:
+            return await conn.fetch(sql, [m["run_id"] for m in runs])
+        finally:
+            await conn.close()
+    try:
+        rows = pg.run_sync(fetch)
+    except pg.PG_ERRORS:
+        return None
+    got = dict.fromkeys(COUNTS, 0)
+    for status, n in rows:
+        if status in got:
+            got[status] += n
+    return got
+
+
+def final_rows(runs: list[dict[str, Any]], write: Any) -> int | None:
+    """Each record's final outcome across a run and its retries in one PostgreSQL table, `write(seq, status,
+    run id)` a row in seq order, read through a cursor (a page at a time, not the whole run); the count
+    written, or None when they are not there. Raises ConfigError when the database cannot be read."""
+    chain = table_of(runs)
+    if chain is None:
+        return None
+    dsn, table, env = chain
+    if not dsn:
+        raise ConfigError(f"postgres:{table}: environment variable {env} (the sink's dsn_env) is not set")
+
+    async def stream() -> int:
+        conn = await pg.connect(dsn)
+        n = 0
+        try:
+            async with conn.transaction(readonly=True):
+                async for seq, status, run_id in conn.cursor(_FINAL.format(results=pg.qualified(table)),
+                                                             [m["run_id"] for m in runs], prefetch=10_000):
+                    write(seq, status, run_id)
+                    n += 1
+        finally:
+            await conn.close()
+        return n
+    try:
+        return pg.run_sync(stream)
+    except pg.PG_ERRORS as e:
+        raise ConfigError(f"postgres:{table}: {pg.explain(e, dsn)}") from None

@@ -29,7 +29,8 @@ import orjson
 from ..model import RESULT_FIELDS
 from ..state import RunState, run_ids
 from .delivery import of_run
-from .held import Held, read
+from .held import Held, final_rows, read, table_of
+from .held import rolled_up as rolled_up_in_table
 
 COUNTS = ("sent", "failed", "rejected")
 FINISHED, HALTED, STOPPED, INTERRUPTED = "finished", "halted", "stopped", "interrupted"
@@ -183,7 +184,7 @@ def rolled_up(runs: list[dict[str, Any]]) -> dict[str, int]:
     """sent / failed / rejected of a run and its retries, each record counted once, by its final outcome."""
     f = final(runs)
     if f is None:
-        return totals(runs[-1])
+        return rolled_up_in_table(runs) or totals(runs[-1])
     c = Counter(s for s, _ in f.values())
     return {k: c.get(k, 0) for k in COUNTS}
 
@@ -283,14 +284,19 @@ def write_results(state_dir: Path, run_id: str, fmt: str, out: Any) -> int | Non
     m = next((x for x in runs if x["run_id"] == run_id), None)
     if m is None:
         return None
-    f = final([m, *retries_of(runs, run_id)])
-    if f is None:
+    chain = [m, *retries_of(runs, run_id)]
+    f = final(chain)
+    if f is None and table_of(chain) is None:
         return None
     if fmt == "csv":
         w = csv.writer(out)
         w.writerow(("seq", "status", "run_id"))
-        w.writerows((seq, s, r) for seq, (s, r) in sorted(f.items()))
+        row = w.writerow
     else:
-        for seq, (s, r) in sorted(f.items()):
-            out.write(orjson.dumps({"seq": seq, "status": s, "run_id": r}).decode() + "\n")
+        def row(x: tuple[int, str, str]) -> None:
+            out.write(orjson.dumps({"seq": x[0], "status": x[1], "run_id": x[2]}).decode() + "\n")
+    if f is None:  # a PostgreSQL sink's table, streamed in seq order
+        return final_rows(chain, lambda *x: row(x))
+    for seq, (s, r) in sorted(f.items()):
+        row((seq, s, r))
     return len(f)

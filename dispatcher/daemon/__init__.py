@@ -3,8 +3,9 @@ webhooks, receive delivery reports, for months.
 
 - outbox/     the tables (schema/*.sql), named queries, the row validator, the Source / Sink / Preparer
 - histogram.py latency histograms kept by hand for /metrics
-- workers.py  worker registry, heartbeats, reaping dead workers' claims, the rate split
-- reports.py  the delivery-report endpoint (each provider module parses its own), matching, latest status
+- heartbeat.py the worker registry: register, heartbeat, the rate split between live workers
+- maintenance.py the rescuer (dead workers' claims) and the cleaner (retention), the outbox's depth
+- delivery_reports.py the delivery-report endpoint (each provider module parses its own), matching, latest status
 - schedule.py sending windows (days and hours in a time zone)
 - api.py      the HTTP API: POST /v1/messages, GET /v1/messages/{id} and ?key=; openapi.py its document
 - webhooks.py signed status webhooks from the events table (written by triggers on the outbox)

@@ -109,7 +109,8 @@ def payload_hash(m: dict[str, Any]) -> str:
 class Api:
     """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator,
+                 listing: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> None:
         assert cfg.api_key is not None
         self.cfg = cfg
         self.pool = pool
@@ -120,7 +121,7 @@ class Api:
         self.requests: Counter[tuple[str, int]] = Counter()  # (route, status)
         self.accepted = 0
         self.duplicates = 0
-        self.listing: Callable[[web.Request], Awaitable[web.Response]] | None = None  # GET /v1/messages without ?key
+        self.listing = listing  # GET /v1/messages without ?key (campaigns.Control.list_messages)
         t = names.outbox
         self.insert_sql = f"""
             INSERT INTO {t} (id, key, recipient, channel, provider, route, campaign, body, template, variables,

@@ -56,8 +56,10 @@ REPORT_RETRY = Retry(attempts=3, base=0.05, cap=0.4)  # a provider waits on the 
 SUPPRESS = ("unsubscribed", "complaint")
 
 
-def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[str, str]:
-    """Point each provider that takes a callback URL in its requests at this daemon (unless set by hand).
+def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec],
+                        providers: Mapping[str, Provider] | None = None) -> dict[str, str]:
+    """Point each provider that takes a callback URL in its requests at this daemon (unless set by hand):
+    the engine's `providers`, built before the port was bound, and each spec's report parser.
 
     Returns, per alias, the URL to give the providers configured in their consoles (with the secret
     shown as `<secret>`, for the log).
@@ -67,6 +69,8 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec]) -> dict[
         if spec.secret is None:
             continue
         url = callbacks.callback_url(public, spec.alias, spec.secret)
+        if providers is not None and alias in providers:
+            providers[alias].callback(url)
         spec.reporter.callback(url)
         shown[alias] = url.replace(spec.secret, "<secret>")
     return shown

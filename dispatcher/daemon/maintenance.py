@@ -8,7 +8,7 @@ job run every so often by every daemon, safe to run by several at once (each one
 - cleaner, every 5 minutes when `retention_days` is set: finished rows, reports and delivered events
   older than that, in bounded batches (outbox.OutboxQueries.purge, purge_events).
 
-A failure is logged and the job runs again at its next turn: the heartbeat (workers.py) alone decides
+A failure is logged and the job runs again at its next turn: the heartbeat (heartbeat.py) alone decides
 whether this worker may claim.
 """
 

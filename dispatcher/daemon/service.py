@@ -28,7 +28,9 @@ from . import delivery_reports, metrics, page
 from .api import MAX_BODY, Api
 from .campaigns import Control
 from .config import DaemonConfig
+from .database import Database
 from .health import Monitor
+from .heartbeat import WorkerNameInUse, WorkerRegistry
 from .maintenance import Maintenance
 from .outbox import (
     EVENTS_CHANNEL,
@@ -44,22 +46,25 @@ from .problems import problems
 from .views import Throughput, Views
 from .webhooks import Webhooks
 from .withdrawal import Withdrawal
-from .workers import Registry, WorkerNameInUse
 
 log = logging.getLogger("dispatcher.daemon")
 HALT_PROBE = 60.0  # seconds between attempts to revive a provider that halted (credentials, credit)
 
 
 class Daemon:
+    """Built whole from its config in `__init__` (River's NewClient): providers, the one row validator the
+    source and the API share, the sink with its listeners, the source, the engine, the heartbeat, the upkeep,
+    the HTTP routes. Nothing there opens anything: `start()` opens the pool (`Database.open`), binds the
+    port, points the providers' callbacks at it, registers the worker and starts the tasks."""
+
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
         self.names = TableNames(cfg.table)
         self.store = OutboxQueries(cfg, self.names)
-        self.pool: asyncpg.Pool | None = None
+        self.db = Database(cfg.dsn)
         self.listener: asyncpg.Connection | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
-        self.engine: Engine | None = None
         self.stopping = False
         self.running = False
         self.abandon = False
@@ -69,37 +74,58 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._engine_task: asyncio.Task[object] | None = None
-        self.api: Api | None = None
-        self.webhooks: Webhooks | None = None
-        self.monitor: Monitor | None = None
+        db, store = self.db, self.store
+        self.providers: dict[str, Provider] = {alias: spec.build() for alias, spec in cfg.providers.items()}
+        validator = RowValidator(cfg, self.providers)  # the claim path's and the API's
+        self.reports = delivery_reports.ReportStore(cfg, db, self.names)
+        self.webhooks = Webhooks(cfg, cfg.webhooks, db, self.names) if cfg.webhooks else None
+        self.throughput = Throughput(lambda: self.sink.results) if cfg.api_key else None
+        listeners = [self.reports.poke] + [c.notify for c in (self.webhooks,) if c is not None] + [
+            t.note for t in (self.throughput,) if t is not None]
+        self.sink = OutboxSink(cfg, db, store, on_write=listeners, on_fatal=[self.stop])
+        self.source = OutboxSource(cfg, db, store, validator, ready=self._may_claim)
+        self.engine = self._engine()
+        self.registry = WorkerRegistry(cfg, db, store, self.engine)
+        self.maintenance = Maintenance(cfg, db, store)
+        self.withdrawal = Withdrawal(cfg, db, store, self.source)
+        self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
+        self.control = Control(cfg, db, store) if cfg.api_key else None
+        self.api = (Api(cfg, db, self.names, validator, listing=self.control.list_messages)
+                    if self.control is not None else None)
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
+        self.app.add_routes(self._routes())
+
+    def _engine(self) -> Engine:
+        """The engine on the outbox: the source feeds it and sizes its claims by its free slots (attached)."""
+        cfg = self.cfg
+        channels = {alias: spec.channel for alias, spec in cfg.providers.items()}
+        spec = RunSpec(
+            run_id=f"daemon-{cfg.worker}", source=self.source, sinks=[self.sink], providers=self.providers,
+            channels=channels, chunk_size=cfg.claim, max_in_flight=cfg.max_in_flight, state_dir=None,
+            stop_when_halted=False, defer_transient=True)
+        encoder = Encoder(self.providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
+        self.preparer = RowsPreparer(encoder, channels)
+        engine = Engine(spec, preparer=self.preparer, events=EngineEvents(self.source, changed=self._lanes_changed))
+        self.source.attach(engine)  # the two refer to each other: the engine reads the source, which asks its room
+        return engine
+
+    def _may_claim(self) -> bool:
+        """The source's `ready`: past the joining wait, and heartbeats answered (WorkerRegistry.ready)."""
+        return self.registry.ready()
+
+    def _lanes_changed(self) -> None:
+        """A provider halted or came back: the health monitor looks at the lanes at once (and logs the change)."""
+        self.monitor.observe(self.engine.snapshot())
 
     async def start(self) -> None:
         cfg = self.cfg
         try:
-            self.pool = await pg.pool(cfg.dsn, min_size=2, max_size=8, init=init_connection, timeout=10)
-            async with self.pool.acquire() as conn:
+            await self.db.open(min_size=2, max_size=8, init=init_connection, timeout=10)
+            async with self.db.acquire() as conn:
                 await self.store.migrate(conn)
         except PG_ERRORS as e:
             raise DaemonError(f"database: {explain(e, cfg.dsn)}") from None
-        pool = self.pool
-        self.registry = Registry(cfg, pool, self.store)
-        self.maintenance = Maintenance(cfg, pool, self.store)
-        self.reports = delivery_reports.ReportStore(cfg, pool, self.names)
-        self.sink = OutboxSink(cfg, pool, self.store)
-        self.sink.on_write.append(self.reports.poke)
-        self.sink.on_fatal.append(self.stop)
-        providers: dict[str, Provider] = {}  # built once the callback URLs are set (below); the rows' checks use them
-        self.source = OutboxSource(cfg, pool, self.store, RowValidator(cfg, providers), ready=self.registry.ready)
-        self.withdrawal = Withdrawal(cfg, pool, self.store, self.source)
-        if cfg.api_key:
-            self.api = Api(cfg, pool, self.names, RowValidator(cfg, providers))
-        if cfg.webhooks:
-            self.webhooks = Webhooks(cfg, cfg.webhooks, pool, self.names)
-            self.sink.on_write.append(self.webhooks.notify)
-
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[problems])
-        app.add_routes(self._routes(pool))
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.listen_host, cfg.listen_port, reuse_address=True)
         try:
@@ -109,24 +135,11 @@ class Daemon:
         port = self.runner.addresses[0][1] if self.runner.addresses else cfg.listen_port
         self.url = f"http://{cfg.listen_host}:{port}"
         public = cfg.public_url or self.url
-        for alias, url in delivery_reports.configure_callbacks(public, cfg.providers).items():
+        for alias, url in delivery_reports.configure_callbacks(public, cfg.providers, self.providers).items():
             log.info("delivery reports for %s: %s", alias, url)
-
-        providers.update({alias: spec.build() for alias, spec in cfg.providers.items()})
-        channels = {alias: spec.channel for alias, spec in cfg.providers.items()}
-        spec = RunSpec(
-            run_id=f"daemon-{cfg.worker}", source=self.source, sinks=[self.sink], providers=providers,
-            channels=channels, chunk_size=cfg.claim, max_in_flight=cfg.max_in_flight, state_dir=None,
-            stop_when_halted=False, defer_transient=True)
-        encoder = Encoder(providers, gsm_pt=cfg.gsm_pt, transliterate=cfg.transliterate)
-        events = EngineEvents(self.source)
-        preparer = RowsPreparer(encoder, channels)
-        self.engine = Engine(spec, preparer=preparer, events=events)
-        self.source.attach(self.engine)  # and so the withdrawal's
-        self.registry.engine = self.engine
         # the compiled kernels loaded before this worker registers (a load blocks the loop, and with it the
         # heartbeat); the collector's tuning is the engine's (collector_for_streams), for its run
-        preparer.warm_up()
+        self.preparer.warm_up()
         await self._listen()
         try:
             await self.registry.register()
@@ -136,8 +149,6 @@ class Daemon:
         self.registry.start()
         self.maintenance.start()
         self.reports.start()
-        self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
-        events.changed = lambda: self.monitor.observe(self.engine.snapshot()) if self.monitor and self.engine else None
         self.monitor.start()
         if self.webhooks is not None:
             self.webhooks.start()
@@ -148,18 +159,14 @@ class Daemon:
         self.running = True
         if self._stop_requested:  # a signal came while starting
             self.stop()
-        log.info("worker %s on %s: outbox %s, %d provider(s)", cfg.worker, self.url, cfg.table, len(providers))
+        log.info("worker %s on %s: outbox %s, %d provider(s)", cfg.worker, self.url, cfg.table, len(self.providers))
 
-    def _routes(self, pool: asyncpg.Pool) -> list[web.RouteDef]:
+    def _routes(self) -> list[web.RouteDef]:
         """Reports, health and metrics; the API and the control of campaigns when an API key is set."""
         routes = delivery_reports.routes(self.cfg, self.reports) + metrics.routes(self)
-        if self.api is not None:
-            control = Control(self.cfg, pool, self.store)
-            self.api.listing = control.list_messages
-            routes += self.api.routes() + control.routes(self.api.guard) + page.routes()
-            throughput = Throughput(lambda: self.sink.results)
-            self.sink.on_write.append(throughput.note)
-            routes += Views(pool, self.names, throughput).routes(self.api.guard)
+        if self.api is not None and self.control is not None and self.throughput is not None:
+            routes += self.api.routes() + self.control.routes(self.api.guard) + page.routes()
+            routes += Views(self.db, self.names, self.throughput).routes(self.api.guard)
         return routes
 
     # -- LISTEN ---------------------------------------------------------------------------------
@@ -185,7 +192,6 @@ class Daemon:
 
     async def _revive(self) -> None:
         """A provider that halted (credentials refused, no credit, unreachable) is tried again now and then."""
-        assert self.engine is not None
         while True:
             await asyncio.sleep(HALT_PROBE)
             for alias, why in self.engine.halted().items():
@@ -207,8 +213,7 @@ class Daemon:
         self.stopping = True
         log.info("stopping: no more claims; settling the requests on the wire")
         self.source.stop()
-        if self.engine is not None:
-            self.engine.stop()
+        self.engine.stop()
         self._stop.set()
 
     async def wait(self) -> int:
@@ -233,8 +238,7 @@ class Daemon:
                 self._engine_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._engine_task
-                if self.engine is not None:  # cancelled mid-request: close the pooled sessions
-                    await self.engine.close()
+                await self.engine.close()  # cancelled mid-request: close the pooled sessions
         stopper.cancel()
         if self._engine_task.done() and not self._engine_task.cancelled():
             exc = self._engine_task.exception()
@@ -253,9 +257,9 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         started = self._registered
-        if self.pool is not None and started:
+        if self.db.is_open and started:
             try:
-                async with self.pool.acquire() as conn:
+                async with self.db.acquire() as conn:
                     self.released = await self.store.release(conn)
                 if self.released:
                     log.info("released %d unfinished claim(s) back to pending", self.released)
@@ -264,10 +268,8 @@ class Daemon:
                             explain(e, self.cfg.dsn))
         if self.runner is not None:  # reports still arriving are answered (their writer still runs)
             await self.runner.cleanup()
-        if hasattr(self, "reports"):
-            await self.reports.stop()
-        if self.monitor is not None:
-            await self.monitor.stop()
+        await self.reports.stop()
+        await self.monitor.stop()
         if self.webhooks is not None:  # what it did not deliver stays in the events table for the next start
             await self.webhooks.stop()
         if started:
@@ -276,17 +278,15 @@ class Daemon:
         if self.listener is not None and not self.listener.is_closed():
             with contextlib.suppress(Exception):
                 await self.listener.close()
-        if self.pool is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.pool.close(), 5)
+        await self.db.close()
 
 
 class EngineEvents(Events):
     """What the engine tells the daemon: state changes are logged at once; deferred rows go back to the outbox."""
 
-    def __init__(self, source: OutboxSource) -> None:
+    def __init__(self, source: OutboxSource, changed: Callable[[], None] | None = None) -> None:
         self.source = source
-        self.changed: Callable[[], None] | None = None  # the health monitor's look at the lanes (logs the change)
+        self.changed = changed  # the health monitor's look at the lanes (logs the change)
 
     def halted(self, alias: str, why: Outcome) -> None:
         if self.changed is not None:

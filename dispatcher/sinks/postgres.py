@@ -321,8 +321,9 @@ class PostgresSink(Sink):
                 return out
 
     async def failed(self) -> Iterable[int]:
-        """Seqs whose result in this run is `failed`, for --retry-failed."""
-        sql = f"SELECT seq FROM {self._qt} WHERE run_id = $1 AND status = 'failed' ORDER BY seq"
+        """Seqs whose result in this run is `failed`, for --retry-failed (read from a sink that is not
+        opened: the earlier run's, so its table named as configured)."""
+        sql = f"SELECT seq FROM {self._qt or pg.qualified(self.table)} WHERE run_id = $1 AND status = 'failed' ORDER BY seq"
 
         async def read(conn: asyncpg.Connection, again: bool) -> list[int]:
             return [r[0] for r in await conn.fetch(sql, self.run_id)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -27,7 +27,10 @@ class OutboxSink(Sink):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, *,
+                 on_write: Sequence[Callable[[], None]] = (), on_fatal: Sequence[Callable[[], None]] = ()) -> None:
+        """`on_write` are told after each batch of results is written; `on_fatal` when results cannot be
+        recorded (the daemon must stop)."""
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -36,8 +39,8 @@ class OutboxSink(Sink):
         self.queue_latency = Histogram(QUEUE_BUCKETS)  # insert -> provider accepted
         self.written = 0
         self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
-        self.on_write: list[Callable[[], None]] = []
-        self.on_fatal: list[Callable[[], None]] = []  # results cannot be recorded: the daemon must stop
+        self.on_write = tuple(on_write)
+        self.on_fatal = tuple(on_fatal)
 
     async def write(self, results: Results) -> None:
         col = results.column

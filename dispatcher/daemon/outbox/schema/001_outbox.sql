@@ -76,7 +76,7 @@ CREATE TABLE {suppressions} (
     PRIMARY KEY (address, channel)
 );
 
--- the live daemons (daemon/workers.py): each provider's rate is split between them
+-- the live daemons (daemon/heartbeat.py): each provider's rate is split between them
 CREATE TABLE {workers} (
     name text PRIMARY KEY,        -- [daemon] worker, default host-pid-random
     host text,

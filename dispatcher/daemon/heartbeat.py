@@ -24,11 +24,10 @@ import os
 import socket
 import time
 
-import asyncpg
-
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
+from .database import Database
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -38,13 +37,13 @@ class WorkerNameInUse(Exception):
     pass
 
 
-class Registry:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+class WorkerRegistry:
+    def __init__(self, cfg: DaemonConfig, pool: Database, store: OutboxQueries, engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
         self.n = store.names
-        self.engine: Engine | None = None
+        self.engine = engine  # its lanes get this worker's share; its in-flight count goes in the heartbeat
         self.live = 1
         self.share = 1.0
         self.last_ok = 0.0  # monotonic time of the last successful heartbeat
@@ -68,7 +67,7 @@ class Registry:
     def apply(self) -> None:
         """This worker's share of every provider's rate, on every lane."""
         e = self.engine
-        if e is None or not e.snapshot():
+        if not e.snapshot():
             return
         e.set_share(self.share)
         self._applied = True
@@ -108,7 +107,7 @@ class Registry:
 
     async def beat(self) -> None:
         cfg, n = self.cfg, self.n
-        in_flight = self.engine.in_flight if self.engine is not None else 0
+        in_flight = self.engine.in_flight
         try:
             async with self.pool.acquire() as conn:
                 alive = await conn.fetchval(f"UPDATE {n.workers} SET heartbeat_at = now(), in_flight = $2 "
