@@ -230,8 +230,11 @@ async def test_schemathesis_with_all_checks_finds_nothing(api_env, postgres_dsn,
     settings = tmp_path / "schemathesis.toml"
     # a schema-valid request may still be a 422: the API checks what a schema cannot say (that `to` is a
     # phone number, that a campaign is configured, that an Idempotency-Key is not reused with another body)
+    # links: the document's own (a message's `id` to its routes) and Location headers; not guessed from field
+    # names, which took `message_id` (the provider's id) for a message's id
     settings.write_text('[checks.positive_data_acceptance]\n'
-                        'expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]\n')
+                        'expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]\n'
+                        '[phases.stateful.inference]\nalgorithms = ["location-headers"]\n')
     async with daemon(config(tmp_path, table, api_env)) as d:
         proc = await asyncio.create_subprocess_exec(
             os.path.join(os.path.dirname(sys.executable), "schemathesis"), "--config-file", str(settings),

@@ -134,15 +134,17 @@ async def test_a_campaign_weighted_3_over_the_api_takes_three_quarters_of_the_ra
         await until(conn, f"SELECT count(*) = 150 FROM {table} WHERE campaign = 'small' AND status = 'sent'",
                     timeout=20)
         took = time.monotonic() - t0
+        # the big one's rows claimed while the small one's were (those already in flight when it came are not
+        # a share decision: on a busy machine there are more of them)
         big = await conn.fetchval(f"""SELECT count(*) FROM {table} WHERE campaign = 'big' AND status = 'sent'
-            AND finished_at BETWEEN (SELECT min(created_at) FROM {table} WHERE campaign = 'small')
-                                AND (SELECT max(finished_at) FROM {table} WHERE campaign = 'small')""")
+            AND claimed_at BETWEEN (SELECT min(claimed_at) FROM {table} WHERE campaign = 'small')
+                               AND (SELECT max(claimed_at) FROM {table} WHERE campaign = 'small')""")
         status, got = await call(http, "GET", da.url + "/v1/campaigns/small")
         assert got["weight"] == 3
     # its 3/4 of 40/s: 150 rows in 5 s (a fair half, weight 1: 7.5 s; first in, first out: 125 s)
     assert took < 10.0, f"took {took:.1f} s"
-    # a quarter of the rate: about 50 rows, and the 20 or so in flight when the small one came (weight 1: 170)
-    assert big <= 0.8 * 150, f"the big campaign sent {big} while the small one sent 150: not about a third as many"
+    # a quarter of the rate: about 50 rows claimed beside the small one's 150 (weight 1: about 150)
+    assert 0 < big <= 100, f"the big campaign had {big} claimed while the small one sent 150: not about a third as many"
 
 
 @run

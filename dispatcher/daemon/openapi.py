@@ -135,6 +135,15 @@ def _ok(text: str, schema: str) -> dict[str, Any]:
     return {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
+def _message_links(id_expression: str) -> dict[str, Any]:
+    """OpenAPI links from an answer naming a message to what can be asked of it: the message, its events, its
+    cancel. The message's own `id` (the outbox's), never `message_id` (the provider's, a name a tool may
+    read as a message's id: schemathesis' inference did)."""
+    return {name: {"operationId": op, "parameters": {"id": id_expression}}
+            for name, op in (("GetMessage", "getMessage"), ("ListMessageEvents", "listMessageEvents"),
+                             ("CancelMessage", "cancelMessage"))}
+
+
 def _query(name: str, text: str, **schema: Any) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
 
@@ -240,7 +249,8 @@ def document() -> dict[str, Any]:
                                 "headers": {"Location": {"description": "/v1/messages/{id} when one message was posted",
                                                          "schema": {"type": "string"}}},
                                 "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/SubmitResponse"}}}},
+                            "application/json": {"schema": {"$ref": "#/components/schemas/SubmitResponse"}}},
+                                "links": _message_links("$response.body#/messages/0/id")},
                         **errors,
                         "409": _error_response("A key already stands for another payload"),
                         "413": _error_response("The body is too large"),

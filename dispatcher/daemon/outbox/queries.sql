@@ -14,8 +14,8 @@
 -- every claim) and campaigns whose sending window is closed ($4) are left alone. `id = ANY(ARRAY(...))`
 -- rather than a join with the locked ids: the planner then always reaches the rows through the primary key.
 -- `opted_out` answers the suppression list for rows whose recipient is stored normalised (E.164, lower-case
--- email domain): only the others need a second look-up, by their normalised address. Rows.build reads the
--- returned columns by name: their order is free.
+-- email domain): only the others need a second look-up, by their normalised address. RowValidator.build
+-- reads the returned columns by name: their order is free.
 WITH active AS (
     SELECT q.name, coalesce(c.weight, 1)::float8 AS weight
     FROM unnest($5::text[]) AS q(name) LEFT JOIN {campaigns} c ON c.name = q.name

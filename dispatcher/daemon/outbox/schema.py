@@ -21,55 +21,55 @@ from .names import TableNames
 SCHEMA = Path(__file__).with_name("schema")
 
 
-def _read(name: str, n: TableNames) -> str:
+def _read(name: str, names: TableNames) -> str:
     lines = (SCHEMA / name).read_text(encoding="utf-8").splitlines(keepends=True)
     while lines and (lines[0].startswith("--") or not lines[0].strip()):  # the file's header, not the DDL
         lines.pop(0)
-    return n.fill("".join(lines))
+    return names.fill("".join(lines))
 
 
-def schema_sql(n: TableNames) -> str:
+def schema_sql(names: TableNames) -> str:
     """The DDL of schema version 1 (what `dispatcher daemon FILE --print-schema` shows)."""
-    return _read("001_outbox.sql", n)
+    return _read("001_outbox.sql", names)
 
 
-def events_sql(n: TableNames) -> str:
+def events_sql(names: TableNames) -> str:
     """Schema version 2: the status events every route produces (webhooks.py delivers them)."""
-    return _read("002_events.sql", n)
+    return _read("002_events.sql", names)
 
 
-def control_sql(n: TableNames) -> str:
+def control_sql(names: TableNames) -> str:
     """Schema version 3: the `cancelled` status, the campaigns table (state and weight) and the claim's
     fair-share index."""
-    return _read("003_control.sql", n)
+    return _read("003_control.sql", names)
 
 
-def every_sql(n: TableNames) -> str:
+def every_sql(names: TableNames) -> str:
     """Every version's DDL in order: what `dispatcher daemon FILE --print-schema` shows (what a new
     database gets; the daemon applies it itself, one version at a time)."""
-    return "\n\n".join(_read(f.name, n).strip() for f in sorted(SCHEMA.glob("[0-9][0-9][0-9]_*.sql")))
+    return "\n\n".join(_read(f.name, names).strip() for f in sorted(SCHEMA.glob("[0-9][0-9][0-9]_*.sql")))
 
 
-def migrations(n: TableNames) -> list[Callable[[asyncpg.Connection], Any]]:
+def migrations(names: TableNames) -> list[Callable[[asyncpg.Connection], Any]]:
     async def v1(conn: asyncpg.Connection) -> None:
-        if n.schema:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(n.schema)}")
-        await conn.execute(schema_sql(n))
+        if names.schema:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(names.schema)}")
+        await conn.execute(schema_sql(names))
 
     async def v2(conn: asyncpg.Connection) -> None:
-        await conn.execute(events_sql(n))
+        await conn.execute(events_sql(names))
 
     async def v3(conn: asyncpg.Connection) -> None:
-        await conn.execute(control_sql(n))
+        await conn.execute(control_sql(names))
 
     async def v4(conn: asyncpg.Connection) -> None:
-        await conn.execute(_read("004_views.sql", n))
+        await conn.execute(_read("004_views.sql", names))
 
     async def v5(conn: asyncpg.Connection) -> None:
-        await conn.execute(_read("005_results_events.sql", n))
+        await conn.execute(_read("005_results_events.sql", names))
 
     async def v6(conn: asyncpg.Connection) -> None:
-        await conn.execute(_read("006_feed.sql", n))
+        await conn.execute(_read("006_feed.sql", names))
     return [v1, v2, v3, v4, v5, v6]
 
 
