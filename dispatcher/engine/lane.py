@@ -1,4 +1,4 @@
-"""One provider alias: batching, pace, pooled connections, workers, retries, halts.
+"""One provider alias: batching, pace, pooled connections, sender tasks, retries, halts.
 
 Its public surface is what the engine and the daemon use, and nothing else:
 `start`, `add`, `flush`, `flush_if_idle`, `halted`, `revive`, `set_share`, `status`,
@@ -81,10 +81,10 @@ class Lane:
         self.batcher = Batcher(provider)
         self._queue = LaneQueue()  # urgent batches first (by priority), then in order, stop signals last
         self._waiting: dict[asyncio.TimerHandle, list[Message]] = {}
-        self._held = 0  # batches a worker took from the queue and has not settled (on the wire, or waiting a slot)
+        self._held = 0  # batches a sender took from the queue and has not settled (on the wire, or waiting a slot)
         self._halted: Outcome | None = None
         self._transport: Transport | None = None
-        self._workers: list[asyncio.Task[None]] = []
+        self._senders: list[asyncio.Task[None]] = []
         self._auth_lock = asyncio.Lock()
         self._auth_generation = 0
         self.requests = 0
@@ -102,18 +102,18 @@ class Lane:
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
         except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
             self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
-        self._workers = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
+        self._senders = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
 
     async def stop(self) -> None:
-        """Let the workers finish what they hold, then close the pooled connections."""
-        for _ in self._workers:
+        """Let the senders finish what they hold, then close the pooled connections."""
+        for _ in self._senders:
             self._queue.signal_stop()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*self._senders, return_exceptions=True)
         await self.close()
 
     def cancel(self) -> None:
-        """Abandon the requests on the wire (a second signal): the workers stop where they are."""
-        for w in self._workers:
+        """Abandon the requests on the wire (a second signal): the senders stop where they are."""
+        for w in self._senders:
             w.cancel()
 
     async def close(self) -> None:
@@ -142,8 +142,8 @@ class Lane:
 
     def soon(self, horizon: float) -> float:
         """Messages this lane can put on the wire within `horizon` seconds at its current pace, with the
-        requests on the wire now (unlimited rate: no bound). Not its worker count: at 1 request/s, eight
-        workers each holding a message while they wait for a slot are eight seconds of sending."""
+        requests on the wire now (unlimited rate: no bound). Not its sender count: at 1 request/s, eight
+        senders each holding a message while they wait for a slot are eight seconds of sending."""
         pace = self.limit.current
         if pace <= 0:
             return float("inf")
@@ -151,7 +151,7 @@ class Lane:
 
     @property
     def urgent_waiting(self) -> int:
-        """Messages of priority > 0 queued, not yet taken by a worker: what urgent claims are sized by
+        """Messages of priority > 0 queued, not yet taken by a sender: what urgent claims are sized by
         (they overtake every message of lower priority here, which therefore takes none of their slots)."""
         return self._queue.urgent
 
@@ -209,7 +209,7 @@ class Lane:
 
     @property
     def busy(self) -> bool:
-        """Something this lane holds will settle soon without a flush: a batch queued or held by a worker (on
+        """Something this lane holds will settle soon without a flush: a batch queued or held by a sender (on
         the wire or waiting on the limiter; a retry waiting its backoff may take long, so it does not count).
         While it is, records in flight will leave and open groups may wait for more to fill them."""
         return self._held > 0 or self._queue.waiting
@@ -245,7 +245,7 @@ class Lane:
 
     def withdraw(self, unwanted: Callable[[Message], bool]) -> list[Message]:
         """The messages `unwanted` picks among those not on the wire (open groups, queued batches, batches
-        workers hold while they wait for a slot, which they drop when they get it), out of the lane unsent,
+        senders hold while they wait for a slot, which they drop when they get it), out of the lane unsent,
         for the caller to settle: the daemon takes back a paused or cancelled campaign's rows. Messages
         waiting for a retry stay: they have been on the wire."""
         out = self._queue.withdraw(unwanted)
@@ -262,7 +262,7 @@ class Lane:
 
     def _release(self, settle: Callable[[list[Message]], None]) -> None:
         """Everything the lane holds and has not sent (waiting retries, open groups, queued batches) into
-        `settle`, keeping the workers' stop signals (a stop may come while the lane itself stops)."""
+        `settle`, keeping the senders' stop signals (a stop may come while the lane itself stops)."""
         waiting, self._waiting = list(self._waiting.items()), {}
         for handle, msgs in waiting:
             handle.cancel()
@@ -317,17 +317,17 @@ class Lane:
             if self.circuit.exhausted:
                 why = Outcome(Verdict.HALT, code="unreachable",
                               error=f"{self._failure} for {self.circuit.open_total:.0f} s of open circuit")
-                self._halt(why)  # a no-op when another worker halted the lane first: its reason stands
+                self._halt(why)  # a no-op when another sender halted the lane first: its reason stands
                 self.ledger.defer(self.alias, batch, self._halted or why)
                 return
         slot = await self.limit.acquire()
         batch, rank = queue.overtaken(me)
-        if not batch:  # all of it withdrawn while this worker waited, and nothing else to send
+        if not batch:  # all of it withdrawn while this sender waited, and nothing else to send
             return
         if self._flags.stopping:
             self.ledger.leave(batch)
             return
-        if self._halted is not None:  # halted while this worker waited for the limiter
+        if self._halted is not None:  # halted while this sender waited for the limiter
             self.ledger.defer(self.alias, batch, self._halted)
             return
         await self._send(provider, batch, slot)
