@@ -42,7 +42,8 @@ def test_the_daemon_is_built_whole_before_it_starts(config: Path) -> None:
         asyncio.get_running_loop()
     d = Daemon(load_daemon(config))
     assert d.api is not None and d.control is not None and d.webhooks is not None and d.throughput is not None
-    assert d.source.engine is d.engine and d.registry.engine is d.engine and d.withdrawal.source is d.source
+    assert d.source.slots is d.engine and d.registry.engine is d.engine and d.withdrawal.source is d.source
+    assert d.withdrawal.engine is d.engine
     assert d.engine.c.source is d.source and d.engine.c.sinks == [d.sink] and d.engine.c.providers is d.providers
     assert d.api.validator is d.source.validator  # one row validator for the claim path and the API
     assert d.api.listing == d.control.list_messages

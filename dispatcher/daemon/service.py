@@ -91,7 +91,7 @@ class Daemon:
         self.engine = self._engine()
         self.registry = WorkerRegistry(cfg, db, store, self.engine)
         self.maintenance = Maintenance(cfg, db, store)
-        self.withdrawal = Withdrawal(cfg, db, store, self.source)
+        self.withdrawal = Withdrawal(cfg, db, store, self.source, self.engine)
         self.monitor = Monitor(self.engine.snapshot, lambda: self.sink.results, stats_every=cfg.stats_every)
         self.control = Control(cfg, db, store) if cfg.api_key else None
         self.api = (Api(cfg, db, self.names, validator, listing=self.control.list_messages)

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from ..engine import Engine
 from ..pg import explain
 from .config import DaemonConfig
 from .outbox import OutboxQueries, OutboxSource
@@ -28,11 +29,13 @@ EVERY = 1.0  # seconds between two looks at the campaigns table when no NOTIFY c
 
 
 class Withdrawal:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, source: OutboxSource) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, source: OutboxSource,
+                 engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
-        self.source = source  # its engine's lanes are what a withdrawal takes from
+        self.source = source  # its claims give back the stopped campaigns' rows before the lanes
+        self.engine = engine  # its lanes are what a withdrawal takes from
         self.wake = asyncio.Event()
         self.withdrawn = 0  # rows given back so far
         self.swept = 0  # queued rows of cancelled campaigns cancelled after their cancel (see check)
@@ -64,10 +67,9 @@ class Withdrawal:
             cancelled = [name for name, state in stopped.items() if state == "cancelled"]
             if cancelled:  # rows a release, deferral or retry put back to queued after the cancel
                 self.swept += await self.store.sweep_cancelled(conn, cancelled)
-            engine = self.source.engine
-            if not stopped or engine is None:
+            if not stopped:
                 return 0
-            msgs = engine.withdraw(lambda m: m.group in stopped)
+            msgs = self.engine.withdraw(lambda m: m.group in stopped)
             if not msgs:
                 return 0
             n = await self.store.give_back(conn, [m.seq for m in msgs], list({m.group for m in msgs}))

@@ -10,11 +10,10 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from ...engine import Engine
 from ...model import Chunk, Result
 from ...pg import PG_ERRORS, RETRY, explain
 from ...sources.base import Source
@@ -29,6 +28,23 @@ COOLDOWN = 0.05  # seconds between looks for free slots when there are none
 LOWEST = -32768  # the lowest priority a row can have (smallint)
 
 
+class Slots(Protocol):
+    """What a claim asks of the engine it feeds (engine.Engine is one): its in-flight room, how many
+    messages its lanes put on the wire in the next seconds, the urgent ones waiting, and a flush of partial
+    batches when a lane is idle. The source names no engine: it is given one (`attach`)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def room(self) -> int: ...
+
+    def soon(self, horizon: float) -> float: ...
+
+    def urgent_waiting(self) -> int: ...
+
+    def flush_idle(self) -> bool: ...
+
+
 class OutboxSource(Source):
     """Claims rows forever: an infinite source that waits for work (NOTIFY or the poll timer)."""
 
@@ -41,7 +57,7 @@ class OutboxSource(Source):
         self.store = store
         self.validator = validator
         self.ready = ready  # false while this worker may not claim (starting, heartbeat lost)
-        self.engine: Engine | None = None
+        self.slots: Slots | None = None  # the engine it feeds, as far as a claim asks it (attach)
         self.wake = asyncio.Event()
         self.stopping = False
         self.halted_ids: list[int] = []  # outbox ids of rows for a halted provider, to put back (see defer_later)
@@ -56,8 +72,9 @@ class OutboxSource(Source):
         self.suppressed = 0
         self.errors = 0
 
-    def attach(self, engine: Engine) -> None:
-        self.engine = engine
+    def attach(self, slots: Slots) -> None:
+        """The engine this source feeds, which reads it: the claim sizes itself by its free slots."""
+        self.slots = slots
 
     def notify(self, *args: Any) -> None:
         self.wake.set()
@@ -74,7 +91,7 @@ class OutboxSource(Source):
         in memory where nothing can overtake them, so a priority row inserted later would wait behind
         them; claiming only what goes out soon keeps that wait under HORIZON (River, Oban and Graphile
         Worker claim the same way: at most the free slots)."""
-        e = self.engine
+        e = self.slots
         if e is None:
             return self.cfg.claim
         free = min(float(e.room()), e.soon(HORIZON) - e.in_flight, float(self.cfg.claim))
@@ -85,7 +102,7 @@ class OutboxSource(Source):
         message of lower priority in the lanes, so those take none of its slots: only the urgent messages
         queued count against `engine.soon(HORIZON)`. Without this, at 1 request/s a priority row waited for
         a held row to go (a second) before it was claimed, then for the next slot: two seconds."""
-        e = self.engine
+        e = self.slots
         if e is None:
             return self.cfg.claim
         free = min(float(e.room()), e.soon(HORIZON) - e.urgent_waiting(), float(self.cfg.claim))
@@ -105,7 +122,7 @@ class OutboxSource(Source):
 
     def _flush_idle(self) -> bool:
         """Partial batches go out when their lane has nothing queued: small batches only when idle."""
-        return self.engine.flush_idle() if self.engine is not None else False
+        return self.slots.flush_idle() if self.slots is not None else False
 
     def defer_later(self, seqs: list[int]) -> None:
         """Rows whose provider cannot take them now (the engine deferred them): back to pending, in a moment."""
