@@ -12,11 +12,13 @@ failure, a rejected row) and for readers that want one.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import namedtuple
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 SENT = "sent"
 FAILED = "failed"
@@ -251,27 +253,11 @@ class Result:
 RESULT_FIELDS = tuple(Result.__dataclass_fields__)
 
 
-class ResultRow(NamedTuple):
-    """One result as a row in RESULT_FIELDS order, built by keyword: what a one-message request's accepted
-    answer becomes (a tuple the ledger gathers with the turn's others, no `Result` object); `Result`'s
-    fields, in its order (tests/test_columns.py checks they stay the same)."""
-
-    seq: int
-    id: str
-    to: str
-    provider: str
-    status: str
-    message_id: str | None = None
-    parts: int | None = None
-    encoding: str | None = None
-    code: str | None = None
-    error: str | None = None
-    attempts: int = 0
-    latency_ms: float | None = None
-    trace_id: str | None = None
-    channel: str | None = None
-    transliterated: bool = False
-    meta: dict[str, Any] | None = None
+# One result as a row in RESULT_FIELDS order, built by keyword: what a one-message request's accepted answer
+# becomes (a tuple the ledger gathers with the turn's others, no `Result` object). Made from `Result`'s own
+# fields and defaults, so the two cannot drift apart.
+ResultRow = namedtuple("ResultRow", RESULT_FIELDS,
+                       defaults=[f.default for f in dataclasses.fields(Result) if f.default is not dataclasses.MISSING])
 
 
 class Results:
