@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import itertools
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,8 @@ def main() -> int:
     names = a.only.split(",") if a.only else SCENARIOS
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"machine": machine(), "quick": a.quick, "scenarios": {}, "seconds": {}}
+    report: dict[str, Any] = {"machine": machine(), "quick": a.quick, "scenarios": {}, "seconds": {},
+                              "cpu_seconds": {}}
     md = [f"Measured {report['machine']['time']} on {report['machine']['cores']} cores "
           f"({report['machine']['cpu'] or 'unknown CPU'}), Python {report['machine']['python']}"
           + (" — quick mode: small sizes, figures indicative only" if a.quick else "") + "."]
@@ -63,10 +65,12 @@ def main() -> int:
     apart = a.quick and len(names) > 1
     runs = run_apart(names, out) if apart else {name: run_here(name, a.quick) for name in names}
     for name in names:
-        result, seconds = runs[name]
+        result, seconds, cpu = runs[name]
         report["scenarios"][name] = result
         if seconds is not None:
             report["seconds"][name] = seconds
+        if cpu is not None:
+            report["cpu_seconds"][name] = cpu
         module = None
         with contextlib.suppress(ImportError):
             module = importlib.import_module(f"bench.{name}")
@@ -80,11 +84,13 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report["wall_seconds"] = round(time.monotonic() - t0, 1)
     (out / f"{stamp}.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    total = sum(report["seconds"].values())
+    total, cpu = sum(report["seconds"].values()), report["cpu_seconds"]
     md.append(f"\nThe whole run took {report['wall_seconds']:,.0f} s"
               + (f" ({PARALLEL} scenarios at once)" if apart else "")
               + f"; each scenario's own: {total:,.0f} s in all "
-              + f"({', '.join(f'{k} {v:,.0f} s' for k, v in report['seconds'].items())}).")
+              + f"({', '.join(f'{k} {v:,.0f} s' for k, v in report['seconds'].items())}); their CPU (with their "
+              + f"children's, PostgreSQL's not counted): {sum(cpu.values()):,.0f} s "
+              + f"({', '.join(f'{k} {v:,.1f} s' for k, v in cpu.items())}).")
     charts = draw(report, out)
     if charts:
         md.append("\nCharts: " + ", ".join(f"`{c.name}`" for c in charts) + f" in `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`.")
@@ -96,23 +102,32 @@ def main() -> int:
     return 0 if not any("error" in r for r in report["scenarios"].values()) else 1
 
 
-def run_here(name: str, quick: bool) -> tuple[dict[str, Any], float | None]:
-    """One scenario in this process: its result (an error or a skip as one) and its seconds."""
+Run = tuple[dict[str, Any], float | None, float | None]  # a scenario's result, its seconds, its CPU seconds
+
+
+def _cpu() -> float:
+    """This process's CPU and its reaped children's (simulators, runners, daemons a scenario started)."""
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
+def run_here(name: str, quick: bool) -> Run:
+    """One scenario in this process: its result (an error or a skip as one), its seconds and CPU seconds."""
     try:
         module = importlib.import_module(f"bench.{name}")
     except ImportError as e:
-        return {"skipped": f"not available: {e}"}, None
+        return {"skipped": f"not available: {e}"}, None, None
     print(f"== {name}", flush=True)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _cpu()
     try:
         result = module.run(quick=quick)
     except Exception as e:  # one broken scenario must not hide the others' figures
         traceback.print_exc()
         result = {"error": f"{type(e).__name__}: {e}"}
-    seconds = round(time.monotonic() - t0, 1)
+    seconds, cpu = round(time.monotonic() - t0, 1), round(_cpu() - cpu0, 1)
     if "error" not in result and hasattr(module, "table"):
         print(module.table(result), flush=True)
-    return result, seconds
+    return result, seconds, cpu
 
 
 # --quick: scenarios run PARALLEL at once, each `python -m bench --quick --only NAME` in its own process, the
@@ -120,21 +135,22 @@ def run_here(name: str, quick: bool) -> tuple[dict[str, Any], float | None]:
 # servers, so three at once take about a third of their sum on two cores; the figures of scenarios that
 # overlap are disturbed by each other (quick figures are indicative only: a smoke test of every scenario).
 PARALLEL = 3
-LONGEST_FIRST = ["daemon", "daemon_service", "pacing", "providers", "blast", "concurrency", "daemon_events",
-                 "memory", "codec"]
+LONGEST_FIRST = ["daemon_service", "pacing", "daemon", "providers", "blast", "concurrency", "memory", "profile",
+                 "daemon_events", "postgres", "codec", "api", "webhooks"]
 
 
-def run_apart(names: list[str], out: Path) -> dict[str, tuple[dict[str, Any], float | None]]:
+def run_apart(names: list[str], out: Path) -> dict[str, Run]:
     """Each scenario in a process of its own, PARALLEL at once, sharing one PostgreSQL (started here when
-    DISPATCHER_BENCH_DSN is not set); their results by name."""
+    DISPATCHER_BENCH_DSN is not set); their results by name, each with the CPU of its process and the
+    children it reaped (os.wait4: one child's own, however many run at once)."""
     env = dict(os.environ)
     if "DISPATCHER_BENCH_DSN" not in env:
         dsn = on_postgres(lambda d: {"dsn": d})
         if "dsn" in dsn:
             env["DISPATCHER_BENCH_DSN"] = dsn["dsn"]
     order = sorted(names, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else len(LONGEST_FIRST))
-    running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-    runs: dict[str, tuple[dict[str, Any], float | None]] = {}
+    running: dict[int, tuple[str, subprocess.Popen[bytes], Path]] = {}
+    runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-quick-", dir=out) as tmp:
         for _ in range(100_000):  # bounded: every scenario ends (each has timeouts of its own); 0.1 s a look
             while order and len(running) < PARALLEL:
@@ -143,24 +159,26 @@ def run_apart(names: list[str], out: Path) -> dict[str, tuple[dict[str, Any], fl
                 where.mkdir()
                 print(f"== {name} (started)", flush=True)
                 with open(where / "stderr", "wb") as err:
-                    running[name] = (subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", name,
-                                                       "--no-readme", "--out", str(where)], cwd=ROOT, env=env,
-                                                      stdout=subprocess.DEVNULL, stderr=err), where)
+                    proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", name, "--no-readme",
+                                             "--out", str(where)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=err)
+                running[proc.pid] = (name, proc, where)
             if not running:
                 break
-            done = [n for n, (proc, _) in running.items() if proc.poll() is not None]
-            if not done:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            if pid not in running:
                 time.sleep(0.1)  # polling child processes, not standing in for synchronisation
                 continue
-            for name in done:
-                proc, where = running.pop(name)
-                reports = list(where.glob("*.json"))
-                if reports:
-                    child = orjson.loads(reports[0].read_bytes())
-                    runs[name] = (child["scenarios"][name], child["seconds"].get(name))
-                else:
-                    tail = (where / "stderr").read_text(errors="replace")[-2000:]
-                    runs[name] = ({"error": f"exit {proc.returncode}: {tail}"}, None)
+            name, proc, where = running.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu = round(usage.ru_utime + usage.ru_stime, 1)
+            reports = list(where.glob("*.json"))
+            if reports:
+                child = orjson.loads(reports[0].read_bytes())
+                runs[name] = (child["scenarios"][name], child["seconds"].get(name), cpu)
+            else:
+                tail = (where / "stderr").read_text(errors="replace")[-2000:]
+                runs[name] = ({"error": f"exit {proc.returncode}: {tail}"}, None, cpu)
     return runs
 
 

@@ -6,7 +6,7 @@
 Each is measured against the fast upstream (bench/upstream.py: the engine's ceiling, since that server is
 far faster than either side) and against the simulator (fidelity: the real API's checks, but a server that
 answers only a few thousand requests a second, so it bounds both sides there). Each server runs in its own
-process with no rate limit and no ledger. The bare loop's requests are built beforehand by the adapter
+process (one for every kind a scenario needs) with no rate limit and no ledger. The bare loop's requests are built beforehand by the adapter
 itself, so the two send byte-for-byte the same requests.
 """
 
@@ -167,15 +167,14 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
         tomls: list[dict[str, Path]] = []
         reqfiles: list[dict[str, Path]] = []
         n_requests: list[dict[str, int]] = []
-        urls: dict[tuple[str, str], str] = {}  # one server of each kind: the jobs run one after another
+        kinds = list(dict.fromkeys(job.kind for job in jobs))  # one process a server: the jobs run one after another
+        urls = {server: stack.enter_context(SERVERS[server](kinds, latency_ms)) for server in SERVERS}
         for job in jobs:
             tomls.append({})
             reqfiles.append({})
             n_requests.append({})
             for server in SERVERS:
-                if (server, job.kind) not in urls:
-                    urls[server, job.kind] = stack.enter_context(SERVERS[server](job.kind, latency_ms))
-                url = urls[server, job.kind]
+                url = urls[server][job.kind]
                 first = job.campaign(url)
                 tomls[-1][server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
                 reqfiles[-1][server] = tmp / f"requests-{job.name}-{server}.jsonl"

@@ -41,20 +41,31 @@ def simulator(kind: str, *args: str) -> Iterator[str]:
 @contextlib.contextmanager
 def upstream(kind: str, latency_ms: float = 0) -> Iterator[str]:
     """The fast upstream of this provider's shape (bench/upstream.py) in its own process; yields its URL."""
-    with serving([sys.executable, "-m", "bench.upstream", kind, "--latency-ms", str(latency_ms)],
-                 f"upstream {kind}") as url:
-        yield url
+    with upstreams([kind], latency_ms) as urls:
+        yield urls[kind]
 
 
-def unlimited_simulator(kind: str, latency_ms: float = 0) -> contextlib.AbstractContextManager[str]:
-    """The simulator with its rate limit lifted (and a round trip added when asked)."""
-    return simulator(kind, "--rate", f"{kind}=1000000000", *(("--latency-ms", str(latency_ms)) if latency_ms else ()))
+def upstreams(kinds: list[str], latency_ms: float = 0) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """The fast upstreams of these shapes in one process, each on a port of its own; yields {kind: URL}."""
+    return serving_all([sys.executable, "-m", "bench.upstream", *kinds, "--latency-ms", str(latency_ms)],
+                       f"upstream {','.join(kinds)}")
+
+
+def unlimited_simulators(kinds: list[str], latency_ms: float = 0) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """The simulators of these kinds in one process (each on a port of its own), rate limits lifted (and a
+    round trip added when asked), no ledger; yields {kind: URL}."""
+    rates = [a for kind in kinds for a in ("--rate", f"{kind}=1000000000")]
+    return serving_all([sys.executable, "-m", "dispatcher", "simulate", "--only", ",".join(kinds), "--base-port", "0",
+                        "--ledger", "false", *rates, *(("--latency-ms", str(latency_ms)) if latency_ms else ())],
+                       f"simulator {','.join(kinds)}")
 
 
 # Every throughput figure is measured against both, in this order: the fast upstream says what the
 # engine can do (the engine's ceiling), the simulator that it still does it against the real API (fidelity).
-SERVERS: dict[str, Callable[[str, float], contextlib.AbstractContextManager[str]]] = {
-    "upstream": upstream, "simulator": unlimited_simulator}
+# Each is one process for every kind a scenario's jobs need: the jobs run one after another, so one kind
+# is busy at a time, and a scenario pays one interpreter start a server, not one a kind.
+SERVERS: dict[str, Callable[[list[str], float], contextlib.AbstractContextManager[dict[str, str]]]] = {
+    "upstream": upstreams, "simulator": unlimited_simulators}
 
 
 def child_cpu() -> float:
@@ -66,17 +77,25 @@ def child_cpu() -> float:
 @contextlib.contextmanager
 def serving(cmd: list[str], what: str) -> Iterator[str]:
     """A server process that prints `<word> URL` lines then `ready`; yields the last URL, stops it after."""
+    with serving_all(cmd, what) as urls:
+        yield list(urls.values())[-1]
+
+
+@contextlib.contextmanager
+def serving_all(cmd: list[str], what: str) -> Iterator[dict[str, str]]:
+    """A server process that prints `<word> URL` lines then `ready`; yields {word: URL}, stops it after."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
-    url = ""
+    urls: dict[str, str] = {}
     try:
         for line in proc.stdout:
             if line.strip() == "ready":
                 break
-            url = line.split()[1]
-        if not url:
+            word, url = line.split()[:2]
+            urls[word] = url
+        if not urls:
             raise RuntimeError(f"{what} did not start: {proc.stderr.read() if proc.stderr else ''}")
-        yield url
+        yield urls
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

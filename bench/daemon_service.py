@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -230,24 +232,36 @@ async def _control(dsn: str, table: str, rate: float, rows: int) -> dict[str, An
             "counts_match_rows": sum(counts.values()) == rows and set(counts) <= {"sent", "cancelled"}}
 
 
-def _baseline(tmp: Path) -> Path | None:
-    """The code before issue 24 (`BASELINE`), extracted from git; None when there is no git history."""
-    root = tmp / "baseline"
-    root.mkdir()
+def _baseline() -> Path | None:
+    """The code before issue 24 (`BASELINE`), extracted from git once into the system temp dir under its
+    commit id and kept: its numba kernels compile (~10 s of CPU) on its first run there and load from their
+    on-disk cache beside its sources on later runs, as this checkout's do. None without git history."""
     try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{BASELINE}^{{commit}}"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        root = Path(tempfile.gettempdir()) / f"dispatcher-bench-baseline-{sha}"
+        if root.is_dir():
+            return root
+        part = Path(tempfile.mkdtemp(prefix=f"{root.name}-", dir=root.parent))
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(part)], input=archive, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return root
+    try:
+        part.rename(root)  # whole or not at all: a run beside this one may have put it there first
+    except OSError:
+        shutil.rmtree(part, ignore_errors=True)
+    return root if root.is_dir() else None
 
 
-def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int) -> dict[str, Any]:
+def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bool) -> dict[str, Any]:
     """The drain, this checkout against the baseline, alternating (a shared machine drifts); a first round
-    of each is not counted (the baseline's compiled kernels are not cached yet: it compiles them then)."""
-    base = _baseline(tmp)
+    of each is not counted (when the baseline's kernels are not cached yet, it compiles them then), except
+    in quick mode (one round each, indicative only)."""
+    base = _baseline()
     runs: dict[str, list[float]] = {"now": [], "before": []}
-    for i in range(rounds + 1):
+    first = 0 if quick else 1
+    for i in range(rounds + first):
         for who, root in (("before", base), ("now", ROOT)):
             if root is None:
                 continue
@@ -260,7 +274,7 @@ def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int) -> dict[s
             finally:
                 workers.stop()
                 asyncio.run(reset(dsn, schema))
-            if i:
+            if i >= first:
                 runs[who].append(float(r["rows_per_s"] or 0))
     med = {k: round(statistics.median(v)) if v else None for k, v in runs.items()}
     return {"rows": rows, "baseline": BASELINE if base is not None else None, "runs": runs,
@@ -280,18 +294,31 @@ def _one_worker(dsn: str, url: str, tmp: Path, schema: str, rate: float, n: int,
 
 
 def measure(dsn: str, quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"cores": os.cpu_count(), "latency": {}}
+    """Latency at each rate, fairness and control, each with its own workers and schema: one after another,
+    or in quick mode all at once (they wait on rates and heartbeats, hardly on the cores: about 38 s of
+    waiting one after another, 12 s at once); then the drain's throughput, alone."""
+    out: dict[str, Any] = {"cores": os.cpu_count()}
     with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-service-") as name:
         tmp = Path(name)
-        for rate in RATES:
-            out["latency"][f"{rate:g}"] = _one_worker(
-                dsn, url, tmp, f"bench_lat{int(rate)}", rate, 1, lambda d, t, r=rate: _latency(d, t, r, quick))
-        out["fairness"] = _one_worker(dsn, url, tmp, "bench_fair", 100.0, 2,
-                                      lambda d, t: _fair(d, t, 100.0, 3000 if quick else 100_000, 100 if quick else 1000))
-        out["control"] = _one_worker(dsn, url, tmp, "bench_control", 100.0, 2,
-                                     lambda d, t: _control(d, t, 100.0, 2000 if quick else 20_000))
-        out["throughput"] = _throughput(dsn, url, tmp, 3_000 if quick else 50_000, 1 if quick else 3)
+        parts: dict[str, tuple[str, float, int, Any]] = {
+            f"{rate:g}": (f"bench_lat{int(rate)}", rate, 1, lambda d, t, r=rate: _latency(d, t, r, quick))
+            for rate in RATES}
+        parts["fairness"] = ("bench_fair", 100.0, 2,
+                             lambda d, t: _fair(d, t, 100.0, 3000 if quick else 100_000, 100 if quick else 1000))
+        parts["control"] = ("bench_control", 100.0, 2, lambda d, t: _control(d, t, 100.0, 2000 if quick else 20_000))
+
+        def part(key: str) -> dict[str, Any]:
+            return _one_worker(dsn, url, tmp, *parts[key])
+
+        if quick:
+            with ThreadPoolExecutor(len(parts)) as pool:
+                done = dict(zip(parts, pool.map(part, parts), strict=True))
+        else:
+            done = {key: part(key) for key in parts}
+        out["latency"] = {f"{rate:g}": done[f"{rate:g}"] for rate in RATES}
+        out["fairness"], out["control"] = done["fairness"], done["control"]
+        out["throughput"] = _throughput(dsn, url, tmp, 3_000 if quick else 50_000, 1 if quick else 3, quick)
     return out
 
 

@@ -2,8 +2,10 @@
 side of a benchmark ratio is bound by the server (the simulators validate everything and answer only a
 few thousand requests a second, which made them the ceiling of both sides).
 
-`python -m bench.upstream KIND [--latency-ms MS] [--port PORT]` prints `listening http://127.0.0.1:PORT`,
-then `ready`, and serves until terminated. KIND is one of `SHAPES`.
+`python -m bench.upstream KIND [KIND ...] [--latency-ms MS] [--port PORT]` prints `KIND http://127.0.0.1:PORT`
+for each KIND (one of `SHAPES`), each on a port of its own (PORT, then the next ones; 0: free ports), then
+`ready`, and serves until terminated. Several kinds in one process: a scenario whose jobs run one after
+another starts one upstream, not one a kind (an interpreter start each).
 
 A raw uvloop `asyncio.Protocol` speaking just enough HTTP/1.1: keep-alive, one request line, headers
 scanned only for Content-Length, the body read to its length (no chunked bodies: aiohttp and wrk send
@@ -142,18 +144,19 @@ class Upstream(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(kind: str, latency_ms: float, port: int) -> None:
-    handler = SHAPES[kind]
+async def serve(kinds: list[str], latency_ms: float, port: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Upstream(handler, latency_ms / 1000), "127.0.0.1", port, backlog=1024)
-    print(f"listening http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    for i, kind in enumerate(kinds):
+        server = await loop.create_server(lambda h=SHAPES[kind]: Upstream(h, latency_ms / 1000), "127.0.0.1",
+                                          port and port + i, backlog=1024)
+        print(f"{kind} http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     print("ready", flush=True)
-    await server.serve_forever()
+    await asyncio.Event().wait()  # the servers serve from the loop until the process is terminated
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.upstream", description=__doc__.split("\n\n")[0])
-    p.add_argument("kind", choices=sorted(SHAPES))
+    p.add_argument("kind", nargs="+", choices=sorted(SHAPES))
     p.add_argument("--latency-ms", type=float, default=0.0, help="answer this long after each request arrives")
     p.add_argument("--port", type=int, default=0)
     a = p.parse_args(argv)
