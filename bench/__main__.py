@@ -52,6 +52,9 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--no-readme", action="store_true",
                    help="do not rewrite bench/README.md's tables and the README's headline figures")
+    p.add_argument("--no-charts", action="store_true",
+                   help="draw no PNG charts (--quick's scenario processes: the run draws them from all their results, "
+                        "and importing matplotlib costs each process 0.6 s of CPU)")
     a = p.parse_args()
     names = a.only.split(",") if a.only else SCENARIOS
     out = Path(a.out)
@@ -91,7 +94,7 @@ def main() -> int:
               + f"({', '.join(f'{k} {v:,.0f} s' for k, v in report['seconds'].items())}); their CPU (with their "
               + f"children's, PostgreSQL's not counted): {sum(cpu.values()):,.0f} s "
               + f"({', '.join(f'{k} {v:,.1f} s' for k, v in cpu.items())}).")
-    charts = draw(report, out)
+    charts = [] if a.no_charts else draw(report, out)
     if charts:
         md.append("\nCharts: " + ", ".join(f"`{c.name}`" for c in charts) + f" in `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`.")
     text = "\n".join(md) + "\n"
@@ -160,8 +163,8 @@ def run_apart(names: list[str], out: Path) -> dict[str, Run]:
                 print(f"== {name} (started)", flush=True)
                 with open(where / "stderr", "wb") as err:
                     proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", name, "--no-readme",
-                                             "--out", str(where)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                            stderr=err)
+                                             "--no-charts", "--out", str(where)], cwd=ROOT, env=env,
+                                            stdout=subprocess.DEVNULL, stderr=err)
                 running[proc.pid] = (name, proc, where)
             if not running:
                 break
