@@ -13,7 +13,6 @@ import importlib
 import itertools
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ TITLES = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true",
                    help="every scenario small, a few at once (a smoke test, ~30 s; figures indicative only)")
@@ -55,7 +54,7 @@ def main() -> int:
     p.add_argument("--no-charts", action="store_true",
                    help="draw no PNG charts (--quick's scenario processes: the run draws them from all their results, "
                         "and importing matplotlib costs each process 0.6 s of CPU)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     names = a.only.split(",") if a.only else SCENARIOS
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,8 +132,8 @@ def run_here(name: str, quick: bool) -> Run:
     return result, seconds, cpu
 
 
-# --quick: scenarios run PARALLEL at once, each `python -m bench --quick --only NAME` in its own process, the
-# longest first. Most of a quick run waits (rate limits, heartbeats, round trips) or starts interpreters and
+# --quick: scenarios run PARALLEL at once, each `python -m bench --quick --only NAME` in a process of its own (a fork),
+# the longest first. Most of a quick run waits (rate limits, heartbeats, round trips) or starts interpreters and
 # servers, so three at once take about a third of their sum on two cores; the figures of scenarios that
 # overlap are disturbed by each other (quick figures are indicative only: a smoke test of every scenario).
 PARALLEL = 3
@@ -142,17 +141,42 @@ LONGEST_FIRST = ["daemon_service", "pacing", "daemon", "providers", "blast", "co
                  "daemon_events", "postgres", "codec", "api", "webhooks"]
 
 
+def _forked(name: str, where: Path, env: dict[str, str]) -> int:
+    """`python -m bench --quick --only NAME` in a fork of this process (its stdout dropped, its stderr kept in
+    WHERE/stderr, its report written in WHERE): the interpreter and the harness's imports are paid once for
+    the run, not once a scenario. Nothing runs in this process before (no event loop, no thread)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.environ.update(env)
+        os.chdir(ROOT)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.dup2(os.open(where / "stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
+        code = main(["--quick", "--only", name, "--no-readme", "--no-charts", "--out", str(where)])
+    except BaseException:  # the child never returns into the parent's loop, whatever happens
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return 0  # not reached: os._exit
+
+
 def run_apart(names: list[str], out: Path) -> dict[str, Run]:
     """Each scenario in a process of its own, PARALLEL at once, sharing one PostgreSQL (started here when
     DISPATCHER_BENCH_DSN is not set); their results by name, each with the CPU of its process and the
     children it reaped (os.wait4: one child's own, however many run at once)."""
-    env = dict(os.environ)
-    if "DISPATCHER_BENCH_DSN" not in env:
+    env: dict[str, str] = {}
+    if "DISPATCHER_BENCH_DSN" not in os.environ:
         dsn = on_postgres(lambda d: {"dsn": d})
         if "dsn" in dsn:
             env["DISPATCHER_BENCH_DSN"] = dsn["dsn"]
     order = sorted(names, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else len(LONGEST_FIRST))
-    running: dict[int, tuple[str, subprocess.Popen[bytes], Path]] = {}
+    running: dict[int, tuple[str, Path]] = {}
     runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-quick-", dir=out) as tmp:
         for _ in range(100_000):  # bounded: every scenario ends (each has timeouts of its own); 0.1 s a look
@@ -161,19 +185,15 @@ def run_apart(names: list[str], out: Path) -> dict[str, Run]:
                 where = Path(tmp) / name
                 where.mkdir()
                 print(f"== {name} (started)", flush=True)
-                with open(where / "stderr", "wb") as err:
-                    proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", name, "--no-readme",
-                                             "--no-charts", "--out", str(where)], cwd=ROOT, env=env,
-                                            stdout=subprocess.DEVNULL, stderr=err)
-                running[proc.pid] = (name, proc, where)
+                running[_forked(name, where, env)] = (name, where)
             if not running:
                 break
             pid, status, usage = os.wait4(-1, os.WNOHANG)
             if pid not in running:
                 time.sleep(0.1)  # polling child processes, not standing in for synchronisation
                 continue
-            name, proc, where = running.pop(pid)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            name, where = running.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
             cpu = round(usage.ru_utime + usage.ru_stime, 1)
             reports = list(where.glob("*.json"))
             if reports:
@@ -181,7 +201,7 @@ def run_apart(names: list[str], out: Path) -> dict[str, Run]:
                 runs[name] = (child["scenarios"][name], child["seconds"].get(name), cpu)
             else:
                 tail = (where / "stderr").read_text(errors="replace")[-2000:]
-                runs[name] = ({"error": f"exit {proc.returncode}: {tail}"}, None, cpu)
+                runs[name] = ({"error": f"exit {code}: {tail}"}, None, cpu)
     return runs
 
 
