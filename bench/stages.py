@@ -34,7 +34,7 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("batching (lane, provider keys)", lambda f, n: "/dispatcher/engine/batcher.py" in f
      or _fn("/dispatcher/engine/lane.py", LANE_BATCHING)(f, n)
      or (PROVIDER in f and n in BATCHING)),
-    ("pacing (limiter)", _in("/dispatcher/limits.py", "/aiolimiter/", "/dispatcher/engine/circuit.py")),
+    ("pacing (limiter)", _in("/dispatcher/engine/pace/throttle.py", "/aiolimiter/", "/dispatcher/engine/circuit.py")),
     ("build request (provider)", lambda f, n: PROVIDER in f and n in BUILD),
     ("HTTP: our send path", lambda f, n: "/dispatcher/engine/transport.py" in f
      or _fn("/dispatcher/engine/lane.py", {"_send"})(f, n)),

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..limits import RateLimit
 from ..model import SENT, Batch, Message, ResultRow, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..reach import transport_outcome
@@ -23,6 +22,7 @@ from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .pace import RateLimit
 from .queue import LaneQueue, split
 from .settle import Policy, SpentRetries, settle
 from .status import LaneState, LaneStatus

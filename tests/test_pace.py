@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from dispatcher.limits import SHARED_MARGIN, RateLimit
-from dispatcher.pacing import Window
+from dispatcher.engine.pace import SHARED_MARGIN, RateLimit, Window
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(120)
