@@ -38,7 +38,8 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("build request (provider)", lambda f, n: PROVIDER in f and n in BUILD),
     ("HTTP: our send path", lambda f, n: "/dispatcher/engine/transport.py" in f
      or _fn("/dispatcher/engine/lane.py", {"_send"})(f, n)),
-    ("HTTP: aiohttp client", _in("/aiohttp/", "/multidict/", "/yarl/", "/propcache/", "/aiohappyeyeballs/")),
+    ("HTTP: client (engine/wire.py, aiohttp)", _in("/dispatcher/engine/wire.py", "/aiohttp/", "/multidict/", "/yarl/",
+                                                  "/propcache/", "/aiohappyeyeballs/", "/httptools/")),
     ("parse response (provider)", _in(PROVIDER)),
     ("results (outcomes -> result columns)", _fn("/dispatcher/engine/lane.py", LANE_RESULTS)),
     ("ledger and run journal", _in("/dispatcher/engine/ledger.py", "/dispatcher/state.py", "/dispatcher/blast/runs.py")),
@@ -47,7 +48,7 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("engine core and CLI", _in("/dispatcher/")),
 ]
 OTHER = "other (third-party, unattributed)"
-OURS = {name for name, _ in STAGES if not name.startswith(("HTTP: aiohttp", "event loop"))}
+OURS = {name for name, _ in STAGES if not name.startswith(("HTTP: client", "event loop"))}
 
 
 def own_stage(key: Key) -> str | None:
