@@ -108,7 +108,7 @@ class Engine:
         return sum(lane.soon(horizon) for lane in self._lanes.values()) if self._lanes else float("inf")
 
     def urgent_waiting(self) -> int:
-        """Messages of priority > 0 queued in the lanes, not yet taken by a worker: a source sizes its
+        """Messages of priority > 0 queued in the lanes, not yet taken by a lane's sender: a source sizes its
         claims of urgent work by these (lower-priority messages in flight take none of their slots)."""
         return sum(lane.urgent_waiting for lane in self._lanes.values())
 

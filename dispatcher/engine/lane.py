@@ -102,7 +102,7 @@ class Lane:
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
         except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
             self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
-        self._senders = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
+        self._senders = [asyncio.create_task(self._sender(i)) for i in range(self.concurrency)]
 
     async def stop(self) -> None:
         """Let the senders finish what they hold, then close the pooled connections."""
@@ -113,8 +113,8 @@ class Lane:
 
     def cancel(self) -> None:
         """Abandon the requests on the wire (a second signal): the senders stop where they are."""
-        for w in self._senders:
-            w.cancel()
+        for sender in self._senders:
+            sender.cancel()
 
     async def close(self) -> None:
         """Close the pooled connections now (after an abandon, requests on the wire are cut)."""
@@ -282,7 +282,7 @@ class Lane:
         self._release(lambda msgs: self.ledger.defer(self.alias, msgs, why))
 
     # -- sending --------------------------------------------------------------------------
-    async def _work(self, me: int) -> None:
+    async def _sender(self, me: int) -> None:
         provider = self.provider
         queue = self._queue
         while True:
