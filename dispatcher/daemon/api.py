@@ -35,6 +35,7 @@ from aiohttp import web
 
 from ..pg import explain
 from .config import DaemonConfig
+from .database import Connections
 from .idempotency import MAX_KEY, Keys, request_hash
 from .openapi import complete, document
 from .outbox import Problem, RowValidator, TableNames
@@ -109,7 +110,7 @@ def payload_hash(m: dict[str, Any]) -> str:
 class Api:
     """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, names: TableNames, validator: RowValidator,
                  listing: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> None:
         assert cfg.api_key is not None
         self.cfg = cfg

@@ -47,6 +47,7 @@ from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
 from ..providers.dlr import Report
 from .config import DaemonConfig, ProviderSpec
+from .database import Connections
 from .outbox import TableNames
 from .outbox.store import named_queries
 
@@ -79,7 +80,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec],
 class ReportStore:
     """Reports written in batches (one transaction for all the callbacks of a moment), then matched."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, names: TableNames) -> None:
         self.cfg = cfg
         self.pool = pool
         self.n = names

@@ -27,7 +27,7 @@ import time
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .database import Database
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -38,7 +38,7 @@ class WorkerNameInUse(Exception):
 
 
 class WorkerRegistry:
-    def __init__(self, cfg: DaemonConfig, pool: Database, store: OutboxQueries, engine: Engine) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

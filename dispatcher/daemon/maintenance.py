@@ -24,6 +24,7 @@ import asyncpg
 
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -35,7 +36,7 @@ Job = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class Maintenance:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

@@ -37,11 +37,11 @@ import time
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
 
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig, WebhookSpec
+from .database import Connections
 from .outbox import TableNames
 
 log = logging.getLogger("dispatcher.daemon")
@@ -74,7 +74,7 @@ def retry_after(value: str | None, most: float = 3600.0) -> float:
 class Webhooks:
     """The delivery loop, and what /metrics says about it (backlog, oldest age, given up)."""
 
-    def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: asyncpg.Pool, names: TableNames) -> None:
+    def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: Connections, names: TableNames) -> None:
         self.cfg = cfg
         self.spec = spec
         self.keys = keys(spec.secret)

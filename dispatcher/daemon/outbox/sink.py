@@ -8,13 +8,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import asyncpg
-
 from ...errors import SinkError
 from ...model import Results
 from ...pg import RETRY, Retry, explain, retrying
 from ...sinks.base import Sink
 from ..config import DaemonConfig
+from ..database import Connections
 from ..histogram import LATENCY_BUCKETS, QUEUE_BUCKETS, Histogram
 from .store import OutboxQueries
 
@@ -27,7 +26,7 @@ class OutboxSink(Sink):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, *,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, *,
                  on_write: Sequence[Callable[[], None]] = (), on_fatal: Sequence[Callable[[], None]] = ()) -> None:
         """`on_write` are told after each batch of results is written; `on_fatal` when results cannot be
         recorded (the daemon must stop)."""

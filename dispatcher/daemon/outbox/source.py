@@ -18,6 +18,7 @@ from ...model import Chunk, Result
 from ...pg import PG_ERRORS, RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
+from ..database import Connections
 from .rows import OPTED_OUT, ClaimedChunk, ClaimedRows, RowValidator, rejected_row
 from .store import OutboxQueries
 
@@ -50,7 +51,7 @@ class OutboxSource(Source):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, validator: RowValidator,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, validator: RowValidator,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.pool = pool
