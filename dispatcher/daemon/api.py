@@ -26,17 +26,19 @@ import hmac
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ..pg import explain
 from .config import DaemonConfig
 from .database import Connections
 from .idempotency import MAX_KEY, Keys, request_hash
+from .metrics import counter
 from .openapi import complete, document
 from .outbox import Problem, RowValidator, TableNames
 from .problems import problem
@@ -142,6 +144,15 @@ class Api:
                    provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
                    claimed_at, finished_at, delivery_status, delivery_at
             FROM {t} WHERE """
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: requests by route and status, messages queued or already stored."""
+        yield counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"], self.requests)
+        c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
+                                labels=["outcome"])
+        c.add_metric(["queued"], self.accepted)
+        c.add_metric(["duplicate"], self.duplicates)
+        yield c
 
     # -- HTTP ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
