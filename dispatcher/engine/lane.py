@@ -26,6 +26,7 @@ from .pace import RateLimit
 from .queue import LaneQueue, split
 from .settle import Policy, SpentRetries, settle
 from .status import LaneState, LaneStatus
+from .tasks import Spawn, unowned
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = LaneState
@@ -95,14 +96,15 @@ class Lane:
         self._since = time.time()
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn = unowned) -> None:
+        """Authenticate, then start the senders (as tasks `spawn` starts: the engine's, which owns them)."""
         self._transport = self._transports(self.alias, self.concurrency, self.provider.settings.timeout)
         try:
             await self.limit.acquire()  # a token exchange is a request the provider counts
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
         except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
             self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
-        self._senders = [asyncio.create_task(self._sender(i)) for i in range(self.concurrency)]
+        self._senders = [spawn(self._sender(i), f"{self.alias} sender {i}") for i in range(self.concurrency)]
 
     async def stop(self) -> None:
         """Let the senders finish what they hold, then close the pooled connections."""
