@@ -36,17 +36,20 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .. import callbacks
 from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
 from ..providers.dlr import Report
 from .config import DaemonConfig, ProviderSpec
+from .database import Connections
+from .metrics import counter
 from .outbox import TableNames
 from .outbox.store import named_queries
 
@@ -79,7 +82,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec],
 class ReportStore:
     """Reports written in batches (one transaction for all the callbacks of a moment), then matched."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, names: TableNames) -> None:
         self.cfg = cfg
         self.pool = pool
         self.n = names
@@ -95,6 +98,16 @@ class ReportStore:
         self.matched = 0
         self.unmatched_on_arrival = 0
         self.suppressed = 0
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the reports stored, refused and matched."""
+        yield counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], self.received)
+        yield counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
+                      self.refused)
+        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
+                                  value=self.matched)
+        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
+                                  "Reports with no outbox row when they came", value=self.unmatched_on_arrival)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:

@@ -15,10 +15,13 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..engine import SENDING, LaneStatus
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..engine import SENDING, LaneState, LaneStatus
+from .metrics import counter
 
 log = logging.getLogger("dispatcher.daemon")
 Counts = Callable[[], Mapping[tuple[str, str, str], int]]  # (provider, status, code) -> rows so far
@@ -36,6 +39,17 @@ class Monitor:
         self._last_counts: Counter[tuple[str, str]] = Counter()
         self._last_requests: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: each provider's state (a gauge a state, 1 for the one it is in), and the changes."""
+        g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
+                              labels=["provider", "state"])
+        for alias, s in sorted(self.lanes.items()):
+            for state in LaneState:
+                g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
+        yield g
+        yield counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
+                      ["provider", "state"], self.changes)
 
     def start(self) -> None:
         self.observe(self.snapshot(), quiet=True)

@@ -23,11 +23,14 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
-from .database import Database
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -38,7 +41,7 @@ class WorkerNameInUse(Exception):
 
 
 class WorkerRegistry:
-    def __init__(self, cfg: DaemonConfig, pool: Database, store: OutboxQueries, engine: Engine) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -52,6 +55,15 @@ class WorkerRegistry:
         self._joined = False  # past the joining wait: may send
         self._applied = False
         self._task: asyncio.Task[None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: this worker's share, and the live workers."""
+        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate", value=self.share)
+        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=self.live)
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since this worker's last answered heartbeat (None before the first), for /healthz."""
+        return round(time.monotonic() - self.last_ok, 3) if self.last_ok else None
 
     # -- state the others read ------------------------------------------------------------
     def fresh(self) -> bool:

@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..pg import PG_ERRORS, explain
 from .config import DaemonConfig
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -35,7 +37,7 @@ Job = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class Maintenance:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -44,6 +46,17 @@ class Maintenance:
         self.depth: dict[str, int] = {}
         self.failures = 0
         self._tasks: list[asyncio.Task[None]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the sampled outbox depth, and the dead workers' claims taken back or failed."""
+        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
+        for state, n in self.depth.items():
+            g.add_metric([state], n)
+        yield g
+        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
+                                  value=self.reaped)
+        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
+                                  value=self.abandoned)
 
     def start(self) -> None:
         jobs = [("rescuer", self.cfg.heartbeat, self.rescue), ("depth", max(DEPTH_EVERY, self.cfg.heartbeat), self.sample)]

@@ -175,14 +175,12 @@ class Daemon:
 
     def _collectors(self) -> list[metrics.Collect]:
         """/metrics: each component's own collector."""
-        found = [metrics.sink_metrics(self.sink), metrics.maintenance_metrics(self.maintenance),
-                 metrics.engine_metrics(self.engine), metrics.source_metrics(self.source),
-                 metrics.registry_metrics(self.registry), metrics.reports_metrics(self.reports),
-                 metrics.monitor_metrics(self.monitor)]
+        found = [self.sink.collect, self.maintenance.collect, metrics.engine_metrics(self.engine), self.source.collect,
+                 self.registry.collect, self.reports.collect, self.monitor.collect]
         if self.webhooks is not None:
-            found.append(metrics.webhooks_metrics(self.webhooks))
+            found.append(self.webhooks.collect)
         if self.api is not None:
-            found.append(metrics.api_metrics(self.api))
+            found.append(self.api.collect)
         return found
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
@@ -195,7 +193,7 @@ class Daemon:
             "status": ("degraded" if degraded else "ok") if ok else ("stopping" if self.stopping else "unhealthy"),
             "providers": self.monitor.providers(),
             "worker": self.cfg.worker, "live_workers": r.live, "share": r.share,
-            "heartbeat_age_s": metrics.heartbeat_age(r),
+            "heartbeat_age_s": r.heartbeat_age(),
             "in_flight": self.engine.in_flight, "claimed": self.source.claimed,
             "outbox": self.maintenance.depth, "results": self.sink.written,
         }

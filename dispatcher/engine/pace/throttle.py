@@ -44,7 +44,7 @@ MAX_PROBE = 30.0  # seconds between two tries of a limit that keeps proving real
 class RateLimit:
     """A provider's pace: exact window, Retry-After pauses, lowering only on persistent 429s.
 
-    Concurrency is the Lane's worker count. `current` and `throttled` are read by metrics."""
+    Concurrency is the Lane's sender count. `current` and `throttled` are read by metrics."""
 
     def __init__(self, rate: float, share: float = 1.0, *, margin: float = MARGIN, clock: Clock = time.monotonic,
                  sleep: Sleep = asyncio.sleep, threshold: int = 3, fraction: float = 0.15, evidence: int = 40,
