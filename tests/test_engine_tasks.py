@@ -1,4 +1,4 @@
-"""The engine's long-lived tasks (writer, progress, the lanes' senders) have one owner (engine/tasks.py):
+"""The engine's long-lived tasks (writer, progress, the lanes' senders) have one owner (dispatcher/tasks.py):
 a failing one stops the run and its error is the run's, and whatever ends a run leaves none of them running."""
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import asyncpg
@@ -47,6 +47,7 @@ from .. import callbacks
 from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
 from ..providers.dlr import Report
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig, ProviderSpec
 from .database import Connections
 from .metrics import counter
@@ -92,6 +93,7 @@ class ReportStore:
         self._wake = asyncio.Event()
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._writing: asyncio.Task[None] | None = None
         self.stopped = False
         self.received: Counter[tuple[str, str]] = Counter()  # (provider, status)
         self.refused: Counter[tuple[str, str]] = Counter()  # (provider, reason)
@@ -110,33 +112,37 @@ class ReportStore:
                                   "Reports with no outbox row when they came", value=self.unmatched_on_arrival)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._writer(), name="reports-writer"),
-                       asyncio.create_task(self._rematcher(), name="reports-rematch")]
+    def start(self, tasks: Tasks, on_failure: Callable[[], None]) -> None:
+        """The writer and the rematcher as tasks of `tasks`. A writer that a bug ends calls `on_failure`, the
+        daemon's stop as failed (not restarted: the callbacks of the batch it held would never be answered,
+        and on a stop every one still waiting is answered 503, so the providers send it again); the
+        rematcher is restarted (logged, with backoff): what it missed it matches at its next look."""
+        self._writing = tasks.start(self._writer(), "reports-writer", on_failure=on_failure)
+        self._tasks = [self._writing, tasks.keep(self._rematcher, "reports-rematch")]
 
     async def stop(self) -> None:
         self.stopped = True
         deadline = time.monotonic() + 5
-        while self._pending and time.monotonic() < deadline:
+        while self._pending and self.writing() and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.02)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel(*self._tasks)
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(ConnectionError("the daemon is stopping"))
         self._pending.clear()
+
+    def writing(self) -> bool:
+        """Is the writer running (started, and not ended by a bug)?"""
+        return self._writing is not None and not self._writing.done()
 
     def poke(self) -> None:
         """Results were just recorded: reports that came before them may match now."""
         self._poke.set()
 
     async def submit(self, reports: list[Report]) -> None:
-        if self.stopped:
-            raise ConnectionError("the daemon is stopping")
+        if self.stopped or (self._writing is not None and self._writing.done()):
+            raise ConnectionError("the daemon is stopping")  # answered 503: the provider sends it again
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((reports, fut))
         self._wake.set()

@@ -10,7 +10,6 @@ provider since the last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..engine import SENDING, LaneState, LaneStatus
+from ..tasks import Tasks, cancel
 from .metrics import counter
 
 log = logging.getLogger("dispatcher.daemon")
@@ -51,15 +51,14 @@ class Monitor:
         yield counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
                       ["provider", "state"], self.changes)
 
-    def start(self) -> None:
+    def start(self, tasks: Tasks) -> None:
+        """The sampler as a task of `tasks`, restarted (logged, with backoff) if a bug ends it: health reporting
+        must outlive a bug in itself."""
         self.observe(self.snapshot(), quiet=True)
-        self._task = asyncio.create_task(self._run(), name="health")
+        self._task = tasks.keep(self._run, "health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         next_stats = time.monotonic() + self.stats_every

@@ -23,12 +23,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig
 from .database import Connections
 from .outbox import OutboxQueries
@@ -103,8 +104,12 @@ class WorkerRegistry:
             log.warning("put back %d claim(s) left by an earlier worker named %s", left, self.cfg.worker)
         return left
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="heartbeat")
+    def start(self, tasks: Tasks, on_failure: Callable[[], None]) -> None:
+        """Heartbeat as a task of `tasks`. A failure other than the database's (a bug) calls `on_failure`, the
+        daemon's stop as failed: not restarted, because a worker without heartbeats is taken for dead by the
+        others, whose rescuer takes back its claims while its requests may still be on the wire, and keeps its
+        share of the rate when others join."""
+        self._task = tasks.start(self._run(), "heartbeat", on_failure=on_failure)
 
     async def _run(self) -> None:
         hb = self.cfg.heartbeat
@@ -149,10 +154,7 @@ class WorkerRegistry:
 
     async def leave(self) -> None:
         """Stop heartbeating and delete this worker's row (after its last request): the others take its share."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         with contextlib.suppress(*PG_ERRORS):
             async with self.pool.acquire() as conn:
                 await conn.execute(f"DELETE FROM {self.n.workers} WHERE name = $1", self.cfg.worker)

@@ -42,6 +42,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..pg import PG_ERRORS, explain
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig, WebhookSpec
 from .database import Connections
 from .metrics import counter
@@ -122,14 +123,13 @@ class Webhooks:
                                   value=self.given_up)
         yield counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], self.posts)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhooks")
+    def start(self, tasks: Tasks) -> None:
+        """Delivery as a task of `tasks`, restarted (logged, with backoff, a new HTTP session) if a bug ends
+        its loop; a 410 ends it for good (see the module's docstring)."""
+        self._task = tasks.keep(self._run, "webhooks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def notify(self, *args: Any) -> None:
         """NOTIFY dispatcher_events (or results written): events may be waiting."""

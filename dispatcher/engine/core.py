@@ -21,12 +21,12 @@ from ..errors import RunError
 from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
+from ..tasks import Tasks
 from .lane import Lane, LaneConfig, RunFlags
 from .ledger import Events, Ledger, Stats
 from .prepare import Preparer
 from .spec import RunSpec
 from .status import LaneStatus
-from .tasks import Tasks
 from .transport import TransportFactory, http_transport
 
 LINGER = 0.01  # seconds between two looks, while the reader waits for room, at whether any lane is still busy

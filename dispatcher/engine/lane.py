@@ -18,6 +18,7 @@ from ..model import SENT, Batch, Message, ResultRow, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..reach import transport_outcome
 from ..retry import ambiguous, backoff
+from ..tasks import Spawn, unowned
 from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
@@ -26,7 +27,6 @@ from .pace import RateLimit
 from .queue import LaneQueue, split
 from .settle import Policy, SpentRetries, settle
 from .status import LaneState, LaneStatus
-from .tasks import Spawn, unowned
 from .transport import Transport, TransportFactory
 
 SENDING, THROTTLED, CIRCUIT_OPEN, HALTED = LaneState
