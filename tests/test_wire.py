@@ -163,3 +163,46 @@ def test_targets_carry_the_host_header_and_path_a_url_asks() -> None:
     assert target("http://h").path == b"/"
     with pytest.raises(ValueError, match="not an http"):
         target("ftp://h/x")
+
+
+def test_https_verifies_the_providers_certificate(tmp_path) -> None:
+    """A provider on TLS: answered when its certificate verifies (here against the test's own CA file), and
+    unreachable, not in doubt, when it does not (the system's CAs do not know a self-signed one)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await read_request(reader)
+        except (asyncio.IncompleteReadError, ssl.SSLError, ConnectionError):
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async def go() -> tuple[tuple[int, bytes], BaseException]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=served)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        trusting, default = Pool(5.0, ssl.create_default_context(cafile=str(cert))), Pool(5.0)
+        try:
+            status, _, body, _ = await trusting.send("POST", url, {}, b"{}")
+            with pytest.raises(aiohttp.ClientConnectorError) as e:
+                await default.send("POST", url, {}, b"{}")
+            return (status, body), e.value
+        finally:
+            trusting.close()
+            default.close()
+            server.close()
+
+    answer, e = asyncio.run(go())
+    assert answer == (200, b"ok")
+    assert not ambiguous(e) and (unreachable(e) or "").startswith("TLS failed on 127.0.0.1:")
