@@ -7,8 +7,10 @@ withdrawal) are logged and restarted with backoff. And a stop leaves none of the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from blastkit import write_toml
 
 from dispatcher.daemon.config import load_daemon
 from dispatcher.daemon.service import Daemon
+from dispatcher.providers.dlr import Report
 from dispatcher.tasks import Tasks, cancel
 
 pytestmark = pytest.mark.timeout(60)
@@ -136,6 +139,43 @@ def test_a_failing_heartbeat_stops_the_daemon_with_exit_1_named_in_the_log(confi
     assert [r.getMessage() for r in error] == [
         "heartbeat failed (RuntimeError: a bug in the heartbeat): stopping the daemon"]
     assert error[0].exc_info and d.failed == ["heartbeat"]
+
+
+class BrokenCounts(Counter):
+    """A bug on the reports writer's path, after its write: counting what it stored fails."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("a bug in the writer")
+
+
+def test_a_failing_reports_writer_answers_its_callbacks_503_and_stops_the_daemon(config, postgres_dsn, caplog):
+    """Before: the writer died unseen; the callbacks it held, and every one after, waited for ever."""
+    d = Daemon(load_daemon(config))
+    report = Report(provider="sms", message_id="m-1", recipient="+34600000001", status="delivered",
+                    provider_status="DELIVRD", event_at=dt.datetime.now(dt.UTC), payload={})
+
+    async def go() -> int:
+        before = others()
+        await d.start()
+        d.reports.received = BrokenCounts()
+        with pytest.raises(ConnectionError):  # what the endpoint answers 503
+            await asyncio.wait_for(d.reports.submit([report]), 10)
+        with pytest.raises(ConnectionError):  # at once: no writer to wait for
+            await asyncio.wait_for(d.reports.submit([report]), 10)
+        code = await asyncio.wait_for(d.wait(), 20)
+        assert not others() - before
+        conn = await asyncpg.connect(postgres_dsn)
+        try:  # written before the bug: a resend adds a duplicate, which reports keep anyway
+            assert await conn.fetchval(f"SELECT count(*) FROM {d.names.reports}") == 1
+        finally:
+            await conn.close()
+        return code
+
+    with caplog.at_level(logging.ERROR, "dispatcher"):
+        assert asyncio.run(go()) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "reports-writer failed (TypeError: a bug in the writer): stopping the daemon"]
+    assert d.failed == ["reports-writer"]
 
 
 def test_a_failing_upkeep_job_is_restarted_and_the_daemon_runs_on(config, caplog):

@@ -114,9 +114,10 @@ class ReportStore:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, tasks: Tasks, on_failure: Callable[[], None]) -> None:
         """The writer and the rematcher as tasks of `tasks`. A writer that a bug ends calls `on_failure`, the
-        daemon's stop as failed (not restarted: the callbacks of the batch it held would never be answered,
-        and on a stop every one still waiting is answered 503, so the providers send it again); the
-        rematcher is restarted (logged, with backoff): what it missed it matches at its next look."""
+        daemon's stop as failed (not restarted: a report is answered 200 once committed, which the endpoint
+        cannot keep without its writer; the callbacks it held, and every one after, are answered 503, so the
+        providers send them again); the rematcher is restarted (logged, with backoff): what it missed it
+        matches at its next look."""
         self._writing = tasks.start(self._writer(), "reports-writer", on_failure=on_failure)
         self._tasks = [self._writing, tasks.keep(self._rematcher, "reports-rematch")]
 
@@ -160,25 +161,33 @@ class ReportStore:
                     batch.append(item)
                     n += len(item[0])
                 try:
-                    await self._write([r for rs, _ in batch for r in rs])
-                    done: list[tuple[list[Report], asyncio.Future[None], BaseException | None]] = \
-                        [(rs, fut, None) for rs, fut in batch]
-                except Exception as e:
-                    # one callback the database refuses must not fail the others written with it
-                    done = [(rs, fut, e) for rs, fut in batch] if len(batch) == 1 else \
-                        [(rs, fut, await self._alone(rs)) for rs, fut in batch]
-                for rs, fut, error in done:
-                    if error is None:
-                        for r in rs:
-                            self.received[(r.provider, r.status)] += 1
-                    else:
-                        log.warning("could not store %d delivery report(s): %s", len(rs),
-                                    explain(error, self.cfg.dsn))
-                    if not fut.done():
-                        if error is None:
-                            fut.set_result(None)
-                        else:
-                            fut.set_exception(error)
+                    await self._store(batch)
+                finally:  # a bug or a cancel mid-batch: its callbacks are answered 503, the providers resend
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(ConnectionError("the reports writer stopped"))
+
+    async def _store(self, batch: list[tuple[list[Report], asyncio.Future[None]]]) -> None:
+        """One batch written, in one transaction; each callback's future answered."""
+        try:
+            await self._write([r for rs, _ in batch for r in rs])
+            done: list[tuple[list[Report], asyncio.Future[None], BaseException | None]] = \
+                [(rs, fut, None) for rs, fut in batch]
+        except Exception as e:
+            # one callback the database refuses must not fail the others written with it
+            done = [(rs, fut, e) for rs, fut in batch] if len(batch) == 1 else \
+                [(rs, fut, await self._alone(rs)) for rs, fut in batch]
+        for rs, fut, error in done:
+            if error is None:
+                for r in rs:
+                    self.received[(r.provider, r.status)] += 1
+            else:
+                log.warning("could not store %d delivery report(s): %s", len(rs), explain(error, self.cfg.dsn))
+            if not fut.done():
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
 
     async def _alone(self, reports: list[Report]) -> BaseException | None:
         try:
