@@ -217,7 +217,6 @@ def test_a_stop_leaves_none_of_the_daemons_tasks_running(config):
     async def go() -> None:
         before = others()
         await d.start()
-        await asyncio.sleep(0)  # the tasks start: a loop turn, no timing
         names = {t.get_name() for t in others() - before}
         assert names >= OWNED, OWNED - names  # every one of them is the owner's
         d.stop()
