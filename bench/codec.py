@@ -1,6 +1,7 @@
 """Codec benchmark: classify and count parts for a million realistic SMS texts.
 
-Paths, all on the same messages, each figure the median of 3 repetitions (quick: one):
+Paths, all on the same messages (bench/codec_messages.py), each figure the median of 3 repetitions
+(quick: one); the rivals to numba are in bench/codec_rivals.py:
   numba      dispatcher.codecs.analyze per chunk of 2048 (as the pipeline calls it), including the
              conversion from Python strings to the code-point array
   reference  dispatcher.codecs.reference.count, the plain-Python reference, one text at a time
@@ -18,11 +19,9 @@ measured in fresh subprocesses.
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -35,227 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.codec_messages import generate_messages  # noqa: E402  (after the path, for `python bench/codec.py`)
+from bench.codec_rivals import charmap_count, gsm0338_count, load_charmap  # noqa: E402
+
 CHUNK = 2048
 REPEATS = 3
-SEED = 20240603
 N_FULL = 1_000_000
 N_QUICK = 20_000
-
-# ----------------------------------------------------------------------------------------------
-# Messages: deterministic, mixed lengths (OTP ~50 chars to promotions of 900), about 5% with a
-# character outside GSM-7 (emoji, typographic quotes, Portuguese letters, other scripts), and
-# about 10% with extension characters (€, brackets, braces, tilde, pipe).
-
-FIRST = [
-    "Ana",
-    "Luis",
-    "Maria",
-    "Jose",
-    "Carmen",
-    "Pedro",
-    "Laura",
-    "Pablo",
-    "Sofia",
-    "Diego",
-    "Marta",
-    "Jorge",
-    "Elena",
-    "Ivan",
-    "Nuria",
-    "Raul",
-]
-LAST = [
-    "Garcia",
-    "Lopez",
-    "Martin",
-    "Perez",
-    "Sanchez",
-    "Romero",
-    "Navarro",
-    "Torres",
-    "Dominguez",
-    "Vazquez",
-    "Ramos",
-    "Gil",
-]
-SHOPS = [
-    "Tienda Sol",
-    "MercaPlus",
-    "Optica Vision",
-    "Farmacia Central",
-    "Moda Luna",
-    "TecnoHogar",
-    "Deportes Cima",
-]
-SENTENCES = [
-    "No olvides traer tu DNI.",
-    "Si tienes dudas llamanos al 900 123 456.",
-    "Promocion valida hasta fin de existencias.",
-    "Consulta condiciones en nuestra web.",
-    "Envio gratis en pedidos superiores a 30 EUR.",
-    "Responde BAJA para no recibir mas mensajes.",
-    "Te esperamos de lunes a sabado de 10:00 a 21:00.",
-    "Your order has been dispatched and will arrive soon.",
-    "Reply STOP to opt out.",
-    "Use the code at checkout to get your discount.",
-    "Horario de atencion: 9:00 - 18:00.",
-    "Gracias por confiar en nosotros!",
-    "Recuerda que puedes cambiar tu cita desde la app.",
-    "Descarga la factura en tu area de cliente.",
-]
-EXT_SNIPPETS = ["{amount}€", "[OFERTA]", "{{VIP}}", "~{pct}%", "| Info", "^^", "[{code}]", "\\o/"]
-NON_GSM = [
-    " 😀", " 🎉", " 👍", "🔥 ", " ❤️", "“{word}”", "‘{word}’", " – ", "…", " ação", " não", " você",
-    " Olá", " Иван", " 李伟", " مرحبا", "\u00a0", " ™", " ½", " №5",
-]  # fmt: skip
-WORDS = ["oferta", "cita", "pedido", "envio", "codigo", "factura", "regalo", "premio", "descuento", "sorteo"]
-
-
-def _otp(r: random.Random) -> str:
-    code = r.randrange(100000, 999999)
-    return r.choice(
-        [
-            f"Tu codigo de verificacion es {code}. Caduca en {r.choice((5, 10, 15))} minutos.",
-            f"Your verification code is {code}. Do not share it with anyone.",
-            f"{code} es tu codigo de acceso a {r.choice(SHOPS)}.",
-        ]
-    )
-
-
-def _delivery(r: random.Random) -> str:
-    name = r.choice(FIRST)
-    order = r.randrange(10**6, 10**7)
-    url = f"https://trk.example.com/{r.randrange(16**8):08x}"
-    return (
-        f"Hola {name}, tu pedido {order} de {r.choice(SHOPS)} llegara el {r.randrange(1, 29)}/"
-        f"{r.randrange(1, 13)} entre las {r.randrange(8, 14)}:00 y las {r.randrange(14, 21)}:00. "
-        f"Sigue tu envio en {url}"
-    )
-
-
-def _reminder(r: random.Random) -> str:
-    return (
-        f"Recordatorio: {r.choice(FIRST)} {r.choice(LAST)}, tienes cita el {r.randrange(1, 29)}/"
-        f"{r.randrange(1, 13)} a las {r.randrange(9, 20)}:{r.choice(('00', '15', '30', '45'))} en "
-        f"{r.choice(SHOPS)}. {r.choice(SENTENCES)}"
-    )
-
-
-def _promo(r: random.Random) -> str:
-    head = (
-        f"{r.choice(FIRST).upper()}, solo hoy en {r.choice(SHOPS)}: -{r.choice((10, 15, 20, 30, 50))}% "
-        f"en {r.choice(WORDS)}s con el codigo {r.choice(WORDS).upper()}{r.randrange(10, 99)}."
-    )
-    body = " ".join(r.choice(SENTENCES) for _ in range(r.choice((0, 1, 2, 2, 3, 4, 6, 9, 14))))
-    return f"{head} {body}".strip()
-
-
-KINDS = [(_otp, 0.25), (_delivery, 0.30), (_reminder, 0.20), (_promo, 0.25)]
-
-
-def _splice(r: random.Random, text: str, snippet: str) -> str:
-    cut = r.randrange(len(text) + 1)
-    return text[:cut] + snippet + text[cut:]
-
-
-def generate_messages(n: int, seed: int = SEED) -> list[str]:
-    r = random.Random(seed)
-    makers = [k for k, _ in KINDS]
-    weights = [w for _, w in KINDS]
-    out = []
-    for _ in range(n):
-        text = r.choices(makers, weights)[0](r)
-        x = r.random()
-        if x < 0.05:
-            snippet = r.choice(NON_GSM).format(word=r.choice(WORDS))
-            text = _splice(r, text, snippet)
-        elif x < 0.15:
-            snippet = r.choice(EXT_SNIPPETS).format(
-                amount=r.randrange(5, 500), pct=r.randrange(5, 70), code=r.randrange(1000, 9999)
-            )
-            text = _splice(r, text, snippet)
-        out.append(text)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Competing classifiers. Each returns (encoding name, units, parts) for one text, GSM-7 / UCS-2.
-
-
-def _greedy_parts(widths, concat: int) -> int:
-    parts, used = 1, 0
-    for w in widths:
-        if used + w > concat:
-            parts += 1
-            used = w
-        else:
-            used += w
-    return parts
-
-
-def _ucs2(text: str) -> tuple[str, int, int]:
-    data = text.encode("utf-16-le", "surrogatepass")
-    units = len(data) // 2
-    if units <= 70:
-        return "UCS-2", units, 1
-    if units == len(text):
-        return "UCS-2", units, -(-units // 67)
-    return "UCS-2", units, _greedy_parts((2 if ord(ch) > 0xFFFF else 1 for ch in text), 67)
-
-
-def gsm0338_count(text: str) -> tuple[str, int, int]:
-    """The gsm0338 package's codec (extension characters come out as ESC + code)."""
-    try:
-        encoded = text.encode("gsm03.38")
-    except UnicodeEncodeError:
-        return _ucs2(text)
-    units = len(encoded)
-    if units <= 160:
-        return "GSM-7", units, 1
-    if units == len(text):
-        return "GSM-7", units, -(-units // 153)
-    widths, i = [], 0
-    while i < units:
-        w = 2 if encoded[i] == 0x1B else 1
-        widths.append(w)
-        i += w
-    return "GSM-7", units, _greedy_parts(widths, 153)
-
-
-def _charmap_table():
-    from dispatcher.codecs.tables import GSM7_BASIC, GSM7_EXT
-
-    # bytes 0x00-0x7F: the basic table; 0x80 | code: the extension character at code
-    decoding = ["\ufffe"] * 256
-    for code, ch in enumerate(GSM7_BASIC):
-        if code != 0x1B:
-            decoding[code] = ch
-    for code, ch in GSM7_EXT.items():
-        decoding[0x80 | code] = ch
-    return codecs.charmap_build("".join(decoding))
-
-
-_CHARMAP = None
-_ASCII_BYTES = bytes(range(128))
-
-
-def charmap_count(text: str) -> tuple[str, int, int]:
-    """Tuned pure Python: one C-level charmap encode per text; extension characters come out >= 0x80."""
-    try:
-        encoded = codecs.charmap_encode(text, "strict", _CHARMAP)[0]
-    except UnicodeEncodeError:
-        return _ucs2(text)
-    n = len(encoded)
-    ext = 0 if encoded.isascii() else len(encoded.translate(None, _ASCII_BYTES))
-    units = n + ext
-    if units <= 160:
-        return "GSM-7", units, 1
-    if ext == 0:
-        return "GSM-7", units, -(-units // 153)
-    return "GSM-7", units, _greedy_parts((2 if b >= 0x80 else 1 for b in encoded), 153)
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 def _measure(fn: Callable[[], object], n: int, repeats: int = REPEATS) -> dict:
@@ -342,13 +127,12 @@ def kernel_only(chunks: list[list[str]], n: int, repeats: int) -> dict:
 
 def run(quick: bool = False) -> dict:
     """Run every path on the same messages; returns a JSON-able dict of figures."""
-    global _CHARMAP
     import gsm0338  # noqa: F401  registers the "gsm03.38" codec
 
     from dispatcher.codecs import analyze, reference
     from dispatcher.codecs.batch import to_codepoints
 
-    _CHARMAP = _charmap_table()
+    load_charmap()
     startup = startup_times(cold=not quick)  # before anything is compiled in this process
 
     n = N_QUICK if quick else N_FULL
@@ -453,8 +237,6 @@ def _report(quick: bool, n: int, repeats: int, gen_s: float, messages: list[str]
         "agreement_with_reference": {k: v / n for k, v in agreement.items()},
         "startup": startup,
     }
-
-
 
 
 def format_table(r: dict) -> str:

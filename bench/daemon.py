@@ -32,43 +32,37 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from bench.common import on_postgres, simulator
 from bench.daemonkit import Workers, reset, wait_live
 
 _reset = reset  # bench/api.py's name for it
 
 
-def write_config(tmp: Path, url: str, table: str, claim: int = 2000, concurrency: int = 8,
-                 batch_size: int = 1000, heartbeat: float = 0.5) -> Path:
+DRAIN_TEMPLATE = "Hola {name|capitalize}, tu factura de {amount} EUR ya esta disponible."
+
+
+def write_config(tmp: Path, url: str, table: str, claim: int | None = 2000, concurrency: int = 8,
+                 batch_size: int = 1000, heartbeat: float = 0.5, *, rate: float = 1_000_000,
+                 template: str = DRAIN_TEMPLATE, campaigns: dict[str, str] | None = None) -> Path:
+    """The daemon benches' one config file (tomli_w): a worker on `table` with one 360nrs provider at `rate`
+    (unlimited by default), `claim` rows a claim (None: the daemon's default), and `campaigns` (name ->
+    template) beside the default template."""
+    daemon = {"dsn_env": "DISPATCHER_DSN", "table": table, "region": "ES", "heartbeat": heartbeat, "dead_after": 3,
+              "lease": 10, "poll": 0.5, "log_level": "warning"}
+    if claim is not None:
+        daemon["claim"] = claim
+    doc: dict[str, Any] = {
+        "daemon": daemon, "http": {"listen": "127.0.0.1:0"},
+        "providers": {"sms": {"type": "nrs360", "url": url, "username_env": "NRS360_USER",
+                              "password_env": "NRS360_PASSWORD", "rate": rate, "batch_size": batch_size,
+                              "concurrency": concurrency}},
+        "defaults": {"sender": "ACME", "template": template}}
+    if campaigns:
+        doc["campaigns"] = {name: {"template": t} for name, t in campaigns.items()}
     path = tmp / f"{table.replace('.', '_')}.toml"
-    path.write_text(f"""
-[daemon]
-dsn_env = "DISPATCHER_DSN"
-table = "{table}"
-region = "ES"
-heartbeat = {heartbeat}
-dead_after = 3
-lease = 10
-poll = 0.5
-claim = {claim}
-log_level = "warning"
-
-[http]
-listen = "127.0.0.1:0"
-
-[providers.sms]
-type = "nrs360"
-url = "{url}"
-username_env = "NRS360_USER"
-password_env = "NRS360_PASSWORD"
-rate = 1000000
-batch_size = {batch_size}
-concurrency = {concurrency}
-
-[defaults]
-sender = "ACME"
-template = "Hola {{name|capitalize}}, tu factura de {{amount}} EUR ya esta disponible."
-""")
+    path.write_text(tomli_w.dumps(doc))
     return path
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.common import ROOT, on_postgres, simulator
 from bench.daemon import drain
-from bench.daemon import write_config as drain_config
+from bench.daemon import write_config as daemon_config
 from bench.daemonkit import Workers, reset, wait_live
 
 HEARTBEAT = 0.2
@@ -48,41 +48,9 @@ RATES = (1.0, 20.0, 100.0)
 
 
 def write_config(tmp: Path, url: str, table: str, rate: float) -> Path:
-    path = tmp / f"{table.replace('.', '_')}.toml"
-    path.write_text(f"""
-[daemon]
-dsn_env = "DISPATCHER_DSN"
-table = "{table}"
-region = "ES"
-heartbeat = {HEARTBEAT}
-dead_after = 3
-lease = 10
-poll = 0.5
-log_level = "warning"
-
-[http]
-listen = "127.0.0.1:0"
-
-[providers.sms]
-type = "nrs360"
-url = "{url}"
-username_env = "NRS360_USER"
-password_env = "NRS360_PASSWORD"
-rate = {rate}
-batch_size = 1
-concurrency = 8
-
-[defaults]
-sender = "ACME"
-template = "Hola {{name}}"
-
-[campaigns.big]
-template = "Hola {{name}}, big"
-
-[campaigns.small]
-template = "Hola {{name}}, small"
-""")
-    return path
+    """bench/daemon.py's file at `rate`, one message a request, the daemon's own claim, and two campaigns."""
+    return daemon_config(tmp, url, table, claim=None, batch_size=1, heartbeat=HEARTBEAT, rate=rate,
+                         template="Hola {name}", campaigns={"big": "Hola {name}, big", "small": "Hola {name}, small"})
 
 
 async def _insert(conn: Any, table: str, n: int, start: int, campaign: str | None = None, priority: int = 0) -> None:
@@ -267,7 +235,7 @@ def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bo
                 continue
             schema = f"bench_thr_{who}_{i}"
             asyncio.run(reset(dsn, schema))
-            workers = Workers(drain_config(tmp, url, f"{schema}.outbox", heartbeat=HEARTBEAT), dsn, 1, root=root)
+            workers = Workers(daemon_config(tmp, url, f"{schema}.outbox", heartbeat=HEARTBEAT), dsn, 1, root=root)
             try:
                 asyncio.run(wait_live(dsn, f"{schema}.outbox", 1, HEARTBEAT))
                 r = asyncio.run(drain(dsn, f"{schema}.outbox", rows, timeout=300))

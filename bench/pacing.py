@@ -33,7 +33,7 @@ import uvloop
 from bench.blast import run_blast
 from bench.common import audience, sim_reset, sim_stats, simulator
 from bench.previous_limits import PreviousRateLimit
-from dispatcher.limits import RateLimit
+from dispatcher.engine.pace import RateLimit
 from dispatcher.providers.base import retry_after
 
 BODY = (b'{"from":{"email":"news@example.com"},"to":[{"email":"a@example.org"}],'

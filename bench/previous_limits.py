@@ -1,6 +1,7 @@
-"""The limiter as it was before issue 10 (dispatcher/limits.py at d0057f9), kept verbatim as the
-pacing benchmark's baseline: an aiolimiter bucket leaking at `rate - burst - 0.5%` floored at
-half the rate, and every 429 halving the pace. Not used by the dispatcher.
+"""The limiter as it was before issue 10 (dispatcher/limits.py at d0057f9; today's is
+dispatcher/engine/pace/throttle.py), kept verbatim as the pacing benchmark's baseline: an aiolimiter
+bucket leaking at `rate - burst - 0.5%` floored at half the rate, and every 429 halving the pace.
+Not used by the dispatcher.
 """
 
 from __future__ import annotations

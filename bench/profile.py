@@ -119,9 +119,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def whose(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Whose code a path's time is in, from its stages' shares."""
     ours = sum(r["share"] for r in rows if r["stage"] in OURS)
-    aiohttp = sum(r["share"] for r in rows if r["stage"].startswith("HTTP: aiohttp"))
+    aiohttp = sum(r["share"] for r in rows if r["stage"].startswith("HTTP: client"))
     loop = sum(r["share"] for r in rows if r["stage"].startswith("event loop"))
-    return {"our code": round(ours, 4), "aiohttp": round(aiohttp, 4), "event loop": round(loop, 4),
+    return {"our code": round(ours, 4), "HTTP client": round(aiohttp, 4), "event loop": round(loop, 4),
             "other": round(max(0.0, 1 - ours - aiohttp - loop), 4)}
 
 

@@ -10,7 +10,7 @@ Key = tuple[str, int, str]  # pstats: (file, line, function)
 PROVIDER = "/dispatcher/providers/"
 BUILD = {"build", "_whatsapp", "_item", "_substituted", "_slot", "_digits"}
 BATCHING = {"batch_key", "batch_keys", "batch_limit", "check", "check_all", "checks_each", "_kinds", "batch_size"}
-LANE_BATCHING = {"add", "_group", "flush", "flush_if_idle", "_requeue", "_work"}
+LANE_BATCHING = {"add", "_group", "flush", "flush_if_idle", "_requeue", "_sender"}
 LANE_RESULTS = {"_after", "_accepted", "_settle", "_meta", "_fail_over"}
 
 
@@ -34,11 +34,12 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("batching (lane, provider keys)", lambda f, n: "/dispatcher/engine/batcher.py" in f
      or _fn("/dispatcher/engine/lane.py", LANE_BATCHING)(f, n)
      or (PROVIDER in f and n in BATCHING)),
-    ("pacing (limiter)", _in("/dispatcher/limits.py", "/aiolimiter/", "/dispatcher/engine/circuit.py")),
+    ("pacing (limiter)", _in("/dispatcher/engine/pace/throttle.py", "/aiolimiter/", "/dispatcher/engine/circuit.py")),
     ("build request (provider)", lambda f, n: PROVIDER in f and n in BUILD),
     ("HTTP: our send path", lambda f, n: "/dispatcher/engine/transport.py" in f
      or _fn("/dispatcher/engine/lane.py", {"_send"})(f, n)),
-    ("HTTP: aiohttp client", _in("/aiohttp/", "/multidict/", "/yarl/", "/propcache/", "/aiohappyeyeballs/")),
+    ("HTTP: client (engine/wire.py, aiohttp)", _in("/dispatcher/engine/wire.py", "/aiohttp/", "/multidict/", "/yarl/",
+                                                  "/propcache/", "/aiohappyeyeballs/", "/httptools/")),
     ("parse response (provider)", _in(PROVIDER)),
     ("results (outcomes -> result columns)", _fn("/dispatcher/engine/lane.py", LANE_RESULTS)),
     ("ledger and run journal", _in("/dispatcher/engine/ledger.py", "/dispatcher/state.py", "/dispatcher/blast/runs.py")),
@@ -47,7 +48,7 @@ STAGES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("engine core and CLI", _in("/dispatcher/")),
 ]
 OTHER = "other (third-party, unattributed)"
-OURS = {name for name, _ in STAGES if not name.startswith(("HTTP: aiohttp", "event loop"))}
+OURS = {name for name, _ in STAGES if not name.startswith(("HTTP: client", "event loop"))}
 
 
 def own_stage(key: Key) -> str | None:

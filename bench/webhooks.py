@@ -30,6 +30,7 @@ from dispatcher.daemon.outbox import TableNames
 from dispatcher.daemon.outbox.schema import init_connection, migrations
 from dispatcher.daemon.webhooks import Webhooks
 from dispatcher.pg import migrate
+from dispatcher.tasks import Tasks
 
 SECRET = "whsec_" + base64.b64encode(b"bench webhook secret, 32 bytes!!").decode()
 
@@ -72,7 +73,7 @@ async def _measure(dsn: str, n: int, batch: int) -> dict[str, Any]:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=init_connection)
     w = Webhooks(cfg, spec, pool, names)
     t0 = time.perf_counter()
-    w.start()
+    w.start(Tasks())
     try:
         await asyncio.wait_for(done.wait(), 600)
         took = time.perf_counter() - t0

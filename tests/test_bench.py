@@ -51,7 +51,7 @@ def test_quick_bench_writes_json_table_and_charts(tmp_path, postgres_dsn):
     for k in ("batched", "single"):
         prof = scenarios["profile"][k]
         assert abs(sum(row["share"] for row in prof["stages"]) - 1) < 0.01
-        assert {"CSV read (source)", "HTTP: aiohttp client", "JSON sink"} <= {row["stage"] for row in prof["stages"]}
+        assert {"CSV read (source)", "HTTP: client (engine/wire.py, aiohttp)", "JSON sink"} <= {row["stage"] for row in prof["stages"]}
     md = (tmp_path / "latest.md").read_text()
     assert "bare loop" in md and "Memory" in md and "upstream" in md and "Floor" in md and "Import-and-warm floor" in md
     assert {p.name for p in tmp_path.glob("*.png")} >= {"throughput.png", "codec.png", "memory.png"}
@@ -125,4 +125,4 @@ def test_sampled_stacks_go_to_the_innermost_frame_that_names_a_stage(tmp_path):
         "analyze (dispatcher/codecs/batch.py:148) 50",
         "<module> (dispatcher/__main__.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 40",
     ]) + "\n")
-    assert stages(folded) == {"HTTP: aiohttp client": 7, "prepare: routing, message objects": 3, "JSON sink": 2}
+    assert stages(folded) == {"HTTP: client (engine/wire.py, aiohttp)": 7, "prepare: routing, message objects": 3, "JSON sink": 2}

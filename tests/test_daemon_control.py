@@ -20,6 +20,7 @@ from test_daemon_api import API_KEY, call, conforms
 
 from dispatcher.daemon.config import load_daemon
 from dispatcher.daemon.outbox import OutboxQueries, TableNames
+from dispatcher.tasks import Tasks
 
 __all__ = ["env", "table"]  # fixtures, imported for pytest
 
@@ -393,7 +394,7 @@ async def test_the_rescuer_cleaner_and_depth_run_as_services_apart_from_the_hear
         pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
         m = Maintenance(cfg, pool, store)
         try:
-            m.start()
+            m.start(Tasks())
             await until(conn, f"SELECT count(*) = 7 FROM {table} WHERE status = 'pending'")  # 3 sent rows purged
             await until(conn, f"SELECT NOT EXISTS (SELECT 1 FROM {table}_workers WHERE name = 'gone') "
                               f"AND (SELECT count(*) FROM {table}) = 7")

@@ -63,7 +63,7 @@ def test_metrics_serves_the_collectors_it_is_given_and_the_health_it_is_told(con
     d = Daemon(load_daemon(config))
     d.sink.results[("sms", "sent", "")] += 3
     told: list[tuple[bool, dict[str, Any]]] = [(False, {"status": "stopping"})]
-    collectors = [metrics.sink_metrics(d.sink), metrics.registry_metrics(d.registry),
+    collectors = [d.sink.collect, d.registry.collect,
                   lambda: [GaugeMetricFamily("example_gauge", "A collector of this test's own", value=7)]]
 
     async def scrape() -> tuple[str, list[tuple[int, Any]]]:

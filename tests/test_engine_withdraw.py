@@ -1,7 +1,7 @@
 """A lane's queue as a service sees it (issue 24): what a claim may size itself by (`soon`, `urgent_waiting`),
-a priority message overtaking what workers hold while they wait for a slot, and `withdraw` taking messages
+a priority message overtaking what senders hold while they wait for a slot, and `withdraw` taking messages
 not on the wire back out (a paused or cancelled campaign), from the queue, the open groups and the
-batches workers hold, never one on the wire and never one twice.
+batches senders hold, never one on the wire and never one twice.
 
 The real Lane and Ledger with the fake provider (enginekit); waits are on events the fake transport sets,
 each with a deadline.
@@ -59,7 +59,7 @@ def add(ln: Lane, ledger: Ledger, msgs: list[Message]) -> None:
 
 
 async def drained(ln: Lane, ledger: Ledger, cut: bool = False) -> None:
-    """Until every message has left; then the workers stop (`cut`: at once, not after their slots)."""
+    """Until every message has left; then the senders stop (`cut`: at once, not after their slots)."""
     ln.flush()  # what open groups hold goes (the engine does this when its source is done)
     ledger.close_source()
     await asyncio.wait_for(ledger.drained(), 20)
@@ -76,12 +76,12 @@ async def sent_by(wire: Wire, seq: int, timeout: float = 10) -> int:
     return next(i for i, r in enumerate(wire.requests) if seq in r)
 
 
-def test_soon_counts_the_pace_and_the_wire_not_the_workers_waiting_for_a_slot():
+def test_soon_counts_the_pace_and_the_wire_not_the_senders_waiting_for_a_slot():
     async def go() -> None:
         ln, ledger, wire = await lane(rate=2, concurrency=8, batch=1)
         add(ln, ledger, [message(i) for i in range(1, 13)])
         await sent_by(wire, 1)
-        # eight workers hold a message each while they wait for a slot: four seconds of sending at 2/s,
+        # eight senders hold a message each while they wait for a slot: four seconds of sending at 2/s,
         # which is not "soon" (half a second at 2/s is one message, plus the requests on the wire)
         assert ln.soon(0.5) <= 2.0
         assert ln.urgent_waiting == 0
@@ -92,7 +92,7 @@ def test_soon_counts_the_pace_and_the_wire_not_the_workers_waiting_for_a_slot():
     asyncio.run(go())
 
 
-def test_a_priority_message_takes_the_next_slot_from_workers_holding_older_ones():
+def test_a_priority_message_takes_the_next_slot_from_senders_holding_older_ones():
     async def go() -> None:
         ln, ledger, wire = await lane(rate=4, concurrency=4, batch=1)
         add(ln, ledger, [message(i) for i in range(1, 21)])
@@ -100,7 +100,7 @@ def test_a_priority_message_takes_the_next_slot_from_workers_holding_older_ones(
         add(ln, ledger, [message(100, priority=10)])
         assert ln.urgent_waiting == 1  # queued: what an urgent claim is sized by
         at = await sent_by(wire, 100)
-        # every worker held an older message waiting for a slot; the next slot went to the urgent one
+        # every sender held an older message waiting for a slot; the next slot went to the urgent one
         assert at - first <= 2, wire.requests
         assert ln.urgent_waiting == 0
         back = ln.withdraw(lambda m: True)
@@ -110,13 +110,13 @@ def test_a_priority_message_takes_the_next_slot_from_workers_holding_older_ones(
     asyncio.run(go())
 
 
-def test_a_priority_message_an_idle_worker_took_goes_with_the_next_slot_not_after_the_held_ones():
+def test_a_priority_message_an_idle_sender_took_goes_with_the_next_slot_not_after_the_held_ones():
     async def go() -> None:
         ln, ledger, wire = await lane(rate=1, concurrency=4, batch=1)
-        add(ln, ledger, [message(i) for i in range(1, 4)])  # one on the wire, two held, one worker idle
+        add(ln, ledger, [message(i) for i in range(1, 4)])  # one on the wire, two held, one sender idle
         first = await sent_by(wire, 1)
         t0 = asyncio.get_running_loop().time()
-        add(ln, ledger, [message(100, priority=10)])  # the idle worker takes it and waits behind the two
+        add(ln, ledger, [message(100, priority=10)])  # the idle sender takes it and waits behind the two
         assert await sent_by(wire, 100, timeout=5) == first + 1
         assert asyncio.get_running_loop().time() - t0 < 2.0  # the next slot: at most a second away
         await drained(ln, ledger, cut=True)
@@ -124,15 +124,15 @@ def test_a_priority_message_an_idle_worker_took_goes_with_the_next_slot_not_afte
     asyncio.run(go())
 
 
-def test_a_worker_whose_held_messages_were_withdrawn_sends_other_work_with_its_slot():
+def test_a_sender_whose_held_messages_were_withdrawn_sends_other_work_with_its_slot():
     async def go() -> None:
         ln, ledger, wire = await lane(rate=1, concurrency=4, batch=1)
         add(ln, ledger, [message(i, "paused") for i in range(1, 5)])
         await sent_by(wire, 1)
-        ledger.leave(ln.withdraw(lambda m: m.group == "paused"))  # what the other three workers held
+        ledger.leave(ln.withdraw(lambda m: m.group == "paused"))  # what the other three senders held
         t0 = asyncio.get_running_loop().time()
-        add(ln, ledger, [message(10, "other")])  # the idle worker takes it, behind three in the limiter's line
-        # the next slot is a worker's whose batch was withdrawn: it carries message 10 instead of going
+        add(ln, ledger, [message(10, "other")])  # the idle sender takes it, behind three in the limiter's line
+        # the next slot is a sender's whose batch was withdrawn: it carries message 10 instead of going
         # unused (three unused slots would be 3 s at 1/s; the next one is at most a second away)
         assert await sent_by(wire, 10, timeout=5) == 1
         assert asyncio.get_running_loop().time() - t0 < 2.0

@@ -11,10 +11,10 @@ import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_limits import max_window
+from test_pace import max_window
 
+from dispatcher.engine.pace import RateLimit
 from dispatcher.errors import RunError
-from dispatcher.limits import RateLimit
 from dispatcher.phone import column as phone_column
 from dispatcher.phone import e164, number_problem, to_e164, to_e164_column
 from dispatcher.phone.metadata import MOBILE, VALID

@@ -26,16 +26,19 @@ import hmac
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ..pg import explain
 from .config import DaemonConfig
+from .database import Connections
 from .idempotency import MAX_KEY, Keys, request_hash
+from .metrics import counter
 from .openapi import complete, document
 from .outbox import Problem, RowValidator, TableNames
 from .problems import problem
@@ -109,7 +112,7 @@ def payload_hash(m: dict[str, Any]) -> str:
 class Api:
     """Validation, the insert and the look-ups; counts requests by route and status for /metrics."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames, validator: RowValidator,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, names: TableNames, validator: RowValidator,
                  listing: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> None:
         assert cfg.api_key is not None
         self.cfg = cfg
@@ -141,6 +144,15 @@ class Api:
                    provider_message_id, sent_to, parts, code, error, attempts, priority, created_at, not_before,
                    claimed_at, finished_at, delivery_status, delivery_at
             FROM {t} WHERE """
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: requests by route and status, messages queued or already stored."""
+        yield counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"], self.requests)
+        c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
+                                labels=["outcome"])
+        c.add_metric(["queued"], self.accepted)
+        c.add_metric(["duplicate"], self.duplicates)
+        yield c
 
     # -- HTTP ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:

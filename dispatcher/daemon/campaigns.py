@@ -34,6 +34,7 @@ from aiohttp import web
 
 from .api import Invalid, view
 from .config import DaemonConfig
+from .database import Connections
 from .outbox import OutboxQueries
 from .problems import problem
 
@@ -58,7 +59,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 class Control:
     """Cancel, pause, resume, retry, and the listings; each one statement on the outbox's tables."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store

@@ -6,20 +6,26 @@ the outbox is given this handle when it is made and acquires its connections thr
 `Daemon.start`, makes the pool. Before that, or after `close()`, `acquire()` raises: nothing touches
 the database before the daemon starts.
 
-The components annotate the handle as `asyncpg.Pool` (they only ever call `acquire()`, which this one
-forwards), so that they can be given a pool itself elsewhere (tests, bench).
+The components need nothing else of it, and say so: they take `Connections` (what `acquire()` gives),
+which this handle is, and an `asyncpg.Pool` is too (tests and the bench give them one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from asyncpg.pool import PoolAcquireContext
 
 from .. import pg
+
+
+class Connections(Protocol):
+    """Where a daemon component gets its connections, one at a time: `async with x.acquire() as conn`."""
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext: ...
 
 
 class Database:

@@ -36,17 +36,21 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .. import callbacks
 from ..pg import Retry, explain, retrying
 from ..providers.base import Provider
 from ..providers.dlr import Report
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig, ProviderSpec
+from .database import Connections
+from .metrics import counter
 from .outbox import TableNames
 from .outbox.store import named_queries
 
@@ -79,7 +83,7 @@ def configure_callbacks(public: str, specs: Mapping[str, ProviderSpec],
 class ReportStore:
     """Reports written in batches (one transaction for all the callbacks of a moment), then matched."""
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, names: TableNames) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, names: TableNames) -> None:
         self.cfg = cfg
         self.pool = pool
         self.n = names
@@ -89,6 +93,7 @@ class ReportStore:
         self._wake = asyncio.Event()
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._writing: asyncio.Task[None] | None = None
         self.stopped = False
         self.received: Counter[tuple[str, str]] = Counter()  # (provider, status)
         self.refused: Counter[tuple[str, str]] = Counter()  # (provider, reason)
@@ -96,34 +101,49 @@ class ReportStore:
         self.unmatched_on_arrival = 0
         self.suppressed = 0
 
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the reports stored, refused and matched."""
+        yield counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], self.received)
+        yield counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
+                      self.refused)
+        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
+                                  value=self.matched)
+        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
+                                  "Reports with no outbox row when they came", value=self.unmatched_on_arrival)
+
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._writer(), name="reports-writer"),
-                       asyncio.create_task(self._rematcher(), name="reports-rematch")]
+    def start(self, tasks: Tasks, on_failure: Callable[[], None]) -> None:
+        """The writer and the rematcher as tasks of `tasks`. A writer that a bug ends calls `on_failure`, the
+        daemon's stop as failed (not restarted: a report is answered 200 once committed, which the endpoint
+        cannot keep without its writer; the callbacks it held, and every one after, are answered 503, so the
+        providers send them again); the rematcher is restarted (logged, with backoff): what it missed it
+        matches at its next look."""
+        self._writing = tasks.start(self._writer(), "reports-writer", on_failure=on_failure)
+        self._tasks = [self._writing, tasks.keep(self._rematcher, "reports-rematch")]
 
     async def stop(self) -> None:
         self.stopped = True
         deadline = time.monotonic() + 5
-        while self._pending and time.monotonic() < deadline:
+        while self._pending and self.writing() and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.02)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel(*self._tasks)
         for _, fut in self._pending:
             if not fut.done():
                 fut.set_exception(ConnectionError("the daemon is stopping"))
         self._pending.clear()
+
+    def writing(self) -> bool:
+        """Is the writer running (started, and not ended by a bug)?"""
+        return self._writing is not None and not self._writing.done()
 
     def poke(self) -> None:
         """Results were just recorded: reports that came before them may match now."""
         self._poke.set()
 
     async def submit(self, reports: list[Report]) -> None:
-        if self.stopped:
-            raise ConnectionError("the daemon is stopping")
+        if self.stopped or (self._writing is not None and self._writing.done()):
+            raise ConnectionError("the daemon is stopping")  # answered 503: the provider sends it again
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((reports, fut))
         self._wake.set()
@@ -141,25 +161,33 @@ class ReportStore:
                     batch.append(item)
                     n += len(item[0])
                 try:
-                    await self._write([r for rs, _ in batch for r in rs])
-                    done: list[tuple[list[Report], asyncio.Future[None], BaseException | None]] = \
-                        [(rs, fut, None) for rs, fut in batch]
-                except Exception as e:
-                    # one callback the database refuses must not fail the others written with it
-                    done = [(rs, fut, e) for rs, fut in batch] if len(batch) == 1 else \
-                        [(rs, fut, await self._alone(rs)) for rs, fut in batch]
-                for rs, fut, error in done:
-                    if error is None:
-                        for r in rs:
-                            self.received[(r.provider, r.status)] += 1
-                    else:
-                        log.warning("could not store %d delivery report(s): %s", len(rs),
-                                    explain(error, self.cfg.dsn))
-                    if not fut.done():
-                        if error is None:
-                            fut.set_result(None)
-                        else:
-                            fut.set_exception(error)
+                    await self._store(batch)
+                finally:  # a bug or a cancel mid-batch: its callbacks are answered 503, the providers resend
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(ConnectionError("the reports writer stopped"))
+
+    async def _store(self, batch: list[tuple[list[Report], asyncio.Future[None]]]) -> None:
+        """One batch written, in one transaction; each callback's future answered."""
+        try:
+            await self._write([r for rs, _ in batch for r in rs])
+            done: list[tuple[list[Report], asyncio.Future[None], BaseException | None]] = \
+                [(rs, fut, None) for rs, fut in batch]
+        except Exception as e:
+            # one callback the database refuses must not fail the others written with it
+            done = [(rs, fut, e) for rs, fut in batch] if len(batch) == 1 else \
+                [(rs, fut, await self._alone(rs)) for rs, fut in batch]
+        for rs, fut, error in done:
+            if error is None:
+                for r in rs:
+                    self.received[(r.provider, r.status)] += 1
+            else:
+                log.warning("could not store %d delivery report(s): %s", len(rs), explain(error, self.cfg.dsn))
+            if not fut.done():
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
 
     async def _alone(self, reports: list[Report]) -> BaseException | None:
         try:

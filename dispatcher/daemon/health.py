@@ -10,15 +10,18 @@ provider since the last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ..engine import SENDING, LaneStatus
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..engine import SENDING, LaneState, LaneStatus
+from ..tasks import Tasks, cancel
+from .metrics import counter
 
 log = logging.getLogger("dispatcher.daemon")
 Counts = Callable[[], Mapping[tuple[str, str, str], int]]  # (provider, status, code) -> rows so far
@@ -37,15 +40,25 @@ class Monitor:
         self._last_requests: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: each provider's state (a gauge a state, 1 for the one it is in), and the changes."""
+        g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
+                              labels=["provider", "state"])
+        for alias, s in sorted(self.lanes.items()):
+            for state in LaneState:
+                g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
+        yield g
+        yield counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
+                      ["provider", "state"], self.changes)
+
+    def start(self, tasks: Tasks) -> None:
+        """The sampler as a task of `tasks`, restarted (logged, with backoff) if a bug ends it: health reporting
+        must outlive a bug in itself."""
         self.observe(self.snapshot(), quiet=True)
-        self._task = asyncio.create_task(self._run(), name="health")
+        self._task = tasks.keep(self._run, "health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         next_stats = time.monotonic() + self.stats_every

@@ -23,11 +23,15 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..engine import Engine
 from ..pg import PG_ERRORS, explain
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig
-from .database import Database
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -38,7 +42,7 @@ class WorkerNameInUse(Exception):
 
 
 class WorkerRegistry:
-    def __init__(self, cfg: DaemonConfig, pool: Database, store: OutboxQueries, engine: Engine) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -52,6 +56,15 @@ class WorkerRegistry:
         self._joined = False  # past the joining wait: may send
         self._applied = False
         self._task: asyncio.Task[None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: this worker's share, and the live workers."""
+        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate", value=self.share)
+        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=self.live)
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since this worker's last answered heartbeat (None before the first), for /healthz."""
+        return round(time.monotonic() - self.last_ok, 3) if self.last_ok else None
 
     # -- state the others read ------------------------------------------------------------
     def fresh(self) -> bool:
@@ -91,8 +104,12 @@ class WorkerRegistry:
             log.warning("put back %d claim(s) left by an earlier worker named %s", left, self.cfg.worker)
         return left
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="heartbeat")
+    def start(self, tasks: Tasks, on_failure: Callable[[], None]) -> None:
+        """Heartbeat as a task of `tasks`. A failure other than the database's (a bug) calls `on_failure`, the
+        daemon's stop as failed: not restarted, because a worker without heartbeats is taken for dead by the
+        others, whose rescuer takes back its claims while its requests may still be on the wire, and keeps its
+        share of the rate when others join."""
+        self._task = tasks.start(self._run(), "heartbeat", on_failure=on_failure)
 
     async def _run(self) -> None:
         hb = self.cfg.heartbeat
@@ -137,10 +154,7 @@ class WorkerRegistry:
 
     async def leave(self) -> None:
         """Stop heartbeating and delete this worker's row (after its last request): the others take its share."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         with contextlib.suppress(*PG_ERRORS):
             async with self.pool.acquire() as conn:
                 await conn.execute(f"DELETE FROM {self.n.workers} WHERE name = $1", self.cfg.worker)

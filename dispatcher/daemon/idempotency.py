@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..pg import ident
+from .database import Connections
 
 TTL = 24 * 3600  # seconds a key is remembered
 STALE = 60  # seconds after which a claim with no answer counts as abandoned
@@ -51,7 +52,7 @@ def request_hash(method: str, path: str, body: bytes) -> str:
 class Keys:
     """The claims and answers of `Idempotency-Key`s in table `<outbox>_idempotency`."""
 
-    def __init__(self, pool: asyncpg.Pool, table: str) -> None:
+    def __init__(self, pool: Connections, table: str) -> None:
         self.pool = pool
         schema, _, base = table.rpartition(".")
         t = (f"{ident(schema)}." if schema else "") + ident(base + "_idempotency")

@@ -9,21 +9,25 @@ job run every so often by every daemon, safe to run by several at once (each one
   older than that, in bounded batches (outbox.OutboxQueries.purge, purge_events).
 
 A failure is logged and the job runs again at its next turn: the heartbeat (heartbeat.py) alone decides
-whether this worker may claim.
+whether this worker may claim. A bug that ends a job's loop is logged with its traceback and the job is
+restarted with backoff (tasks.Tasks.keep), alone: the other jobs go on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..pg import PG_ERRORS, explain
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig
+from .database import Connections
 from .outbox import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -35,7 +39,7 @@ Job = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class Maintenance:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries) -> None:
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries) -> None:
         self.cfg = cfg
         self.pool = pool
         self.store = store
@@ -45,18 +49,26 @@ class Maintenance:
         self.failures = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the sampled outbox depth, and the dead workers' claims taken back or failed."""
+        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
+        for state, n in self.depth.items():
+            g.add_metric([state], n)
+        yield g
+        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
+                                  value=self.reaped)
+        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
+                                  value=self.abandoned)
+
+    def start(self, tasks: Tasks) -> None:
+        """Each job a task of `tasks`, restarted (logged, with backoff) if a bug ends its loop."""
         jobs = [("rescuer", self.cfg.heartbeat, self.rescue), ("depth", max(DEPTH_EVERY, self.cfg.heartbeat), self.sample)]
         if self.cfg.retention_days:
             jobs.append(("cleaner", CLEAN_EVERY, self.clean))
-        self._tasks = [asyncio.create_task(self._every(every, job), name=name) for name, every, job in jobs]
+        self._tasks = [tasks.keep(functools.partial(self._every, every, job), name) for name, every, job in jobs]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel(*self._tasks)
         self._tasks = []
 
     async def _every(self, seconds: float, job: Job) -> None:

@@ -1,9 +1,10 @@
 """`/metrics` (Prometheus text, prometheus-client) and `/healthz`.
 
-Nothing is counted on the hot path for Prometheus' sake: at scrape time, one collector a
-component (`sink_metrics(sink)`, `engine_metrics(engine)`, ...) reads what that component keeps
-anyway. `routes(collectors, health)` serves them and the health report it is given; it imports
-no service and holds no Daemon (the daemon picks its components' collectors).
+Nothing is counted on the hot path for Prometheus' sake: at scrape time, each component's own
+`collect()` (`OutboxSink.collect`, `WorkerRegistry.collect`, ...) reads what that component keeps
+anyway; the engine, which names none of its callers, is read by `engine_metrics(engine)` here.
+`routes(collectors, health)` serves them and the health report it is given; it imports no component
+and holds no Daemon (the daemon picks its components' collectors). The table is every metric served:
 
 | metric | type | labels |
 |---|---|---|
@@ -34,7 +35,6 @@ no service and holds no Daemon (the daemon picks its components' collectors).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,22 +42,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from ..engine import Engine, LaneState
-from .api import Api
-from .delivery_reports import ReportStore
-from .health import Monitor
-from .heartbeat import WorkerRegistry
+from ..engine import Engine
 from .histogram import Histogram
-from .maintenance import Maintenance
-from .outbox import OutboxSink, OutboxSource
-from .webhooks import Webhooks
 
-STATES = tuple(LaneState)  # a gauge a state, in order
 Collect = Callable[[], Iterable[Metric]]  # one component's metrics, read at scrape time
 Health = Callable[[], tuple[bool, dict[str, Any]]]  # (serving, the /healthz document)
 
 
-def _counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
+def counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]) -> Metric:
     """A labelled counter from a mapping of label tuple (or one label) to count, in label order."""
     fam = CounterMetricFamily(name, doc, labels=labels)
     for key, n in sorted(counts.items()):
@@ -65,7 +57,8 @@ def _counter(name: str, doc: str, labels: list[str], counts: Mapping[Any, float]
     return fam
 
 
-def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[str], Histogram]]) -> Metric:
+def histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[str], Histogram]]) -> Metric:
+    """A labelled histogram from (label values, Histogram) pairs: the buckets cumulative, as Prometheus has them."""
     fam = HistogramMetricFamily(name, doc, labels=labels)
     for values, h in series:
         buckets, seen = [], 0
@@ -76,19 +69,8 @@ def _histogram(name: str, doc: str, labels: list[str], series: list[tuple[list[s
     return fam
 
 
-# -- one collector a component -------------------------------------------------------------------------
-def sink_metrics(sink: OutboxSink) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield _counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
-                       ["provider", "status", "code"], sink.results)
-        yield _histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
-                         ["provider"], [([p], h) for p, h in sorted(sink.request_latency.items())])
-        yield _histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
-                         [([], sink.queue_latency)])
-    return collect
-
-
 def engine_metrics(engine: Engine) -> Collect:
+    """The engine's collector: in flight, each lane's pace and 429s, the retries."""
     def collect() -> Iterator[Metric]:
         yield GaugeMetricFamily("dispatcher_in_flight", "Rows claimed by this worker and not yet finished",
                                 value=engine.in_flight)
@@ -105,91 +87,6 @@ def engine_metrics(engine: Engine) -> Collect:
     return collect
 
 
-def source_metrics(source: OutboxSource) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield CounterMetricFamily("dispatcher_claimed", "Rows claimed by this worker", value=source.claimed)
-        yield CounterMetricFamily("dispatcher_suppressed", "Rows not sent: the recipient opted out",
-                                  value=source.suppressed)
-        yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
-                                  value=source.deferred_rows)
-        yield CounterMetricFamily("dispatcher_rescheduled", "Rows rescheduled in the outbox after a transient failure",
-                                  value=source.rescheduled)
-        yield CounterMetricFamily("dispatcher_retry_for_expired", "Rows failed: transient failures past retry_for",
-                                  value=source.retries_failed)
-    return collect
-
-
-def registry_metrics(registry: WorkerRegistry) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield GaugeMetricFamily("dispatcher_rate_share", "This worker's part of each provider's rate",
-                                value=registry.share)
-        yield GaugeMetricFamily("dispatcher_workers_live", "Live workers on this outbox", value=registry.live)
-    return collect
-
-
-def maintenance_metrics(maintenance: Maintenance) -> Collect:
-    def collect() -> Iterator[Metric]:
-        g = GaugeMetricFamily("dispatcher_outbox_rows", "Outbox rows by state (sampled)", labels=["state"])
-        for state, n in maintenance.depth.items():
-            g.add_metric([state], n)
-        yield g
-        yield CounterMetricFamily("dispatcher_reclaimed", "Claims of dead workers taken back by this worker",
-                                  value=maintenance.reaped)
-        yield CounterMetricFamily("dispatcher_abandoned", "Rows failed after too many claims by dead workers",
-                                  value=maintenance.abandoned)
-    return collect
-
-
-def reports_metrics(reports: ReportStore) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield _counter("dispatcher_reports", "Delivery reports stored", ["provider", "status"], reports.received)
-        yield _counter("dispatcher_reports_refused", "Delivery report calls refused", ["provider", "reason"],
-                       reports.refused)
-        yield CounterMetricFamily("dispatcher_reports_matched", "Reports matched to their outbox row",
-                                  value=reports.matched)
-        yield CounterMetricFamily("dispatcher_reports_unmatched_on_arrival",
-                                  "Reports with no outbox row when they came", value=reports.unmatched_on_arrival)
-    return collect
-
-
-def monitor_metrics(monitor: Monitor) -> Collect:
-    def collect() -> Iterator[Metric]:
-        g = GaugeMetricFamily("dispatcher_provider_state", "1 for the state each provider is in",
-                              labels=["provider", "state"])
-        for alias, s in sorted(monitor.lanes.items()):
-            for state in STATES:
-                g.add_metric([alias, state], 1.0 if s.state == state else 0.0)
-        yield g
-        yield _counter("dispatcher_provider_state_changes", "Provider state changes, by state entered",
-                       ["provider", "state"], monitor.changes)
-    return collect
-
-
-def webhooks_metrics(w: Webhooks) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=w.backlog)
-        yield GaugeMetricFamily("dispatcher_webhook_oldest_seconds", "Age of the oldest undelivered event (sampled)",
-                                value=w.oldest_age)
-        yield CounterMetricFamily("dispatcher_webhook_events_delivered", "Events the receiver took (2xx)",
-                                  value=w.delivered)
-        yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
-                                  value=w.given_up)
-        yield _counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], w.posts)
-    return collect
-
-
-def api_metrics(a: Api) -> Collect:
-    def collect() -> Iterator[Metric]:
-        yield _counter("dispatcher_api_requests", "API requests by route and status", ["route", "status"],
-                       a.requests)
-        c = CounterMetricFamily("dispatcher_api_messages", "Messages posted, queued or already stored",
-                                labels=["outcome"])
-        c.add_metric(["queued"], a.accepted)
-        c.add_metric(["duplicate"], a.duplicates)
-        yield c
-    return collect
-
-
 # -- serving ----------------------------------------------------------------------------------------------
 class _Collector:
     """prometheus-client's custom-collector protocol over the components' collectors."""
@@ -203,11 +100,6 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         for c in self.collectors:
             yield from c()
-
-
-def heartbeat_age(registry: WorkerRegistry) -> float | None:
-    """Seconds since this worker's last answered heartbeat (None before the first), for /healthz."""
-    return round(time.monotonic() - registry.last_ok, 3) if registry.last_ok else None
 
 
 def routes(collectors: Sequence[Collect], health: Health) -> list[web.RouteDef]:

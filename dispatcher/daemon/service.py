@@ -7,6 +7,14 @@ their results be written, put the unfinished claims back to pending, leave the w
 table, close. A second signal, or `stop_timeout` seconds, abandons what is still on the
 wire (its rows go back to pending too: the provider may hold some of them, which a resend
 duplicates, as after a crash).
+
+Its long-lived tasks have one owner, `self.tasks` (tasks.Tasks), given to each component's `start`; what
+a failing one does is said where it starts. The engine, the heartbeat and the reports writer: the daemon
+stops (gracefully) as failed (`wait` returns 1: exit 2), the failure logged with the task's name and
+traceback, because it cannot work safely on without them (a supervisor restarts the process). The upkeep
+jobs, the health monitor, webhooks, the report rematcher, the listener, revive and withdrawal: logged and
+restarted with backoff, because each is a loop that must outlive a bug in itself and the daemon works on
+meanwhile. A stop ends every one of them: none outlives the daemon.
 """
 
 from __future__ import annotations
@@ -15,16 +23,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from .. import pg
 from ..engine import Encoder, Engine, Events, RunSpec
 from ..pg import PG_ERRORS, explain
 from ..providers.base import Outcome, Provider, Verdict
+from ..tasks import Tasks, cancel, nothing
 from . import delivery_reports, metrics, page
 from .api import MAX_BODY, Api
 from .campaigns import Control
@@ -72,9 +82,11 @@ class Daemon:
         self._stop_requested = False
         self._registered = False
         self.released = 0
-        self._stop = asyncio.Event()
+        self._stop = asyncio.Event()  # set by a stop, a fatal failure or the engine's end: what `wait` waits on
+        self.tasks = Tasks()  # every long-lived task of the daemon, its components' too
+        self.failed: list[str] = []  # the tasks whose failure stops the daemon (`wait` returns 1), as they failed
         self._tasks: list[asyncio.Task[None]] = []
-        self._engine_task: asyncio.Task[object] | None = None
+        self._engine_task: asyncio.Task[None] | None = None
         db, store = self.db, self.store
         self.providers: dict[str, Provider] = {alias: spec.build() for alias, spec in cfg.providers.items()}
         validator = RowValidator(cfg, self.providers)  # the claim path's and the API's
@@ -150,16 +162,17 @@ class Daemon:
         except WorkerNameInUse as e:
             raise DaemonError(str(e)) from None
         self._registered = True  # from here on, claims of this name are this process's
-        self.registry.start()
-        self.maintenance.start()
-        self.reports.start()
-        self.monitor.start()
+        tasks = self.tasks
+        self.registry.start(tasks, on_failure=lambda: self._fatal("heartbeat"))
+        self.maintenance.start(tasks)
+        self.reports.start(tasks, on_failure=lambda: self._fatal("reports-writer"))
+        self.monitor.start(tasks)
         if self.webhooks is not None:
-            self.webhooks.start()
-        self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
-        self._tasks = [asyncio.create_task(self._keep_listening(), name="listener"),
-                       asyncio.create_task(self._revive(), name="revive"),
-                       asyncio.create_task(self.withdrawal.run(), name="withdrawal")]
+            self.webhooks.start(tasks)
+        self._engine_task = tasks.start(self.engine.run(), "engine", on_failure=nothing)  # `wait` reports it
+        self._engine_task.add_done_callback(lambda _: self._stop.set())
+        self._tasks = [tasks.keep(self._keep_listening, "listener"), tasks.keep(self._revive, "revive"),
+                       tasks.keep(self.withdrawal.run, "withdrawal")]
         self.running = True
         if self._stop_requested:  # a signal came while starting
             self.stop()
@@ -175,15 +188,18 @@ class Daemon:
 
     def _collectors(self) -> list[metrics.Collect]:
         """/metrics: each component's own collector."""
-        found = [metrics.sink_metrics(self.sink), metrics.maintenance_metrics(self.maintenance),
-                 metrics.engine_metrics(self.engine), metrics.source_metrics(self.source),
-                 metrics.registry_metrics(self.registry), metrics.reports_metrics(self.reports),
-                 metrics.monitor_metrics(self.monitor)]
+        found = [self.sink.collect, self.maintenance.collect, metrics.engine_metrics(self.engine), self.source.collect,
+                 self.registry.collect, self.reports.collect, self.monitor.collect, self._restarts]
         if self.webhooks is not None:
-            found.append(metrics.webhooks_metrics(self.webhooks))
+            found.append(self.webhooks.collect)
         if self.api is not None:
-            found.append(metrics.api_metrics(self.api))
+            found.append(self.api.collect)
         return found
+
+    def _restarts(self) -> Iterator[Metric]:
+        """/metrics: the loops restarted after a failure (tasks.Tasks.keep), by task: a bug an operator sees."""
+        yield metrics.counter("dispatcher_task_restarts", "Background loops restarted after a failure, by task",
+                              ["task"], self.tasks.restarts)
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
         """/healthz: serving while running, not stopping, with heartbeats answered (else it cannot work:
@@ -195,7 +211,7 @@ class Daemon:
             "status": ("degraded" if degraded else "ok") if ok else ("stopping" if self.stopping else "unhealthy"),
             "providers": self.monitor.providers(),
             "worker": self.cfg.worker, "live_workers": r.live, "share": r.share,
-            "heartbeat_age_s": metrics.heartbeat_age(r),
+            "heartbeat_age_s": r.heartbeat_age(),
             "in_flight": self.engine.in_flight, "claimed": self.source.claimed,
             "outbox": self.maintenance.depth, "results": self.sink.written,
         }
@@ -232,6 +248,15 @@ class Daemon:
                     log.warning("provider %s still unusable (%s %s)", alias, why.code, why.error)
 
     # -- stopping ---------------------------------------------------------------------------------
+    def _fatal(self, name: str) -> None:
+        """A task the daemon cannot work without failed: logged with its traceback, then a graceful stop
+        (`wait` returns 1, the process exits 2). Called while that task's error goes on (tasks.Tasks.start's `on_failure`)."""
+        e = self.tasks.failed[name]
+        log.error("%s failed (%s: %s): stopping the daemon", name, type(e).__name__, e, exc_info=e)
+        self.failed.append(name)
+        if not self.stopping:
+            self.stop()
+
     def stop(self) -> None:
         """Graceful stop; called a second time, abandon what is on the wire."""
         if not self.running and not self.stopping:  # still starting: stop once started
@@ -248,45 +273,45 @@ class Daemon:
         self._stop.set()
 
     async def wait(self) -> int:
-        """Run until stopped (0) or until the engine fails (1); then release, leave and close."""
-        assert self._engine_task is not None
-        stopper = asyncio.create_task(self._stop.wait())
-        code = 0
-        await asyncio.wait({self._engine_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not self._engine_task.done():
-            t0 = time.monotonic()
-            while not self._engine_task.done() and not self.abandon:
-                left = self.cfg.stop_timeout - (time.monotonic() - t0)
-                if left <= 0:
-                    log.warning("stop_timeout (%g s) reached: abandoning the requests still on the wire",
-                                self.cfg.stop_timeout)
-                    break
-                self._stop.clear()
-                stopper = asyncio.create_task(self._stop.wait())
-                await asyncio.wait({self._engine_task, stopper}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-            if not self._engine_task.done():
-                self._engine_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._engine_task
-                await self.engine.close()  # cancelled mid-request: close the pooled sessions
-        stopper.cancel()
-        if self._engine_task.done() and not self._engine_task.cancelled():
-            exc = self._engine_task.exception()
-            if exc is not None:
-                log.error("engine failed: %s", exc)
-                code = 1
+        """Run until stopped (0), or until the engine or a task it cannot work without fails (1); then
+        release, leave and close."""
+        engine = self._engine_task
+        assert engine is not None
+        await self._stop.wait()
+        t0 = time.monotonic()
+        while not engine.done() and not self.abandon:  # stopping: the requests on the wire settle
+            left = self.cfg.stop_timeout - (time.monotonic() - t0)
+            if left <= 0:
+                log.warning("stop_timeout (%g s) reached: abandoning the requests still on the wire",
+                            self.cfg.stop_timeout)
+                break
+            self._stop.clear()  # set again by a second signal or the engine's end
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._stop.wait()
+        await self._end_engine()
+        code = 1 if self.failed else 0
+        if not engine.cancelled() and engine.exception() is not None:
+            log.error("engine failed: %s", engine.exception())
+            code = 1
         await self.close()
         return code
+
+    async def _end_engine(self) -> None:
+        """The engine cancelled if it still runs (abandoning what is on the wire), its sessions closed."""
+        engine = self._engine_task
+        if engine is None or engine.done():
+            return
+        engine.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await engine
+        await self.engine.close()  # cancelled mid-request: close the pooled sessions
 
     async def close(self) -> None:
         self.running = False
         self.stopping = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await self._end_engine()  # closed without `wait`: what is on the wire is abandoned
+        await cancel(*self._tasks)
         started = self._registered
         if self.db.is_open and started:
             try:
@@ -306,6 +331,7 @@ class Daemon:
         if started:
             await self.maintenance.stop()
             await self.registry.leave()
+        await self.tasks.close()  # each component ended its own; this ends whatever is left: none outlives us
         if self.listener is not None and not self.listener.is_closed():
             with contextlib.suppress(Exception):
                 await self.listener.close()

@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 
 from .api import Invalid
+from .database import Connections
 from .outbox import TableNames
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -117,7 +118,7 @@ class Throughput:
 class Views:
     """The read routes' statements, filled with this daemon's table names once."""
 
-    def __init__(self, pool: asyncpg.Pool, names: TableNames, throughput: Throughput) -> None:
+    def __init__(self, pool: Connections, names: TableNames, throughput: Throughput) -> None:
         self.pool = pool
         self.throughput = throughput
         self.events_sql = (f"SELECT id, outbox_id, status, code, error, provider, message_id, at, delivered_at, "

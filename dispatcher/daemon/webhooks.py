@@ -34,14 +34,18 @@ import hmac
 import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..pg import PG_ERRORS, explain
+from ..tasks import Tasks, cancel
 from .config import DaemonConfig, WebhookSpec
+from .database import Connections
+from .metrics import counter
 from .outbox import TableNames
 
 log = logging.getLogger("dispatcher.daemon")
@@ -74,7 +78,7 @@ def retry_after(value: str | None, most: float = 3600.0) -> float:
 class Webhooks:
     """The delivery loop, and what /metrics says about it (backlog, oldest age, given up)."""
 
-    def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: asyncpg.Pool, names: TableNames) -> None:
+    def __init__(self, cfg: DaemonConfig, spec: WebhookSpec, pool: Connections, names: TableNames) -> None:
         self.cfg = cfg
         self.spec = spec
         self.keys = keys(spec.secret)
@@ -108,14 +112,24 @@ class Webhooks:
                                                ORDER BY id LIMIT 1))::float8,
                    (SELECT count(*) FROM {e} WHERE given_up_at IS NOT NULL)"""
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="webhooks")
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the backlog (sampled), what was delivered or given up, and the POSTs."""
+        yield GaugeMetricFamily("dispatcher_webhook_backlog", "Events not delivered yet (sampled)", value=self.backlog)
+        yield GaugeMetricFamily("dispatcher_webhook_oldest_seconds", "Age of the oldest undelivered event (sampled)",
+                                value=self.oldest_age)
+        yield CounterMetricFamily("dispatcher_webhook_events_delivered", "Events the receiver took (2xx)",
+                                  value=self.delivered)
+        yield CounterMetricFamily("dispatcher_webhook_events_given_up", "Events older than max_age, not delivered",
+                                  value=self.given_up)
+        yield counter("dispatcher_webhook_posts", "Webhook POSTs by result", ["result"], self.posts)
+
+    def start(self, tasks: Tasks) -> None:
+        """Delivery as a task of `tasks`, restarted (logged, with backoff, a new HTTP session) if a bug ends
+        its loop; a 410 ends it for good (see the module's docstring)."""
+        self._task = tasks.keep(self._run, "webhooks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def notify(self, *args: Any) -> None:
         """NOTIFY dispatcher_events (or results written): events may be waiting."""

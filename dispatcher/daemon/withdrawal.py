@@ -22,6 +22,7 @@ import asyncpg
 from ..engine import Engine
 from ..pg import explain
 from .config import DaemonConfig
+from .database import Connections
 from .outbox import OutboxQueries, OutboxSource
 
 log = logging.getLogger("dispatcher.daemon")
@@ -29,7 +30,7 @@ EVERY = 1.0  # seconds between two looks at the campaigns table when no NOTIFY c
 
 
 class Withdrawal:
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, source: OutboxSource,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, source: OutboxSource,
                  engine: Engine) -> None:
         self.cfg = cfg
         self.pool = pool

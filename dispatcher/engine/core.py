@@ -21,6 +21,7 @@ from ..errors import RunError
 from ..model import FAILED, Chunk, Message, Result, Results, column
 from ..providers.base import Outcome
 from ..state import RunState, SeqSet
+from ..tasks import Tasks
 from .lane import Lane, LaneConfig, RunFlags
 from .ledger import Events, Ledger, Stats
 from .prepare import Preparer
@@ -88,6 +89,7 @@ class Engine:
         self.halted_all = False  # reading stopped because every provider halted
         self.running = False  # sinks, source and journal are open: a failure from now on is mid-run
         self._lanes: dict[str, Lane] = {}
+        self.tasks = Tasks()  # the writer, the progress sampler and the lanes' senders
         self._transports = transports
         self._on_progress = on_progress
         self.in_doubt: SeqSet = SeqSet()
@@ -108,7 +110,7 @@ class Engine:
         return sum(lane.soon(horizon) for lane in self._lanes.values()) if self._lanes else float("inf")
 
     def urgent_waiting(self) -> int:
-        """Messages of priority > 0 queued in the lanes, not yet taken by a worker: a source sizes its
+        """Messages of priority > 0 queued in the lanes, not yet taken by a lane's sender: a source sizes its
         claims of urgent work by these (lower-priority messages in flight take none of their slots)."""
         return sum(lane.urgent_waiting for lane in self._lanes.values())
 
@@ -284,7 +286,7 @@ class Engine:
             self._lanes[alias] = Lane(config, ledger, self.events, self._transports, self.flags, self._fail_over)
         ledger.limit = int(c.max_in_flight * c.share) or self._default_limit()
         for lane in self._lanes.values():
-            await lane.start()
+            await lane.start(self.tasks.spawner(on_failure=self.abandon))
         self.preparer.warm_up()  # loads the compiled kernels (from the disk cache) before the clock starts
         with collector_for_streams():
             failure = await self._stream(start.done, start.only)
@@ -303,12 +305,24 @@ class Engine:
         self.state.close()
 
     async def _stream(self, done: SeqSet, only: SeqSet | None) -> Exception | None:
-        """Read, send and write until every record has left; the source's failure, if it failed mid-run."""
+        """Read, send and write until every record has left; the source's failure, if it failed mid-run, else
+        a task's (a sender's, the progress sampler's; the writer's is raised). Its tasks end with it."""
+        self.stats.started = time.monotonic()
+        try:
+            writer = self.tasks.start(self._writer(), "writer", on_failure=self.stop)
+            self.tasks.start(self._progress(), "progress", on_failure=self.stop)
+            failure = await self._send_all(done, only)
+            await writer
+        finally:
+            await self.tasks.close()  # the progress sampler; on a cancelled run, everything still running
+        self.stats.timeline.append((round(time.monotonic() - self.stats.started, 2), self.stats.done,
+                                    self.stats.requests))
+        return failure or self.tasks.failure
+
+    async def _send_all(self, done: SeqSet, only: SeqSet | None) -> Exception | None:
+        """Read until the source ends (or a stop), then let every record leave and the lanes' senders end."""
         c = self.c
         ledger = self.ledger
-        self.stats.started = time.monotonic()
-        writer = asyncio.create_task(self._writer())
-        progress = asyncio.create_task(self._progress())
         failure: Exception | None = None
         try:
             await self._read(done, only)
@@ -324,10 +338,6 @@ class Engine:
         await ledger.drained()
         for lane in self._lanes.values():
             await lane.stop()
-        await writer
-        progress.cancel()
-        self.stats.timeline.append((round(time.monotonic() - self.stats.started, 2), self.stats.done,
-                                    self.stats.requests))
         return failure
 
     async def _read(self, done: SeqSet, only: SeqSet | None) -> None:
@@ -409,14 +419,10 @@ class Engine:
             chunk = await self.ledger.results()
             if not chunk:
                 return
-            try:
-                for sink in self.c.sinks:
-                    await sink.write(chunk)
-            except Exception:
-                # Results that cannot be recorded must not be sent: stop, so a resume
-                # finds these records without results and handles them (in doubt).
-                self.stop()
-                raise
+            # Results that cannot be recorded must not be sent: a failing write stops the run (its task's
+            # policy, see _stream), so a resume finds these records without results and handles them (in doubt).
+            for sink in self.c.sinks:
+                await sink.write(chunk)
 
     async def _progress(self) -> None:
         """Twice a second: a sample for the timeline (thinned to stay small) and the live display."""

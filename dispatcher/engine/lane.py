@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..limits import RateLimit
 from ..model import SENT, Batch, Message, ResultRow, Results, column
 from ..providers.base import Accepted, Outcome, Provider, Verdict
 from ..reach import transport_outcome
 from ..retry import ambiguous, backoff
+from ..tasks import Spawn, unowned
 from .answers import describe, message_meta
 from .batcher import Batcher
 from .circuit import Circuit
 from .ledger import Events, Ledger
+from .pace import RateLimit
 from .queue import LaneQueue, split
 from .settle import Policy, SpentRetries, settle
 from .status import LaneState, LaneStatus
@@ -95,14 +96,15 @@ class Lane:
         self._since = time.time()
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, spawn: Spawn = unowned) -> None:
+        """Authenticate, then start the senders (as tasks `spawn` starts: the engine's, which owns them)."""
         self._transport = self._transports(self.alias, self.concurrency, self.provider.settings.timeout)
         try:
             await self.limit.acquire()  # a token exchange is a request the provider counts
             await self.provider.authenticate(self._transport.session)  # type: ignore[arg-type]
         except Exception as e:  # the provider is unusable for now: its records are deferred, saying why
             self._halt(Outcome(Verdict.HALT, code="auth", error=f"authentication failed: {describe(e)}"))
-        self._senders = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
+        self._senders = [spawn(self._sender(i), f"{self.alias} sender {i}") for i in range(self.concurrency)]
 
     async def stop(self) -> None:
         """Let the senders finish what they hold, then close the pooled connections."""
@@ -113,8 +115,8 @@ class Lane:
 
     def cancel(self) -> None:
         """Abandon the requests on the wire (a second signal): the senders stop where they are."""
-        for w in self._senders:
-            w.cancel()
+        for sender in self._senders:
+            sender.cancel()
 
     async def close(self) -> None:
         """Close the pooled connections now (after an abandon, requests on the wire are cut)."""
@@ -282,7 +284,7 @@ class Lane:
         self._release(lambda msgs: self.ledger.defer(self.alias, msgs, why))
 
     # -- sending --------------------------------------------------------------------------
-    async def _work(self, me: int) -> None:
+    async def _sender(self, me: int) -> None:
         provider = self.provider
         queue = self._queue
         while True:

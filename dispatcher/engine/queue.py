@@ -1,9 +1,9 @@
-"""What a lane's workers take, in order, and what they hold while they wait for a slot.
+"""What a lane's senders take, in order, and what they hold while they wait for a slot.
 
 Urgent batches (messages of priority > 0, ranked by -priority) come first, then batches in arrival
-order (rank 0), and a worker's stop signal after everything queued before it. A batch a worker has
+order (rank 0), and a sender's stop signal after everything queued before it. A batch a sender has
 taken stays reachable (`hold`) until it goes on the wire, so `withdraw` can take messages out of it
-too: the worker sends what is left when it gets its slot (`overtaken`). Nothing here sends or settles:
+too: the sender sends what is left when it gets its slot (`overtaken`). Nothing here sends or settles:
 the lane does.
 """
 
@@ -14,18 +14,18 @@ from collections.abc import Callable, Sequence
 
 from ..model import Message
 
-STOP = float("inf")  # the rank of a worker's stop signal
-NOTHING: tuple[float, Sequence[Message]] = (0.0, ())  # what a worker holds when it holds nothing
+STOP = float("inf")  # the rank of a sender's stop signal
+NOTHING: tuple[float, Sequence[Message]] = (0.0, ())  # what a sender holds when it holds nothing
 
 
 class LaneQueue:
     def __init__(self) -> None:
         self._q: asyncio.PriorityQueue[tuple[float, int, Sequence[Message] | None]] = asyncio.PriorityQueue()
         self._order = 0
-        self.urgent = 0  # messages of urgent batches queued: while 0, a worker never looks for one
-        self.stops = 0  # workers' stop signals queued
-        self._holding: dict[int, tuple[float, Sequence[Message]]] = {}  # by worker: (rank, batch) not on the wire yet
-        self._held_urgent = 0  # held urgent batches: while 0, a worker with a slot never looks at the others'
+        self.urgent = 0  # messages of urgent batches queued: while 0, a sender never looks for one
+        self.stops = 0  # senders' stop signals queued
+        self._holding: dict[int, tuple[float, Sequence[Message]]] = {}  # by sender: (rank, batch) not on the wire yet
+        self._held_urgent = 0  # held urgent batches: while 0, a sender with a slot never looks at the others'
 
     def put(self, batch: Sequence[Message], rank: float = 0) -> None:
         if rank < 0:
@@ -34,7 +34,7 @@ class LaneQueue:
         self._q.put_nowait((rank, self._order, batch))
 
     def signal_stop(self) -> None:
-        """One worker stops once it has taken everything queued before this."""
+        """One sender stops once it has taken everything queued before this."""
         self.stops += 1
         self._order += 1
         self._q.put_nowait((STOP, self._order, None))
@@ -56,34 +56,34 @@ class LaneQueue:
         """A batch is queued (not only stop signals)."""
         return self._q.qsize() > self.stops
 
-    def hold(self, worker: int, batch: Sequence[Message], rank: float) -> None:
-        """`worker` holds `batch` while it waits (for a slot, for the circuit): a withdrawal reaches it, and
-        so does a worker whose slot comes first (`overtaken`)."""
-        self._let(worker)
-        self._holding[worker] = (rank, batch)
+    def hold(self, sender: int, batch: Sequence[Message], rank: float) -> None:
+        """`sender` holds `batch` while it waits (for a slot, for the circuit): a withdrawal reaches it, and
+        so does a sender whose slot comes first (`overtaken`)."""
+        self._let(sender)
+        self._holding[sender] = (rank, batch)
         if rank < 0:
             self._held_urgent += 1
 
-    def _let(self, worker: int) -> tuple[float, Sequence[Message]]:
-        held = self._holding.pop(worker, NOTHING)
+    def _let(self, sender: int) -> tuple[float, Sequence[Message]]:
+        held = self._holding.pop(sender, NOTHING)
         if held[0] < 0:
             self._held_urgent -= 1
         return held
 
-    def held(self, worker: int) -> Sequence[Message]:
-        """What is left of `worker`'s batch (withdrawals may have taken some or all of it)."""
-        return self._holding.get(worker, NOTHING)[1]
+    def held(self, sender: int) -> Sequence[Message]:
+        """What is left of `sender`'s batch (withdrawals may have taken some or all of it)."""
+        return self._holding.get(sender, NOTHING)[1]
 
-    def let_go(self, worker: int) -> None:
-        """`worker`'s batch is settled: no longer held."""
-        self._let(worker)
+    def let_go(self, sender: int) -> None:
+        """`sender`'s batch is settled: no longer held."""
+        self._let(sender)
 
-    def overtaken(self, worker: int) -> tuple[Sequence[Message], float]:
-        """The batch (and rank) `worker` sends with the slot it just got, no longer held: the most urgent
-        one waiting, queued or held by a worker still waiting for its slot (which gets this one's in its
+    def overtaken(self, sender: int) -> tuple[Sequence[Message], float]:
+        """The batch (and rank) `sender` sends with the slot it just got, no longer held: the most urgent
+        one waiting, queued or held by a sender still waiting for its slot (which gets this one's in its
         place); else its own; else, when all of its own was withdrawn meanwhile, any other one waiting, so
         the slot is not lost while there is something to send."""
-        rank, batch = self._let(worker)
+        rank, batch = self._let(sender)
         if (not batch or (rank >= 0 and self.urgent)) and not self._q.empty():
             head = self._q.get_nowait()
             if head[2] is not None and (not batch or head[0] < rank):
@@ -94,19 +94,19 @@ class LaneQueue:
                 return head[2], head[0]
             self._q.put_nowait(head)
         if not batch or (self._held_urgent and rank >= 0):
-            other, (theirs_rank, theirs) = min(((w, h) for w, h in self._holding.items() if h[1]),
-                                               key=lambda wh: wh[1][0], default=(-1, NOTHING))
+            other, (theirs_rank, theirs) = min(((s, h) for s, h in self._holding.items() if h[1]),
+                                               key=lambda sh: sh[1][0], default=(-1, NOTHING))
             if theirs and (not batch or theirs_rank < rank):
-                self.hold(other, batch, rank)  # that worker sends this one's batch (or nothing) when its slot comes
+                self.hold(other, batch, rank)  # that sender sends this one's batch (or nothing) when its slot comes
                 return theirs, theirs_rank
         return batch, rank
 
     def withdraw(self, unwanted: Callable[[Message], bool]) -> list[Message]:
         """The messages `unwanted` picks, out of the queued batches and the held ones."""
         out: list[Message] = []
-        for worker, (rank, held) in self._holding.items():
+        for sender, (rank, held) in self._holding.items():
             kept, gone = split(held, unwanted)
-            self._holding[worker] = (rank, kept)
+            self._holding[sender] = (rank, kept)
             out += gone
         queued = [self._q.get_nowait() for _ in range(self._q.qsize())]
         self.urgent = 0

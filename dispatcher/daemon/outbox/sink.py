@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import asyncpg
+from prometheus_client.core import Metric
 
 from ...errors import SinkError
 from ...model import Results
 from ...pg import RETRY, Retry, explain, retrying
 from ...sinks.base import Sink
 from ..config import DaemonConfig
+from ..database import Connections
 from ..histogram import LATENCY_BUCKETS, QUEUE_BUCKETS, Histogram
+from ..metrics import counter, histogram
 from .store import OutboxQueries
 
 log = logging.getLogger("dispatcher.daemon")
@@ -27,7 +29,7 @@ class OutboxSink(Sink):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, *,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, *,
                  on_write: Sequence[Callable[[], None]] = (), on_fatal: Sequence[Callable[[], None]] = ()) -> None:
         """`on_write` are told after each batch of results is written; `on_fatal` when results cannot be
         recorded (the daemon must stop)."""
@@ -41,6 +43,15 @@ class OutboxSink(Sink):
         self.lost = 0  # results for rows no longer claimed by this worker (reclaimed after a lost heartbeat)
         self.on_write = tuple(on_write)
         self.on_fatal = tuple(on_fatal)
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: the rows finished, and the two latencies."""
+        yield counter("dispatcher_messages", "Outbox rows finished, by provider, status and code",
+                      ["provider", "status", "code"], self.results)
+        yield histogram("dispatcher_request_seconds", "Provider answer time, one observation a request",
+                        ["provider"], [([p], h) for p, h in sorted(self.request_latency.items())])
+        yield histogram("dispatcher_queue_seconds", "From insert to accepted by the provider, per sent row", [],
+                        [([], self.queue_latency)])
 
     async def write(self, results: Results) -> None:
         col = results.column

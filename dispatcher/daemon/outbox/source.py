@@ -9,15 +9,17 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import asyncpg
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ...model import Chunk, Result
 from ...pg import PG_ERRORS, RETRY, explain
 from ...sources.base import Source
 from ..config import DaemonConfig
+from ..database import Connections
 from .rows import OPTED_OUT, ClaimedChunk, ClaimedRows, RowValidator, rejected_row
 from .store import OutboxQueries
 
@@ -50,7 +52,7 @@ class OutboxSource(Source):
 
     name = "outbox"
 
-    def __init__(self, cfg: DaemonConfig, pool: asyncpg.Pool, store: OutboxQueries, validator: RowValidator,
+    def __init__(self, cfg: DaemonConfig, pool: Connections, store: OutboxQueries, validator: RowValidator,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.cfg = cfg
         self.pool = pool
@@ -71,6 +73,18 @@ class OutboxSource(Source):
         self.urgent_at = 0.0  # when to look for priority rows again while every slot is taken (the poll)
         self.suppressed = 0
         self.errors = 0
+
+    def collect(self) -> Iterator[Metric]:
+        """/metrics: what the claims took, and what went back to the outbox."""
+        yield CounterMetricFamily("dispatcher_claimed", "Rows claimed by this worker", value=self.claimed)
+        yield CounterMetricFamily("dispatcher_suppressed", "Rows not sent: the recipient opted out",
+                                  value=self.suppressed)
+        yield CounterMetricFamily("dispatcher_deferred", "Rows put back to pending for a halted provider",
+                                  value=self.deferred_rows)
+        yield CounterMetricFamily("dispatcher_rescheduled", "Rows rescheduled in the outbox after a transient failure",
+                                  value=self.rescheduled)
+        yield CounterMetricFamily("dispatcher_retry_for_expired", "Rows failed: transient failures past retry_for",
+                                  value=self.retries_failed)
 
     def attach(self, slots: Slots) -> None:
         """The engine this source feeds, which reads it: the claim sizes itself by its free slots."""

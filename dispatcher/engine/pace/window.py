@@ -18,7 +18,7 @@ request that had to open its connection first leaves later than that (the event 
 other work while it connects): the lane reports when it could leave (`left_at`), and the log
 counts it from then. A provider also stamps late what waits in its own queue (a busy or stalled
 server, or a new connection it accepts when it gets to it): the lane reports when each answer came,
-and RateLimit counts the request from as late as its stamp may have been (limits.py).
+and RateLimit counts the request from as late as its stamp may have been (throttle.py).
 
 An event loop cannot sleep for microseconds: above 1,000/s one wake-up takes a group of
 tokens (a millisecond's worth) and releases that many requests, while the log still holds

@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from dispatcher.limits import SHARED_MARGIN, RateLimit
-from dispatcher.pacing import Window
+from dispatcher.engine.pace import SHARED_MARGIN, RateLimit, Window
 
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(120)
@@ -79,9 +78,9 @@ def max_window(stamps: list[float], width: float = 1.0) -> int:
     return worst
 
 
-async def drive(limit: RateLimit, loop: VirtualLoop, seconds: float, workers: int = 4,
+async def drive(limit: RateLimit, loop: VirtualLoop, seconds: float, senders: int = 4,
                 lateness: float = 0.0) -> list[float]:
-    """`workers` tasks acquire as fast as the limiter lets them; each sleep wakes `lateness` late."""
+    """`senders` tasks acquire as fast as the limiter lets them; each sleep wakes `lateness` late."""
     stamps: list[float] = []
     end = loop.time() + seconds
 
@@ -90,7 +89,7 @@ async def drive(limit: RateLimit, loop: VirtualLoop, seconds: float, workers: in
             await limit.acquire()
             stamps.append(loop.time())
             await asyncio.sleep(lateness)  # the request's own time on the wire
-    await asyncio.gather(*(work() for _ in range(workers)))
+    await asyncio.gather(*(work() for _ in range(senders)))
     return stamps
 
 
@@ -101,7 +100,7 @@ def test_no_window_over_the_rate_and_at_least_97_percent_of_it(rate: int) -> Non
     async def go(loop: VirtualLoop) -> list[float]:
         limit = RateLimit(rate, clock=loop.time)
         # a timer wakes a little late, as on a busy loop: the late slots go together
-        return await drive(limit, loop, seconds, workers=min(64, rate), lateness=0.0003)
+        return await drive(limit, loop, seconds, senders=min(64, rate), lateness=0.0003)
 
     stamps = run_virtual(go)
     assert max_window(stamps) <= rate
@@ -119,7 +118,7 @@ def test_high_rates_leave_in_groups_not_one_timer_each() -> None:
             await asyncio.sleep(d + 0.001)
         limit = RateLimit(5000, clock=loop.time, sleep=late_sleep)
         start = loop.timers
-        stamps = await drive(limit, loop, 5.0, workers=64)
+        stamps = await drive(limit, loop, 5.0, senders=64)
         return stamps, loop.timers - start
 
     stamps, timers = run_virtual(go)
@@ -161,10 +160,10 @@ def test_a_request_that_left_late_counts_from_when_it_left() -> None:
 
 @pytest.mark.parametrize("report", [True, False])
 def test_requests_that_open_their_connection_late_keep_the_providers_window(report: bool) -> None:
-    """Each worker's first request opens its connection while the loop is busy, and leaves 40 ms after its
+    """Each sender's first request opens its connection while the loop is busy, and leaves 40 ms after its
     slot (what `make demo` drew a 429 from); the provider stamps when requests leave. Reported through
     `left_at`, no window of the provider's holds more than the rate; unreported, one does."""
-    rate, workers = 50, 8
+    rate, senders = 50, 8
 
     async def go(loop: VirtualLoop) -> list[float]:
         limit = RateLimit(rate, clock=loop.time)
@@ -182,7 +181,7 @@ def test_requests_that_open_their_connection_late_keep_the_providers_window(repo
                 await asyncio.sleep(0.005)  # the answer
                 if report:
                     limit.left_at(slot, left)
-        await asyncio.gather(*(work() for _ in range(workers)))
+        await asyncio.gather(*(work() for _ in range(senders)))
         return stamps
 
     stamps = run_virtual(go)
@@ -201,7 +200,7 @@ def test_a_provider_that_stamps_late_keeps_its_window(answered: bool) -> None:
     one or two 429s in 2 of 20 `make demo` runs at the simulator's own limit). Told when each was answered,
     the limiter counts each from as late as its stamp may have been: no window of the provider's holds more
     than the rate, at 97% of it once the stall is a window behind; told only when they left, one does."""
-    rate, workers, work = 50, 8, 0.004
+    rate, senders, work = 50, 8, 0.004
 
     async def go(loop: VirtualLoop) -> list[float]:
         limit = RateLimit(rate, clock=loop.time)
@@ -221,7 +220,7 @@ def test_a_provider_that_stamps_late_keeps_its_window(answered: bool) -> None:
                 stamps.append(stamp)
                 await asyncio.sleep(free[0] - loop.time())  # the answer
                 limit.left_at(slot, slot, loop.time()) if answered else limit.left_at(slot, slot)
-        await asyncio.gather(*(work_() for _ in range(workers)))
+        await asyncio.gather(*(work_() for _ in range(senders)))
         return stamps
 
     stamps = run_virtual(go)
@@ -246,7 +245,7 @@ def test_set_share_changes_the_window_at_once() -> None:
     assert max_window(first) <= 100 and max_window(second) <= 25
     assert max_window(first + second) <= 100
     late = [t for t in second if t >= second[0] + 1.1]  # the old rate's window has passed
-    # a share keeps SHARED_MARGIN of slack for the other workers' jitter: n per (1 s + margin)
+    # a share keeps SHARED_MARGIN of slack for the other senders' jitter: n per (1 s + margin)
     assert max_window(late) <= 25 and len(late) / (late[-1] - late[0]) >= 0.99 * 25 / (1 + SHARED_MARGIN)
     # max_window judges a 1 s window; the shared margin also leaves 1.05 s windows within the share
     assert all(b - a >= 1 + SHARED_MARGIN - 1e-9 for a, b in zip(late, late[25:], strict=False))
@@ -332,7 +331,7 @@ class FakeProvider:
 
 
 async def campaign(loop: VirtualLoop, provider: FakeProvider, limit: RateLimit, seconds: float,
-                   workers: int = 8, retry_after: float | None = 1.0) -> None:
+                   senders: int = 8, retry_after: float | None = 1.0) -> None:
     """What a Lane does with its limit: acquire before each request and tell it of each 429
     (the audience is endless, so the refused request's own retry needs no modelling)."""
     end = loop.time() + seconds
@@ -342,7 +341,7 @@ async def campaign(loop: VirtualLoop, provider: FakeProvider, limit: RateLimit, 
             await limit.acquire()
             if not await provider.send():
                 limit.on_throttled(retry_after)
-    await asyncio.gather(*(work() for _ in range(workers)))
+    await asyncio.gather(*(work() for _ in range(senders)))
 
 
 def rate_between(stamps: list[float], start: float, end: float) -> float:

@@ -1,4 +1,4 @@
-"""How fast one provider is sent to: an exact window (pacing.py), and what a 429 changes.
+"""How fast one provider is sent to: an exact window (window.py), and what a 429 changes.
 
 A 429 is read by its cause, not by its count:
 - *The provider says when*: a `Retry-After` pauses the lane for that long (the request itself
@@ -27,7 +27,7 @@ import bisect
 import time
 from collections import deque
 
-from .pacing import MARGIN, Clock, Sleep, Window
+from .window import MARGIN, Clock, Sleep, Window
 
 SHARED_MARGIN = 0.05  # seconds added to a shared window: about 95% of each worker's part
 
@@ -44,7 +44,7 @@ MAX_PROBE = 30.0  # seconds between two tries of a limit that keeps proving real
 class RateLimit:
     """A provider's pace: exact window, Retry-After pauses, lowering only on persistent 429s.
 
-    Concurrency is the Lane's worker count. `current` and `throttled` are read by metrics."""
+    Concurrency is the Lane's sender count. `current` and `throttled` are read by metrics."""
 
     def __init__(self, rate: float, share: float = 1.0, *, margin: float = MARGIN, clock: Clock = time.monotonic,
                  sleep: Sleep = asyncio.sleep, threshold: int = 3, fraction: float = 0.15, evidence: int = 40,
