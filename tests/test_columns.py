@@ -79,6 +79,19 @@ def test_result_lines_of_any_values_are_orjson_of_each_row(columns: list[list[ob
     assert json_lines(Results(columns), few=0) == want  # the column path, whatever the rows
 
 
+
+def test_a_string_ending_in_a_quote_and_a_comma_keeps_its_row() -> None:
+    """`a",` encodes as "a\\"," whose escaped quote, comma and closing quote read as the '","' between two
+    strings: a result whose id (or error text) is such a string is still its own row, byte for byte
+    (found by the property above: the column path split it into two and shifted every later row)."""
+    ids = ['a",', "b", 'x\\",', "c"]
+    columns = [[None] * 4 for _ in RESULT_FIELDS]
+    columns[RESULT_FIELDS.index("id")] = ids
+    want = b"".join(orjson.dumps(dict(zip(RESULT_FIELDS, row, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+                    for row in zip(*columns, strict=True))
+    assert json_lines(Results(columns), few=0) == want
+    assert [orjson.loads(line)["id"] for line in want.splitlines()] == ids
+
 TEMPLATES = ["Hola {name}, {amount|formatDotComma} EUR {name|upper}", "fixed text 100%", "{a|default:x}{b}",
              "{UNSUB_URL} {a|capitalize} {{lit}}", "{a} {a|lower} {b|default:}"]
 value = st.one_of(st.text(max_size=5), st.none(), st.integers(-5000, 5000), st.just(MISSING), st.just("1234.5"))

@@ -29,9 +29,10 @@ def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, b
     """One column as JSON: (the one value every row has, or None; else each row's JSON; whether those are
     strings given without their quotes). One orjson call for the column, then its body is cut apart:
     on "," when that gives exactly one piece a row (then no value's JSON holds a comma, so each piece is
-    one value's JSON), else on '","' when every value is a string (inside an encoded string every quote
-    is escaped, so '","' occurs only between elements). A column whose every value has the same JSON
-    is written once (compared as JSON, so 1, 1.0 and True, or 0.0 and -0.0, are never confused)."""
+    one value's JSON), else on '","' when every value is a string without a quote (the column's JSON then
+    holds 2n quotes; an escaped quote, a comma and the closing quote also read '","', as in `a",`, and may
+    overlap the real one after it, so a count of the pieces cannot tell). A column whose every value has the
+    same JSON is written once (compared as JSON, so 1, 1.0 and True, or 0.0 and -0.0, are never confused)."""
     first = col[0]
     n = len(col)
     if first is None or type(first) is str:  # such a value equals only values with its own JSON
@@ -45,7 +46,7 @@ def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, b
     each = body[1:-1].split(b",")
     if len(each) == n:
         return None, each, False
-    if all_str(col):
+    if all_str(col) and body.count(b'"') == 2 * n:  # no value holds a quote: '","' is only between them
         return None, body[2:-2].split(b'","'), True
     dumps = orjson.dumps
     return None, [dumps(v) for v in col], False
