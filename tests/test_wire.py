@@ -93,6 +93,27 @@ def test_chunked_close_delimited_and_interim_answers_are_read_whole() -> None:
     assert connections == 1
 
 
+
+def test_an_answer_without_a_body_keeps_its_connection() -> None:
+    """204 carries no body and no length: the answer ends with its headers, and the connection serves the next."""
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def client(pool: Pool, url: str) -> list[tuple[int, bytes]]:
+        return [(s, b) for s, _, b, _ in [await pool.send("POST", url, {}, b"x") for _ in range(3)]]
+
+    assert run(handler, client) == [(204, b"")] * 3
+    assert connections == 1
+
 def test_a_connection_the_server_closes_after_its_answer_is_not_used_again() -> None:
     connections = 0
 

@@ -110,16 +110,14 @@ class Connection(asyncio.Protocol):
             self._answer = answer
             self._headers, self._body = [], []
             return
-        if answer is not None and not answer.done():
-            keep = not self._until_close and self._parser.should_keep_alive()
+        if answer is not None and not answer.done():  # llhttp's keep-alive is False for a close-delimited answer
             answer.set_result(_Response(self._parser.get_status_code(), CIMultiDictProxy(CIMultiDict(self._headers)),
-                                        b"".join(self._body), keep))
+                                        b"".join(self._body), self._parser.should_keep_alive()))
 
     # -- the client's side --------------------------------------------------------------------
     def request(self, data: bytes) -> asyncio.Future[_Response]:
         assert self.transport is not None
-        self._answer = answer = asyncio.get_running_loop().create_future()
-        self._parser = httptools.HttpResponseParser(self)
+        self._answer = answer = asyncio.get_running_loop().create_future()  # the parser goes on from the last answer
         self._headers, self._body, self._until_close = [], [], False
         self.transport.write(data)
         return answer
@@ -152,7 +150,9 @@ class Pool:
         """Status, headers, body, and when the request's connection was ready (the request left then)."""
         t = self._targets.get(url)
         if t is None:
-            t = self._targets[url] = target(url)
+            t = target(url)
+            if len(self._targets) < 256:  # a provider's few URLs; one that varied by message would not grow this
+                self._targets[url] = t
         data = self._head(method, t, headers) + b"Content-Length: %d\r\n\r\n" % len(body or b"")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
