@@ -8,11 +8,14 @@ headline figures in the README's Performance section (between its headline marke
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
+import importlib.util
 import itertools
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import ROOT, machine, on_postgres
+from bench.common import ROOT, machine
 
 SCENARIOS = ["codec", "blast", "providers", "pacing", "concurrency", "memory", "profile", "postgres", "daemon",
              "daemon_service", "daemon_events", "api", "webhooks"]
@@ -137,8 +140,9 @@ def run_here(name: str, quick: bool) -> Run:
 # servers, so three at once take about a third of their sum on two cores; the figures of scenarios that
 # overlap are disturbed by each other (quick figures are indicative only: a smoke test of every scenario).
 PARALLEL = 3
-LONGEST_FIRST = ["daemon_service", "pacing", "daemon", "providers", "blast", "concurrency", "memory", "profile",
-                 "daemon_events", "postgres", "codec", "api", "webhooks"]
+LONGEST_FIRST = ["daemon_service", "daemon", "pacing", "providers", "blast", "daemon_events", "concurrency", "memory",
+                 "codec", "profile", "api", "postgres", "webhooks"]
+ON_POSTGRES = {"postgres", "daemon", "daemon_service", "daemon_events", "api", "webhooks"}  # bench.common.on_postgres
 
 
 def _forked(name: str, where: Path, env: dict[str, str]) -> int:
@@ -166,31 +170,61 @@ def _forked(name: str, where: Path, env: dict[str, str]) -> int:
     return 0  # not reached: os._exit
 
 
+def _postgres() -> subprocess.Popen[str] | None:
+    """tests/pgserver.py starting the run's PostgreSQL in a process of its own (about 1.5 s, a slot of the
+    PARALLEL: initdb is busy), while the scenarios that need none start; None when DISPATCHER_BENCH_DSN is set."""
+    if "DISPATCHER_BENCH_DSN" in os.environ:
+        return None
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "pgserver.py"), "start"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _started(pg: subprocess.Popen[str], env: dict[str, str]) -> None:
+    """The cluster pgserver started: its DSN in `env` for the scenarios, stopped when this process exits. If it
+    did not start, the scenarios that need it try themselves (bench.common.on_postgres) and say why."""
+    out = (pg.communicate()[0] or "").strip().splitlines()
+    if pg.returncode == 0 and len(out) >= 2:
+        env["DISPATCHER_BENCH_DSN"] = out[-1]
+        spec = importlib.util.spec_from_file_location("pgserver", ROOT / "tests" / "pgserver.py")
+        assert spec is not None and spec.loader is not None
+        pgserver = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pgserver)
+        atexit.register(pgserver.stop, out[0])
+
+
+def _ended(pid: int) -> tuple[int, int, Any]:
+    """os.wait4 on one scenario's process, not any child's (the pgserver process is its Popen's to reap)."""
+    return os.wait4(pid, os.WNOHANG)
+
+
 def run_apart(names: list[str], out: Path) -> dict[str, Run]:
-    """Each scenario in a process of its own, PARALLEL at once, sharing one PostgreSQL (started here when
-    DISPATCHER_BENCH_DSN is not set); their results by name, each with the CPU of its process and the
-    children it reaped (os.wait4: one child's own, however many run at once)."""
+    """Each scenario in a process of its own, PARALLEL at once, sharing one PostgreSQL (started here, beside
+    the first scenarios, when DISPATCHER_BENCH_DSN is not set); their results by name, each with the CPU of its
+    process and the children it reaped (os.wait4: one child's own, however many run at once)."""
     env: dict[str, str] = {}
-    if "DISPATCHER_BENCH_DSN" not in os.environ:
-        dsn = on_postgres(lambda d: {"dsn": d})
-        if "dsn" in dsn:
-            env["DISPATCHER_BENCH_DSN"] = dsn["dsn"]
+    pg = _postgres()
     order = sorted(names, key=lambda n: LONGEST_FIRST.index(n) if n in LONGEST_FIRST else len(LONGEST_FIRST))
     running: dict[int, tuple[str, Path]] = {}
     runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-quick-", dir=out) as tmp:
         for _ in range(100_000):  # bounded: every scenario ends (each has timeouts of its own); 0.1 s a look
-            while order and len(running) < PARALLEL:
-                name = order.pop(0)
+            if pg is not None and pg.poll() is not None:
+                _started(pg, env)
+                pg = None
+            while len(running) + (pg is not None) < PARALLEL:
+                name = next((n for n in order if pg is None or n not in ON_POSTGRES), None)
+                if name is None:
+                    break
+                order.remove(name)
                 where = Path(tmp) / name
                 where.mkdir()
                 print(f"== {name} (started)", flush=True)
                 running[_forked(name, where, env)] = (name, where)
-            if not running:
+            if not running and not order:
                 break
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-            if pid not in running:
-                time.sleep(0.1)  # polling child processes, not standing in for synchronisation
+            pid, status, usage = next((w for w in map(_ended, running) if w[0]), (0, 0, None))
+            if pid not in running or usage is None:
+                time.sleep(0.05)  # polling child processes, not standing in for synchronisation
                 continue
             name, where = running.pop(pid)
             code = os.waitstatus_to_exitcode(status)

@@ -35,7 +35,7 @@ from typing import Any
 import tomli_w
 
 from bench.common import on_postgres, simulator
-from bench.daemonkit import Workers, reset, wait_live
+from bench.daemonkit import Workers, Zygote, clear, reset, wait_live
 
 _reset = reset  # bench/api.py's name for it
 
@@ -218,6 +218,40 @@ def _pair(dsn: str, url: str, tmp: Path, name: str, rows: int, heartbeat: float,
     return out
 
 
+def _reused(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float,
+            zygote: Zygote) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quick mode: `_pair`'s two drains and the steady latency on one outbox, by two daemons where they were
+    four (forked from the zygote): w0 drains alone, w1 joins it for the second drain and leaves, w0 takes the
+    steady rows (with the drain's claim of 2000, not 500); the rows deleted between the parts. (The pair, the
+    latency.)"""
+    table = "bench_cpu.outbox"
+    out: dict[str, Any] = {"rows": rows, "provider": {}}
+    asyncio.run(reset(dsn, "bench_cpu"))
+    config = write_config(tmp, url, table, heartbeat=heartbeat)
+    one, left = Workers(config, dsn, 1, zygote=zygote), []
+    try:
+        for n in (1, 2):
+            two = Workers(config, dsn, 1, first=1, zygote=zygote) if n == 2 else None
+            result: dict[str, Any] = {}
+            out[f"workers_{n}"] = result
+            try:
+                asyncio.run(wait_live(dsn, table, n, heartbeat))
+                cpu = Cpu([p.pid for p in one.procs + (two.procs if two else [])], dsn, url)
+                result.update(asyncio.run(drain(dsn, table, rows, timeout=600)), **cpu.done())
+            finally:
+                left = two.stop() if two else left
+            asyncio.run(clear(dsn, table))
+        asyncio.run(wait_live(dsn, table, 1, heartbeat))
+        latency = asyncio.run(_steady(dsn, table, 1000, 2))
+    finally:
+        codes = one.stop()
+        for n, more in ((1, []), (2, left)):
+            out.setdefault(f"workers_{n}", {})["exit_codes"] = codes + more
+    one_s, two_s = out["workers_1"].get("rows_per_s"), out["workers_2"].get("rows_per_s")
+    out["scaling"] = round(two_s / one_s, 2) if one_s and two_s else None
+    return out, latency
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     return on_postgres(lambda dsn: measure(dsn, quick))
 
@@ -228,23 +262,26 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"cores": os.cpu_count(), "heartbeat_s": heartbeat}
     with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-daemon-") as tmp:
+        if quick:  # two daemons, not four (`_reused`)
+            with Zygote() as zygote:
+                out["cpu_bound"], out["latency"] = _reused(dsn, url, Path(tmp), 8_000, heartbeat, zygote)
+            return out
         # the simulator answers at once: one worker, PostgreSQL and the simulator share the cores
-        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 8_000 if quick else 100_000, heartbeat)
+        out["cpu_bound"] = _pair(dsn, url, Path(tmp), "cpu", 100_000, heartbeat)
         # a provider 20 ms away and two connections a worker: each worker is bound by its round trips
         # (not in quick mode: three more daemons started, and 10 s of a quick run's 47)
-        if not quick:
-            _sim_latency(url, 20)
-            try:
-                out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 40_000, heartbeat,
-                                             concurrency=2, batch_size=100)
-            finally:
-                _sim_latency(url, 0)
+        _sim_latency(url, 20)
+        try:
+            out["latency_bound"] = _pair(dsn, url, Path(tmp), "rtt", 40_000, heartbeat,
+                                         concurrency=2, batch_size=100)
+        finally:
+            _sim_latency(url, 0)
         schema = "bench_steady"
         asyncio.run(reset(dsn, schema))
         workers = Workers(write_config(Path(tmp), url, f"{schema}.outbox", claim=500, heartbeat=heartbeat), dsn, 1)
         try:
             asyncio.run(wait_live(dsn, f"{schema}.outbox", 1, heartbeat))
-            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 1000 if quick else 2000, 2 if quick else 10))
+            out["latency"] = asyncio.run(_steady(dsn, f"{schema}.outbox", 2000, 10))
         finally:
             workers.stop()
     return out

@@ -15,6 +15,7 @@ moves less, so both are given. Run: `python -m bench.daemon_events [--quick]`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 
 from bench.common import on_postgres, simulator
 from bench.daemon import Cpu, _drain, write_config
-from bench.daemonkit import Workers, reset, wait_live
+from bench.daemonkit import Workers, Zygote, reset, wait_live
 
 
 async def _triggers(dsn: str, table: str, on: bool) -> None:
@@ -38,11 +39,12 @@ async def _triggers(dsn: str, table: str, on: bool) -> None:
         await conn.close()
 
 
-def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool) -> dict[str, Any]:
+def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
+         zygote: Zygote | None = None) -> dict[str, Any]:
     schema = f"bench_events_{'on' if on else 'off'}"
     table = f"{schema}.outbox"
     asyncio.run(reset(dsn, schema))
-    workers = Workers(write_config(tmp, url, table, heartbeat=heartbeat), dsn, 1)
+    workers = Workers(write_config(tmp, url, table, heartbeat=heartbeat), dsn, 1, zygote=zygote)
     try:
         asyncio.run(wait_live(dsn, table, 1, heartbeat))
         asyncio.run(_triggers(dsn, table, on))
@@ -56,11 +58,12 @@ def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool) -
     return result
 
 
-def measure_events(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, reps: int) -> dict[str, Any]:
+def measure_events(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, reps: int,
+                   zygote: Zygote | None = None) -> dict[str, Any]:
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for rep in range(reps):
         for on in (True, False) if rep % 2 == 0 else (False, True):
-            runs[on].append(_one(dsn, url, tmp, rows, heartbeat, on))
+            runs[on].append(_one(dsn, url, tmp, rows, heartbeat, on, zygote))
     out: dict[str, Any] = {"rows": rows, "repetitions": reps}
     for on, name in ((True, "with_events"), (False, "without_events")):
         out[name] = {"rows_per_s": statistics.median(r["rows_per_s"] or 0 for r in runs[on]),
@@ -86,9 +89,10 @@ def table(r: dict[str, Any]) -> str:
 def run(quick: bool = False) -> dict[str, Any]:
     def go(dsn: str) -> dict[str, Any]:
         with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
-                tempfile.TemporaryDirectory(prefix="dispatcher-bench-events-") as tmp:
+                tempfile.TemporaryDirectory(prefix="dispatcher-bench-events-") as tmp, \
+                Zygote() if quick else contextlib.nullcontext() as zygote:  # quick: workers forked warm
             return measure_events(dsn, url, Path(tmp), 8_000 if quick else 100_000, 0.2 if quick else 0.5,
-                                  1 if quick else 3)
+                                  1 if quick else 3, zygote)
     return on_postgres(go)
 
 

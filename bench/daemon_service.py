@@ -40,7 +40,7 @@ from typing import Any
 from bench.common import ROOT, on_postgres, simulator
 from bench.daemon import drain
 from bench.daemon import write_config as daemon_config
-from bench.daemonkit import Workers, reset, wait_live
+from bench.daemonkit import Workers, Zygote, reset, wait_live
 
 HEARTBEAT = 0.2
 BASELINE = os.environ.get("DISPATCHER_BENCH_BASELINE", "db119f4")  # main when issue 24 was filed
@@ -48,9 +48,11 @@ RATES = (1.0, 20.0, 100.0)
 
 
 def write_config(tmp: Path, url: str, table: str, rate: float) -> Path:
-    """bench/daemon.py's file at `rate`, one message a request, the daemon's own claim, and two campaigns."""
+    """bench/daemon.py's file at `rate`, one message a request, the daemon's own claim, and three campaigns
+    (`ctl`: the control part's when it follows the fairness part on the same workers, in quick mode)."""
     return daemon_config(tmp, url, table, claim=None, batch_size=1, heartbeat=HEARTBEAT, rate=rate,
-                         template="Hola {name}", campaigns={"big": "Hola {name}, big", "small": "Hola {name}, small"})
+                         template="Hola {name}", campaigns={"big": "Hola {name}, big", "small": "Hola {name}, small",
+                                                            "ctl": "Hola {name}, ctl"})
 
 
 async def _insert(conn: Any, table: str, n: int, start: int, campaign: str | None = None, priority: int = 0) -> None:
@@ -96,10 +98,10 @@ async def _idle(conn: Any, table: str, rate: float, n: int) -> dict[str, Any]:
     return _figures(await _waits(conn, table, ids), n)
 
 
-async def _load(conn: Any, table: str, rate: float, seconds: float) -> dict[str, Any]:
+async def _load(conn: Any, table: str, rate: float, seconds: float, least: int = 3) -> dict[str, Any]:
     """Rows inserted one at a time at 80% of the rate, on a schedule (not after each other's answer)."""
     every = 1 / (0.8 * rate)
-    n = max(3, int(seconds / every))
+    n = max(least, int(seconds / every))
     t0 = time.monotonic()
     ids = []
     for i in range(n):
@@ -110,10 +112,12 @@ async def _load(conn: Any, table: str, rate: float, seconds: float) -> dict[str,
     return {**_figures(await _waits(conn, table, ids), n), "rows_per_s": round(0.8 * rate, 1)}
 
 
-async def _backlog(conn: Any, table: str, rate: float, backlog: int, urgent: int, gap: float) -> dict[str, Any]:
+async def _backlog(conn: Any, table: str, rate: float, backlog: int, urgent: int, gap: float,
+                   first: int = 2) -> dict[str, Any]:
+    """Priority-10 rows one at a time once the backlog is under way (`first` of its rows sent, or a second's)."""
     await _insert(conn, table, backlog, 1, "big")
     await _until(conn, f"SELECT count(*) >= $1 FROM {table} WHERE status = 'sent' AND campaign = 'big'",
-                 max(2, int(rate)), timeout=60)
+                 max(first, int(rate)), timeout=60)
     t0, sent0 = time.monotonic(), await conn.fetchval(f"SELECT count(*) FROM {table} WHERE campaign = 'big' "
                                                       "AND status = 'sent'")
     ids = []
@@ -129,13 +133,17 @@ async def _backlog(conn: Any, table: str, rate: float, backlog: int, urgent: int
 
 
 async def _latency(dsn: str, table: str, rate: float, quick: bool) -> dict[str, Any]:
+    """Idle, load, backlog. Quick at under 5/s: one idle message, two at load, one behind the backlog (each
+    waits its one-second slot: the longest part of a quick run, 11 s at 2, 3 and 2; 6 s so)."""
     import asyncpg
+    few = quick and rate < 5
     conn = await asyncpg.connect(dsn)
     try:
-        out = {"rate": rate, "idle": await _idle(conn, table, rate, 2 if quick else 3 if rate < 5 else 10),
-               "load": await _load(conn, table, rate, 2.0 if quick else 10.0)}
+        out = {"rate": rate, "idle": await _idle(conn, table, rate, (1 if few else 2) if quick else 3 if rate < 5 else 10),
+               "load": await _load(conn, table, rate, 2.0 if quick else 10.0, least=2 if few else 3)}
         out["backlog"] = await _backlog(conn, table, rate, 3_000 if quick else 100_000,
-                                        2 if quick else 3 if rate < 5 else 5, 0.5 if quick else max(1.0, 2 / rate))
+                                        (1 if few else 2) if quick else 3 if rate < 5 else 5,
+                                        0.5 if quick else max(1.0, 2 / rate), first=1 if few else 2)
     finally:
         await conn.close()
     return out
@@ -158,46 +166,65 @@ async def _fair(dsn: str, table: str, rate: float, big: int, small: int) -> dict
             "fair_half_s": round(small / (rate / 2), 2)}
 
 
-async def _change(conn: Any, table: str, state: str) -> float:
+async def _change(conn: Any, table: str, state: str, campaign: str = "big") -> float:
     """The documented UPDATE (an INSERT when the campaign has no row yet); its commit's time (monotonic)."""
-    await conn.execute(f"""INSERT INTO {table}_campaigns (name, state) VALUES ('big', $1)
-        ON CONFLICT (name) DO UPDATE SET state = $1""", state)
+    await conn.execute(f"""INSERT INTO {table}_campaigns (name, state) VALUES ($2, $1)
+        ON CONFLICT (name) DO UPDATE SET state = $1""", state, campaign)
     return time.monotonic()
 
 
-async def _control(dsn: str, table: str, rate: float, rows: int) -> dict[str, Any]:
+IDLE = "SELECT NOT EXISTS (SELECT 1 FROM {table} WHERE lease_until IS NOT NULL AND status = 'claimed')"
+
+
+async def _control(dsn: str, table: str, rate: float, rows: int, campaign: str = "big") -> dict[str, Any]:
     import asyncpg
     conn = await asyncpg.connect(dsn)
-    sent = f"SELECT count(*) FROM {table} WHERE campaign = 'big' AND status = 'sent'"
-    idle = f"SELECT NOT EXISTS (SELECT 1 FROM {table} WHERE lease_until IS NOT NULL AND status = 'claimed')"
+    sent = f"SELECT count(*) FROM {table} WHERE campaign = '{campaign}' AND status = 'sent'"
+    idle = IDLE.format(table=table)
     try:
-        await _insert(conn, table, rows, 1, "big")
+        await _insert(conn, table, rows, 1 if campaign == "big" else 20_000_000, campaign)  # not the fairness rows
         await _until(conn, f"SELECT ({sent}) >= $1", int(rate), timeout=30)
-        t = await _change(conn, table, "paused")
+        t = await _change(conn, table, "paused", campaign)
         await _until(conn, idle, timeout=10)
         settled = time.monotonic() - t
         await asyncio.sleep(1.0)  # a quiet second, to see that nothing more goes out
         last = await conn.fetchval(f"SELECT extract(epoch FROM now() - max(finished_at))::float8 FROM {table} "
-                                   "WHERE campaign = 'big' AND status = 'sent'")
+                                   "WHERE campaign = $1 AND status = 'sent'", campaign)
         stop = max(0.0, (time.monotonic() - t) - float(last))
         before = await conn.fetchval(sent)
-        t = await _change(conn, table, "active")
+        t = await _change(conn, table, "active", campaign)
         await _until(conn, f"SELECT ({sent}) > $1", before, timeout=10)
         resumed = time.monotonic() - t
         await _until(conn, f"SELECT ({sent}) >= $1", before + int(rate), timeout=30)
-        t = await _change(conn, table, "cancelled")
+        t = await _change(conn, table, "cancelled", campaign)
         await _until(conn, idle, timeout=10)
         cancelled, at_cancel = time.monotonic() - t, await conn.fetchval(sent)
         await asyncio.sleep(1.0)
         after = await conn.fetchval(sent) - at_cancel
         counts = {r[0]: r[1] for r in await conn.fetch(
-            f"SELECT status, count(*) FROM {table} WHERE campaign = 'big' GROUP BY 1")}
+            f"SELECT status, count(*) FROM {table} WHERE campaign = $1 GROUP BY 1", campaign)}
     finally:
         await conn.close()
     return {"rate": rate, "workers": 2, "pause_to_last_request_s": round(stop, 3), "pause_settled_s": round(settled, 3),
             "resume_to_first_request_s": round(resumed, 3), "cancel_settled_s": round(cancelled, 3),
             "sent_after_cancel_settled": after, "counts": counts, "rows": rows,
             "counts_match_rows": sum(counts.values()) == rows and set(counts) <= {"sent", "cancelled"}}
+
+
+async def _fair_then_control(dsn: str, table: str, rate: float, big: int, small: int, rows: int) -> dict[str, Any]:
+    """Quick mode: the fairness part, then the control part on the same two workers (two daemons started, not
+    four): the fairness campaigns cancelled by the documented UPDATE and no row claimed, then the control
+    part on a campaign of its own (`ctl`), whose counts are its own rows'."""
+    import asyncpg
+    fair = await _fair(dsn, table, rate, big, small)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for campaign in ("big", "small"):
+            await _change(conn, table, "cancelled", campaign)
+        await _until(conn, IDLE.format(table=table), timeout=10)
+    finally:
+        await conn.close()
+    return {"fairness": fair, "control": await _control(dsn, table, rate, rows, campaign="ctl")}
 
 
 def _baseline() -> Path | None:
@@ -222,10 +249,11 @@ def _baseline() -> Path | None:
     return root if root.is_dir() else None
 
 
-def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bool) -> dict[str, Any]:
+def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bool,
+                zygote: Zygote | None = None) -> dict[str, Any]:
     """The drain, this checkout against the baseline, alternating (a shared machine drifts); a first round
     of each is not counted (when the baseline's kernels are not cached yet, it compiles them then), except
-    in quick mode (one round each, indicative only)."""
+    in quick mode (one round each, indicative only; this checkout's worker forked from the zygote)."""
     base = _baseline()
     runs: dict[str, list[float]] = {"now": [], "before": []}
     first = 0 if quick else 1
@@ -235,7 +263,8 @@ def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bo
                 continue
             schema = f"bench_thr_{who}_{i}"
             asyncio.run(reset(dsn, schema))
-            workers = Workers(daemon_config(tmp, url, f"{schema}.outbox", heartbeat=HEARTBEAT), dsn, 1, root=root)
+            workers = Workers(daemon_config(tmp, url, f"{schema}.outbox", heartbeat=HEARTBEAT), dsn, 1, root=root,
+                              zygote=zygote if root == ROOT else None)
             try:
                 asyncio.run(wait_live(dsn, f"{schema}.outbox", 1, HEARTBEAT))
                 r = asyncio.run(drain(dsn, f"{schema}.outbox", rows, timeout=300))
@@ -250,9 +279,10 @@ def _throughput(dsn: str, url: str, tmp: Path, rows: int, rounds: int, quick: bo
             "ratio": round(med["now"] / med["before"], 3) if med["now"] and med["before"] else None}
 
 
-def _one_worker(dsn: str, url: str, tmp: Path, schema: str, rate: float, n: int, job: Any) -> dict[str, Any]:
+def _one_worker(dsn: str, url: str, tmp: Path, schema: str, rate: float, n: int, job: Any,
+                zygote: Zygote | None = None) -> dict[str, Any]:
     asyncio.run(reset(dsn, schema))
-    workers = Workers(write_config(tmp, url, f"{schema}.outbox", rate), dsn, n)
+    workers = Workers(write_config(tmp, url, f"{schema}.outbox", rate), dsn, n, zygote=zygote)
     try:
         asyncio.run(wait_live(dsn, f"{schema}.outbox", n, HEARTBEAT))
         return asyncio.run(job(dsn, f"{schema}.outbox"))
@@ -262,9 +292,10 @@ def _one_worker(dsn: str, url: str, tmp: Path, schema: str, rate: float, n: int,
 
 
 def measure(dsn: str, quick: bool) -> dict[str, Any]:
-    """Latency at each rate, fairness and control, each with its own workers and schema: one after another,
-    or in quick mode all at once (they wait on rates and heartbeats, hardly on the cores: about 38 s of
-    waiting one after another, 12 s at once); then the drain's throughput, alone."""
+    """Latency at each rate, fairness and control, each with its own workers and schema, one after another;
+    then the drain's throughput, alone. In quick mode all at once, the drain's too (they wait on rates and
+    heartbeats, hardly on the cores: about 38 s of waiting one after another, 12 s at once), the control
+    part after the fairness part on its workers: 7 daemons started, not 9, and 13 s where it was 23."""
     out: dict[str, Any] = {"cores": os.cpu_count()}
     with simulator("nrs360", "--rate", "nrs360=1000000") as url, \
             tempfile.TemporaryDirectory(prefix="dispatcher-bench-service-") as name:
@@ -272,21 +303,25 @@ def measure(dsn: str, quick: bool) -> dict[str, Any]:
         parts: dict[str, tuple[str, float, int, Any]] = {
             f"{rate:g}": (f"bench_lat{int(rate)}", rate, 1, lambda d, t, r=rate: _latency(d, t, r, quick))
             for rate in RATES}
-        parts["fairness"] = ("bench_fair", 100.0, 2,
-                             lambda d, t: _fair(d, t, 100.0, 3000 if quick else 100_000, 100 if quick else 1000))
-        parts["control"] = ("bench_control", 100.0, 2, lambda d, t: _control(d, t, 100.0, 2000 if quick else 20_000))
-
-        def part(key: str) -> dict[str, Any]:
-            return _one_worker(dsn, url, tmp, *parts[key])
-
         if quick:
-            with ThreadPoolExecutor(len(parts)) as pool:
-                done = dict(zip(parts, pool.map(part, parts), strict=True))
+            parts["fairness"] = ("bench_fair", 100.0, 2, lambda d, t: _fair_then_control(d, t, 100.0, 3000, 100, 2000))
+        else:
+            parts["fairness"] = ("bench_fair", 100.0, 2, lambda d, t: _fair(d, t, 100.0, 100_000, 1000))
+            parts["control"] = ("bench_control", 100.0, 2, lambda d, t: _control(d, t, 100.0, 20_000))
+
+        def part(key: str, zygote: Zygote | None = None) -> dict[str, Any]:
+            return _one_worker(dsn, url, tmp, *parts[key], zygote=zygote)
+
+        if quick:  # the workers of this checkout forked from a zygote
+            with Zygote() as zygote, ThreadPoolExecutor(len(parts) + 1) as pool:
+                drained = pool.submit(_throughput, dsn, url, tmp, 3_000, 1, quick, zygote)
+                done = dict(zip(parts, pool.map(lambda key: part(key, zygote), parts), strict=True))
+                done.update(done.pop("fairness"), throughput=drained.result())
         else:
             done = {key: part(key) for key in parts}
+            done["throughput"] = _throughput(dsn, url, tmp, 50_000, 3, quick)
         out["latency"] = {f"{rate:g}": done[f"{rate:g}"] for rate in RATES}
-        out["fairness"], out["control"] = done["fairness"], done["control"]
-        out["throughput"] = _throughput(dsn, url, tmp, 3_000 if quick else 50_000, 1 if quick else 3, quick)
+        out["fairness"], out["control"], out["throughput"] = done["fairness"], done["control"], done["throughput"]
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"providers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-prov-") as d:
         tmp = Path(d)
-        out["providers"] = throughput(sizes, reps, tmp)
-        out["precision"] = precision(2 if quick else 32, tmp)
+        if quick:  # the precision run (it waits on its 100/s) meanwhile, in a thread: 4 s less
+            (tmp / "precision").mkdir()  # files of its own: both write a sendix campaign
+            with ThreadPoolExecutor(1) as pool:
+                precise = pool.submit(precision, 2, tmp / "precision")
+                out["providers"] = throughput(sizes, reps, tmp)
+                out["precision"] = precise.result()
+        else:
+            out["providers"] = throughput(sizes, reps, tmp)
+            out["precision"] = precision(32, tmp)
     return out
 
 
