@@ -8,7 +8,7 @@ from collections.abc import Callable
 Key = tuple[str, int, str]  # pstats: (file, line, function)
 
 PROVIDER = "/dispatcher/providers/"
-BUILD = {"build", "_whatsapp", "_item", "_substituted", "_slot", "_digits"}
+BUILD = {"build", "_whatsapp", "_item", "_substituted", "_slot", "_recipients"}
 BATCHING = {"batch_key", "batch_keys", "batch_limit", "check", "check_all", "checks_each", "_kinds", "batch_size"}
 LANE_BATCHING = {"add", "_group", "flush", "flush_if_idle", "_requeue", "_sender"}
 LANE_RESULTS = {"_after", "_accepted", "_settle", "_meta", "_fail_over"}

@@ -115,6 +115,7 @@ class Message:
 
 
 _ROW_FIELDS = ("seq", "rid", "to", "text", "vars", "slots", "encoding", "parts", "transliterated")
+_KEPT = ("seq", "rid", "to", "vars", "encoding", "parts", "transliterated")  # stored as columns either way
 
 
 class Batch(Sequence[Message]):
@@ -123,22 +124,44 @@ class Batch(Sequence[Message]):
     times, every attempt answered, nothing of their own). Then a request costs no object a message: the
     provider builds from the columns and an accepted answer becomes one block of results.
 
+    A campaign's batch keeps its template's slot values (`vals`, one column a slot, `Template.slots`
+    order) instead of each row's text and slot dict: those are made from them the first time something
+    reads `text` or `slots` (a provider that sends texts, a check of lengths, a `Message`), so a provider
+    that substitutes the values itself never has a text or a dict a row made.
+
     It is a sequence of `Message`s for everything else: reading a message (a retry, a failure, a flag,
     a provider that builds a message at a time) makes one `Message` a row, once (`messages`), and from
     then on those are the truth for the per-message state (attempts, ambiguous, reauths, in_doubt, failover_from). The columns
     keep what never changes once prepared (seq, rid, to, text, vars, slots, encoding, parts, transliterated).
     """
 
-    __slots__ = (*_ROW_FIELDS, "route", "channel", "content", "attempts", "_msgs")
+    __slots__ = (*_KEPT, "_text", "_slots", "vals", "route", "channel", "content", "attempts", "_msgs")
 
-    def __init__(self, seq: list[int], rid: list[str], to: list[str], text: list[str], vars: list[dict[str, Any]],
-                 slots: list[dict[str, str] | None], encoding: list[str], parts: list[int],
-                 transliterated: list[bool], route: str, channel: str, content: Content | None,
-                 attempts: int = 0) -> None:
-        self.seq, self.rid, self.to, self.text, self.vars, self.slots = seq, rid, to, text, vars, slots
-        self.encoding, self.parts, self.transliterated = encoding, parts, transliterated
+    def __init__(self, seq: list[int], rid: list[str], to: list[str], text: list[str] | None,
+                 vars: list[dict[str, Any]], slots: list[dict[str, str] | None] | None, encoding: list[str],
+                 parts: list[int], transliterated: list[bool], route: str, channel: str, content: Content | None,
+                 attempts: int = 0, vals: list[list[str]] | None = None) -> None:
+        """Either `text` and `slots`, or `vals` (with a `content` whose template made them)."""
+        self.seq, self.rid, self.to, self._text, self.vars, self._slots = seq, rid, to, text, vars, slots
+        self.encoding, self.parts, self.transliterated, self.vals = encoding, parts, transliterated, vals
         self.route, self.channel, self.content, self.attempts = route, channel, content, attempts
         self._msgs: list[Message] | None = None
+
+    @property
+    def text(self) -> list[str]:
+        """Each row's text as sent (transliterated where the codec chose to)."""
+        if self._text is None:
+            assert self.content is not None and self.vals is not None
+            self._text = self.content.template.texts(self.vals, len(self.seq), self.transliterated)
+        return self._text
+
+    @property
+    def slots(self) -> list[dict[str, str] | None]:
+        """Each row's slot values by slot key."""
+        if self._slots is None:
+            assert self.content is not None and self.vals is not None
+            self._slots = self.content.template.columns.dicts(self.vals, len(self.seq))  # type: ignore[assignment]
+        return self._slots  # type: ignore[return-value]
 
     @property
     def fresh(self) -> bool:
@@ -158,8 +181,9 @@ class Batch(Sequence[Message]):
         batch key) without making the others; not to be changed."""
         if self._msgs is not None:
             return self._msgs[0]
+        one = self if self.vals is None or self._text is not None else self.cut(0, 1)
         return Message(route=self.route, channel=self.channel, attempts=self.attempts, content=self.content,
-                       **{f: getattr(self, f)[0] for f in _ROW_FIELDS})
+                       **{f: getattr(one, f)[0] for f in _ROW_FIELDS})
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -170,28 +194,37 @@ class Batch(Sequence[Message]):
     def __iter__(self) -> Iterator[Message]:
         return iter(self.messages())
 
+    def _stored(self) -> list[list[Any]]:
+        """The row columns this batch holds: _KEPT's, then its slot values or its texts and slot dicts."""
+        kept = [self.seq, self.rid, self.to, self.vars, self.encoding, self.parts, self.transliterated]
+        return kept + (self.vals if self.vals is not None else [self._text, self._slots])  # type: ignore[list-item]
+
     def take(self, keep: Sequence[int]) -> Batch:
         """A fresh batch of the rows at `keep` (only of a fresh batch: its columns are its state)."""
         assert self._msgs is None
-        return self._like(_pick(getattr(self, f), keep) for f in _ROW_FIELDS)
+        return self._like(_pick(col, keep) for col in self._stored())
 
     def cut(self, start: int, stop: int) -> Batch:
         """Rows start..stop of a fresh batch, as a fresh batch."""
         assert self._msgs is None
-        return self._like(getattr(self, f)[start:stop] for f in _ROW_FIELDS)
+        return self._like(col[start:stop] for col in self._stored())
 
     def joins(self, other: Batch) -> bool:
         """Whether `other` can be appended as one batch (both fresh, one route, channel, content, state)."""
         return (self._msgs is None and other._msgs is None and other.content is self.content
-                and other.channel == self.channel and other.route == self.route and other.attempts == self.attempts)
+                and other.channel == self.channel and other.route == self.route and other.attempts == self.attempts
+                and (self.vals is None) == (other.vals is None))
 
     def __add__(self, other: Batch) -> Batch:
         assert self.joins(other)
-        return self._like(getattr(self, f) + getattr(other, f) for f in _ROW_FIELDS)
+        return self._like(a + b for a, b in zip(self._stored(), other._stored(), strict=True))
 
     def _like(self, columns: Iterable[list[Any]]) -> Batch:
-        """A batch of this one's route, channel, content and state, with these row columns."""
-        return Batch(*columns, self.route, self.channel, self.content, self.attempts)  # type: ignore[arg-type]
+        """A batch of this one's route, channel, content and state, with these row columns (`_stored`'s)."""
+        seq, rid, to, vars, enc, parts, tr, *rest = columns
+        text, slots, vals = (None, None, rest) if self.vals is not None else (rest[0], rest[1], None)
+        return Batch(seq, rid, to, text, vars, slots, enc, parts, tr, self.route, self.channel, self.content,
+                     self.attempts, vals)
 
 
 def _pick(col: list[Any], keep: Sequence[int]) -> list[Any]:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from .codecs.tables import SHORT_LINK
+from .codecs.tables import SHORT_LINK, TRANSLATE_TABLE
 from .model import MISSING, all_str, as_text
 
 SERVER_PLACEHOLDERS = frozenset({"UNSUB_URL", "OTP_CODE"})
@@ -108,11 +108,7 @@ class Template:
     computed once, so `server_source` substituted with the slots equals the text (links left long).
     Raises KeyError naming a missing variable, EmptyVariable naming an empty one. Generated per
     template: it runs once per message."""
-    fill_columns: Callable[..., tuple[list[str], list[dict[str, str]], dict[int, KeyError]]] | None = None
-    """`fill_columns(column, n) -> (texts, slots, problems)`: `fill` over a chunk of n rows, `column(name)`
-    giving one value per row (MISSING where a row lacks the field); `problems` maps the index of each
-    row `fill` would refuse to the KeyError / EmptyVariable it would raise (its text and slots there are
-    meaningless). A list operation a slot instead of a call a row."""
+    columns: Columns | None = None  # the same over a chunk of rows, a column at a time
     required: frozenset[str] = frozenset()  # variables that must not be empty
     short_source: str = ""  # server_source with the `|shorten` kept for the server; "" if none
     short_format: str = ""  # %-format of the text with every `|shorten` link as SHORT_LINK; "" if none
@@ -120,6 +116,22 @@ class Template:
 
     def render(self, values: Mapping[str, object]) -> str:
         return self.fill(values)[0]
+
+    def texts(self, values: list[list[str]], n: int, transliterated: list[bool]) -> list[str]:
+        """Each row's text from its slot values (`Columns.slots`), as sent: transliterated where marked (a
+        character at a time, so transliterating the text is transliterating its pieces)."""
+        assert self.columns is not None
+        texts = self.columns.texts(values, n)
+        if True in transliterated:
+            texts = [t.translate(TRANSLATE_TABLE) if tr else t for t, tr in zip(texts, transliterated, strict=True)]
+        return texts
+
+    def fill_columns(self, column: Callable[[str], list[object]],
+                     n: int) -> tuple[list[str], list[dict[str, str]], dict[int, KeyError]]:
+        """`fill` over a chunk of n rows: (texts, slot dicts, problems), see `Columns`."""
+        assert self.columns is not None
+        values, problems = self.columns.slots(column, n)
+        return self.columns.texts(values, n), self.columns.dicts(values, n), problems
 
     @property
     def shortens(self) -> bool:
@@ -131,9 +143,12 @@ class Template:
         return self.short_format % tuple(slots[k] for k in self.short_keys)
 
 
-def _format(pieces: list[str | Piece]) -> str:
-    """The %-format of a template's text: literal pieces escaped, one %s a placeholder."""
-    return "".join(p.replace("%", "%%") if type(p) is str else "%s" for p in pieces)
+def _text_expr(pieces: list[str | Piece], local: dict[str, str], prefix: str = "") -> str:
+    """Python source of the text as one f-string: each literal piece as its own string literal (repr, so any
+    quote, brace or backslash is exact) and each placeholder as f'{local}', adjacent, which the compiler
+    joins into one f-string (one BUILD_STRING: 92 ns a 95-character text against 300 for the same %-format)."""
+    parts = [repr(p) if type(p) is str else f"f'{{{prefix}{local[p[0]]}}}'" for p in pieces]
+    return " ".join(parts) or "''"
 
 
 def _slot_lines(slots: tuple[Piece, ...], env: dict[str, object], read: Callable[[str, str], list[str]],
@@ -160,16 +175,15 @@ def _slot_lines(slots: tuple[Piece, ...], env: dict[str, object], read: Callable
 def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
                   required: Collection[str]) -> Callable[..., tuple[str, dict[str, str]]]:
     """Straight-line Python for one template: no loop over pieces, no per-piece type test."""
-    env: dict[str, object] = {"_text": as_text, "Empty": EmptyVariable, "FMT": _format(pieces)}
+    env: dict[str, object] = {"_text": as_text, "Empty": EmptyVariable}
 
     def read(name: str, x: str) -> list[str]:
         return [f"    {x} = v[{name!r}]", f"    if {x}.__class__ is not str: {x} = _text({x})",
                 *([f"    if not {x}: raise Empty({name!r})"] if name in required else [])]
     body, slot_of = _slot_lines(slots, env, read, "{fn}({expr})")
     lines = ["def fill(v):", *body]
-    args = "".join(slot_of[p[0]] + ", " for p in pieces if type(p) is not str)
     mapping = ", ".join(f"{k!r}: {v}" for k, v in slot_of.items())
-    lines.append(f"    return FMT % ({args}), {{{mapping}}}")
+    lines.append(f"    return {_text_expr(pieces, slot_of)}, {{{mapping}}}")
     exec("\n".join(lines), env)
     return env["fill"]  # type: ignore[return-value]
 
@@ -188,29 +202,47 @@ def _values(name: str, col: list[object], required: bool, problems: dict[int, Ke
     return col
 
 
-def _compile_fill_columns(pieces: list[str | Piece], slots: tuple[Piece, ...],
-                          required: Collection[str]) -> Callable[..., tuple[list[str], list[dict[str, str]],
-                                                                          dict[int, KeyError]]]:
-    """`fill` for a chunk of rows: each variable read and checked as a column, each filter mapped over
-    its column, then one %-format and one dict display a row in two comprehensions."""
-    env: dict[str, object] = {"_values": _values, "FMT": _format(pieces)}
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A template over a chunk of rows, a column at a time (generated per template, like `fill`).
+
+    `slots(column, n) -> (values, problems)`: each slot's values, one list a slot in `Template.slots`
+    order (`column(name)` gives one value per row, MISSING where a row lacks the field), and `problems`,
+    the index of each row `fill` would refuse with the KeyError / EmptyVariable it would raise (its
+    values there are meaningless). `texts(values, n)` and `dicts(values, n)` are each row's text and slot
+    dict from those values: separate, so a caller that needs only the values (a provider that substitutes
+    them, a codec that counts them, `codecs.analyze_slots`) makes no text and no dict a row."""
+
+    slots: Callable[..., tuple[list[list[str]], dict[int, KeyError]]]
+    texts: Callable[[list[list[str]], int], list[str]]
+    dicts: Callable[[list[list[str]], int], list[dict[str, str]]]
+    literal: str  # the literal pieces joined: what every text holds besides its slots' values
+    uses: tuple[int, ...]  # the slot (index into `Template.slots`) of each placeholder, in order
+
+
+def _compile_columns(pieces: list[str | Piece], slots: tuple[Piece, ...], required: Collection[str]) -> Columns:
+    """Each variable read and checked as a column, each filter mapped over its column; then, on demand,
+    one f-string a row (texts) and one dict display a row (dicts), each a comprehension."""
+    literal = "".join(p for p in pieces if type(p) is str)
+    env: dict[str, object] = {"_values": _values, "TEXT": literal}
 
     def read(name: str, x: str) -> list[str]:
         return [f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems)"]
     body, slot_of = _slot_lines(slots, env, read, "list(map({fn}, {expr}))")
-    lines = ["def fill_columns(column, n):", "    problems = {}", *body]
-    used = [slot_of[p[0]] for p in pieces if type(p) is not str]
-    if not slot_of:
-        lines.append("    return [FMT % ()] * n, [{} for _ in range(n)], problems")
+    names = list(slot_of.values())
+    lines = ["def slots(column, n):", "    problems = {}", *body, f"    return [{', '.join(names)}], problems"]
+    row = "".join(f"_{v}, " for v in names)
+    if any(type(p) is not str for p in pieces):
+        lines += ["def texts(values, n):", f"    return [{_text_expr(pieces, slot_of, '_')} for {row} in zip(*values)]"]
     else:
-        names = list(slot_of.values())
-        row = ", ".join(f"_{v}" for v in names)
-        texts = ("[FMT % (" + "".join(f"_{v}, " for v in used) + f") for {row}, in zip({', '.join(names)})]"
-                 if used else "[FMT % ()] * n")
-        mapping = ", ".join(f"{k!r}: _{v}" for k, v in slot_of.items())
-        lines.append(f"    return {texts}, [{{{mapping}}} for {row}, in zip({', '.join(names)})], problems")
+        lines += ["def texts(values, n):", "    return [TEXT] * n"]
+    mapping = ", ".join(f"{k!r}: _{v}" for k, v in slot_of.items())
+    lines += ["def dicts(values, n):",
+              f"    return [{{{mapping}}} for {row} in zip(*values)]" if names else "    return [{} for _ in range(n)]"]
     exec("\n".join(lines), env)
-    return env["fill_columns"]  # type: ignore[return-value]
+    index = {p[0]: i for i, p in enumerate(slots)}
+    return Columns(env["slots"], env["texts"], env["dicts"], literal,  # type: ignore[arg-type]
+                   tuple(index[p[0]] for p in pieces if type(p) is not str))
 
 
 def _where(source: str, pos: int) -> tuple[int, int]:
@@ -330,7 +362,7 @@ def compile_template(source: str, allow_empty: Collection[str] | bool = True) ->
             names.append(name)
     slot_tuple = tuple(slots.values())
     return Template(source, pieces, tuple(names), "".join(server), slot_tuple,
-                    _compile_fill(pieces, slot_tuple, strict), _compile_fill_columns(pieces, slot_tuple, strict),
+                    _compile_fill(pieces, slot_tuple, strict), _compile_columns(pieces, slot_tuple, strict),
                     frozenset(strict),
                     "".join(shorting) if shortens else "", "".join(short) if shortens else "",
                     tuple(short_keys) if shortens else ())

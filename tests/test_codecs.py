@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.codecs import ENCODINGS, Analysis, Segmentation, analyze, reference, segment
-from dispatcher.codecs.batch import to_codepoints
+from dispatcher.codecs.batch import analyze_slots, to_codepoints
 from dispatcher.codecs.cli import main as cli_main
 from dispatcher.codecs.segmentation import pack_septets
 from dispatcher.codecs.tables import (
@@ -783,3 +783,33 @@ def test_a_latin1_text_whose_utf8_form_is_cached_is_read_as_uint8() -> None:
     as_utf8(ctypes.py_object(s))  # caches the UTF-8 form inside the string
     cps, lens = to_codepoints([s])
     assert cps.dtype == np.uint8 and cps.tobytes() == s.encode("latin-1") and lens.tolist() == [len(s)]
+
+
+_piece = st.lists(st.sampled_from(["a", "é", "ã", "ç", "€", "{", "^", "😀", "ß", "ë", " ", "x" * 40]), max_size=6).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_piece, min_size=1, max_size=4), st.integers(1, 5).flatmap(
+    lambda n: st.lists(st.lists(_piece, min_size=n, max_size=n), min_size=1, max_size=3)),
+    st.lists(st.integers(0, 2), max_size=4), st.booleans(), st.booleans())
+def test_analyze_slots_is_analyze_of_the_rendered_texts(literals, columns, uses, gsm_pt, translit):
+    """A template's texts classified from its literal pieces and its slots' values (the sums of their table
+    entries, lengths and astral characters; the texts it cannot decide so rendered) are classified as
+    `analyze` classifies the texts themselves: encoding, parts and transliteration, whatever the values."""
+    uses = [u % len(columns) for u in uses]
+    n = len(columns[0])
+
+    def text(i):
+        out = [literals[0]]
+        for k, u in enumerate(uses):
+            out += [columns[u][i], literals[(k + 1) % len(literals)] if k + 1 < len(literals) else ""]
+        return "".join(out) + "".join(literals[len(uses) + 1:])
+
+    texts = [text(i) for i in range(n)]
+    literal = "".join(literals[:1] + [literals[k + 1] if k + 1 < len(literals) else "" for k in range(len(uses))]
+                      + literals[len(uses) + 1:])
+    enc, parts, trans = analyze_slots(literal, columns, uses, n, lambda rows: [texts[r] for r in rows],
+                                      gsm_pt=gsm_pt, transliterate=translit)
+    a = analyze(texts, gsm_pt=gsm_pt, transliterate=translit)
+    assert enc.tolist() == a.encoding.tolist() and parts.tolist() == a.parts.tolist()
+    assert trans.tolist() == a.transliterated.tolist()

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Result, ResultRow, Results, column
+from dispatcher.codecs.tables import TRANSLATE_TABLE
+from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Content, Result, ResultRow, Results, column
 from dispatcher.render import compile_template
 from dispatcher.sinks.files import json_lines
 from dispatcher.sources import files
@@ -249,6 +250,30 @@ def test_a_batch_is_its_messages_made_once_and_columns_until_then() -> None:
     assert [m.seq for m in picked] == [6, 1, 4] and [m.seq for m in cut] == [3, 4, 5, 6]
     msgs[0].attempts = 3  # from here the messages hold the state
     assert column(b, "attempts")[0] == 3 and not b.joins(joined) and not joined.joins(b)
+
+
+def test_a_batch_of_slot_values_is_the_batch_of_its_texts() -> None:
+    """A campaign's batch holds its template's slot values, not texts and dicts: taken, cut, joined and read
+    as messages it is row for row the batch the texts would have made (transliterated where marked)."""
+    t = compile_template("Olá {name}, {amount|formatDotComma} EUR {name|upper}")
+    content = Content("sms", t)
+    n = 9
+    names, amounts = [f"jo\u00e3o{i}" for i in range(n)], [str(1000 + i) for i in range(n)]
+    vals, problems = t.columns.slots({"name": names, "amount": amounts}.__getitem__, n)
+    texts, dicts, _ = t.fill_columns({"name": names, "amount": amounts}.__getitem__, n)
+    translit = [i % 4 == 0 for i in range(n)]
+    cols = (list(range(1, n + 1)), [f"r{i}" for i in range(n)], [f"+3460000{i:04d}" for i in range(n)])
+    lazy = Batch(*cols, None, [{}] * n, None, ["UCS-2"] * n, [2] * n, translit, "sms", "sms", content, vals=vals)
+    sent = [x.translate(TRANSLATE_TABLE) if tr else x for x, tr in zip(texts, translit, strict=True)]
+    eager = Batch(*cols, sent, [{}] * n, dicts, ["UCS-2"] * n, [2] * n, translit, "sms", "sms", content)
+    assert not problems and lazy.head().text == sent[0] and lazy.head().slots == dicts[0]
+    assert not lazy.cut(0, 2).joins(eager.cut(2, 4))  # one kind of columns a batch
+    pairs = [(lazy.take([7, 1, 4]), eager.take([7, 1, 4])), (lazy.cut(2, 6), eager.cut(2, 6)),
+             (lazy.cut(0, 3) + lazy.cut(3, 9), eager.cut(0, 3) + eager.cut(3, 9)), (lazy, eager)]
+    for a, b in pairs:
+        assert a.vals is not None and a.text == b.text and a.slots == b.slots and a.seq == b.seq
+        assert [(m.seq, m.text, m.slots, m.transliterated) for m in a.messages()] == \
+            [(m.seq, m.text, m.slots, m.transliterated) for m in b.messages()]
 
 
 @settings(max_examples=300, deadline=None)

@@ -98,7 +98,8 @@ class CampaignPreparer:
             raws = list(map(as_text, raws))
         mobile = content.mobile_only
         tos = to_e164_column(raws, c.region, mobile) if phone else [normalize_email(raw) for raw in raws]
-        texts, slots, problems = content.template.fill_columns(rows.column, n)
+        template = content.template
+        vals, problems = template.columns.slots(rows.column, n)
         if problems or not all_str(tos):  # a None: a recipient refused
             keep = []
             for i, to in enumerate(tos):
@@ -111,19 +112,20 @@ class CampaignPreparer:
                     bad.append(rejected(seqs[i], rids[i], to, *problem(problems[i]), alias, channel))
                 else:
                     keep.append(i)
-            seqs, rids, tos, texts, slots = ([col[i] for i in keep] for col in (seqs, rids, tos, texts, slots))
+            seqs, rids, tos, *vals = ([col[i] for i in keep] for col in (seqs, rids, tos, *vals))
         else:
             keep = None
+        m = len(seqs)
         provider = c.providers[alias]
         if provider.reads_fields(channel, content):
             fields = [rows.fields(i) for i in (range(n) if keep is None else keep)]
         else:
-            fields = [_NO_FIELDS] * len(seqs)
+            fields = [_NO_FIELDS] * m
         if channel == "sms":
-            enc, parts, translit, texts = self.encoder.encode(texts)
+            enc, parts, translit = self.encoder.encode_slots(template, vals, m)
         else:
-            enc, parts, translit = [""] * len(seqs), [0] * len(seqs), [False] * len(seqs)
-        batch = Batch(seqs, rids, tos, texts, fields, slots, enc, parts, translit, alias, channel, content)
+            enc, parts, translit = [""] * m, [0] * m, [False] * m
+        batch = Batch(seqs, rids, tos, None, fields, None, enc, parts, translit, alias, channel, content, vals=vals)
         return self.encoder.screen(alias, batch, bad)
 
 

@@ -19,13 +19,13 @@ from .segmentation import Segmentation, segment
 from .tables import ENCODINGS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import Analysis, analyze, warm_up
+    from .batch import Analysis, analyze, analyze_slots, warm_up
 
-__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "segment", "warm_up"]
+__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "analyze_slots", "segment", "warm_up"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("analyze", "Analysis", "to_codepoints", "warm_up"):
+    if name in ("analyze", "analyze_slots", "Analysis", "to_codepoints", "warm_up"):
         from . import batch
 
         return getattr(batch, name)

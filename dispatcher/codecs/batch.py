@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +12,7 @@ import numpy as np
 from . import kernels
 from .tables import ENCODINGS, TRANSLATE_TABLE
 
-__all__ = ["ENCODINGS", "Analysis", "analyze", "to_codepoints", "warm_up"]
+__all__ = ["ENCODINGS", "Analysis", "analyze", "analyze_slots", "to_codepoints", "warm_up"]
 
 
 @dataclass(slots=True, eq=False)
@@ -167,9 +167,59 @@ def analyze(
     return Analysis(enc, units, parts, trans, too_many, out)
 
 
+def _sums(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(GSM-7 sums, GSM-PT sums, astral counts, lengths) of each text (kernels.scan_values)."""
+    if not texts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    cps, lens = to_codepoints(texts)
+    g, p, a = kernels.scan_values(cps, lens, kernels.GSM7_TABLE, kernels.PT_TABLE)
+    return g, p, a, lens
+
+
+def analyze_slots(literal: str, columns: list[list[str]], uses: list[int], n: int,
+                  render: Callable[[list[int]], list[str]], *, gsm_pt: bool = False,
+                  transliterate: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(encoding, parts, transliterated) of n texts of one template, as `analyze` gives them, from the
+    template's literal text (its pieces joined), each slot's values (`columns`) and the slot each
+    placeholder reads (`uses`, a slot read twice counted twice): no text rendered or scanned whole. A
+    text's GSM-7 / GSM-PT table sums, code points above U+FFFF and length are its pieces' sums, and decide
+    it whenever `classify` decides it from sums alone (GSM-7 in one part or without an escape pair to keep
+    whole; UCS-2 in one part or without a surrogate pair). The rest (greedy packing, GSM-PT or
+    transliteration candidates, texts of 2**20 characters or more) are rendered (`render(rows)`) and
+    analysed as texts."""
+    lg, _, la, ll = _sums([literal])
+    g = np.full(n, lg[0] if literal else 0, np.int64)
+    astral = np.full(n, la[0] if literal else 0, np.int64)
+    length = np.full(n, ll[0] if literal else 0, np.int64)
+    sums = [_sums(col) for col in columns]
+    for u in uses:
+        cg, _, ca, cl = sums[u]
+        g += cg
+        astral += ca
+        length += cl
+    septets = g & kernels.FIELD
+    gsm = (g >> 21) & kernels.FIELD == 0
+    ext = g >> 42
+    units = length + astral
+    enc = np.where(gsm, 0, 2).astype(np.uint8)
+    parts = np.where(gsm, np.where(septets <= kernels.G7_SINGLE, 1, -(-septets // kernels.G7_CONCAT)),
+                     np.where(units <= kernels.U_SINGLE, 1, -(-units // kernels.U_CONCAT))).astype(np.int32)
+    decided = np.where(gsm, (septets <= kernels.G7_SINGLE) | (ext == 0),
+                       ~np.bool_(gsm_pt or transliterate) & ((units <= kernels.U_SINGLE) | (astral == 0)))
+    decided &= length < kernels.LONG_TEXT
+    trans = np.zeros(n, np.bool_)
+    rest = np.flatnonzero(~decided).tolist()
+    if rest:
+        a = analyze(render(rest), gsm_pt=gsm_pt, transliterate=transliterate)
+        enc[rest], parts[rest], trans[rest] = a.encoding, a.parts, a.transliterated
+    return enc, parts, trans
+
+
 def warm_up() -> None:
     """Compile (or load from the on-disk cache) the kernel for every input width: uint8, uint16
     and uint32 chunks each use their own machine code, so warming up with one text only covers
     latin-1 chunks. Costs about 0.5 s from a warm cache, ~10 s of compiling on the very first run."""
     for chunk in (["a", "b"], ["a", "€"], ["a", "😀"]):
         analyze(chunk, gsm_pt=True, transliterate=True)
+        _sums(chunk)

@@ -228,3 +228,34 @@ def classify(
         parts[j] = p
         s = e
     return enc, units, parts, trans
+
+
+@njit(cache=True, nogil=True)
+def scan_values(cps, lens, gsm_table, pt_table):  # pragma: no cover - compiled
+    """Per text of a chunk, the packed sums classify starts from: its GSM-7 table entries, its GSM-PT
+    table entries (septets, not-encodable, extension: bits 0-20, 21-41, 42-62) and its code points above
+    U+FFFF. Every one is a sum over characters, so a text's is the sum of its pieces': what lets a
+    template's texts be classified from its literal text and its slot values, without rendering them."""
+    n = lens.shape[0]
+    g = np.empty(n, np.int64)
+    p = np.empty(n, np.int64)
+    astral = np.empty(n, np.int64)
+    last_g = np.uint64(gsm_table.shape[0] - 1)
+    last_p = np.uint64(pt_table.shape[0] - 1)
+    s = np.uint64(0)
+    for j in range(n):
+        e = s + np.uint64(lens[j])
+        ag = 0
+        ap = 0
+        aa = 0
+        for i in range(s, e):
+            cp = np.uint64(cps[i])
+            ag += gsm_table[min(cp, last_g)]
+            ap += pt_table[min(cp, last_p)]
+            if cp > 0xFFFF:
+                aa += 1
+        g[j] = ag
+        p[j] = ap
+        astral[j] = aa
+        s = e
+    return g, p, astral

@@ -70,6 +70,23 @@ class Encoder:
             return enc, parts, a.transliterated.tolist(), a.texts
         return enc, parts, [False] * len(texts), texts
 
+    def encode_slots(self, template: Any, vals: list[list[str]], n: int) -> tuple[list[str], list[int], list[bool]]:
+        """(encoding, parts, transliterated) of each of n texts of `template` from its slot values
+        (`Columns.slots`), in one codec call that renders no text it can count from the pieces
+        (`codecs.analyze_slots`); a text as sent is then the template's (`Template.texts`)."""
+        if not n:
+            return [], [], []
+        cols = template.columns
+
+        def render(rows: list[int]) -> list[str]:
+            return cols.texts([[v[i] for i in rows] for v in vals], len(rows))
+
+        enc, parts, translit = codecs.analyze_slots(cols.literal, vals, list(cols.uses), n, render,
+                                                    gsm_pt=self.gsm_pt, transliterate=self.transliterate)
+        names = codecs.ENCODINGS
+        return list(map(names.__getitem__, enc.tolist())), parts.tolist(), \
+            (translit.tolist() if self.transliterate else [False] * n)
+
     def screen(self, alias: str, msgs: Sequence[Message], bad: list[Result]) -> Sequence[Message]:
         """The messages `alias` can take; the others become rejected results in `bad`. A batch checked a
         message at a time goes on as its messages (a check may have recounted their parts)."""

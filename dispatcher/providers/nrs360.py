@@ -75,10 +75,12 @@ WHATSAPP_SENDER = re.compile(r"[0-9]{6,15}")  # a registered number, digits with
 _ACCEPTED, _ID = itemgetter("accepted"), itemgetter("id")
 
 
-def _digits(numbers: list[str]) -> list[str]:
-    """E.164 numbers without their "+", as 360nrs takes them: one join, replace and split for the batch
-    (a "+" only ever leads an E.164 number, and the separator is in none)."""
-    return "\n".join(numbers).replace("+", "").split("\n")
+def _recipients(channel: str, to: list[str]) -> bytes:
+    """The "to" array's JSON: addresses as they are, E.164 numbers without their "+" as 360nrs takes them
+    (one orjson call and one replace for the batch, no string a number: a "+" only ever leads an E.164
+    number, so '"+' is only ever a number's start)."""
+    body = orjson.dumps(to)
+    return body if channel == "email" else body.replace(b'"+', b'"')
 
 
 def _kinds(msgs: Sequence[Message]) -> list[Message]:
@@ -234,8 +236,7 @@ class Nrs360(Provider):
         if first.channel == "whatsapp":
             body = self._whatsapp(batch)
         else:
-            to = column(batch, "to")
-            body = {"to": to if first.channel == "email" else _digits(to)}
+            body = {}
             if first.channel == "sms":
                 body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
                              "parts": max(column(batch, "parts")) or 1})
@@ -264,7 +265,10 @@ class Nrs360(Provider):
                 body["notificationUrl"] = self.s.notification_url
         if self.s.campaign_name:
             body["campaignName"] = self.s.campaign_name
-        return HttpRequest("POST", self._base + PATHS[first.channel], self._headers, orjson.dumps(body))
+        payload = orjson.dumps(body)
+        if first.channel != "whatsapp":  # "to" first, as one block of the batch's numbers
+            payload = b'{"to":' + _recipients(first.channel, column(batch, "to")) + (b"," + payload[1:] if body else b"}")
+        return HttpRequest("POST", self._base + PATHS[first.channel], self._headers, payload)
 
     @staticmethod
     def _whatsapp(batch: Sequence[Message]) -> dict:

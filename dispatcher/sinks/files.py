@@ -16,47 +16,36 @@ from pathlib import Path
 import orjson
 
 from ..errors import SinkError
-from ..model import RESULT_FIELDS, Results, all_str
+from ..model import RESULT_FIELDS, Results
 from .base import Sink
 
 # Rows in a block below which a row's JSON is one orjson call of its dict: the column path costs an orjson
-# call a column (sixteen) whatever the rows: 11 us for a block of one row against 1.9, the two even at about
-# 8 rows (1.4 us a row), the column path 0.22 us a row at 64 (one-message requests: a writer's turn holds 1-60)
+# call a varying column and a kernel call whatever the rows (one-message requests: a writer's turn holds 1-60)
 FEW_ROWS = 8
 
 
-def _json_column(col: list[object]) -> tuple[bytes | None, list[bytes] | None, bool]:
-    """One column as JSON: (the one value every row has, or None; else each row's JSON; whether those are
-    strings given without their quotes). One orjson call for the column, then its body is cut apart:
-    on "," when that gives exactly one piece a row (then no value's JSON holds a comma, so each piece is
-    one value's JSON), else on '","' when every value is a string without a quote (the column's JSON then
-    holds 2n quotes; an escaped quote, a comma and the closing quote also read '","', as in `a",`, and may
-    overlap the real one after it, so a count of the pieces cannot tell). A column whose every value has the
-    same JSON is written once (compared as JSON, so 1, 1.0 and True, or 0.0 and -0.0, are never confused)."""
+def _constant(col: list[object]) -> tuple[bytes | None, bytes]:
+    """(the JSON every value of the column has, or None; the column's JSON array, b"" when constant). A
+    column whose every value has the same JSON is written once; compared as JSON, so 1, 1.0 and True, or 0.0
+    and -0.0, are never confused."""
     first = col[0]
     n = len(col)
     if first is None or type(first) is str:  # such a value equals only values with its own JSON
         last = col[-1]
         if (last is first or last == first) and col.count(first) == n:  # identity first: cheap for constants
-            return orjson.dumps(first), None, False
+            return orjson.dumps(first), b""
     body = orjson.dumps(col)
     one = orjson.dumps(first)
     if len(body) == n * (len(one) + 1) + 1 and body == b"[" + (one + b",") * (n - 1) + one + b"]":
-        return one, None, False
-    each = body[1:-1].split(b",")
-    if len(each) == n:
-        return None, each, False
-    if all_str(col) and body.count(b'"') == 2 * n:  # no value holds a quote: '","' is only between them
-        return None, body[2:-2].split(b'","'), True
-    dumps = orjson.dumps
-    return None, [dumps(v) for v in col], False
+        return one, b""
+    return None, body
 
 
 def json_lines(results: Results, few: int = FEW_ROWS) -> bytes:
     """Every result as one compact JSON object a line, keys in RESULT_FIELDS order: byte for byte what
     `orjson.dumps(Result, option=OPT_APPEND_NEWLINE)` gives, at a fraction of the cost (one orjson call a
-    column and one %-format a row, instead of an object and an orjson call a row). A block of fewer than
-    `few` rows is one orjson call a row's dict (the same bytes)."""
+    column, the lines put together by `jsoncols.rows`, instead of an object and an orjson call a row). A
+    block of fewer than `few` rows is one orjson call a row's dict (the same bytes)."""
     if not len(results):
         return b""
     blocks = results.blocks()
@@ -65,18 +54,24 @@ def json_lines(results: Results, few: int = FEW_ROWS) -> bytes:
     if len(results) < few:  # a few one-message requests' results: an orjson call a row costs less
         dumps, fields, newline = orjson.dumps, RESULT_FIELDS, orjson.OPT_APPEND_NEWLINE
         return b"".join([dumps(dict(zip(fields, row, strict=True)), option=newline) for row in results.rows()])
-    fmt: list[bytes] = []
-    varying: list[list[bytes]] = []
+    pieces: list[bytes] = []
+    varying: list[bytes] = []
+    piece = b"{"
     for name, col in zip(RESULT_FIELDS, results.columns, strict=True):
-        key = b'"' + name.encode() + b'":'
-        once, each, quoted = _json_column(col)
-        fmt.append(key + once.replace(b"%", b"%%") if once is not None else key + (b'"%b"' if quoted else b"%b"))
-        if each is not None:
-            varying.append(each)
-    line = b"{" + b",".join(fmt) + b"}\n"
+        piece += (b'"' if piece == b"{" else b',"') + name.encode() + b'":'
+        once, body = _constant(col)
+        if once is not None:
+            piece += once
+        else:
+            pieces.append(piece)
+            varying.append(body)
+            piece = b""
+    pieces.append(piece + b"}\n")
     if not varying:
-        return (line % ()) * len(results)
-    return b"".join([line % t for t in zip(*varying, strict=True)])
+        return pieces[0] * len(results)
+    from .. import jsoncols  # numba: only once a block is large enough to need it
+
+    return jsoncols.rows(pieces, varying, len(results))
 
 
 class _FileSink(Sink):
