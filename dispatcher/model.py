@@ -200,9 +200,13 @@ class Batch(Sequence[Message]):
         return kept + (self.vals if self.vals is not None else [self._text, self._slots])  # type: ignore[list-item]
 
     def take(self, keep: Sequence[int]) -> Batch:
-        """A fresh batch of the rows at `keep` (only of a fresh batch: its columns are its state)."""
+        """A fresh batch of the rows at `keep` (only of a fresh batch: its columns are its state). A column of
+        one value (the fields of a provider that reads none, `transliterated` without transliteration) is
+        repeated, not looked up a row: a batch's columns each hold one type, so equal values are alike."""
         assert self._msgs is None
-        return self._like(_pick(col, keep) for col in self._stored())
+        k = len(keep)
+        return self._like([col[0]] * k if k > 1 and col[0] is col[-1] and col.count(col[0]) == len(col)
+                          else _pick(col, keep) for col in self._stored())
 
     def cut(self, start: int, stop: int) -> Batch:
         """Rows start..stop of a fresh batch, as a fresh batch."""

@@ -94,22 +94,15 @@ class SeqSet:
 
 
 def _ranges(seqs: list[int]) -> bytes:
-    """`3-7,9,12-13`: batches are mostly consecutive lines, so the journal stays small."""
+    """`3-7,9-9,12-13` of a batch's seqs: batches are mostly consecutive lines, so the journal stays small."""
     if len(seqs) == 1:  # a one-message request: no run to find
         return b"%d\n" % seqs[0]
-    start = seqs[0]
-    if seqs[-1] - start == len(seqs) - 1 and seqs == list(range(start, seqs[-1] + 1)):  # one run of lines: no loop
-        return f"{start}-{seqs[-1]}\n".encode()
-    out = []
-    prev = start
-    for s in seqs[1:]:
-        if s == prev + 1:
-            prev = s
-            continue
-        out.append(f"{start}-{prev}" if prev != start else str(start))
-        start = prev = s
-    out.append(f"{start}-{prev}" if prev != start else str(start))
-    return (",".join(out) + "\n").encode()
+    start, end = seqs[0], seqs[-1]
+    if end - start == len(seqs) - 1 and seqs == list(range(start, end + 1)):  # one run of lines, in order
+        return b"%d-%d\n" % (start, end)
+    from . import ranges  # numba: only once a batch is not one run
+
+    return ranges.line(seqs)
 
 
 def _parse(line: str) -> Iterable[int]:
@@ -243,12 +236,12 @@ class RunState:
     def sending(self, seqs: list[int]) -> None:
         """Note a batch as on the wire, before its request leaves."""
         if self._fd >= 0:
-            os.write(self._fd, _ranges(sorted(seqs)))
+            os.write(self._fd, _ranges(seqs))
 
     def cleared(self, seqs: list[int]) -> None:
         """Note records known not to have been accepted (a stopped run's pending retries)."""
         if seqs and self._fd >= 0:
-            os.write(self._fd, b"-" + _ranges(sorted(seqs)))
+            os.write(self._fd, b"-" + _ranges(sorted(set(seqs))))
 
     def attempted(self) -> SeqSet:
         """Records some journal notes as sent and not cleared since (each journal read on its own: a

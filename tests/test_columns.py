@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dispatcher import jsoncols
 from dispatcher.codecs.tables import TRANSLATE_TABLE
 from dispatcher.model import MISSING, RESULT_FIELDS, Batch, Chunk, Content, Result, ResultRow, Results, column
 from dispatcher.render import compile_template
@@ -250,6 +251,16 @@ def test_a_batch_is_its_messages_made_once_and_columns_until_then() -> None:
     assert [m.seq for m in picked] == [6, 1, 4] and [m.seq for m in cut] == [3, 4, 5, 6]
     msgs[0].attempts = 3  # from here the messages hold the state
     assert column(b, "attempts")[0] == 3 and not b.joins(joined) and not joined.joins(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3).flatmap(lambda k: st.tuples(st.lists(st.text(',"{}\\é', max_size=3), min_size=k, max_size=k, unique=True),
+                                                     st.integers(1, 4).flatmap(lambda n: st.lists(
+                                                         st.lists(text, min_size=n, max_size=n), min_size=k, max_size=k)))))
+def test_objects_from_columns_are_orjson_of_their_dicts(keys_columns) -> None:
+    keys, columns = keys_columns
+    want = orjson.dumps([dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)])
+    assert jsoncols.objects(keys, columns) == want
 
 
 def test_a_batch_of_slot_values_is_the_batch_of_its_texts() -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from blastkit import Receiver, blast, call, sim_options
 
-from dispatcher.model import Content, Message
+from dispatcher.model import Batch, Content, Message
 from dispatcher.providers.base import Verdict
 from dispatcher.providers.nrs360 import Nrs360, Nrs360Settings
 from dispatcher.render import compile_template
@@ -373,6 +373,21 @@ def test_build_email(adapter):
                                       "replyTo": "r@example.com", "subject": "S", "fromName": "ACME",
                                       "body": "<b>Hi {name_upper}</b>",
                                       "sub": [{"name_upper": "N0"}, {"name_upper": "N1"}], "campaignName": "spring"}
+
+
+def test_a_campaign_batch_builds_the_bytes_its_messages_build(adapter):
+    """A campaign's batch of slot values (no text or dict a recipient: the substitutions written from the
+    value columns) builds byte for byte the request its messages build."""
+    tpl = compile_template('Hola {name}, "{amount|formatDotComma}" \\ {name|upper}')
+    content = Content("sms", tpl, "ACME")
+    names, amounts = ['jo\u00e3o "x"', "b\\", "zo\u00eb,", "d"], ["1234.5", "2", "", "30000"]
+    vals, _ = tpl.columns.slots({"name": names, "amount": amounts}.__getitem__, 4)
+    cols = ([1, 2, 3, 4], ["a", "b", "c", "d"], ["+34600000001", "+34600000002", "+34600000003", "+34600000004"])
+    batch = Batch(*cols, None, [{}] * 4, None, ["UCS-2"] * 4, [1] * 4, [False] * 4, "n", "sms", content, vals=vals)
+    lazy = adapter.build(batch).body
+    assert batch.fresh  # no message made
+    assert lazy == adapter.build(batch.messages()).body
+    assert orjson.loads(lazy)["sub"] == [tpl.fill({"name": a, "amount": b})[1] for a, b in zip(names, amounts, strict=True)]
 
 
 def test_build_whatsapp(adapter):

@@ -236,7 +236,8 @@ def test_seqset_and_journal_ranges(tmp_path):
     s.discard(5)
     assert 5 not in s and len(s) == 3
     seqs = [3, 4, 5, 9, 11, 12]
-    assert _ranges(seqs) == b"3-5,9,11-12\n"
+    assert _ranges(seqs) == b"3-5,9-9,11-12\n" and _ranges(seqs[::-1]) == _ranges(seqs)
+    assert list(_parse(_ranges(seqs).decode())) == seqs and list(_parse("3-5,9,11-12\n")) == seqs
     assert list(_parse("3-5,9,11-12\n")) == seqs
     state = RunState(tmp_path, "r")
     state.open()

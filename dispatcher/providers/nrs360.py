@@ -83,6 +83,17 @@ def _recipients(channel: str, to: list[str]) -> bytes:
     return body if channel == "email" else body.replace(b'"+', b'"')
 
 
+def _substitutions(batch: Sequence[Message]) -> list[dict[str, str] | None] | orjson.Fragment:
+    """Each recipient's slot values: a campaign's fresh batch's as JSON made from its value columns (no
+    dict a recipient), anything else's as its messages' dicts."""
+    if type(batch) is Batch and batch.fresh and batch.vals and batch.content is not None:
+        from .. import jsoncols  # numba: only once a campaign's batch is built
+
+        keys = [key for key, _, _ in batch.content.template.slots]
+        return orjson.Fragment(jsoncols.objects(keys, batch.vals))
+    return column(batch, "slots")
+
+
 def _kinds(msgs: Sequence[Message]) -> list[Message]:
     """One message for each (channel, content) of a chunk: what the per-content decisions need to see
     (a campaign's chunk has one, a batch always; the daemon's may have several)."""
@@ -258,7 +269,7 @@ class Nrs360(Provider):
                                for slots in column(batch, "slots")]
             elif substituted:
                 body[text] = source
-                body["sub"] = column(batch, "slots")
+                body["sub"] = _substitutions(batch)
             else:
                 body[text] = first.text
             if self.s.notification_url and first.channel == "sms":
