@@ -51,8 +51,15 @@ OTHER = "other (third-party, unattributed)"
 OURS = {name for name, _ in STAGES if not name.startswith(("HTTP: client", "event loop"))}
 
 
+# Kernels several stages call (JSON text a column at a time: the sink's lines, a request's substitutions;
+# a journal line's runs): their time is their callers'.
+SHARED = ("/dispatcher/jsoncols.py", "/dispatcher/ranges.py")
+
+
 def own_stage(key: Key) -> str | None:
     file, _line, func = key
+    if file.endswith(SHARED):
+        return None
     for name, belongs in STAGES:
         if belongs(file, func):
             return name
