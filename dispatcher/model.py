@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 SENT = "sent"
 FAILED = "failed"
@@ -34,6 +34,7 @@ class Chunk:
 
     seq: list[int]
     columns: dict[str, list[Any]]
+    text: ClassVar[bool] = False  # every value a str (a CSV's chunk, `TextChunk`): no column needs checking
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -59,6 +60,13 @@ class Chunk:
             if len(d) != len(names) or d.keys() != names.keys():
                 names.update(dict.fromkeys(d))
         return cls(seqs, {k: [d.get(k, MISSING) for d in dicts] for k in names})
+
+
+class TextChunk(Chunk):
+    """A chunk whose every value is a str (a CSV file's: no MISSING, no None, no number), so the preparer
+    and the template take its columns as text without a pass over each to check it."""
+
+    text: ClassVar[bool] = True
 
 
 class _Missing:

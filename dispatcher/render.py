@@ -188,9 +188,10 @@ def _compile_fill(pieces: list[str | Piece], slots: tuple[Piece, ...],
     return env["fill"]  # type: ignore[return-value]
 
 
-def _values(name: str, col: list[object], required: bool, problems: dict[int, KeyError]) -> list[str]:
-    """One variable's column as text, noting the rows `fill` refuses (first problem of a row wins)."""
-    if not all_str(col):
+def _values(name: str, col: list[object], required: bool, problems: dict[int, KeyError], text: bool) -> list[str]:
+    """One variable's column as text, noting the rows `fill` refuses (first problem of a row wins); `text`:
+    every value is known to be a str already."""
+    if not text and not all_str(col):
         for i, v in enumerate(col):
             if v is MISSING and i not in problems:
                 problems[i] = KeyError(name)
@@ -206,10 +207,10 @@ def _values(name: str, col: list[object], required: bool, problems: dict[int, Ke
 class Columns:
     """A template over a chunk of rows, a column at a time (generated per template, like `fill`).
 
-    `slots(column, n) -> (values, problems)`: each slot's values, one list a slot in `Template.slots`
+    `slots(column, n, text=False) -> (values, problems)`: each slot's values, one list a slot in `Template.slots`
     order (`column(name)` gives one value per row, MISSING where a row lacks the field), and `problems`,
     the index of each row `fill` would refuse with the KeyError / EmptyVariable it would raise (its
-    values there are meaningless). `texts(values, n)` and `dicts(values, n)` are each row's text and slot
+    values there are meaningless); `text`: every value of every column is a str (a CSV's chunk). `texts(values, n)` and `dicts(values, n)` are each row's text and slot
     dict from those values: separate, so a caller that needs only the values (a provider that substitutes
     them, a codec that counts them, `codecs.analyze_slots`) makes no text and no dict a row."""
 
@@ -227,10 +228,10 @@ def _compile_columns(pieces: list[str | Piece], slots: tuple[Piece, ...], requir
     env: dict[str, object] = {"_values": _values, "TEXT": literal}
 
     def read(name: str, x: str) -> list[str]:
-        return [f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems)"]
+        return [f"    {x} = _values({name!r}, column({name!r}), {name in required}, problems, text)"]
     body, slot_of = _slot_lines(slots, env, read, "list(map({fn}, {expr}))")
     names = list(slot_of.values())
-    lines = ["def slots(column, n):", "    problems = {}", *body, f"    return [{', '.join(names)}], problems"]
+    lines = ["def slots(column, n, text=False):", "    problems = {}", *body, f"    return [{', '.join(names)}], problems"]
     row = "".join(f"_{v}, " for v in names)
     if any(type(p) is not str for p in pieces):
         lines += ["def texts(values, n):", f"    return [{_text_expr(pieces, slot_of, '_')} for {row} in zip(*values)]"]

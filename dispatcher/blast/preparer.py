@@ -66,7 +66,8 @@ class CampaignPreparer:
         seqs = rows.seq
         if c.id_column:
             rids = rows.column(c.id_column)
-            if not _all_text(rids):  # an empty or missing id is the row's seq; other values as text
+            text = rows.text and c.id_column in rows.columns
+            if not ("" not in rids if text else _all_text(rids)):  # an empty or missing id is the row's seq
                 rids = [v if v.__class__ is str and v else str(v or s) for v, s in zip(rids, seqs, strict=True)]
         else:
             rids = list(map(str, seqs))
@@ -94,12 +95,13 @@ class CampaignPreparer:
         n = len(rows)
         seqs = rows.seq
         raws = rows.column(column)
-        if not all_str(raws):
+        if not (rows.text and column in rows.columns) and not all_str(raws):
             raws = list(map(as_text, raws))
         mobile = content.mobile_only
         tos = to_e164_column(raws, c.region, mobile) if phone else [normalize_email(raw) for raw in raws]
         template = content.template
-        vals, problems = template.columns.slots(rows.column, n)
+        text = rows.text and all(v in rows.columns for v in template.variables)  # a missing field is MISSING
+        vals, problems = template.columns.slots(rows.column, n, text)
         if problems or not all_str(tos):  # a None: a recipient refused
             keep = []
             for i, to in enumerate(tos):

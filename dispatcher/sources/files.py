@@ -27,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from ..errors import SourceError
-from ..model import Chunk, Result, rejected
+from ..model import Chunk, Result, TextChunk, rejected
 from .base import Part, Source
 
 FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
@@ -476,7 +476,7 @@ class _Collected:
         cut = 0
         while n - cut >= self.size or (final and n > cut):
             end = min(cut + self.size, n)
-            yield Chunk(seqs[cut:end], {name: col[cut:end] for name, col in zip(header, cols, strict=True)}), self.bad
+            yield TextChunk(seqs[cut:end], {name: col[cut:end] for name, col in zip(header, cols, strict=True)}), self.bad
             self.bad = []
             cut = end
         if final and self.bad:
