@@ -213,8 +213,11 @@ class Batch(Sequence[Message]):
         repeated, not looked up a row: a batch's columns each hold one type, so equal values are alike."""
         assert self._msgs is None
         k = len(keep)
-        return self._like([col[0]] * k if k > 1 and col[0] is col[-1] and col.count(col[0]) == len(col)
-                          else _pick(col, keep) for col in self._stored())
+        if k < 2:
+            return self._like(_pick(col, keep) for col in self._stored())
+        pick = itemgetter(*keep)  # one getter for every column
+        return self._like([col[0]] * k if col[0] is col[-1] and col.count(col[0]) == len(col) else list(pick(col))
+                          for col in self._stored())
 
     def cut(self, start: int, stop: int) -> Batch:
         """Rows start..stop of a fresh batch, as a fresh batch."""
