@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -169,6 +170,7 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
         n_requests: list[dict[str, int]] = []
         kinds = list(dict.fromkeys(job.kind for job in jobs))  # one process a server: the jobs run one after another
         urls = {server: stack.enter_context(SERVERS[server](kinds, latency_ms)) for server in SERVERS}
+        built: dict[tuple[str, str], tuple[Path, int]] = {}  # a job with workers sends its one-process twin's requests
         for job in jobs:
             tomls.append({})
             reqfiles.append({})
@@ -176,9 +178,12 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
             for server in SERVERS:
                 url = urls[server][job.kind]
                 first = job.campaign(url)
-                tomls[-1][server] = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
-                reqfiles[-1][server] = tmp / f"requests-{job.name}-{server}.jsonl"
-                n_requests[-1][server] = build_requests(tomls[-1][server], reqfiles[-1][server])
+                tomls[-1][server] = toml = first.rename(first.with_name(f"{first.stem}-{server}.toml"))
+                same = (server, re.sub(r"(?m)^workers = \d+$", "", toml.read_text()))
+                if same not in built:
+                    path = tmp / f"requests-{job.name}-{server}.jsonl"
+                    built[same] = (path, build_requests(toml, path))
+                reqfiles[-1][server], n_requests[-1][server] = built[same]
         warm = [head(job.source) for job in jobs]
         runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
         for rep in range(reps):
@@ -194,11 +199,13 @@ def against(jobs: list[Job], reps: int, tmp: Path, latency_ms: float = 0,
                         (tmp / "out" / f"{runs[j][server][-1]['run_id']}.jsonl").unlink(missing_ok=True)
                     runs[j][server].append(next(outs))
         bare_runs: list[dict[str, list[dict[str, Any]]]] = [{server: [] for server in SERVERS} for _ in jobs]
+        loops = list(dict.fromkeys((reqfiles[j][server], job.concurrency) for j, job in enumerate(jobs)
+                                   for server in SERVERS))  # the same requests at the same concurrency: one loop
         for _ in range(reps):  # a repetition's bare loops in one process, as its blasts (one interpreter start)
-            order = [(j, server) for j in range(len(jobs)) for server in SERVERS]
-            for (j, server), r in zip(order, run_bare([(reqfiles[j][server], jobs[j].concurrency)
-                                                       for j, server in order]), strict=True):
-                bare_runs[j][server].append(r)
+            got = dict(zip(loops, run_bare(loops), strict=True))
+            for j, job in enumerate(jobs):
+                for server in SERVERS:
+                    bare_runs[j][server].append(got[(reqfiles[j][server], job.concurrency)])
         wrk = [{server: run_wrk(reqfiles[j][server], job.concurrency, wrk_seconds) if wrk_seconds else None
                 for server in SERVERS} for j, job in enumerate(jobs)]
     return [{server: _figures(server, job.n, job.concurrency, reps, n_requests[j][server], runs[j][server],
