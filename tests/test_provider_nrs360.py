@@ -12,7 +12,7 @@ import pytest
 from blastkit import Receiver, blast, call, sim_options
 
 from dispatcher.model import Batch, Content, Message
-from dispatcher.providers.base import Verdict
+from dispatcher.providers.base import Accepted, Verdict
 from dispatcher.providers.nrs360 import Nrs360, Nrs360Settings
 from dispatcher.render import compile_template
 
@@ -428,6 +428,33 @@ def test_parse_whatsapp_multi_status(adapter):
                                             "The messages.1.to field does not contain a valid phone number")
     [o] = adapter.parse(batch[:1], 400, {}, b'{"error":{"code":140,"description":"Invalid template"}}')
     assert (o.verdict, o.code) == (Verdict.FAILED, "140")
+
+
+def sent(outcomes) -> list[tuple]:
+    """(verdict, message id, trace id) a recipient, whether parse answered Accepted or outcomes."""
+    if isinstance(outcomes, Accepted):
+        return [(Verdict.SENT, i, outcomes.trace_id) for i in outcomes.message_ids]
+    return [(o.verdict, o.message_id, o.trace_id) for o in outcomes]
+
+
+@pytest.mark.parametrize(("entries", "sending", "expected"), [
+    ([{"accepted": True, "to": "1", "id": "a", "parts": 1}, {"accepted": True, "id": "b"}], 7,
+     [(Verdict.SENT, "a", "7"), (Verdict.SENT, "b", "7")]),
+    ([{"accepted": True, "id": 11}, {"accepted": True, "id": None}], "s-1",
+     [(Verdict.SENT, 11, "s-1"), (Verdict.SENT, None, "s-1")]),
+    ([{"accepted": True, "id": "a"}, {"accepted": True}], None,  # no id: read one by one, still sent
+     [(Verdict.SENT, "a", None), (Verdict.SENT, None, None)]),
+    ([{"accepted": 1, "id": "a"}, {"accepted": True, "id": 2.5}], 3,  # loose types: as the generic reading
+     [(Verdict.SENT, "a", "3"), (Verdict.SENT, 2.5, "3")]),
+    ([{"accepted": True, "id": "a"}, {"accepted": False, "error": {"code": 102, "description": "bad"}}], 3,
+     [(Verdict.SENT, "a", "3"), (Verdict.REJECTED, None, "3")]),
+])
+def test_parse_reads_every_shape_of_an_accepted_answer(adapter, entries, sending, expected):
+    """The typed reading of the common answer (every recipient accepted) and the generic one agree: an
+    answer the typed one cannot take (loose types, a missing id, a refusal) is read generically."""
+    batch = msgs("sms", "Hi", "+34600000001", "+34600000002")
+    body = {"campaignId": 0, "result": entries, **({} if sending is None else {"sendingId": sending})}
+    assert sent(adapter.parse(batch, 202, {}, orjson.dumps(body))) == expected
 
 
 @pytest.mark.parametrize("rate", [0, 50])

@@ -30,7 +30,9 @@ def _constant(col: list[object]) -> tuple[bytes | None, bytes]:
     and -0.0, are never confused."""
     first = col[0]
     n = len(col)
-    if first is None or type(first) is str:  # such a value equals only values with its own JSON
+    # such a value equals only values with its own JSON (a float with a fraction equals no int or bool, and
+    # no other float but one of its own digits: a request's latency, repeated, is checked without a dumps)
+    if first is None or type(first) is str or (type(first) is float and not first.is_integer()):
         last = col[-1]
         if (last is first or last == first) and col.count(first) == n:  # identity first: cheap for constants
             return orjson.dumps(first), b""
