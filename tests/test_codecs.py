@@ -785,7 +785,8 @@ def test_a_latin1_text_whose_utf8_form_is_cached_is_read_as_uint8() -> None:
     assert cps.dtype == np.uint8 and cps.tobytes() == s.encode("latin-1") and lens.tolist() == [len(s)]
 
 
-_piece = st.lists(st.sampled_from(["a", "é", "ã", "ç", "€", "{", "^", "😀", "ß", "ë", " ", "x" * 40]), max_size=6).map("".join)
+_piece = st.lists(st.sampled_from(["a", "é", "ã", "ç", "€", "{", "^", "😀", "ß", "ë", " ", "x" * 40, "\x00"]),
+                  max_size=6).map("".join)  # U+0000 too: values holding one are scanned by their lengths
 
 
 @settings(max_examples=400, deadline=None)

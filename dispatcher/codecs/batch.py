@@ -121,11 +121,16 @@ def to_codepoints(texts: list[str], *, zero_copy: bool = True) -> tuple[np.ndarr
     holds them) and each text's length (int64). zero_copy=False forces the copying path."""
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     s = "".join(texts)
-    if zero_copy and _OFFSETS is not None and len(texts) > 1:
+    return _codepoints(s, zero_copy and len(texts) > 1), lens
+
+
+def _codepoints(s: str, zero_copy: bool = True) -> np.ndarray:
+    """The code points of `s`: its own character buffer where it can be read in place, else a copy."""
+    if zero_copy and _OFFSETS is not None:
         view = _view(s)
         if view is not None:
-            return view, lens
-    return _copy(s), lens
+            return view
+    return _copy(s)
 
 
 def analyze(
@@ -167,14 +172,20 @@ def analyze(
     return Analysis(enc, units, parts, trans, too_many, out)
 
 
-def _sums(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(GSM-7 sums, GSM-PT sums, astral counts, lengths) of each text (kernels.scan_values)."""
-    if not texts:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty, empty
-    cps, lens = to_codepoints(texts)
-    g, p, a = kernels.scan_values(cps, lens, kernels.GSM7_TABLE, kernels.PT_TABLE)
-    return g, p, a, lens
+_SPLIT = np.zeros(0, np.int64)  # add_values' lens when the values come separated by U+0000
+
+
+def _add(values: list[str], times: int, g: np.ndarray, astral: np.ndarray, length: np.ndarray) -> None:
+    """Each value's sums added `times` into g / astral / length (kernels.add_values). Joined with U+0000
+    between them when none holds one (a C count says so), the kernel finds where each ends: no length
+    read a value (map(len) was a fifth of the scan)."""
+    s = "\x00".join(values)
+    if s.count("\x00") == len(values) - 1:
+        cps, lens = _codepoints(s, len(values) > 1), _SPLIT
+    else:
+        cps, lens = to_codepoints(values)
+    found = kernels.add_values(cps, lens, times, kernels.GSM7_TABLE, g, astral, length)
+    assert found == len(values), (found, len(values))
 
 
 def analyze_slots(literal: str, columns: list[list[str]], uses: list[int], n: int,
@@ -183,31 +194,17 @@ def analyze_slots(literal: str, columns: list[list[str]], uses: list[int], n: in
     """(encoding, parts, transliterated) of n texts of one template, as `analyze` gives them, from the
     template's literal text (its pieces joined), each slot's values (`columns`) and the slot each
     placeholder reads (`uses`, a slot read twice counted twice): no text rendered or scanned whole. A
-    text's GSM-7 / GSM-PT table sums, code points above U+FFFF and length are its pieces' sums, and decide
-    it whenever `classify` decides it from sums alone (GSM-7 in one part or without an escape pair to keep
-    whole; UCS-2 in one part or without a surrogate pair). The rest (greedy packing, GSM-PT or
-    transliteration candidates, texts of 2**20 characters or more) are rendered (`render(rows)`) and
-    analysed as texts."""
-    lg, _, la, ll = _sums([literal])
-    g = np.full(n, lg[0] if literal else 0, np.int64)
-    astral = np.full(n, la[0] if literal else 0, np.int64)
-    length = np.full(n, ll[0] if literal else 0, np.int64)
-    sums = [_sums(col) for col in columns]
-    for u in uses:
-        cg, _, ca, cl = sums[u]
-        g += cg
-        astral += ca
-        length += cl
-    septets = g & kernels.FIELD
-    gsm = (g >> 21) & kernels.FIELD == 0
-    ext = g >> 42
-    units = length + astral
-    enc = np.where(gsm, 0, 2).astype(np.uint8)
-    parts = np.where(gsm, np.where(septets <= kernels.G7_SINGLE, 1, -(-septets // kernels.G7_CONCAT)),
-                     np.where(units <= kernels.U_SINGLE, 1, -(-units // kernels.U_CONCAT))).astype(np.int32)
-    decided = np.where(gsm, (septets <= kernels.G7_SINGLE) | (ext == 0),
-                       ~np.bool_(gsm_pt or transliterate) & ((units <= kernels.U_SINGLE) | (astral == 0)))
-    decided &= length < kernels.LONG_TEXT
+    text's GSM-7 table sums, code points above U+FFFF and length are its pieces' sums, and decide it
+    whenever `classify` decides it from sums alone (kernels.decide_sums). The rest (greedy packing,
+    GSM-PT or transliteration candidates, texts of 2**20 characters or more) are rendered
+    (`render(rows)`) and analysed as texts."""
+    one = [np.zeros(1, np.int64) for _ in range(3)]
+    if literal:
+        _add([literal], 1, *one)
+    g, astral, length = (np.full(n, x[0], np.int64) for x in one)
+    for slot in sorted(set(uses)):
+        _add(columns[slot], uses.count(slot), g, astral, length)
+    enc, parts, decided = kernels.decide_sums(g, astral, length, bool(gsm_pt or transliterate))
     trans = np.zeros(n, np.bool_)
     rest = np.flatnonzero(~decided).tolist()
     if rest:
@@ -222,4 +219,7 @@ def warm_up() -> None:
     latin-1 chunks. Costs about 0.5 s from a warm cache, ~10 s of compiling on the very first run."""
     for chunk in (["a", "b"], ["a", "€"], ["a", "😀"]):
         analyze(chunk, gsm_pt=True, transliterate=True)
-        _sums(chunk)
+        for values in (chunk, [c + "\x00" for c in chunk]):  # slot values found by U+0000, and by lengths
+            sums = [np.zeros(2, np.int64) for _ in range(3)]
+            _add(values, 1, *sums)
+            kernels.decide_sums(*sums, False)

@@ -231,31 +231,76 @@ def classify(
 
 
 @njit(cache=True, nogil=True)
-def scan_values(cps, lens, gsm_table, pt_table):  # pragma: no cover - compiled
-    """Per text of a chunk, the packed sums classify starts from: its GSM-7 table entries, its GSM-PT
-    table entries (septets, not-encodable, extension: bits 0-20, 21-41, 42-62) and its code points above
-    U+FFFF. Every one is a sum over characters, so a text's is the sum of its pieces': what lets a
-    template's texts be classified from its literal text and its slot values, without rendering them."""
-    n = lens.shape[0]
-    g = np.empty(n, np.int64)
-    p = np.empty(n, np.int64)
-    astral = np.empty(n, np.int64)
-    last_g = np.uint64(gsm_table.shape[0] - 1)
-    last_p = np.uint64(pt_table.shape[0] - 1)
+def add_values(cps, lens, times, gsm_table, g, astral, length):  # pragma: no cover - compiled
+    """Add `times` x value j's GSM-7 table sum (septets, not-encodable, extension: bits 0-20, 21-41,
+    42-62), its code points above U+FFFF and its length to g[j], astral[j] and length[j]. Every one is a
+    sum over characters, so a text's is the sum of its pieces': what lets a template's texts be
+    classified from its literal text and its slot values, without rendering them. `lens` holds each
+    value's length; empty, the values are separated by U+0000 in `cps` (none holds one) and found here.
+    Returns the number of values read (the caller compares it with g's)."""
+    n = g.shape[0]
+    last = np.uint64(gsm_table.shape[0] - 1)
+    size = np.uint64(cps.shape[0])
+    split = lens.shape[0] == 0
     s = np.uint64(0)
     for j in range(n):
-        e = s + np.uint64(lens[j])
+        e = size if split else s + np.uint64(lens[j])
         ag = 0
-        ap = 0
         aa = 0
-        for i in range(s, e):
+        i = s
+        while i < e:
             cp = np.uint64(cps[i])
-            ag += gsm_table[min(cp, last_g)]
-            ap += pt_table[min(cp, last_p)]
+            if split and cp == 0:
+                break
+            ag += gsm_table[min(cp, last)]
             if cp > 0xFFFF:
                 aa += 1
-        g[j] = ag
-        p[j] = ap
-        astral[j] = aa
-        s = e
-    return g, p, astral
+            i += np.uint64(1)
+        g[j] += ag * times
+        astral[j] += aa * times
+        length[j] += np.int64(i - s) * times
+        if split:
+            if i == size and j < n - 1:
+                return j + 1
+            i += np.uint64(1)  # past the separator
+        s = i
+    if split and s <= size:  # a separator after the last value: more values than rows
+        return n + 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def decide_sums(g, astral, length, loose):  # pragma: no cover - compiled
+    """(encoding, parts, decided) of each text from its sums (add_values): what `classify` decides from
+    the sums alone: GSM-7 in one part, or without an escape pair to keep whole; UCS-2 in one part, or
+    without a surrogate pair, unless `loose` (GSM-PT or transliteration may do better). A text of
+    LONG_TEXT characters or more, or any other, is left undecided (0, 0, False) to classify as text."""
+    n = g.shape[0]
+    enc = np.zeros(n, np.uint8)
+    parts = np.zeros(n, np.int32)
+    decided = np.zeros(n, np.bool_)
+    for j in range(n):
+        if length[j] >= LONG_TEXT:
+            continue
+        acc = g[j]
+        septets = acc & FIELD
+        if (acc >> 21) & FIELD == 0:
+            if septets <= G7_SINGLE:
+                parts[j] = 1
+            elif acc >> 42 == 0:
+                parts[j] = (septets + G7_CONCAT - 1) // G7_CONCAT
+            else:
+                continue
+        else:
+            units = length[j] + astral[j]
+            if loose:
+                continue
+            if units <= U_SINGLE:
+                parts[j] = 1
+            elif astral[j] == 0:
+                parts[j] = (units + U_CONCAT - 1) // U_CONCAT
+            else:
+                continue
+            enc[j] = 2
+        decided[j] = True
+    return enc, parts, decided
