@@ -19,13 +19,14 @@ from .segmentation import Segmentation, segment
 from .tables import ENCODINGS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import Analysis, analyze, analyze_slots, warm_up
+    from .batch import Analysis, analyze, analyze_slots, encoding_names, warm_up
 
-__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "analyze_slots", "segment", "warm_up"]
+__all__ = ["ENCODINGS", "Analysis", "Segmentation", "analyze", "analyze_slots", "encoding_names", "segment",
+           "warm_up"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("analyze", "analyze_slots", "Analysis", "to_codepoints", "warm_up"):
+    if name in ("analyze", "analyze_slots", "Analysis", "encoding_names", "to_codepoints", "warm_up"):
         from . import batch
 
         return getattr(batch, name)

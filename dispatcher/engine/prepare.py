@@ -63,8 +63,7 @@ class Encoder:
         if not texts:
             return [], [], [], texts
         a = codecs.analyze(texts, gsm_pt=self.gsm_pt, transliterate=self.transliterate)
-        names = codecs.ENCODINGS
-        enc = list(map(names.__getitem__, a.encoding.tolist()))
+        enc = codecs.encoding_names(a.encoding)
         parts = a.parts.tolist()
         if self.transliterate:
             return enc, parts, a.transliterated.tolist(), a.texts
@@ -83,8 +82,7 @@ class Encoder:
 
         enc, parts, translit = codecs.analyze_slots(cols.literal, vals, list(cols.uses), n, render,
                                                     gsm_pt=self.gsm_pt, transliterate=self.transliterate)
-        names = codecs.ENCODINGS
-        return list(map(names.__getitem__, enc.tolist())), parts.tolist(), \
+        return codecs.encoding_names(enc), parts.tolist(), \
             (translit.tolist() if self.transliterate else [False] * n)
 
     def screen(self, alias: str, msgs: Sequence[Message], bad: list[Result]) -> Sequence[Message]:
