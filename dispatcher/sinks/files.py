@@ -1,7 +1,7 @@
 """JSONL and CSV result files.
 
-Each chunk is one `os.write` on an O_APPEND descriptor: once it returns, the lines are the
-kernel's, so a SIGKILL loses nothing that was written. A resumed run reads the `seq` of
+Each chunk is one write (`os.writev` of its blocks' lines) on an O_APPEND descriptor: once it
+returns, the lines are the kernel's, so a SIGKILL loses nothing that was written. A resumed run reads the `seq` of
 every line back (cheaply: `seq` is the first field) and cuts a torn last line.
 """
 
@@ -22,6 +22,7 @@ from .base import Sink
 # Rows in a block below which a row's JSON is one orjson call of its dict: the column path costs an orjson
 # call a varying column and a kernel call whatever the rows (one-message requests: a writer's turn holds 1-60)
 FEW_ROWS = 8
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one writev takes
 
 
 def _constant(col: list[object]) -> tuple[bytes | None, bytes]:
@@ -48,11 +49,16 @@ def json_lines(results: Results, few: int = FEW_ROWS) -> bytes:
     `orjson.dumps(Result, option=OPT_APPEND_NEWLINE)` gives, at a fraction of the cost (one orjson call a
     column, the lines put together by `jsoncols.rows`, instead of an object and an orjson call a row). A
     block of fewer than `few` rows is one orjson call a row's dict (the same bytes)."""
-    if not len(results):
-        return b""
-    blocks = results.blocks()
-    if len(blocks) > 1:  # block by block: no join of columns, and a block's constant columns stay constant
-        return b"".join([json_lines(b, few) for b in blocks])
+    return b"".join(json_blocks(results, few))
+
+
+def json_blocks(results: Results, few: int = FEW_ROWS) -> list[bytes]:
+    """`json_lines` a block of results at a time (no join of columns, and a block's constant columns stay
+    constant): the pieces a file takes in one gathering write, without a copy of them all into one."""
+    return [_block_lines(b, few) for b in results.blocks() if len(b)]
+
+
+def _block_lines(results: Results, few: int) -> bytes:
     if len(results) < few:  # a few one-message requests' results: an orjson call a row costs less
         dumps, fields, newline = orjson.dumps, RESULT_FIELDS, orjson.OPT_APPEND_NEWLINE
         return b"".join([dumps(dict(zip(fields, row, strict=True)), option=newline) for row in results.rows()])
@@ -116,11 +122,15 @@ class _FileSink(Sink):
             cut = tail.rfind(b"\n")
             f.truncate(size - back + cut + 1 if cut >= 0 else 0)
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+    def _write(self, *pieces: bytes) -> None:
+        """The pieces, in order, by one gathering write (a short write's rest by more)."""
+        views = [memoryview(p) for p in pieces if p]
+        while views:
+            n = os.writev(self._fd, views[:_IOV_MAX])
+            while views and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if n:
+                views[0] = views[0][n:]
 
     async def close(self) -> None:
         if self._fd >= 0:
@@ -136,7 +146,7 @@ class _FileSink(Sink):
 
 class JsonlSink(_FileSink):
     async def write(self, results: Results) -> None:
-        self._write(json_lines(results))
+        self._write(*json_blocks(results))
 
     async def done(self) -> Iterator[int]:
         return self._done()
