@@ -115,11 +115,13 @@ class Connection(asyncio.Protocol):
                                         b"".join(self._body), self._parser.should_keep_alive()))
 
     # -- the client's side --------------------------------------------------------------------
-    def request(self, data: bytes) -> asyncio.Future[_Response]:
+    def request(self, *data: bytes) -> asyncio.Future[_Response]:
+        """The request's pieces (its head, its body) written as they are: one gathering write, no copy of
+        a 100 kB body behind its head."""
         assert self.transport is not None
         self._answer = answer = asyncio.get_running_loop().create_future()  # the parser goes on from the last answer
         self._headers, self._body, self._until_close = [], [], False
-        self.transport.write(data)
+        self.transport.writelines(data)
         return answer
 
     def fail(self, exc: BaseException) -> None:
@@ -161,7 +163,7 @@ class Pool:
         self._busy.add(conn)
         timer = loop.call_at(deadline, self._expire, conn)
         try:
-            answer = conn.request(data + body if body else data)
+            answer = conn.request(data, body) if body else conn.request(data)
             response = await answer
         except asyncio.CancelledError:
             conn.close()  # abandoned mid-request: the connection's state is unknown

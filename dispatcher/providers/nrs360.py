@@ -263,7 +263,8 @@ class Nrs360(Provider):
         if first.channel == "whatsapp":
             body = self._whatsapp(batch)
         else:
-            body = {}
+            # "to" first, as one block of the batch's numbers, written into the body as it is
+            body = {"to": orjson.Fragment(_recipients(first.channel, column(batch, "to")))}
             if first.channel == "sms":
                 body.update({"from": c.sender, "encoding": ENCODING.get(first.encoding, "gsm"),
                              "parts": max(column(batch, "parts")) or 1})
@@ -292,10 +293,7 @@ class Nrs360(Provider):
                 body["notificationUrl"] = self.s.notification_url
         if self.s.campaign_name:
             body["campaignName"] = self.s.campaign_name
-        payload = orjson.dumps(body)
-        if first.channel != "whatsapp":  # "to" first, as one block of the batch's numbers
-            payload = b'{"to":' + _recipients(first.channel, column(batch, "to")) + (b"," + payload[1:] if body else b"}")
-        return HttpRequest("POST", self._base + PATHS[first.channel], self._headers, payload)
+        return HttpRequest("POST", self._base + PATHS[first.channel], self._headers, orjson.dumps(body))
 
     @staticmethod
     def _whatsapp(batch: Sequence[Message]) -> dict:
