@@ -52,13 +52,13 @@ def json_lines(results: Results, few: int = FEW_ROWS) -> bytes:
     return b"".join(json_blocks(results, few))
 
 
-def json_blocks(results: Results, few: int = FEW_ROWS) -> list[bytes]:
+def json_blocks(results: Results, few: int = FEW_ROWS) -> list[bytes | memoryview]:
     """`json_lines` a block of results at a time (no join of columns, and a block's constant columns stay
     constant): the pieces a file takes in one gathering write, without a copy of them all into one."""
     return [_block_lines(b, few) for b in results.blocks() if len(b)]
 
 
-def _block_lines(results: Results, few: int) -> bytes:
+def _block_lines(results: Results, few: int) -> bytes | memoryview:
     if len(results) < few:  # a few one-message requests' results: an orjson call a row costs less
         dumps, fields, newline = orjson.dumps, RESULT_FIELDS, orjson.OPT_APPEND_NEWLINE
         return b"".join([dumps(dict(zip(fields, row, strict=True)), option=newline) for row in results.rows()])
@@ -122,7 +122,7 @@ class _FileSink(Sink):
             cut = tail.rfind(b"\n")
             f.truncate(size - back + cut + 1 if cut >= 0 else 0)
 
-    def _write(self, *pieces: bytes) -> None:
+    def _write(self, *pieces: bytes | memoryview) -> None:
         """The pieces, in order, by one gathering write (a short write's rest by more)."""
         views = [memoryview(p) for p in pieces if p]
         while views:
