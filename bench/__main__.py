@@ -49,7 +49,7 @@ TITLES = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--quick", action="store_true",
-                   help="every scenario small, three at once (a smoke test, about 60 s of CPU; figures indicative only)")
+                   help="every scenario small, three at once (a smoke test, about 45 s of CPU; figures indicative only)")
     p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--no-readme", action="store_true",
