@@ -1,8 +1,8 @@
 """JSONL and CSV result files.
 
 Each chunk is one write (`os.writev` of its blocks' lines) on an O_APPEND descriptor: once it
-returns, the lines are the kernel's, so a SIGKILL loses nothing that was written. A resumed run reads the `seq` of
-every line back (cheaply: `seq` is the first field) and cuts a torn last line.
+returns, the lines are the kernel's, so a SIGKILL loses nothing that was written. A resumed run
+reads the `seq` of every line back (cheaply: `seq` is the first field) and cuts a torn last line.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .base import Sink
 # Rows in a block below which a row's JSON is one orjson call of its dict: the column path costs an orjson
 # call a varying column and a kernel call whatever the rows (one-message requests: a writer's turn holds 1-60)
 FEW_ROWS = 8
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16  # buffers one writev takes
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # buffers one writev takes (-1, "no limit known": POSIX's least)
 
 
 def _constant(col: list[object]) -> tuple[bytes | None, bytes]:
