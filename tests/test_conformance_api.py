@@ -12,10 +12,12 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
@@ -25,6 +27,7 @@ from test_daemon_api import API_KEY, HOOK_SECRET, api_env, config, serving
 
 from dispatcher.daemon.api import api_keys
 from dispatcher.daemon.cli import _parser
+from dispatcher.daemon.idempotency import Keys
 from dispatcher.daemon.webhooks import retry_after
 
 __all__ = ["api_env", "env", "table"]  # fixtures, imported for pytest
@@ -276,6 +279,25 @@ def test_the_example_receiver_verifies_what_the_daemon_signs_and_refuses_a_stale
     assert receiver.verify(new, headers, body + b" ") == "no signature matches"
     assert "5 minutes" in receiver.verify(new, headers, body, now=now + 301)
     assert receiver.verify("whsec_" + base64.b64encode(b"x" * 32).decode(), headers, body) == "no signature matches"
+
+
+@run
+async def test_racing_daemons_create_the_idempotency_table_once(postgres_dsn):
+    """Eight daemons' first claims at once, on a table not made yet: each claim succeeds (the table's
+    creation is serialised; CREATE TABLE IF NOT EXISTS alone races on the row type and answers 500)."""
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=8, max_size=8)
+    try:
+        for round_ in range(20):  # a fresh table each round: the race is on its creation (3 in 3 old runs lost it)
+            outbox = f"t_{uuid.uuid4().hex[:10]}.outbox"
+            async with pool.acquire() as conn:
+                await conn.execute(f"CREATE SCHEMA {outbox.split('.')[0]}")
+            keys = [Keys(pool, outbox) for _ in range(8)]
+            got = await asyncio.gather(*(k.claim(f"k{round_}-{i}", "h") for i, k in enumerate(keys)))
+            assert got == [None] * 8  # every key is fresh: every request holds its own
+            async with pool.acquire() as conn:
+                assert await conn.fetchval(f"SELECT count(*) FROM {idem(outbox)}") == 8
+    finally:
+        await pool.close()
 
 
 @run

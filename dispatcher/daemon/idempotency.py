@@ -11,19 +11,19 @@ is handled, and stores its answer (status, headers that matter, the body's bytes
 
 A 5xx is not stored (the claim is dropped): the client may try again with the same key. Keys are
 forgotten after `TTL`: expired rows are deleted now and then, and an expired key is claimed afresh.
-The table is created on first use (CREATE TABLE IF NOT EXISTS), so it needs no migration of its own.
+The table is created on first use, as version 1 of its own `pg.migrate` set: under that advisory lock,
+so the first requests of racing daemons (or of one daemon's concurrent requests) create it once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
 
 import asyncpg
 
-from ..pg import ident
+from ..pg import ident, migrate
 from .database import Connections
 
 TTL = 24 * 3600  # seconds a key is remembered
@@ -58,6 +58,7 @@ class Keys:
         t = (f"{ident(schema)}." if schema else "") + ident(base + "_idempotency")
         self.ready = False
         self.last_purge = 0.0
+        self.migration = f"idempotency:{t}"
         self.create_sql = f"""
             CREATE TABLE IF NOT EXISTS {t} (
                 key          text PRIMARY KEY,
@@ -85,8 +86,7 @@ class Keys:
         """None when this request now holds the key (handle it, then `answer` or `drop`), else what is stored."""
         async with self.pool.acquire() as conn:
             if not self.ready:
-                with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
-                    await conn.execute(self.create_sql)  # two daemons at once: one of them wins
+                await migrate(conn, self.migration, [self.create])
                 self.ready = True
             if time.monotonic() - self.last_purge >= PURGE_EVERY:
                 self.last_purge = time.monotonic()
@@ -99,6 +99,9 @@ class Keys:
                     return Stored(row["request_hash"], row["status"], row["content_type"], row["location"],
                                   row["body"])
         return Stored(digest, None, None, None, None)  # claimed and dropped twice meanwhile: say in flight
+
+    async def create(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(self.create_sql)
 
     async def answer(self, key: str, status: int, content_type: str, location: str | None, body: bytes) -> None:
         async with self.pool.acquire() as conn:
