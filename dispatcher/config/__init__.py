@@ -24,7 +24,7 @@ from ..providers.base import Provider, Settings
 from ..render import Template, TemplateError, compile_template
 from ..routing import Fixed, build_router
 from ..sinks.base import Sink
-from ..sources.base import Source
+from ..sources.base import CHUNK_SIZE, Source
 from ..state import RunState
 from .providers import built, check_failover, no_providers, provider_entry
 from .reports import report_settings
@@ -93,7 +93,7 @@ def load_campaign(path: str | Path, o: Overrides | None = None) -> Campaign:
     report_settings(loc, data)  # checked with the rest; the blast reads it (config/reports.py)
     engine = subtable(loc, data, "engine")
     check_keys(loc, "engine", engine, ENGINE)
-    chunk_size = engine.get("chunk_size", 2048)
+    chunk_size = engine.get("chunk_size", CHUNK_SIZE)
     if not isinstance(chunk_size, int) or not 1 <= chunk_size <= 100_000:
         raise loc.error("engine", "chunk_size", "must be a whole number from 1 to 100000")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..providers.base import Provider
 from ..sinks.base import Sink
-from ..sources.base import Part, Source
+from ..sources.base import CHUNK_SIZE, Part, Source
 
 
 @dataclass(kw_only=True)
@@ -24,7 +24,7 @@ class RunSpec:
     sinks: list[Sink]
     providers: dict[str, Provider]
     channels: dict[str, str]  # provider alias -> the channel it carries in this run
-    chunk_size: int = 2048
+    chunk_size: int = CHUNK_SIZE
     max_in_flight: int = 0  # 0: derived from the lanes' concurrency and batch sizes
     on_doubt: str = "resend"  # or "hold"
     state_dir: Path | None = Path(".dispatcher")  # None: no journal (the daemon's leases do that job)

@@ -28,7 +28,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Chunk, Result, TextChunk, rejected
-from .base import Part, Source
+from .base import CHUNK_SIZE, Part, Source
 
 FIELD_LIMIT = 1 << 20  # characters in one field (a MiB of text is already no message)
 LINE_LIMIT = 16 << 20  # bytes in one line: a longer one is skipped, not held in memory
@@ -80,7 +80,7 @@ def _has_control(block: bytes) -> bool:
 class FileSource(Source):
     splits = True  # a file each worker opens for itself
     def __init__(self, path: str | Path, *, fmt: str = "", recipient: str = "phone", id_column: str = "",
-                 delimiter: str = ",", encoding: str = "utf-8", chunk_size: int = 2048) -> None:
+                 delimiter: str = ",", encoding: str = "utf-8", chunk_size: int = CHUNK_SIZE) -> None:
         self.path = Path(path)
         self.name = str(path)
         self.fmt = fmt or ("jsonl" if self.path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv")

@@ -42,7 +42,7 @@ import asyncpg
 from .. import pg
 from ..errors import SourceError
 from ..model import Chunk, Result
-from .base import Source
+from .base import CHUNK_SIZE, Source
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name"})
@@ -86,7 +86,7 @@ def _builder(columns: list[str], key: str) -> Callable[[list[Any]], Chunk]:
 class PostgresSource(Source):
     def __init__(self, dsn: str, *, table: str | None = None, where: str | None = None, query: str | None = None,
                  key: str = "id", fetch: int = DEFAULT_FETCH, recipient: str = "phone", id_column: str = "",
-                 chunk_size: int = 2048, dsn_env: str = pg.DEFAULT_DSN_ENV) -> None:
+                 chunk_size: int = CHUNK_SIZE, dsn_env: str = pg.DEFAULT_DSN_ENV) -> None:
         if (table is None) == (query is None):
             raise SourceError("a postgres source needs either `table` or `query` (not both)")
         if where is not None and table is None:
