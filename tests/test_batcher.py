@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.engine.batcher import Batcher
-from dispatcher.model import Message, column
+from dispatcher.model import Batch, Message, column
 
 
 def messages(seqs: range | list[int]) -> list[Message]:
@@ -54,3 +54,30 @@ def test_every_message_goes_out_once_in_batches_within_the_limit(sizes, limit, s
     assert sorted(sent) == list(range(1, seq))
     assert all(1 <= len(batch) <= limit for batch in out)
     assert all(len({s % 2 for s in batch}) == 1 for batch in seqs(out)) or not split
+
+
+def fresh(seqs: range) -> Batch:
+    n = len(seqs)
+    return Batch(list(seqs), [str(s) for s in seqs], [f"u{s}@example.com" for s in seqs], ["hi"] * n, [{}] * n,
+                 [{}] * n, ["GSM-7"] * n, [1] * n, [False] * n, "a", "email", None)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 14), st.booleans()), max_size=10), st.integers(1, 6), st.booleans())
+def test_chunks_as_fresh_batches_or_lists_cut_alike_in_order(chunks, limit, split):
+    """A chunk arrives as a fresh Batch (a campaign's, cut and joined by columns) or a list of messages:
+    the batches are the same, each key's messages in their order, every batch full but each key's last."""
+    b = Batcher(FakeProvider(batch=limit, split=split))
+    out, seq = [], 1
+    for n, as_batch in chunks:
+        out += b.add(fresh(range(seq, seq + n)) if as_batch else messages(range(seq, seq + n)))
+        seq += n
+    done = seqs(out)
+    rest = seqs(b.flush())
+    assert not b.open
+    for key in ({s % 2 for s in range(1, seq)} if split else {None}):
+        mine = [x for x in done + rest if key is None or x[0] % 2 == key]
+        flat = [s for x in mine for s in x]
+        assert flat == [s for s in range(1, seq) if key is None or s % 2 == key]  # once each, in order
+        assert all(len(x) == limit for x in mine[:-1]) and 1 <= len(mine[-1]) <= limit if mine else True
+    assert all(len(x) == limit for x in done)  # what add hands back is full; only a flush is short
