@@ -8,7 +8,7 @@ from ..model import Chunk, Result
 # Records a chunk holds unless [engine] chunk_size says otherwise: what a source reads at once and the
 # pipeline hands on whole. Per-chunk costs (kernel calls, a batch's columns cut and joined around each
 # request) are spread over more records than at 2,048, while a chunk's columns still stay in the CPU's
-# caches: 2.29 against 2.40 us a message batched, single the same (bench/README.md); 8,192 and up are slower.
+# caches: 2.29 against 2.40 us a message batched, single the same (README, issue 28); 8,192 and up are slower.
 CHUNK_SIZE = 4096
 
 
