@@ -3,7 +3,8 @@
 The events are written by triggers on the outbox (outbox.events_sql), so every route that
 changes a status produces them. One daemon at a time delivers (a transaction-level advisory
 lock held while a batch is on the wire), the oldest events first, so each message's events
-arrive in the order they happened. A batch is
+arrive in the order they happened; the first to deliver builds the index of undelivered events
+(`DUE`), which an outbox without webhooks does without. A batch is
 
     POST <url>   {"events": [{"event_id", "id", "key", "status", "code", "error", "provider",
                               "message_id", "at"}, ...]}
@@ -49,6 +50,10 @@ from .metrics import counter
 from .outbox import TableNames
 
 log = logging.getLogger("dispatcher.daemon")
+# An event not delivered yet: the predicate of the due index, by which every query below finds them (ids
+# by `= ANY` too: the events have no other index on id). The first daemon that delivers builds the index
+# (`Webhooks.index`), not the schema: an outbox without webhooks does not index each event for them.
+DUE = "delivered_at IS NULL AND given_up_at IS NULL"
 
 
 def keys(secrets: str) -> list[bytes]:
@@ -95,21 +100,23 @@ class Webhooks:
         self._task: asyncio.Task[None] | None = None
         e = names.events
         self.lock = f"{names.events}:webhooks"
+        self.due_index = names.events_due
+        self.index_sql = (f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {names.index('events_due')} "
+                          f"ON {e} (id) WHERE {DUE}")
         self.give_up_sql = f"""
             WITH g AS (UPDATE {e} SET given_up_at = now()
-                       WHERE delivered_at IS NULL AND given_up_at IS NULL AND at < now() - make_interval(secs => $1)
+                       WHERE {DUE} AND at < now() - make_interval(secs => $1)
                        RETURNING 1)
             SELECT count(*) FROM g"""
         self.batch_sql = f"""
             SELECT id, outbox_id, key, status, code, error, provider, message_id, at FROM {e}
-            WHERE delivered_at IS NULL AND given_up_at IS NULL ORDER BY id LIMIT $1"""
-        self.done_sql = f"UPDATE {e} SET delivered_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
-        self.tried_sql = f"UPDATE {e} SET attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+            WHERE {DUE} ORDER BY id LIMIT $1"""
+        self.done_sql = (f"UPDATE {e} SET delivered_at = now(), attempts = attempts + 1 "
+                         f"WHERE id = ANY($1::bigint[]) AND {DUE}")
+        self.tried_sql = f"UPDATE {e} SET attempts = attempts + 1 WHERE id = ANY($1::bigint[]) AND {DUE}"
         self.backlog_sql = f"""
-            SELECT (SELECT count(*) FROM (SELECT 1 FROM {e} WHERE delivered_at IS NULL AND given_up_at IS NULL
-                                          LIMIT 1000000) b),
-                   extract(epoch FROM now() - (SELECT at FROM {e} WHERE delivered_at IS NULL AND given_up_at IS NULL
-                                               ORDER BY id LIMIT 1))::float8,
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM {e} WHERE {DUE} LIMIT 1000000) b),
+                   extract(epoch FROM now() - (SELECT at FROM {e} WHERE {DUE} ORDER BY id LIMIT 1))::float8,
                    (SELECT count(*) FROM {e} WHERE given_up_at IS NOT NULL)"""
 
     def collect(self) -> Iterator[Metric]:
@@ -135,7 +142,28 @@ class Webhooks:
         """NOTIFY dispatcher_events (or results written): events may be waiting."""
         self.wake.set()
 
+    async def index(self) -> None:
+        """The due index (see DUE), built once, concurrently (the outbox takes writes while it is), by one
+        daemon: the one that gets the webhooks' lock, which the others' deliveries wait on meanwhile. A
+        build that failed midway left an invalid index behind: it is dropped and built again."""
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"
+        async with self.pool.acquire() as conn:
+            if await conn.fetchval(valid, self.due_index):
+                return
+            if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.lock):
+                return  # another daemon builds it (a blocking wait here would deadlock with its build)
+            try:
+                state = await conn.fetchval(valid, self.due_index)
+                if state is False:
+                    await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {self.due_index}")
+                if not state:
+                    log.info("webhooks: indexing the undelivered events (once, for every daemon)")
+                    await conn.execute(self.index_sql)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self.lock)
+
     async def _run(self) -> None:
+        await self.index()
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout)
         last_backlog = 0.0
         async with aiohttp.ClientSession(timeout=timeout) as http:

@@ -23,6 +23,8 @@ class TableNames:
         self.workers = prefix + ident(base + "_workers")
         self.events = prefix + ident(base + "_events")
         self.events_fn = prefix + ident(base + "_events_fn")
+        self.events_due = prefix + ident(base + "_events_due")  # webhooks.py builds it
+        self.events_message = prefix + ident(base + "_events_message")
         self.campaigns = prefix + ident(base + "_campaigns")
         self.control_fn = prefix + ident(base + "_control_fn")
         self.control = table.replace(".", "_") + "_control"
@@ -36,11 +38,13 @@ class TableNames:
 
     def fill(self, sql: str) -> str:
         """SQL from a .sql file with its {placeholders} named: {outbox}, {reports}, {suppressions},
-        {workers}, {events}, {events_fn}, {campaigns}, {control_fn}, {notify_fn}, {channel}, {control} (the
+        {workers}, {events}, {events_fn}, {events_due}, {events_message}
+        (qualified index names), {campaigns}, {control_fn}, {notify_fn}, {channel}, {control} (the
         NOTIFY channel of pause / resume / cancel), {table}, {events_channel}, and
         {name_SUFFIX} for an index or trigger named after the table. Other braces ('{}'::jsonb) stay."""
         names = {"outbox": self.outbox, "reports": self.reports, "suppressions": self.suppressions,
                  "workers": self.workers, "events": self.events, "events_fn": self.events_fn,
+                 "events_due": self.events_due, "events_message": self.events_message,
                  "campaigns": self.campaigns, "control_fn": self.control_fn, "control": self.control,
                  "notify_fn": self.notify_fn, "channel": self.channel, "table": self.table,
                  "events_channel": EVENTS_CHANNEL}

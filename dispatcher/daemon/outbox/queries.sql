@@ -275,8 +275,10 @@ WITH d AS (DELETE FROM {reports} WHERE id IN (
 SELECT count(*) FROM d;
 
 -- name: purge_events
-WITH d AS (DELETE FROM {events} WHERE id IN (
-    SELECT id FROM {events} WHERE at < now() - make_interval(secs => $1)
+-- By tuple id (the events have no primary key, schema v7): the oldest are first in the heap, so the scan
+-- stops after a batch.
+WITH d AS (DELETE FROM {events} WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM {events} WHERE at < now() - make_interval(secs => $1)
       AND (NOT $3::boolean OR delivered_at IS NOT NULL OR given_up_at IS NOT NULL)
-    ORDER BY id LIMIT $2) RETURNING 1)
+    LIMIT $2)) RETURNING 1)
 SELECT count(*) FROM d;

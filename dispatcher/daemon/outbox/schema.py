@@ -3,7 +3,8 @@ suppressions and workers), schema/002_events.sql (the status events and their tr
 schema/003_control.sql (campaigns: pause, resume, cancel, weight; the `cancelled` status) and
 schema/004_views.sql (the indexes the read routes look up: a message's events, the failures) and
 schema/005_results_events.sql (the results statement writes its own status events) and
-schema/006_feed.sql (the inserting transaction of each row: the listing's exactly-once order), each
+schema/006_feed.sql (the inserting transaction of each row: the listing's exactly-once order) and
+schema/007_lean_events.sql (events without a primary key, their due index left to the webhooks), each
 filled with the configured names and applied once, in order, by `pg.migrate`."""
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def migrations(names: TableNames) -> list[Callable[[asyncpg.Connection], Any]]:
 
     async def v6(conn: asyncpg.Connection) -> None:
         await conn.execute(_read("006_feed.sql", names))
-    return [v1, v2, v3, v4, v5, v6]
+
+    async def v7(conn: asyncpg.Connection) -> None:
+        await conn.execute(_read("007_lean_events.sql", names))
+    return [v1, v2, v3, v4, v5, v6, v7]
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
