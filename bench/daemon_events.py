@@ -9,7 +9,8 @@ event at all, and the difference is every event of the drain: a `queued` one a r
 
 Two figures a side: rows/s from the insert to the last result, and the CPU the daemon and PostgreSQL spent a
 thousand rows (psutil). On a shared machine the wall figure moves with whatever else runs; the CPU a row
-moves less, so both are given. Run: `python -m bench.daemon_events [--quick]`.
+moves less, so both are given. Five alternating pairs (one with --quick), each drain after a checkpoint
+and with no autovacuum at work (`_settle`). Run: `python -m bench.daemon_events [--quick]`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,23 @@ async def _triggers(dsn: str, table: str, on: bool) -> None:
         await conn.close()
 
 
+async def _settle(dsn: str, most: float = 30.0) -> None:
+    """Each drain starts from the same state: a checkpoint done, and no autovacuum still at work on what an
+    earlier drain or scenario left (at most `most` seconds' wait). Without it, a checkpoint or a vacuum of
+    someone else's rows fell into one side's drain or the other's, at random: 0.78x to 1.00x in one hour.
+    The drain's own checkpoints and vacuums (its rows, its events) still count."""
+    import asyncpg
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CHECKPOINT")
+        deadline = time.monotonic() + most
+        while time.monotonic() < deadline and await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"):
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
 def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
          zygote: Zygote | None = None) -> dict[str, Any]:
     schema = f"bench_events_{'on' if on else 'off'}"
@@ -48,6 +67,7 @@ def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
     try:
         asyncio.run(wait_live(dsn, table, 1, heartbeat))
         asyncio.run(_triggers(dsn, table, on))
+        asyncio.run(_settle(dsn))
         cpu = Cpu([p.pid for p in workers.procs], dsn, url)
         result = asyncio.run(_drain(dsn, table, rows, timeout=600))
         result.update(cpu.done())
@@ -92,7 +112,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 tempfile.TemporaryDirectory(prefix="dispatcher-bench-events-") as tmp, \
                 Zygote() if quick else contextlib.nullcontext() as zygote:  # quick: workers forked warm
             return measure_events(dsn, url, Path(tmp), 8_000 if quick else 100_000, 0.2 if quick else 0.5,
-                                  1 if quick else 3, zygote)
+                                  1 if quick else 5, zygote)
     return on_postgres(go)
 
 
