@@ -9,8 +9,9 @@ event at all, and the difference is every event of the drain: a `queued` one a r
 
 Two figures a side: rows/s from the insert to the last result, and the CPU the daemon and PostgreSQL spent a
 thousand rows (psutil). On a shared machine the wall figure moves with whatever else runs; the CPU a row
-moves less, so both are given. Five alternating pairs (one with --quick), each drain after a checkpoint
-and with no autovacuum at work (`_settle`). Run: `python -m bench.daemon_events [--quick]`.
+moves less, so both are given. Five alternating pairs, each drain after a checkpoint and with no
+autovacuum at work (`_settle`); --quick, a smoke test sharing PostgreSQL with other scenarios, one pair
+unsettled. Run: `python -m bench.daemon_events [--quick]`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ async def _settle(dsn: str, most: float = 30.0) -> None:
 
 
 def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
-         zygote: Zygote | None = None) -> dict[str, Any]:
+         zygote: Zygote | None = None, settle: bool = True) -> dict[str, Any]:
     schema = f"bench_events_{'on' if on else 'off'}"
     table = f"{schema}.outbox"
     asyncio.run(reset(dsn, schema))
@@ -67,7 +68,8 @@ def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
     try:
         asyncio.run(wait_live(dsn, table, 1, heartbeat))
         asyncio.run(_triggers(dsn, table, on))
-        asyncio.run(_settle(dsn))
+        if settle:
+            asyncio.run(_settle(dsn))
         cpu = Cpu([p.pid for p in workers.procs], dsn, url)
         result = asyncio.run(_drain(dsn, table, rows, timeout=600))
         result.update(cpu.done())
@@ -79,11 +81,11 @@ def _one(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, on: bool,
 
 
 def measure_events(dsn: str, url: str, tmp: Path, rows: int, heartbeat: float, reps: int,
-                   zygote: Zygote | None = None) -> dict[str, Any]:
+                   zygote: Zygote | None = None, settle: bool = True) -> dict[str, Any]:
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for rep in range(reps):
         for on in (True, False) if rep % 2 == 0 else (False, True):
-            runs[on].append(_one(dsn, url, tmp, rows, heartbeat, on, zygote))
+            runs[on].append(_one(dsn, url, tmp, rows, heartbeat, on, zygote, settle))
     out: dict[str, Any] = {"rows": rows, "repetitions": reps}
     for on, name in ((True, "with_events"), (False, "without_events")):
         out[name] = {"rows_per_s": statistics.median(r["rows_per_s"] or 0 for r in runs[on]),
@@ -112,7 +114,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 tempfile.TemporaryDirectory(prefix="dispatcher-bench-events-") as tmp, \
                 Zygote() if quick else contextlib.nullcontext() as zygote:  # quick: workers forked warm
             return measure_events(dsn, url, Path(tmp), 8_000 if quick else 100_000, 0.2 if quick else 0.5,
-                                  1 if quick else 5, zygote)
+                                  1 if quick else 5, zygote, settle=not quick)
     return on_postgres(go)
 
 
